@@ -1,0 +1,3 @@
+from pysstp.cli import main
+
+raise SystemExit(main())
