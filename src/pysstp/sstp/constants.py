@@ -104,3 +104,23 @@ HTTP_SERVER_NAME = "Microsoft-HTTPAPI/2.0"
 HTTP_MAX_HEAD = 8192
 HTTP_MAX_LINE = 2048
 HTTP_MAX_HEADERS = 64
+
+# Fixed attribute and message sizes ([MS-SSTP] §2.2.9-2.2.11); strict messages must match them exactly.
+ENCAPSULATED_PROTOCOL_ATTR_LEN = 6
+CRYPTO_BINDING_REQ_ATTR_LEN = 40
+CRYPTO_BINDING_ATTR_LEN = 104
+STATUS_INFO_ATTR_LEN = 12
+"""Status Info without an AttribValue: header, 3 reserved bytes, AttribID, 4-byte Status."""
+STATUS_INFO_SHORT_VALUE_LEN = 4
+"""sorz/sstpd puts only the 4-byte Status into the attribute value (no reserved bytes, no AttribID)."""
+
+CMK_COUNTER = 0x01
+"""The single PRF+ iteration counter byte that ends the CMK derivation input."""
+
+# PPP facts the SSTP layer needs to gate frames before CALL_CONNECTED (sstp/ must not import ppp/).
+PPP_ADDRESS_CONTROL = b"\xff\x03"
+PPP_CONTROL_PROTOCOL_MIN = 0x8000
+"""RFC 1661 §2: protocols 0x8000-0xffff are NCP, link and auth control; below are data (IP, ...)."""
+
+HTTP_VERSION = "HTTP/1.1"
+HTTP_CORRELATION_HEADER = "SSTPCORRELATIONID"
