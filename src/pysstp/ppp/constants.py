@@ -171,3 +171,91 @@ DEFAULT_MRU = 1500
 MIN_MRU = 576
 MAX_MRU = 4091
 """Largest PPP payload that fits an SSTP packet; Windows asks for exactly this."""
+
+
+class PapCode(enum.IntEnum):
+    """PAP packet codes (RFC 1334 §2.2)."""
+
+    AUTHENTICATE_REQUEST = 1
+    AUTHENTICATE_ACK = 2
+    AUTHENTICATE_NAK = 3
+
+
+class ChapCode(enum.IntEnum):
+    """CHAP packet codes (RFC 1994 §4), shared by CHAP-MD5 and MS-CHAPv2 (RFC 2759 §4)."""
+
+    CHALLENGE = 1
+    RESPONSE = 2
+    SUCCESS = 3
+    FAILURE = 4
+
+
+class MsChapV2OpCode(enum.IntEnum):
+    """OpCode of EAP-MSCHAPv2 Type-Data (draft-kamath-pppext-eap-mschapv2 §2)."""
+
+    CHALLENGE = 1
+    RESPONSE = 2
+    SUCCESS = 3
+    FAILURE = 4
+    CHANGE_PASSWORD = 7
+
+
+class MsChapV2Error(enum.IntEnum):
+    """The E= code of an MS-CHAPv2 Failure packet (RFC 2759 §6)."""
+
+    RESTRICTED_LOGON_HOURS = 646
+    ACCT_DISABLED = 647
+    PASSWD_EXPIRED = 648
+    NO_DIALIN_PERMISSION = 649
+    AUTHENTICATION_FAILURE = 691
+    CHANGING_PASSWORD = 709
+
+
+CHAP_CHALLENGE_SIZE = 16
+"""Bytes of challenge our authenticators send (CHAP-MD5, EAP-MD5; fixed at 16 for MS-CHAPv2)."""
+MSCHAPV2_CHALLENGE_SIZE = 16
+"""Value-Size of an MS-CHAPv2 Challenge: the AuthenticatorChallenge (RFC 2759 §4)."""
+MSCHAPV2_RESPONSE_SIZE = 49
+"""Value-Size of an MS-CHAPv2 Response: PeerChallenge(16), Reserved(8), NT-Response(24), Flags(1)."""
+MSCHAPV2_VERSION = 3
+"""V= of an MS-CHAPv2 Failure packet (RFC 2759 §6)."""
+HLAK_SIZE = 32
+"""Bytes of the SSTP Higher-Layer Authentication Key (MS-SSTP §3.2.5.2)."""
+
+
+class Role(enum.Enum):
+    """Which end of the call this PPP stack is: the client dials and is authenticated by the server."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+CONTROL_HEADER_SIZE = 4
+"""Code, Identifier and Length of an LCP/NCP packet (RFC 1661 §5)."""
+
+OPTION_HEADER_SIZE = 2
+"""Type and Length of a configuration option (RFC 1661 §6)."""
+
+MAGIC_NUMBER_SIZE = 4
+"""Magic-Number option value and the magic field of LCP Echo/Discard/Identification packets."""
+
+PROTOCOL_FIELD_SIZE = 2
+"""Uncompressed protocol field; also the Rejected-Protocol field of a Protocol-Reject."""
+
+INTERFACE_IDENTIFIER_SIZE = 8
+"""IPv6CP Interface-Identifier (RFC 5072 §4.1)."""
+
+IPV4_ADDRESS_SIZE = 4
+
+# RFC 1662 asynchronous HDLC-like framing (only on sstpc's stdio; SSTP itself carries bare frames).
+HDLC_FLAG = 0x7E
+HDLC_ESCAPE = 0x7D
+HDLC_ESCAPE_XOR = 0x20
+HDLC_DEFAULT_ACCM = 0xFFFFFFFF
+"""Async-Control-Character-Map that escapes every control character (RFC 1662 §7.1 default)."""
+FCS16_INIT = 0xFFFF
+FCS16_GOOD = 0xF0B8
+"""FCS-16 computed over a frame including its own (correct) FCS (RFC 1662 §C.2)."""
+FCS16_POLYNOMIAL = 0x8408
+"""x**0 + x**5 + x**12 + x**16, bit-reversed (RFC 1662 §C.2)."""
+FCS16_SIZE = 2
