@@ -1,0 +1,463 @@
+"""EAP (RFC 3748) over PPP with the methods pysstp speaks: Identity, Notification, Legacy-Nak, MD5-Challenge
+(RFC 3748 §5.4) and EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2).
+
+The authenticator drives EAP: it sends Requests and retransmits them; the peer only answers, and resends
+its last Response when a Request is repeated. EAP-MSCHAPv2 uses the same MS-CHAPv2 core as plain CHAP
+(:mod:`pysstp.ppp.auth.mschapv2_core`); its HLAK is MSK[0:32], the same bytes as plain MS-CHAPv2.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import struct
+from dataclasses import dataclass
+
+from pysstp.errors import AuthError
+from pysstp.ppp.auth.base import (
+    AUTH_WAIT_TIMEOUT,
+    EAP_METHODS,
+    Authenticator,
+    AuthPeer,
+    CredentialStore,
+    RandomBytes,
+    Verdict,
+    decode_name,
+    encode_text,
+)
+from pysstp.ppp.auth.chap import chap_md5_response, decode_value_name, encode_value_name, verify_md5
+from pysstp.ppp.auth.keys import ZERO_HLAK, eap_mschapv2_msk, hlak_from_key_material
+from pysstp.ppp.auth.mschapv2_core import MUTUAL_AUTHENTICATION_FAILED, MsChapV2Client, MsChapV2Server
+from pysstp.ppp.constants import (
+    CHAP_CHALLENGE_SIZE,
+    MAX_AUTH_TRANSMITS,
+    AuthMethod,
+    EapCode,
+    EapType,
+    MsChapV2OpCode,
+    Protocol,
+)
+
+_HEADER = struct.Struct("!BBH")
+_TYPE_SIZE = 1
+_MS_HEADER = struct.Struct("!BBH")
+_IDENTIFIER_MODULO = 0x100
+_NAK_NONE = 0
+"""A Legacy-Nak listing only type 0: the peer wants no method at all (RFC 3748 §5.3.1)."""
+
+EAP_TYPE_OF = {AuthMethod.EAP_MSCHAP_V2: EapType.MSCHAP_V2, AuthMethod.EAP_MD5: EapType.MD5_CHALLENGE}
+"""The EAP Type that runs each of our EAP methods."""
+_METHOD_OF = {eap_type: method for method, eap_type in EAP_TYPE_OF.items()}
+
+_TYPE_NAMES = {
+    EapType.IDENTITY: "Identity",
+    EapType.NOTIFICATION: "Notification",
+    EapType.NAK: "Legacy-Nak",
+    EapType.MD5_CHALLENGE: "EAP-MD5",
+    EapType.TLS: "EAP-TLS",
+    EapType.TTLS: "EAP-TTLS",
+    EapType.PEAP: "PEAP",
+    EapType.MSCHAP_V2: "EAP-MSCHAPv2",
+}
+_PLANNED_TYPES = frozenset({EapType.TLS, EapType.TTLS, EapType.PEAP})
+"""Types we will support one day: the reason then says "not supported yet"."""
+
+
+def eap_type_name(eap_type: int) -> str:
+    """A readable name for an EAP Type number."""
+    try:
+        return _TYPE_NAMES[EapType(eap_type)]
+    except (ValueError, KeyError):
+        return f"EAP type {eap_type}"
+
+
+def _eap_mschapv2_hlak(password_hash: bytes, nt_response: bytes) -> bytes:
+    return hlak_from_key_material(eap_mschapv2_msk(password_hash, nt_response))
+
+
+# -- codec ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EapPacket:
+    """An EAP packet. Requests and Responses have a ``type`` and ``data`` (Type-Data); Success and
+    Failure have neither."""
+
+    code: EapCode
+    identifier: int
+    type: int | None = None
+    data: bytes = b""
+
+    def encode(self) -> bytes:
+        """Wire bytes: Code, Identifier, Length, then Type and Type-Data for a Request/Response."""
+        body = b"" if self.type is None else bytes([self.type]) + self.data
+        return _HEADER.pack(self.code, self.identifier, _HEADER.size + len(body)) + body
+
+    @classmethod
+    def decode(cls, packet: bytes) -> EapPacket:
+        """Parse a packet; bytes past Length are PPP padding and ignored."""
+        if len(packet) < _HEADER.size:
+            raise AuthError(f"EAP packet of {len(packet)} bytes is shorter than its header")
+        code, identifier, length = _HEADER.unpack_from(packet)
+        if not _HEADER.size <= length <= len(packet):
+            raise AuthError(f"EAP Length {length} does not fit a {len(packet)}-byte packet")
+        try:
+            eap_code = EapCode(code)
+        except ValueError:
+            raise AuthError(f"unknown EAP code {code}") from None
+        if eap_code in (EapCode.SUCCESS, EapCode.FAILURE):
+            return cls(eap_code, identifier)
+        if length < _HEADER.size + _TYPE_SIZE:
+            raise AuthError(f"EAP {eap_code.name} without a Type")
+        return cls(eap_code, identifier, packet[_HEADER.size], packet[_HEADER.size + _TYPE_SIZE : length])
+
+
+@dataclass(frozen=True, slots=True)
+class EapMsChapV2Data:
+    """EAP-MSCHAPv2 Type-Data: OpCode, MS-CHAPv2-ID, MS-Length and the payload.
+
+    The peer's answers to Success and Failure are the OpCode alone (``ms_id`` is then ``None``).
+    """
+
+    opcode: int
+    ms_id: int | None = None
+    payload: bytes = b""
+
+    def encode(self) -> bytes:
+        """Type-Data bytes; MS-Length counts from the OpCode on (= EAP Length - 5)."""
+        if self.ms_id is None:
+            return bytes([self.opcode])
+        return _MS_HEADER.pack(self.opcode, self.ms_id, _MS_HEADER.size + len(self.payload)) + self.payload
+
+    @classmethod
+    def decode(cls, data: bytes) -> EapMsChapV2Data:
+        """Parse Type-Data, insisting that MS-Length agrees with the EAP Length."""
+        if len(data) == 1:
+            return cls(data[0])
+        if len(data) < _MS_HEADER.size:
+            raise AuthError(f"EAP-MSCHAPv2 data of {len(data)} bytes is shorter than its header")
+        opcode, ms_id, ms_length = _MS_HEADER.unpack_from(data)
+        if ms_length != len(data):
+            raise AuthError(
+                f"EAP-MSCHAPv2 MS-Length {ms_length} disagrees with EAP Length ({len(data)} bytes)"
+            )
+        return cls(opcode, ms_id, data[_MS_HEADER.size :])
+
+
+# -- authenticator ----------------------------------------------------------------------------------
+
+
+class _Stage(enum.Enum):
+    IDENTITY = "identity"
+    METHOD = "method"
+    MSCHAPV2_RESULT = "mschapv2-result"
+    DONE = "done"
+
+
+class EapAuthenticator(Authenticator):
+    """Server side of EAP: Identity, then the first of ``eap_methods`` the peer accepts.
+
+    A Legacy-Nak to the method request switches to the next acceptable method in ``eap_methods`` order.
+    The MS-CHAPv2 outcome travels in a Success/Failure Request that the peer acknowledges before the
+    final EAP-Success/EAP-Failure (draft-kamath §2), so that the peer can check our S= value first.
+    """
+
+    protocol = Protocol.EAP
+
+    def __init__(
+        self,
+        credentials: CredentialStore,
+        *,
+        name: str = "pysstp",
+        eap_methods: tuple[AuthMethod, ...] = EAP_METHODS,
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        super().__init__(credentials, name=name, random_bytes=random_bytes)
+        if not eap_methods:
+            raise ValueError("EAP needs at least one method")
+        for method in eap_methods:
+            if method not in EAP_TYPE_OF:
+                raise ValueError(f"{method!r} does not run inside EAP")
+        self.eap_methods = eap_methods
+        self.method = eap_methods[0]
+        self.identity: str | None = None
+        """The name the peer gave in its Identity Response."""
+        self._stage = _Stage.IDENTITY
+        self._identifier = 0
+        self._tried: set[AuthMethod] = set()
+        self._md5_challenge = b""
+        self._mschapv2: MsChapV2Server | None = None
+        self._verdict: Verdict | None = None
+        self._final: EapPacket | None = None
+
+    def start(self, now: float) -> None:
+        """Send Request/Identity (retransmitted until answered)."""
+        self._identifier = self._random_identifier()
+        self._send_request(EapPacket(EapCode.REQUEST, self._identifier, EapType.IDENTITY).encode(), now)
+
+    def _request(self, eap_type: EapType, data: bytes, now: float) -> None:
+        self._identifier = (self._identifier + 1) % _IDENTIFIER_MODULO
+        self._send_request(EapPacket(EapCode.REQUEST, self._identifier, eap_type, data).encode(), now)
+
+    def _receive(self, packet: bytes, now: float) -> None:
+        eap = EapPacket.decode(packet)
+        if eap.code is not EapCode.RESPONSE:
+            self.discarded += 1
+        elif self._stage is _Stage.DONE:
+            # The peer repeated its last Response: our EAP-Success/Failure was lost (RFC 3748 §4.2).
+            if self._final is not None and eap.identifier == self._final.identifier:
+                self._send(self._final.encode())
+            else:
+                self.discarded += 1
+        elif eap.identifier != self._identifier:
+            self.discarded += 1  # RFC 3748 §4.1: a Response must match the outstanding Request
+        elif self._stage is _Stage.IDENTITY and eap.type == EapType.IDENTITY:
+            self.identity = decode_name(eap.data)
+            self._begin(self.eap_methods[0], now)
+        elif self._stage is _Stage.METHOD and eap.type == EapType.NAK:
+            self._on_nak(eap, now)
+        elif self._stage is not _Stage.IDENTITY and eap.type == EAP_TYPE_OF[self.method]:
+            if self.method is AuthMethod.EAP_MD5:
+                self._on_md5_response(eap)
+            else:
+                self._on_mschapv2_response(eap, now)
+        else:
+            self.discarded += 1
+
+    def _begin(self, method: AuthMethod, now: float) -> None:
+        self.method = method
+        self._tried.add(method)
+        self._stage = _Stage.METHOD
+        if method is AuthMethod.EAP_MD5:
+            self._md5_challenge = self._random_bytes(CHAP_CHALLENGE_SIZE)
+            self._request(EapType.MD5_CHALLENGE, encode_value_name(self._md5_challenge, self.name), now)
+        else:
+            self._mschapv2 = MsChapV2Server(self.credentials, self._random_bytes, _eap_mschapv2_hlak)
+            payload = encode_value_name(self._mschapv2.challenge, self.name)
+            # MS-CHAPv2-ID follows the EAP Identifier, as Windows and hostapd do.
+            ms_id = (self._identifier + 1) % _IDENTIFIER_MODULO
+            data = EapMsChapV2Data(MsChapV2OpCode.CHALLENGE, ms_id, payload).encode()
+            self._request(EapType.MSCHAP_V2, data, now)
+
+    def _on_nak(self, eap: EapPacket, now: float) -> None:
+        wanted = list(eap.data)
+        for method in self.eap_methods:
+            if method not in self._tried and EAP_TYPE_OF[method] in wanted:
+                self._begin(method, now)
+                return
+        offered = ", ".join(eap_type_name(EAP_TYPE_OF[m]) for m in self.eap_methods)
+        desired = [t for t in wanted if t != _NAK_NONE]
+        if desired:
+            asked = ", ".join(eap_type_name(t) for t in desired)
+            reason = f"peer accepts none of the EAP methods offered ({offered}); it asked for {asked}"
+        else:
+            reason = f"peer accepts none of the EAP methods offered ({offered})"
+        self._conclude(eap.identifier, Verdict(False, self.identity or "", "", reason=reason))
+
+    def _on_md5_response(self, eap: EapPacket) -> None:
+        value, _name = decode_value_name(eap.data)
+        # RFC 3748 §5.4: EAP-MD5 authenticates the Identity; the optional Name field is not trusted.
+        verdict = verify_md5(
+            self.credentials, eap.identifier, self._md5_challenge, value, self.identity or "", "EAP-MD5"
+        )
+        self._conclude(eap.identifier, verdict)
+
+    def _on_mschapv2_response(self, eap: EapPacket, now: float) -> None:
+        ms = EapMsChapV2Data.decode(eap.data)
+        if self._stage is _Stage.METHOD and ms.opcode == MsChapV2OpCode.RESPONSE and ms.ms_id is not None:
+            assert self._mschapv2 is not None  # made by _begin together with the Challenge
+            value, name = decode_value_name(ms.payload)
+            verdict = self._mschapv2.verify(value, name)
+            self._verdict = verdict
+            self._stage = _Stage.MSCHAPV2_RESULT
+            opcode = MsChapV2OpCode.SUCCESS if verdict.success else MsChapV2OpCode.FAILURE
+            data = EapMsChapV2Data(opcode, ms.ms_id, encode_text(verdict.message)).encode()
+            self._request(EapType.MSCHAP_V2, data, now)
+        elif self._stage is _Stage.MSCHAPV2_RESULT and self._verdict is not None:
+            expected = MsChapV2OpCode.SUCCESS if self._verdict.success else MsChapV2OpCode.FAILURE
+            if ms.opcode != expected:
+                self.discarded += 1
+                return
+            self._conclude(eap.identifier, self._verdict)
+        else:
+            self.discarded += 1
+
+    def _conclude(self, identifier: int, verdict: Verdict) -> None:
+        """Send EAP-Success/Failure with the identifier of the Response it answers (RFC 3748 §4.2)."""
+        self._stage = _Stage.DONE
+        self._stop_retransmission()
+        self._final = EapPacket(EapCode.SUCCESS if verdict.success else EapCode.FAILURE, identifier)
+        self._send(self._final.encode())
+        if verdict.success:
+            self._succeed(verdict.user, verdict.hlak, verdict.message)
+        else:
+            self._fail(verdict.user or self.identity, verdict.reason, verdict.error_code)
+
+    def _give_up(self, now: float) -> None:
+        if self._stage is _Stage.IDENTITY:
+            self._fail(None, f"peer did not answer {MAX_AUTH_TRANSMITS} EAP Identity requests")
+        elif self._stage is _Stage.MSCHAPV2_RESULT and self._verdict is not None:
+            if self._verdict.success:
+                reason = (
+                    f"peer did not acknowledge EAP-MSCHAPv2 success after {MAX_AUTH_TRANSMITS} requests "
+                    "(did it reject our S= value?)"
+                )
+                self._fail(self._verdict.user, reason)
+            else:
+                self._fail(self._verdict.user, self._verdict.reason, self._verdict.error_code)
+        else:
+            label = eap_type_name(EAP_TYPE_OF[self.method])
+            self._fail(self.identity, f"peer did not answer {MAX_AUTH_TRANSMITS} {label} challenges")
+
+
+# -- peer -------------------------------------------------------------------------------------------
+
+
+class EapPeer(AuthPeer):
+    """Client side of EAP: answers Identity, Notification, EAP-MD5 and EAP-MSCHAPv2; Naks anything else.
+
+    The final EAP-Success is believed only after a method succeeded on our side (for EAP-MSCHAPv2: the
+    server's S= value checked). Its Identifier is not checked: some servers do not copy it, and our own
+    state already says whether success is earned.
+    """
+
+    protocol = Protocol.EAP
+
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        *,
+        eap_methods: tuple[AuthMethod, ...] = EAP_METHODS,
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        super().__init__(username, password, random_bytes=random_bytes)
+        if not eap_methods or any(method not in EAP_TYPE_OF for method in eap_methods):
+            raise ValueError(f"not a tuple of EAP methods: {eap_methods!r}")
+        self.eap_methods = eap_methods
+        self.method = eap_methods[0]
+        self._mschapv2 = MsChapV2Client(username, password, random_bytes, _eap_mschapv2_hlak)
+        self._last_request: bytes | None = None
+        self._last_response: bytes | None = None
+        self._answered_identity = False
+        self._md5_answered = False
+        self._mschapv2_success: str | None = None
+        self._refused: list[int] = []
+        self._notifications: list[str] = []
+        self._failure_after_answer: tuple[str, int | None] | None = None
+
+    def _receive(self, packet: bytes, now: float) -> None:
+        eap = EapPacket.decode(packet)
+        if eap.code is EapCode.REQUEST:
+            request = eap.encode()
+            if request == self._last_request and self._last_response is not None:
+                # RFC 3748 §4.1: a repeated Request gets the original Response, without reprocessing.
+                self._send(self._last_response)
+                return
+            if self.finished:
+                self.discarded += 1
+                return
+            answer = self._answer(eap)
+            if answer is None:
+                return
+            response = EapPacket(EapCode.RESPONSE, eap.identifier, *answer).encode()
+            self._last_request, self._last_response = request, response
+            self._send(response)
+            self._rearm_wait(now)
+            if self._failure_after_answer is not None:
+                # The EAP-Failure that follows the acknowledged Failure-Request adds nothing, and may be lost.
+                reason, error_code = self._failure_after_answer
+                self._fail(self.username, reason, error_code, method=AuthMethod.EAP_MSCHAP_V2)
+        elif eap.code is EapCode.SUCCESS and not self.finished:
+            self._on_eap_success()
+        elif eap.code is EapCode.FAILURE and not self.finished:
+            self._on_eap_failure()
+        else:
+            self.discarded += 1
+
+    def _answer(self, eap: EapPacket) -> tuple[int, bytes] | None:
+        """Type and Type-Data of our Response, or ``None`` to send nothing."""
+        match eap.type:
+            case EapType.IDENTITY:
+                self._answered_identity = True
+                return EapType.IDENTITY, encode_text(self.username)
+            case EapType.NOTIFICATION:
+                self._notifications.append(decode_name(eap.data))
+                return EapType.NOTIFICATION, b""
+            case EapType.NAK:
+                self.discarded += 1  # only ever a Response
+                return None
+            case EapType.MD5_CHALLENGE if AuthMethod.EAP_MD5 in self.eap_methods:
+                challenge, _server_name = decode_value_name(eap.data)
+                self.method = AuthMethod.EAP_MD5
+                self._md5_answered = True
+                value = chap_md5_response(eap.identifier, encode_text(self.password), challenge)
+                return EapType.MD5_CHALLENGE, encode_value_name(value, self.username)
+            case EapType.MSCHAP_V2 if AuthMethod.EAP_MSCHAP_V2 in self.eap_methods:
+                data = self._answer_mschapv2(EapMsChapV2Data.decode(eap.data))
+                return None if data is None else (EapType.MSCHAP_V2, data)
+            case _:
+                assert eap.type is not None  # requests always carry a Type
+                self._refused.append(eap.type)
+                return EapType.NAK, bytes(EAP_TYPE_OF[method] for method in self.eap_methods)
+
+    def _answer_mschapv2(self, ms: EapMsChapV2Data) -> bytes | None:
+        if ms.ms_id is None:
+            raise AuthError("EAP-MSCHAPv2 request without MS-CHAPv2-ID and MS-Length")
+        if ms.opcode == MsChapV2OpCode.CHALLENGE:
+            challenge, _server_name = decode_value_name(ms.payload)
+            value = self._mschapv2.respond(challenge)
+            self.method = AuthMethod.EAP_MSCHAP_V2
+            payload = encode_value_name(value, self.username)
+            return EapMsChapV2Data(MsChapV2OpCode.RESPONSE, ms.ms_id, payload).encode()
+        if ms.opcode == MsChapV2OpCode.SUCCESS and self._mschapv2.answered:
+            message = decode_name(ms.payload)
+            if not self._mschapv2.check_success(message):
+                self._fail(self.username, MUTUAL_AUTHENTICATION_FAILED, method=AuthMethod.EAP_MSCHAP_V2)
+                return None
+            self._mschapv2_success = self._mschapv2.success_message(message)
+            return EapMsChapV2Data(MsChapV2OpCode.SUCCESS).encode()
+        if ms.opcode == MsChapV2OpCode.FAILURE and self._mschapv2.answered:
+            self._failure_after_answer = self._mschapv2.failure_reason(decode_name(ms.payload))
+            return EapMsChapV2Data(MsChapV2OpCode.FAILURE).encode()
+        self.discarded += 1
+        return None
+
+    def _on_eap_success(self) -> None:
+        if self._mschapv2_success is not None:
+            self._succeed(
+                self.username, self._mschapv2.hlak, self._mschapv2_success, AuthMethod.EAP_MSCHAP_V2
+            )
+        elif self._md5_answered:
+            self._succeed(self.username, ZERO_HLAK, method=AuthMethod.EAP_MD5)
+        elif self._mschapv2.answered:
+            self._fail(
+                self.username,
+                "server sent EAP-Success without proving it knows the password (no EAP-MSCHAPv2 Success "
+                "request)",
+            )
+        else:
+            self._fail(self.username, "server sent EAP-Success without running an authentication method")
+
+    def _on_eap_failure(self) -> None:
+        if self._refused:
+            names = ", ".join(dict.fromkeys(eap_type_name(t) for t in self._refused))
+            planned = all(t in _PLANNED_TYPES for t in self._refused)
+            reason = f"server asked for {names}, which is not supported{' yet' if planned else ''}"
+        elif self._md5_answered or self._mschapv2.answered:
+            reason = f"server rejected the user name or password ({eap_type_name(EAP_TYPE_OF[self.method])})"
+        elif self._answered_identity:
+            reason = f"server rejected identity {self.username!r} (EAP-Failure)"
+        else:
+            reason = "server refused authentication (EAP-Failure)"
+        if self._notifications:
+            reason += "; server says " + "; ".join(repr(text) for text in self._notifications)
+        self._fail(self.username, reason)
+
+    def _give_up(self, now: float) -> None:
+        if self._last_response is None:
+            self._fail(self.username, f"server sent no EAP request within {AUTH_WAIT_TIMEOUT:.0f} s")
+        else:
+            self._fail(
+                self.username, f"server did not finish EAP authentication within {AUTH_WAIT_TIMEOUT:.0f} s"
+            )

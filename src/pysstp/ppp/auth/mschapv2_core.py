@@ -1,0 +1,160 @@
+"""One MS-CHAPv2 exchange for each role, independent of its carrier.
+
+Plain MS-CHAPv2 carries these values in CHAP packets (:mod:`pysstp.ppp.auth.chap`), EAP-MSCHAPv2 in EAP
+Type-Data (:mod:`pysstp.ppp.auth.eap`); both drive the same :class:`MsChapV2Server` and
+:class:`MsChapV2Client`, so the checks and the keys cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+
+from pysstp.errors import AuthError
+from pysstp.ppp.auth.base import (
+    FAILURE_MESSAGE,
+    SUCCESS_MESSAGE,
+    CredentialStore,
+    RandomBytes,
+    Verdict,
+    lookup_user,
+    stored_nt_hash,
+)
+from pysstp.ppp.auth.mschapv2 import (
+    PEER_CHALLENGE_SIZE,
+    MsChapV2Response,
+    check_authenticator_response,
+    describe_error,
+    format_failure,
+    format_success,
+    generate_authenticator_response,
+    generate_nt_response,
+    nt_password_hash,
+    parse_failure,
+    success_text,
+)
+from pysstp.ppp.constants import MSCHAPV2_CHALLENGE_SIZE, MSCHAPV2_RESPONSE_SIZE, MsChapV2Error
+
+KeyDerivation = Callable[[bytes, bytes], bytes]
+"""(NT hash, NT-Response) -> HLAK: plain MS-CHAPv2 and EAP-MSCHAPv2 name their keys differently."""
+
+
+class MsChapV2Server:
+    """The authenticator's half: a fresh AuthenticatorChallenge and the check of the peer's Response."""
+
+    def __init__(
+        self, credentials: CredentialStore, random_bytes: RandomBytes, derive_hlak: KeyDerivation
+    ) -> None:
+        self._credentials = credentials
+        self._random_bytes = random_bytes
+        self._derive_hlak = derive_hlak
+        self.challenge = random_bytes(MSCHAPV2_CHALLENGE_SIZE)
+        """AuthenticatorChallenge, sent in the Challenge packet."""
+
+    def verify(self, value: bytes, name: str) -> Verdict:
+        """Check a Response's Value against the stored NT hash of the user named in it.
+
+        ``name`` is the Name field as sent (maybe ``DOMAIN\\user``); the hash uses it the way the peer did.
+        """
+        if len(value) != MSCHAPV2_RESPONSE_SIZE:
+            return self._failure(name, f"peer sent a {len(value)}-byte MS-CHAPv2 Response, not 49")
+        response = MsChapV2Response.decode(value)
+        user = lookup_user(self._credentials, name)
+        if user is None:
+            return self._failure(name, f"unknown user {name!r}")
+        password_hash = stored_nt_hash(self._credentials, user)
+        if password_hash is None:
+            return self._failure(user, f"no password hash stored for user {user!r}")
+        expected = generate_nt_response(self.challenge, response.peer_challenge, name, password_hash)
+        if not hmac.compare_digest(expected, response.nt_response):
+            return self._failure(user, f"wrong password for user {user!r}")
+        authenticator_response = generate_authenticator_response(
+            password_hash, response.nt_response, response.peer_challenge, self.challenge, name
+        )
+        return Verdict(
+            success=True,
+            user=user,
+            message=format_success(authenticator_response, SUCCESS_MESSAGE),
+            hlak=self._derive_hlak(password_hash, response.nt_response),
+        )
+
+    def _failure(self, user: str, reason: str) -> Verdict:
+        error = MsChapV2Error.AUTHENTICATION_FAILURE
+        # C= is a new challenge for a retry; we send R=0, but peers expect the field (Windows sends it).
+        text = format_failure(error, self._random_bytes(MSCHAPV2_CHALLENGE_SIZE), FAILURE_MESSAGE)
+        return Verdict(
+            success=False, user=user, message=text, reason=f"{reason} (E={int(error)})", error_code=error
+        )
+
+
+class MsChapV2Client:
+    """The peer's half: answers a challenge, then checks the server's S= value (mutual authentication)."""
+
+    def __init__(
+        self, username: str, password: str, random_bytes: RandomBytes, derive_hlak: KeyDerivation
+    ) -> None:
+        self.username = username
+        self._password_hash = nt_password_hash(password)
+        self._random_bytes = random_bytes
+        self._derive_hlak = derive_hlak
+        self._challenge: bytes | None = None
+        self._response: MsChapV2Response | None = None
+
+    def respond(self, authenticator_challenge: bytes) -> bytes:
+        """The 49-byte Response Value for a Challenge.
+
+        A repeated challenge gets the same answer: if the server retransmitted its Challenge while our
+        first Response was on its way, its S= value is computed from that first Response.
+        """
+        if len(authenticator_challenge) != MSCHAPV2_CHALLENGE_SIZE:
+            raise AuthError(f"MS-CHAPv2 Challenge of {len(authenticator_challenge)} bytes, not 16")
+        if self._response is None or authenticator_challenge != self._challenge:
+            peer_challenge = self._random_bytes(PEER_CHALLENGE_SIZE)
+            nt_response = generate_nt_response(
+                authenticator_challenge, peer_challenge, self.username, self._password_hash
+            )
+            self._challenge = authenticator_challenge
+            self._response = MsChapV2Response(peer_challenge, nt_response)
+        return self._response.encode()
+
+    @property
+    def answered(self) -> bool:
+        """True once a Response has been computed."""
+        return self._response is not None
+
+    def check_success(self, text: str) -> bool:
+        """Does the Success message carry the S= value only a server that knows our password can make?"""
+        if self._response is None or self._challenge is None:
+            return False
+        return check_authenticator_response(
+            self._password_hash,
+            self._response.nt_response,
+            self._response.peer_challenge,
+            self._challenge,
+            self.username,
+            text,
+        )
+
+    @property
+    def hlak(self) -> bytes:
+        """The key for the crypto binding; only meaningful after :meth:`check_success` passed."""
+        if self._response is None:
+            raise RuntimeError("no MS-CHAPv2 Response was sent yet")
+        return self._derive_hlak(self._password_hash, self._response.nt_response)
+
+    @staticmethod
+    def success_message(text: str) -> str:
+        """The server's M= text of a Success message."""
+        return success_text(text)
+
+    @staticmethod
+    def failure_reason(text: str) -> tuple[str, int | None]:
+        """Reason and E= code for a Failure message; the server's M= text is quoted when present."""
+        failure = parse_failure(text)
+        reason = describe_error(failure.error)
+        if failure.message:
+            reason = f"{reason}; server says {failure.message!r}"
+        return reason, failure.error
+
+
+MUTUAL_AUTHENTICATION_FAILED = "server failed mutual authentication (bad S= value)"

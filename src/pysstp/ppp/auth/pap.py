@@ -1,0 +1,170 @@
+"""PAP (RFC 1334 §2): the peer sends name and password in the clear, the authenticator says Ack or Nak.
+
+Inside SSTP the password is protected by TLS. The server checks it against the stored NT hash, so PAP
+works for users whose plaintext is not kept. PAP derives no keys: the HLAK is zeros.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+from dataclasses import dataclass
+
+from pysstp.errors import AuthError
+from pysstp.ppp.auth.base import (
+    AUTH_WAIT_TIMEOUT,
+    FAILURE_MESSAGE,
+    SUCCESS_MESSAGE,
+    Authenticator,
+    AuthPeer,
+    CredentialStore,
+    RandomBytes,
+    decode_name,
+    encode_text,
+    lookup_user,
+    stored_nt_hash,
+)
+from pysstp.ppp.auth.keys import ZERO_HLAK
+from pysstp.ppp.auth.mschapv2 import nt_password_hash
+from pysstp.ppp.constants import MAX_AUTH_TRANSMITS, AuthMethod, PapCode, Protocol
+
+_HEADER = struct.Struct("!BBH")
+_MAX_FIELD = 0xFF
+
+
+@dataclass(frozen=True, slots=True)
+class PapPacket:
+    """A PAP packet; ``fields`` are the length-prefixed strings (PeerID and Password, or Message)."""
+
+    code: PapCode
+    identifier: int
+    fields: tuple[bytes, ...]
+
+    def encode(self) -> bytes:
+        """Wire bytes: Code, Identifier, Length, then each field as length byte + bytes."""
+        body = b"".join(bytes([len(field)]) + field for field in self.fields)
+        return _HEADER.pack(self.code, self.identifier, _HEADER.size + len(body)) + body
+
+    @classmethod
+    def decode(cls, packet: bytes) -> PapPacket:
+        """Parse a packet; bytes past Length are padding and ignored (RFC 1334 §2.2)."""
+        if len(packet) < _HEADER.size:
+            raise AuthError(f"PAP packet of {len(packet)} bytes is shorter than its header")
+        code, identifier, length = _HEADER.unpack_from(packet)
+        if not _HEADER.size <= length <= len(packet):
+            raise AuthError(f"PAP Length {length} does not fit a {len(packet)}-byte packet")
+        try:
+            pap_code = PapCode(code)
+        except ValueError:
+            raise AuthError(f"unknown PAP code {code}") from None
+        body = packet[_HEADER.size : length]
+        wanted = 2 if pap_code is PapCode.AUTHENTICATE_REQUEST else 1
+        fields: list[bytes] = []
+        offset = 0
+        for _ in range(wanted):
+            if offset >= len(body):
+                if pap_code is not PapCode.AUTHENTICATE_REQUEST:
+                    # An Ack/Nak without even the Msg-Length byte: some servers send that; it means "".
+                    fields.append(b"")
+                    break
+                raise AuthError("PAP Authenticate-Request is missing a field")
+            size = body[offset]
+            if offset + 1 + size > len(body):
+                raise AuthError("PAP field runs past the end of the packet")
+            fields.append(body[offset + 1 : offset + 1 + size])
+            offset += 1 + size
+        return cls(pap_code, identifier, tuple(fields))
+
+
+def _check_field(value: bytes, what: str) -> bytes:
+    if len(value) > _MAX_FIELD:
+        raise ValueError(f"PAP {what} is longer than {_MAX_FIELD} bytes")
+    return value
+
+
+class PapAuthenticator(Authenticator):
+    """Server side of PAP: waits for an Authenticate-Request and answers Ack or Nak.
+
+    A retransmitted request after the decision gets the same answer again (the first one may be lost).
+    """
+
+    protocol = Protocol.PAP
+    method = AuthMethod.PAP
+
+    def __init__(
+        self, credentials: CredentialStore, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom
+    ) -> None:
+        super().__init__(credentials, name=name, random_bytes=random_bytes)
+        self._verdict: PapCode | None = None
+
+    def _receive(self, packet: bytes, now: float) -> None:
+        pap = PapPacket.decode(packet)
+        if pap.code is not PapCode.AUTHENTICATE_REQUEST:
+            self.discarded += 1
+            return
+        if self._verdict is None:
+            peer_id, password = pap.fields
+            self._verdict = self._check(decode_name(peer_id), password)
+        text = SUCCESS_MESSAGE if self._verdict is PapCode.AUTHENTICATE_ACK else FAILURE_MESSAGE
+        self._send(PapPacket(self._verdict, pap.identifier, (encode_text(text),)).encode())
+
+    def _check(self, name: str, password: bytes) -> PapCode:
+        user = lookup_user(self.credentials, name)
+        if user is None:
+            self._fail(name, f"unknown user {name!r}")
+            return PapCode.AUTHENTICATE_NAK
+        stored = stored_nt_hash(self.credentials, user)
+        try:
+            offered = nt_password_hash(password.decode("utf-8"))
+        except UnicodeDecodeError:
+            offered = b""
+        if stored is None or not hmac.compare_digest(offered, stored):
+            self._fail(user, f"wrong password for user {user!r}")
+            return PapCode.AUTHENTICATE_NAK
+        self._succeed(user, ZERO_HLAK, SUCCESS_MESSAGE)
+        return PapCode.AUTHENTICATE_ACK
+
+    def _give_up(self, now: float) -> None:
+        self._fail(None, f"peer sent no PAP Authenticate-Request within {AUTH_WAIT_TIMEOUT:.0f} s")
+
+
+class PapPeer(AuthPeer):
+    """Client side of PAP: sends Authenticate-Request every Timer.AUTH_RESTART until Ack or Nak."""
+
+    protocol = Protocol.PAP
+    method = AuthMethod.PAP
+
+    def __init__(self, username: str, password: str, *, random_bytes: RandomBytes = os.urandom) -> None:
+        super().__init__(username, password, random_bytes=random_bytes)
+        self._identifier: int | None = None
+
+    def start(self, now: float) -> None:
+        """Send the Authenticate-Request (PAP is the one method where the peer speaks first)."""
+        self._identifier = self._random_identifier()
+        fields = (
+            _check_field(encode_text(self.username), "user name"),
+            _check_field(encode_text(self.password), "password"),
+        )
+        request = PapPacket(PapCode.AUTHENTICATE_REQUEST, self._identifier, fields)
+        self._send_request(request.encode(), now)
+
+    def _receive(self, packet: bytes, now: float) -> None:
+        pap = PapPacket.decode(packet)
+        if (
+            self.finished
+            or pap.code is PapCode.AUTHENTICATE_REQUEST
+            or self._identifier is None
+            or pap.identifier != self._identifier
+        ):
+            self.discarded += 1
+            return
+        message = decode_name(pap.fields[0])
+        if pap.code is PapCode.AUTHENTICATE_ACK:
+            self._succeed(self.username, ZERO_HLAK, message)
+        else:
+            reason = "server rejected the user name or password (PAP Authenticate-Nak)"
+            self._fail(self.username, f"{reason}: {message}" if message else reason)
+
+    def _give_up(self, now: float) -> None:
+        self._fail(self.username, f"server did not answer {MAX_AUTH_TRANSMITS} PAP Authenticate-Requests")
