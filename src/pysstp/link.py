@@ -1,0 +1,426 @@
+"""One SSTP call: the SSTP machine and the PPP session glued together, still sans-I/O.
+
+Feed a link the plaintext that came out of TLS and the time; take from it the plaintext for TLS, the IP
+packets for the TUN device, events, and the next deadline. :class:`ClientLink` dials, :class:`ServerLink`
+answers. After :class:`LinkUp`, the I/O shell may bypass the link for IP packets: it frames them with
+:func:`frame_ip_packet` and recognises incoming ones with :func:`ip_payload`, calling
+:meth:`Link.note_activity` so the SSTP hello timer knows the peer is alive.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from pysstp.ppp import session as ppp
+from pysstp.ppp.auth.base import CredentialStore
+from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Role
+from pysstp.ppp.frame import encode_frame
+from pysstp.sstp import events as sstp_events
+from pysstp.sstp.binding import certificate_hash
+from pysstp.sstp.constants import HEADER_LEN, MAX_PACKET_LEN, VERSION, HashProtocol, Status, Timer
+from pysstp.sstp.machine import SstpClient, SstpServer
+from pysstp.sstp.packets import StatusInfo
+
+RandomBytes = Callable[[int], bytes]
+
+IPV4_FRAME = b"\xff\x03\x00\x21"
+"""Address, control and protocol fields of a PPP frame carrying IPv4."""
+IPV6_FRAME = b"\xff\x03\x00\x57"
+DATA_OVERHEAD = HEADER_LEN + len(IPV4_FRAME)
+MAX_IP_PACKET = MAX_PACKET_LEN - DATA_OVERHEAD
+
+
+def frame_ip_packet(packet: bytes) -> bytes:
+    """Return the SSTP data packet that carries one IPv4 or IPv6 packet (fast path, no checks)."""
+    length = len(packet) + DATA_OVERHEAD
+    ppp_header = IPV6_FRAME if packet[0] >> 4 == 6 else IPV4_FRAME
+    return bytes((VERSION, 0, length >> 8, length & 0xFF)) + ppp_header + packet
+
+
+def ip_payload(packet: memoryview | bytes) -> memoryview | bytes | None:
+    """The IP packet inside an SSTP data packet in the uncompressed PPP form, else ``None``."""
+    if packet[1] & 1 or len(packet) <= DATA_OVERHEAD:
+        return None
+    header = bytes(packet[HEADER_LEN:DATA_OVERHEAD])
+    if header in (IPV4_FRAME, IPV6_FRAME):
+        return packet[DATA_OVERHEAD:]
+    return None
+
+
+# Events -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    """The call carries IP: SSTP call connected and at least one network protocol open."""
+
+    user: str | None
+    auth_method: AuthMethod | None
+    hash_protocol: HashProtocol | None
+    local_address: IPv4Address | None
+    peer_address: IPv4Address | None
+    dns_servers: tuple[IPv4Address, ...]
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    """The call is over: the I/O shell must close TLS/TCP now. ``error`` is False for an orderly end."""
+
+    reason: str
+    error: bool
+
+
+LinkEvent = (
+    LinkUp
+    | LinkDown
+    | ppp.SessionEvent
+    | sstp_events.HttpResponseReceived
+    | sstp_events.HttpRequestReceived
+    | sstp_events.CallConnectAcked
+    | sstp_events.CallConnectRequested
+    | sstp_events.CallConnectedSent
+    | sstp_events.CallConnectedVerified
+    | sstp_events.CryptoBindingFailed
+    | sstp_events.PeerDisconnecting
+    | sstp_events.PeerAborted
+)
+
+
+# Configuration ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """What a client link needs to dial one server."""
+
+    host: str
+    username: str
+    password: str = field(repr=False)
+    auth_methods: tuple[AuthMethod, ...] = ()
+    hash_protocols: HashProtocol = HashProtocol.SHA1 | HashProtocol.SHA256
+    mru: int = DEFAULT_MRU
+    max_peer_mru: int = DEFAULT_MRU
+    ipv6: bool = False
+    request_dns: bool = True
+    hello_interval: float = Timer.HELLO.value
+    lcp_echo_interval: float | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What a server link needs to answer one call."""
+
+    certificate_der: bytes = field(repr=False)
+    credentials: CredentialStore
+    network_for_user: ppp.NetworkForUser
+    auth_methods: tuple[AuthMethod, ...] = ()
+    hash_protocols: HashProtocol = HashProtocol.SHA1 | HashProtocol.SHA256
+    mru: int = DEFAULT_MRU
+    max_peer_mru: int = DEFAULT_MRU
+    ipv6: bool = False
+    hello_interval: float = Timer.HELLO.value
+    negotiation_timeout: float = Timer.NEGOTIATION.value
+    lcp_echo_interval: float | None = None
+    server_name: str = "pysstp"
+    http_date: Callable[[], str] | None = None
+
+
+# Links --------------------------------------------------------------------------------------------
+
+
+class Link:
+    """What client and server links share: the glue between the SSTP machine and the PPP session."""
+
+    sstp: SstpClient | SstpServer
+
+    def __init__(self, session: ppp.PppSession) -> None:
+        self.session = session
+        self._events: list[LinkEvent] = []
+        self._ip_in: list[bytes] = []
+        self._up = False
+        self._closed = False
+        self._down_reason: str | None = None
+        self._down_error = False
+        self.hash_protocol: HashProtocol | None = None
+        self.dropped_ip = 0
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Plaintext bytes read from TLS (any boundaries)."""
+        self.sstp.receive_data(data, now)
+        self._process(now)
+
+    def receive_packet(self, packet: bytes, now: float) -> None:
+        """One whole SSTP packet that the I/O shell already cut from the stream."""
+        self.sstp.receive_packet(packet, now)
+        self._process(now)
+
+    def note_activity(self, now: float) -> None:
+        """The fast path delivered data packets: the peer is alive."""
+        self.sstp.note_activity(now)
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer that is due."""
+        self.sstp.handle_timer(now)
+        self.session.handle_timer(now)
+        self._process(now)
+
+    def send_ip(self, packet: bytes) -> bool:
+        """Queue one IP packet for the peer; False (and counted) when the link cannot carry it now."""
+        is_v6 = bool(packet) and packet[0] >> 4 == 6
+        allowed = self.session.ipv6_up if is_v6 else self.session.ipv4_up
+        if not (self._up and allowed) or not packet or len(packet) > MAX_IP_PACKET:
+            self.dropped_ip += 1
+            return False
+        self.sstp.send_ppp((IPV6_FRAME if is_v6 else IPV4_FRAME) + packet)
+        return True
+
+    def close(self, now: float, reason: str = "closed by local request") -> None:
+        """End the call in order: LCP Terminate, then CALL_DISCONNECT."""
+        if self._closed:
+            return
+        self._note_down(reason, error=False)
+        if self.session.phase is ppp.Phase.DEAD:
+            self.sstp.disconnect(now)
+        else:
+            self.session.close(now, reason)
+        self._process(now)
+
+    # -- outputs -----------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Plaintext to write to TLS."""
+        return self.sstp.data_to_send()
+
+    def take_ip_packets(self) -> list[bytes]:
+        """IP packets received from the peer since the last call."""
+        packets, self._ip_in = self._ip_in, []
+        return packets
+
+    def take_events(self) -> list[LinkEvent]:
+        """Events since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    def next_deadline(self) -> float | None:
+        """Earliest time :meth:`handle_timer` must run."""
+        if self._closed:
+            return None
+        deadlines = [d for d in (self.sstp.next_deadline(), self.session.next_deadline()) if d is not None]
+        return min(deadlines, default=None)
+
+    @property
+    def is_up(self) -> bool:
+        """IP may flow (see :class:`LinkUp`)."""
+        return self._up
+
+    @property
+    def is_closed(self) -> bool:
+        """:class:`LinkDown` was emitted; nothing more will happen."""
+        return self._closed
+
+    @property
+    def mtu(self) -> int:
+        """Largest IP packet the peer accepts (its MRU), bounded by what an SSTP packet can carry."""
+        return min(self.session.lcp.peer_mru, MAX_IP_PACKET)
+
+    # -- glue --------------------------------------------------------------------------------------
+
+    def _process(self, now: float) -> None:
+        """Move frames and events between the two machines until both are quiet."""
+        busy = True
+        while busy:
+            busy = False
+            for protocol, packet in self.session.take_outgoing():
+                busy = True
+                self.sstp.send_ppp(encode_frame(protocol, packet))
+            for sstp_event in self.sstp.take_events():
+                busy = True
+                self._on_sstp_event(sstp_event, now)
+            for session_event in self.session.take_events():
+                busy = True
+                self._events.append(session_event)
+                self._on_session_event(session_event, now)
+        self._check_up()
+
+    def _on_sstp_event(self, event: sstp_events.Event, now: float) -> None:
+        if isinstance(event, sstp_events.PppFrameReceived):
+            self._on_frame(event.frame, now)
+            return
+        if isinstance(event, sstp_events.ConnectionClosed):
+            self._note_down(event.reason, error=event.error)
+            self.session.lower_down(now, event.reason, error=event.error)
+            self.session.take_outgoing()
+            for session_event in self.session.take_events():
+                self._events.append(session_event)
+            self._up = False
+            self._closed = True
+            assert self._down_reason is not None
+            self._events.append(LinkDown(self._down_reason, self._down_error))
+            return
+        self._events.append(event)
+        if isinstance(event, sstp_events.CallConnectAcked | sstp_events.CallConnectRequested):
+            self.session.start(now)
+        elif isinstance(event, sstp_events.CallConnectedSent | sstp_events.CallConnectedVerified):
+            self.hash_protocol = event.hash_protocol
+        elif isinstance(event, sstp_events.CryptoBindingFailed):
+            self._note_down(f"crypto binding failed: {event.reason}", error=True)
+        elif isinstance(event, sstp_events.PeerAborted):
+            self._note_down(f"peer aborted the call ({_status_text(event.status)})", error=True)
+        elif isinstance(event, sstp_events.PeerDisconnecting):
+            self._note_down("peer disconnected the call", error=False)
+
+    def _on_frame(self, frame: bytes, now: float) -> None:
+        header = frame[:4]
+        if header in (IPV4_FRAME, IPV6_FRAME):
+            allowed = self.session.ipv4_up if header == IPV4_FRAME else self.session.ipv6_up
+            if self._up and allowed:
+                self._ip_in.append(frame[4:])
+            else:
+                self.dropped_ip += 1
+            return
+        self.session.receive_frame(frame, now)
+
+    def _on_session_event(self, event: ppp.SessionEvent, now: float) -> None:
+        if isinstance(event, ppp.Authenticated):
+            self._on_authenticated(event.hlak, now)
+        elif isinstance(event, ppp.AuthenticationFailed):
+            self._note_down(f"authentication failed: {event.reason}", error=True)
+        elif isinstance(event, ppp.SessionDown):
+            self._note_down(event.reason, error=event.error)
+            self.sstp.disconnect(now)
+
+    def _on_authenticated(self, hlak: bytes, now: float) -> None:
+        raise NotImplementedError
+
+    def _connected(self) -> bool:
+        raise NotImplementedError
+
+    def _check_up(self) -> None:
+        if self._up or self._closed or not self._connected():
+            return
+        if not (self.session.ipv4_up or self.session.ipv6_up):
+            return
+        self._up = True
+        ipcp = self.session.ipcp
+        self._events.append(
+            LinkUp(
+                user=self.session.user,
+                auth_method=self.session.auth_method,
+                hash_protocol=self.hash_protocol,
+                local_address=ipcp.local_address if ipcp is not None and self.session.ipv4_up else None,
+                peer_address=ipcp.peer_address if ipcp is not None and self.session.ipv4_up else None,
+                dns_servers=ipcp.dns_servers if ipcp is not None and self.session.ipv4_up else (),
+                mtu=self.mtu,
+            )
+        )
+
+    def _note_down(self, reason: str, *, error: bool) -> None:
+        """Remember the first reason the call is ending; later, vaguer reasons do not replace it."""
+        if self._down_reason is None:
+            self._down_reason = reason
+            self._down_error = error
+
+
+def _status_text(status: StatusInfo | None) -> str:
+    """A Status Info as words for a log line, e.g. 'invalid frame received'."""
+    if status is None:
+        return "no status given"
+    try:
+        return Status(status.status).name.lower().replace("_", " ")
+    except ValueError:
+        return f"status {status.status:#x}"
+
+
+class ClientLink(Link):
+    """The dialing side of one call."""
+
+    sstp: SstpClient
+
+    def __init__(self, config: ClientConfig, *, random_bytes: RandomBytes = os.urandom) -> None:
+        correlation_id = config.correlation_id or "{" + str(uuid.UUID(bytes=random_bytes(16))).upper() + "}"
+        super().__init__(
+            ppp.PppSession(
+                ppp.PppConfig(
+                    role=Role.CLIENT,
+                    auth_methods=config.auth_methods,
+                    mru=config.mru,
+                    max_peer_mru=config.max_peer_mru,
+                    ipv6=config.ipv6,
+                    lcp_echo_interval=config.lcp_echo_interval,
+                    username=config.username,
+                    password=config.password,
+                    request_dns=config.request_dns,
+                ),
+                random_bytes=random_bytes,
+            )
+        )
+        self.config = config
+        self.sstp = SstpClient(
+            config.host,
+            correlation_id=correlation_id,
+            hash_protocols=config.hash_protocols,
+            hello_interval=config.hello_interval,
+            random_bytes=random_bytes,
+        )
+
+    def start(self, now: float) -> None:
+        """TLS is up: send the HTTP request."""
+        self.sstp.start(now)
+        self._process(now)
+
+    def set_server_certificate(self, der: bytes) -> None:
+        """The DER of the leaf certificate TLS saw; the crypto binding hashes it."""
+        self.sstp.set_server_certificate(der)
+
+    def _on_authenticated(self, hlak: bytes, now: float) -> None:
+        self.sstp.complete_binding(hlak, now)
+
+    def _connected(self) -> bool:
+        return self.sstp.is_connected
+
+
+class ServerLink(Link):
+    """The answering side of one call."""
+
+    sstp: SstpServer
+
+    def __init__(self, config: ServerConfig, *, random_bytes: RandomBytes = os.urandom) -> None:
+        super().__init__(
+            ppp.PppSession(
+                ppp.PppConfig(
+                    role=Role.SERVER,
+                    auth_methods=config.auth_methods,
+                    mru=config.mru,
+                    max_peer_mru=config.max_peer_mru,
+                    ipv6=config.ipv6,
+                    lcp_echo_interval=config.lcp_echo_interval,
+                    credentials=config.credentials,
+                    network_for_user=config.network_for_user,
+                    server_name=config.server_name,
+                ),
+                random_bytes=random_bytes,
+            )
+        )
+        self.config = config
+        self.sstp = SstpServer(
+            cert_hashes={proto: certificate_hash(config.certificate_der, proto) for proto in HashProtocol},
+            hash_protocols=config.hash_protocols,
+            hello_interval=config.hello_interval,
+            negotiation_timeout=config.negotiation_timeout,
+            random_bytes=random_bytes,
+            http_date=config.http_date,
+        )
+
+    def _on_authenticated(self, hlak: bytes, now: float) -> None:
+        self.sstp.set_hlak(hlak, now)
+
+    def _connected(self) -> bool:
+        return self.sstp.is_connected

@@ -1,0 +1,502 @@
+"""One PPP session over SSTP, either role: phases, dispatch by protocol, and the results.
+
+The session owns LCP, the authentication machine of the negotiated method, IPCP and (optionally) IPv6CP.
+It handles PPP *control* traffic only; IP packets go through the link's data path, which asks
+:attr:`PppSession.ipv4_up` / :attr:`PppSession.ipv6_up` before passing them on.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from pysstp.errors import PppError
+from pysstp.ppp import fsm
+from pysstp.ppp.auth.base import (
+    Authenticator,
+    AuthFailed,
+    AuthPeer,
+    AuthSucceeded,
+    CredentialStore,
+    make_authenticator,
+    make_peer,
+)
+from pysstp.ppp.auth.keys import ZERO_HLAK
+from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Protocol, Role
+from pysstp.ppp.frame import decode_frame
+from pysstp.ppp.ipcp import Ipcp, IpcpConfig
+from pysstp.ppp.ipv6cp import Ipv6cp
+from pysstp.ppp.lcp import EchoReplyReceived, Lcp, LcpConfig, ProtocolRejected
+
+RandomBytes = Callable[[int], bytes]
+
+AUTH_PROTOCOLS = frozenset({Protocol.PAP, Protocol.CHAP, Protocol.EAP})
+EAP_METHODS = (AuthMethod.EAP_MSCHAP_V2, AuthMethod.EAP_MD5)
+DEFAULT_SERVER_AUTH = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2)
+DEFAULT_CLIENT_AUTH = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2, AuthMethod.PAP, AuthMethod.CHAP_MD5)
+
+
+class Phase(enum.Enum):
+    """PPP link phases (RFC 1661 §3.2)."""
+
+    DEAD = "dead"
+    ESTABLISH = "establish"
+    AUTHENTICATE = "authenticate"
+    NETWORK = "network"
+    TERMINATE = "terminate"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerNetwork:
+    """What the server gives one authenticated user: addresses and DNS for IPCP."""
+
+    local_address: IPv4Address
+    peer_address: IPv4Address
+    dns: tuple[IPv4Address, ...] = ()
+
+
+NetworkForUser = Callable[[str], ServerNetwork | None]
+"""Called once per session when the user is authenticated; ``None`` means no address is left."""
+
+
+@dataclass(frozen=True)
+class PppConfig:
+    """Everything a PPP session needs, for both roles (fields of the other role are ignored)."""
+
+    role: Role
+    auth_methods: tuple[AuthMethod, ...] = ()
+    mru: int = DEFAULT_MRU
+    max_peer_mru: int = DEFAULT_MRU
+    ipv6: bool = False
+    lcp_echo_interval: float | None = None
+    lcp_echo_failures: int = 5
+    # client
+    username: str = ""
+    password: str = field(default="", repr=False)
+    request_dns: bool = True
+    # server
+    credentials: CredentialStore | None = None
+    network_for_user: NetworkForUser | None = None
+    server_name: str = "pysstp"
+
+    def effective_auth_methods(self) -> tuple[AuthMethod, ...]:
+        """The configured methods, or the role's defaults."""
+        if self.auth_methods:
+            return self.auth_methods
+        return DEFAULT_SERVER_AUTH if self.role is Role.SERVER else DEFAULT_CLIENT_AUTH
+
+    def eap_methods(self) -> tuple[AuthMethod, ...]:
+        """The EAP methods among the configured ones, in order: what runs inside EAP."""
+        return tuple(m for m in self.effective_auth_methods() if m in EAP_METHODS) or EAP_METHODS
+
+
+# Events -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseChanged:
+    """The session entered another phase."""
+
+    phase: Phase
+
+
+@dataclass(frozen=True, slots=True)
+class LcpOpened:
+    """LCP is up; ``auth_method`` is what the server will use (``None`` for none)."""
+
+    auth_method: AuthMethod | None
+    our_mru: int
+    peer_mru: int
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The client is authenticated; ``hlak`` feeds the SSTP crypto binding."""
+
+    user: str
+    method: AuthMethod | None
+    hlak: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationFailed:
+    """Authentication failed; the session is terminating."""
+
+    user: str | None
+    method: AuthMethod
+    reason: str
+    error_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv4Up:
+    """IPCP is open."""
+
+    local_address: IPv4Address
+    peer_address: IPv4Address
+    dns_servers: tuple[IPv4Address, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv6Up:
+    """IPv6CP is open; interface identifiers give the link-local addresses."""
+
+    local_interface_id: bytes
+    peer_interface_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkProtocolDown:
+    """IPCP or IPv6CP went down or could not be negotiated."""
+
+    protocol: Protocol
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDown:
+    """The PPP session is over; ``error`` is False for an orderly close."""
+
+    reason: str
+    error: bool
+
+
+SessionEvent = (
+    PhaseChanged
+    | LcpOpened
+    | Authenticated
+    | AuthenticationFailed
+    | Ipv4Up
+    | Ipv6Up
+    | NetworkProtocolDown
+    | SessionDown
+)
+
+
+class PppSession:
+    """PPP for one SSTP call: LCP, then authentication, then IPCP/IPv6CP.
+
+    Feed it PPP frames with :meth:`receive_frame`; drain :meth:`take_outgoing` (protocol, packet) and
+    :meth:`take_events`. Data frames (IPv4/IPv6) are not handled here.
+    """
+
+    def __init__(self, config: PppConfig, *, random_bytes: RandomBytes = os.urandom) -> None:
+        self.config = config
+        self._random_bytes = random_bytes
+        self.phase = Phase.DEAD
+        self.lcp = Lcp(
+            LcpConfig(
+                role=config.role,
+                mru=config.mru,
+                max_peer_mru=config.max_peer_mru,
+                auth_methods=config.effective_auth_methods(),
+            ),
+            random_bytes=random_bytes,
+        )
+        self.ipcp: Ipcp | None = None
+        self.ipv6cp: Ipv6cp | None = None
+        self.auth: Authenticator | AuthPeer | None = None
+        self.user: str | None = None
+        self.auth_method: AuthMethod | None = None
+        self.hlak: bytes | None = None
+        self.down_reason: str | None = None
+        self._failure: str | None = None
+        self._events: list[SessionEvent] = []
+        self._outgoing: list[tuple[int, bytes]] = []
+        self._echo_due: float | None = None
+        self._echoes_outstanding = 0
+        self.discarded = 0
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """The SSTP call is ready for PPP: bring LCP up and send our first Configure-Request."""
+        self._set_phase(Phase.ESTABLISH)
+        self.lcp.up(now)
+        self.lcp.open(now)
+        self._pump(now)
+
+    def close(self, now: float, reason: str = "closed by local request") -> None:
+        """Terminate the session in order (LCP Terminate-Request)."""
+        if self.phase is Phase.DEAD:
+            return
+        self.down_reason = self.down_reason or reason
+        self._set_phase(Phase.TERMINATE)
+        self.lcp.close(now, reason.encode("utf-8", "replace")[:64])
+        self._pump(now)
+
+    def lower_down(self, now: float, reason: str, *, error: bool) -> None:
+        """The SSTP call is gone; PPP ends without further packets."""
+        if self.phase is Phase.DEAD:
+            return
+        self.down_reason = self.down_reason or reason
+        self.lcp.down(now)
+        self._pump(now)
+        self._finish(self.down_reason, error=error or self._failure is not None)
+
+    def receive_frame(self, frame: bytes, now: float) -> None:
+        """Handle one PPP control frame (``ff 03`` + protocol + packet, compressed forms accepted)."""
+        try:
+            protocol, packet = decode_frame(frame)
+        except PppError:
+            self.discarded += 1
+            return
+        self.receive_packet(protocol, packet, now)
+
+    def receive_packet(self, protocol: int, packet: bytes, now: float) -> None:
+        """Handle one PPP packet whose protocol field is already decoded."""
+        if self.phase is Phase.DEAD:
+            self.discarded += 1
+            return
+        self._echoes_outstanding = 0
+        if protocol == Protocol.LCP:
+            self.lcp.receive(packet, now)
+        elif self.lcp.state is not fsm.FsmState.OPENED:
+            # RFC 1661 §3.4: only LCP is processed before the link is established.
+            self.discarded += 1
+        elif protocol in AUTH_PROTOCOLS:
+            if self.auth is not None and self.auth.protocol == protocol:
+                self.auth.receive(packet, now)
+            else:
+                self.discarded += 1
+        elif protocol == Protocol.IPCP and self.ipcp is not None:
+            self.ipcp.receive(packet, now)
+        elif protocol == Protocol.IPV6CP and self.ipv6cp is not None:
+            self.ipv6cp.receive(packet, now)
+        elif protocol in (Protocol.IPCP, Protocol.IPV6CP) and self.phase in (
+            Phase.AUTHENTICATE,
+            Phase.ESTABLISH,
+        ):
+            # Windows starts the NCPs together with CALL_CONNECTED; before the network phase they are
+            # silently discarded (RFC 1661 §3.5) and the peer retransmits.
+            self.discarded += 1
+        elif protocol in (Protocol.IPV4, Protocol.IPV6):
+            self.discarded += 1
+        else:
+            self.lcp.protocol_reject(protocol, packet)
+        self._pump(now)
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer that is due."""
+        for machine in self._machines():
+            deadline = machine.next_deadline()
+            if deadline is not None and deadline <= now:
+                machine.handle_timer(now)
+        if self._echo_due is not None and self._echo_due <= now:
+            self._lcp_keepalive(now)
+        self._pump(now)
+
+    # -- outputs -----------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """Earliest time :meth:`handle_timer` must run."""
+        deadlines = [d for d in (m.next_deadline() for m in self._machines()) if d is not None]
+        if self._echo_due is not None:
+            deadlines.append(self._echo_due)
+        return min(deadlines, default=None)
+
+    def take_outgoing(self) -> list[tuple[int, bytes]]:
+        """Packets to send, as (PPP protocol, packet) pairs, in the order they were caused."""
+        self._collect_outgoing()
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def take_events(self) -> list[SessionEvent]:
+        """Events since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def ipv4_up(self) -> bool:
+        """IPCP is open: IPv4 packets may flow (the SSTP layer adds its own condition)."""
+        return self.ipcp is not None and self.ipcp.state is fsm.FsmState.OPENED
+
+    @property
+    def ipv6_up(self) -> bool:
+        """IPv6CP is open."""
+        return self.ipv6cp is not None and self.ipv6cp.state is fsm.FsmState.OPENED
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _machines(self) -> list[Lcp | Ipcp | Ipv6cp | Authenticator | AuthPeer]:
+        machines: list[Lcp | Ipcp | Ipv6cp | Authenticator | AuthPeer] = [self.lcp]
+        if self.auth is not None:
+            machines.append(self.auth)
+        if self.ipcp is not None:
+            machines.append(self.ipcp)
+        if self.ipv6cp is not None:
+            machines.append(self.ipv6cp)
+        return machines
+
+    def _set_phase(self, phase: Phase) -> None:
+        if phase is not self.phase:
+            self.phase = phase
+            self._events.append(PhaseChanged(phase))
+
+    def _collect_outgoing(self) -> None:
+        for machine in self._machines():
+            self._outgoing.extend(machine.take_outgoing())
+
+    def _pump(self, now: float) -> None:
+        """Turn the sub-machines' events into phase changes, until nothing new happens.
+
+        Output is collected before each round of reactions, so that what an input caused (an auth
+        Failure, a Configure-Ack) leaves before what the session does about it (Terminate-Request, the
+        first auth packet): peers such as pppd drop packets that overtake LCP.
+        """
+        progressed = True
+        while progressed:
+            progressed = False
+            self._collect_outgoing()
+            for event in self.lcp.take_events():
+                progressed = True
+                self._on_lcp_event(event, now)
+            if self.auth is not None:
+                for auth_event in self.auth.take_events():
+                    progressed = True
+                    self._on_auth_event(auth_event, now)
+            for ncp in (self.ipcp, self.ipv6cp):
+                if ncp is not None:
+                    for ncp_event in ncp.take_events():
+                        progressed = True
+                        self._on_ncp_event(ncp, ncp_event, now)
+
+    def _on_lcp_event(self, event: object, now: float) -> None:
+        if isinstance(event, fsm.LayerUp):
+            self._events.append(LcpOpened(self.lcp.auth_method, self.lcp.our_mru, self.lcp.peer_mru))
+            self._start_auth(now)
+            if self.config.lcp_echo_interval is not None:
+                self._echo_due = now + self.config.lcp_echo_interval
+        elif isinstance(event, fsm.LayerDown):
+            self._echo_due = None
+            for ncp in (self.ipcp, self.ipv6cp):
+                if ncp is not None:
+                    ncp.down(now)
+        elif isinstance(event, fsm.LayerFinished):
+            self._finish(self.down_reason or event.reason, error=event.error or self._failure is not None)
+        elif isinstance(event, ProtocolRejected):
+            self._on_protocol_rejected(event.protocol, now)
+        elif isinstance(event, EchoReplyReceived):
+            self._echoes_outstanding = 0
+
+    def _start_auth(self, now: float) -> None:
+        method = self.lcp.auth_method
+        if method is None:
+            if self.config.role is Role.SERVER:
+                self._fail("no authentication method was agreed", now)
+                return
+            self._authenticated(self.config.username, None, ZERO_HLAK, now)
+            return
+        self._set_phase(Phase.AUTHENTICATE)
+        if self.config.role is Role.SERVER:
+            if self.config.credentials is None:
+                raise ValueError("a server session needs a credential store")
+            self.auth = make_authenticator(
+                method,
+                self.config.credentials,
+                name=self.config.server_name,
+                eap_methods=self.config.eap_methods(),
+                random_bytes=self._random_bytes,
+            )
+        else:
+            self.auth = make_peer(
+                method, self.config.username, self.config.password, random_bytes=self._random_bytes
+            )
+        self.auth.start(now)
+
+    def _on_auth_event(self, event: AuthSucceeded | AuthFailed, now: float) -> None:
+        if isinstance(event, AuthSucceeded):
+            if self.phase is Phase.AUTHENTICATE:
+                self._authenticated(event.user, event.method, event.hlak, now)
+        else:
+            self._events.append(
+                AuthenticationFailed(event.user, event.method, event.reason, event.error_code)
+            )
+            self._fail(f"authentication failed: {event.reason}", now)
+
+    def _authenticated(self, user: str, method: AuthMethod | None, hlak: bytes, now: float) -> None:
+        self.user = user
+        self.auth_method = method
+        self.hlak = hlak
+        self._events.append(Authenticated(user, method, hlak))
+        self._set_phase(Phase.NETWORK)
+        if self.config.role is Role.SERVER:
+            if self.config.network_for_user is None:
+                raise ValueError("a server session needs network_for_user")
+            network = self.config.network_for_user(user)
+            if network is None:
+                self._fail(f"no IPv4 address left in the pool for user {user!r}", now)
+                return
+            ipcp_config = IpcpConfig(
+                role=Role.SERVER,
+                local_address=network.local_address,
+                peer_address=network.peer_address,
+                dns=network.dns,
+            )
+        else:
+            ipcp_config = IpcpConfig(role=Role.CLIENT, request_dns=self.config.request_dns)
+        self.ipcp = Ipcp(ipcp_config)
+        self.ipcp.up(now)
+        self.ipcp.open(now)
+        if self.config.ipv6:
+            self.ipv6cp = Ipv6cp(random_bytes=self._random_bytes)
+            self.ipv6cp.up(now)
+            self.ipv6cp.open(now)
+
+    def _on_ncp_event(self, ncp: Ipcp | Ipv6cp, event: object, now: float) -> None:
+        protocol = Protocol.IPCP if ncp is self.ipcp else Protocol.IPV6CP
+        if isinstance(event, fsm.LayerUp):
+            if isinstance(ncp, Ipcp):
+                self._events.append(Ipv4Up(ncp.local_address, ncp.peer_address, ncp.dns_servers))
+            else:
+                self._events.append(Ipv6Up(ncp.local_iid, ncp.peer_iid))
+        elif isinstance(event, fsm.LayerFinished) and self.phase is Phase.NETWORK:
+            self._events.append(NetworkProtocolDown(protocol, event.reason))
+            self._drop_ncp(ncp)
+            if self.ipcp is None and self.ipv6cp is None:
+                self._fail(f"no network protocol could be negotiated ({event.reason})", now)
+
+    def _on_protocol_rejected(self, protocol: int, now: float) -> None:
+        for ncp in (self.ipcp, self.ipv6cp):
+            if ncp is not None and ncp.protocol == protocol:
+                # RFC 1661 §5.7: a rejected protocol is no longer sent; the other NCP may carry the link.
+                self._events.append(NetworkProtocolDown(Protocol(protocol), "peer rejected the protocol"))
+                ncp.down(now)
+                ncp.take_events()
+                self._drop_ncp(ncp)
+                if self.ipcp is None and self.ipv6cp is None:
+                    self._fail("peer rejected every network protocol", now)
+
+    def _drop_ncp(self, ncp: Ipcp | Ipv6cp) -> None:
+        if ncp is self.ipcp:
+            self.ipcp = None
+        else:
+            self.ipv6cp = None
+
+    def _lcp_keepalive(self, now: float) -> None:
+        interval = self.config.lcp_echo_interval
+        if interval is None or self.lcp.state is not fsm.FsmState.OPENED:
+            self._echo_due = None
+            return
+        if self._echoes_outstanding >= self.config.lcp_echo_failures:
+            self._fail(f"peer did not answer {self._echoes_outstanding} LCP Echo-Requests", now)
+            return
+        self._echoes_outstanding += 1
+        self.lcp.send_echo_request(now)
+        self._echo_due = now + interval
+
+    def _fail(self, reason: str, now: float) -> None:
+        self._failure = reason
+        self.down_reason = self.down_reason or reason
+        self._set_phase(Phase.TERMINATE)
+        self.lcp.close(now, reason.encode("utf-8", "replace")[:64])
+
+    def _finish(self, reason: str, *, error: bool) -> None:
+        if self.phase is Phase.DEAD:
+            return
+        self._set_phase(Phase.DEAD)
+        self._echo_due = None
+        self._events.append(SessionDown(reason, error))

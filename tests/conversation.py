@@ -1,0 +1,148 @@
+"""In-memory wiring for link tests: a client link, a server (link or scripted), a fake clock."""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from pysstp.link import ClientConfig, ClientLink, LinkDown, LinkEvent, ServerConfig, ServerLink
+from pysstp.ppp.auth.base import StaticCredentials
+from pysstp.ppp.session import ServerNetwork
+
+CERT_DER = b"0\x82 pretend this is the DER of the server's leaf certificate"
+POOL = [IPv4Address("10.0.0.5"), IPv4Address("10.0.0.6")]
+SERVER_ADDRESS = IPv4Address("10.0.0.1")
+DNS = (IPv4Address("10.0.0.1"),)
+
+Filter = Callable[[bytes], bytes]
+
+
+def seeded_random(seed: int) -> Callable[[int], bytes]:
+    """Deterministic random bytes, so a failing conversation can be replayed."""
+    rng = random.Random(seed)
+    return lambda n: bytes(rng.getrandbits(8) for _ in range(n))
+
+
+def ipv4_packet(src: IPv4Address, dst: IPv4Address, payload: bytes) -> bytes:
+    """A minimal IPv4/UDP-ish packet; the links never look inside beyond the version nibble."""
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, 17, 0, src.packed, dst.packed)
+    return header + payload
+
+
+def server_config(**overrides: object) -> ServerConfig:
+    """A server link configuration with users alice/alicepw and bob/bobpw and a two-address pool."""
+    pool = list(POOL)
+    assigned: dict[str, IPv4Address] = {}
+
+    def network_for_user(user: str) -> ServerNetwork | None:
+        if user not in assigned:
+            if not pool:
+                return None
+            assigned[user] = pool.pop(0)
+        return ServerNetwork(SERVER_ADDRESS, assigned[user], DNS)
+
+    settings: dict[str, object] = {
+        "certificate_der": CERT_DER,
+        "credentials": StaticCredentials({"alice": "alicepw", "bob": "bobpw"}),
+        "network_for_user": network_for_user,
+    }
+    settings.update(overrides)
+    return ServerConfig(**settings)  # type: ignore[arg-type]
+
+
+def client_config(**overrides: object) -> ClientConfig:
+    """A client link configuration for alice."""
+    settings: dict[str, object] = {"host": "vpn.example.test", "username": "alice", "password": "alicepw"}
+    settings.update(overrides)
+    return ClientConfig(**settings)  # type: ignore[arg-type]
+
+
+@dataclass
+class Conversation:
+    """A client link and a server link exchanging bytes in memory under a fake clock."""
+
+    client: ClientLink
+    server: ServerLink
+    now: float = 1000.0
+    to_server: Filter | None = None
+    to_client: Filter | None = None
+    client_events: list[LinkEvent] = field(default_factory=list)
+    server_events: list[LinkEvent] = field(default_factory=list)
+    client_ip: list[bytes] = field(default_factory=list)
+    server_ip: list[bytes] = field(default_factory=list)
+    cut: bool = False
+
+    @classmethod
+    def make(
+        cls, client: ClientConfig | None = None, server: ServerConfig | None = None, seed: int = 1
+    ) -> Conversation:
+        """Build both links; TLS is 'up' and the client has seen the server certificate."""
+        client_link = ClientLink(client or client_config(), random_bytes=seeded_random(seed))
+        server_link = ServerLink(server or server_config(), random_bytes=seeded_random(seed + 1000))
+        client_link.set_server_certificate(CERT_DER)
+        return cls(client_link, server_link)
+
+    def start(self) -> None:
+        """The client sends its HTTP request."""
+        self.client.start(self.now)
+        self.pump()
+
+    def pump(self) -> None:
+        """Deliver bytes both ways until nothing moves."""
+        for _ in range(1000):
+            to_server = self.client.data_to_send()
+            to_client = self.server.data_to_send()
+            self._collect()
+            if self.cut:
+                to_server = to_client = b""
+            if self.to_server is not None and to_server:
+                to_server = self.to_server(to_server)
+            if self.to_client is not None and to_client:
+                to_client = self.to_client(to_client)
+            if not to_server and not to_client:
+                return
+            if to_server and not self.server.is_closed:
+                self.server.receive_data(to_server, self.now)
+            if to_client and not self.client.is_closed:
+                self.client.receive_data(to_client, self.now)
+        raise AssertionError("conversation did not settle")
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass, running every timer that comes due on the way."""
+        end = self.now + seconds
+        while True:
+            deadlines = [
+                d for d in (self.client.next_deadline(), self.server.next_deadline()) if d is not None
+            ]
+            due = min(deadlines, default=None)
+            if due is None or due > end:
+                break
+            self.now = max(self.now, due)
+            self.client.handle_timer(self.now)
+            self.server.handle_timer(self.now)
+            self.pump()
+        self.now = end
+        self.pump()
+
+    def _collect(self) -> None:
+        self.client_events.extend(self.client.take_events())
+        self.server_events.extend(self.server.take_events())
+        self.client_ip.extend(self.client.take_ip_packets())
+        self.server_ip.extend(self.server.take_ip_packets())
+
+    def events(self, side: str, kind: type) -> list[LinkEvent]:
+        """Events of one type seen by 'client' or 'server'."""
+        self._collect()
+        pool = self.client_events if side == "client" else self.server_events
+        return [e for e in pool if isinstance(e, kind)]
+
+    def down(self, side: str) -> LinkDown:
+        """The LinkDown event of one side (fails if there is none)."""
+        found = self.events(side, LinkDown)
+        assert found, f"{side} is not down"
+        event = found[0]
+        assert isinstance(event, LinkDown)
+        return event
