@@ -12,6 +12,26 @@ _LENGTH_SIZE = 2
 _MAX_OPTION_VALUE = 0xFF - OPTION_HEADER_SIZE
 
 
+def join_packet(code: int, identifier: int, data: bytes) -> bytes:
+    """Code, Identifier, Length and data: the header every PPP control and auth protocol shares."""
+    length = CONTROL_HEADER_SIZE + len(data)
+    return bytes((code, identifier)) + length.to_bytes(_LENGTH_SIZE, "big") + data
+
+
+def split_packet(packet: bytes, name: str, error: type[PppError] = PppError) -> tuple[int, int, bytes]:
+    """(Code, Identifier, data) of a packet with the shared 4-byte header (LCP, NCPs, PAP, CHAP, EAP).
+
+    Octets beyond Length are padding and ignored (RFC 1661 §5). Raises ``error`` (naming the protocol
+    ``name``) when the packet is shorter than its header, or Length is below 4 or past the end.
+    """
+    if len(packet) < CONTROL_HEADER_SIZE:
+        raise error(f"{name} packet of {len(packet)} bytes is shorter than its header")
+    length = int.from_bytes(packet[2:CONTROL_HEADER_SIZE], "big")
+    if length < CONTROL_HEADER_SIZE or length > len(packet):
+        raise error(f"{name} packet Length {length} does not fit {len(packet)} received bytes")
+    return packet[0], packet[1], bytes(packet[CONTROL_HEADER_SIZE:length])
+
+
 @dataclass(frozen=True, slots=True)
 class ControlPacket:
     """One control packet: Code, Identifier, and the data after the 4-byte header."""
@@ -22,8 +42,7 @@ class ControlPacket:
 
     def encode(self) -> bytes:
         """Return the packet with its Length field (header included)."""
-        length = CONTROL_HEADER_SIZE + len(self.data)
-        return bytes((self.code, self.identifier)) + length.to_bytes(_LENGTH_SIZE, "big") + self.data
+        return join_packet(self.code, self.identifier, self.data)
 
     @classmethod
     def decode(cls, packet: bytes) -> ControlPacket:
@@ -32,12 +51,7 @@ class ControlPacket:
         Octets beyond Length are padding and ignored (RFC 1661 §5). Raises :class:`PppError` when the packet
         is shorter than its header, or Length is below 4 or beyond the end of ``packet``.
         """
-        if len(packet) < CONTROL_HEADER_SIZE:
-            raise PppError(f"control packet of {len(packet)} bytes is shorter than its header")
-        length = int.from_bytes(packet[2:CONTROL_HEADER_SIZE], "big")
-        if length < CONTROL_HEADER_SIZE or length > len(packet):
-            raise PppError(f"control packet Length {length} does not fit {len(packet)} received bytes")
-        return cls(packet[0], packet[1], bytes(packet[CONTROL_HEADER_SIZE:length]))
+        return cls(*split_packet(packet, "control"))
 
 
 @dataclass(frozen=True, slots=True)

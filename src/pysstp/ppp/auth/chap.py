@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import struct
 from dataclasses import dataclass
 
 from pysstp.errors import AuthError
@@ -30,8 +29,8 @@ from pysstp.ppp.auth.base import (
 from pysstp.ppp.auth.keys import ZERO_HLAK, mschapv2_hlak
 from pysstp.ppp.auth.mschapv2_core import MUTUAL_AUTHENTICATION_FAILED, MsChapV2Client, MsChapV2Server
 from pysstp.ppp.constants import CHAP_CHALLENGE_SIZE, MAX_AUTH_TRANSMITS, AuthMethod, ChapCode, Protocol
+from pysstp.ppp.packet import join_packet, split_packet
 
-_HEADER = struct.Struct("!BBH")
 _MAX_VALUE_SIZE = 0xFF
 
 
@@ -48,21 +47,17 @@ class ChapPacket:
 
     def encode(self) -> bytes:
         """Wire bytes: Code, Identifier, Length, data."""
-        return _HEADER.pack(self.code, self.identifier, _HEADER.size + len(self.data)) + self.data
+        return join_packet(self.code, self.identifier, self.data)
 
     @classmethod
     def decode(cls, packet: bytes) -> ChapPacket:
         """Parse a packet; bytes past Length are padding and ignored (RFC 1994 §4)."""
-        if len(packet) < _HEADER.size:
-            raise AuthError(f"CHAP packet of {len(packet)} bytes is shorter than its header")
-        code, identifier, length = _HEADER.unpack_from(packet)
-        if not _HEADER.size <= length <= len(packet):
-            raise AuthError(f"CHAP Length {length} does not fit a {len(packet)}-byte packet")
+        code, identifier, data = split_packet(packet, "CHAP", AuthError)
         try:
             chap_code = ChapCode(code)
         except ValueError:
             raise AuthError(f"unknown CHAP code {code}") from None
-        return cls(chap_code, identifier, packet[_HEADER.size : length])
+        return cls(chap_code, identifier, data)
 
     @classmethod
     def with_value(cls, code: ChapCode, identifier: int, value: bytes, name: str) -> ChapPacket:

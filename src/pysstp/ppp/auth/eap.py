@@ -37,8 +37,8 @@ from pysstp.ppp.constants import (
     MsChapV2OpCode,
     Protocol,
 )
+from pysstp.ppp.packet import join_packet, split_packet
 
-_HEADER = struct.Struct("!BBH")
 _TYPE_SIZE = 1
 _MS_HEADER = struct.Struct("!BBH")
 _IDENTIFIER_MODULO = 0x100
@@ -91,25 +91,21 @@ class EapPacket:
     def encode(self) -> bytes:
         """Wire bytes: Code, Identifier, Length, then Type and Type-Data for a Request/Response."""
         body = b"" if self.type is None else bytes([self.type]) + self.data
-        return _HEADER.pack(self.code, self.identifier, _HEADER.size + len(body)) + body
+        return join_packet(self.code, self.identifier, body)
 
     @classmethod
     def decode(cls, packet: bytes) -> EapPacket:
         """Parse a packet; bytes past Length are PPP padding and ignored."""
-        if len(packet) < _HEADER.size:
-            raise AuthError(f"EAP packet of {len(packet)} bytes is shorter than its header")
-        code, identifier, length = _HEADER.unpack_from(packet)
-        if not _HEADER.size <= length <= len(packet):
-            raise AuthError(f"EAP Length {length} does not fit a {len(packet)}-byte packet")
+        code, identifier, body = split_packet(packet, "EAP", AuthError)
         try:
             eap_code = EapCode(code)
         except ValueError:
             raise AuthError(f"unknown EAP code {code}") from None
         if eap_code in (EapCode.SUCCESS, EapCode.FAILURE):
             return cls(eap_code, identifier)
-        if length < _HEADER.size + _TYPE_SIZE:
+        if len(body) < _TYPE_SIZE:
             raise AuthError(f"EAP {eap_code.name} without a Type")
-        return cls(eap_code, identifier, packet[_HEADER.size], packet[_HEADER.size + _TYPE_SIZE : length])
+        return cls(eap_code, identifier, body[0], body[_TYPE_SIZE:])
 
 
 @dataclass(frozen=True, slots=True)

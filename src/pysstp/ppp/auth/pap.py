@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import struct
 from dataclasses import dataclass
 
 from pysstp.errors import AuthError
@@ -28,8 +27,8 @@ from pysstp.ppp.auth.base import (
 from pysstp.ppp.auth.keys import ZERO_HLAK
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.constants import MAX_AUTH_TRANSMITS, AuthMethod, PapCode, Protocol
+from pysstp.ppp.packet import join_packet, split_packet
 
-_HEADER = struct.Struct("!BBH")
 _MAX_FIELD = 0xFF
 
 
@@ -44,21 +43,16 @@ class PapPacket:
     def encode(self) -> bytes:
         """Wire bytes: Code, Identifier, Length, then each field as length byte + bytes."""
         body = b"".join(bytes([len(field)]) + field for field in self.fields)
-        return _HEADER.pack(self.code, self.identifier, _HEADER.size + len(body)) + body
+        return join_packet(self.code, self.identifier, body)
 
     @classmethod
     def decode(cls, packet: bytes) -> PapPacket:
         """Parse a packet; bytes past Length are padding and ignored (RFC 1334 §2.2)."""
-        if len(packet) < _HEADER.size:
-            raise AuthError(f"PAP packet of {len(packet)} bytes is shorter than its header")
-        code, identifier, length = _HEADER.unpack_from(packet)
-        if not _HEADER.size <= length <= len(packet):
-            raise AuthError(f"PAP Length {length} does not fit a {len(packet)}-byte packet")
+        code, identifier, body = split_packet(packet, "PAP", AuthError)
         try:
             pap_code = PapCode(code)
         except ValueError:
             raise AuthError(f"unknown PAP code {code}") from None
-        body = packet[_HEADER.size : length]
         wanted = 2 if pap_code is PapCode.AUTHENTICATE_REQUEST else 1
         fields: list[bytes] = []
         offset = 0
