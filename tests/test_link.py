@@ -325,3 +325,26 @@ def test_windows_identification_packets_do_not_kill_the_link() -> None:
     conv.pump()
     assert not conv.server.is_closed
     assert not lcp_replies(conv.server.data_to_send())
+
+
+def _without_lcp_echo_replies(data: bytes) -> bytes:
+    kept, i = [], 0
+    while i + 4 <= len(data):
+        length = int.from_bytes(data[i + 2 : i + 4], "big") & 0xFFF
+        packet = data[i : i + length]
+        if packet[4:9] != b"\xff\x03\xc0\x21\x0a":
+            kept.append(packet)
+        i += length
+    return b"".join(kept)
+
+
+def test_lcp_echo_keepalive_detects_a_peer_whose_ppp_is_dead() -> None:
+    conv = Conversation.make(client_config(lcp_echo_interval=5.0))
+    connect(conv)
+    conv.advance(30)
+    assert not conv.client.is_closed  # the server answers LCP echoes
+    conv.to_client = _without_lcp_echo_replies
+    conv.advance(40)
+    down = conv.down("client")
+    assert down.error
+    assert "LCP Echo-Request" in down.reason
