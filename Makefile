@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint check clean
+.PHONY: test lint check clean system-deps
+
+# Debian packages the network tests use (namespaces, NAT rules). Installed only when missing, and only as
+# root; elsewhere the tests that need them skip and say why.
+DEBIAN_PACKAGES := iproute2 nftables
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +18,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+## system-deps: install the Debian packages above when running as root and one is missing
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi; \
+	fi
+
 ## test: create .venv if missing, install pysstp with its test extras, run lint and the whole suite
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(MAKE) lint
 	$(BIN)/python -m pytest
 

@@ -34,3 +34,11 @@ class PppError(ProtocolError):
 
 class AuthError(PppError):
     """A malformed authentication packet (PAP, CHAP, MS-CHAPv2, EAP)."""
+
+
+class ConfigError(PysstpError):
+    """A user mistake in a configuration file, a flag or a command: shown as one line, no traceback."""
+
+
+class SystemSetupError(PysstpError):
+    """The operating system refused something pysstp needs (TUN, address, route, port, privileges)."""
