@@ -1,0 +1,1 @@
+"""Subcommands of the ``pysstp`` command line, one module each."""

@@ -1,0 +1,210 @@
+"""``pysstp user``: manage the user database (:mod:`pysstp.aaa.userdb`) that ``pysstp server`` reads.
+
+A running server picks every change up by itself; nothing here needs a restart or a signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from pysstp.aaa.userdb import UserDatabase
+from pysstp.errors import ConfigError
+
+DEFAULT_USERS = Path("/etc/pysstp/users.toml")
+USERS_ENV = "PYSSTP_USERS"
+"""Environment variable naming the database when ``--users`` is not given."""
+PASSWORD_ENV = "PYSSTP_PASSWORD"
+"""Environment variable holding the password when ``--password-file`` is not given."""
+
+EXAMPLES = f"""\
+examples:
+  pysstp user add alice                              # asks for the password twice
+  pysstp user add branch1 --address 10.0.0.50 --route 192.168.50.0/24
+  pysstp user add bob --password-file /root/bob.pw   # first line of the file is the password
+  echo 'S3cret!' | pysstp user add carol --password-file -
+  PYSSTP_PASSWORD='S3cret!' pysstp user passwd carol
+  pysstp user disable bob
+  pysstp user list --users ./users.toml
+  pysstp user del bob
+
+The database (default {DEFAULT_USERS}, or ${USERS_ENV}) keeps only NT hashes, never a password.
+A running server picks every change up without a restart.
+"""
+
+PASSWORD_SOURCES = f"""\
+The password is the first line of --password-file (- for stdin), else ${PASSWORD_ENV}, else it is asked
+twice on the terminal without echo.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``pysstp user`` and its actions."""
+    parser = subparsers.add_parser(
+        "user",
+        help="manage the user database (NT hashes only)",
+        description="Add, remove, list, enable and disable the users who may connect to pysstp server.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # --users goes on every action, so it may follow the action as in `pysstp user add alice --users F`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--users",
+        metavar="PATH",
+        type=Path,
+        help=f"user database (default: ${USERS_ENV}, else {DEFAULT_USERS})",
+    )
+    password = argparse.ArgumentParser(add_help=False)
+    password.add_argument(
+        "--password-file", metavar="FILE", help="read the password from the first line of FILE (- for stdin)"
+    )
+    actions = parser.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
+
+    def action(
+        name: str, summary: str, parents: list[argparse.ArgumentParser], details: str = ""
+    ) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name,
+            parents=parents,
+            help=summary,
+            description=f"{summary}\n{details}",
+            epilog=EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name != "list":
+            sub.add_argument("name", metavar="NAME", help="user name as typed on the client (e.g. alice)")
+        return sub
+
+    add = action("add", "Add a user.", [common, password], PASSWORD_SOURCES)
+    add.add_argument("--address", metavar="A", help="fixed IPv4 tunnel address for this user")
+    add.add_argument(
+        "--route",
+        metavar="CIDR",
+        action="append",
+        default=[],
+        help="a network behind this client, routed to it while connected (repeatable; site-to-site)",
+    )
+    add.add_argument("--max-sessions", metavar="N", type=int, help="sessions this user may hold at once")
+    add.add_argument("--disabled", action="store_true", help="add the user disabled")
+    add.set_defaults(func=run_add)
+    action("del", "Remove a user.", [common]).set_defaults(func=run_del)
+    action("list", "List users (never their hashes).", [common]).set_defaults(func=run_list)
+    action("passwd", "Change a user's password.", [common, password], PASSWORD_SOURCES).set_defaults(
+        func=run_passwd
+    )
+    action("enable", "Let a disabled user connect again.", [common]).set_defaults(func=run_enable)
+    action("disable", "Refuse a user without removing them.", [common]).set_defaults(func=run_disable)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """``pysstp user add``."""
+    db = open_database(args, create=True)
+    db.require_absent(args.name)  # before asking for a password that would be thrown away
+    db.add(
+        args.name,
+        read_password(args.password_file),
+        address=args.address,
+        routes=args.route,
+        enabled=not args.disabled,
+        max_sessions=args.max_sessions,
+    )
+    state = "disabled " if args.disabled else ""
+    print(f"added {state}user '{args.name}' to {db.path}")
+    return 0
+
+
+def run_del(args: argparse.Namespace) -> int:
+    """``pysstp user del``."""
+    db = open_database(args)
+    db.remove(args.name)
+    print(f"removed user '{args.name}' from {db.path}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """``pysstp user list``: one row per user, in file order."""
+    rows = [("NAME", "ENABLED", "ADDRESS", "ROUTES", "MAX SESSIONS")]
+    for entry in open_database(args).entries():
+        rows.append(
+            (
+                entry.name,
+                "yes" if entry.enabled else "no",
+                str(entry.address or "-"),
+                ",".join(map(str, entry.routes)) or "-",
+                str(entry.max_sessions or "-"),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def run_passwd(args: argparse.Namespace) -> int:
+    """``pysstp user passwd``."""
+    db = open_database(args)
+    db.require(args.name)
+    db.set_password(args.name, read_password(args.password_file))
+    print(f"changed the password of user '{args.name}' in {db.path}")
+    return 0
+
+
+def run_enable(args: argparse.Namespace) -> int:
+    """``pysstp user enable``."""
+    return set_enabled(args, True)
+
+
+def run_disable(args: argparse.Namespace) -> int:
+    """``pysstp user disable``."""
+    return set_enabled(args, False)
+
+
+def set_enabled(args: argparse.Namespace, enabled: bool) -> int:
+    """Enable or disable ``args.name`` and say so."""
+    db = open_database(args)
+    db.set_enabled(args.name, enabled)
+    print(f"{'enabled' if enabled else 'disabled'} user '{args.name}' in {db.path}")
+    return 0
+
+
+def open_database(args: argparse.Namespace, *, create: bool = False) -> UserDatabase:
+    """The database named by ``--users``, else ``$PYSSTP_USERS``, else the default path."""
+    path = args.users or Path(os.environ.get(USERS_ENV) or DEFAULT_USERS)
+    return UserDatabase(path, create=create)
+
+
+def read_password(password_file: str | None) -> str:
+    """The new password from the first source that is given (see :data:`PASSWORD_SOURCES`)."""
+    if password_file is not None:
+        return read_password_file(password_file)
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env is not None:
+        return from_env
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"no password: stdin is not a terminal; use --password-file FILE (- for stdin) or ${PASSWORD_ENV}"
+        )
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Same password again: ") != first:
+        raise ConfigError("the two passwords differ; nothing was changed")
+    return first
+
+
+def read_password_file(name: str) -> str:
+    """The first line of ``name`` (``-``: stdin), without its line ending."""
+    try:
+        if name == "-":
+            line = sys.stdin.readline()
+        else:
+            with open(name, encoding="utf-8") as file:
+                line = file.readline()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read the password file: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: the password file is not UTF-8 text") from None
+    # Text mode has already turned \r\n into \n.
+    return line.removesuffix("\n")
