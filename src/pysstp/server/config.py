@@ -1,0 +1,808 @@
+"""Server settings: defaults, then ``server.toml``, then command-line flags, checked into one frozen object.
+
+Every setting is declared once, in ``_GROUPS``: its TOML key (which is also its attribute path in
+:class:`ServerSettings`), its flag, how a value is read and checked, and its help text. The file loader, the
+argument parser and ``--help`` are all driven by that table, so no setting can have a key but no flag, or a
+flag whose checks differ from the key's.
+
+Files named here (certificate, key, user database, page) are not opened: the server checks them when it
+starts, where a missing file is one clear start-up error among the others (port in use, no TUN, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import functools
+import math
+import operator
+import os
+import ssl
+import tomllib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pysstp.errors import ConfigError
+from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
+from pysstp.server.pool import AddressPool
+from pysstp.sstp.constants import HashProtocol, Timer
+
+DEFAULT_CIPHERS = ":".join(
+    (
+        # Forward-secret AEAD suites: what Windows 10/11, sstpc (OpenSSL) and current RouterOS pick.
+        "ECDHE+AESGCM",
+        "ECDHE+CHACHA20",
+        # AES-256-CBC with ECDHE: older Windows builds and RouterOS, which offers only AES-256 on TLS 1.2.
+        "ECDHE-ECDSA-AES256-SHA384",
+        "ECDHE-RSA-AES256-SHA384",
+        "ECDHE-ECDSA-AES256-SHA",
+        "ECDHE-RSA-AES256-SHA",
+        # RSA key exchange, last and without forward secrecy: for RouterOS clients set to "pfs=no", which
+        # are understood to offer no ECDHE suite (not yet checked against a real router).
+        "AES256-GCM-SHA384",
+        "AES256-SHA",
+    )
+)
+"""TLS 1.2 cipher list in OpenSSL syntax. TLS 1.3 suites are OpenSSL's defaults; Python cannot set them."""
+
+UNIX_SOCKET_PATH_MAX = 107
+"""Longest path a Unix socket can bind on Linux (``sun_path`` is 108 bytes with the terminating NUL)."""
+
+IFNAMSIZ = 16
+"""Linux interface names have at most IFNAMSIZ - 1 bytes."""
+
+DEFAULT_POOL = IPv4Network("10.77.0.0/24")
+
+ForwardingMode = Literal["route", "nat"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+
+
+# -- the settings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """The TLS listener: certificate chain, key, protocol floor, TLS 1.2 ciphers, crypto-binding hashes."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+    ciphers: str = DEFAULT_CIPHERS
+    hash_protocols: HashProtocol = HashProtocol.SHA256 | HashProtocol.SHA1
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Tunnel addresses: the pool clients get addresses from, the server's own address, DNS to push."""
+
+    network: IPv4Network = DEFAULT_POOL
+    server_address: IPv4Address = DEFAULT_POOL[1]
+    """The first host of ``network`` unless set; it may lie outside ``network``."""
+    dns: tuple[IPv4Address, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ipv6Settings:
+    """IPv6 inside the tunnel: off, link-local only (IPv6CP), or also a /64 announced by router adverts."""
+
+    enabled: bool = False
+    prefix: IPv6Network | None = None
+
+    def __str__(self) -> str:
+        """The setting as it is written in server.toml."""
+        if self.prefix is not None:
+            return str(self.prefix)
+        return "link-local" if self.enabled else "off"
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Limits and timeouts (seconds) that protect the server; 0 means unlimited/off where noted."""
+
+    max_sessions: int = 1000
+    max_sessions_per_user: int = 0
+    max_handshakes: int = 256
+    negotiation_timeout: float = Timer.NEGOTIATION.value
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 0.0
+    connections_per_source_per_minute: int = 60
+
+
+@dataclass(frozen=True)
+class ForwardingSettings:
+    """How client traffic leaves the server: routed as is, or masqueraded behind ``egress`` (nftables)."""
+
+    mode: ForwardingMode = "route"
+    egress: str | None = None
+    mss_clamp: bool = True
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Log level and format (``json``: one JSON object per line)."""
+
+    level: LogLevel = "info"
+    format: LogFormat = "text"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """What a request that is not SSTP gets besides the plain HTTP error: a redirect or a static page."""
+
+    redirect: str | None = None
+    page: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything ``pysstp server`` can be told; see ``pysstp server --help`` for each setting."""
+
+    listen: tuple[str, ...] = ("0.0.0.0", "::")
+    port: int = 443
+    users: Path = Path("/etc/pysstp/users.toml")
+    auth_methods: tuple[AuthMethod, ...] = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2)
+    ipv6: Ipv6Settings = field(default_factory=Ipv6Settings)
+    keepalive: float = Timer.HELLO.value
+    """SSTP hello interval in seconds."""
+    mru: int = DEFAULT_MRU
+    max_peer_mru: int = DEFAULT_MRU
+    tun_name: str = "sstp0"
+    control_socket: Path = Path("/run/pysstp/server.sock")
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    forwarding: ForwardingSettings = field(default_factory=ForwardingSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+
+
+# -- how values are read ---------------------------------------------------------------------------
+#
+# A kind turns a TOML value into a checked setting value; ``from_flag`` first turns what argparse stored
+# into the TOML form, so a flag and a key go through the same checks. Problems are ValueErrors whose text
+# completes "<file>: <key>: ..." or "<flag>: ...".
+
+
+def _wrong_type(expected: str, value: object) -> ValueError:
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    got = (
+        "a table"
+        if isinstance(value, dict)
+        else f"{names.get(type(value), type(value).__name__)} ({value!r})"
+    )
+    return ValueError(f"expected {expected}, not {got}")
+
+
+class _Kind(ABC):
+    action: ClassVar[str | type[argparse.Action]] = "store"
+    """The argparse action of the setting's flag."""
+
+    @abstractmethod
+    def parse(self, value: object) -> Any:
+        """Check a TOML value and return the setting's value."""
+
+    def from_flag(self, value: Any) -> object:
+        """Turn what argparse stored for the flag into the TOML form of the value."""
+        return value
+
+    def show(self, value: Any) -> str:
+        """A setting's value as it would be written in server.toml (for the help text)."""
+        return str(value)
+
+    def metavar(self, default: str) -> str | None:
+        """What ``--help`` shows as the flag's argument; ``default`` is the setting's own word for it."""
+        return default
+
+
+@dataclass(frozen=True)
+class _Text(_Kind):
+    convert: Callable[[str], Any] = str
+
+    def parse(self, value: object) -> Any:
+        if not isinstance(value, str):
+            raise _wrong_type("a string", value)
+        return self.convert(value)
+
+
+@dataclass(frozen=True)
+class _Integer(_Kind):
+    low: int
+    high: int | None = None
+
+    def parse(self, value: object) -> int:
+        # bool is a subclass of int; "port = true" is a mistake, not 1.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _wrong_type("an integer", value)
+        if self.high is None and value < self.low:
+            raise ValueError(f"must be at least {self.low}, not {value}")
+        if self.high is not None and not self.low <= value <= self.high:
+            raise ValueError(f"must be between {self.low} and {self.high}, not {value}")
+        return value
+
+    def from_flag(self, value: Any) -> object:
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"expected an integer, not {value!r}") from None
+
+
+@dataclass(frozen=True)
+class _Seconds(_Kind):
+    zero_means_off: bool = False
+
+    def parse(self, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _wrong_type("a number of seconds", value)
+        # TOML allows inf and nan; neither is a timeout.
+        if not math.isfinite(value) or value < 0 or (value == 0 and not self.zero_means_off):
+            wanted = "0 (off) or more" if self.zero_means_off else "more than 0"
+            raise ValueError(f"must be {wanted} seconds, not {value}")
+        return float(value)
+
+    def from_flag(self, value: Any) -> object:
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, not {value!r}") from None
+
+    def show(self, value: Any) -> str:
+        return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class _Bool(_Kind):
+    action: ClassVar[str | type[argparse.Action]] = argparse.BooleanOptionalAction
+
+    def parse(self, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise _wrong_type("true or false", value)
+        return value
+
+    def show(self, value: Any) -> str:
+        return "true" if value else "false"
+
+    def metavar(self, default: str) -> str | None:
+        return None  # --flag / --no-flag take no argument
+
+
+@dataclass(frozen=True)
+class _Choice(_Kind):
+    options: Mapping[str, Any]
+    refused: Mapping[str, str] = field(default_factory=dict)
+    """Names that exist but cannot be used here, with the reason."""
+
+    def parse(self, value: object) -> Any:
+        if not isinstance(value, str):
+            raise _wrong_type("a string", value)
+        if value in self.refused:
+            raise ValueError(f"{value!r} {self.refused[value]}")
+        if value not in self.options:
+            names = ", ".join(repr(name) for name in self.options)
+            raise ValueError(f"must be one of {names}, not {value!r}")
+        return self.options[value]
+
+    def show(self, value: Any) -> str:
+        return next(name for name, option in self.options.items() if option == value)
+
+    def metavar(self, default: str) -> str | None:
+        return "{" + ",".join(self.options) + "}"
+
+
+@dataclass(frozen=True)
+class _List(_Kind):
+    """A list in TOML; a repeatable flag whose values may also be comma-separated (flags replace the list)."""
+
+    item: _Kind
+    allow_empty: bool = False
+    action: ClassVar[str | type[argparse.Action]] = "append"
+
+    def parse(self, value: object) -> Any:
+        if not isinstance(value, list):
+            raise _wrong_type("a list", value)
+        if not value and not self.allow_empty:
+            raise ValueError("must not be empty")
+        items = [self.item.parse(entry) for entry in value]
+        for index, entry in enumerate(items):
+            if entry in items[:index]:
+                raise ValueError(f"lists {self.item.show(entry)!r} twice")
+        return tuple(items)
+
+    def from_flag(self, value: Any) -> object:
+        return [self.item.from_flag(part.strip()) for text in value for part in text.split(",")]
+
+    def show(self, value: Any) -> str:
+        return ", ".join(self.item.show(entry) for entry in value)
+
+    def metavar(self, default: str) -> str | None:
+        return self.item.metavar(default)
+
+
+@dataclass(frozen=True)
+class _FlagList(_List):
+    """A list of names stored as one :class:`enum.Flag` mask; the order carries no meaning."""
+
+    def parse(self, value: object) -> Any:
+        return functools.reduce(operator.or_, super().parse(value))
+
+    def show(self, value: Any) -> str:
+        return super().show(tuple(value))
+
+
+# -- value checks ----------------------------------------------------------------------------------
+
+
+def _path(text: str) -> Path:
+    if not text:
+        raise ValueError("must not be empty")
+    return Path(text)
+
+
+def _listen_address(text: str) -> str:
+    try:
+        return str(ip_address(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address (such as 0.0.0.0, :: or 192.0.2.1)") from None
+
+
+def _unicast_ipv4(text: str) -> IPv4Address:
+    try:
+        address = IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 address") from None
+    if address.is_unspecified or address.is_multicast or address.is_loopback or address.is_reserved:
+        raise ValueError(f"{address} is not a unicast address")
+    return address
+
+
+def _pool_network(text: str) -> IPv4Network:
+    try:
+        network = IPv4Network(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not an IPv4 network such as 10.77.0.0/24 ({exc})") from None
+    if network.is_multicast or network.is_loopback or network.is_reserved or network.is_unspecified:
+        raise ValueError(f"{network} is not a unicast network")
+    return network
+
+
+def _ipv6_mode(text: str) -> Ipv6Settings:
+    if text == "off":
+        return Ipv6Settings()
+    if text == "link-local":
+        return Ipv6Settings(enabled=True)
+    try:
+        prefix = IPv6Network(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"must be 'off', 'link-local' or an IPv6 prefix such as 2001:db8:77::/64, not {text!r} ({exc})"
+        ) from None
+    # Clients form addresses from router advertisements by SLAAC, which needs 64-bit interface identifiers.
+    if prefix.prefixlen != 64:
+        raise ValueError(f"the announced prefix must be a /64, not /{prefix.prefixlen}")
+    if prefix.is_link_local or prefix.is_multicast or prefix.is_loopback:
+        raise ValueError(
+            f"{prefix} is not a global or unique-local prefix (for link-local only say 'link-local')"
+        )
+    return Ipv6Settings(enabled=True, prefix=prefix)
+
+
+def _interface_name(text: str) -> str:
+    # The kernel's own rule (dev_valid_name): short, not "." or "..", no "/", ":" or whitespace.
+    if (
+        not text
+        or len(os.fsencode(text)) >= IFNAMSIZ
+        or text in (".", "..")
+        or any(c in "/:" or c.isspace() for c in text)
+    ):
+        raise ValueError(f"{text!r} is not a valid interface name (1-15 characters, no '/', ':' or spaces)")
+    return text
+
+
+def _ciphers(text: str) -> str:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(text)
+    except ssl.SSLError:
+        raise ValueError(f"OpenSSL selects no cipher from {text!r} (try 'openssl ciphers -v LIST')") from None
+    return text
+
+
+def _redirect_url(text: str) -> str:
+    parts = urlsplit(text)
+    # The URL goes into a Location header: a control character or space would split or break it.
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() or c < " " for c in text):
+        raise ValueError(f"must be an absolute http:// or https:// URL without spaces, not {text!r}")
+    return text
+
+
+_NOT_WITH_NT_HASHES = "needs the plaintext password, which the user database never keeps"
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Setting:
+    key: str
+    flag: str
+    kind: _Kind
+    help: str
+    metavar: str = "VALUE"
+    show_default: bool = True
+
+    @property
+    def dest(self) -> str:
+        return self.key.replace(".", "_")
+
+
+_GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
+    (
+        "listening and TLS",
+        (
+            _Setting("listen", "--listen", _List(_Text(_listen_address)), "address to listen on", "ADDR"),
+            _Setting("port", "--port", _Integer(1, 65535), "TCP port to listen on", "PORT"),
+            _Setting(
+                "tls.cert",
+                "--cert",
+                _Text(_path),
+                "certificate chain in PEM, server certificate first",
+                "FILE",
+            ),
+            _Setting("tls.key", "--key", _Text(_path), "private key of the certificate, PEM", "FILE"),
+            _Setting(
+                "tls.min_version",
+                "--tls-min",
+                _Choice({"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}),
+                "lowest TLS version accepted",
+            ),
+            _Setting(
+                "tls.ciphers", "--ciphers", _Text(_ciphers), "TLS 1.2 ciphers in OpenSSL syntax", "LIST"
+            ),
+            _Setting(
+                "tls.hash_protocols",
+                "--hash",
+                _FlagList(_Choice({"sha256": HashProtocol.SHA256, "sha1": HashProtocol.SHA1})),
+                "certificate hashes offered for crypto binding",
+            ),
+            _Setting(
+                "http.redirect",
+                "--http-redirect",
+                _Text(_redirect_url),
+                "redirect non-SSTP requests here",
+                "URL",
+            ),
+            _Setting(
+                "http.page", "--http-page", _Text(_path), "serve this page to non-SSTP requests", "FILE"
+            ),
+        ),
+    ),
+    (
+        "addresses",
+        (
+            _Setting(
+                "pool.network",
+                "--pool",
+                _Text(_pool_network),
+                "IPv4 network clients get addresses from",
+                "CIDR",
+            ),
+            _Setting(
+                "pool.server_address",
+                "--server-address",
+                _Text(_unicast_ipv4),
+                "the server's tunnel address; default: the pool's first host",
+                "ADDR",
+                show_default=False,
+            ),
+            _Setting(
+                "pool.dns",
+                "--dns",
+                _List(_Text(_unicast_ipv4), allow_empty=True),
+                "DNS server to push",
+                "ADDR",
+            ),
+            _Setting(
+                "ipv6",
+                "--ipv6",
+                _Text(_ipv6_mode),
+                "IPv6 in the tunnel: off, link-local, or a /64 prefix to announce",
+                "{off,link-local,PREFIX}",
+            ),
+            _Setting(
+                "tun_name", "--tun-name", _Text(_interface_name), "name of the shared TUN device", "NAME"
+            ),
+            _Setting("mru", "--mru", _Integer(MIN_MRU, MAX_MRU), "PPP MRU the server asks for", "BYTES"),
+            _Setting(
+                "max_peer_mru",
+                "--max-peer-mru",
+                _Integer(MIN_MRU, MAX_MRU),
+                "largest MRU a client may ask",
+                "BYTES",
+            ),
+        ),
+    ),
+    (
+        "authentication",
+        (
+            _Setting(
+                "auth_methods",
+                "--auth",
+                _List(
+                    _Choice(
+                        {
+                            m.value: m
+                            for m in (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2, AuthMethod.PAP)
+                        },
+                        refused={
+                            AuthMethod.CHAP_MD5.value: _NOT_WITH_NT_HASHES,
+                            AuthMethod.EAP_MD5.value: _NOT_WITH_NT_HASHES,
+                        },
+                    )
+                ),
+                "methods offered, in order of preference (PAP only if listed)",
+            ),
+            _Setting("users", "--users", _Text(_path), "user database that pysstp user manages", "FILE"),
+        ),
+    ),
+    (
+        "limits and timers",
+        (
+            _Setting("limits.max_sessions", "--max-sessions", _Integer(1), "sessions at once", "N"),
+            _Setting(
+                "limits.max_sessions_per_user",
+                "--max-sessions-per-user",
+                _Integer(0),
+                "sessions per user at once, 0 = unlimited",
+                "N",
+            ),
+            _Setting(
+                "limits.max_handshakes",
+                "--max-handshakes",
+                _Integer(1),
+                "TLS/HTTP handshakes in progress",
+                "N",
+            ),
+            _Setting(
+                "limits.negotiation_timeout",
+                "--negotiation-timeout",
+                _Seconds(),
+                "from TCP accept to a connected call",
+                "SECONDS",
+            ),
+            _Setting(
+                "limits.handshake_timeout",
+                "--handshake-timeout",
+                _Seconds(),
+                "TLS and HTTP must be done within this",
+                "SECONDS",
+            ),
+            _Setting(
+                "limits.idle_timeout",
+                "--idle-timeout",
+                _Seconds(zero_means_off=True),
+                "end sessions without IP traffic for this long, 0 = off",
+                "SECONDS",
+            ),
+            _Setting(
+                "limits.connections_per_source_per_minute",
+                "--connections-per-source-per-minute",
+                _Integer(0),
+                "new connections per source IP per minute, 0 = unlimited",
+                "N",
+            ),
+            _Setting("keepalive", "--keepalive", _Seconds(), "SSTP hello interval", "SECONDS"),
+        ),
+    ),
+    (
+        "forwarding",
+        (
+            _Setting(
+                "forwarding.mode",
+                "--forwarding",
+                _Choice({"route": "route", "nat": "nat"}),
+                "route client traffic as is, or masquerade it behind --egress",
+            ),
+            _Setting(
+                "forwarding.egress", "--egress", _Text(_interface_name), "interface NAT leaves by", "IFACE"
+            ),
+            _Setting(
+                "forwarding.mss_clamp",
+                "--mss-clamp",
+                _Bool(),
+                "clamp the TCP MSS of forwarded connections to the tunnel MTU",
+            ),
+        ),
+    ),
+    (
+        "logging and control",
+        (
+            _Setting(
+                "log.level",
+                "--log-level",
+                _Choice({name: name for name in ("debug", "info", "warning", "error")}),
+                "log level",
+            ),
+            _Setting("log.format", "--log-format", _Choice({"text": "text", "json": "json"}), "log format"),
+            _Setting(
+                "control_socket", "--control-socket", _Text(_path), "Unix socket for pysstp status", "PATH"
+            ),
+        ),
+    ),
+)
+
+_BY_KEY = {setting.key: setting for _, settings in _GROUPS for setting in settings}
+_SECTIONS = frozenset(key.partition(".")[0] for key in _BY_KEY if "." in key)
+
+
+def _value_at(settings: ServerSettings, key: str) -> Any:
+    value: Any = settings
+    for name in key.split("."):
+        value = getattr(value, name)
+    return value
+
+
+# -- the public API --------------------------------------------------------------------------------
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read and check a server.toml: returns checked values by dotted key (``"pool.network"``).
+
+    Relative paths in the file are taken relative to the file's directory, so a configuration directory
+    can be moved as a whole. Raises :class:`ConfigError` naming the file and the key.
+    """
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in _flatten(data):
+        setting = _BY_KEY.get(key)
+        if setting is None:
+            raise ConfigError(f"{path}: {_unknown(key, value)}")
+        try:
+            result = setting.kind.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {key}: {exc}") from None
+        if isinstance(result, Path) and not result.is_absolute():
+            result = path.parent / result
+        values[key] = result
+    return values
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for name, value in data.items():
+        key = prefix + name
+        # A table under a known setting's key is a wrong value for it, not a section.
+        if isinstance(value, dict) and key not in _BY_KEY:
+            yield from _flatten(value, key + ".")
+        else:
+            yield key, value
+
+
+def _unknown(key: str, value: object) -> str:
+    if key in _SECTIONS:
+        return f"{key}: expected a table ([{key}] section), not {value!r}"
+    leaf = key.rpartition(".")[2]
+    # A near spelling first; else the same name in another section (a key written outside its [section]).
+    matches = difflib.get_close_matches(key, _BY_KEY, n=1) or [
+        k for k in _BY_KEY if k.rpartition(".")[2] == leaf
+    ]
+    hint = f" (did you mean '{matches[0]}'?)" if matches else ""
+    return f"unknown setting '{key}'{hint}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE`` and one flag per setting; every flag defaults to ``None`` (= not given)."""
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="read settings from this TOML file; flags override it"
+    )
+    defaults = ServerSettings()
+    for title, settings in _GROUPS:
+        group = parser.add_argument_group(title)
+        for setting in settings:
+            default = _value_at(defaults, setting.key)
+            shown = setting.kind.show(default) if default is not None and setting.show_default else ""
+            where = f"{setting.key}; default: {shown}" if shown else setting.key
+            group.add_argument(
+                setting.flag,
+                dest=setting.dest,
+                action=setting.kind.action,
+                default=None,
+                metavar=setting.kind.metavar(setting.metavar),
+                # argparse expands %-formats in help texts.
+                help=f"{setting.help} [{where}]".replace("%", "%%"),
+            )
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """Merge defaults < ``--config`` file < flags, check the result, and return it (or raise ConfigError)."""
+    values = load(args.config) if args.config is not None else {}
+    for setting in _BY_KEY.values():
+        raw = getattr(args, setting.dest, None)
+        if raw is None:
+            continue
+        try:
+            values[setting.key] = setting.kind.parse(setting.kind.from_flag(raw))
+        except ValueError as exc:
+            raise ConfigError(f"{setting.flag}: {exc}") from None
+    settings = _build(values)
+    validate(settings)
+    return settings
+
+
+def _build(values: Mapping[str, Any]) -> ServerSettings:
+    defaults = ServerSettings()
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        section, _, name = key.rpartition(".")
+        if section:
+            sections.setdefault(section, {})[name] = value
+        else:
+            top[name] = value
+    pool = sections.setdefault("pool", {})
+    network: IPv4Network = pool.get("network", defaults.pool.network)
+    # The default server address follows the pool; a pool with no hosts is refused by validate().
+    if "server_address" not in pool and network.num_addresses > 2:
+        pool["server_address"] = network[1]
+    for section, changes in sections.items():
+        top[section] = replace(getattr(defaults, section), **changes)
+    return replace(defaults, **top)
+
+
+def validate(settings: ServerSettings) -> None:
+    """Check what no single setting can check alone; raise :class:`ConfigError` for the first problem."""
+    if settings.tls.cert is None:
+        raise ConfigError("no certificate: set tls.cert in the config file or use --cert FILE")
+    if settings.tls.key is None:
+        raise ConfigError("no private key: set tls.key in the config file or use --key FILE")
+    # The pool's own checks: big enough, server address not its network or broadcast address.
+    AddressPool(settings.pool.network, settings.pool.server_address)
+    if settings.forwarding.mode == "nat" and settings.forwarding.egress is None:
+        raise ConfigError(
+            "forwarding mode 'nat' needs an egress interface: set forwarding.egress or use --egress"
+        )
+    if settings.http.redirect is not None and settings.http.page is not None:
+        raise ConfigError("set http.redirect or http.page, not both")
+    if len(os.fsencode(settings.control_socket)) > UNIX_SOCKET_PATH_MAX:
+        raise ConfigError(
+            f"control socket path {settings.control_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes"
+        )
+
+
+# -- help ------------------------------------------------------------------------------------------
+
+EXAMPLE_CONFIG = """\
+# /etc/pysstp/server.toml: a minimal server. Every other setting has a default (pysstp server --help);
+# relative paths are relative to this file's directory.
+users = "/etc/pysstp/users.toml"        # pysstp user add NAME --users /etc/pysstp/users.toml
+
+[tls]
+cert = "/etc/pysstp/fullchain.pem"      # PEM: the server certificate, then the intermediates
+key = "/etc/pysstp/key.pem"
+
+[pool]
+network = "10.77.0.0/24"                # the server is 10.77.0.1, clients get .2 to .254
+dns = ["1.1.1.1", "9.9.9.9"]
+"""
+
+HELP_EPILOG = """\
+examples:
+  pysstp server --config /etc/pysstp/server.toml
+  pysstp server --cert fullchain.pem --key key.pem --pool 10.77.0.0/24 --dns 1.1.1.1
+  pysstp server --config /etc/pysstp/server.toml --forwarding nat --egress eth0 --log-level debug
+
+Flags override the file, the file overrides the defaults; [brackets] name a flag's key in the file.
+List flags (--listen, --dns, --auth, --hash) may be repeated or take a comma-separated list; they
+replace the file's list.
+
+a minimal server.toml:
+""" + "".join(f"  {line}\n" if line else "\n" for line in EXAMPLE_CONFIG.splitlines())
+"""Epilog for ``pysstp server --help``; needs ``argparse.RawDescriptionHelpFormatter`` to keep its lines."""
