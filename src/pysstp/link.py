@@ -182,6 +182,11 @@ class Link:
         self.sstp.send_ppp((IPV6_FRAME if is_v6 else IPV4_FRAME) + packet)
         return True
 
+    def transport_lost(self, now: float, reason: str) -> None:
+        """TLS/TCP ended under the call (the peer closed it, or it broke)."""
+        if not self._closed:
+            self._finish(reason, True, now)
+
     def close(self, now: float, reason: str = "closed by local request") -> None:
         """End the call in order: LCP Terminate, then CALL_DISCONNECT."""
         if self._closed:
@@ -255,15 +260,7 @@ class Link:
             self._on_frame(event.frame, now)
             return
         if isinstance(event, sstp_events.ConnectionClosed):
-            self._note_down(event.reason, error=event.error)
-            self.session.lower_down(now, event.reason, error=event.error)
-            self.session.take_outgoing()
-            for session_event in self.session.take_events():
-                self._events.append(session_event)
-            self._up = False
-            self._closed = True
-            assert self._down_reason is not None
-            self._events.append(LinkDown(self._down_reason, self._down_error))
+            self._finish(event.reason, event.error, now)
             return
         self._events.append(event)
         if isinstance(event, sstp_events.CallConnectAcked | sstp_events.CallConnectRequested):
@@ -276,6 +273,17 @@ class Link:
             self._note_down(f"peer aborted the call ({_status_text(event.status)})", error=True)
         elif isinstance(event, sstp_events.PeerDisconnecting):
             self._note_down("peer disconnected the call", error=False)
+
+    def _finish(self, reason: str, error: bool, now: float) -> None:
+        """The call is over: tell PPP, and report LinkDown with the first meaningful reason."""
+        self._note_down(reason, error=error)
+        self.session.lower_down(now, reason, error=error)
+        self.session.take_outgoing()
+        self._events.extend(self.session.take_events())
+        self._up = False
+        self._closed = True
+        assert self._down_reason is not None
+        self._events.append(LinkDown(self._down_reason, self._down_error))
 
     def _on_frame(self, frame: bytes, now: float) -> None:
         header = frame[:4]

@@ -186,6 +186,12 @@ class _SstpMachine:
         """True once :class:`ConnectionClosed` was reported: nothing more will happen."""
         return self.state is SstpState.CLOSED
 
+    @property
+    def deframer(self) -> Deframer:
+        """The stream deframer. A fast path that takes over cutting the stream must use this one (it may
+        hold the start of a packet) and then hand non-data packets to :meth:`receive_packet`."""
+        return self._deframer
+
     def receive_data(self, data: bytes, now: float) -> None:
         """TLS plaintext from the peer: the HTTP head first, then SSTP packets cut at any boundary."""
         if self.state is SstpState.CLOSED:

@@ -1,0 +1,214 @@
+"""``pysstp server``: run the SSTP server on TLS and one TUN device."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import ssl
+import sys
+from ipaddress import IPv4Interface
+
+from pysstp.aaa.userdb import UserDatabase
+from pysstp.errors import ConfigError, SystemSetupError
+from pysstp.link import ServerConfig
+from pysstp.net.changes import NetworkChanges
+from pysstp.net.iproute import set_link
+from pysstp.server.app import Limits, SstpServerApp
+from pysstp.server.config import (
+    HELP_EPILOG,
+    ServerSettings,
+    add_arguments,
+    settings_from_args,
+)
+from pysstp.server.control import ControlServer
+from pysstp.server.pool import AddressPool
+
+log = logging.getLogger("pysstp.server")
+
+USERS_RELOAD_INTERVAL = 2.0
+"""Seconds between checks of the user database file for edits made by `pysstp user`."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``pysstp server``."""
+    parser = subparsers.add_parser(
+        "server",
+        help="run an SSTP server (Windows, RouterOS, sstpc and pysstp clients can dial it)",
+        description="Run the SSTP server: TLS on port 443, PPP in user space, one TUN device for all calls.",
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the settings, set the system up, serve until SIGTERM/SIGINT, put everything back."""
+    settings = settings_from_args(args)
+    setup_logging(settings.log.level, settings.log.format)
+    if os.geteuid() != 0:
+        raise SystemSetupError(
+            "pysstp server needs root or CAP_NET_ADMIN (TUN device, addresses); run it as root "
+            "or from the systemd unit in contrib/"
+        )
+    return asyncio.run(serve(settings))
+
+
+async def serve(settings: ServerSettings) -> int:
+    """Everything between start-up checks and exit; every system change is undone on the way out."""
+    context, certificate_der = load_tls(settings)
+    users = UserDatabase(settings.users)
+    pool = AddressPool(settings.pool.network, settings.pool.server_address)
+    changes = NetworkChanges()
+    app: SstpServerApp | None = None
+    control: ControlServer | None = None
+    try:
+        tun = changes.open_tun(settings.tun_name, mtu=min(settings.mru, settings.max_peer_mru))
+        changes.add_address(
+            tun.name, IPv4Interface(f"{settings.pool.server_address}/{settings.pool.network.prefixlen}")
+        )
+        set_link(tun.name, up=True)
+        changes.set_sysctl("net.ipv4.ip_forward", 1)
+        if settings.forwarding.mode == "nat" or settings.forwarding.mss_clamp:
+            changes.install_nat(
+                tun.name,
+                source=settings.pool.network if settings.forwarding.mode == "nat" else None,
+                egress=settings.forwarding.egress,
+                mss="route" if settings.forwarding.mss_clamp else None,
+            )
+        link_config = ServerConfig(
+            certificate_der=certificate_der,
+            credentials=users,
+            network_for_user=lambda user: None,
+            auth_methods=settings.auth_methods,
+            hash_protocols=settings.tls.hash_protocols,
+            mru=settings.mru,
+            max_peer_mru=settings.max_peer_mru,
+            ipv6=settings.ipv6.enabled,
+            hello_interval=settings.keepalive,
+            negotiation_timeout=settings.limits.negotiation_timeout,
+        )
+        app = SstpServerApp(
+            ssl_context=context,
+            link_config=link_config,
+            users=users,
+            pool=pool,
+            tun=tun,
+            dns=settings.pool.dns,
+            server_address=settings.pool.server_address,
+            limits=Limits(
+                max_sessions=settings.limits.max_sessions,
+                max_sessions_per_user=settings.limits.max_sessions_per_user,
+                max_negotiating=settings.limits.max_handshakes,
+                connections_per_source_per_minute=settings.limits.connections_per_source_per_minute,
+            ),
+            handshake_timeout=settings.limits.handshake_timeout,
+        )
+        try:
+            bound = await app.listen(settings.listen, settings.port)
+        except OSError as exc:
+            raise SystemSetupError(
+                f"cannot listen on port {settings.port} ({exc.strerror}); is another server using it?"
+            ) from None
+        control = ControlServer(app, settings.control_socket)
+        await control.start()
+        log.info(
+            "listening on %s; tunnel %s %s/%d; %d users",
+            ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in bound),
+            tun.name,
+            settings.pool.server_address,
+            settings.pool.network.prefixlen,
+            len(users),
+        )
+        await wait_for_signals(app, users, context, settings)
+        return 0
+    finally:
+        if app is not None:
+            await app.shutdown()
+        if control is not None:
+            await control.stop()
+        changes.undo()
+
+
+async def wait_for_signals(
+    app: SstpServerApp, users: UserDatabase, context: ssl.SSLContext, settings: ServerSettings
+) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads users and the certificate; edits to users apply live."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def reload() -> None:
+        try:
+            users.reload()
+            assert settings.tls.cert is not None and settings.tls.key is not None
+            context.load_cert_chain(settings.tls.cert, settings.tls.key)
+            log.info("reloaded users (%d) and the certificate", len(users))
+        except (ConfigError, OSError, ssl.SSLError) as exc:
+            log.error("reload failed, keeping the old configuration: %s", exc)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), USERS_RELOAD_INTERVAL)
+            except TimeoutError:
+                if users.reload_if_changed():
+                    log.info("user database changed on disk: %d users", len(users))
+        log.info("shutting down: disconnecting %d session(s)", len(app.connections))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
+    """The server's TLS context and the DER of its leaf certificate (the crypto binding hashes it)."""
+    tls = settings.tls
+    if tls.cert is None or tls.key is None:
+        raise ConfigError("a certificate and its key are needed: --cert FULLCHAIN.pem --key KEY.pem")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = tls.min_version
+    context.set_ciphers(tls.ciphers)
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+        pem = tls.cert.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: no such file") from None
+    except PermissionError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: permission denied") from None
+    except (ssl.SSLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot use certificate {tls.cert} with key {tls.key}: {exc}") from None
+    end = pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
+    return context, ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----") : end])
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    """Log to stderr as text or JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,202 @@
+"""The asyncio shell around one link: a TLS transport in, a link in the middle, IP packets out.
+
+Shared by the server (one :class:`LinkConnection` per accepted call) and the client (one per dial).
+It follows the data-path rules of the design guide: once the call is up, SSTP packets are cut here and
+IP payloads go straight to ``deliver`` without touching the protocol machinery; outgoing IP packets are
+framed here, and everything produced by one input or one TUN drain leaves in a single
+``transport.write``. When TLS backs up, IP packets for this call are dropped, like a router would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+
+from pysstp.errors import DelineationError
+from pysstp.link import DATA_OVERHEAD, IPV4_FRAME, IPV6_FRAME, Link, LinkDown, LinkEvent, frame_ip_packet
+from pysstp.sstp.packets import Deframer
+
+log = logging.getLogger("pysstp.connection")
+
+Deliver = Callable[["LinkConnection", memoryview], None]
+"""Called with each IP packet received from the peer (a view into the received bytes)."""
+
+WRITE_BUFFER_LIMIT = 256 * 1024
+"""Bytes queued in the TLS transport above which IP packets for this call are dropped.
+
+SSTP is TCP inside TCP: a deep queue here becomes seconds of delay for every inner TCP flow (the "TCP
+meltdown"); dropping lets the inner TCP see loss and slow down, as it would at a router."""
+
+
+class LinkConnection(asyncio.Protocol):
+    """One SSTP call on one TLS connection."""
+
+    def __init__(
+        self,
+        link: Link,
+        *,
+        deliver: Deliver,
+        on_event: Callable[[LinkConnection, LinkEvent], None],
+        peer_label: str = "peer",
+    ) -> None:
+        self.link = link
+        self.deliver = deliver
+        self.on_event = on_event
+        self.peer = peer_label
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._deframer: Deframer | None = None
+        self._paused = False
+        self.closed = False
+        self.down: LinkDown | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.packets_in = 0
+        self.packets_out = 0
+        self.drops = 0
+
+    # -- asyncio callbacks -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """TLS is up: let the link start."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Inner protocols time their own retransmissions; Nagle on the outer TCP only adds delay.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.peer = f"{peername[0]}:{peername[1]}"
+        self.started(self._loop.time())
+        self.flush()
+
+    def started(self, now: float) -> None:
+        """Hook: start the link (server: start its timers; client: send the HTTP request)."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from TLS: the fast path once the call is up, the link otherwise."""
+        now = self._loop.time()
+        self.bytes_in += len(data)
+        deframer = self._deframer
+        if deframer is None:
+            self.link.receive_data(data, now)
+            if self.link.is_up:
+                self._deframer = self.link.sstp.deframer
+        else:
+            self._receive_fast(deframer, data, now)
+        self.flush()
+
+    def _receive_fast(self, deframer: Deframer, data: bytes, now: float) -> None:
+        try:
+            packets = deframer.feed(data)
+        except DelineationError as exc:
+            log.warning("%s: SSTP stream cannot be delineated (%s); closing", self.peer, exc)
+            self._abort_transport()
+            return
+        link = self.link
+        deliver = self.deliver
+        data_seen = False
+        for packet in packets:
+            header = packet[4:DATA_OVERHEAD]
+            if packet[1] == 0 and header in (IPV4_FRAME, IPV6_FRAME):
+                data_seen = True
+                self.packets_in += 1
+                deliver(self, memoryview(packet)[DATA_OVERHEAD:])
+            else:
+                link.receive_packet(packet, now)
+        if data_seen:
+            link.note_activity(now)
+
+    def pause_writing(self) -> None:
+        """TLS is backed up: IP packets for this call are dropped until it drains."""
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        """TLS drained."""
+        self._paused = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """TCP/TLS is gone, by our close or the peer's."""
+        self.closed = True
+        if self.down is None:
+            reason = f"connection lost ({exc})" if exc else "connection closed by the peer"
+            self.link.transport_lost(self._loop.time(), reason)
+            self.flush()
+        self._cancel_timer()
+
+    # -- output ------------------------------------------------------------------------------------
+
+    def send_ip_batch(self, packets: list[bytes] | list[memoryview]) -> None:
+        """Frame IP packets from one TUN drain and write them in one go (or drop them, see module doc)."""
+        transport = self.transport
+        if transport is None or self.closed or not self.link.is_up:
+            self.drops += len(packets)
+            return
+        if self._paused or transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            self.drops += len(packets)
+            return
+        frames = [frame_ip_packet(bytes(p)) for p in packets]
+        data = b"".join(frames)
+        self.packets_out += len(frames)
+        self.bytes_out += len(data)
+        transport.write(data)
+
+    def flush(self) -> None:
+        """Write what the link produced, hand over its events and IP packets, rearm its timer."""
+        link = self.link
+        transport = self.transport
+        out = link.data_to_send()
+        if out and transport is not None and not self.closed:
+            self.bytes_out += len(out)
+            transport.write(out)
+        for packet in link.take_ip_packets():
+            self.packets_in += 1
+            self.deliver(self, memoryview(packet))
+        for event in link.take_events():
+            if isinstance(event, LinkDown):
+                self.down = event
+            self.on_event(self, event)
+        if link.is_closed:
+            self._cancel_timer()
+            if transport is not None and not self.closed:
+                self.closed = True
+                transport.close()
+            return
+        self._schedule(link.next_deadline())
+
+    def close(self, reason: str = "closed by local request") -> None:
+        """End the call in order (LCP Terminate, CALL_DISCONNECT); the link closes TLS when done."""
+        self.link.close(self._loop.time(), reason)
+        self.flush()
+
+    # -- timers ------------------------------------------------------------------------------------
+
+    def _schedule(self, deadline: float | None) -> None:
+        if deadline == self._timer_at:
+            return
+        self._cancel_timer()
+        if deadline is not None:
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.link.handle_timer(self._loop.time())
+        self.flush()
+
+    def _abort_transport(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()

@@ -1,0 +1,329 @@
+"""The SSTP server: TLS listeners, one shared TUN device, the session table and the packet routing.
+
+Every accepted call is a :class:`ServerConnection` (a :class:`~pysstp.connection.LinkConnection` around
+a :class:`~pysstp.link.ServerLink`). Packets the kernel routes into the TUN are read in batches and handed
+to the session that owns the destination address (a dict lookup); packets from a session are written to
+the TUN after checking that their source address belongs to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import logging
+import ssl
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from typing import Protocol
+
+from pysstp.connection import LinkConnection
+from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
+from pysstp.ppp.auth.base import CredentialStore
+from pysstp.ppp.session import AuthenticationFailed, ServerNetwork
+
+log = logging.getLogger("pysstp.server")
+
+TUN_BATCH = 64
+"""Packets read from the TUN per wake-up: enough to coalesce writes, few enough to stay fair."""
+SHUTDOWN_GRACE = 3.0
+"""Seconds the server waits for sessions to finish CALL_DISCONNECT on shutdown."""
+
+
+class Tun(Protocol):
+    """What the server needs of the TUN device."""
+
+    @property
+    def fd(self) -> int: ...
+
+    def read_batch(self, limit: int) -> list[bytes]: ...
+
+    def write(self, packet: bytes | memoryview) -> None: ...
+
+
+class Pool(Protocol):
+    """What the server needs of the address pool."""
+
+    def allocate(self, user: str, fixed: IPv4Address | None = None) -> IPv4Address | None: ...
+
+    def release(self, address: IPv4Address) -> None: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-server admission limits; 0 means unlimited."""
+
+    max_sessions: int = 1000
+    max_sessions_per_user: int = 0
+    max_negotiating: int = 256
+    connections_per_source_per_minute: int = 60
+
+
+@dataclass
+class SessionInfo:
+    """What ``pysstp status`` shows of one session."""
+
+    peer: str
+    started: float
+    user: str | None = None
+    address: IPv4Address | None = None
+    routes: tuple[IPv4Network | IPv6Network, ...] = ()
+    auth_method: str | None = None
+    hash_protocol: str | None = None
+    tls: str | None = None
+
+
+class ServerConnection(LinkConnection):
+    """One accepted call."""
+
+    link: ServerLink
+
+    def __init__(self, server: SstpServerApp, link: ServerLink) -> None:
+        super().__init__(link, deliver=server.deliver, on_event=server.on_event)
+        self.server = server
+        self.info = SessionInfo(peer="?", started=time.time())
+        self.address_key: bytes | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Admission control happens here, before the link says anything."""
+        peername = transport.get_extra_info("peername")
+        self.peer = self.info.peer = f"{peername[0]}:{peername[1]}" if peername else "unknown peer"
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            log.warning("%s: refused: %s", self.peer, refusal)
+            self.closed = True
+            transport.close()
+            return
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            cipher = ssl_object.cipher()
+            self.info.tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+        super().connection_made(transport)
+
+    def started(self, now: float) -> None:
+        """The negotiation timer runs from accept: a silent client cannot hold a slot."""
+        self.link.sstp.start(now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Whatever ended the call, its address and routes go back."""
+        super().connection_lost(exc)
+        self.server.forget(self)
+
+
+class SstpServerApp:
+    """The server: accepts calls, assigns addresses, routes packets between the TUN and the sessions."""
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        link_config: ServerConfig,
+        users: CredentialStore,
+        pool: Pool,
+        tun: Tun,
+        dns: tuple[IPv4Address, ...] = (),
+        server_address: IPv4Address,
+        limits: Limits | None = None,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        self.ssl_context = ssl_context
+        self.link_config = link_config
+        self.users = users
+        self.pool = pool
+        self.tun = tun
+        self.dns = dns
+        self.server_address = server_address
+        self.limits = limits or Limits()
+        self.handshake_timeout = handshake_timeout
+        self.connections: set[ServerConnection] = set()
+        self.by_address: dict[bytes, ServerConnection] = {}
+        self.by_network: list[tuple[IPv4Network | IPv6Network, ServerConnection]] = []
+        self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._servers: list[asyncio.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.tun_drops = 0
+        self.spoofed = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def listen(self, hosts: Iterable[str], port: int) -> list[tuple[str, int]]:
+        """Start a TLS listener on each host; return the bound (host, port) pairs."""
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.tun.fd, self._on_tun_readable)
+        bound: list[tuple[str, int]] = []
+        for host in hosts:
+            server = await self._loop.create_server(
+                self._new_connection,
+                host=host,
+                port=port,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.handshake_timeout,
+                reuse_address=True,
+            )
+            self._servers.append(server)
+            for sock in server.sockets:
+                name = sock.getsockname()
+                bound.append((name[0], name[1]))
+        return bound
+
+    async def shutdown(self, reason: str = "server shutting down") -> None:
+        """Stop accepting, disconnect every session in order, wait a little for them, then close."""
+        for server in self._servers:
+            server.close()
+        for connection in list(self.connections):
+            connection.close(reason)
+        deadline = time.monotonic() + SHUTDOWN_GRACE
+        while any(not c.closed for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for connection in list(self.connections):
+            if connection.transport is not None and not connection.closed:
+                connection.transport.abort()
+        if self._loop is not None:
+            self._loop.remove_reader(self.tun.fd)
+        for server in self._servers:
+            await server.wait_closed()
+
+    def _new_connection(self) -> ServerConnection:
+        connection: ServerConnection
+
+        def network_for_user(user: str) -> ServerNetwork | None:
+            return self._assign(connection, user)
+
+        link = ServerLink(dataclasses.replace(self.link_config, network_for_user=network_for_user))
+        connection = ServerConnection(self, link)
+        return connection
+
+    # -- admission ---------------------------------------------------------------------------------
+
+    def admit(self, connection: ServerConnection) -> str | None:
+        """Why a new connection must be refused, or ``None`` to accept it."""
+        limits = self.limits
+        if limits.max_sessions and len(self.connections) >= limits.max_sessions:
+            return f"session limit reached ({limits.max_sessions})"
+        negotiating = sum(1 for c in self.connections if not c.link.is_up)
+        if limits.max_negotiating and negotiating >= limits.max_negotiating:
+            return f"too many calls negotiating at once ({negotiating})"
+        source = connection.peer.rsplit(":", 1)[0]
+        if limits.connections_per_source_per_minute:
+            now = time.monotonic()
+            recent = self._recent[source]
+            while recent and recent[0] < now - 60:
+                recent.popleft()
+            if len(recent) >= limits.connections_per_source_per_minute:
+                return (
+                    f"more than {limits.connections_per_source_per_minute} connections a minute from {source}"
+                )
+            recent.append(now)
+        self.connections.add(connection)
+        return None
+
+    def _assign(self, connection: ServerConnection, user: str) -> ServerNetwork | None:
+        """IPCP is about to start for ``user``: pick its address (fixed one first) and remember it."""
+        limits = self.limits
+        if limits.max_sessions_per_user:
+            count = sum(1 for c in self.connections if c.info.user == user and c is not connection)
+            if count >= limits.max_sessions_per_user:
+                log.warning("%s: user %r already has %d sessions", connection.peer, user, count)
+                return None
+        entry = getattr(self.users, "entry", None)
+        user_entry = entry(user) if entry is not None else None
+        fixed = getattr(user_entry, "address", None)
+        address = self.pool.allocate(user, fixed)
+        if address is None:
+            log.warning(
+                "%s: no address for user %r (pool exhausted or fixed address in use)", connection.peer, user
+            )
+            return None
+        connection.info.user = user
+        connection.info.address = address
+        connection.info.routes = tuple(getattr(user_entry, "routes", ()) or ())
+        connection.address_key = address.packed
+        return ServerNetwork(self.server_address, address, self.dns)
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def on_event(self, connection: LinkConnection, event: LinkEvent) -> None:
+        """Log what matters and keep the routing table in step with the sessions."""
+        assert isinstance(connection, ServerConnection)
+        if isinstance(event, LinkUp):
+            connection.info.auth_method = event.auth_method.value if event.auth_method else None
+            connection.info.hash_protocol = event.hash_protocol.name if event.hash_protocol else None
+            if connection.address_key is not None:
+                self.by_address[connection.address_key] = connection
+            for network in connection.info.routes:
+                self.by_network.append((network, connection))
+            log.info(
+                "%s: user %r up: %s, %s, %s binding, %s",
+                connection.peer,
+                event.user,
+                event.peer_address,
+                connection.info.auth_method,
+                connection.info.hash_protocol,
+                connection.info.tls,
+            )
+        elif isinstance(event, AuthenticationFailed):
+            log.warning("%s: authentication failed for %r: %s", connection.peer, event.user, event.reason)
+        elif isinstance(event, LinkDown):
+            level = logging.WARNING if event.error else logging.INFO
+            log.log(level, "%s: call ended: %s", connection.peer, event.reason)
+            self.forget(connection)
+
+    def forget(self, connection: ServerConnection) -> None:
+        """Take a finished session out of every table and give its address back (idempotent)."""
+        self.connections.discard(connection)
+        if connection.address_key is not None:
+            if self.by_address.get(connection.address_key) is connection:
+                del self.by_address[connection.address_key]
+            connection.address_key = None
+            if connection.info.address is not None:
+                self.pool.release(connection.info.address)
+        self.by_network = [(n, c) for n, c in self.by_network if c is not connection]
+
+    # -- data path ---------------------------------------------------------------------------------
+
+    def deliver(self, connection: LinkConnection, packet: memoryview) -> None:
+        """An IP packet from a session: to the TUN, if its source belongs to that session."""
+        assert isinstance(connection, ServerConnection)
+        if len(packet) >= 20 and packet[0] >> 4 == 4:
+            source = bytes(packet[12:16])
+            if source != connection.address_key and not self._routed_from(connection, source):
+                self.spoofed += 1
+                return
+        self.tun.write(packet)
+
+    def _routed_from(self, connection: ServerConnection, source: bytes) -> bool:
+        if not connection.info.routes:
+            return False
+        address = IPv4Address(source)
+        return any(address in network for network in connection.info.routes if network.version == 4)
+
+    def _on_tun_readable(self) -> None:
+        batches: dict[ServerConnection, list[bytes]] = {}
+        for packet in self.tun.read_batch(TUN_BATCH):
+            connection = self._route(packet)
+            if connection is None:
+                self.tun_drops += 1
+                continue
+            batch = batches.get(connection)
+            if batch is None:
+                batches[connection] = [packet]
+            else:
+                batch.append(packet)
+        for connection, packets in batches.items():
+            connection.send_ip_batch(packets)
+
+    def _route(self, packet: bytes) -> ServerConnection | None:
+        if len(packet) < 20 or packet[0] >> 4 != 4:
+            return None
+        destination = packet[16:20]
+        connection = self.by_address.get(destination)
+        if connection is not None or not self.by_network:
+            return connection
+        address = ipaddress.IPv4Address(destination)
+        for network, owner in self.by_network:
+            if network.version == 4 and address in network:
+                return owner
+        return None

@@ -1,0 +1,122 @@
+"""The server's local control socket: ``pysstp status`` lists sessions and kicks them.
+
+One JSON object per line each way over a Unix socket that only root (or the socket's group) can open:
+``{"command": "status"}`` → ``{"ok": true, "sessions": [...]}``;
+``{"command": "kick", "target": "alice" | "10.77.0.5"}`` → ``{"ok": true, "kicked": n}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pysstp.server.app import ServerConnection, SstpServerApp
+
+log = logging.getLogger("pysstp.control")
+
+MAX_REQUEST = 4096
+
+
+def session_rows(app: SstpServerApp) -> list[dict[str, Any]]:
+    """One dict per session, as ``pysstp status`` shows it."""
+    now = time.time()
+    rows = []
+    for connection in sorted(app.connections, key=lambda c: c.info.started):
+        info = connection.info
+        rows.append(
+            {
+                "user": info.user,
+                "address": str(info.address) if info.address else None,
+                "peer": info.peer,
+                "up": connection.link.is_up,
+                "uptime": round(now - info.started, 1),
+                "bytes_in": connection.bytes_in,
+                "bytes_out": connection.bytes_out,
+                "packets_in": connection.packets_in,
+                "packets_out": connection.packets_out,
+                "drops": connection.drops,
+                "auth": info.auth_method,
+                "hash": info.hash_protocol,
+                "tls": info.tls,
+                "routes": [str(r) for r in info.routes],
+            }
+        )
+    return rows
+
+
+def kick(app: SstpServerApp, target: str) -> int:
+    """Disconnect (in order) every session whose user or address is ``target``; return how many."""
+    victims: list[ServerConnection] = [
+        c for c in app.connections if target in (c.info.user, str(c.info.address) if c.info.address else None)
+    ]
+    for connection in victims:
+        log.info("%s: kicked by the administrator (%s)", connection.peer, target)
+        connection.close("disconnected by the administrator")
+    return len(victims)
+
+
+class ControlServer:
+    """Serves the control protocol on a Unix socket for one :class:`SstpServerApp`."""
+
+    def __init__(self, app: SstpServerApp, path: Path) -> None:
+        self.app = app
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        """Create the socket (mode 0660; its directory 0750), replacing a stale one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        if self.path.is_socket():
+            self.path.unlink()
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        os.chmod(self.path, 0o660)
+
+    async def stop(self) -> None:
+        """Close the socket and remove its file."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self.path.unlink(missing_ok=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            writer.write(json.dumps(self.answer(line[:MAX_REQUEST])).encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def answer(self, line: bytes) -> dict[str, Any]:
+        """The reply to one request line."""
+        try:
+            request = json.loads(line)
+            command = request["command"]
+        except (ValueError, TypeError, KeyError):
+            return {"ok": False, "error": "request must be a JSON object with a 'command'"}
+        if command == "status":
+            return {"ok": True, "sessions": session_rows(self.app)}
+        if command == "kick":
+            target = request.get("target")
+            if not isinstance(target, str) or not target:
+                return {"ok": False, "error": "kick needs a 'target' (user name or address)"}
+            return {"ok": True, "kicked": kick(self.app, target)}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+
+async def request(path: Path, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request to a running server's control socket and return its answer."""
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    try:
+        writer.write(json.dumps(message).encode() + b"\n")
+        await writer.drain()
+        answer: dict[str, Any] = json.loads(await asyncio.wait_for(reader.readline(), timeout))
+        return answer
+    finally:
+        writer.close()

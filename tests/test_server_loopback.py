@@ -1,0 +1,203 @@
+"""The real asyncio server and client over TLS on 127.0.0.1 (TUN replaced by a stand-in)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import struct
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from pysstp.link import LinkDown, LinkUp
+from pysstp.ppp.constants import AuthMethod
+from pysstp.server.app import Limits
+
+from loopback import SERVER_ADDRESS, Bench, start_bench
+
+TIMEOUT = 10
+
+
+def udp_packet(src: IPv4Address, dst: IPv4Address, payload: bytes) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, 17, 0, src.packed, dst.packed)
+    return header + payload
+
+
+async def wait_for(condition: object, timeout: float = TIMEOUT) -> None:
+    async def poll() -> None:
+        while not condition():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+@pytest.fixture
+async def bench(tmp_path: Path) -> Bench:
+    bench = await start_bench(tmp_path)
+    yield bench  # type: ignore[misc]
+    await bench.app.shutdown()
+    bench.tun.close()
+
+
+@pytest.mark.parametrize("method", [AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2, AuthMethod.PAP])
+async def test_call_comes_up_and_carries_ip_both_ways(tmp_path: Path, method: AuthMethod) -> None:
+    bench = await start_bench(tmp_path, configure=lambda c: dataclasses.replace(c, auth_methods=(method,)))
+    try:
+        client = await bench.connect(auth_methods=(method,))
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
+        up = client.first(LinkUp)
+        assert isinstance(up, LinkUp)
+        assert up.auth_method is method
+        assert up.peer_address == SERVER_ADDRESS
+        assert up.local_address is not None
+        assert client.connection is not None
+        outbound = udp_packet(up.local_address, SERVER_ADDRESS, b"hello server")
+        client.connection.send_ip_batch([outbound])
+        await wait_for(lambda: outbound in bench.tun.written)
+        inbound = udp_packet(SERVER_ADDRESS, up.local_address, b"hello client")
+        bench.tun.inject(inbound)
+        await wait_for(lambda: inbound in client.received)
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def test_spoofed_source_is_dropped(bench: Bench) -> None:
+    client = await bench.connect()
+    await asyncio.wait_for(client.up.wait(), TIMEOUT)
+    assert client.connection is not None
+    spoofed = udp_packet(IPv4Address("10.99.0.1"), SERVER_ADDRESS, b"not mine")
+    client.connection.send_ip_batch([spoofed])
+    await wait_for(lambda: bench.app.spoofed == 1)
+    assert spoofed not in bench.tun.written
+
+
+async def test_fifty_sessions_get_distinct_addresses_and_their_own_traffic(bench: Bench) -> None:
+    clients = await asyncio.gather(*(bench.connect() for _ in range(50)))
+    await asyncio.wait_for(asyncio.gather(*(c.up.wait() for c in clients)), 30)
+    addresses = []
+    for c in clients:
+        up = c.first(LinkUp)
+        assert isinstance(up, LinkUp) and up.local_address is not None
+        addresses.append(up.local_address)
+    assert len(set(addresses)) == 50
+    for address in addresses:
+        bench.tun.inject(udp_packet(SERVER_ADDRESS, address, address.packed))
+    await wait_for(lambda: all(len(c.received) == 1 for c in clients))
+    for c, address in zip(clients, addresses, strict=True):
+        assert c.received[0][20:] == address.packed
+    leaving = clients[0]
+    assert leaving.connection is not None
+    leaving.connection.close()
+    await asyncio.wait_for(leaving.down.wait(), TIMEOUT)
+    await wait_for(lambda: len(bench.app.connections) == 49)
+    assert addresses[0].packed not in bench.app.by_address
+    for c in clients[1:]:
+        assert not c.down.is_set()
+    again = await bench.connect()
+    await asyncio.wait_for(again.up.wait(), TIMEOUT)
+
+
+async def test_wrong_password_is_refused_with_the_reason(bench: Bench) -> None:
+    client = await bench.connect(password="wrong")
+    await asyncio.wait_for(client.down.wait(), TIMEOUT)
+    down = client.first(LinkDown)
+    assert isinstance(down, LinkDown) and "691" in down.reason
+    await wait_for(lambda: not bench.app.connections)
+
+
+async def test_shutdown_disconnects_every_client_in_order(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path)
+    clients = await asyncio.gather(*(bench.connect() for _ in range(3)))
+    await asyncio.wait_for(asyncio.gather(*(c.up.wait() for c in clients)), TIMEOUT)
+    await bench.app.shutdown()
+    bench.tun.close()
+    for c in clients:
+        await asyncio.wait_for(c.down.wait(), TIMEOUT)
+        down = c.first(LinkDown)
+        assert isinstance(down, LinkDown)
+        assert not down.error, down.reason
+
+
+async def test_session_limit_refuses_the_extra_call(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path, limits=Limits(max_sessions=1))
+    try:
+        first = await bench.connect()
+        await asyncio.wait_for(first.up.wait(), TIMEOUT)
+        second = await bench.connect()
+        await asyncio.wait_for(second.down.wait(), TIMEOUT)
+        assert not first.down.is_set()
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def raw_tls(bench: Bench, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", bench.port, ssl=bench.client_context, server_hostname="sstp.test"
+    )
+    writer.write(payload)
+    data = await asyncio.wait_for(reader.read(), TIMEOUT)
+    writer.close()
+    return data
+
+
+async def test_browser_gets_a_plain_http_error(bench: Bench) -> None:
+    answer = await raw_tls(bench, b"GET / HTTP/1.1\r\nHost: sstp.test\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 501") or answer.startswith(b"HTTP/1.1 404")
+    answer = await raw_tls(bench, b"SSTP_DUPLEX_POST /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404")
+
+
+async def test_undelineable_stream_closes_only_that_connection(bench: Bench) -> None:
+    good = await bench.connect()
+    await asyncio.wait_for(good.up.wait(), TIMEOUT)
+    request = (
+        b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n"
+        b"Host: x\r\nContent-Length: 18446744073709551615\r\n\r\n"
+    )
+    # A bad version byte cannot be delineated: MS-SSTP says drop TCP and send nothing (not even the 200).
+    answer = await raw_tls(bench, request + b"\x11\x01\x00\x0e" + b"\x00" * 10)
+    assert answer == b""
+    # A length below the minimum is the same; a length past the end waits for the negotiation timer.
+    answer = await raw_tls(bench, request + b"\x10\x01\x00\x02")
+    assert answer == b""
+    assert not good.down.is_set()
+    assert len(bench.app.connections) == 1
+
+
+async def test_garbage_instead_of_tls_is_dropped(bench: Bench) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", bench.port)
+    writer.write(b"\x16\x03\x01garbage that is not a TLS ClientHello" * 4)
+    data = await asyncio.wait_for(reader.read(), TIMEOUT)
+    assert data == b"" or not data.startswith(b"HTTP")
+    writer.close()
+    assert not bench.app.connections
+
+
+async def test_status_lists_sessions_and_kick_disconnects(bench: Bench, tmp_path: Path) -> None:
+    from pysstp.commands.status import format_table
+    from pysstp.server.control import ControlServer, request
+
+    control = ControlServer(bench.app, tmp_path / "control.sock")
+    await control.start()
+    try:
+        alice = await bench.connect()
+        bob = await bench.connect("bob", "bobpw")
+        await asyncio.wait_for(asyncio.gather(alice.up.wait(), bob.up.wait()), TIMEOUT)
+        answer = await request(control.path, {"command": "status"})
+        assert answer["ok"]
+        users = sorted(s["user"] for s in answer["sessions"])
+        assert users == ["alice", "bob"]
+        table = format_table(answer["sessions"])
+        assert "alice" in table and "10.77.0." in table
+        answer = await request(control.path, {"command": "kick", "target": "alice"})
+        assert answer == {"ok": True, "kicked": 1}
+        await asyncio.wait_for(alice.down.wait(), TIMEOUT)
+        down = alice.first(LinkDown)
+        assert isinstance(down, LinkDown) and not down.error
+        assert not bob.down.is_set()
+        assert (await request(control.path, {"command": "nonsense"}))["ok"] is False
+    finally:
+        await control.stop()
