@@ -1,0 +1,122 @@
+"""Throwaway network namespaces joined by a veth pair, for tests that need real TUN devices and routes.
+
+Everything is named after the test process, and removed in the fixture's finalizer even when a test
+fails. Processes started in a namespace are stopped by PID.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+_counter = itertools.count()
+
+
+def skip_unless_netns() -> None:
+    """Skip (saying why) where namespaces cannot be made; CI runs as root and has them."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates network namespaces and TUN devices")
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2 ('ip'); 'make test' installs it")
+    if not os.path.exists("/dev/net/tun"):
+        pytest.skip("needs /dev/net/tun")
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing its output."""
+    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=30)
+
+
+@dataclass
+class Namespace:
+    """One network namespace and the processes started in it."""
+
+    name: str
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace and wait for it."""
+        return run("ip", "netns", "exec", self.name, *args, check=check)
+
+    def start(self, args: Sequence[str], log: Path) -> subprocess.Popen[str]:
+        """Start a long-running process inside the namespace; its output goes to ``log``."""
+        handle = log.open("w")
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.name, *args],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        handle.close()
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        """SIGTERM every process started here (by PID), SIGKILL what is left after 10 s."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@dataclass
+class Pair:
+    """Two namespaces, ``server`` (at ``server_ip``) and ``client`` (at ``client_ip``), joined by veth."""
+
+    server: Namespace
+    client: Namespace
+    server_ip: str
+    client_ip: str
+
+
+@pytest.fixture
+def netns_pair() -> Iterator[Pair]:
+    """A fresh server/client namespace pair; removed afterwards whatever happens."""
+    skip_unless_netns()
+    tag = f"{os.getpid() % 100000}-{next(_counter)}"
+    server, client = Namespace(f"pysstp-s{tag}"), Namespace(f"pysstp-c{tag}")
+    veth_s, veth_c = f"vs{tag}"[:15], f"vc{tag}"[:15]
+    pair = Pair(server, client, "10.200.7.1", "10.200.7.2")
+    try:
+        for ns in (server, client):
+            run("ip", "netns", "add", ns.name)
+            ns.run("ip", "link", "set", "lo", "up")
+        run(
+            "ip",
+            "link",
+            "add",
+            veth_s,
+            "netns",
+            server.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            veth_c,
+            "netns",
+            client.name,
+        )
+        server.run("ip", "addr", "add", f"{pair.server_ip}/24", "dev", veth_s)
+        client.run("ip", "addr", "add", f"{pair.client_ip}/24", "dev", veth_c)
+        server.run("ip", "link", "set", veth_s, "up")
+        client.run("ip", "link", "set", veth_c, "up")
+        yield pair
+    finally:
+        for ns in (client, server):
+            ns.stop_all()
+        for ns in (client, server):
+            run("ip", "netns", "del", ns.name, check=False)

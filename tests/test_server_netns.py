@@ -1,0 +1,179 @@
+"""The real `pysstp server` process in one network namespace, tunnel clients in another (needs root)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from loopback import make_certificate
+from namespaces import Namespace, Pair, netns_pair, run
+
+__all__ = ["netns_pair"]
+
+PYSSTP = str(Path(sys.executable).with_name("pysstp"))
+CLIENT = str(Path(__file__).parent / "tools" / "tunnel_client.py")
+PORT = "8443"
+TUN = "sstp-t0"
+SERVER_TUNNEL_IP = "10.77.0.1"
+
+
+def wait_for_line(log: Path, prefix: str, timeout: float = 20.0) -> str:
+    """The first line of ``log`` starting with ``prefix`` (fails with the log when it never comes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if line.startswith(prefix):
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no {prefix!r} in {log}:\n{log.read_text()}")
+
+
+def wait_for_text(log: Path, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {text!r} in {log}:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Setup:
+    pair: Pair
+    tmp: Path
+    cert: Path
+    key: Path
+    users: Path
+
+    def add_user(self, name: str, password: str) -> None:
+        secret = self.tmp / f"{name}.pw"
+        secret.write_text(password + "\n")
+        run(PYSSTP, "user", "add", name, "--users", str(self.users), "--password-file", str(secret))
+
+    def start_server(self, *extra: str) -> Path:
+        log = self.tmp / "server.log"
+        self.pair.server.start(
+            [
+                PYSSTP, "server", "--cert", str(self.cert), "--key", str(self.key),
+                "--users", str(self.users),
+                "--listen", self.pair.server_ip, "--port", PORT, "--pool", "10.77.0.0/24",
+                "--dns", SERVER_TUNNEL_IP, "--tun-name", TUN, "--control-socket", str(self.tmp / "ctl.sock"),
+                *extra,
+            ],
+            log,
+        )  # fmt: skip
+        wait_for_text(log, "listening on")
+        return log
+
+    def start_client(self, name: str, user: str, password: str, auth: str = "auto") -> Path:
+        log = self.tmp / f"client-{name}.log"
+        self.pair.client.start(
+            [sys.executable, CLIENT, self.pair.server_ip, PORT, str(self.cert), user, password, auth, name],
+            log,
+        )
+        return log
+
+
+@pytest.fixture
+def setup(netns_pair: Pair, tmp_path: Path) -> Iterator[Setup]:
+    cert, key, _ = make_certificate(tmp_path)
+    s = Setup(netns_pair, tmp_path, cert, key, tmp_path / "users.toml")
+    s.add_user("alice", "alicepw")
+    yield s
+
+
+def ping(ns: Namespace, address: str) -> None:
+    result = ns.run("ping", "-c", "2", "-W", "2", "-i", "0.2", address, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("auth", ["mschapv2", "eap-mschapv2", "pap"])
+def test_ping_and_tcp_transfer_through_the_tunnel(setup: Setup, auth: str) -> None:
+    setup.start_server("--auth", auth)
+    client_log = setup.start_client("sstpc0", "alice", "alicepw", auth)
+    up = wait_for_line(client_log, "UP ")
+    client_address = up.split()[1]
+    ping(setup.pair.client, SERVER_TUNNEL_IP)
+    ping(setup.pair.server, client_address)
+    # A TCP transfer whose bytes are checked: 2 MB from the client to a sink in the server namespace.
+    payload_size = 2_000_000
+    sink = setup.tmp / "sink.py"
+    sink.write_text(
+        "import hashlib, socket\n"
+        "s = socket.create_server(('" + SERVER_TUNNEL_IP + "', 5001))\n"
+        "print('ready', flush=True)\n"
+        "c, _ = s.accept(); h = hashlib.sha256(); n = 0\n"
+        "while (d := c.recv(65536)):\n    h.update(d); n += len(d)\n"
+        "print(n, h.hexdigest(), flush=True)\n"
+    )
+    sink_log = setup.tmp / "sink.log"
+    setup.pair.server.start([sys.executable, str(sink)], sink_log)
+    wait_for_text(sink_log, "ready")
+    data = bytes(range(256)) * (payload_size // 256)
+    sender = (
+        "import socket, sys\n"
+        "c = socket.create_connection(('" + SERVER_TUNNEL_IP + "', 5001), timeout=20)\n"
+        "c.sendall(bytes(range(256)) * " + str(payload_size // 256) + "); c.close()\n"
+    )
+    result = setup.pair.client.run(sys.executable, "-c", sender)
+    assert result.returncode == 0
+    wait_for_text(sink_log, f"{len(data)} {hashlib.sha256(data).hexdigest()}")
+
+
+def test_sigterm_disconnects_clients_and_restores_the_system(setup: Setup) -> None:
+    server_log = setup.start_server("--forwarding", "route")
+    client_log = setup.start_client("sstpc0", "alice", "alicepw")
+    wait_for_line(client_log, "UP ")
+    assert TUN in setup.pair.server.run("ip", "link", "show").stdout
+    assert "pysstp" in setup.pair.server.run("nft", "list", "tables").stdout
+    server = setup.pair.server.processes[0]
+    server.terminate()
+    server.wait(15)
+    assert server.returncode == 0, server_log.read_text()
+    down = wait_for_line(client_log, "DOWN ")
+    assert down.split()[1] == "0", down  # an orderly CALL_DISCONNECT, not an error
+    assert TUN not in setup.pair.server.run("ip", "link", "show").stdout
+    assert "pysstp" not in setup.pair.server.run("nft", "list", "tables").stdout
+    forwarding = setup.pair.server.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip()
+    assert forwarding == "0"
+    assert not (setup.tmp / "ctl.sock").exists()
+
+
+def test_user_add_then_del(setup: Setup) -> None:
+    setup.add_user("bob", "bobpw")
+    assert b"bobpw" not in setup.users.read_bytes()
+    setup.start_server()
+    first = setup.start_client("sstpc0", "bob", "bobpw")
+    wait_for_line(first, "UP ")
+    run(PYSSTP, "user", "del", "bob", "--users", str(setup.users))
+    time.sleep(2.5)  # the server notices the edited file within its reload interval
+    second = setup.start_client("sstpc1", "bob", "bobpw")
+    down = wait_for_line(second, "DOWN ")
+    assert "authentication failed" in down
+
+
+def test_status_and_kick_against_the_running_server(setup: Setup) -> None:
+    setup.start_server()
+    client_log = setup.start_client("sstpc0", "alice", "alicepw")
+    wait_for_line(client_log, "UP ")
+    socket_path = str(setup.tmp / "ctl.sock")
+    status = setup.pair.server.run(PYSSTP, "status", "--socket", socket_path, "--json")
+    sessions = json.loads(status.stdout)
+    assert [s["user"] for s in sessions] == ["alice"]
+    kicked = setup.pair.server.run(PYSSTP, "status", "--socket", socket_path, "--kick", "alice")
+    assert "disconnected 1" in kicked.stdout
+    assert wait_for_line(client_log, "DOWN ").split()[1] == "0"
+
+
+def test_wrong_password_is_logged_and_refused(setup: Setup) -> None:
+    server_log = setup.start_server()
+    client_log = setup.start_client("sstpc0", "alice", "not-the-password")
+    down = wait_for_line(client_log, "DOWN ")
+    assert "691" in down
+    wait_for_text(server_log, "authentication failed")
