@@ -11,6 +11,7 @@ import signal
 import ssl
 import sys
 from ipaddress import IPv4Interface
+from pathlib import Path
 
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
@@ -28,6 +29,9 @@ from pysstp.server.control import ControlServer
 from pysstp.server.pool import AddressPool
 
 log = logging.getLogger("pysstp.server")
+
+CAP_NET_ADMIN = 12
+"""Capability number from linux/capability.h."""
 
 USERS_RELOAD_INTERVAL = 2.0
 """Seconds between checks of the user database file for edits made by `pysstp user`."""
@@ -50,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     """Load the settings, set the system up, serve until SIGTERM/SIGINT, put everything back."""
     settings = settings_from_args(args)
     setup_logging(settings.log.level, settings.log.format)
-    if os.geteuid() != 0:
+    if not has_capability(CAP_NET_ADMIN):
         raise SystemSetupError(
-            "pysstp server needs root or CAP_NET_ADMIN (TUN device, addresses); run it as root "
-            "or from the systemd unit in contrib/"
+            "pysstp server needs root or CAP_NET_ADMIN (TUN device, addresses, routes); run it as root "
+            "or from the systemd unit in contrib/pysstp-server.service"
         )
     return asyncio.run(serve(settings))
 
@@ -164,6 +168,17 @@ async def wait_for_signals(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def has_capability(number: int) -> bool:
+    """Whether this process holds a Linux capability in its effective set (root normally holds all)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> number & 1)
+    except OSError:
+        pass
+    return os.geteuid() == 0
 
 
 def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:

@@ -24,6 +24,7 @@ from pysstp.connection import LinkConnection
 from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
 from pysstp.ppp.auth.base import CredentialStore
 from pysstp.ppp.session import AuthenticationFailed, ServerNetwork
+from pysstp.server.backoff import Backoff, GuardedCredentials
 
 log = logging.getLogger("pysstp.server")
 
@@ -85,12 +86,14 @@ class ServerConnection(LinkConnection):
         super().__init__(link, deliver=server.deliver, on_event=server.on_event)
         self.server = server
         self.info = SessionInfo(peer="?", started=time.time())
+        self.source = "?"
         self.address_key: bytes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admission control happens here, before the link says anything."""
         peername = transport.get_extra_info("peername")
         self.peer = self.info.peer = f"{peername[0]}:{peername[1]}" if peername else "unknown peer"
+        self.source = str(peername[0]) if peername else "?"
         refusal = self.server.admit(self)
         if refusal is not None:
             log.warning("%s: refused: %s", self.peer, refusal)
@@ -128,6 +131,7 @@ class SstpServerApp:
         server_address: IPv4Address,
         limits: Limits | None = None,
         handshake_timeout: float = 10.0,
+        backoff: Backoff | None = None,
     ) -> None:
         self.ssl_context = ssl_context
         self.link_config = link_config
@@ -138,6 +142,8 @@ class SstpServerApp:
         self.server_address = server_address
         self.limits = limits or Limits()
         self.handshake_timeout = handshake_timeout
+        self.backoff = backoff or Backoff()
+        self._credentials = GuardedCredentials(link_config.credentials, self.backoff)
         self.connections: set[ServerConnection] = set()
         self.by_address: dict[bytes, ServerConnection] = {}
         self.by_network: list[tuple[IPv4Network | IPv6Network, ServerConnection]] = []
@@ -192,7 +198,11 @@ class SstpServerApp:
         def network_for_user(user: str) -> ServerNetwork | None:
             return self._assign(connection, user)
 
-        link = ServerLink(dataclasses.replace(self.link_config, network_for_user=network_for_user))
+        link = ServerLink(
+            dataclasses.replace(
+                self.link_config, credentials=self._credentials, network_for_user=network_for_user
+            )
+        )
         connection = ServerConnection(self, link)
         return connection
 
@@ -206,7 +216,10 @@ class SstpServerApp:
         negotiating = sum(1 for c in self.connections if not c.link.is_up)
         if limits.max_negotiating and negotiating >= limits.max_negotiating:
             return f"too many calls negotiating at once ({negotiating})"
-        source = connection.peer.rsplit(":", 1)[0]
+        source = connection.source
+        locked = self.backoff.locked_for(f"source:{source}")
+        if locked:
+            return f"too many failed logins from {source}; locked for {locked:.0f} s more"
         if limits.connections_per_source_per_minute:
             now = time.monotonic()
             recent = self._recent[source]
@@ -249,6 +262,9 @@ class SstpServerApp:
         """Log what matters and keep the routing table in step with the sessions."""
         assert isinstance(connection, ServerConnection)
         if isinstance(event, LinkUp):
+            self.backoff.succeeded(f"source:{connection.source}")
+            if event.user is not None:
+                self.backoff.succeeded(f"user:{event.user}")
             connection.info.auth_method = event.auth_method.value if event.auth_method else None
             connection.info.hash_protocol = event.hash_protocol.name if event.hash_protocol else None
             if connection.address_key is not None:
@@ -265,6 +281,9 @@ class SstpServerApp:
                 connection.info.tls,
             )
         elif isinstance(event, AuthenticationFailed):
+            self.backoff.failed(f"source:{connection.source}")
+            if event.user is not None:
+                self.backoff.failed(f"user:{event.user}")
             log.warning("%s: authentication failed for %r: %s", connection.peer, event.user, event.reason)
         elif isinstance(event, LinkDown):
             level = logging.WARNING if event.error else logging.INFO
