@@ -143,6 +143,7 @@ async def start_bench(
     users: dict[str, str] | None = None,
     limits: Limits | None = None,
     configure: Callable[[ServerConfig], ServerConfig] | None = None,
+    pool: IPv4Network = POOL,
 ) -> Bench:
     """Start a server on 127.0.0.1 with users alice/alicepw and bob/bobpw (or ``users``)."""
     cert_path, key_path, der = make_certificate(tmp_path)
@@ -159,7 +160,7 @@ async def start_bench(
         ssl_context=server_context,
         link_config=link_config,
         users=credentials,
-        pool=AddressPool(POOL, SERVER_ADDRESS),
+        pool=AddressPool(pool, SERVER_ADDRESS),
         tun=tun,
         dns=(SERVER_ADDRESS,),
         server_address=SERVER_ADDRESS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import struct
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
@@ -201,3 +201,91 @@ async def test_status_lists_sessions_and_kick_disconnects(bench: Bench, tmp_path
         assert (await request(control.path, {"command": "nonsense"}))["ok"] is False
     finally:
         await control.stop()
+
+
+async def test_repeated_wrong_passwords_lock_the_source_out(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path)
+    bench.app.backoff.threshold = 3
+    try:
+        for _ in range(3):
+            client = await bench.connect(password="guess")
+            await asyncio.wait_for(client.down.wait(), TIMEOUT)
+        refused = await bench.connect()  # even the right password: the source is locked for a while
+        await asyncio.wait_for(refused.down.wait(), TIMEOUT)
+        assert not refused.up.is_set()
+        assert bench.app.backoff.locked_for("source:127.0.0.1") > 0
+        assert bench.app.backoff.locked_for("user:alice") > 0
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+def test_backoff_doubles_and_success_clears() -> None:
+    from pysstp.server.backoff import Backoff
+
+    now = [0.0]
+    backoff = Backoff(threshold=2, base=1.0, maximum=3.0, clock=lambda: now[0])
+    backoff.failed("k")
+    assert backoff.locked_for("k") == 0
+    backoff.failed("k")
+    assert backoff.locked_for("k") == 1.0
+    backoff.failed("k")
+    assert backoff.locked_for("k") == 2.0
+    backoff.failed("k")
+    assert backoff.locked_for("k") == 3.0  # capped
+    now[0] = 10.0
+    assert backoff.locked_for("k") == 0
+    backoff.succeeded("k")
+    backoff.failed("k")
+    assert backoff.locked_for("k") == 0
+
+
+HTTP_REQUEST = (
+    b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n"
+    b"Host: sstp.test\r\nContent-Length: 18446744073709551615\r\n"
+    b"SSTPCORRELATIONID: {43C8C7F4-3B79-81D9-ED82409}\r\n\r\n"
+)
+
+
+async def test_client_that_stops_after_http_is_aborted_at_the_negotiation_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bench = await start_bench(tmp_path, configure=lambda c: dataclasses.replace(c, negotiation_timeout=0.5))
+    try:
+        answer = await raw_tls(bench, HTTP_REQUEST)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        # CALL_ABORT with Status Info NEGOTIATION_TIMEOUT (8), then the server closes.
+        assert answer.endswith(bytes.fromhex("10 01 00 14 00 05 00 01 00 02 00 0c 00 00 00 00 00 00 00 08"))
+        assert "negotiation" in caplog.text.lower()
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def test_client_gone_silent_is_dropped_by_the_hello_timer(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path, configure=lambda c: dataclasses.replace(c, hello_interval=0.3))
+    try:
+        client = await bench.connect()
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
+        assert client.connection is not None and client.connection.transport is not None
+        client.connection.transport.pause_reading()  # the client no longer answers anything
+        await wait_for(lambda: not bench.app.connections)
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def test_exhausted_pool_refuses_clearly_instead_of_hanging(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path, pool=IPv4Network("10.77.0.0/30"))
+    try:
+        first = await bench.connect()
+        await asyncio.wait_for(first.up.wait(), TIMEOUT)
+        second = await bench.connect("bob", "bobpw")
+        await asyncio.wait_for(second.down.wait(), TIMEOUT)
+        down = second.first(LinkDown)
+        assert isinstance(down, LinkDown)
+        assert "pool" in down.reason, down.reason
+        assert not first.down.is_set()
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()

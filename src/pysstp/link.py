@@ -272,7 +272,7 @@ class Link:
         elif isinstance(event, sstp_events.PeerAborted):
             self._note_down(f"peer aborted the call ({_status_text(event.status)})", error=True)
         elif isinstance(event, sstp_events.PeerDisconnecting):
-            self._note_down("peer disconnected the call", error=False)
+            self._note_down(self.session.down_reason or "peer disconnected the call", error=False)
 
     def _finish(self, reason: str, error: bool, now: float) -> None:
         """The call is over: tell PPP, and report LinkDown with the first meaningful reason."""

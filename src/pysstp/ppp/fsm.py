@@ -470,6 +470,11 @@ class OptionFsm:
 
     # -------------------------------------------------------------------------------------- internals
 
+    @property
+    def finish_reason(self) -> str:
+        """Why the layer is finishing (or finished): the reason its LayerFinished event carries."""
+        return self._finish_reason
+
     def _will_finish(self, reason: str, *, error: bool) -> None:
         """Remember why the layer is about to finish, for the LayerFinished event of the ``tlf`` action."""
         self._finish_reason = reason

@@ -371,6 +371,10 @@ class PppSession:
             if self.config.lcp_echo_interval is not None:
                 self._echo_due = now + self.config.lcp_echo_interval
         elif isinstance(event, fsm.LayerDown):
+            if self.lcp.state in (fsm.FsmState.STOPPING, fsm.FsmState.CLOSING):
+                # The link is ending (the peer's Terminate-Request says why): remember it now, because
+                # the SSTP disconnect that follows may end the call before LCP finishes.
+                self.down_reason = self.down_reason or self.lcp.finish_reason
             self._echo_due = None
             for ncp in (self.ipcp, self.ipv6cp):
                 if ncp is not None:
