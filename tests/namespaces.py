@@ -73,6 +73,29 @@ class Namespace:
                 process.wait()
 
 
+def attach_lan(owner: Namespace, lan: Namespace, tag: str, owner_ip: str, lan_ip: str) -> None:
+    """Put ``lan`` (a new namespace) behind ``owner`` on a /24 veth, default route via ``owner``, which
+    forwards. The caller deletes ``lan`` (see :func:`delete_namespace`)."""
+    run("ip", "netns", "add", lan.name)
+    lan.run("ip", "link", "set", "lo", "up")
+    near, far = f"lo{tag}"[:15], f"lf{tag}"[:15]
+    run(
+        "ip", "link", "add", near, "netns", owner.name, "type", "veth", "peer", "name", far, "netns", lan.name
+    )
+    owner.run("ip", "addr", "add", f"{owner_ip}/24", "dev", near)
+    lan.run("ip", "addr", "add", f"{lan_ip}/24", "dev", far)
+    owner.run("ip", "link", "set", near, "up")
+    lan.run("ip", "link", "set", far, "up")
+    lan.run("ip", "route", "add", "default", "via", owner_ip)
+    owner.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+
+
+def delete_namespace(ns: Namespace) -> None:
+    """Stop what runs in ``ns`` and delete it (its veth ends go with it)."""
+    ns.stop_all()
+    run("ip", "netns", "del", ns.name, check=False)
+
+
 @dataclass
 class Pair:
     """Two namespaces, ``server`` (at ``server_ip``) and ``client`` (at ``client_ip``), joined by veth."""
@@ -117,6 +140,4 @@ def netns_pair() -> Iterator[Pair]:
         yield pair
     finally:
         for ns in (client, server):
-            ns.stop_all()
-        for ns in (client, server):
-            run("ip", "netns", "del", ns.name, check=False)
+            delete_namespace(ns)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from loopback import make_certificate
-from namespaces import Namespace, Pair, netns_pair, run
+from namespaces import Namespace, Pair, attach_lan, delete_namespace, netns_pair, run
 
 __all__ = ["netns_pair"]
 
@@ -177,3 +177,34 @@ def test_wrong_password_is_logged_and_refused(setup: Setup) -> None:
     down = wait_for_line(client_log, "DOWN ")
     assert "691" in down
     wait_for_text(server_log, "authentication failed")
+
+
+def test_site_to_site_networks_behind_client_and_server_talk(setup: Setup) -> None:
+    """A LAN behind the client (routes in the user entry) reaches a LAN behind the server and back."""
+    secret = setup.tmp / "carol.pw"
+    secret.write_text("carolpw\n")
+    run(
+        PYSSTP, "user", "add", "carol", "--route", "192.168.50.0/24",
+        "--users", str(setup.users), "--password-file", str(secret),
+    )  # fmt: skip
+    tag = setup.pair.server.name.rsplit("s", 1)[-1]
+    behind_client, behind_server = Namespace(f"pysstp-lc{tag}"), Namespace(f"pysstp-ls{tag}")
+    try:
+        attach_lan(setup.pair.client, behind_client, f"c{tag}", "192.168.50.1", "192.168.50.2")
+        attach_lan(setup.pair.server, behind_server, f"s{tag}", "192.168.60.1", "192.168.60.2")
+        server_log = setup.start_server()
+        client_log = setup.start_client("sstpc0", "carol", "carolpw")
+        wait_for_line(client_log, "UP ")
+        wait_for_text(server_log, "routing 192.168.50.0/24")
+        assert "192.168.50.0/24 dev " + TUN in setup.pair.server.run("ip", "route").stdout
+        # The client side routes the server's LAN into its tunnel (what a site's router would do).
+        setup.pair.client.run("ip", "route", "add", "192.168.60.0/24", "dev", "sstpc0")
+        ping(behind_server, "192.168.50.2")
+        ping(behind_client, "192.168.60.2")
+        setup.pair.client.processes[-1].terminate()
+        wait_for_line(client_log, "DOWN ")
+        wait_for_text(server_log, "call ended")
+        assert "192.168.50.0/24" not in setup.pair.server.run("ip", "route").stdout
+    finally:
+        for ns in (behind_client, behind_server):
+            delete_namespace(ns)

@@ -10,14 +10,14 @@ import os
 import signal
 import ssl
 import sys
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv4Network, IPv6Network
 from pathlib import Path
 
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.link import ServerConfig
 from pysstp.net.changes import NetworkChanges
-from pysstp.net.iproute import set_link
+from pysstp.net.iproute import add_route, delete_route, make_route, set_link
 from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.config import (
     HELP_EPILOG,
@@ -111,6 +111,7 @@ async def serve(settings: ServerSettings) -> int:
                 connections_per_source_per_minute=settings.limits.connections_per_source_per_minute,
             ),
             handshake_timeout=settings.limits.handshake_timeout,
+            kernel_routes=TunRoutes(tun.name),
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
@@ -168,6 +169,21 @@ async def wait_for_signals(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+class TunRoutes:
+    """Kernel routes into the server's TUN for networks behind clients (site-to-site)."""
+
+    def __init__(self, ifname: str) -> None:
+        self.ifname = ifname
+
+    def add(self, network: IPv4Network | IPv6Network) -> None:
+        """Route ``network`` into the TUN."""
+        add_route(make_route(network, ifname=self.ifname))
+
+    def remove(self, network: IPv4Network | IPv6Network) -> None:
+        """Remove that route again (it is gone anyway once the TUN closes)."""
+        delete_route(make_route(network, ifname=self.ifname), missing_ok=True)
 
 
 def has_capability(number: int) -> bool:

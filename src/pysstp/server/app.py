@@ -21,6 +21,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Protocol
 
 from pysstp.connection import LinkConnection
+from pysstp.errors import PysstpError
 from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
 from pysstp.ppp.auth.base import CredentialStore
 from pysstp.ppp.session import AuthenticationFailed, ServerNetwork
@@ -43,6 +44,14 @@ class Tun(Protocol):
     def read_batch(self, limit: int) -> list[bytes]: ...
 
     def write(self, packet: bytes | memoryview) -> None: ...
+
+
+class KernelRoutes(Protocol):
+    """Routes into the TUN for networks behind a client (site-to-site), added and removed per session."""
+
+    def add(self, network: IPv4Network | IPv6Network) -> None: ...
+
+    def remove(self, network: IPv4Network | IPv6Network) -> None: ...
 
 
 class Pool(Protocol):
@@ -132,6 +141,7 @@ class SstpServerApp:
         limits: Limits | None = None,
         handshake_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        kernel_routes: KernelRoutes | None = None,
     ) -> None:
         self.ssl_context = ssl_context
         self.link_config = link_config
@@ -143,6 +153,7 @@ class SstpServerApp:
         self.limits = limits or Limits()
         self.handshake_timeout = handshake_timeout
         self.backoff = backoff or Backoff()
+        self.kernel_routes = kernel_routes
         self._credentials = GuardedCredentials(link_config.credentials, self.backoff)
         self.connections: set[ServerConnection] = set()
         self.by_address: dict[bytes, ServerConnection] = {}
@@ -270,7 +281,7 @@ class SstpServerApp:
             if connection.address_key is not None:
                 self.by_address[connection.address_key] = connection
             for network in connection.info.routes:
-                self.by_network.append((network, connection))
+                self._add_site_route(connection, network)
             log.info(
                 "%s: user %r up: %s, %s, %s binding, %s",
                 connection.peer,
@@ -299,7 +310,29 @@ class SstpServerApp:
             connection.address_key = None
             if connection.info.address is not None:
                 self.pool.release(connection.info.address)
+        for network, owner in self.by_network:
+            if owner is connection and self.kernel_routes is not None:
+                try:
+                    self.kernel_routes.remove(network)
+                except PysstpError as exc:
+                    log.warning("%s: could not remove route %s: %s", connection.peer, network, exc)
         self.by_network = [(n, c) for n, c in self.by_network if c is not connection]
+
+    def _add_site_route(self, connection: ServerConnection, network: IPv4Network | IPv6Network) -> None:
+        """Route a network behind the client into the tunnel while the client is connected."""
+        if any(network == n for n, _ in self.by_network):
+            log.warning(
+                "%s: %s is already routed to another session; not adding it", connection.peer, network
+            )
+            return
+        if self.kernel_routes is not None:
+            try:
+                self.kernel_routes.add(network)
+            except PysstpError as exc:
+                log.warning("%s: could not route %s into the tunnel: %s", connection.peer, network, exc)
+                return
+        self.by_network.append((network, connection))
+        log.info("%s: routing %s to user %r", connection.peer, network, connection.info.user)
 
     # -- data path ---------------------------------------------------------------------------------
 
