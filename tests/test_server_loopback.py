@@ -289,3 +289,20 @@ async def test_exhausted_pool_refuses_clearly_instead_of_hanging(tmp_path: Path)
     finally:
         await bench.app.shutdown()
         bench.tun.close()
+
+
+async def test_browser_can_be_redirected_instead_of_a_404(tmp_path: Path) -> None:
+    from pysstp.sstp.http import redirect_response
+
+    redirect = redirect_response("https://www.example.test/")
+    bench = await start_bench(
+        tmp_path, configure=lambda c: dataclasses.replace(c, not_sstp_response=redirect)
+    )
+    try:
+        answer = await raw_tls(bench, b"GET / HTTP/1.1\r\nHost: sstp.test\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 302 Found\r\nLocation: https://www.example.test/\r\n")
+        client = await bench.connect()  # SSTP itself is unaffected
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()

@@ -254,3 +254,15 @@ def test_random_bytes_into_response_parser(chunks: list[bytes]) -> None:
 def test_random_headers_after_a_200_status_line(tail: bytes) -> None:
     with contextlib.suppress(HttpResponseError):
         ResponseParser().feed(b"HTTP/1.1 200 OK\r\n" + tail + b"\r\n\r\n")
+
+
+def test_page_and_redirect_responses_end_the_connection() -> None:
+    from pysstp.sstp.http import page_response, redirect_response
+
+    page = page_response(b"<h1>hello</h1>")
+    assert page.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Content-Length: 14\r\n" in page and b"Connection: close\r\n" in page
+    assert page.endswith(b"\r\n\r\n<h1>hello</h1>")
+    assert redirect_response("/x").startswith(b"HTTP/1.1 302 Found\r\nLocation: /x\r\n")
+    with pytest.raises(ValueError):
+        redirect_response("/x\r\nSet-Cookie: a=b")

@@ -129,6 +129,7 @@ class ServerConfig:
     lcp_echo_interval: float | None = None
     server_name: str = "pysstp"
     http_date: Callable[[], str] | None = None
+    not_sstp_response: bytes | None = None
 
 
 # Links --------------------------------------------------------------------------------------------
@@ -425,6 +426,7 @@ class ServerLink(Link):
             negotiation_timeout=config.negotiation_timeout,
             random_bytes=random_bytes,
             http_date=config.http_date,
+            not_sstp_response=config.not_sstp_response,
         )
 
     def _on_authenticated(self, hlak: bytes, now: float) -> None:

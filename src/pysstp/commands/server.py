@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from pysstp.server.config import (
 )
 from pysstp.server.control import ControlServer
 from pysstp.server.pool import AddressPool
+from pysstp.sstp.http import page_response, redirect_response
 
 log = logging.getLogger("pysstp.server")
 
@@ -95,6 +97,8 @@ async def serve(settings: ServerSettings) -> int:
             ipv6=settings.ipv6.enabled,
             hello_interval=settings.keepalive,
             negotiation_timeout=settings.limits.negotiation_timeout,
+            http_date=lambda: email.utils.formatdate(usegmt=True),
+            not_sstp_response=not_sstp_response(settings),
         )
         app = SstpServerApp(
             ssl_context=context,
@@ -184,6 +188,18 @@ class TunRoutes:
     def remove(self, network: IPv4Network | IPv6Network) -> None:
         """Remove that route again (it is gone anyway once the TUN closes)."""
         delete_route(make_route(network, ifname=self.ifname), missing_ok=True)
+
+
+def not_sstp_response(settings: ServerSettings) -> bytes | None:
+    """What browsers and scanners get: a redirect, a static page, or (None) the plain 404/501."""
+    if settings.http.redirect is not None:
+        return redirect_response(settings.http.redirect)
+    if settings.http.page is not None:
+        try:
+            return page_response(settings.http.page.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read the page {settings.http.page}: {exc.strerror}") from None
+    return None
 
 
 def has_capability(number: int) -> bool:

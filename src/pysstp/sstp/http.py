@@ -100,6 +100,29 @@ def ok_response(date: str | None) -> bytes:
     return (_CRLF.join(lines) + _CRLF + _CRLF).encode("ascii")
 
 
+def redirect_response(location: str) -> bytes:
+    """A 302 to ``location`` that ends the connection: what a browser gets instead of a 404/501."""
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in location):
+        raise ValueError("redirect location must be printable ASCII without spaces")
+    return (
+        f"{HTTP_VERSION} {HTTPStatus.FOUND.value} {HTTPStatus.FOUND.phrase}{_CRLF}"
+        f"Location: {location}{_CRLF}"
+        f"Content-Length: 0{_CRLF}"
+        f"Connection: close{_CRLF}{_CRLF}"
+    ).encode("ascii")
+
+
+def page_response(body: bytes, content_type: str = "text/html; charset=utf-8") -> bytes:
+    """A 200 with a static page that ends the connection: the server looks like a plain web server."""
+    head = (
+        f"{HTTP_VERSION} {HTTPStatus.OK.value} {HTTPStatus.OK.phrase}{_CRLF}"
+        f"Content-Type: {content_type}{_CRLF}"
+        f"Content-Length: {len(body)}{_CRLF}"
+        f"Connection: close{_CRLF}{_CRLF}"
+    )
+    return head.encode("ascii") + body
+
+
 def error_response(code: int) -> bytes:
     """An HTTP error that ends the connection (accel-ppp form: empty body, ``Connection: close``)."""
     status = HTTPStatus(code)

@@ -16,6 +16,7 @@ import enum
 import os
 import uuid
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from pysstp.errors import DelineationError
@@ -587,8 +588,11 @@ class SstpServer(_SstpMachine):
         negotiation_timeout: float = Timer.NEGOTIATION,
         random_bytes: Callable[[int], bytes] = os.urandom,
         http_date: Callable[[], str] | None = None,
+        not_sstp_response: bytes | None = None,
     ) -> None:
         super().__init__(hello_interval=hello_interval, random_bytes=random_bytes)
+        self._not_sstp_response = not_sstp_response
+        """Sent instead of the 404/501 to a request that is not SSTP (a browser, a scanner)."""
         _check_hash_protocols(hash_protocols)
         for proto in (HashProtocol.SHA1, HashProtocol.SHA256):
             if proto & hash_protocols and len(cert_hashes.get(proto, b"")) != HASH_DIGEST_LEN[proto]:
@@ -627,7 +631,9 @@ class SstpServer(_SstpMachine):
         try:
             request = self._request_parser.feed(data)
         except HttpRequestRejected as exc:
-            self._outgoing.append(exc.response)
+            not_sstp = exc.status_code in (HTTPStatus.NOT_FOUND, HTTPStatus.NOT_IMPLEMENTED)
+            answer = self._not_sstp_response if not_sstp and self._not_sstp_response else exc.response
+            self._outgoing.append(answer)
             self._close(f"HTTP request rejected: {exc}", error=True)
             return None
         if request is None:
