@@ -37,10 +37,10 @@ def server_config(**overrides: object) -> ServerConfig:
     pool = list(POOL)
     assigned: dict[str, IPv4Address] = {}
 
-    def network_for_user(user: str) -> ServerNetwork | None:
+    def network_for_user(user: str) -> ServerNetwork | str:
         if user not in assigned:
             if not pool:
-                return None
+                return f"no IPv4 address left in the pool for user {user!r}"
             assigned[user] = pool.pop(0)
         return ServerNetwork(SERVER_ADDRESS, assigned[user], DNS)
 

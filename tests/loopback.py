@@ -144,6 +144,7 @@ async def start_bench(
     limits: Limits | None = None,
     configure: Callable[[ServerConfig], ServerConfig] | None = None,
     pool: IPv4Network = POOL,
+    **app_options: float,
 ) -> Bench:
     """Start a server on 127.0.0.1 with users alice/alicepw and bob/bobpw (or ``users``)."""
     cert_path, key_path, der = make_certificate(tmp_path)
@@ -151,7 +152,9 @@ async def start_bench(
     server_context.load_cert_chain(cert_path, key_path)
     credentials = StaticCredentials(users or {"alice": "alicepw", "bob": "bobpw"})
     link_config = ServerConfig(
-        certificate_der=der, credentials=credentials, network_for_user=lambda user: None
+        certificate_der=der,
+        credentials=credentials,
+        network_for_user=lambda user: "unused: the app assigns addresses",
     )
     if configure is not None:
         link_config = configure(link_config)
@@ -159,12 +162,12 @@ async def start_bench(
     app = SstpServerApp(
         ssl_context=server_context,
         link_config=link_config,
-        users=credentials,
         pool=AddressPool(pool, SERVER_ADDRESS),
         tun=tun,
         dns=(SERVER_ADDRESS,),
         server_address=SERVER_ADDRESS,
         limits=limits,
+        **app_options,  # type: ignore[arg-type]
     )
     ((_, port),) = await app.listen(["127.0.0.1"], 0)
     client_context = ssl.create_default_context(cafile=str(cert_path))

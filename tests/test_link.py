@@ -263,7 +263,7 @@ def test_ipv6cp_is_protocol_rejected_when_the_server_has_no_ipv6() -> None:
 
 
 def test_pool_exhausted_refuses_clearly() -> None:
-    config = server_config(network_for_user=lambda user: None)
+    config = server_config(network_for_user=lambda user: "no IPv4 address left in the pool")
     conv = Conversation.make(server=config)
     conv.start()
     conv.advance(10)

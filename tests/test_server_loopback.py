@@ -306,3 +306,46 @@ async def test_browser_can_be_redirected_instead_of_a_404(tmp_path: Path) -> Non
     finally:
         await bench.app.shutdown()
         bench.tun.close()
+
+
+async def test_per_user_session_limit_refuses_with_the_reason(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path, limits=Limits(max_sessions_per_user=1))
+    try:
+        first = await bench.connect()
+        await asyncio.wait_for(first.up.wait(), TIMEOUT)
+        second = await bench.connect()
+        await asyncio.wait_for(second.down.wait(), TIMEOUT)
+        down = second.first(LinkDown)
+        assert isinstance(down, LinkDown) and "already has 1 session" in down.reason
+        other_user = await bench.connect("bob", "bobpw")
+        await asyncio.wait_for(other_user.up.wait(), TIMEOUT)
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def test_connection_without_an_http_request_is_closed_at_the_handshake_timeout(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path, handshake_timeout=0.3)
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", bench.port, ssl=bench.client_context, server_hostname="sstp.test"
+        )
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # closed without a word
+        writer.close()
+        await wait_for(lambda: not bench.app.connections)
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def test_idle_call_is_disconnected_in_order(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path, idle_timeout=0.4)
+    try:
+        client = await bench.connect()
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
+        await asyncio.wait_for(client.down.wait(), TIMEOUT)
+        down = client.first(LinkDown)
+        assert isinstance(down, LinkDown) and not down.error and "idle" in down.reason
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()

@@ -58,6 +58,8 @@ class LinkConnection(asyncio.Protocol):
         self.packets_in = 0
         self.packets_out = 0
         self.drops = 0
+        self.last_ip = self._loop.time()
+        """When an IP packet last passed either way (for the server's idle timeout)."""
 
     # -- asyncio callbacks -------------------------------------------------------------------------
 
@@ -111,6 +113,7 @@ class LinkConnection(asyncio.Protocol):
                 link.receive_packet(packet, now)
         if data_seen:
             link.note_activity(now)
+            self.last_ip = now
 
     def pause_writing(self) -> None:
         """TLS is backed up: IP packets for this call are dropped until it drains."""
@@ -140,6 +143,7 @@ class LinkConnection(asyncio.Protocol):
         if self._paused or transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
             self.drops += len(packets)
             return
+        self.last_ip = self._loop.time()
         frames = [frame_ip_packet(bytes(p)) for p in packets]
         data = b"".join(frames)
         self.packets_out += len(frames)

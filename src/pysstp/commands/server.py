@@ -89,7 +89,7 @@ async def serve(settings: ServerSettings) -> int:
         link_config = ServerConfig(
             certificate_der=certificate_der,
             credentials=users,
-            network_for_user=lambda user: None,
+            network_for_user=lambda user: "unused: the app assigns addresses",
             auth_methods=settings.auth_methods,
             hash_protocols=settings.tls.hash_protocols,
             mru=settings.mru,
@@ -103,7 +103,7 @@ async def serve(settings: ServerSettings) -> int:
         app = SstpServerApp(
             ssl_context=context,
             link_config=link_config,
-            users=users,
+            users=users.entry,
             pool=pool,
             tun=tun,
             dns=settings.pool.dns,
@@ -115,6 +115,7 @@ async def serve(settings: ServerSettings) -> int:
                 connections_per_source_per_minute=settings.limits.connections_per_source_per_minute,
             ),
             handshake_timeout=settings.limits.handshake_timeout,
+            idle_timeout=settings.limits.idle_timeout,
             kernel_routes=TunRoutes(tun.name),
         )
         try:
@@ -221,14 +222,17 @@ def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = tls.min_version
     context.set_ciphers(tls.ciphers)
+    for path in (tls.cert, tls.key):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {path}: {exc.strerror.lower() if exc.strerror else exc}"
+            ) from None
     try:
         context.load_cert_chain(tls.cert, tls.key)
         pem = tls.cert.read_text()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"cannot read {exc.filename}: no such file") from None
-    except PermissionError as exc:
-        raise ConfigError(f"cannot read {exc.filename}: permission denied") from None
-    except (ssl.SSLError, UnicodeDecodeError) as exc:
+    except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"cannot use certificate {tls.cert} with key {tls.key}: {exc}") from None
     end = pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
     return context, ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----") : end])

@@ -58,8 +58,8 @@ class ServerNetwork:
     dns: tuple[IPv4Address, ...] = ()
 
 
-NetworkForUser = Callable[[str], ServerNetwork | None]
-"""Called once per session when the user is authenticated; ``None`` means no address is left."""
+NetworkForUser = Callable[[str], ServerNetwork | str]
+"""Called once per session when the user is authenticated: the addresses, or why there are none."""
 
 
 @dataclass(frozen=True)
@@ -431,8 +431,8 @@ class PppSession:
             if self.config.network_for_user is None:
                 raise ValueError("a server session needs network_for_user")
             network = self.config.network_for_user(user)
-            if network is None:
-                self._fail(f"no IPv4 address left in the pool for user {user!r}", now)
+            if isinstance(network, str):
+                self._fail(network, now)
                 return
             ipcp_config = IpcpConfig(
                 role=Role.SERVER,

@@ -15,17 +15,18 @@ import logging
 import ssl
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Protocol
 
+from pysstp.aaa.userdb import UserEntry
 from pysstp.connection import LinkConnection
 from pysstp.errors import PysstpError
 from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
-from pysstp.ppp.auth.base import CredentialStore
 from pysstp.ppp.session import AuthenticationFailed, ServerNetwork
 from pysstp.server.backoff import Backoff, GuardedCredentials
+from pysstp.sstp.machine import SstpState
 
 log = logging.getLogger("pysstp.server")
 
@@ -116,8 +117,17 @@ class ServerConnection(LinkConnection):
         super().connection_made(transport)
 
     def started(self, now: float) -> None:
-        """The negotiation timer runs from accept: a silent client cannot hold a slot."""
+        """The negotiation timer runs from accept: a silent client cannot hold a slot; and the HTTP
+        request must come within the handshake timeout, so a half-open scanner is gone quickly."""
         self.link.sstp.start(now)
+        asyncio.get_running_loop().call_at(now + self.server.handshake_timeout, self._check_http)
+
+    def _check_http(self) -> None:
+        if not self.closed and self.link.sstp.state is SstpState.SERVER_CALL_DISCONNECTED:
+            log.warning(
+                "%s: no SSTP request within %.0f s; closing", self.peer, self.server.handshake_timeout
+            )
+            self._abort_transport()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Whatever ended the call, its address and routes go back."""
@@ -133,13 +143,14 @@ class SstpServerApp:
         *,
         ssl_context: ssl.SSLContext,
         link_config: ServerConfig,
-        users: CredentialStore,
+        users: Callable[[str], UserEntry | None] | None = None,
         pool: Pool,
         tun: Tun,
         dns: tuple[IPv4Address, ...] = (),
         server_address: IPv4Address,
         limits: Limits | None = None,
         handshake_timeout: float = 10.0,
+        idle_timeout: float = 0.0,
         backoff: Backoff | None = None,
         kernel_routes: KernelRoutes | None = None,
     ) -> None:
@@ -152,6 +163,8 @@ class SstpServerApp:
         self.server_address = server_address
         self.limits = limits or Limits()
         self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.backoff = backoff or Backoff()
         self.kernel_routes = kernel_routes
         self._credentials = GuardedCredentials(link_config.credentials, self.backoff)
@@ -170,6 +183,8 @@ class SstpServerApp:
         """Start a TLS listener on each host; return the bound (host, port) pairs."""
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.tun.fd, self._on_tun_readable)
+        if self.idle_timeout > 0:
+            self._check_idle()
         bound: list[tuple[str, int]] = []
         for host in hosts:
             server = await self._loop.create_server(
@@ -190,6 +205,8 @@ class SstpServerApp:
         """Stop accepting, disconnect every session in order, wait a little for them, then close."""
         for server in self._servers:
             server.close()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         for connection in list(self.connections):
             connection.close(reason)
         deadline = time.monotonic() + SHUTDOWN_GRACE
@@ -203,10 +220,20 @@ class SstpServerApp:
         for server in self._servers:
             await server.wait_closed()
 
+    def _check_idle(self) -> None:
+        """Disconnect (in order) calls that carried no IP packet for ``idle_timeout`` seconds."""
+        assert self._loop is not None
+        limit = self._loop.time() - self.idle_timeout
+        for connection in list(self.connections):
+            if connection.link.is_up and connection.last_ip < limit:
+                log.info("%s: idle for %.0f s; disconnecting", connection.peer, self.idle_timeout)
+                connection.close("idle timeout")
+        self._idle_timer = self._loop.call_later(min(self.idle_timeout / 4, 30.0), self._check_idle)
+
     def _new_connection(self) -> ServerConnection:
         connection: ServerConnection
 
-        def network_for_user(user: str) -> ServerNetwork | None:
+        def network_for_user(user: str) -> ServerNetwork | str:
             return self._assign(connection, user)
 
         link = ServerLink(
@@ -244,28 +271,30 @@ class SstpServerApp:
         self.connections.add(connection)
         return None
 
-    def _assign(self, connection: ServerConnection, user: str) -> ServerNetwork | None:
-        """IPCP is about to start for ``user``: pick its address (fixed one first) and remember it."""
-        limits = self.limits
-        if limits.max_sessions_per_user:
+    def _assign(self, connection: ServerConnection, user: str) -> ServerNetwork | str:
+        """IPCP is about to start for ``user``: pick its address (fixed one first), or say why not."""
+        entry = self.users(user) if self.users is not None else None
+        limit = (entry.max_sessions if entry is not None else None) or self.limits.max_sessions_per_user
+        if limit:
             count = sum(1 for c in self.connections if c.info.user == user and c is not connection)
-            if count >= limits.max_sessions_per_user:
-                log.warning("%s: user %r already has %d sessions", connection.peer, user, count)
-                return None
-        entry = getattr(self.users, "entry", None)
-        user_entry = entry(user) if entry is not None else None
-        fixed = getattr(user_entry, "address", None)
+            if count >= limit:
+                return self._refuse(connection, f"user {user!r} already has {count} session(s), the limit")
+        fixed = entry.address if entry is not None else None
         address = self.pool.allocate(user, fixed)
         if address is None:
-            log.warning(
-                "%s: no address for user %r (pool exhausted or fixed address in use)", connection.peer, user
-            )
-            return None
+            if fixed is not None:
+                return self._refuse(connection, f"the fixed address {fixed} of user {user!r} is in use")
+            return self._refuse(connection, f"no IPv4 address left in the pool for user {user!r}")
         connection.info.user = user
         connection.info.address = address
-        connection.info.routes = tuple(getattr(user_entry, "routes", ()) or ())
+        connection.info.routes = entry.routes if entry is not None else ()
         connection.address_key = address.packed
         return ServerNetwork(self.server_address, address, self.dns)
+
+    @staticmethod
+    def _refuse(connection: ServerConnection, reason: str) -> str:
+        log.warning("%s: refused: %s", connection.peer, reason)
+        return reason
 
     # -- events ------------------------------------------------------------------------------------
 
