@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from pysstp.ppp.auth.base import AuthEvent, AuthFailed, AuthMachine, AuthSucceeded
+from pysstp.ppp.auth.base import (
+    AuthEvent,
+    AuthFailed,
+    AuthMachine,
+    AuthSucceeded,
+    make_authenticator,
+    make_peer,
+)
+from pysstp.ppp.auth.mschapv2 import nt_password_hash
+from pysstp.ppp.constants import AuthMethod
 
 SERVER = "server"
 CLIENT = "client"
@@ -164,3 +173,28 @@ def framed_packets(codes: range = range(0, 8), max_body: int = 80) -> st.SearchS
 def any_packets() -> st.SearchStrategy[list[bytes]]:
     """A mix of raw garbage and well-framed packets."""
     return st.lists(st.one_of(st.binary(max_size=60), framed_packets()), max_size=15)
+
+
+class HashOnly:
+    """A store that keeps NT hashes only (alice/alicepw), like a real server's user database."""
+
+    def nt_hash(self, user: str) -> bytes | None:
+        return nt_password_hash("alicepw") if user == "alice" else None
+
+    def password(self, user: str) -> str | None:
+        return None
+
+
+def method_conversation(
+    method: AuthMethod,
+    user: str,
+    password: str,
+    credentials: object,
+    *,
+    name: str = "pysstp",
+    **kwargs: object,
+) -> Conversation:
+    """An authenticator for ``method`` (seeded) against a peer (seeded) in memory."""
+    server = make_authenticator(method, credentials, name=name, random_bytes=seeded_random(1))  # type: ignore[arg-type]
+    client = make_peer(method, user, password, random_bytes=seeded_random(2))
+    return Conversation(server, client, **kwargs)  # type: ignore[arg-type]

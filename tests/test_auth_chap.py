@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 
 from pysstp.errors import AuthError
-from pysstp.ppp.auth.base import AuthFailed, AuthSucceeded, StaticCredentials, make_authenticator, make_peer
+from pysstp.ppp.auth.base import AuthFailed, AuthSucceeded, StaticCredentials
 from pysstp.ppp.auth.chap import (
     ChapMd5Authenticator,
     ChapMd5Peer,
@@ -16,39 +16,25 @@ from pysstp.ppp.auth.chap import (
     encode_value_name,
 )
 from pysstp.ppp.auth.keys import ZERO_HLAK
-from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.constants import AuthMethod, ChapCode, Protocol
 
 from auth_wire import (
     CLIENT,
     SERVER,
     Conversation,
+    HashOnly,
     any_packets,
     drop_nth,
     feed_garbage,
+    method_conversation,
     seeded_random,
 )
 
 USERS = StaticCredentials({"alice": "alicepw"})
 
 
-class HashOnly:
-    def nt_hash(self, user: str) -> bytes | None:
-        return nt_password_hash("alicepw") if user == "alice" else None
-
-    def password(self, user: str) -> str | None:
-        return None
-
-
 def conversation(user: str, password: str, credentials: object = USERS, **kwargs: object) -> Conversation:
-    server = make_authenticator(
-        AuthMethod.CHAP_MD5,
-        credentials,  # type: ignore[arg-type]
-        name="vpn.example",
-        random_bytes=seeded_random(1),
-    )
-    client = make_peer(AuthMethod.CHAP_MD5, user, password, random_bytes=seeded_random(2))
-    return Conversation(server, client, **kwargs)  # type: ignore[arg-type]
+    return method_conversation(AuthMethod.CHAP_MD5, user, password, credentials, name="vpn.example", **kwargs)
 
 
 def test_codec() -> None:

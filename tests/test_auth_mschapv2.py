@@ -26,33 +26,20 @@ from auth_wire import (
     CLIENT,
     SERVER,
     Conversation,
+    HashOnly,
     any_packets,
     drop_nth,
     feed_garbage,
     fixed_bytes,
+    method_conversation,
     seeded_random,
 )
 
 USERS = StaticCredentials({"alice": "alicepw", USER: PASSWORD})
 
 
-class HashOnly:
-    def nt_hash(self, user: str) -> bytes | None:
-        return nt_password_hash("alicepw") if user == "alice" else None
-
-    def password(self, user: str) -> str | None:
-        return None
-
-
 def conversation(user: str, password: str, credentials: object = USERS, **kwargs: object) -> Conversation:
-    server = make_authenticator(
-        AuthMethod.MSCHAP_V2,
-        credentials,  # type: ignore[arg-type]
-        name="vm",
-        random_bytes=seeded_random(1),
-    )
-    client = make_peer(AuthMethod.MSCHAP_V2, user, password, random_bytes=seeded_random(2))
-    return Conversation(server, client, **kwargs)  # type: ignore[arg-type]
+    return method_conversation(AuthMethod.MSCHAP_V2, user, password, credentials, name="vm", **kwargs)
 
 
 def hlak_of(talk: Conversation, user: str, password: str) -> bytes:

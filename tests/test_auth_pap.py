@@ -10,33 +10,28 @@ from pysstp.ppp.auth.base import (
     AuthFailed,
     AuthSucceeded,
     StaticCredentials,
-    make_authenticator,
-    make_peer,
 )
 from pysstp.ppp.auth.keys import ZERO_HLAK
-from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.auth.pap import PapAuthenticator, PapPacket, PapPeer
 from pysstp.ppp.constants import AuthMethod, PapCode, Protocol
 
-from auth_wire import CLIENT, SERVER, Conversation, any_packets, drop_nth, feed_garbage, seeded_random
+from auth_wire import (
+    CLIENT,
+    SERVER,
+    Conversation,
+    HashOnly,
+    any_packets,
+    drop_nth,
+    feed_garbage,
+    method_conversation,
+    seeded_random,
+)
 
 USERS = StaticCredentials({"alice": "alicepw", "bob": "bobpw"})
 
 
-class HashOnly:
-    """A store that keeps NT hashes only, like a real server's user database."""
-
-    def nt_hash(self, user: str) -> bytes | None:
-        return nt_password_hash("alicepw") if user == "alice" else None
-
-    def password(self, user: str) -> str | None:
-        return None
-
-
 def conversation(user: str, password: str, credentials: object = USERS, **kwargs: object) -> Conversation:
-    server = make_authenticator(AuthMethod.PAP, credentials, random_bytes=seeded_random(1))  # type: ignore[arg-type]
-    client = make_peer(AuthMethod.PAP, user, password, random_bytes=seeded_random(2))
-    return Conversation(server, client, **kwargs)  # type: ignore[arg-type]
+    return method_conversation(AuthMethod.PAP, user, password, credentials, name="pysstp", **kwargs)
 
 
 def test_codec_round_trip_and_padding() -> None:
