@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email.utils
-import json
 import logging
 import os
 import signal
 import ssl
-import sys
 from ipaddress import IPv4Interface, IPv4Network, IPv6Network
 from pathlib import Path
 
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.link import ServerConfig
+from pysstp.logsetup import setup_logging
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import add_route, delete_route, make_route, set_link
 from pysstp.server.app import Limits, SstpServerApp
@@ -236,30 +235,3 @@ def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
         raise ConfigError(f"cannot use certificate {tls.cert} with key {tls.key}: {exc}") from None
     end = pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
     return context, ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----") : end])
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log collectors."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    """Log to stderr as text or JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())

@@ -1,0 +1,233 @@
+"""The client's lifetime: dial, bring the tunnel up, carry traffic, end in order, and dial again.
+
+One :class:`ClientApp` runs one ``pysstp connect``. Each call is dialed afresh; the
+:class:`~pysstp.client.tunnel.Tunnel` outlives the calls, so TUN, routes and DNS stay in place while
+``--reconnect`` waits and dials again. Ending (exit, failure, SIGINT, SIGTERM) always goes: close the call
+in order (LCP Terminate, CALL_DISCONNECT), wait a little for it, then let the caller undo the system
+changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pysstp.client.dial import ClientConnection, ConnectError, dial
+from pysstp.client.report import describe, setup_failure, summary
+from pysstp.client.settings import ClientSettings
+from pysstp.client.tls import make_context
+from pysstp.client.tunnel import Tunnel
+from pysstp.link import ClientConfig, LinkDown, LinkEvent, LinkUp
+from pysstp.ppp import session as ppp
+
+log = logging.getLogger("pysstp.client")
+
+CLOSE_GRACE = 3.0
+"""Seconds to wait for the server to acknowledge the end of the call before dropping TCP."""
+SETUP_TIMEOUT = 60.0
+"""Seconds from TLS up to LinkUp: a server that stalls in PPP does not keep the client waiting forever."""
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 60.0
+
+
+def backoff_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """Seconds before dial number ``attempt + 1``: exponential, capped, with jitter (half to all of the
+    step), so many clients that lost the same server do not all come back in the same second."""
+    step = min(BACKOFF_MAX, BACKOFF_FIRST * 2.0 ** max(0, attempt - 1))
+    return step * (0.5 + rand() / 2)
+
+
+@dataclass
+class _Call:
+    """What one dial has seen so far."""
+
+    started: float
+    up: asyncio.Future[LinkUp]
+    down: asyncio.Future[LinkDown]
+    auth_failure: ppp.AuthenticationFailed | None = None
+    phase: ppp.Phase = ppp.Phase.DEAD
+    connection: ClientConnection | None = None
+    steps: list[str] = field(default_factory=list)
+
+
+class ClientApp:
+    """``pysstp connect`` without the command line: give it settings and a tunnel, await :meth:`run`."""
+
+    def __init__(self, settings: ClientSettings, tunnel: Tunnel, stop: asyncio.Event) -> None:
+        self.settings = settings
+        self.tunnel = tunnel
+        self.stop = stop
+        self.context = make_context(settings.tls)
+        self.config = ClientConfig(
+            host=settings.host,
+            username=settings.user,
+            password=settings.password,
+            auth_methods=settings.auth_methods,
+        )
+        # After the first successful TCP connection, reconnects dial the same address: a DNS answer that
+        # changed would otherwise send the dial into the tunnel's own routes.
+        self.address = settings.host
+        self.last_up: LinkUp | None = None
+        if settings.tls.insecure:
+            log.warning(
+                "TLS: --insecure: the server's certificate is NOT checked; anyone on the path can read "
+                "and change this tunnel's traffic. Use --pin-sha256 for a self-signed server instead"
+            )
+
+    async def run(self) -> None:
+        """Dial, stay up, dial again with ``--reconnect``; return when stopped, raise
+        :class:`ConnectError` when giving up."""
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                await self.call()
+            except ConnectError as exc:
+                if not (self.settings.reconnect and exc.retry):
+                    raise
+                failures += 1
+                if self.settings.max_attempts and failures >= self.settings.max_attempts:
+                    raise ConnectError(f"{exc} (gave up after {failures} attempts)", retry=False) from None
+                log.warning("%s", exc)
+            else:
+                if self.stop.is_set():
+                    return
+                if not self.settings.reconnect:
+                    raise ConnectError("the connection to the server was lost; --reconnect dials again")
+                failures = 0
+            delay = backoff_delay(failures)
+            log.info("dialing again in %.1f s", delay)
+            await self._sleep(delay)
+
+    async def call(self) -> None:
+        """One call: dial it, bring the tunnel up, carry traffic until it ends or we are stopped.
+
+        Returns when a call that was up ends (or on stop); raises :class:`ConnectError` if the call
+        never came up.
+        """
+        loop = asyncio.get_running_loop()
+        call = _Call(started=loop.time(), up=loop.create_future(), down=loop.create_future())
+        connection = await self._dial(call)
+        if connection is None:
+            return
+        call.connection = connection
+        peer = connection.transport.get_extra_info("peername") if connection.transport else None
+        if peer:
+            self.address = peer[0]
+        try:
+            up = await self._until(call.up, call.down, timeout=SETUP_TIMEOUT)
+            if up is None:  # stopped, or the setup timed out
+                if not self.stop.is_set():
+                    last = call.steps[-1] if call.steps else "nothing after TLS"
+                    raise ConnectError(
+                        f"the call did not come up within {SETUP_TIMEOUT:g} s; last step: {last}"
+                    )
+                return
+            if isinstance(up, LinkDown):
+                raise ConnectError(
+                    setup_failure(up, call.auth_failure, call.phase, bool(self.settings.auth_methods)),
+                    retry=call.auth_failure is None,
+                )
+            if peer:
+                self.tunnel.pin_server(peer[0])
+            self.tunnel.apply(up)
+            self.tunnel.attach(connection)
+            self.last_up = up
+            log.info("%s (%.2f s)", summary(up, self.settings.ifname), loop.time() - call.started)
+            down = await self._until(call.down)
+            if isinstance(down, LinkDown):
+                log.warning("disconnected: %s", down.reason)
+        finally:
+            self.tunnel.attach(None)
+            await self._hang_up(call)
+
+    async def _dial(self, call: _Call) -> ClientConnection | None:
+        """Dial, unless stopped first (then ``None``)."""
+        tls = self.settings.tls
+        name = "" if tls.no_sni else (tls.sni or self.settings.host)
+
+        def progress(layer: str, text: str) -> None:
+            self._step(call, layer, text, logging.INFO)
+
+        task = asyncio.ensure_future(
+            dial(
+                self.config,
+                self.address,
+                self.settings.port,
+                self.context,
+                deliver=self.tunnel.deliver,
+                on_event=lambda connection, event: self._on_event(call, event),
+                server_hostname=name,
+                tls=tls,
+                proxy=self.settings.proxy,
+                on_progress=progress,
+                on_backpressure=self.tunnel.set_backpressure,
+            )
+        )
+        stop = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        return None
+
+    def _on_event(self, call: _Call, event: LinkEvent) -> None:
+        if isinstance(event, LinkUp):
+            if not call.up.done():
+                call.up.set_result(event)
+            return
+        if isinstance(event, LinkDown):
+            if not call.down.done():
+                call.down.set_result(event)
+            return
+        if isinstance(event, ppp.AuthenticationFailed):
+            call.auth_failure = event
+        elif isinstance(event, ppp.PhaseChanged) and event.phase not in (ppp.Phase.TERMINATE, ppp.Phase.DEAD):
+            # The phase reached on the way up; the way down passes Terminate and Dead.
+            call.phase = event.phase
+        step = describe(event)
+        if step is not None:
+            self._step(call, step.layer, step.text, step.level)
+
+    def _step(self, call: _Call, layer: str, text: str, level: int) -> None:
+        elapsed = asyncio.get_running_loop().time() - call.started
+        call.steps.append(f"{layer}: {text}")
+        log.log(level, "%7.3fs %-7s %s", elapsed, layer, text)
+
+    async def _until(
+        self, *futures: asyncio.Future[LinkUp] | asyncio.Future[LinkDown], timeout: float | None = None
+    ) -> LinkUp | LinkDown | None:
+        """The first of ``futures`` to finish, or ``None`` when stopped or after ``timeout``."""
+        stop = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({*futures, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        for future in futures:
+            if future.done():
+                return future.result()
+        return None
+
+    async def _hang_up(self, call: _Call) -> None:
+        """End the call in order and wait up to :data:`CLOSE_GRACE` for the server to agree."""
+        connection = call.connection
+        if connection is None or connection.closed:
+            return
+        connection.close("user requested disconnect" if self.stop.is_set() else "closed by pysstp")
+        try:
+            await asyncio.wait_for(asyncio.shield(call.down), CLOSE_GRACE)
+        except TimeoutError:
+            log.warning("the server did not confirm the disconnect within %g s; dropping TCP", CLOSE_GRACE)
+        if connection.transport is not None and not connection.closed:
+            connection.transport.abort()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)

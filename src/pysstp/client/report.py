@@ -1,0 +1,129 @@
+"""What the user reads: one line per protocol step, the summary line, and failures that name the fix.
+
+Pure functions from events to text, so every message can be tested without a network.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pysstp.link import LinkDown, LinkEvent, LinkUp
+from pysstp.ppp import session as ppp
+from pysstp.ppp.constants import AuthMethod
+from pysstp.sstp import events as sstp_events
+from pysstp.sstp.constants import HashProtocol
+
+METHOD_NAMES = {
+    AuthMethod.PAP: "PAP",
+    AuthMethod.CHAP_MD5: "CHAP-MD5",
+    AuthMethod.MSCHAP_V2: "MS-CHAPv2",
+    AuthMethod.EAP_MSCHAP_V2: "EAP-MS-CHAPv2",
+    AuthMethod.EAP_MD5: "EAP-MD5",
+}
+HASH_NAMES = {HashProtocol.SHA1: "SHA-1", HashProtocol.SHA256: "SHA-256"}
+
+# MS-CHAP failure codes (RFC 2759 §6 and Windows' RAS error numbers): what each means for the user.
+MSCHAP_ERRORS = {
+    646: "the account may not log in at this time of day",
+    647: "the account is disabled",
+    648: "the password has expired; change it on a Windows machine of that domain",
+    649: "the account has no dial-in permission on the server",
+    691: "wrong user name or password",
+    709: "the password must be changed, which pysstp cannot do yet",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of progress: the layer it belongs to, the text, and how loud it is."""
+
+    layer: str
+    text: str
+    level: int = logging.INFO
+
+
+def method_name(method: AuthMethod | None) -> str:
+    """E.g. 'MS-CHAPv2'; 'no authentication' when the server asked for none."""
+    return METHOD_NAMES[method] if method is not None else "no authentication"
+
+
+def hash_name(protocol: HashProtocol | None) -> str:
+    """E.g. 'SHA-256'."""
+    return HASH_NAMES.get(protocol, str(protocol)) if protocol is not None else "no"
+
+
+def describe(event: LinkEvent) -> Step | None:
+    """The progress line for an event, or ``None`` for events the app handles itself (up, down)."""
+    if isinstance(event, sstp_events.HttpResponseReceived):
+        return Step(
+            "HTTP", f"server accepted the SSTP request ({event.response.status} {event.response.reason})"
+        )
+    if isinstance(event, sstp_events.CallConnectAcked):
+        return Step("SSTP", f"call accepted; crypto binding will use {hash_name(event.hash_protocol)}")
+    if isinstance(event, ppp.LcpOpened):
+        return Step(
+            "LCP",
+            f"link open: authentication {method_name(event.auth_method)}, MRU ours {event.our_mru}, "
+            f"server's {event.peer_mru}",
+        )
+    if isinstance(event, ppp.Authenticated):
+        return Step("auth", f"{method_name(event.method)}: authenticated as {event.user}")
+    if isinstance(event, ppp.AuthenticationFailed):
+        return Step("auth", auth_failure(event), logging.WARNING)
+    if isinstance(event, sstp_events.CallConnectedSent):
+        return Step("binding", f"{hash_name(event.hash_protocol)} crypto binding sent (CALL_CONNECTED)")
+    if isinstance(event, ppp.Ipv4Up):
+        dns = ", ".join(map(str, event.dns_servers)) or "none"
+        return Step("IPCP", f"address {event.local_address}, server {event.peer_address}, DNS {dns}")
+    if isinstance(event, ppp.Ipv6Up):
+        return Step("IPv6CP", f"interface id {event.local_interface_id.hex(':')}")
+    if isinstance(event, ppp.NetworkProtocolDown):
+        return Step("NCP", f"{event.protocol.name} down: {event.reason}", logging.WARNING)
+    if isinstance(event, ppp.PhaseChanged):
+        return Step("PPP", f"phase {event.phase.value}", logging.DEBUG)
+    if isinstance(event, sstp_events.PeerAborted | sstp_events.PeerDisconnecting):
+        status = event.status.status if event.status is not None else None
+        kind = "aborted" if isinstance(event, sstp_events.PeerAborted) else "disconnected"
+        return Step("SSTP", f"server {kind} the call (status {status})", logging.DEBUG)
+    return None
+
+
+def auth_failure(event: ppp.AuthenticationFailed) -> str:
+    """E.g. 'authentication failed (E=691): wrong user name or password'."""
+    code = f" (E={event.error_code})" if event.error_code is not None else ""
+    meaning = MSCHAP_ERRORS.get(event.error_code or 0)
+    if meaning is None:
+        meaning = f"{event.reason}; check the user name and password"
+        if event.method is AuthMethod.PAP:
+            meaning += ", or whether the server allows PAP"
+    return f"authentication failed{code} with {method_name(event.method)} as {event.user!r}: {meaning}"
+
+
+def setup_failure(
+    down: LinkDown, auth: ppp.AuthenticationFailed | None, phase: ppp.Phase, forced_auth: bool
+) -> str:
+    """Why a call ended before it came up (``phase``: the last PPP phase it reached), naming the layer."""
+    if auth is not None:
+        return auth_failure(auth)
+    reason = down.reason
+    if "authentication" in reason and "offer" in reason:
+        return f"PPP: {reason}; pysstp supports MS-CHAPv2, EAP-MS-CHAPv2, PAP and CHAP (see --auth)"
+    if "crypto binding" in reason:
+        return f"SSTP: {reason}: a TLS-intercepting proxy between here and the server breaks SSTP"
+    if phase is ppp.Phase.ESTABLISH and forced_auth:
+        return (
+            f"PPP: the server ended the call during LCP negotiation ({reason}); "
+            "it probably does not offer the method chosen with --auth"
+        )
+    return f"call ended before it was up ({phase.value} phase): {reason}"
+
+
+def summary(up: LinkUp, ifname: str) -> str:
+    """The one line that says the tunnel works, e.g.
+    'connected: 10.0.0.5 via sstp0, DNS 10.0.0.1, MS-CHAPv2, SHA-256 binding'."""
+    dns = ", ".join(map(str, up.dns_servers)) or "none"
+    return (
+        f"connected: {up.local_address} via {ifname}, DNS {dns}, {method_name(up.auth_method)}, "
+        f"{hash_name(up.hash_protocol)} binding"
+    )

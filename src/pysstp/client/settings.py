@@ -1,0 +1,382 @@
+"""Client settings: flags, then a named profile from ``--config FILE``, checked into one frozen object.
+
+Every flag defaults to ``None`` (= not given). A profile is a TOML table whose keys are the flags'
+long names (``ca-file = "/etc/ssl/corp.pem"``); a flag given on the command line wins over the profile,
+the profile over the built-in default. Checking happens once, on the merged values, so a bad value
+reads the same whichever place it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import ssl
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pysstp.commands.user import PASSWORD_ENV, read_password_file
+from pysstp.errors import ConfigError, SystemSetupError
+from pysstp.net.ifname import check_ifname
+from pysstp.ppp.constants import AuthMethod
+
+DEFAULT_PORT = 443
+DEFAULT_IFNAME = "sstp0"
+DEFAULT_CONFIG = Path("/etc/pysstp/client.toml")
+
+AUTH_CHOICES = {
+    "mschapv2": AuthMethod.MSCHAP_V2,
+    "eap-mschapv2": AuthMethod.EAP_MSCHAP_V2,
+    "pap": AuthMethod.PAP,
+    "chap": AuthMethod.CHAP_MD5,
+}
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+_LIST_KEYS = frozenset({"auth", "route"})
+_BOOL_KEYS = frozenset({"insecure", "no_sni", "default_route", "dns", "reconnect"})
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """An HTTP proxy that the TCP connection goes through (CONNECT)."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """How the server's certificate is checked.
+
+    ``pin_sha256`` replaces the CA and name checks: exactly that leaf certificate is accepted.
+    """
+
+    ca_file: Path | None = None
+    pin_sha256: bytes | None = None
+    insecure: bool = False
+    sni: str | None = None
+    no_sni: bool = False
+    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything ``pysstp connect`` needs, checked."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    auth_methods: tuple[AuthMethod, ...] = ()
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    proxy: ProxySettings | None = None
+    ifname: str = DEFAULT_IFNAME
+    routes: tuple[IPv4Network, ...] = ()
+    default_route: bool = False
+    dns: bool = False
+    reconnect: bool = False
+    max_attempts: int = 0
+    verbose: bool = False
+    log_format: str = "text"
+
+    @property
+    def tls_name(self) -> str:
+        """The name the certificate must carry: ``--sni NAME`` if given, else the host."""
+        return self.tls.sni or self.host
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every ``pysstp connect`` flag, each defaulting to ``None`` so a profile can fill it."""
+    parser.add_argument(
+        "target",
+        metavar="HOST[:PORT] | PROFILE",
+        help=f"server to dial (port {DEFAULT_PORT} unless given), or a profile name from --config",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"TOML file with named profiles (default: {DEFAULT_CONFIG})",
+    )
+    login = parser.add_argument_group("login")
+    login.add_argument("--user", metavar="USER", help="user name; DOMAIN\\user is sent as is")
+    login.add_argument(
+        "--password-file", metavar="FILE", help="read the password from the first line of FILE (- for stdin)"
+    )
+    login.add_argument(
+        "--password-insecure-cmdline",
+        metavar="PASSWORD",
+        help="the password itself (visible to every user of this machine in the process list)",
+    )
+    login.add_argument(
+        "--auth",
+        action="append",
+        choices=sorted(AUTH_CHOICES),
+        help="accept only this method (repeatable, in order of preference; default: what the server offers)",
+    )
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--ca-file", type=Path, metavar="FILE", help="trust these CAs instead of the system's")
+    tls.add_argument(
+        "--pin-sha256",
+        metavar="HEX",
+        help="accept exactly the certificate with this SHA-256 fingerprint (also self-signed ones)",
+    )
+    tls.add_argument(
+        "--insecure",
+        action="store_const",
+        const=True,
+        help="accept any certificate (DANGEROUS: no protection)",
+    )
+    tls.add_argument("--sni", metavar="NAME", help="send NAME as SNI and expect a certificate for NAME")
+    tls.add_argument(
+        "--no-sni", action="store_const", const=True, help="send no SNI (the name is still checked)"
+    )
+    tls.add_argument("--tls-min", choices=sorted(TLS_VERSIONS), help="lowest TLS version (default: 1.2)")
+    tls.add_argument("--proxy", metavar="URL", help="HTTP proxy: http://[user:pass@]host:port")
+    tunnel = parser.add_argument_group("tunnel")
+    tunnel.add_argument("--ifname", metavar="NAME", help=f"TUN device name (default: {DEFAULT_IFNAME})")
+    tunnel.add_argument(
+        "--route", action="append", metavar="CIDR", help="send this network through the tunnel (repeatable)"
+    )
+    tunnel.add_argument(
+        "--default-route",
+        action="store_const",
+        const=True,
+        help="send all IPv4 traffic through the tunnel (the server itself stays reachable)",
+    )
+    tunnel.add_argument(
+        "--dns",
+        action="store_const",
+        const=True,
+        help="use the DNS servers the server offers while connected",
+    )
+    tunnel.add_argument(
+        "--reconnect",
+        action="store_const",
+        const=True,
+        help="dial again after a lost connection (TUN and routes stay in place meanwhile)",
+    )
+    tunnel.add_argument(
+        "--max-attempts",
+        type=int,
+        metavar="N",
+        help="with --reconnect: give up after N failed dials (0: never)",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument("-v", "--verbose", action="store_const", const=True, help="show protocol detail")
+    output.add_argument("--log-format", choices=("text", "json"), help="text (default) or JSON lines")
+
+
+def settings_from_args(args: argparse.Namespace) -> ClientSettings:
+    """Merge flags over the profile (if the target names one), read the password, check everything."""
+    values = {key: value for key, value in vars(args).items() if value is not None and key != "func"}
+    profile = load_profile(args.config, args.target)
+    if profile is not None:
+        values = {**profile, **values}
+        values.pop("target")
+        if "server" not in values:
+            raise ConfigError(f"profile {args.target!r}: 'server = \"HOST[:PORT]\"' is missing")
+        values["target"] = values.pop("server")
+    return build_settings(values)
+
+
+def load_profile(path: Path | None, name: str) -> dict[str, Any] | None:
+    """The profile ``name`` from ``path`` (keys as flag names), or ``None`` if ``name`` is a host.
+
+    Without ``--config`` the default file is used when it exists; a name that is not a profile there is
+    taken as a host name.
+    """
+    file = path if path is not None else DEFAULT_CONFIG
+    if path is None and not file.exists():
+        return None
+    try:
+        with open(file, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    table = document.get(name)
+    if table is None:
+        return None
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{file}: {name!r} must be a table: [{name}]")
+    profile: dict[str, Any] = {}
+    for key, value in table.items():
+        dest = key.replace("-", "_")
+        if dest == "password":
+            raise ConfigError(f'{file} [{name}]: no passwords in the profile; use password-file = "FILE"')
+        if dest in _LIST_KEYS:
+            value = [value] if isinstance(value, str) else value
+        profile[dest] = value
+    return profile
+
+
+def build_settings(values: Mapping[str, Any]) -> ClientSettings:
+    """Check merged values (flag dests as keys) and build :class:`ClientSettings`."""
+    unknown = set(values) - _KNOWN
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(k.replace('_', '-') for k in unknown))}")
+    for key in _BOOL_KEYS & set(values):
+        if not isinstance(values[key], bool):
+            raise ConfigError(f"{key.replace('_', '-')} must be true or false")
+    host, port = parse_target(str(values["target"]))
+    user = values.get("user")
+    if not user:
+        raise ConfigError("no user name: --user USER (DOMAIN\\user works)")
+    tls = TlsSettings(
+        ca_file=Path(values["ca_file"]) if "ca_file" in values else None,
+        pin_sha256=parse_pin(values["pin_sha256"]) if "pin_sha256" in values else None,
+        insecure=values.get("insecure", False),
+        sni=values.get("sni"),
+        no_sni=values.get("no_sni", False),
+        min_version=_choice("tls-min", values.get("tls_min", "1.2"), TLS_VERSIONS),
+    )
+    if tls.insecure and (tls.pin_sha256 or tls.ca_file):
+        raise ConfigError("--insecure turns checks off; it cannot be combined with --pin-sha256 or --ca-file")
+    if tls.sni and tls.no_sni:
+        raise ConfigError("--sni and --no-sni contradict each other")
+    max_attempts = values.get("max_attempts", 0)
+    if not isinstance(max_attempts, int) or max_attempts < 0:
+        raise ConfigError("--max-attempts must be 0 (never give up) or more")
+    ifname = str(values.get("ifname", DEFAULT_IFNAME))
+    try:
+        check_ifname(ifname)
+    except SystemSetupError as exc:
+        raise ConfigError(f"--ifname: {exc}") from None
+    return ClientSettings(
+        host=host,
+        port=port,
+        user=str(user),
+        password=read_password(values),
+        auth_methods=tuple(_choice("auth", name, AUTH_CHOICES) for name in values.get("auth", ())),
+        tls=tls,
+        proxy=parse_proxy(values["proxy"]) if "proxy" in values else None,
+        ifname=ifname,
+        routes=tuple(parse_route(text) for text in values.get("route", ())),
+        default_route=values.get("default_route", False),
+        dns=values.get("dns", False),
+        reconnect=values.get("reconnect", False),
+        max_attempts=max_attempts,
+        verbose=bool(values.get("verbose", False)),
+        log_format=_choice("log-format", values.get("log_format", "text"), {"text": "text", "json": "json"}),
+    )
+
+
+_KNOWN = frozenset(
+    {
+        "target",
+        "config",
+        "user",
+        "password_file",
+        "password_insecure_cmdline",
+        "auth",
+        "ca_file",
+        "pin_sha256",
+        "insecure",
+        "sni",
+        "no_sni",
+        "tls_min",
+        "proxy",
+        "ifname",
+        "route",
+        "default_route",
+        "dns",
+        "reconnect",
+        "max_attempts",
+        "verbose",
+        "log_format",
+    }
+)
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigError(f"{text!r}: write an IPv6 address with a port as [ADDRESS]:PORT")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ConfigError(f"{text!r}: no host name")
+    if not port_text:
+        return host, DEFAULT_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def parse_pin(text: str) -> bytes:
+    """A SHA-256 fingerprint as 64 hex digits, colons and spaces allowed (as browsers and openssl print)."""
+    digits = text.replace(":", "").replace(" ", "").lower()
+    try:
+        pin = bytes.fromhex(digits)
+    except ValueError:
+        pin = b""
+    if len(pin) != 32:
+        raise ConfigError(
+            f"--pin-sha256 {text!r}: expected 64 hex digits (the SHA-256 of the certificate's DER), e.g. "
+            "from: openssl x509 -in cert.pem -outform der | sha256sum"
+        )
+    return pin
+
+
+def parse_route(text: str) -> IPv4Network:
+    """One ``--route`` prefix (host bits must be zero, so a typo does not route more than meant)."""
+    try:
+        return IPv4Network(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--route {text}: {exc} (expected an IPv4 prefix such as 192.168.10.0/24)"
+        ) from None
+
+
+def parse_proxy(text: str) -> ProxySettings:
+    """``http://[user:pass@]host:port`` -> :class:`ProxySettings`."""
+    parts = urlsplit(text if "://" in text else f"http://{text}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"--proxy {text!r}: expected http://[user:pass@]host:port")
+    try:
+        port = parts.port or 8080
+    except ValueError:
+        raise ConfigError(f"--proxy {text!r}: the port must be a number from 1 to 65535") from None
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return ProxySettings(parts.hostname, port, username, password)
+
+
+def read_password(values: Mapping[str, Any]) -> str:
+    """The password from --password-file, else $PYSSTP_PASSWORD, else the command line flag that says
+    it is insecure, else a prompt without echo."""
+    if "password_file" in values:
+        return read_password_file(str(values["password_file"]))
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env is not None:
+        return from_env
+    if "password_insecure_cmdline" in values:
+        return str(values["password_insecure_cmdline"])
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"no password: stdin is not a terminal; use --password-file FILE (- for stdin) or ${PASSWORD_ENV}"
+        )
+    return getpass.getpass(f"Password for {values['user']}: ")
+
+
+def _choice(flag: str, value: object, choices: Mapping[str, Any]) -> Any:
+    try:
+        return choices[str(value)]
+    except KeyError:
+        raise ConfigError(f"--{flag} {value!r}: choose one of {', '.join(sorted(choices))}") from None

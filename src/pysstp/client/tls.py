@@ -1,0 +1,160 @@
+"""TLS for the client: the context, the checks that TLS itself cannot do, and what a refusal says.
+
+Three modes, chosen by :class:`~pysstp.client.settings.TlsSettings`:
+
+* default: the system CA store (or ``--ca-file``) and the host name, checked by OpenSSL;
+* ``--pin-sha256``: OpenSSL checks nothing (``CERT_NONE``); after the handshake and before a single byte
+  of SSTP is sent, the SHA-256 of the leaf certificate's DER must equal the pin. This is how a
+  self-signed server is trusted without trusting anything else;
+* ``--insecure``: nothing is checked (a warning says so).
+
+With ``--no-sni`` OpenSSL cannot check the name (Python ties the name check to the SNI it sends), so the
+name is checked here against the certificate's subjectAltName after the handshake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ssl
+from dataclasses import dataclass
+from ipaddress import ip_address
+
+from cryptography import x509
+
+from pysstp.client.settings import TlsSettings
+
+
+class CertificateRejected(Exception):
+    """The server's certificate failed a check done after the handshake (pin or name); ``why`` says how."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def make_context(tls: TlsSettings) -> ssl.SSLContext:
+    """The client context for these settings (see the module docstring)."""
+    if tls.pin_sha256 is not None or tls.insecure:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        # With a cafile, create_default_context loads only that file, not the system store.
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        context.check_hostname = not tls.no_sni
+    context.minimum_version = tls.min_version
+    return context
+
+
+def inspect_context(tls: TlsSettings) -> ssl.SSLContext:
+    """A context that accepts anything: only to fetch a certificate for an error message."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = tls.min_version
+    return context
+
+
+def check_certificate(tls: TlsSettings, name: str, der: bytes | None) -> None:
+    """The checks after the handshake: the pin, or the name when no SNI was sent. Raises
+    :class:`CertificateRejected`."""
+    if tls.insecure:
+        return
+    if der is None:
+        raise CertificateRejected("the server sent no certificate")
+    if tls.pin_sha256 is not None:
+        if not hmac.compare_digest(hashlib.sha256(der).digest(), tls.pin_sha256):
+            raise CertificateRejected("its SHA-256 fingerprint is not the one given with --pin-sha256")
+        return
+    if tls.no_sni and not name_matches(der, name):
+        raise CertificateRejected(f"it is not valid for the name {name!r}")
+
+
+def name_matches(der: bytes, name: str) -> bool:
+    """Whether the certificate's subjectAltName covers ``name`` (RFC 6125: a wildcard only as the whole
+    left-most label; IP addresses only against IP entries)."""
+    try:
+        san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    names = san.value
+    try:
+        address = ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return address in names.get_values_for_type(x509.IPAddress)
+    wanted = name.lower().rstrip(".").split(".")
+    for pattern in names.get_values_for_type(x509.DNSName):
+        labels = pattern.lower().rstrip(".").split(".")
+        if len(labels) != len(wanted):
+            continue
+        if labels == wanted or (labels[0] == "*" and len(labels) > 2 and labels[1:] == wanted[1:]):
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """What a user needs to decide about a certificate."""
+
+    subject: str
+    issuer: str
+    not_before: str
+    not_after: str
+    names: tuple[str, ...]
+    sha256: str
+
+    @classmethod
+    def from_der(cls, der: bytes) -> CertificateInfo:
+        """Read the fields out of a DER certificate."""
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = tuple(str(v) for v in san.get_values_for_type(x509.DNSName)) + tuple(
+                str(v) for v in san.get_values_for_type(x509.IPAddress)
+            )
+        except x509.ExtensionNotFound:
+            names = ()
+        return cls(
+            subject=cert.subject.rfc4514_string() or "(empty)",
+            issuer=cert.issuer.rfc4514_string() or "(empty)",
+            not_before=f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+            not_after=f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+            names=names,
+            sha256=hashlib.sha256(der).hexdigest(),
+        )
+
+    def describe(self) -> str:
+        """Indented lines for an error message."""
+        fingerprint = ":".join(self.sha256[i : i + 2] for i in range(0, len(self.sha256), 2)).upper()
+        return "\n".join(
+            (
+                f"  subject:  {self.subject}",
+                f"  issuer:   {self.issuer}",
+                f"  names:    {', '.join(self.names) or '(none)'}",
+                f"  valid:    {self.not_before} to {self.not_after}",
+                f"  SHA-256:  {fingerprint}",
+            )
+        )
+
+
+def refusal_message(target: str, why: str, der: bytes | None, tls: TlsSettings) -> str:
+    """The error for a refused certificate: what is wrong, the certificate, and the flags that would
+    accept it."""
+    lines = [f"TLS: the certificate of {target} was refused: {why}"]
+    if der is None:
+        lines.append("  (the certificate could not be fetched for a closer look)")
+        return "\n".join(lines)
+    info = CertificateInfo.from_der(der)
+    lines.append(info.describe())
+    lines.append(
+        "If you trust this certificate (compare the fingerprint with the server's own), accept it with:"
+    )
+    lines.append(f"  --pin-sha256 {info.sha256}")
+    if tls.pin_sha256 is None and info.issuer != info.subject:
+        lines.append("or trust its issuer with --ca-file ISSUER.pem")
+    return "\n".join(lines)

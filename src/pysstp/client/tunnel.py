@@ -1,0 +1,197 @@
+"""The client's side of the operating system: TUN device, address, routes and DNS, and the data path.
+
+Built on the first :class:`~pysstp.link.LinkUp` and kept across reconnects, so with ``--default-route``
+traffic has nowhere to go but the (possibly dead) TUN while the client dials again: nothing leaks out of
+the real interface. Every change goes through one :class:`~pysstp.net.changes.NetworkChanges`, which the
+caller undoes at the end.
+
+``--default-route`` installs 0.0.0.0/1 and 128.0.0.0/1 through the TUN rather than replacing the default
+route: together they cover everything, they win over any default route by being longer prefixes, and the
+user's own default route is never touched, so there is nothing to restore if pysstp is killed with
+SIGKILL (the TUN vanishes with the process, and its routes with it). Before that, a host route to the
+server is pinned through the gateway in use, so the tunnel's own packets do not enter the tunnel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import shutil
+import subprocess
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+from pysstp.client.settings import ClientSettings
+from pysstp.connection import LinkConnection
+from pysstp.errors import SystemSetupError
+from pysstp.link import LinkUp
+from pysstp.net.changes import NetworkChanges
+from pysstp.net.iproute import route_to, set_link
+from pysstp.net.tun import TunDevice
+
+log = logging.getLogger("pysstp.client")
+
+TUN_BATCH = 64
+"""Packets read from the TUN per wake-up: enough to coalesce TLS writes, few enough to stay fair."""
+DEFAULT_ROUTES = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
+RESOLV_CONF = Path("/etc/resolv.conf")
+RESOLVED_RUNTIME = Path("/run/systemd/resolve")
+# Lines of the old resolv.conf worth keeping: search domains and resolver options are not the server's.
+_KEPT_RESOLV_KEYWORDS = ("search", "domain", "options")
+
+
+class Tunnel:
+    """TUN, address, routes and DNS for one ``pysstp connect``; moves IP packets between the TUN and the
+    current call."""
+
+    def __init__(self, settings: ClientSettings, changes: NetworkChanges) -> None:
+        self.settings = settings
+        self.changes = changes
+        self.tun: TunDevice | None = None
+        self.connection: LinkConnection | None = None
+        self.drops = 0
+        self._address: tuple[IPv4Address, IPv4Address] | None = None
+        self._pinned: set[str] = set()
+        self._reading = False
+
+    # -- bring-up ----------------------------------------------------------------------------------
+
+    def pin_server(self, server_ip: str) -> None:
+        """Keep ``server_ip`` (the server, or the proxy) reachable outside the tunnel: with
+        ``--default-route``, pin the route the kernel uses now. Call before :meth:`apply` installs the
+        tunnel's routes."""
+        if not self.settings.default_route or server_ip in self._pinned:
+            return
+        current = route_to(server_ip)
+        if current.ifname == self.settings.ifname:
+            raise SystemSetupError(
+                f"the route to the server {server_ip} already goes through {current.ifname}; "
+                "cannot pin it outside the tunnel"
+            )
+        try:
+            self.changes.add_route(current.destination, ifname=current.ifname, gateway=current.gateway)
+        except SystemSetupError as exc:
+            # Someone (a previous pysstp, the admin) already pinned it; it stays theirs.
+            if getattr(exc.__cause__, "code", None) != errno.EEXIST:
+                raise
+        self._pinned.add(server_ip)
+        log.info(
+            "route: kept the server %s reachable via %s", server_ip, _via(current.gateway, current.ifname)
+        )
+
+    def apply(self, up: LinkUp) -> None:
+        """Make the system match a call that just came up (first call: everything; reconnect: what
+        changed)."""
+        if up.local_address is None or up.peer_address is None:
+            raise SystemSetupError("the server opened no IPv4 (IPCP) for this call; nothing to route")
+        if self.tun is None:
+            self.tun = self.changes.open_tun(self.settings.ifname, mtu=up.mtu)
+            self._set_address(up.local_address, up.peer_address)
+            set_link(self.tun.name, up=True)
+            for network in (*self.settings.routes, *(DEFAULT_ROUTES if self.settings.default_route else ())):
+                self.changes.add_route(network, ifname=self.tun.name)
+                log.info("route: %s via %s", network, self.tun.name)
+            if self.settings.dns:
+                self._apply_dns(up.dns_servers)
+            self._start_reading()
+            return
+        set_link(self.tun.name, mtu=up.mtu)
+        if self._address != (up.local_address, up.peer_address):
+            # Routes through the device stay; only the address moves.
+            self._set_address(up.local_address, up.peer_address)
+
+    def _set_address(self, local: IPv4Address, peer: IPv4Address) -> None:
+        assert self.tun is not None
+        self.changes.add_address(self.tun.name, IPv4Interface(f"{local}/32"), peer=peer)
+        self._address = (local, peer)
+
+    def _apply_dns(self, servers: Sequence[IPv4Address]) -> None:
+        assert self.tun is not None
+        if not servers:
+            log.warning("DNS: the server offered no DNS servers; --dns has nothing to apply")
+            return
+        resolvectl = shutil.which("resolvectl")
+        if RESOLVED_RUNTIME.is_dir() and resolvectl is not None:
+            self._resolvectl(resolvectl, "dns", self.tun.name, *map(str, servers))
+            if self.settings.default_route:
+                # "~." makes this link the one for every domain, as the routes make it for every address.
+                self._resolvectl(resolvectl, "domain", self.tun.name, "~.")
+            name = self.tun.name
+            self.changes.record(
+                f"systemd-resolved DNS on {name}", lambda: self._resolvectl(resolvectl, "revert", name)
+            )
+            log.info("DNS: %s on %s (systemd-resolved)", ", ".join(map(str, servers)), name)
+            return
+        self.changes.replace_file(RESOLV_CONF, resolv_conf(servers, _read_text(RESOLV_CONF), self.tun.name))
+        log.info("DNS: %s in %s", ", ".join(map(str, servers)), RESOLV_CONF)
+
+    @staticmethod
+    def _resolvectl(command: str, *args: str) -> None:
+        result = subprocess.run([command, *args], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SystemSetupError(f"resolvectl {' '.join(args)} failed: {result.stderr.strip()}")
+
+    # -- data path ---------------------------------------------------------------------------------
+
+    def attach(self, connection: LinkConnection | None) -> None:
+        """Packets from the TUN go to ``connection`` from now on (``None``: dropped, while reconnecting)."""
+        self.connection = connection
+
+    def deliver(self, connection: LinkConnection, packet: memoryview) -> None:
+        """An IP packet from the server: into the kernel."""
+        if self.tun is not None:
+            self.tun.write(packet)
+
+    def set_backpressure(self, paused: bool) -> None:
+        """TLS is backed up (stop reading the TUN: its queue fills, then the kernel drops) or drained."""
+        if paused:
+            self._stop_reading()
+        else:
+            self._start_reading()
+
+    def _start_reading(self) -> None:
+        if self.tun is not None and not self._reading:
+            asyncio.get_running_loop().add_reader(self.tun.fd, self._on_readable)
+            self._reading = True
+
+    def _stop_reading(self) -> None:
+        if self.tun is not None and self._reading:
+            asyncio.get_running_loop().remove_reader(self.tun.fd)
+            self._reading = False
+
+    def _on_readable(self) -> None:
+        assert self.tun is not None
+        packets = self.tun.read_batch(TUN_BATCH)
+        connection = self.connection
+        if connection is None:
+            self.drops += len(packets)
+        else:
+            connection.send_ip_batch(packets)
+
+    def close(self) -> None:
+        """Stop the data path (the TUN itself goes with the changes' undo)."""
+        self._stop_reading()
+        self.connection = None
+
+
+def resolv_conf(servers: Sequence[IPv4Address], old: str, ifname: str) -> str:
+    """The resolv.conf to write: the server's name servers, with the old file's search and options."""
+    kept = [
+        line for line in old.splitlines() if line.split()[:1] and line.split()[0] in _KEPT_RESOLV_KEYWORDS
+    ]
+    lines = [f"# written by pysstp connect for {ifname}; put back when it exits"]
+    lines += [f"nameserver {server}" for server in servers]
+    return "\n".join(lines + kept) + "\n"
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _via(gateway: object, ifname: str | None) -> str:
+    return f"{gateway} dev {ifname}" if gateway is not None else f"dev {ifname}"

@@ -1,0 +1,76 @@
+"""``pysstp connect``: dial an SSTP server and route traffic through a TUN device until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+
+from pysstp.client.app import ClientApp
+from pysstp.client.settings import DEFAULT_CONFIG, ClientSettings, add_arguments, settings_from_args
+from pysstp.client.tunnel import Tunnel
+from pysstp.commands.user import PASSWORD_ENV
+from pysstp.errors import SystemSetupError
+from pysstp.logsetup import setup_logging
+from pysstp.net.changes import NetworkChanges
+
+EPILOG = f"""\
+examples:
+  pysstp connect vpn.example.com --user alice --route 10.1.0.0/16
+  pysstp connect vpn.example.com:8443 --user 'CORP\\alice' --password-file ~/.vpnpass --default-route --dns
+  pysstp connect 192.0.2.10 --user alice --pin-sha256 3f2a...c9   # a self-signed server
+  pysstp connect work --config ~/.config/pysstp.toml                # a named profile
+
+The password comes from --password-file, else ${PASSWORD_ENV}, else a prompt without echo.
+Profiles are TOML tables named after the profile, with the flags' long names as keys, e.g.
+  [work]
+  server = "vpn.example.com"
+  user = "CORP\\\\alice"
+  password-file = "/root/.vpnpass"
+  route = ["10.1.0.0/16"]
+(default file: {DEFAULT_CONFIG}). Everything pysstp changes (TUN, routes, DNS) is put back when it exits.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``pysstp connect``."""
+    parser = subparsers.add_parser(
+        "connect",
+        help="dial an SSTP server (Windows RRAS, Azure, RouterOS, SoftEther, pysstp) and route through it",
+        description="Dial an SSTP server and carry IP through a TUN device until Ctrl-C or SIGTERM.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the settings, then stay connected until stopped."""
+    settings = settings_from_args(args)
+    setup_logging("debug" if settings.verbose else "info", settings.log_format)
+    if os.geteuid() != 0:
+        raise SystemSetupError(
+            "pysstp connect needs root or CAP_NET_ADMIN (TUN device, address, routes); run it with sudo"
+        )
+    return asyncio.run(connect(settings))
+
+
+async def connect(settings: ClientSettings) -> int:
+    """Run the client until SIGINT/SIGTERM or a final failure; every system change is undone on the way
+    out, whichever way that is."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    changes = NetworkChanges()
+    tunnel = Tunnel(settings, changes)
+    try:
+        await ClientApp(settings, tunnel, stop).run()
+        return 0
+    finally:
+        tunnel.close()
+        changes.undo()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
