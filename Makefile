@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint check clean system-deps
+.PHONY: test lint check clean system-deps demo
 
 # Debian packages the network tests use (namespaces, NAT rules). Installed only when missing, and only as
 # root; elsewhere the tests that need them skip and say why.
@@ -32,6 +32,10 @@ system-deps:
 test: $(STAMP) system-deps
 	$(MAKE) lint
 	$(BIN)/python -m pytest
+
+## demo: server and client in two network namespaces, ping and a 5 s transfer through the tunnel (root)
+demo: $(STAMP) system-deps
+	bash scripts/demo.sh
 
 ## lint: ruff on everything, mypy (strict) on the sans-I/O core
 lint: $(STAMP)
