@@ -124,6 +124,7 @@ class ServerConfig:
     mru: int = DEFAULT_MRU
     max_peer_mru: int = DEFAULT_MRU
     ipv6: bool = False
+    ipv6_interface_id: bytes | None = None
     hello_interval: float = Timer.HELLO.value
     negotiation_timeout: float = Timer.NEGOTIATION.value
     lcp_echo_interval: float | None = None
@@ -290,7 +291,9 @@ class Link:
         header = frame[:4]
         if header in (IPV4_FRAME, IPV6_FRAME):
             allowed = self.session.ipv4_up if header == IPV4_FRAME else self.session.ipv6_up
-            if self._up and allowed:
+            # The call, not the LinkUp event, gates data: a packet may arrive in the same read as the
+            # NCP's final Ack, before LinkUp is reported.
+            if allowed and self._connected():
                 self._ip_in.append(frame[4:])
             else:
                 self.dropped_ip += 1
@@ -410,6 +413,7 @@ class ServerLink(Link):
                     mru=config.mru,
                     max_peer_mru=config.max_peer_mru,
                     ipv6=config.ipv6,
+                    ipv6_interface_id=config.ipv6_interface_id,
                     lcp_echo_interval=config.lcp_echo_interval,
                     credentials=config.credentials,
                     network_for_user=config.network_for_user,

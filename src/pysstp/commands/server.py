@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import ssl
-from ipaddress import IPv4Interface, IPv4Network, IPv6Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from pathlib import Path
 
 from pysstp.aaa.userdb import UserDatabase
@@ -18,6 +18,7 @@ from pysstp.link import ServerConfig
 from pysstp.logsetup import setup_logging
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import add_route, delete_route, make_route, set_link
+from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.config import (
     HELP_EPILOG,
@@ -26,6 +27,7 @@ from pysstp.server.config import (
     settings_from_args,
 )
 from pysstp.server.control import ControlServer
+from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
 from pysstp.server.pool import AddressPool
 from pysstp.sstp.http import page_response, redirect_response
 
@@ -76,6 +78,8 @@ async def serve(settings: ServerSettings) -> int:
         changes.add_address(
             tun.name, IPv4Interface(f"{settings.pool.server_address}/{settings.pool.network.prefixlen}")
         )
+        if settings.ipv6.enabled:
+            setup_ipv6(changes, tun.name, settings.ipv6.prefix)
         set_link(tun.name, up=True)
         changes.set_sysctl("net.ipv4.ip_forward", 1)
         if settings.forwarding.mode == "nat" or settings.forwarding.mss_clamp:
@@ -94,6 +98,7 @@ async def serve(settings: ServerSettings) -> int:
             mru=settings.mru,
             max_peer_mru=settings.max_peer_mru,
             ipv6=settings.ipv6.enabled,
+            ipv6_interface_id=SERVER_INTERFACE_ID,
             hello_interval=settings.keepalive,
             negotiation_timeout=settings.limits.negotiation_timeout,
             http_date=lambda: email.utils.formatdate(usegmt=True),
@@ -116,6 +121,7 @@ async def serve(settings: ServerSettings) -> int:
             handshake_timeout=settings.limits.handshake_timeout,
             idle_timeout=settings.limits.idle_timeout,
             kernel_routes=TunRoutes(tun.name),
+            ipv6_prefix=settings.ipv6.prefix,
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
@@ -173,6 +179,18 @@ async def wait_for_signals(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
+    """IPv6 on the TUN: the server's link-local address, ``<prefix>::1`` (whose /64 route sends the
+    clients' addresses into the TUN), and forwarding between the tunnel and the other interfaces."""
+    # New devices start with IPv6 off where net.ipv6.conf.default.disable_ipv6=1 (hardened hosts, some
+    # containers); the addresses below cannot be added then.
+    changes.set_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", 0)
+    changes.add_address(ifname, IPv6Interface(f"{link_local_address(SERVER_INTERFACE_ID)}/64"))
+    if prefix is not None:
+        changes.add_address(ifname, IPv6Interface(f"{interface_address(prefix, SERVER_INTERFACE_ID)}/64"))
+    changes.set_sysctl("net.ipv6.conf.all.forwarding", 1)
 
 
 class TunRoutes:

@@ -71,6 +71,8 @@ class PppConfig:
     mru: int = DEFAULT_MRU
     max_peer_mru: int = DEFAULT_MRU
     ipv6: bool = False
+    ipv6_interface_id: bytes | None = None
+    """Our IPv6CP interface identifier (the server's TUN address); random when None."""
     lcp_echo_interval: float | None = None
     lcp_echo_failures: int = 5
     # client
@@ -446,7 +448,7 @@ class PppSession:
         self.ipcp.up(now)
         self.ipcp.open(now)
         if self.config.ipv6:
-            self.ipv6cp = Ipv6cp(random_bytes=self._random_bytes)
+            self.ipv6cp = Ipv6cp(random_bytes=self._random_bytes, interface_id=self.config.ipv6_interface_id)
             self.ipv6cp.up(now)
             self.ipv6cp.open(now)
 

@@ -17,14 +17,16 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Protocol
 
 from pysstp.aaa.userdb import UserEntry
 from pysstp.connection import LinkConnection
 from pysstp.errors import PysstpError
 from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
-from pysstp.ppp.session import AuthenticationFailed, ServerNetwork
+from pysstp.ppp.ipv6cp import link_local_address
+from pysstp.ppp.session import AuthenticationFailed, Ipv6Up, ServerNetwork
+from pysstp.server import ipv6
 from pysstp.server.backoff import Backoff, GuardedCredentials
 from pysstp.sstp.machine import SstpState
 
@@ -98,6 +100,10 @@ class ServerConnection(LinkConnection):
         self.info = SessionInfo(peer="?", started=time.time())
         self.source = "?"
         self.address_key: bytes | None = None
+        self.ipv6_keys: tuple[bytes, ...] = ()
+        """Its IPv6 addresses in the routing table: link-local and, with a prefix, the global one."""
+        self.router_address: IPv6Address | None = None
+        """The server's link-local address on this session's link, once IPv6CP is up."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admission control happens here, before the link says anything."""
@@ -153,6 +159,7 @@ class SstpServerApp:
         idle_timeout: float = 0.0,
         backoff: Backoff | None = None,
         kernel_routes: KernelRoutes | None = None,
+        ipv6_prefix: IPv6Network | None = None,
     ) -> None:
         self.ssl_context = ssl_context
         self.link_config = link_config
@@ -167,6 +174,9 @@ class SstpServerApp:
         self._idle_timer: asyncio.TimerHandle | None = None
         self.backoff = backoff or Backoff()
         self.kernel_routes = kernel_routes
+        self.ipv6_prefix = ipv6_prefix
+        """The /64 announced to every session by router advertisement; None for link-local only."""
+        self._ra_timer: asyncio.TimerHandle | None = None
         self._credentials = GuardedCredentials(link_config.credentials, self.backoff)
         self.connections: set[ServerConnection] = set()
         self.by_address: dict[bytes, ServerConnection] = {}
@@ -176,6 +186,7 @@ class SstpServerApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tun_drops = 0
         self.spoofed = 0
+        """Packets from sessions dropped because their source is not the session's (or they are not IP)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -185,6 +196,8 @@ class SstpServerApp:
         self._loop.add_reader(self.tun.fd, self._on_tun_readable)
         if self.idle_timeout > 0:
             self._check_idle()
+        if self.ipv6_prefix is not None:
+            self._ra_timer = self._loop.call_later(ipv6.RA_INTERVAL, self._advertise_all)
         bound: list[tuple[str, int]] = []
         for host in hosts:
             server = await self._loop.create_server(
@@ -207,6 +220,8 @@ class SstpServerApp:
             server.close()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self._ra_timer is not None:
+            self._ra_timer.cancel()
         for connection in list(self.connections):
             connection.close(reason)
         deadline = time.monotonic() + SHUTDOWN_GRACE
@@ -325,6 +340,8 @@ class SstpServerApp:
             if event.user is not None:
                 self.backoff.failed(f"user:{event.user}")
             log.warning("%s: authentication failed for %r: %s", connection.peer, event.user, event.reason)
+        elif isinstance(event, Ipv6Up):
+            self._ipv6_up(connection, event)
         elif isinstance(event, LinkDown):
             level = logging.WARNING if event.error else logging.INFO
             log.log(level, "%s: call ended: %s", connection.peer, event.reason)
@@ -339,6 +356,7 @@ class SstpServerApp:
             connection.address_key = None
             if connection.info.address is not None:
                 self.pool.release(connection.info.address)
+        self._drop_ipv6_keys(connection)
         for network, owner in self.by_network:
             if owner is connection and self.kernel_routes is not None:
                 try:
@@ -363,6 +381,86 @@ class SstpServerApp:
         self.by_network.append((network, connection))
         log.info("%s: routing %s to user %r", connection.peer, network, connection.info.user)
 
+    # -- IPv6 --------------------------------------------------------------------------------------
+
+    def _ipv6_up(self, connection: ServerConnection, event: Ipv6Up) -> None:
+        """IPv6CP is open: route the client's addresses into the session and advertise the prefix."""
+        self._drop_ipv6_keys(connection)  # IPv6CP was renegotiated: the identifiers may have changed
+        peer_iid = event.peer_interface_id
+        if not any(peer_iid) or peer_iid == ipv6.SERVER_INTERFACE_ID:
+            log.warning("%s: unusable IPv6 interface identifier %s; no IPv6", connection.peer, peer_iid.hex())
+            return
+        addresses = [link_local_address(peer_iid)]
+        if self.ipv6_prefix is not None:
+            addresses.append(ipv6.interface_address(self.ipv6_prefix, peer_iid))
+        keys = tuple(address.packed for address in addresses)
+        if any(key in self.by_address for key in keys):
+            # First come, first served: a client must not take over another session's addresses.
+            log.warning(
+                "%s: IPv6 address %s belongs to another session; no IPv6", connection.peer, addresses[0]
+            )
+            return
+        for key in keys:
+            self.by_address[key] = connection
+        connection.ipv6_keys = keys
+        connection.router_address = link_local_address(event.local_interface_id)
+        log.info("%s: IPv6 up: %s", connection.peer, ", ".join(map(str, addresses)))
+        asyncio.get_running_loop().call_later(ipv6.INITIAL_RA_DELAY, self._advertise, connection)
+
+    def _drop_ipv6_keys(self, connection: ServerConnection) -> None:
+        """Take the session's IPv6 addresses out of the routing table (idempotent)."""
+        for key in connection.ipv6_keys:
+            del self.by_address[key]
+        connection.ipv6_keys = ()
+        connection.router_address = None
+
+    def _advertise(self, connection: ServerConnection, destination: IPv6Address = ipv6.ALL_NODES) -> None:
+        """Send the session a router advertisement for the prefix (none in link-local-only mode)."""
+        if self.ipv6_prefix is None or connection.router_address is None:
+            return
+        advertisement = ipv6.router_advertisement(
+            self.ipv6_prefix,
+            source=connection.router_address,
+            mtu=connection.link.mtu,
+            destination=destination,
+        )
+        connection.send_ip_batch([advertisement])
+
+    def _advertise_all(self) -> None:
+        """Unsolicited advertisements at an interval, so clients' default route and prefix stay fresh."""
+        for connection in self.connections:
+            self._advertise(connection)
+        assert self._loop is not None
+        self._ra_timer = self._loop.call_later(ipv6.RA_INTERVAL, self._advertise_all)
+
+    def _accept_ipv6(self, connection: ServerConnection, packet: memoryview) -> bool:
+        """Whether a packet from a session that is not IPv4 may go to the TUN: only IPv6 from one of the
+        session's addresses or networks. Router Solicitations are answered here instead: on each session's
+        link the server is the router."""
+        if not ipv6.is_ipv6(packet):
+            self.spoofed += 1
+            return False
+        source = bytes(packet[ipv6.SOURCE])
+        if ipv6.is_router_solicitation(packet):
+            # RFC 4861 §6.2.6: answer a specified source directly; one that has no address yet via all-nodes.
+            self._advertise(
+                connection, IPv6Address(source) if source in connection.ipv6_keys else ipv6.ALL_NODES
+            )
+            return False
+        if source in connection.ipv6_keys or self._routed_from(connection, source):
+            return True
+        self.spoofed += 1
+        return False
+
+    def _route_ipv6(self, packet: bytes) -> ServerConnection | None:
+        if not ipv6.is_ipv6(packet):
+            return None
+        destination = packet[ipv6.DESTINATION]
+        connection = self.by_address.get(destination)
+        if connection is not None or not self.by_network:
+            return connection
+        return self._route_to_network(IPv6Address(destination))
+
     # -- data path ---------------------------------------------------------------------------------
 
     def deliver(self, connection: LinkConnection, packet: memoryview) -> None:
@@ -373,13 +471,18 @@ class SstpServerApp:
             if source != connection.address_key and not self._routed_from(connection, source):
                 self.spoofed += 1
                 return
+        elif not self._accept_ipv6(connection, packet):
+            return
         self.tun.write(packet)
 
     def _routed_from(self, connection: ServerConnection, source: bytes) -> bool:
+        """Whether ``source`` (4 or 16 bytes) lies in a network behind the client (site-to-site)."""
         if not connection.info.routes:
             return False
-        address = IPv4Address(source)
-        return any(address in network for network in connection.info.routes if network.version == 4)
+        address = ipaddress.ip_address(source)
+        return any(
+            address in network for network in connection.info.routes if network.version == address.version
+        )
 
     def _on_tun_readable(self) -> None:
         batches: dict[ServerConnection, list[bytes]] = {}
@@ -398,13 +501,16 @@ class SstpServerApp:
 
     def _route(self, packet: bytes) -> ServerConnection | None:
         if len(packet) < 20 or packet[0] >> 4 != 4:
-            return None
+            return self._route_ipv6(packet)
         destination = packet[16:20]
         connection = self.by_address.get(destination)
         if connection is not None or not self.by_network:
             return connection
-        address = ipaddress.IPv4Address(destination)
+        return self._route_to_network(IPv4Address(destination))
+
+    def _route_to_network(self, address: IPv4Address | IPv6Address) -> ServerConnection | None:
+        """The session whose site-to-site networks hold ``address``."""
         for network, owner in self.by_network:
-            if network.version == 4 and address in network:
+            if network.version == address.version and address in network:
                 return owner
         return None
