@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -208,3 +209,37 @@ def test_site_to_site_networks_behind_client_and_server_talk(setup: Setup) -> No
     finally:
         for ns in (behind_client, behind_server):
             delete_namespace(ns)
+
+
+def test_nat_lets_clients_reach_a_network_that_has_no_route_back(setup: Setup) -> None:
+    """With --forwarding nat, traffic leaving the egress interface carries the server's own address."""
+    tag = setup.pair.server.name.rsplit("s", 1)[-1]
+    outside = Namespace(f"pysstp-o{tag}")
+    try:
+        attach_lan(setup.pair.server, outside, f"o{tag}", "192.168.70.1", "192.168.70.2")
+        outside.run("ip", "route", "del", "default")  # the outside knows nothing of 10.77.0.0/24
+        egress = f"lo{'o' + tag}"[:15]
+        setup.start_server("--forwarding", "nat", "--egress", egress)
+        client_log = setup.start_client("sstpc0", "alice", "alicepw")
+        wait_for_line(client_log, "UP ")
+        setup.pair.client.run("ip", "route", "add", "192.168.70.0/24", "dev", "sstpc0")
+        ping(setup.pair.client, "192.168.70.2")
+        assert "masquerade" in setup.pair.server.run("nft", "list", "table", "inet", "pysstp").stdout
+    finally:
+        delete_namespace(outside)
+
+
+def test_sighup_reloads_the_certificate_without_dropping_sessions(setup: Setup) -> None:
+    server_log = setup.start_server()
+    first = setup.start_client("sstpc0", "alice", "alicepw")
+    wait_for_line(first, "UP ")
+    renewed = setup.tmp / "renewed"
+    renewed.mkdir()
+    new_cert, new_key, _ = make_certificate(renewed)
+    setup.cert.write_bytes(new_cert.read_bytes())
+    setup.key.write_bytes(new_key.read_bytes())
+    setup.pair.server.processes[0].send_signal(signal.SIGHUP)
+    wait_for_text(server_log, "reloaded users")
+    second = setup.start_client("sstpc1", "alice", "alicepw")  # trusts only the renewed certificate
+    wait_for_line(second, "UP ")
+    assert "DOWN" not in first.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import email.utils
 import logging
 import os
@@ -160,7 +161,11 @@ async def wait_for_signals(
         try:
             users.reload()
             assert settings.tls.cert is not None and settings.tls.key is not None
-            context.load_cert_chain(settings.tls.cert, settings.tls.key)
+            # New calls must bind to the certificate they are shown, or their CALL_CONNECTED fails.
+            app.link_config = dataclasses.replace(
+                app.link_config,
+                certificate_der=load_certificate(context, settings.tls.cert, settings.tls.key),
+            )
             log.info("reloaded users (%d) and the certificate", len(users))
         except (ConfigError, OSError, ssl.SSLError) as exc:
             log.error("reload failed, keeping the old configuration: %s", exc)
@@ -239,7 +244,12 @@ def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = tls.min_version
     context.set_ciphers(tls.ciphers)
-    for path in (tls.cert, tls.key):
+    return context, load_certificate(context, tls.cert, tls.key)
+
+
+def load_certificate(context: ssl.SSLContext, cert: Path, key: Path) -> bytes:
+    """Load the chain and key into ``context``; return the leaf's DER (the crypto binding hashes it)."""
+    for path in (cert, key):
         try:
             path.read_bytes()
         except OSError as exc:
@@ -247,9 +257,9 @@ def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
                 f"cannot read {path}: {exc.strerror.lower() if exc.strerror else exc}"
             ) from None
     try:
-        context.load_cert_chain(tls.cert, tls.key)
-        pem = tls.cert.read_text()
+        context.load_cert_chain(cert, key)
+        pem = cert.read_text()
     except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"cannot use certificate {tls.cert} with key {tls.key}: {exc}") from None
+        raise ConfigError(f"cannot use certificate {cert} with key {key}: {exc}") from None
     end = pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
-    return context, ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----") : end])
+    return ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----") : end])
