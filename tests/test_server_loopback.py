@@ -349,3 +349,37 @@ async def test_idle_call_is_disconnected_in_order(tmp_path: Path) -> None:
     finally:
         await bench.app.shutdown()
         bench.tun.close()
+
+
+def test_rate_meter_computes_bit_rates_between_samples() -> None:
+    from pysstp.server.control import RateMeter
+
+    class Counters:
+        bytes_in = 0
+        bytes_out = 0
+
+    class App:
+        connections = {Counters()}
+
+    (connection,) = App.connections
+    meter = RateMeter()
+    meter.sample(App, 10.0)  # type: ignore[arg-type]
+    connection.bytes_in, connection.bytes_out = 250_000, 1_000
+    meter.sample(App, 12.0)  # type: ignore[arg-type]
+    assert meter.rates[connection] == (1_000_000.0, 4_000.0)  # type: ignore[index]
+
+
+async def test_bad_crypto_binding_gets_call_abort_and_a_log_line(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await bench.connect()
+    assert client.connection is not None
+    # As a man in the middle would: the client binds to a certificate other than the server's.
+    client.connection.link.set_server_certificate(b"the certificate of someone in the middle")
+    await asyncio.wait_for(client.down.wait(), TIMEOUT)
+    down = client.first(LinkDown)
+    assert isinstance(down, LinkDown) and down.error
+    assert "aborted" in down.reason and "invalid frame" in down.reason
+    assert not client.up.is_set()
+    await wait_for(lambda: "crypto binding failed" in caplog.text)
+    await wait_for(lambda: not bench.app.connections)

@@ -69,7 +69,7 @@ def format_table(sessions: list[dict[str, Any]]) -> str:
     """Sessions as an aligned text table."""
     if not sessions:
         return "no sessions"
-    header = ("USER", "ADDRESS", "PEER", "UPTIME", "IN", "OUT", "DROPS", "AUTH", "TLS")
+    header = ("USER", "ADDRESS", "PEER", "UPTIME", "IN", "OUT", "RATE IN", "RATE OUT", "DROPS", "AUTH", "TLS")
     rows = [
         (
             s["user"] or "-",
@@ -78,6 +78,8 @@ def format_table(sessions: list[dict[str, Any]]) -> str:
             _duration(s["uptime"]),
             _bytes(s["bytes_in"]),
             _bytes(s["bytes_out"]),
+            _rate(s.get("rate_in", 0)),
+            _rate(s.get("rate_out", 0)),
             str(s["drops"]),
             s["auth"] or "-",
             s["tls"] or "-",
@@ -95,6 +97,14 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def _rate(bits_per_second: float) -> str:
+    for unit in ("bit/s", "kbit/s", "Mbit/s"):
+        if bits_per_second < 1000:
+            return f"{bits_per_second:.0f} {unit}" if unit == "bit/s" else f"{bits_per_second:.1f} {unit}"
+        bits_per_second /= 1000
+    return f"{bits_per_second:.2f} Gbit/s"
 
 
 def _bytes(count: int) -> str:

@@ -20,11 +20,37 @@ from pysstp.server.app import ServerConnection, SstpServerApp
 log = logging.getLogger("pysstp.control")
 
 MAX_REQUEST = 4096
+RATE_INTERVAL = 2.0
+"""Seconds between the byte-count samples that the rates in ``pysstp status`` are computed from."""
 
 
-def session_rows(app: SstpServerApp) -> list[dict[str, Any]]:
-    """One dict per session, as ``pysstp status`` shows it."""
+class RateMeter:
+    """Bit rates per session over the last sampling interval, sampled by a timer (O(sessions) each)."""
+
+    def __init__(self) -> None:
+        self._last: dict[ServerConnection, tuple[float, int, int]] = {}
+        self.rates: dict[ServerConnection, tuple[float, float]] = {}
+
+    def sample(self, app: SstpServerApp, now: float) -> None:
+        """Take a sample of every session's byte counters; forget sessions that are gone."""
+        current: dict[ServerConnection, tuple[float, int, int]] = {}
+        rates: dict[ServerConnection, tuple[float, float]] = {}
+        for connection in app.connections:
+            current[connection] = (now, connection.bytes_in, connection.bytes_out)
+            previous = self._last.get(connection)
+            if previous is not None and now > previous[0]:
+                elapsed = now - previous[0]
+                rates[connection] = (
+                    (connection.bytes_in - previous[1]) * 8 / elapsed,
+                    (connection.bytes_out - previous[2]) * 8 / elapsed,
+                )
+        self._last, self.rates = current, rates
+
+
+def session_rows(app: SstpServerApp, meter: RateMeter | None = None) -> list[dict[str, Any]]:
+    """One dict per session, as ``pysstp status`` shows it (rates in bit/s)."""
     now = time.time()
+    rates = meter.rates if meter is not None else {}
     rows = []
     for connection in sorted(app.connections, key=lambda c: c.info.started):
         info = connection.info
@@ -37,6 +63,8 @@ def session_rows(app: SstpServerApp) -> list[dict[str, Any]]:
                 "uptime": round(now - info.started, 1),
                 "bytes_in": connection.bytes_in,
                 "bytes_out": connection.bytes_out,
+                "rate_in": round(rates.get(connection, (0.0, 0.0))[0]),
+                "rate_out": round(rates.get(connection, (0.0, 0.0))[1]),
                 "packets_in": connection.packets_in,
                 "packets_out": connection.packets_out,
                 "drops": connection.drops,
@@ -66,7 +94,9 @@ class ControlServer:
     def __init__(self, app: SstpServerApp, path: Path) -> None:
         self.app = app
         self.path = path
+        self.meter = RateMeter()
         self._server: asyncio.AbstractServer | None = None
+        self._sampler: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Create the socket (mode 0660; its directory 0750), replacing a stale one."""
@@ -75,9 +105,17 @@ class ControlServer:
             self.path.unlink()
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
         os.chmod(self.path, 0o660)
+        self._sample()
+
+    def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.meter.sample(self.app, loop.time())
+        self._sampler = loop.call_later(RATE_INTERVAL, self._sample)
 
     async def stop(self) -> None:
         """Close the socket and remove its file."""
+        if self._sampler is not None:
+            self._sampler.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -101,7 +139,7 @@ class ControlServer:
         except (ValueError, TypeError, KeyError):
             return {"ok": False, "error": "request must be a JSON object with a 'command'"}
         if command == "status":
-            return {"ok": True, "sessions": session_rows(self.app)}
+            return {"ok": True, "sessions": session_rows(self.app, self.meter)}
         if command == "kick":
             target = request.get("target")
             if not isinstance(target, str) or not target:
