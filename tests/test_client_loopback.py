@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from pysstp.client.tls import make_context
 from pysstp.connection import LinkConnection
 from pysstp.link import ClientConfig, LinkUp
 from pysstp.ppp.constants import AuthMethod
+from pysstp.ppp.session import Ipv4Up, Ipv6Up
 
 from loopback import SERVER_ADDRESS, Bench, start_bench
 
@@ -32,6 +34,7 @@ class RecordingTunnel:
     def __init__(self) -> None:
         self.pinned: list[str] = []
         self.applied: list[LinkUp] = []
+        self.networks: list[Ipv4Up | Ipv6Up] = []
         self.connection: LinkConnection | None = None
         self.received: list[bytes] = []
         self.closed = False
@@ -41,6 +44,12 @@ class RecordingTunnel:
 
     def apply(self, up: LinkUp) -> None:
         self.applied.append(up)
+
+    def network_up(self, event: Ipv4Up | Ipv6Up) -> None:
+        self.networks.append(event)
+
+    def ipv6_address(self) -> IPv6Address | None:
+        return None
 
     def attach(self, connection: LinkConnection | None) -> None:
         self.connection = connection

@@ -9,6 +9,7 @@ starts and after it stops: nothing may be left behind. The client's resolv.conf 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -89,6 +90,13 @@ class Setup:
 
 @pytest.fixture
 def setup(netns_pair: Pair, tmp_path: Path) -> Iterator[Setup]:
+    with client_setup(netns_pair, tmp_path) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def client_setup(netns_pair: Pair, tmp_path: Path, *server_args: str) -> Iterator[Setup]:
+    """The server running in its namespace (with ``server_args`` added), the client namespace prepared."""
     cert, key, der = make_certificate(tmp_path)
     (tmp_path / "alice.pw").write_text("alicepw\n")
     users = tmp_path / "users.toml"
@@ -108,7 +116,7 @@ def setup(netns_pair: Pair, tmp_path: Path) -> Iterator[Setup]:
                 PYSSTP, "server", "--cert", str(cert), "--key", str(key), "--users", str(users),
                 "--listen", netns_pair.server_ip, "--port", PORT, "--pool", "10.77.0.0/24",
                 "--dns", SERVER_TUNNEL_IP, "--tun-name", SERVER_TUN, "--forwarding", "route",
-                "--control-socket", str(tmp_path / "ctl.sock"),
+                "--control-socket", str(tmp_path / "ctl.sock"), *server_args,
             ],
             server_log,
         )  # fmt: skip

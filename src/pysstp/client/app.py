@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv6Address
 
 from pysstp.client.dial import ClientConnection, ConnectError, dial
 from pysstp.client.report import describe, setup_failure, summary
@@ -30,6 +32,10 @@ CLOSE_GRACE = 3.0
 """Seconds to wait for the server to acknowledge the end of the call before dropping TCP."""
 SETUP_TIMEOUT = 60.0
 """Seconds from TLS up to LinkUp: a server that stalls in PPP does not keep the client waiting forever."""
+IPV4_WAIT = 5.0
+"""Seconds to wait for IPCP when IPv6CP opened first (the call came up on IPv6 alone)."""
+IPV6_WAIT = 2.0
+"""Seconds the summary line waits for the address the kernel forms from the server's advertisement."""
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 
@@ -52,6 +58,11 @@ class _Call:
     phase: ppp.Phase = ppp.Phase.DEAD
     connection: ClientConnection | None = None
     steps: list[str] = field(default_factory=list)
+    networks: list[ppp.Ipv4Up | ppp.Ipv6Up] = field(default_factory=list)
+    """IPCP/IPv6CP openings of this call, in order; once the tunnel is applied, each also goes to it."""
+    applied: bool = False
+    ipv4: asyncio.Future[ppp.Ipv4Up] | None = None
+    """Set while waiting for IPCP after IPv6CP opened first."""
 
 
 class ClientApp:
@@ -67,6 +78,7 @@ class ClientApp:
             username=settings.user,
             password=settings.password,
             auth_methods=settings.auth_methods,
+            ipv6=settings.ipv6,
         )
         # After the first successful TCP connection, reconnects dial the same address: a DNS answer that
         # changed would otherwise send the dial into the tunnel's own routes.
@@ -131,12 +143,19 @@ class ClientApp:
                     setup_failure(up, call.auth_failure, call.phase, bool(self.settings.auth_methods)),
                     retry=call.auth_failure is None,
                 )
+            assert isinstance(up, LinkUp)  # what call.up holds
+            if up.local_address is None and self.settings.ipv6:
+                up = await self._with_ipv4(call, up)
             if peer:
                 self.tunnel.pin_server(peer[0])
             self.tunnel.apply(up)
+            for network in call.networks:
+                self.tunnel.network_up(network)
+            call.applied = True
             self.tunnel.attach(connection)
             self.last_up = up
-            log.info("%s (%.2f s)", summary(up, self.settings.ifname), loop.time() - call.started)
+            ipv6 = await self._ipv6_address(call)
+            log.info("%s (%.2f s)", summary(up, self.settings.ifname, ipv6), loop.time() - call.started)
             down = await self._until(call.down)
             if isinstance(down, LinkDown):
                 log.warning("disconnected: %s", down.reason)
@@ -186,6 +205,13 @@ class ClientApp:
             if not call.down.done():
                 call.down.set_result(event)
             return
+        if isinstance(event, ppp.Ipv4Up | ppp.Ipv6Up):
+            # Either protocol may open first (LinkUp comes with the first), the other one later.
+            call.networks.append(event)
+            if isinstance(event, ppp.Ipv4Up) and call.ipv4 is not None and not call.ipv4.done():
+                call.ipv4.set_result(event)
+            if call.applied:
+                self.tunnel.network_up(event)
         if isinstance(event, ppp.AuthenticationFailed):
             call.auth_failure = event
         elif isinstance(event, ppp.PhaseChanged) and event.phase not in (ppp.Phase.TERMINATE, ppp.Phase.DEAD):
@@ -201,8 +227,10 @@ class ClientApp:
         log.log(level, "%7.3fs %-7s %s", elapsed, layer, text)
 
     async def _until(
-        self, *futures: asyncio.Future[LinkUp] | asyncio.Future[LinkDown], timeout: float | None = None
-    ) -> LinkUp | LinkDown | None:
+        self,
+        *futures: asyncio.Future[LinkUp] | asyncio.Future[LinkDown] | asyncio.Future[ppp.Ipv4Up],
+        timeout: float | None = None,
+    ) -> LinkUp | LinkDown | ppp.Ipv4Up | None:
         """The first of ``futures`` to finish, or ``None`` when stopped or after ``timeout``."""
         stop = asyncio.ensure_future(self.stop.wait())
         try:
@@ -213,6 +241,33 @@ class ClientApp:
             if future.done():
                 return future.result()
         return None
+
+    async def _with_ipv4(self, call: _Call, up: LinkUp) -> LinkUp:
+        """IPv6CP opened first: wait up to :data:`IPV4_WAIT` for IPCP, so the routes, ``--dns`` and the
+        summary have IPv4 too (a server without IPv4 leaves ``up`` as it is)."""
+        ipv4 = next((network for network in call.networks if isinstance(network, ppp.Ipv4Up)), None)
+        if ipv4 is None:
+            loop = asyncio.get_running_loop()
+            call.ipv4 = loop.create_future()
+            found = await self._until(call.ipv4, call.down, timeout=IPV4_WAIT)
+            if not isinstance(found, ppp.Ipv4Up):
+                return up
+            ipv4 = found
+        return dataclasses.replace(
+            up, local_address=ipv4.local_address, peer_address=ipv4.peer_address, dns_servers=ipv4.dns_servers
+        )
+
+    async def _ipv6_address(self, call: _Call) -> IPv6Address | None:
+        """The IPv6 address for the summary: once IPv6CP is up, wait up to :data:`IPV6_WAIT` for the
+        kernel to form the global one from the router advertisement (the link-local one otherwise)."""
+        if not any(isinstance(network, ppp.Ipv6Up) for network in call.networks):
+            return None
+        deadline = asyncio.get_running_loop().time() + IPV6_WAIT
+        while (address := self.tunnel.ipv6_address()) is not None and address.is_link_local:
+            if self.stop.is_set() or call.down.done() or asyncio.get_running_loop().time() > deadline:
+                break
+            await self._sleep(0.05)
+        return address
 
     async def _hang_up(self, call: _Call) -> None:
         """End the call in order and wait up to :data:`CLOSE_GRACE` for the server to agree."""

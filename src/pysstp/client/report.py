@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 
 from pysstp.link import LinkDown, LinkEvent, LinkUp
 from pysstp.ppp import session as ppp
@@ -119,11 +120,12 @@ def setup_failure(
     return f"call ended before it was up ({phase.value} phase): {reason}"
 
 
-def summary(up: LinkUp, ifname: str) -> str:
+def summary(up: LinkUp, ifname: str, ipv6: IPv6Address | None = None) -> str:
     """The one line that says the tunnel works, e.g.
-    'connected: 10.0.0.5 via sstp0, DNS 10.0.0.1, MS-CHAPv2, SHA-256 binding'."""
+    'connected: 10.0.0.5 and fd77:77::5 via sstp0, DNS 10.0.0.1, MS-CHAPv2, SHA-256 binding'."""
     dns = ", ".join(map(str, up.dns_servers)) or "none"
+    addresses = " and ".join(str(address) for address in (up.local_address, ipv6) if address is not None)
     return (
-        f"connected: {up.local_address} via {ifname}, DNS {dns}, {method_name(up.auth_method)}, "
+        f"connected: {addresses or 'no address'} via {ifname}, DNS {dns}, {method_name(up.auth_method)}, "
         f"{hash_name(up.hash_protocol)} binding"
     )

@@ -16,7 +16,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -39,7 +39,9 @@ AUTH_CHOICES = {
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 _LIST_KEYS = frozenset({"auth", "route"})
-_BOOL_KEYS = frozenset({"insecure", "no_sni", "default_route", "dns", "reconnect"})
+_BOOL_KEYS = frozenset({"insecure", "no_sni", "default_route", "dns", "reconnect", "ipv6", "proxy_from_env"})
+PROXY_ENV = ("https_proxy", "HTTPS_PROXY")
+NO_PROXY_ENV = ("no_proxy", "NO_PROXY")
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,9 @@ class ClientSettings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     proxy: ProxySettings | None = None
     ifname: str = DEFAULT_IFNAME
-    routes: tuple[IPv4Network, ...] = ()
+    routes: tuple[IPv4Network | IPv6Network, ...] = ()
     default_route: bool = False
+    ipv6: bool = True
     dns: bool = False
     reconnect: bool = False
     max_attempts: int = 0
@@ -141,6 +144,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     tls.add_argument("--tls-min", choices=sorted(TLS_VERSIONS), help="lowest TLS version (default: 1.2)")
     tls.add_argument("--proxy", metavar="URL", help="HTTP proxy: http://[user:pass@]host:port")
+    tls.add_argument(
+        "--proxy-from-env",
+        action="store_const",
+        const=True,
+        help="without --proxy: use $https_proxy (or $HTTPS_PROXY) unless $no_proxy names the server",
+    )
     tunnel = parser.add_argument_group("tunnel")
     tunnel.add_argument("--ifname", metavar="NAME", help=f"TUN device name (default: {DEFAULT_IFNAME})")
     tunnel.add_argument(
@@ -150,7 +159,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--default-route",
         action="store_const",
         const=True,
-        help="send all IPv4 traffic through the tunnel (the server itself stays reachable)",
+        help="send all traffic through the tunnel (IPv4, and IPv6 when offered; the server stays reachable)",
+    )
+    tunnel.add_argument(
+        "--no-ipv6",
+        dest="ipv6",
+        action="store_const",
+        const=False,
+        help="do not offer IPv6 (IPv6CP); by default IPv6 is used when the server offers it",
     )
     tunnel.add_argument(
         "--dns",
@@ -259,10 +275,11 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
         password=read_password(values),
         auth_methods=tuple(_choice("auth", name, AUTH_CHOICES) for name in values.get("auth", ())),
         tls=tls,
-        proxy=parse_proxy(values["proxy"]) if "proxy" in values else None,
+        proxy=parse_proxy(values["proxy"]) if "proxy" in values else _env_proxy(values, host),
         ifname=ifname,
         routes=tuple(parse_route(text) for text in values.get("route", ())),
         default_route=values.get("default_route", False),
+        ipv6=values.get("ipv6", True),
         dns=values.get("dns", False),
         reconnect=values.get("reconnect", False),
         max_attempts=max_attempts,
@@ -286,9 +303,11 @@ _KNOWN = frozenset(
         "no_sni",
         "tls_min",
         "proxy",
+        "proxy_from_env",
         "ifname",
         "route",
         "default_route",
+        "ipv6",
         "dns",
         "reconnect",
         "max_attempts",
@@ -334,13 +353,14 @@ def parse_pin(text: str) -> bytes:
     return pin
 
 
-def parse_route(text: str) -> IPv4Network:
-    """One ``--route`` prefix (host bits must be zero, so a typo does not route more than meant)."""
+def parse_route(text: str) -> IPv4Network | IPv6Network:
+    """One ``--route`` prefix, IPv4 or IPv6 (host bits must be zero, so a typo does not route more than
+    meant)."""
     try:
-        return IPv4Network(text)
+        return ip_network(text)
     except ValueError as exc:
         raise ConfigError(
-            f"--route {text}: {exc} (expected an IPv4 prefix such as 192.168.10.0/24)"
+            f"--route {text}: {exc} (expected a prefix such as 192.168.10.0/24 or fd00:10::/48)"
         ) from None
 
 
@@ -356,6 +376,37 @@ def parse_proxy(text: str) -> ProxySettings:
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
     return ProxySettings(parts.hostname, port, username, password)
+
+
+def proxy_from_environment(host: str, environ: Mapping[str, str]) -> ProxySettings | None:
+    """The proxy ``$https_proxy`` (or ``$HTTPS_PROXY``) names for ``host``, or ``None`` when there is none
+    or ``$no_proxy`` (or ``$NO_PROXY``) exempts the host, with curl's rules: comma-separated names that
+    match the host or a domain suffix of it, ``*`` for all."""
+    url = next((environ[key] for key in PROXY_ENV if environ.get(key)), None)
+    if url is None:
+        return None
+    no_proxy = next((environ[key] for key in NO_PROXY_ENV if environ.get(key)), "")
+    if _no_proxy_matches(host, no_proxy):
+        return None
+    try:
+        return parse_proxy(url)
+    except ConfigError as exc:
+        raise ConfigError(f"$https_proxy: {exc}") from None
+
+
+def _no_proxy_matches(host: str, no_proxy: str) -> bool:
+    host = host.lower().rstrip(".")
+    for entry in no_proxy.replace(" ", "").lower().split(","):
+        # "example.com" and ".example.com" both cover the domain and its subdomains (as curl does).
+        name = entry.strip(".").rpartition(":")[0] if entry.count(":") == 1 else entry.strip(".")
+        if entry == "*" or (name and (host == name or host.endswith(f".{name}"))):
+            return True
+    return False
+
+
+def _env_proxy(values: Mapping[str, Any], host: str) -> ProxySettings | None:
+    # Only when asked: a proxy variable set for browsers must not silently reroute a VPN.
+    return proxy_from_environment(host, os.environ) if values.get("proxy_from_env") else None
 
 
 def read_password(values: Mapping[str, Any]) -> str:

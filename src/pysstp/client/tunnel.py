@@ -20,16 +20,19 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from pathlib import Path
 
+from pysstp.client.live import Counters
 from pysstp.client.settings import ClientSettings
 from pysstp.connection import LinkConnection
 from pysstp.errors import SystemSetupError
 from pysstp.link import LinkUp
 from pysstp.net.changes import NetworkChanges
-from pysstp.net.iproute import route_to, set_link
+from pysstp.net.iproute import list_addresses, route_to, set_link
 from pysstp.net.tun import TunDevice
+from pysstp.ppp.ipv6cp import link_local_address
+from pysstp.ppp.session import Ipv4Up, Ipv6Up
 
 log = logging.getLogger("pysstp.client")
 
@@ -52,7 +55,10 @@ class Tunnel:
         self.tun: TunDevice | None = None
         self.connection: LinkConnection | None = None
         self.drops = 0
+        # Totals for the live line; kept as plain ints on the data path, read once a second.
+        self.bytes_in = self.bytes_out = self.packets_in = self.packets_out = 0
         self._address: tuple[IPv4Address, IPv4Address] | None = None
+        self._link_local: IPv6Address | None = None
         self._pinned: set[str] = set()
         self._reading = False
 
@@ -83,12 +89,13 @@ class Tunnel:
 
     def apply(self, up: LinkUp) -> None:
         """Make the system match a call that just came up (first call: everything; reconnect: what
-        changed)."""
-        if up.local_address is None or up.peer_address is None:
-            raise SystemSetupError("the server opened no IPv4 (IPCP) for this call; nothing to route")
+        changed). IPv4 and IPv6 addresses follow with :meth:`network_up`, since either may open first."""
         if self.tun is None:
             self.tun = self.changes.open_tun(self.settings.ifname, mtu=up.mtu)
-            self._set_address(up.local_address, up.peer_address)
+            if self.settings.ipv6:
+                self._prepare_ipv6(self.tun.name)
+            if up.local_address is not None and up.peer_address is not None:
+                self._set_address(up.local_address, up.peer_address)
             set_link(self.tun.name, up=True)
             for network in (*self.settings.routes, *(DEFAULT_ROUTES if self.settings.default_route else ())):
                 self.changes.add_route(network, ifname=self.tun.name)
@@ -98,12 +105,52 @@ class Tunnel:
             self._start_reading()
             return
         set_link(self.tun.name, mtu=up.mtu)
-        if self._address != (up.local_address, up.peer_address):
-            # Routes through the device stay; only the address moves.
+        if up.local_address is not None and up.peer_address is not None:
             self._set_address(up.local_address, up.peer_address)
+
+    def network_up(self, event: Ipv4Up | Ipv6Up) -> None:
+        """IPCP or IPv6CP opened (before or after :meth:`apply`): give the TUN that protocol's address."""
+        if self.tun is None:
+            return  # apply() takes IPv4 from LinkUp; the app calls again for IPv6 once the TUN exists
+        if isinstance(event, Ipv4Up):
+            self._set_address(event.local_address, event.peer_address)
+            return
+        address = link_local_address(event.local_interface_id)
+        if address == self._link_local:
+            return
+        # Added after the link is up: the kernel then solicits the server's router advertisement at once.
+        self.changes.add_address(self.tun.name, IPv6Interface(f"{address}/64"))
+        self._link_local = address
+        log.info("IPv6: %s on %s; the address from the router advertisement follows", address, self.tun.name)
+
+    def _prepare_ipv6(self, ifname: str) -> None:
+        """Per-device IPv6 settings, before the link goes up (they vanish with the device)."""
+        conf = f"net/ipv6/conf/{ifname}"
+        # No kernel-made link-local (random, or none at all on a TUN): the server routes only addresses
+        # built from the IPv6CP interface identifier, and SLAAC inherits the identifier from the link-local.
+        self.changes.set_sysctl(f"{conf}/addr_gen_mode", 1)
+        # IPv6CP already made the identifier unique on this link; DAD would only delay the first packet.
+        self.changes.set_sysctl(f"{conf}/accept_dad", 0)
+        # Take the advertisement even on a host that forwards (a router's accept_ra=1 ignores it).
+        self.changes.set_sysctl(f"{conf}/accept_ra", 2)
+        # The advertisement's default route only when asked for, as with IPv4's --default-route.
+        self.changes.set_sysctl(f"{conf}/accept_ra_defrtr", int(self.settings.default_route))
+
+    def ipv6_address(self) -> IPv6Address | None:
+        """The TUN's global IPv6 address (formed by the kernel from the advertisement), else its
+        link-local one, else ``None``."""
+        if self.tun is None or self._link_local is None:
+            return None
+        for info in list_addresses(self.tun.name):
+            if isinstance(info.address, IPv6Interface) and not info.address.ip.is_link_local:
+                return info.address.ip
+        return self._link_local
 
     def _set_address(self, local: IPv4Address, peer: IPv4Address) -> None:
         assert self.tun is not None
+        if self._address == (local, peer):
+            return
+        # Routes through the device stay; only the address moves.
         self.changes.add_address(self.tun.name, IPv4Interface(f"{local}/32"), peer=peer)
         self._address = (local, peer)
 
@@ -143,6 +190,8 @@ class Tunnel:
         """An IP packet from the server: into the kernel."""
         if self.tun is not None:
             self.tun.write(packet)
+            self.bytes_in += len(packet)
+            self.packets_in += 1
 
     def set_backpressure(self, paused: bool) -> None:
         """TLS is backed up (stop reading the TUN: its queue fills, then the kernel drops) or drained."""
@@ -169,6 +218,12 @@ class Tunnel:
             self.drops += len(packets)
         else:
             connection.send_ip_batch(packets)
+            self.packets_out += len(packets)
+            self.bytes_out += sum(map(len, packets))
+
+    def counters(self) -> Counters:
+        """Traffic through the tunnel so far (all calls)."""
+        return Counters(self.bytes_in, self.bytes_out, self.packets_in, self.packets_out)
 
     def close(self) -> None:
         """Stop the data path (the TUN itself goes with the changes' undo)."""

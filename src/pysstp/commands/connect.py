@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import os
 import signal
+import sys
 
 from pysstp.client.app import ClientApp
+from pysstp.client.live import LiveLine
 from pysstp.client.settings import DEFAULT_CONFIG, ClientSettings, add_arguments, settings_from_args
 from pysstp.client.tunnel import Tunnel
 from pysstp.commands.user import PASSWORD_ENV
@@ -57,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(connect(settings))
 
 
+def show_live_line(settings: ClientSettings) -> bool:
+    """The live line is for people: only on a terminal, and never among JSON lines for machines."""
+    return settings.log_format == "text" and sys.stdout.isatty()
+
+
 async def connect(settings: ClientSettings) -> int:
     """Run the client until SIGINT/SIGTERM or a final failure; every system change is undone on the way
     out, whichever way that is."""
@@ -66,10 +73,15 @@ async def connect(settings: ClientSettings) -> int:
         loop.add_signal_handler(signum, stop.set)
     changes = NetworkChanges()
     tunnel = Tunnel(settings, changes)
+    live = LiveLine(tunnel.counters, sys.stdout) if show_live_line(settings) else None
+    if live is not None:
+        live.start()
     try:
         await ClientApp(settings, tunnel, stop).run()
         return 0
     finally:
+        if live is not None:
+            await live.stop()
         tunnel.close()
         changes.undo()
         for signum in (signal.SIGINT, signal.SIGTERM):
