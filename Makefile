@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # Debian packages the network tests use (namespaces, NAT rules). Installed only when missing, and only as
 # root; elsewhere the tests that need them skip and say why.
-DEBIAN_PACKAGES := iproute2 nftables iputils-ping procps
+DEBIAN_PACKAGES := iproute2 nftables iputils-ping procps sstp-client softether-vpnserver softether-vpncmd
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
