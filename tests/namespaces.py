@@ -6,11 +6,14 @@ fails. Processes started in a namespace are stopped by PID.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,3 +144,41 @@ def netns_pair() -> Iterator[Pair]:
     finally:
         for ns in (client, server):
             delete_namespace(ns)
+
+
+_SINK = """\
+import hashlib, socket, sys
+s = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print('ready', flush=True)
+c, _ = s.accept(); h = hashlib.sha256(); n = 0
+while (d := c.recv(65536)):
+    h.update(d); n += len(d)
+print(n, h.hexdigest(), flush=True)
+"""
+
+_SENDER = """\
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+c.sendall(bytes(range(256)) * (int(sys.argv[3]) // 256)); c.close()
+"""
+
+
+def checked_transfer(
+    sender: Namespace, receiver: Namespace, address: str, log: Path, size: int = 2_000_000, port: int = 5001
+) -> None:
+    """Send ``size`` bytes (rounded down to whole 256-byte blocks) over TCP from ``sender`` to a sink at
+    ``address:port`` in ``receiver``, and check that the sink got exactly those bytes (count and SHA-256):
+    a tunnel that loses, reorders or corrupts data fails here even when ping works."""
+    receiver.start([sys.executable, "-c", _SINK, address, str(port)], log)
+    _wait_for(log, "ready")
+    data = bytes(range(256)) * (size // 256)
+    sender.run(sys.executable, "-c", _SENDER, address, str(port), str(size))
+    _wait_for(log, f"{len(data)} {hashlib.sha256(data).hexdigest()}")
+
+
+def _wait_for(log: Path, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {text!r} in {log}:\n{log.read_text()}")
+        time.sleep(0.05)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from loopback import make_certificate
-from namespaces import Namespace, Pair, attach_lan, delete_namespace, netns_pair, run
+from namespaces import Namespace, Pair, attach_lan, checked_transfer, delete_namespace, netns_pair, run
 
 __all__ = ["netns_pair"]
 
@@ -103,28 +102,7 @@ def test_ping_and_tcp_transfer_through_the_tunnel(setup: Setup, auth: str) -> No
     ping(setup.pair.client, SERVER_TUNNEL_IP)
     ping(setup.pair.server, client_address)
     # A TCP transfer whose bytes are checked: 2 MB from the client to a sink in the server namespace.
-    payload_size = 2_000_000
-    sink = setup.tmp / "sink.py"
-    sink.write_text(
-        "import hashlib, socket\n"
-        "s = socket.create_server(('" + SERVER_TUNNEL_IP + "', 5001))\n"
-        "print('ready', flush=True)\n"
-        "c, _ = s.accept(); h = hashlib.sha256(); n = 0\n"
-        "while (d := c.recv(65536)):\n    h.update(d); n += len(d)\n"
-        "print(n, h.hexdigest(), flush=True)\n"
-    )
-    sink_log = setup.tmp / "sink.log"
-    setup.pair.server.start([sys.executable, str(sink)], sink_log)
-    wait_for_text(sink_log, "ready")
-    data = bytes(range(256)) * (payload_size // 256)
-    sender = (
-        "import socket, sys\n"
-        "c = socket.create_connection(('" + SERVER_TUNNEL_IP + "', 5001), timeout=20)\n"
-        "c.sendall(bytes(range(256)) * " + str(payload_size // 256) + "); c.close()\n"
-    )
-    result = setup.pair.client.run(sys.executable, "-c", sender)
-    assert result.returncode == 0
-    wait_for_text(sink_log, f"{len(data)} {hashlib.sha256(data).hexdigest()}")
+    checked_transfer(setup.pair.client, setup.pair.server, SERVER_TUNNEL_IP, setup.tmp / "sink.log")
 
 
 def test_sigterm_disconnects_clients_and_restores_the_system(setup: Setup) -> None:

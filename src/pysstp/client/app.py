@@ -68,8 +68,16 @@ class _Call:
 class ClientApp:
     """``pysstp connect`` without the command line: give it settings and a tunnel, await :meth:`run`."""
 
-    def __init__(self, settings: ClientSettings, tunnel: Tunnel, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        tunnel: Tunnel,
+        stop: asyncio.Event,
+        on_up: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_up`` is called after each call's summary line (``--daemon`` detaches on the first)."""
         self.settings = settings
+        self.on_up = on_up
         self.tunnel = tunnel
         self.stop = stop
         self.context = make_context(settings.tls)
@@ -156,6 +164,8 @@ class ClientApp:
             self.last_up = up
             ipv6 = await self._ipv6_address(call)
             log.info("%s (%.2f s)", summary(up, self.settings.ifname, ipv6), loop.time() - call.started)
+            if self.on_up is not None:
+                self.on_up()
             down = await self._until(call.down)
             if isinstance(down, LinkDown):
                 log.warning("disconnected: %s", down.reason)

@@ -29,6 +29,14 @@ from pysstp.ppp.constants import AuthMethod
 DEFAULT_PORT = 443
 DEFAULT_IFNAME = "sstp0"
 DEFAULT_CONFIG = Path("/etc/pysstp/client.toml")
+PID_DIR = Path("/run/pysstp")
+
+
+def default_pid_file(ifname: str) -> Path:
+    """Where ``--daemon`` records its PID unless ``--pid-file`` says otherwise, and where ``pysstp
+    disconnect --ifname`` looks: one file per TUN name, since the TUN name is what makes a client unique."""
+    return PID_DIR / f"connect-{ifname}.pid"
+
 
 AUTH_CHOICES = {
     "mschapv2": AuthMethod.MSCHAP_V2,
@@ -39,7 +47,9 @@ AUTH_CHOICES = {
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 _LIST_KEYS = frozenset({"auth", "route"})
-_BOOL_KEYS = frozenset({"insecure", "no_sni", "default_route", "dns", "reconnect", "ipv6", "proxy_from_env"})
+_BOOL_KEYS = frozenset(
+    {"insecure", "no_sni", "default_route", "dns", "reconnect", "ipv6", "proxy_from_env", "daemon"}
+)
 PROXY_ENV = ("https_proxy", "HTTPS_PROXY")
 NO_PROXY_ENV = ("no_proxy", "NO_PROXY")
 
@@ -89,6 +99,12 @@ class ClientSettings:
     max_attempts: int = 0
     verbose: bool = False
     log_format: str = "text"
+    daemon: bool = False
+    pid_file: Path | None = None
+    """Where the PID is recorded: always with ``--daemon`` (see :func:`default_pid_file`), otherwise only
+    when given."""
+    log_file: Path | None = None
+    """With ``--daemon``: where the log goes once detached (``None``: nowhere)."""
 
     @property
     def tls_name(self) -> str:
@@ -189,6 +205,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("-v", "--verbose", action="store_const", const=True, help="show protocol detail")
     output.add_argument("--log-format", choices=("text", "json"), help="text (default) or JSON lines")
+    process = parser.add_argument_group("process")
+    process.add_argument(
+        "--foreground",
+        dest="daemon",
+        action="store_const",
+        const=False,
+        help="stay in the foreground until Ctrl-C or SIGTERM (the default)",
+    )
+    process.add_argument(
+        "--daemon",
+        action="store_const",
+        const=True,
+        help="go to the background once connected (the exit code says whether connecting worked); "
+        "stop it with: pysstp disconnect",
+    )
+    process.add_argument(
+        "--pid-file",
+        type=Path,
+        metavar="FILE",
+        help=f"record the PID here (default with --daemon: {default_pid_file('IFNAME')})",
+    )
+    process.add_argument(
+        "--log-file", type=Path, metavar="FILE", help="with --daemon: append the log here once detached"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> ClientSettings:
@@ -268,6 +308,10 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
         check_ifname(ifname)
     except SystemSetupError as exc:
         raise ConfigError(f"--ifname: {exc}") from None
+    daemon = values.get("daemon", False)
+    if "log_file" in values and not daemon:
+        raise ConfigError("--log-file is for --daemon; in the foreground the log goes to stderr")
+    pid_file = Path(values["pid_file"]) if "pid_file" in values else None
     return ClientSettings(
         host=host,
         port=port,
@@ -285,6 +329,9 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
         max_attempts=max_attempts,
         verbose=bool(values.get("verbose", False)),
         log_format=_choice("log-format", values.get("log_format", "text"), {"text": "text", "json": "json"}),
+        daemon=daemon,
+        pid_file=default_pid_file(ifname) if daemon and pid_file is None else pid_file,
+        log_file=Path(values["log_file"]) if "log_file" in values else None,
     )
 
 
@@ -313,6 +360,9 @@ _KNOWN = frozenset(
         "max_attempts",
         "verbose",
         "log_format",
+        "daemon",
+        "pid_file",
+        "log_file",
     }
 )
 

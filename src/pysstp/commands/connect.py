@@ -7,8 +7,10 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from pysstp.client.app import ClientApp
+from pysstp.client.daemon import Detacher, fork_daemon, pid_file_held
 from pysstp.client.live import LiveLine
 from pysstp.client.settings import DEFAULT_CONFIG, ClientSettings, add_arguments, settings_from_args
 from pysstp.client.tunnel import Tunnel
@@ -32,6 +34,9 @@ Profiles are TOML tables named after the profile, with the flags' long names as 
   password-file = "/root/.vpnpass"
   route = ["10.1.0.0/16"]
 (default file: {DEFAULT_CONFIG}). Everything pysstp changes (TUN, routes, DNS) is put back when it exits.
+
+With --daemon the command returns once connected (exit code 0) or failed, and the client stays in the
+background; stop it with: pysstp disconnect [--ifname NAME | --pid-file FILE].
 """
 
 
@@ -56,17 +61,26 @@ def run(args: argparse.Namespace) -> int:
         raise SystemSetupError(
             "pysstp connect needs root or CAP_NET_ADMIN (TUN device, address, routes); run it with sudo"
         )
-    return asyncio.run(connect(settings))
+    detach: Detacher | None = None
+    if settings.daemon:
+        # Fork before the event loop and any socket exist; the parent only waits for the outcome.
+        forked = fork_daemon(settings.log_file)
+        if isinstance(forked, int):
+            return forked
+        detach = forked
+    with pid_file_held(settings.pid_file):
+        return asyncio.run(connect(settings, detach))
 
 
 def show_live_line(settings: ClientSettings) -> bool:
-    """The live line is for people: only on a terminal, and never among JSON lines for machines."""
-    return settings.log_format == "text" and sys.stdout.isatty()
+    """The live line is for people: only on a terminal, never among JSON lines for machines, and not from
+    a daemon (its stdout leaves the terminal once it detaches)."""
+    return settings.log_format == "text" and not settings.daemon and sys.stdout.isatty()
 
 
-async def connect(settings: ClientSettings) -> int:
+async def connect(settings: ClientSettings, on_up: Callable[[], None] | None = None) -> int:
     """Run the client until SIGINT/SIGTERM or a final failure; every system change is undone on the way
-    out, whichever way that is."""
+    out, whichever way that is. ``on_up`` is called whenever a call has come up."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -77,7 +91,7 @@ async def connect(settings: ClientSettings) -> int:
     if live is not None:
         live.start()
     try:
-        await ClientApp(settings, tunnel, stop).run()
+        await ClientApp(settings, tunnel, stop, on_up).run()
         return 0
     finally:
         if live is not None:

@@ -1,0 +1,48 @@
+"""``--daemon`` settings, the PID file and ``pysstp disconnect`` without a running client (no root)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pysstp.cli import main
+from pysstp.client.daemon import pid_file_held, running_pid
+from pysstp.client.settings import build_settings, default_pid_file
+from pysstp.errors import ConfigError
+
+BASE = {"target": "vpn.example.com", "user": "alice", "password_insecure_cmdline": "pw"}
+
+
+def test_daemon_gets_a_pid_file_per_ifname() -> None:
+    settings = build_settings({**BASE, "daemon": True, "ifname": "work0"})
+    assert settings.pid_file == default_pid_file("work0") == Path("/run/pysstp/connect-work0.pid")
+    assert build_settings(BASE).pid_file is None  # the foreground writes none unless asked
+
+
+def test_log_file_needs_daemon() -> None:
+    with pytest.raises(ConfigError, match="--log-file is for --daemon"):
+        build_settings({**BASE, "log_file": "/tmp/x.log"})
+
+
+def test_pid_file_is_written_and_removed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "sub" / "connect.pid"
+    with pid_file_held(pid_file):
+        assert pid_file.read_text() == f"{os.getpid()}\n"
+    assert not pid_file.exists()
+
+
+def test_stale_pid_file_is_not_a_running_client(tmp_path: Path) -> None:
+    pid_file = tmp_path / "connect.pid"
+    pid_file.write_text("1\n")  # init: alive, but not pysstp
+    assert running_pid(pid_file) is None
+
+
+def test_disconnect_without_a_client_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["disconnect", "--pid-file", str(tmp_path / "none.pid")]) == 1
+    assert "no pysstp connect is running (no PID file" in capsys.readouterr().err
+    stale = tmp_path / "stale.pid"
+    stale.write_text("999999999\n")
+    assert main(["disconnect", "--pid-file", str(stale)]) == 1
+    assert "removed the stale PID file" in capsys.readouterr().err and not stale.exists()
