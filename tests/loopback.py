@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from pysstp.client.dial import ClientConnection, dial
@@ -29,9 +29,16 @@ SERVER_ADDRESS = IPv4Address("10.77.0.1")
 POOL = IPv4Network("10.77.0.0/24")
 
 
-def make_certificate(directory: Path, name: str = "sstp.test") -> tuple[Path, Path, bytes]:
-    """A self-signed P-256 certificate for ``name`` and 127.0.0.1; returns (cert path, key path, DER)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def make_certificate(
+    directory: Path, name: str = "sstp.test", *, rsa_key: bool = False
+) -> tuple[Path, Path, bytes]:
+    """A self-signed certificate for ``name`` and 127.0.0.1, P-256 or (``rsa_key``) RSA-2048; returns
+    (cert path, key path, DER)."""
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if rsa_key
+        else ec.generate_private_key(ec.SECP256R1())
+    )
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (

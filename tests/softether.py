@@ -19,9 +19,7 @@ the host are the three empty mount points, made only when missing and removed ag
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
-import ipaddress
 import os
 import shlex
 import shutil
@@ -33,11 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
+from loopback import make_certificate
 from namespaces import Namespace, delete_namespace, run
 
 STOCK_BINARY = Path("/usr/libexec/softether/vpnserver/vpnserver")
@@ -171,38 +165,6 @@ def patch_binary(source: Path, target: Path) -> None:
     target.chmod(0o755)
 
 
-def make_rsa_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed RSA certificate for :data:`SERVER_NAME` and 127.0.0.1 (RSA because that is what
-    SoftEther generates itself and what the reference setup used); returns (cert path, key path)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAME)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(SERVER_NAME), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 @dataclass
 class SoftEther:
     """One running private SoftEther server: its namespace, state directory, process and certificate."""
@@ -234,7 +196,8 @@ class SoftEther:
         patch_binary(STOCK_BINARY, bin_dir / "vpnserver")
         # SoftEther reads its strings and resources from hamcore.se2 next to the executable.
         (bin_dir / "hamcore.se2").symlink_to((STOCK_BINARY.parent / "hamcore.se2").resolve())
-        self.cert, _ = make_rsa_certificate(self.state)
+        # RSA: SoftEther's ServerCertSet accepts only RSA 1024/2048 (error 77 for P-256).
+        self.cert, _, _ = make_certificate(self.state, SERVER_NAME, rsa_key=True)
         (self.state / "db" / "vpn_server.config").write_text(BOOTSTRAP_CONFIG.format(port=self.port))
 
     def start(self) -> None:
