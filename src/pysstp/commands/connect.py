@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pysstp.client.tunnel import Tunnel
 from pysstp.commands.user import PASSWORD_ENV
 from pysstp.errors import SystemSetupError
 from pysstp.logsetup import setup_logging
+from pysstp.net.caps import CAP_NET_ADMIN, has_capability
 from pysstp.net.changes import NetworkChanges
 
 EPILOG = f"""\
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     """Check the settings, then stay connected until stopped."""
     settings = settings_from_args(args)
     setup_logging("debug" if settings.verbose else "info", settings.log_format)
-    if os.geteuid() != 0:
+    if not has_capability(CAP_NET_ADMIN):
         raise SystemSetupError(
             "pysstp connect needs root or CAP_NET_ADMIN (TUN device, address, routes); run it with sudo"
         )

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import email.utils
 import logging
-import os
 import signal
 import ssl
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
@@ -17,6 +16,7 @@ from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.link import ServerConfig
 from pysstp.logsetup import setup_logging
+from pysstp.net.caps import CAP_NET_ADMIN, has_capability
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import add_route, delete_route, make_route, set_link
 from pysstp.ppp.ipv6cp import link_local_address
@@ -33,9 +33,6 @@ from pysstp.server.pool import AddressPool
 from pysstp.sstp.http import page_response, redirect_response
 
 log = logging.getLogger("pysstp.server")
-
-CAP_NET_ADMIN = 12
-"""Capability number from linux/capability.h."""
 
 USERS_RELOAD_INTERVAL = 2.0
 """Seconds between checks of the user database file for edits made by `pysstp user`."""
@@ -223,17 +220,6 @@ def not_sstp_response(settings: ServerSettings) -> bytes | None:
         except OSError as exc:
             raise ConfigError(f"cannot read the page {settings.http.page}: {exc.strerror}") from None
     return None
-
-
-def has_capability(number: int) -> bool:
-    """Whether this process holds a Linux capability in its effective set (root normally holds all)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> number & 1)
-    except OSError:
-        pass
-    return os.geteuid() == 0
 
 
 def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
