@@ -39,8 +39,8 @@ demo: $(STAMP) system-deps
 
 ## lint: ruff on everything, mypy (strict) on the sans-I/O core
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 clean:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 from collections.abc import Callable
 
 from pysstp.errors import DelineationError
@@ -28,6 +29,29 @@ WRITE_BUFFER_LIMIT = 256 * 1024
 
 SSTP is TCP inside TCP: a deep queue here becomes seconds of delay for every inner TCP flow (the "TCP
 meltdown"); dropping lets the inner TCP see loss and slow down, as it would at a router."""
+
+
+_receive_buffers = threading.local()
+
+
+def share_tls_receive_buffer(transport: asyncio.BaseTransport) -> None:
+    """Give an asyncio TLS transport the receive buffer all TLS connections of this thread share.
+
+    asyncio's TLS protocol allocates (and zero-fills) a 256 KiB receive buffer per connection; with
+    a thousand idle calls that is most of the server's memory. The buffer only lives from the
+    ``recv_into`` that fills it to the ``buffer_updated`` that copies it into OpenSSL, both in one
+    callback of the thread's event loop, so one buffer per thread serves every connection. Other TLS
+    transports (uvloop's) are left alone.
+    """
+    ssl_protocol = getattr(transport, "_ssl_protocol", None)
+    own = getattr(ssl_protocol, "_ssl_buffer", None)
+    if not isinstance(own, bytearray):
+        return
+    shared: memoryview | None = getattr(_receive_buffers, "view", None)
+    if shared is None or len(shared) < len(own):
+        shared = _receive_buffers.view = memoryview(own)
+    ssl_protocol._ssl_buffer = shared.obj  # type: ignore[union-attr]
+    ssl_protocol._ssl_buffer_view = shared  # type: ignore[union-attr]
 
 
 class LinkConnection(asyncio.Protocol):
@@ -67,6 +91,7 @@ class LinkConnection(asyncio.Protocol):
         """TLS is up: let the link start."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        share_tls_receive_buffer(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Inner protocols time their own retransmissions; Nagle on the outer TCP only adds delay.

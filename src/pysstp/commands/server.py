@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import dataclasses
 import email.utils
 import logging
@@ -34,6 +35,10 @@ from pysstp.sstp.http import page_response, redirect_response
 
 log = logging.getLogger("pysstp.server")
 
+M_MMAP_THRESHOLD = -3
+"""glibc's ``mallopt`` parameter number for the size from which allocations get their own mapping."""
+MMAP_THRESHOLD = 128 * 1024
+
 USERS_RELOAD_INTERVAL = 2.0
 """Seconds between checks of the user database file for edits made by `pysstp user`."""
 
@@ -60,7 +65,26 @@ def run(args: argparse.Namespace) -> int:
             "pysstp server needs root or CAP_NET_ADMIN (TUN device, addresses, routes); run it as root "
             "or from the systemd unit in contrib/pysstp-server.service"
         )
+    return_large_buffers_to_the_system()
     return asyncio.run(serve(settings))
+
+
+def return_large_buffers_to_the_system() -> None:
+    """Keep buffers of 128 KiB and more in mappings of their own, returned to the system when freed.
+
+    Each TLS handshake in progress holds a 256 KiB buffer (see
+    :func:`pysstp.connection.share_tls_receive_buffer`). glibc would otherwise raise its threshold after
+    the first one is freed and serve the next ones from the heap, where a burst of connections leaves
+    megabytes resident for good. Setting the threshold explicitly stops that adjustment. Other C
+    libraries are left as they are.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # noqa: B018 - present only in glibc, whose parameter numbers these are
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 async def serve(settings: ServerSettings) -> int:
