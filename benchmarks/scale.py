@@ -1,0 +1,291 @@
+"""Scale: how many idle sessions one ``pysstp server`` process holds, how fast they connect, what each costs.
+
+The server is the real ``pysstp server`` in a network namespace of its own, listening on the namespace's
+loopback, with its TUN device there. The load generator is one asyncio process in the same namespace that
+dials N calls with pysstp's own client link over TLS (MS-CHAPv2 and crypto binding, no TUN). Measured per
+N: the connect rate, the server's resident memory before and after (VmRSS) and so per session, and the
+server's CPU share over an idle window in which every call exchanges SSTP echoes (Hello) at a short
+interval.
+
+Targets (reported as ratios, never asserted): 1000 concurrent idle sessions in one process, at most
+64 KiB of RSS per session, and at least 100 new sessions per second.
+
+Run alone: ``python -m benchmarks.scale [--quick] [N ...]`` (root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import ssl
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.netns import (
+    BenchNamespace,
+    add_user,
+    cannot_run,
+    cpu_seconds,
+    make_certificate,
+    rss_kib,
+    start_server,
+)
+
+TARGET_SESSIONS = 1000
+TARGET_KIB_PER_SESSION = 64
+TARGET_CONNECT_RATE = 100.0
+DEFAULT_SIZES = [100, 500, 1000]
+PORT = 8443
+USER, PASSWORD = "bench", "bench-password"
+CONCURRENCY = 64
+"""Calls the generator has in negotiation at once (the server admits up to 256 by default)."""
+
+
+# -- the load generator (runs as its own process inside the namespace) --------------------------------
+
+
+async def generate(cafile: str, count: int, concurrency: int, hello: float) -> None:
+    """Dial ``count`` calls, report on stdout, hold them until stdin says so, then close them in order."""
+    # Imported here: the parent (the runner) does not need the client stack.
+    from pysstp.client.dial import ConnectError, dial
+    from pysstp.connection import LinkConnection
+    from pysstp.link import ClientConfig, LinkDown, LinkEvent, LinkUp
+    from pysstp.ppp.constants import AuthMethod
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    loop = asyncio.get_running_loop()
+    context = ssl.create_default_context(cafile=cafile)
+    config = ClientConfig(
+        host="sstp.test",
+        username=USER,
+        password=PASSWORD,
+        auth_methods=(AuthMethod.MSCHAP_V2,),
+        hello_interval=hello,
+    )
+    connections: list[LinkConnection] = []
+    failures: list[str] = []
+    lost = 0
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        nonlocal lost
+        up: asyncio.Future[None] = loop.create_future()
+
+        def on_event(_connection: LinkConnection, event: LinkEvent) -> None:
+            nonlocal lost
+            if isinstance(event, LinkUp) and not up.done():
+                up.set_result(None)
+            elif isinstance(event, LinkDown):
+                if up.done():
+                    lost += 1
+                else:
+                    up.set_exception(ConnectError(event.reason))
+
+        async with gate:
+            try:
+                connection = await dial(
+                    config, "127.0.0.1", PORT, context, deliver=lambda _c, _p: None, on_event=on_event
+                )
+                await asyncio.wait_for(up, 30)
+            except (ConnectError, OSError, TimeoutError) as exc:
+                failures.append(str(exc) or type(exc).__name__)
+                return
+            connections.append(connection)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    seconds = time.perf_counter() - start
+    report = {"up": len(connections), "failures": len(failures), "seconds": seconds, "why": failures[:3]}
+    print(json.dumps(report), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    for connection in connections:
+        connection.close("benchmark over")
+    deadline = time.monotonic() + 10
+    while any(not c.closed for c in connections) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    print(json.dumps({"lost_while_idle": lost}), flush=True)
+
+
+# -- the runner ------------------------------------------------------------------------------------
+
+
+def _pool(size: int) -> str:
+    """An address pool with room for ``size`` clients and the server (/22 for 1000)."""
+    return f"10.96.0.0/{min(24, 32 - (size + 2).bit_length())}"
+
+
+def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: Path) -> dict[str, Any]:
+    hello = 2.0 if quick else 5.0
+    window = 4.0 if quick else 10.0
+    ns = BenchNamespace.create(f"s{size}")
+    try:
+        server = start_server(
+            ns, work,
+            "--cert", str(cert), "--key", str(key), "--users", str(users),
+            "--listen", "127.0.0.1", "--port", str(PORT), "--pool", _pool(size),
+            "--tun-name", "sstpb0", "--control-socket", str(work / f"ctl-{size}.sock"),
+            "--max-sessions", str(size + 16), "--connections-per-source-per-minute", "0",
+            "--keepalive", str(hello), "--no-mss-clamp",
+        )  # fmt: skip
+        time.sleep(0.5)
+        rss_before = rss_kib(server.pid)
+        cpu_before = cpu_seconds(server.pid)
+        generator = ns.start(
+            [
+                sys.executable, "-m", "benchmarks.scale", "--generate",
+                "--cafile", str(cert), "--concurrency", str(CONCURRENCY), "--hello", str(hello), str(size),
+            ],
+            pipes=True,
+        )  # fmt: skip
+        assert generator.stdout is not None and generator.stdin is not None
+        line = generator.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the load generator for N={size} died (exit {generator.wait()})")
+        connected = json.loads(line)
+        connect_cpu = cpu_seconds(server.pid) - cpu_before
+        time.sleep(1.0)  # let the last calls' set-up garbage go before measuring
+        rss_after = rss_kib(server.pid)
+        server_cpu, generator_cpu = cpu_seconds(server.pid), cpu_seconds(generator.pid)
+        started = time.monotonic()
+        time.sleep(window)
+        elapsed = time.monotonic() - started
+        idle_cpu = (cpu_seconds(server.pid) - server_cpu) / elapsed * 100
+        generator_idle_cpu = (cpu_seconds(generator.pid) - generator_cpu) / elapsed * 100
+        generator.stdin.write("close\n")
+        generator.stdin.flush()
+        closing = json.loads(generator.stdout.readline() or "{}")
+        generator.wait(30)
+    finally:
+        ns.close()
+    up = connected["up"]
+    return {
+        "sessions": size,
+        "up": up,
+        "failures": connected["failures"],
+        "failure_examples": connected["why"],
+        "lost_while_idle": closing.get("lost_while_idle"),
+        "connect_seconds": round(connected["seconds"], 3),
+        "connect_rate": round(up / connected["seconds"], 1) if connected["seconds"] else 0.0,
+        "server_cpu_ms_per_connect": round(connect_cpu * 1000 / up, 2) if up else None,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "kib_per_session": round((rss_after - rss_before) / up, 1) if up else None,
+        "idle_window_s": round(elapsed, 1),
+        "hello_interval_s": hello,
+        "idle_cpu_percent": round(idle_cpu, 2),
+        "generator_idle_cpu_percent": round(generator_idle_cpu, 2),
+    }
+
+
+def run_scale(sizes: list[int], quick: bool) -> dict[str, Any]:
+    """Measure each N in ``sizes`` with a fresh server; JSON-able results (``skipped`` says why not)."""
+    why = cannot_run()
+    if why is not None:
+        return {"skipped": why, "runs": []}
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="pysstp-scale-") as tmp:
+        work = Path(tmp)
+        cert, key = make_certificate(work)
+        users = work / "users.toml"
+        add_user(users, USER, PASSWORD)
+        for size in sizes:
+            runs.append(_measure(size, quick, work, cert, key, users))
+    return {
+        "quick": quick,
+        "certificate": "ECDSA P-256",
+        "concurrency": CONCURRENCY,
+        "runs": runs,
+        "targets": _targets(runs),
+    }
+
+
+def _targets(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Measured / target for each target (1.0 or more meets it), from the largest run."""
+    if not runs:
+        return {}
+    largest = max(runs, key=lambda r: r["sessions"])
+    kib = largest["kib_per_session"]
+    return {
+        "sessions": {"target": TARGET_SESSIONS, "measured": largest["up"]},
+        "kib_per_session": {"target": TARGET_KIB_PER_SESSION, "measured": kib},
+        "connect_rate": {"target": TARGET_CONNECT_RATE, "measured": largest["connect_rate"]},
+        "ratios": {
+            "sessions": round(largest["up"] / TARGET_SESSIONS, 2),
+            # Lower is better for memory, so the ratio is target over measured.
+            "kib_per_session": round(TARGET_KIB_PER_SESSION / kib, 2) if kib and kib > 0 else None,
+            "connect_rate": round(largest["connect_rate"] / TARGET_CONNECT_RATE, 2),
+        },
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """A report section: one row per N, then the targets with their ratios."""
+    lines = ["## Scale: idle sessions in one server process", ""]
+    if results.get("skipped"):
+        return "\n".join([*lines, f"Skipped: {results['skipped']}.", ""])
+    lines += [
+        "One `pysstp server` process (ECDSA P-256 certificate) and one asyncio load generator on the same "
+        f"2-vCPU machine, {results['concurrency']} calls negotiating at once, MS-CHAPv2 with crypto "
+        "binding. Idle CPU is the server's share of one core while every call exchanges SSTP Hellos "
+        "at the interval shown. Numbers are noisy (shared machine).",
+        "",
+        "| N | up | failures | connect rate (sessions/s) | server CPU per connect (ms) | RSS before (MiB) "
+        "| RSS after (MiB) | RSS per session (KiB) | idle CPU (%) | Hello every (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        lines.append(
+            f"| {run['sessions']} | {run['up']} | {run['failures']} | {run['connect_rate']} "
+            f"| {run['server_cpu_ms_per_connect']} | {run['rss_before_kib'] / 1024:.1f} "
+            f"| {run['rss_after_kib'] / 1024:.1f} | {run['kib_per_session']} | {run['idle_cpu_percent']} "
+            f"| {run['hello_interval_s']:g} |"
+        )
+    targets = results.get("targets")
+    if targets:
+        ratios = targets["ratios"]
+        lines += [
+            "",
+            "| target | measured (largest N) | ratio (≥ 1 meets it) |",
+            "|---|---|---|",
+            f"| ≥ {TARGET_SESSIONS} concurrent sessions | {targets['sessions']['measured']} "
+            f"| {ratios['sessions']} |",
+            f"| ≤ {TARGET_KIB_PER_SESSION} KiB RSS per session | {targets['kib_per_session']['measured']} "
+            f"| {ratios['kib_per_session']} |",
+            f"| ≥ {TARGET_CONNECT_RATE:g} sessions/s | {targets['connect_rate']['measured']} "
+            f"| {ratios['connect_rate']} |",
+        ]
+    return "\n".join([*lines, ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.scale``: run the benchmark and print the report (or, internally, be the
+    load generator)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("sizes", nargs="*", type=int, help=f"session counts (default {DEFAULT_SIZES})")
+    parser.add_argument("--quick", action="store_true", help="shorter idle window and Hello interval")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cafile", help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help=argparse.SUPPRESS)
+    parser.add_argument("--hello", type=float, default=5.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.generate:
+        asyncio.run(generate(args.cafile, args.sizes[0], args.concurrency, args.hello))
+        return 0
+    results = run_scale(args.sizes or DEFAULT_SIZES, args.quick)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

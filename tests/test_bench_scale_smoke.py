@@ -1,0 +1,30 @@
+"""The scale benchmark runs end to end with a few sessions (needs root); no speed is asserted here."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.netns import cannot_run
+from benchmarks.scale import markdown, run_scale
+
+
+def test_scale_benchmark_quick_run_reports_every_figure() -> None:
+    why = cannot_run()
+    if why is not None:
+        pytest.skip(why)
+    results = run_scale([20], quick=True)
+    (run,) = results["runs"]
+    assert run["up"] == 20, run
+    assert run["failures"] == 0, run
+    for key in (
+        "connect_rate",
+        "server_cpu_ms_per_connect",
+        "rss_before_kib",
+        "rss_after_kib",
+        "kib_per_session",
+        "idle_cpu_percent",
+    ):
+        assert run[key] is not None, key
+    assert set(results["targets"]["ratios"]) == {"sessions", "kib_per_session", "connect_rate"}
+    report = markdown(results)
+    assert "| 20 | 20 | 0 |" in report
