@@ -254,6 +254,9 @@ def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = tls.min_version
     context.set_ciphers(tls.ciphers)
+    # SSTP clients do not resume TLS sessions (every call binds to a fresh handshake), so the two
+    # TLS 1.3 session tickets OpenSSL sends after each handshake are work and bytes for nothing.
+    context.num_tickets = 0
     return context, load_certificate(context, tls.cert, tls.key)
 
 

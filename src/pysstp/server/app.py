@@ -179,6 +179,8 @@ class SstpServerApp:
         self._ra_timer: asyncio.TimerHandle | None = None
         self._credentials = GuardedCredentials(link_config.credentials, self.backoff)
         self.connections: set[ServerConnection] = set()
+        self.negotiating: set[ServerConnection] = set()
+        """Admitted calls whose link is not up yet (kept apart so admission does not scan every call)."""
         self.by_address: dict[bytes, ServerConnection] = {}
         self.by_network: list[tuple[IPv4Network | IPv6Network, ServerConnection]] = []
         self._recent: dict[str, deque[float]] = defaultdict(deque)
@@ -266,7 +268,7 @@ class SstpServerApp:
         limits = self.limits
         if limits.max_sessions and len(self.connections) >= limits.max_sessions:
             return f"session limit reached ({limits.max_sessions})"
-        negotiating = sum(1 for c in self.connections if not c.link.is_up)
+        negotiating = len(self.negotiating)
         if limits.max_negotiating and negotiating >= limits.max_negotiating:
             return f"too many calls negotiating at once ({negotiating})"
         source = connection.source
@@ -284,6 +286,7 @@ class SstpServerApp:
                 )
             recent.append(now)
         self.connections.add(connection)
+        self.negotiating.add(connection)
         return None
 
     def _assign(self, connection: ServerConnection, user: str) -> ServerNetwork | str:
@@ -317,6 +320,7 @@ class SstpServerApp:
         """Log what matters and keep the routing table in step with the sessions."""
         assert isinstance(connection, ServerConnection)
         if isinstance(event, LinkUp):
+            self.negotiating.discard(connection)
             self.backoff.succeeded(f"source:{connection.source}")
             if event.user is not None:
                 self.backoff.succeeded(f"user:{event.user}")
@@ -350,6 +354,7 @@ class SstpServerApp:
     def forget(self, connection: ServerConnection) -> None:
         """Take a finished session out of every table and give its address back (idempotent)."""
         self.connections.discard(connection)
+        self.negotiating.discard(connection)
         if connection.address_key is not None:
             if self.by_address.get(connection.address_key) is connection:
                 del self.by_address[connection.address_key]
