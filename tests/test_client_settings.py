@@ -100,6 +100,7 @@ def test_full_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         "vpn:8443", "--user", "CORP\\alice", "--auth", "eap-mschapv2", "--auth", "pap", "--pin-sha256",
         PIN.upper(), "--sni", "front.example", "--tls-min", "1.3", "--route", "10.1.0.0/16", "--route",
         "10.2.0.0/16", "--default-route", "--dns", "--ifname", "vpn0", "--reconnect", "--max-attempts", "5",
+        "--mru", "4091",
     )  # fmt: skip
     assert (s.host, s.port, s.user) == ("vpn", 8443, "CORP\\alice")
     assert s.auth_methods == (AuthMethod.EAP_MSCHAP_V2, AuthMethod.PAP)
@@ -107,6 +108,7 @@ def test_full_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.tls_name == "front.example"
     assert s.routes == (IPv4Network("10.1.0.0/16"), IPv4Network("10.2.0.0/16"))
     assert (s.default_route, s.dns, s.ifname, s.reconnect, s.max_attempts) == (True, True, "vpn0", True, 5)
+    assert s.mru == 4091
     assert "pw" not in repr(s)
 
 
@@ -119,6 +121,7 @@ def test_full_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--route", "10.1.0.1/16"], "host bits"),
         (["--ifname", "much-too-long-name"], "too long"),
         (["--max-attempts", "-1"], "max-attempts"),
+        (["--mru", "4096"], "576 to 4091"),
         (["--proxy", "socks5://p:1080"], "http://"),
     ],
 )

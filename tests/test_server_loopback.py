@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import struct
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
 
 import pytest
 
-from pysstp.link import LinkDown, LinkUp
-from pysstp.ppp.constants import AuthMethod
+from pysstp.link import MAX_IP_PACKET, LinkDown, LinkUp
+from pysstp.ppp.constants import MAX_MRU, AuthMethod
 from pysstp.server.app import Limits
 
 from loopback import SERVER_ADDRESS, Bench, start_bench
@@ -383,3 +383,43 @@ async def test_bad_crypto_binding_gets_call_abort_and_a_log_line(
     assert not client.up.is_set()
     await wait_for(lambda: "crypto binding failed" in caplog.text)
     await wait_for(lambda: not bench.app.connections)
+
+
+class RecordedRoutes:
+    """Stands in for the kernel's routes into the TUN: remembers what is installed."""
+
+    def __init__(self) -> None:
+        self.installed: dict[IPv4Network | IPv6Network, int | None] = {}
+
+    def add(self, network: IPv4Network | IPv6Network, mtu: int | None = None) -> None:
+        self.installed[network] = mtu
+
+    def remove(self, network: IPv4Network | IPv6Network) -> None:
+        del self.installed[network]
+
+
+async def test_session_below_the_tun_mtu_gets_a_route_with_its_own_mtu(tmp_path: Path) -> None:
+    routes = RecordedRoutes()
+    bench = await start_bench(
+        tmp_path,
+        configure=lambda c: dataclasses.replace(c, mru=MAX_MRU, max_peer_mru=MAX_MRU),
+        kernel_routes=routes,  # type: ignore[arg-type]
+        tun_mtu=MAX_IP_PACKET,
+    )
+    try:
+        large = await bench.connect(mru=MAX_MRU, max_peer_mru=MAX_MRU)
+        standard = await bench.connect("bob", "bobpw")
+        await asyncio.wait_for(large.up.wait(), TIMEOUT)
+        await asyncio.wait_for(standard.up.wait(), TIMEOUT)
+        large_up, standard_up = large.first(LinkUp), standard.first(LinkUp)
+        assert isinstance(large_up, LinkUp) and isinstance(standard_up, LinkUp)
+        assert (large_up.mtu, standard_up.mtu) == (MAX_IP_PACKET, 1500)
+        # Only the session that negotiated less than the TUN carries needs a limit of its own.
+        assert routes.installed == {IPv4Network(f"{standard_up.local_address}/32"): 1500}
+        assert standard.connection is not None
+        standard.connection.close()
+        await asyncio.wait_for(standard.down.wait(), TIMEOUT)
+        await wait_for(lambda: not routes.installed)
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()

@@ -71,10 +71,21 @@ class Setup:
         wait_for_text(log, "listening on")
         return log
 
-    def start_client(self, name: str, user: str, password: str, auth: str = "auto") -> Path:
+    def start_client(self, name: str, user: str, password: str, auth: str = "auto", *extra: str) -> Path:
         log = self.tmp / f"client-{name}.log"
         self.pair.client.start(
-            [sys.executable, CLIENT, self.pair.server_ip, PORT, str(self.cert), user, password, auth, name],
+            [
+                sys.executable,
+                CLIENT,
+                self.pair.server_ip,
+                PORT,
+                str(self.cert),
+                user,
+                password,
+                auth,
+                name,
+                *extra,
+            ],
             log,
         )
         return log
@@ -221,3 +232,21 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(setup: Setup) 
     second = setup.start_client("sstpc1", "alice", "alicepw")  # trusts only the renewed certificate
     wait_for_line(second, "UP ")
     assert "DOWN" not in first.read_text()
+
+
+def test_large_mru_carries_4000_byte_packets_whole(setup: Setup) -> None:
+    setup.start_server("--mru", "4091", "--max-peer-mru", "4091")
+    large = wait_for_line(setup.start_client("sstpc0", "alice", "alicepw", "auto", "mru=4091"), "UP ")
+    standard = wait_for_line(setup.start_client("sstpc1", "alice", "alicepw"), "UP ")
+    large_address, standard_address = large.split()[1], standard.split()[1]
+    assert "mtu 4087" in setup.pair.client.run("ip", "link", "show", "sstpc0").stdout
+    # 4000-byte IP packets with Don't Fragment set cross whole, both ways.
+    big_ping = ("ping", "-M", "do", "-s", "3972", "-c", "2", "-W", "2", "-i", "0.2")
+    setup.pair.client.run(*big_ping, SERVER_TUNNEL_IP)
+    setup.pair.server.run(*big_ping, large_address)
+    # The session that kept 1500 has a route with its own MTU: the server's kernel sizes what it sends
+    # there for 1500 (and would fragment, or send ICMP when forwarding, anything larger).
+    routes = setup.pair.server.run("ip", "route", "show", "dev", TUN).stdout
+    assert f"{standard_address} proto static scope link mtu 1500" in routes, routes
+    refused = setup.pair.server.run(*big_ping[:-4], "-c", "1", "-W", "2", standard_address, check=False)
+    assert "message too long" in refused.stdout + refused.stderr

@@ -34,6 +34,11 @@ DATA_OVERHEAD = HEADER_LEN + len(IPV4_FRAME)
 MAX_IP_PACKET = MAX_PACKET_LEN - DATA_OVERHEAD
 
 
+def ip_mtu(mru: int) -> int:
+    """The largest IP packet a PPP frame within ``mru`` carries in one SSTP packet (4087 at most)."""
+    return min(mru, MAX_IP_PACKET)
+
+
 def frame_ip_packet(packet: bytes) -> bytes:
     """Return the SSTP data packet that carries one IPv4 or IPv6 packet (fast path, no checks)."""
     length = len(packet) + DATA_OVERHEAD
@@ -236,7 +241,7 @@ class Link:
     @property
     def mtu(self) -> int:
         """Largest IP packet the peer accepts (its MRU), bounded by what an SSTP packet can carry."""
-        return min(self.session.lcp.peer_mru, MAX_IP_PACKET)
+        return ip_mtu(self.session.lcp.peer_mru)
 
     # -- glue --------------------------------------------------------------------------------------
 

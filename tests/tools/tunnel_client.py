@@ -4,7 +4,7 @@ Prints ``UP <local> <peer>`` once the call is up, ``UP6 <link-local>`` once IPv6
 ``DOWN <error> <reason>`` when it ends; exits on SIGTERM after closing the call in order and undoing every
 network change. With IPv6 the kernel itself takes the server's router advertisement: it forms
 ``<prefix>::<interface id>`` from the link-local address and adds the default route.
-usage: tunnel_client.py HOST PORT CAFILE USER PASSWORD AUTH IFNAME [ipv6]
+usage: tunnel_client.py HOST PORT CAFILE USER PASSWORD AUTH IFNAME [ipv6] [mru=BYTES]
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from pysstp.connection import LinkConnection
 from pysstp.link import ClientConfig, LinkDown, LinkEvent, LinkUp
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import set_link
-from pysstp.ppp.constants import AuthMethod
+from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.ppp.session import Ipv4Up, Ipv6Up
 
 
 async def main(
-    host: str, port: int, cafile: str, user: str, password: str, auth: str, ifname: str, ipv6: bool
+    host: str, port: int, cafile: str, user: str, password: str, auth: str, ifname: str, ipv6: bool, mru: int
 ) -> int:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
@@ -54,7 +54,15 @@ async def main(
     context = ssl.create_default_context(cafile=cafile)
     methods = (AuthMethod(auth),) if auth != "auto" else ()
     connection = await dial(
-        ClientConfig(host="sstp.test", username=user, password=password, auth_methods=methods, ipv6=ipv6),
+        ClientConfig(
+            host="sstp.test",
+            username=user,
+            password=password,
+            auth_methods=methods,
+            ipv6=ipv6,
+            mru=mru,
+            max_peer_mru=mru,
+        ),
         host,
         port,
         context,
@@ -73,5 +81,6 @@ async def main(
 
 if __name__ == "__main__":
     host, port, cafile, user, password, auth, ifname = sys.argv[1:8]
-    ipv6 = sys.argv[8:] == ["ipv6"]
-    sys.exit(asyncio.run(main(host, int(port), cafile, user, password, auth, ifname, ipv6)))
+    extra = sys.argv[8:]
+    mru = next((int(arg.removeprefix("mru=")) for arg in extra if arg.startswith("mru=")), DEFAULT_MRU)
+    sys.exit(asyncio.run(main(host, int(port), cafile, user, password, auth, ifname, "ipv6" in extra, mru)))

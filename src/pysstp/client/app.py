@@ -87,6 +87,8 @@ class ClientApp:
             password=settings.password,
             auth_methods=settings.auth_methods,
             ipv6=settings.ipv6,
+            mru=settings.mru,
+            max_peer_mru=settings.mru,
         )
         # After the first successful TCP connection, reconnects dial the same address: a DNS answer that
         # changed would otherwise send the dial into the tunnel's own routes.

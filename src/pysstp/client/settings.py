@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 from pysstp.commands.user import PASSWORD_ENV, read_password_file
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.net.ifname import check_ifname
-from pysstp.ppp.constants import AuthMethod
+from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 
 DEFAULT_PORT = 443
 DEFAULT_IFNAME = "sstp0"
@@ -94,6 +94,8 @@ class ClientSettings:
     routes: tuple[IPv4Network | IPv6Network, ...] = ()
     default_route: bool = False
     ipv6: bool = True
+    mru: int = DEFAULT_MRU
+    """The PPP MRU we ask for, and the largest the server may ask us for (so both directions match)."""
     dns: bool = False
     reconnect: bool = False
     max_attempts: int = 0
@@ -183,6 +185,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const=False,
         help="do not offer IPv6 (IPv6CP); by default IPv6 is used when the server offers it",
+    )
+    tunnel.add_argument(
+        "--mru",
+        type=int,
+        metavar="BYTES",
+        help=f"PPP MRU to negotiate, {MIN_MRU}-{MAX_MRU} (default: {DEFAULT_MRU}); above {DEFAULT_MRU} "
+        "only pays off against a pysstp server set up for it (see docs/server.md, 'Large MRU')",
     )
     tunnel.add_argument(
         "--dns",
@@ -312,6 +321,9 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
     if "log_file" in values and not daemon:
         raise ConfigError("--log-file is for --daemon; in the foreground the log goes to stderr")
     pid_file = Path(values["pid_file"]) if "pid_file" in values else None
+    mru = values.get("mru", DEFAULT_MRU)
+    if isinstance(mru, bool) or not isinstance(mru, int) or not MIN_MRU <= mru <= MAX_MRU:
+        raise ConfigError(f"--mru must be a number of bytes from {MIN_MRU} to {MAX_MRU}, not {mru!r}")
     return ClientSettings(
         host=host,
         port=port,
@@ -324,6 +336,7 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
         routes=tuple(parse_route(text) for text in values.get("route", ())),
         default_route=values.get("default_route", False),
         ipv6=values.get("ipv6", True),
+        mru=mru,
         dns=values.get("dns", False),
         reconnect=values.get("reconnect", False),
         max_attempts=max_attempts,
@@ -355,6 +368,7 @@ _KNOWN = frozenset(
         "route",
         "default_route",
         "ipv6",
+        "mru",
         "dns",
         "reconnect",
         "max_attempts",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
-from pysstp.link import ServerConfig
+from pysstp.link import ServerConfig, ip_mtu
 from pysstp.logsetup import setup_logging
 from pysstp.net.caps import CAP_NET_ADMIN, has_capability
 from pysstp.net.changes import NetworkChanges
@@ -96,7 +96,9 @@ async def serve(settings: ServerSettings) -> int:
     app: SstpServerApp | None = None
     control: ControlServer | None = None
     try:
-        tun = changes.open_tun(settings.tun_name, mtu=min(settings.mru, settings.max_peer_mru))
+        # Sized for the largest MRU a session may get; sessions below it get routes with their own MTU.
+        tun_mtu = ip_mtu(min(settings.mru, settings.max_peer_mru))
+        tun = changes.open_tun(settings.tun_name, mtu=tun_mtu)
         changes.add_address(
             tun.name, IPv4Interface(f"{settings.pool.server_address}/{settings.pool.network.prefixlen}")
         )
@@ -144,6 +146,7 @@ async def serve(settings: ServerSettings) -> int:
             idle_timeout=settings.limits.idle_timeout,
             kernel_routes=TunRoutes(tun.name),
             ipv6_prefix=settings.ipv6.prefix,
+            tun_mtu=tun_mtu,
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
@@ -220,14 +223,15 @@ def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None)
 
 
 class TunRoutes:
-    """Kernel routes into the server's TUN for networks behind clients (site-to-site)."""
+    """Kernel routes into the server's TUN for networks behind clients (site-to-site) and for sessions
+    with an MTU below the TUN's."""
 
     def __init__(self, ifname: str) -> None:
         self.ifname = ifname
 
-    def add(self, network: IPv4Network | IPv6Network) -> None:
-        """Route ``network`` into the TUN."""
-        add_route(make_route(network, ifname=self.ifname))
+    def add(self, network: IPv4Network | IPv6Network, mtu: int | None = None) -> None:
+        """Route ``network`` into the TUN, with packets of at most ``mtu`` bytes if given."""
+        add_route(make_route(network, ifname=self.ifname, mtu=mtu))
 
     def remove(self, network: IPv4Network | IPv6Network) -> None:
         """Remove that route again (it is gone anyway once the TUN closes)."""

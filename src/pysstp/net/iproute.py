@@ -60,12 +60,14 @@ _GONE = frozenset({errno.ENODEV, errno.ESRCH, errno.EADDRNOTAVAIL})
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A route: destination prefix, and the device and/or gateway it goes through."""
+    """A route: destination prefix, and the device and/or gateway it goes through; ``mtu`` caps the
+    packet size towards the destination below the device's MTU."""
 
     destination: IPNetwork
     ifname: str | None = None
     gateway: IPAddress | None = None
     metric: int | None = None
+    mtu: int | None = None
 
     def __str__(self) -> str:
         parts = [str(self.destination)]
@@ -75,6 +77,8 @@ class Route:
             parts.append(f"dev {self.ifname}")
         if self.metric is not None:
             parts.append(f"metric {self.metric}")
+        if self.mtu is not None:
+            parts.append(f"mtu {self.mtu}")
         return " ".join(parts)
 
 
@@ -98,6 +102,7 @@ def make_route(
     ifname: str | None = None,
     gateway: str | IPAddress | None = None,
     metric: int | None = None,
+    mtu: int | None = None,
 ) -> Route:
     """Build a :class:`Route` from strings or ``ipaddress`` objects; a bare address means a host route."""
     if ifname is None and gateway is None:
@@ -107,6 +112,7 @@ def make_route(
         ifname=ifname,
         gateway=None if gateway is None else ip_address(gateway),
         metric=metric,
+        mtu=mtu,
     )
 
 
@@ -256,6 +262,8 @@ def _route_spec(ipr: IPRoute, route: Route) -> dict[str, Any]:
         spec["gateway"] = str(route.gateway)
     if route.metric is not None:
         spec["priority"] = route.metric
+    if route.mtu is not None:
+        spec["metrics"] = {"mtu": route.mtu}
     return spec
 
 

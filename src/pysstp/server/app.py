@@ -24,6 +24,7 @@ from pysstp.aaa.userdb import UserEntry
 from pysstp.connection import LinkConnection
 from pysstp.errors import PysstpError
 from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
+from pysstp.ppp.constants import DEFAULT_MRU
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.ppp.session import AuthenticationFailed, Ipv6Up, ServerNetwork
 from pysstp.server import ipv6
@@ -50,9 +51,10 @@ class Tun(Protocol):
 
 
 class KernelRoutes(Protocol):
-    """Routes into the TUN for networks behind a client (site-to-site), added and removed per session."""
+    """Routes into the TUN added and removed per session: networks behind a client (site-to-site), and
+    host routes that give a session a smaller MTU than the TUN's."""
 
-    def add(self, network: IPv4Network | IPv6Network) -> None: ...
+    def add(self, network: IPv4Network | IPv6Network, mtu: int | None = None) -> None: ...
 
     def remove(self, network: IPv4Network | IPv6Network) -> None: ...
 
@@ -104,6 +106,8 @@ class ServerConnection(LinkConnection):
         """Its IPv6 addresses in the routing table: link-local and, with a prefix, the global one."""
         self.router_address: IPv6Address | None = None
         """The server's link-local address on this session's link, once IPv6CP is up."""
+        self.mtu_routes: tuple[IPv4Network | IPv6Network, ...] = ()
+        """Host routes that carry this session's MTU, when it is below the TUN's."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admission control happens here, before the link says anything."""
@@ -160,6 +164,7 @@ class SstpServerApp:
         backoff: Backoff | None = None,
         kernel_routes: KernelRoutes | None = None,
         ipv6_prefix: IPv6Network | None = None,
+        tun_mtu: int = DEFAULT_MRU,
     ) -> None:
         self.ssl_context = ssl_context
         self.link_config = link_config
@@ -174,6 +179,8 @@ class SstpServerApp:
         self._idle_timer: asyncio.TimerHandle | None = None
         self.backoff = backoff or Backoff()
         self.kernel_routes = kernel_routes
+        self.tun_mtu = tun_mtu
+        """The TUN device's MTU: the largest MTU any session may have (see :meth:`_limit_path_mtu`)."""
         self.ipv6_prefix = ipv6_prefix
         """The /64 announced to every session by router advertisement; None for link-local only."""
         self._ra_timer: asyncio.TimerHandle | None = None
@@ -328,6 +335,8 @@ class SstpServerApp:
             connection.info.hash_protocol = event.hash_protocol.name if event.hash_protocol else None
             if connection.address_key is not None:
                 self.by_address[connection.address_key] = connection
+            if connection.info.address is not None:
+                self._limit_path_mtu(connection, [connection.info.address])
             for network in connection.info.routes:
                 self._add_site_route(connection, network)
             log.info(
@@ -362,13 +371,20 @@ class SstpServerApp:
             if connection.info.address is not None:
                 self.pool.release(connection.info.address)
         self._drop_ipv6_keys(connection)
+        self._remove_mtu_routes(connection, (4,))
         for network, owner in self.by_network:
-            if owner is connection and self.kernel_routes is not None:
-                try:
-                    self.kernel_routes.remove(network)
-                except PysstpError as exc:
-                    log.warning("%s: could not remove route %s: %s", connection.peer, network, exc)
+            if owner is connection:
+                self._remove_route(connection, network)
         self.by_network = [(n, c) for n, c in self.by_network if c is not connection]
+
+    def _remove_route(self, connection: ServerConnection, network: IPv4Network | IPv6Network) -> None:
+        """Remove a route added for ``connection``; a failure is logged, not raised."""
+        if self.kernel_routes is None:
+            return
+        try:
+            self.kernel_routes.remove(network)
+        except PysstpError as exc:
+            log.warning("%s: could not remove route %s: %s", connection.peer, network, exc)
 
     def _add_site_route(self, connection: ServerConnection, network: IPv4Network | IPv6Network) -> None:
         """Route a network behind the client into the tunnel while the client is connected."""
@@ -409,6 +425,7 @@ class SstpServerApp:
             self.by_address[key] = connection
         connection.ipv6_keys = keys
         connection.router_address = link_local_address(event.local_interface_id)
+        self._limit_path_mtu(connection, addresses)
         log.info("%s: IPv6 up: %s", connection.peer, ", ".join(map(str, addresses)))
         asyncio.get_running_loop().call_later(ipv6.INITIAL_RA_DELAY, self._advertise, connection)
 
@@ -418,6 +435,38 @@ class SstpServerApp:
             del self.by_address[key]
         connection.ipv6_keys = ()
         connection.router_address = None
+        self._remove_mtu_routes(connection, (6,))
+
+    # -- per-session MTU ---------------------------------------------------------------------------
+
+    def _limit_path_mtu(
+        self, connection: ServerConnection, addresses: Iterable[IPv4Address | IPv6Address]
+    ) -> None:
+        """Give a session whose MTU is below the TUN's host routes with its own MTU.
+
+        The TUN is as large as the largest MRU a client may get (``max-peer-mru``), so with large MRUs
+        allowed, a client that negotiated less needs its own limit: the kernel then fragments, or refuses
+        with ICMP "fragmentation needed"/"packet too big", what is routed to it, local sockets size their
+        segments for it, and the nftables MSS clamp ("rt mtu") clamps to it.
+        """
+        mtu = connection.link.mtu
+        if self.kernel_routes is None or mtu >= self.tun_mtu:
+            return
+        for address in addresses:
+            network = ipaddress.ip_network(address)
+            try:
+                self.kernel_routes.add(network, mtu=mtu)
+            except PysstpError as exc:
+                log.warning("%s: could not limit the MTU to %s to %d: %s", connection.peer, network, mtu, exc)
+                continue
+            connection.mtu_routes += (network,)
+
+    def _remove_mtu_routes(self, connection: ServerConnection, versions: tuple[int, ...]) -> None:
+        """Remove the session's MTU routes of these IP versions (idempotent)."""
+        for network in connection.mtu_routes:
+            if network.version in versions:
+                self._remove_route(connection, network)
+        connection.mtu_routes = tuple(n for n in connection.mtu_routes if n.version not in versions)
 
     def _advertise(self, connection: ServerConnection, destination: IPv6Address = ipv6.ALL_NODES) -> None:
         """Send the session a router advertisement for the prefix (none in link-local-only mode)."""
