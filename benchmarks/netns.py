@@ -93,6 +93,24 @@ class BenchNamespace:
         run("ip", "netns", "del", self.name, check=False)
 
 
+def join(a: BenchNamespace, b: BenchNamespace, a_ip: str, b_ip: str) -> None:
+    """Connect two namespaces with a veth pair addressed ``a_ip``/24 and ``b_ip``/24."""
+    end_a, end_b = f"v{a.name[-11:]}", f"v{b.name[-11:]}"
+    run("ip", "link", "add", end_a, "netns", a.name, "type", "veth", "peer", "name", end_b, "netns", b.name)
+    for ns, end, address in ((a, end_a, a_ip), (b, end_b, b_ip)):
+        ns.run("ip", "addr", "add", f"{address}/24", "dev", end)
+        ns.run("ip", "link", "set", end, "up")
+
+
+def wait_for_text(log: Path, text: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Wait until ``text`` appears in ``log``; fail with the log if ``process`` dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"no {text!r} from {process.args}:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
 def make_certificate(directory: Path, rsa: bool = False) -> tuple[Path, Path]:
     """A throwaway self-signed certificate for ``sstp.test`` and 127.0.0.1: ECDSA P-256 by default,
     which makes the server's TLS handshake several times cheaper than RSA-2048."""
@@ -117,11 +135,7 @@ def start_server(ns: BenchNamespace, work: Path, *args: str, timeout: float = 30
     """Start ``pysstp server`` in ``ns`` with ``args`` and wait until it listens."""
     log = work / "server.log"
     process = ns.start([*PYSSTP, "server", *args], log)
-    deadline = time.monotonic() + timeout
-    while "listening on" not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"pysstp server did not start:\n{log.read_text()}")
-        time.sleep(0.05)
+    wait_for_text(log, "listening on", process, timeout)
     return process
 
 
