@@ -8,6 +8,7 @@ import ctypes
 import dataclasses
 import email.utils
 import logging
+import resource
 import signal
 import ssl
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
@@ -66,7 +67,20 @@ def run(args: argparse.Namespace) -> int:
             "or from the systemd unit in contrib/pysstp-server.service"
         )
     return_large_buffers_to_the_system()
+    raise_file_limit()
     return asyncio.run(serve(settings))
+
+
+def raise_file_limit() -> None:
+    """Take the hard limit on open files: each session holds a socket, and the usual soft limit (1024)
+    would stop the server short of its default ``max_sessions`` (1000) plus listeners, TUN and logs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
 
 
 def return_large_buffers_to_the_system() -> None:
