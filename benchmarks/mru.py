@@ -9,7 +9,6 @@ Run alone: ``python -m benchmarks.mru [--quick]`` (root, iperf3).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -23,9 +22,11 @@ from benchmarks.netns import (
     BenchNamespace,
     add_user,
     cannot_run,
+    command_line,
     cpu_seconds,
     join,
     make_certificate,
+    report,
     start_server,
     wait_for_text,
 )
@@ -151,17 +152,8 @@ def mru_markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.mru``: run the comparison and print the report."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="one 3-second run per direction")
-    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
-    args = parser.parse_args(argv)
-    results = run_mru(args.quick)
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(mru_markdown(results))
-    return 0
+    args = command_line(__doc__ or "", "one 3-second run per direction").parse_args(argv)
+    return report(run_mru(args.quick), mru_markdown, args.json)
 
 
 if __name__ == "__main__":

@@ -7,19 +7,41 @@ when a run fails; processes are stopped by PID.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PYSSTP = [sys.executable, "-m", "pysstp"]
 ROOT = Path(__file__).resolve().parents[1]
 """The repository: processes start there, so ``python -m benchmarks...`` finds this package."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def command_line(description: str, quick: str) -> argparse.ArgumentParser:
+    """The options of every benchmark's ``python -m`` entry: ``--quick`` (help text ``quick``), ``--json``."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    return parser
+
+
+def report(results: dict[str, Any], render: Callable[[dict[str, Any]], str], json_path: Path | None) -> int:
+    """Print ``render(results)``, and write the results as JSON to ``json_path`` if given."""
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(render(results))
+    return 0
 
 
 def cannot_run() -> str | None:

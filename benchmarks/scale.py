@@ -30,8 +30,10 @@ from benchmarks.netns import (
     BenchNamespace,
     add_user,
     cannot_run,
+    command_line,
     cpu_seconds,
     make_certificate,
+    report,
     rss_kib,
     start_server,
 )
@@ -266,12 +268,8 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.scale``: run the benchmark and print the report (or, internally, be the
     load generator)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line(__doc__ or "", "shorter idle window and Hello interval")
     parser.add_argument("sizes", nargs="*", type=int, help=f"session counts (default {DEFAULT_SIZES})")
-    parser.add_argument("--quick", action="store_true", help="shorter idle window and Hello interval")
-    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cafile", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help=argparse.SUPPRESS)
@@ -280,11 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.generate:
         asyncio.run(generate(args.cafile, args.sizes[0], args.concurrency, args.hello))
         return 0
-    results = run_scale(args.sizes or DEFAULT_SIZES, args.quick)
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown(results))
-    return 0
+    return report(run_scale(args.sizes or DEFAULT_SIZES, args.quick), markdown, args.json)
 
 
 if __name__ == "__main__":
