@@ -175,6 +175,9 @@ def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: P
         "connect_seconds": round(connected["seconds"], 3),
         "connect_rate": round(up / connected["seconds"], 1) if connected["seconds"] else 0.0,
         "server_cpu_ms_per_connect": round(connect_cpu * 1000 / up, 2) if up else None,
+        # What one core could accept if the server had it to itself: the generator (as much Python work
+        # per call as the server) and the other users of this machine share the same cores.
+        "server_capacity_per_core": round(up / connect_cpu, 1) if up and connect_cpu else None,
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
         "kib_per_session": round((rss_after - rss_before) / up, 1) if up else None,
@@ -213,15 +216,18 @@ def _targets(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
     largest = max(runs, key=lambda r: r["sessions"])
     kib = largest["kib_per_session"]
+    capacity = largest["server_capacity_per_core"]
     return {
         "sessions": {"target": TARGET_SESSIONS, "measured": largest["up"]},
         "kib_per_session": {"target": TARGET_KIB_PER_SESSION, "measured": kib},
         "connect_rate": {"target": TARGET_CONNECT_RATE, "measured": largest["connect_rate"]},
+        "server_capacity": {"target": TARGET_CONNECT_RATE, "measured": capacity},
         "ratios": {
             "sessions": round(largest["up"] / TARGET_SESSIONS, 2),
             # Lower is better for memory, so the ratio is target over measured.
             "kib_per_session": round(TARGET_KIB_PER_SESSION / kib, 2) if kib and kib > 0 else None,
             "connect_rate": round(largest["connect_rate"] / TARGET_CONNECT_RATE, 2),
+            "server_capacity": round(capacity / TARGET_CONNECT_RATE, 2) if capacity else None,
         },
     }
 
@@ -235,16 +241,20 @@ def markdown(results: dict[str, Any]) -> str:
         "One `pysstp server` process (ECDSA P-256 certificate) and one asyncio load generator on the same "
         f"2-vCPU machine, {results['concurrency']} calls negotiating at once, MS-CHAPv2 with crypto "
         "binding. Idle CPU is the server's share of one core while every call exchanges SSTP Hellos "
-        "at the interval shown. Numbers are noisy (shared machine).",
+        "at the interval shown. Server capacity is calls accepted per second of the server's own CPU: "
+        "the generator does as much Python work per call as the server and shares the same two cores "
+        "(with other jobs), so the connect rate is lower. Numbers are noisy (shared machine).",
         "",
-        "| N | up | failures | connect rate (sessions/s) | server CPU per connect (ms) | RSS before (MiB) "
-        "| RSS after (MiB) | RSS per session (KiB) | idle CPU (%) | Hello every (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| N | up | failures | connect rate (sessions/s) | server CPU per connect (ms) "
+        "| server capacity (sessions/s per core) | RSS before (MiB) | RSS after (MiB) "
+        "| RSS per session (KiB) | idle CPU (%) | Hello every (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in results["runs"]:
         lines.append(
             f"| {run['sessions']} | {run['up']} | {run['failures']} | {run['connect_rate']} "
-            f"| {run['server_cpu_ms_per_connect']} | {run['rss_before_kib'] / 1024:.1f} "
+            f"| {run['server_cpu_ms_per_connect']} | {run['server_capacity_per_core']} "
+            f"| {run['rss_before_kib'] / 1024:.1f} "
             f"| {run['rss_after_kib'] / 1024:.1f} | {run['kib_per_session']} | {run['idle_cpu_percent']} "
             f"| {run['hello_interval_s']:g} |"
         )
@@ -261,6 +271,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {ratios['kib_per_session']} |",
             f"| ≥ {TARGET_CONNECT_RATE:g} sessions/s | {targets['connect_rate']['measured']} "
             f"| {ratios['connect_rate']} |",
+            f"| ≥ {TARGET_CONNECT_RATE:g} sessions/s, server CPU only | "
+            f"{targets['server_capacity']['measured']} | {ratios['server_capacity']} |",
         ]
     return "\n".join([*lines, ""])
 

@@ -19,12 +19,18 @@ def test_scale_benchmark_quick_run_reports_every_figure() -> None:
     for key in (
         "connect_rate",
         "server_cpu_ms_per_connect",
+        "server_capacity_per_core",
         "rss_before_kib",
         "rss_after_kib",
         "kib_per_session",
         "idle_cpu_percent",
     ):
         assert run[key] is not None, key
-    assert set(results["targets"]["ratios"]) == {"sessions", "kib_per_session", "connect_rate"}
+    assert set(results["targets"]["ratios"]) == {
+        "sessions",
+        "kib_per_session",
+        "connect_rate",
+        "server_capacity",
+    }
     report = markdown(results)
     assert "| 20 | 20 | 0 |" in report

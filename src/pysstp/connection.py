@@ -206,7 +206,10 @@ class LinkConnection(asyncio.Protocol):
     # -- timers ------------------------------------------------------------------------------------
 
     def _schedule(self, deadline: float | None) -> None:
-        if deadline == self._timer_at:
+        if deadline is not None and self._timer_at is not None and self._timer_at <= deadline:
+            # Every received packet restarts the hello timer, so the deadline moves on with each read.
+            # The armed timer stays instead of a cancel and a new heap entry per read: firing early is
+            # harmless (nothing is due yet) and re-arms it for the real deadline.
             return
         self._cancel_timer()
         if deadline is not None:
