@@ -150,6 +150,7 @@ class Link:
         self._down_reason: str | None = None
         self._down_error = False
         self.hash_protocol: HashProtocol | None = None
+        self._binding_sent = False
         self.dropped_ip = 0
 
     # -- inputs ------------------------------------------------------------------------------------
@@ -269,10 +270,16 @@ class Link:
             self.session.start(now)
         elif isinstance(event, sstp_events.CallConnectedSent | sstp_events.CallConnectedVerified):
             self.hash_protocol = event.hash_protocol
+            self._binding_sent = isinstance(event, sstp_events.CallConnectedSent)
         elif isinstance(event, sstp_events.CryptoBindingFailed):
             self._note_down(f"crypto binding failed: {event.reason}", error=True)
         elif isinstance(event, sstp_events.PeerAborted):
-            self._note_down(f"peer aborted the call ({_status_text(event.status)})", error=True)
+            reason = f"peer aborted the call ({_status_text(event.status)})"
+            if self._binding_sent and not self._up:
+                # A server checks CALL_CONNECTED's crypto binding and answers a bad one with CALL_ABORT
+                # (MS-SSTP 3.2.5.2): an abort now almost always means that, whatever status it carries.
+                reason += f" {ABORTED_AFTER_BINDING}"
+            self._note_down(reason, error=True)
         elif isinstance(event, sstp_events.PeerDisconnecting):
             self._note_down(self.session.down_reason or "peer disconnected the call", error=False)
 
@@ -339,6 +346,10 @@ class Link:
         if self._down_reason is None:
             self._down_reason = reason
             self._down_error = error
+
+
+ABORTED_AFTER_BINDING = "after our crypto binding (CALL_CONNECTED), before the call was up"
+"""Ends a client's down reason when the server aborted once it had our crypto binding."""
 
 
 def _status_text(status: StatusInfo | None) -> str:

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from pysstp.link import LinkDown, LinkEvent, LinkUp
+from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkEvent, LinkUp
 from pysstp.ppp import session as ppp
 from pysstp.ppp.constants import AuthMethod
 from pysstp.sstp import events as sstp_events
@@ -110,6 +110,12 @@ def setup_failure(
     reason = down.reason
     if "authentication" in reason and "offer" in reason:
         return f"PPP: {reason}; pysstp supports MS-CHAPv2, EAP-MS-CHAPv2, PAP and CHAP (see --auth)"
+    if reason.endswith(ABORTED_AFTER_BINDING):
+        return (
+            f"SSTP: the server did not accept our crypto binding: {reason}; a TLS-intercepting proxy "
+            "between here and the server causes this, and so does a server whose PPP side gives its SSTP "
+            "side other keys than the login produced"
+        )
     if "crypto binding" in reason:
         return f"SSTP: {reason}: a TLS-intercepting proxy between here and the server breaks SSTP"
     if phase is ppp.Phase.ESTABLISH and forced_auth:
