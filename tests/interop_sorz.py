@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopback import make_certificate
-from namespaces import Namespace, delete_namespace, run
+from namespaces import Namespace, delete_namespace, run, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SORZ_VENV = ROOT / ".venv-sorz"
@@ -176,18 +176,11 @@ class SorzServer:
     def stop(self) -> None:
         """SIGTERM sstpd by PID, SIGKILL after :data:`STOP_TIMEOUT`; then any stand-in it left behind, by
         its process group (sstpd's PID, which nothing else has)."""
-        process = self.process
-        if process is None:
+        if self.process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(self.process, STOP_TIMEOUT)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
