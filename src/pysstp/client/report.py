@@ -21,6 +21,7 @@ METHOD_NAMES = {
     AuthMethod.MSCHAP_V2: "MS-CHAPv2",
     AuthMethod.EAP_MSCHAP_V2: "EAP-MS-CHAPv2",
     AuthMethod.EAP_MD5: "EAP-MD5",
+    AuthMethod.EAP_TLS: "EAP-TLS",
 }
 HASH_NAMES = {HashProtocol.SHA1: "SHA-1", HashProtocol.SHA256: "SHA-256"}
 
