@@ -45,7 +45,7 @@ def lab() -> Lab:
         expired=issue_user(ca, "carol", days=30, start=long_ago),
         stranger=issue_user(other_ca, "mallory"),
         wrong_purpose=issue_server(ca, "dave"),
-        crl=make_crl(ca, [revoked.certificate]),
+        crl=make_crl(ca, [revoked.certificate.serial_number]),
     )
 
 

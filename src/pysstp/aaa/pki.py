@@ -1,8 +1,10 @@
-"""A small certificate authority for trying certificate logins: a CA, server and user certificates, a CRL.
+"""Certificates for certificate logins: a small CA (CA, server and user certificates, a CRL) and the
+readers that turn PEM files into the loaded objects the TLS layers take.
 
-Enough for a test lab or a small site (``pysstp pki``); a real deployment may use its own PKI instead, as
-long as user certificates carry the clientAuth extended key usage and the name the server reads. Keys
-are ECDSA P-256, which Windows, OpenSSL and every current TLS stack accept.
+The CA is enough for a test lab or a small site (``pysstp pki``); a real deployment may use its own PKI
+instead, as long as user certificates carry the clientAuth extended key usage and the name the server
+reads. Keys are ECDSA P-256, which Windows, OpenSSL and every current TLS stack accept. The readers raise
+:class:`~pysstp.errors.ConfigError` with one line that names the file.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import datetime
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pysstp.ppp.auth.eap_tls import UPN_OID
+from pysstp.errors import ConfigError
+from pysstp.ppp.auth.eap_tls import UPN_OID, PrivateKey, TlsIdentity
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -33,7 +37,7 @@ class Issued:
     """A certificate and its private key."""
 
     certificate: x509.Certificate
-    key: ec.EllipticCurvePrivateKey = field(repr=False)
+    key: PrivateKey = field(repr=False)
 
     def certificate_pem(self) -> bytes:
         """The certificate in PEM."""
@@ -158,12 +162,13 @@ def _der_utf8_string(text: str) -> bytes:
 
 def make_crl(
     ca: Issued,
-    revoked: Iterable[x509.Certificate] = (),
+    revoked: Iterable[int] = (),
     *,
     days: int = CRL_DAYS,
     start: datetime.datetime | None = None,
 ) -> x509.CertificateRevocationList:
-    """A CRL signed by ``ca`` that revokes ``revoked`` (valid ``days`` from ``start``)."""
+    """A CRL signed by ``ca`` that revokes the certificates with serial numbers ``revoked`` (valid
+    ``days`` from ``start``)."""
     when = start or _now()
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -171,11 +176,67 @@ def make_crl(
         .last_update(when - _BACKDATE)
         .next_update(when + datetime.timedelta(days=days))
     )
-    for certificate in revoked:
+    for serial in revoked:
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(certificate.serial_number)
-            .revocation_date(when - _BACKDATE)
-            .build()
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when - _BACKDATE).build()
         )
     return builder.sign(ca.key, hashes.SHA256())
+
+
+# -- reading PEM files ------------------------------------------------------------------------------
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+
+
+def read_certificates(path: Path, what: str = "certificate file") -> tuple[x509.Certificate, ...]:
+    """Every certificate in a PEM file (at least one)."""
+    try:
+        certificates = tuple(x509.load_pem_x509_certificates(_read(path, what)))
+    except ValueError:
+        raise ConfigError(f"{path}: not a PEM {what} (expected -----BEGIN CERTIFICATE-----)") from None
+    return certificates
+
+
+def read_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
+    """A PEM private key, decrypted with ``passphrase`` when it is encrypted."""
+    data = _read(path, "private key")
+    try:
+        key = serialization.load_pem_private_key(data, passphrase)
+    except TypeError:
+        if passphrase is None:
+            raise ConfigError(f"{path}: the private key is encrypted; give its passphrase") from None
+        raise ConfigError(f"{path}: the private key is not encrypted, but a passphrase was given") from None
+    except ValueError:
+        if passphrase is not None and b"ENCRYPTED" in data:
+            raise ConfigError(f"{path}: wrong passphrase for the private key") from None
+        raise ConfigError(f"{path}: not a PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise ConfigError(f"{path}: {type(key).__name__} keys cannot sign TLS handshakes; use RSA or ECDSA")
+    return key
+
+
+def read_identity(cert: Path, key: Path, passphrase: bytes | None = None) -> TlsIdentity:
+    """A certificate file (leaf first, then its intermediates) with its private key file."""
+    leaf, *chain = read_certificates(cert)
+    try:
+        return TlsIdentity(leaf, read_private_key(key, passphrase), tuple(chain))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc} ({cert})") from None
+
+
+def read_crls(path: Path) -> tuple[x509.CertificateRevocationList, ...]:
+    """Every CRL in a PEM file."""
+    data = _read(path, "CRL file")
+    marker = b"-----BEGIN X509 CRL-----"
+    blocks = [marker + block for block in data.split(marker)[1:]]
+    if not blocks:
+        raise ConfigError(f"{path}: not a PEM CRL file (expected {marker.decode()})")
+    try:
+        return tuple(x509.load_pem_x509_crl(block) for block in blocks)
+    except ValueError:
+        raise ConfigError(f"{path}: a CRL in the file is damaged") from None
