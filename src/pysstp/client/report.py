@@ -95,7 +95,9 @@ def auth_failure(event: ppp.AuthenticationFailed) -> str:
     """E.g. 'authentication failed (E=691): wrong user name or password'."""
     code = f" (E={event.error_code})" if event.error_code is not None else ""
     meaning = MSCHAP_ERRORS.get(event.error_code or 0)
-    if meaning is None:
+    if meaning is None and event.method is AuthMethod.EAP_TLS:
+        meaning = event.reason
+    elif meaning is None:
         meaning = f"{event.reason}; check the user name and password"
         if event.method is AuthMethod.PAP:
             meaning += ", or whether the server allows PAP"
