@@ -43,7 +43,7 @@ def test_five_minutes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     server = EapTlsServerSettings(
         read_identity(ca / "vpn.example.test.pem", ca / "vpn.example.test.key"),
         read_certificates(ca / "ca.pem"),
-        read_crls(ca / "crl.pem"),
+        crls=read_crls(ca / "crl.pem"),
     )
 
     def login(user: str, passphrase: bytes | None = None) -> Conversation:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import enum
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
+from typing import ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -107,50 +108,52 @@ class TlsIdentity:
 
 
 @dataclass(frozen=True)
-class EapTlsServerSettings:
-    """The authenticator's side: our EAP certificate and who may sign (and revoke) client certificates.
+class _EapTlsSettings:
+    """What both roles configure: our certificate, the CAs the other side's certificate must chain to,
+    TLS bytes per EAP packet and the TLS versions."""
+
+    identity: TlsIdentity
+    trusted_cas: tuple[x509.Certificate, ...]
+    _: KW_ONLY
+    fragment_size: int = DEFAULT_FRAGMENT_SIZE
+    min_version: TlsVersion = TlsVersion.TLS1_2
+    max_version: TlsVersion = TlsVersion.TLS1_3
+
+    _checked: ClassVar[str]
+    """Whose certificate the CAs check, for the error message."""
+
+    def __post_init__(self) -> None:
+        if not self.trusted_cas:
+            raise ValueError(f"EAP-TLS needs at least one CA to check {self._checked} against")
+        if self.fragment_size < MIN_FRAGMENT_SIZE:
+            raise ValueError(f"EAP-TLS fragment size {self.fragment_size} is below {MIN_FRAGMENT_SIZE}")
+
+
+@dataclass(frozen=True)
+class EapTlsServerSettings(_EapTlsSettings):
+    """The authenticator's side: also the CRLs, where the user name is read, and whether it must be known.
 
     ``require_known_user``: the name taken from the certificate must also be in the credential store (an
     administrator can then disable one user without revoking the certificate); otherwise the CA alone
     decides.
     """
 
-    identity: TlsIdentity
-    trusted_cas: tuple[x509.Certificate, ...]
+    _: KW_ONLY
     crls: tuple[x509.CertificateRevocationList, ...] = ()
     identity_source: IdentitySource = IdentitySource.COMMON_NAME
     require_known_user: bool = False
-    fragment_size: int = DEFAULT_FRAGMENT_SIZE
-    min_version: TlsVersion = TlsVersion.TLS1_2
-    max_version: TlsVersion = TlsVersion.TLS1_3
 
-    def __post_init__(self) -> None:
-        if not self.trusted_cas:
-            raise ValueError("EAP-TLS needs at least one CA to check client certificates against")
-        _check_fragment_size(self.fragment_size)
+    _checked: ClassVar[str] = "client certificates"
 
 
 @dataclass(frozen=True)
-class EapTlsPeerSettings:
-    """The peer's side: our certificate, the CAs that may sign the server's EAP certificate, and
-    (optionally) the name that certificate must carry."""
+class EapTlsPeerSettings(_EapTlsSettings):
+    """The peer's side: also the name the server's EAP certificate must carry (``None``: any)."""
 
-    identity: TlsIdentity
-    trusted_cas: tuple[x509.Certificate, ...]
+    _: KW_ONLY
     server_name: str | None = None
-    fragment_size: int = DEFAULT_FRAGMENT_SIZE
-    min_version: TlsVersion = TlsVersion.TLS1_2
-    max_version: TlsVersion = TlsVersion.TLS1_3
 
-    def __post_init__(self) -> None:
-        if not self.trusted_cas:
-            raise ValueError("EAP-TLS needs at least one CA to check the server's certificate against")
-        _check_fragment_size(self.fragment_size)
-
-
-def _check_fragment_size(size: int) -> None:
-    if size < MIN_FRAGMENT_SIZE:
-        raise ValueError(f"EAP-TLS fragment size {size} is below {MIN_FRAGMENT_SIZE}")
+    _checked: ClassVar[str] = "the server's certificate"
 
 
 # -- codec ------------------------------------------------------------------------------------------
@@ -294,20 +297,13 @@ def _name_matches(pattern: str, name: str) -> bool:
 class _Tls:
     """One TLS connection over memory BIOs, with the reason of the first verification failure."""
 
-    def __init__(
-        self,
-        identity: TlsIdentity,
-        trusted_cas: tuple[x509.Certificate, ...],
-        *,
-        server: bool,
-        min_version: TlsVersion,
-        max_version: TlsVersion,
-        crls: tuple[x509.CertificateRevocationList, ...] = (),
-        server_name: str | None = None,
-    ) -> None:
+    def __init__(self, settings: EapTlsServerSettings | EapTlsPeerSettings) -> None:
+        server = isinstance(settings, EapTlsServerSettings)
+        crls = settings.crls if isinstance(settings, EapTlsServerSettings) else ()
+        identity = settings.identity
         context = SSL.Context(SSL.TLS_METHOD)
-        context.set_min_proto_version(min_version.openssl)
-        context.set_max_proto_version(max_version.openssl)
+        context.set_min_proto_version(settings.min_version.openssl)
+        context.set_max_proto_version(settings.max_version.openssl)
         context.use_certificate(identity.certificate)
         context.use_privatekey(identity.private_key)
         for intermediate in identity.chain:
@@ -315,7 +311,7 @@ class _Tls:
         context.check_privatekey()
         store = context.get_cert_store()
         assert store is not None  # a fresh context always has one
-        for ca in trusted_cas:
+        for ca in settings.trusted_cas:
             store.add_cert(crypto.X509.from_cryptography(ca))
         for crl in crls:
             store.add_crl(crl)
@@ -323,7 +319,7 @@ class _Tls:
             store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
         mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if server else 0)
         context.set_verify(mode, self._verify)
-        self._server_name = server_name
+        self._server_name = settings.server_name if isinstance(settings, EapTlsPeerSettings) else None
         self.verify_failure: str | None = None
         self.connection = SSL.Connection(context, None)
         if server:
@@ -477,14 +473,7 @@ class EapTlsServer:
         self.settings = settings
         self._credentials = credentials
         self._identity = identity
-        self._tls = _Tls(
-            settings.identity,
-            settings.trusted_cas,
-            server=True,
-            min_version=settings.min_version,
-            max_version=settings.max_version,
-            crls=settings.crls,
-        )
+        self._tls = _Tls(settings)
         self._stage = _ServerStage.HANDSHAKE
         self._outgoing: _Fragmenter | None = None
         self._incoming = _Reassembler()
@@ -613,15 +602,7 @@ class EapTlsPeer:
         return self._send(out) if out else ACK.encode()
 
     def _begin(self) -> bytes | None:
-        settings = self.settings
-        self._tls = _Tls(
-            settings.identity,
-            settings.trusted_cas,
-            server=False,
-            min_version=settings.min_version,
-            max_version=settings.max_version,
-            server_name=settings.server_name,
-        )
+        self._tls = _Tls(self.settings)
         try:
             hello = self._tls.advance(b"")
         except TlsFailure as failure:
