@@ -375,7 +375,11 @@ class _Tls:
                 raise TlsFailure(self._describe(exc), self.take_output()) from None
 
     def write(self, data: bytes) -> None:
-        self.connection.sendall(data)
+        """Send application data (TLS 1.3: the commitment message); a failure is a :class:`TlsFailure`."""
+        try:
+            self.connection.sendall(data)
+        except SSL.Error as exc:
+            raise TlsFailure(self._describe(exc), self.take_output()) from None
 
     def take_output(self) -> bytes:
         out = b""
