@@ -392,7 +392,9 @@ class _Tls:
     def _describe(self, exc: SSL.Error) -> str:
         if self.verify_failure is not None:
             return self.verify_failure
-        reasons = [str(entry[2]) for entry in exc.args[0] if isinstance(entry, tuple)] if exc.args else []
+        # OpenSSL's error queue as (library, function, reason) tuples; SysCallError carries other args.
+        queue = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        reasons = [str(entry[2]) for entry in queue if isinstance(entry, tuple) and len(entry) == 3]
         for reason in reasons:
             alert = _ALERT_PREFIX.sub("", reason)
             if alert != reason:
