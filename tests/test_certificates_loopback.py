@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from pysstp.aaa.pki import Issued
+from pysstp.aaa.userdb import UserEntry
 from pysstp.client.dial import ConnectError, dial
 from pysstp.client.settings import ClientCertificate, TlsSettings
 from pysstp.client.tls import client_certificate_refusal, make_context
@@ -52,6 +54,21 @@ async def test_eap_tls_login(tmp_path: Path) -> None:
         assert isinstance(up, LinkUp) and up.user == "alice" and up.auth_method is AuthMethod.EAP_TLS
         [connection] = bench.app.connections
         assert connection.info.user == "alice"
+        assert client.connection is not None
+        client.connection.close()
+    finally:
+        await bench.app.shutdown()
+
+
+async def test_eap_tls_user_keeps_the_fixed_address_from_the_user_database(tmp_path: Path) -> None:
+    bench = await eap_tls_bench(tmp_path)
+    fixed = IPv4Address("10.77.0.99")
+    bench.app.users = lambda name: UserEntry(name, bytes(16), address=fixed) if name == "alice" else None
+    try:
+        client = await bench.connect(password="", auth_methods=TLS_ONLY, eap_tls=peer_settings())
+        await asyncio.wait_for(client.up.wait(), 10)
+        up = client.first(LinkUp)
+        assert isinstance(up, LinkUp) and up.local_address == fixed
         assert client.connection is not None
         client.connection.close()
     finally:
