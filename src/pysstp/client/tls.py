@@ -18,10 +18,10 @@ import hashlib
 import hmac
 import ssl
 from dataclasses import dataclass
-from ipaddress import ip_address
 
 from cryptography import x509
 
+from pysstp.certnames import certificate_matches, subject_alt_names
 from pysstp.client.settings import TlsSettings
 
 
@@ -114,29 +114,12 @@ def check_certificate(tls: TlsSettings, name: str, der: bytes | None) -> None:
 
 
 def name_matches(der: bytes, name: str) -> bool:
-    """Whether the certificate's subjectAltName covers ``name`` (RFC 6125: a wildcard only as the whole
-    left-most label; IP addresses only against IP entries)."""
+    """Whether the DER certificate's subjectAltName covers ``name`` (see :func:`certificate_matches`)."""
     try:
-        san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
-            x509.SubjectAlternativeName
-        )
-    except (ValueError, x509.ExtensionNotFound):
-        return False
-    names = san.value
-    try:
-        address = ip_address(name)
+        certificate = x509.load_der_x509_certificate(der)
     except ValueError:
-        pass
-    else:
-        return address in names.get_values_for_type(x509.IPAddress)
-    wanted = name.lower().rstrip(".").split(".")
-    for pattern in names.get_values_for_type(x509.DNSName):
-        labels = pattern.lower().rstrip(".").split(".")
-        if len(labels) != len(wanted):
-            continue
-        if labels == wanted or (labels[0] == "*" and len(labels) > 2 and labels[1:] == wanted[1:]):
-            return True
-    return False
+        return False
+    return certificate_matches(certificate, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +137,8 @@ class CertificateInfo:
     def from_der(cls, der: bytes) -> CertificateInfo:
         """Read the fields out of a DER certificate."""
         cert = x509.load_der_x509_certificate(der)
-        try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            names = tuple(str(v) for v in san.get_values_for_type(x509.DNSName)) + tuple(
-                str(v) for v in san.get_values_for_type(x509.IPAddress)
-            )
-        except x509.ExtensionNotFound:
-            names = ()
+        dns_names, addresses = subject_alt_names(cert)
+        names = (*dns_names, *addresses)
         return cls(
             subject=cert.subject.rfc4514_string() or "(empty)",
             issuer=cert.issuer.rfc4514_string() or "(empty)",

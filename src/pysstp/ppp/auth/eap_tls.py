@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 
+from pysstp.certnames import certificate_matches, subject_alt_names
 from pysstp.errors import AuthError
 from pysstp.ppp.auth.base import CredentialStore, Verdict, lookup_user
 from pysstp.ppp.auth.keys import EAP_MSK_SIZE, hlak_from_key_material
@@ -277,23 +278,6 @@ def _subject_text(certificate: x509.Certificate) -> str:
     return certificate.subject.rfc4514_string() or "(empty subject)"
 
 
-def _names_in(certificate: x509.Certificate) -> list[str]:
-    """DNS names of the SAN, or the subject CN when there is no SAN (RFC 6125 fallback)."""
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return [str(a.value) for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    return san.get_values_for_type(x509.DNSName)
-
-
-def _name_matches(pattern: str, name: str) -> bool:
-    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
-    if pattern.startswith("*."):
-        head, _, tail = name.partition(".")
-        return bool(head) and tail == pattern[2:]
-    return pattern == name
-
-
 class _Tls:
     """One TLS connection over memory BIOs, with the reason of the first verification failure."""
 
@@ -334,12 +318,15 @@ class _Tls:
             what = _VERIFY_ERRORS.get(errno, f"X.509 verification error {errno}")
             self._note(f"{what} ({_subject_text(certificate)})")
             return False
-        if depth == 0 and self._server_name is not None:
-            names = _names_in(certificate)
-            if not any(_name_matches(name, self._server_name) for name in names):
-                shown = ", ".join(names) or "none"
-                self._note(f"certificate is not for {self._server_name!r} (it names {shown})")
-                return False
+        if (
+            depth == 0
+            and self._server_name is not None
+            and not certificate_matches(certificate, self._server_name)
+        ):
+            dns_names, addresses = subject_alt_names(certificate)
+            shown = ", ".join(dns_names + addresses) or "no name"
+            self._note(f"certificate is not for {self._server_name!r} (it names {shown})")
+            return False
         return True
 
     def _note(self, reason: str) -> None:
