@@ -17,6 +17,7 @@ from ipaddress import IPv4Address
 
 from pysstp.ppp import session as ppp
 from pysstp.ppp.auth.base import CredentialStore
+from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Role
 from pysstp.ppp.frame import encode_frame
 from pysstp.sstp import events as sstp_events
@@ -110,6 +111,7 @@ class ClientConfig:
     hello_interval: float = Timer.HELLO.value
     lcp_echo_interval: float | None = None
     correlation_id: str | None = None
+    eap_tls: EapTlsPeerSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class ServerConfig:
     server_name: str = "pysstp"
     http_date: Callable[[], str] | None = None
     not_sstp_response: bytes | None = None
+    eap_tls: EapTlsServerSettings | None = None
 
 
 # Links --------------------------------------------------------------------------------------------
@@ -381,6 +384,7 @@ class ClientLink(Link):
                     username=config.username,
                     password=config.password,
                     request_dns=config.request_dns,
+                    eap_tls_peer=config.eap_tls,
                 ),
                 random_bytes=random_bytes,
             )
@@ -429,6 +433,7 @@ class ServerLink(Link):
                     credentials=config.credentials,
                     network_for_user=config.network_for_user,
                     server_name=config.server_name,
+                    eap_tls_server=config.eap_tls,
                 ),
                 random_bytes=random_bytes,
             )

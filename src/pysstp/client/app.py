@@ -87,6 +87,7 @@ class ClientApp:
             password=settings.password,
             auth_methods=settings.auth_methods,
             ipv6=settings.ipv6,
+            eap_tls=settings.eap_tls,
         )
         # After the first successful TCP connection, reconnects dial the same address: a DNS answer that
         # changed would otherwise send the dial into the tunnel's own routes.

@@ -21,6 +21,7 @@ METHOD_NAMES = {
     AuthMethod.MSCHAP_V2: "MS-CHAPv2",
     AuthMethod.EAP_MSCHAP_V2: "EAP-MS-CHAPv2",
     AuthMethod.EAP_MD5: "EAP-MD5",
+    AuthMethod.EAP_TLS: "EAP-TLS",
 }
 HASH_NAMES = {HashProtocol.SHA1: "SHA-1", HashProtocol.SHA256: "SHA-256"}
 
@@ -94,7 +95,9 @@ def auth_failure(event: ppp.AuthenticationFailed) -> str:
     """E.g. 'authentication failed (E=691): wrong user name or password'."""
     code = f" (E={event.error_code})" if event.error_code is not None else ""
     meaning = MSCHAP_ERRORS.get(event.error_code or 0)
-    if meaning is None:
+    if meaning is None and event.method is AuthMethod.EAP_TLS:
+        meaning = event.reason
+    elif meaning is None:
         meaning = f"{event.reason}; check the user name and password"
         if event.method is AuthMethod.PAP:
             meaning += ", or whether the server allows PAP"
