@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint check clean system-deps demo
+.PHONY: test lint check clean system-deps demo sorz-peer
 
 # Debian packages the network tests use (namespaces, NAT rules). Installed only when missing, and only as
 # root; elsewhere the tests that need them skip and say why.
@@ -28,8 +28,28 @@ system-deps:
 	  fi; \
 	fi
 
+# sorz's sstp-server, the peer of the tier-3 interop tests (tests/interop_sorz.py). Its 0.7 releases need
+# Python >= 3.12 while pysstp's venv may be older, so it gets a venv of its own.
+SORZ_VENV := .venv-sorz
+SSTP_SERVER_VERSION := 0.7.2
+SORZ_STAMP := $(SORZ_VENV)/.installed-$(SSTP_SERVER_VERSION)
+
+## sorz-peer: install sstp-server into .venv-sorz with a Python 3.12 (skipped, and its tests skip, without one)
+sorz-peer:
+	@if [ -f $(SORZ_STAMP) ]; then exit 0; fi; \
+	python312=$$(scripts/find-python3.12); \
+	if [ -z "$$python312" ]; then \
+	  echo "no Python 3.12 found: sstp-server $(SSTP_SERVER_VERSION) is not installed, its interop tests skip"; \
+	  exit 0; \
+	fi; \
+	set -e; rm -rf $(SORZ_VENV); \
+	echo "installing sstp-server $(SSTP_SERVER_VERSION) with $$python312"; \
+	"$$python312" -m venv $(SORZ_VENV); \
+	$(SORZ_VENV)/bin/python -m pip install --quiet sstp-server==$(SSTP_SERVER_VERSION); \
+	touch $(SORZ_STAMP)
+
 ## test: create .venv if missing, install pysstp with its test extras, run lint and the whole suite
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps sorz-peer
 	$(MAKE) lint
 	$(BIN)/python -m pytest
 
@@ -44,4 +64,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SORZ_VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -2,10 +2,10 @@
 
 sstpc runs with ``--nolaunchpppd``: it speaks SSTP to the server and relays PPP as RFC 1662 async HDLC on
 its fd 0, which here is one end of a socketpair. :class:`SstpcPeer` holds the other end and plays pppd: an
-HDLC adapter around :class:`~pysstp.ppp.session.PppSession` in the client role. sstpc learns the MPPE keys
-for the crypto binding only from its pppd plugin, over the unix socket ``/var/run/sstpc/sstpc-<ipparam>``;
-after ``Authenticated`` the peer plays that plugin too, and sstpc then sends CALL_CONNECTED
-(interop-peers.md §2.2, §2.6).
+HDLC adapter (:class:`hdlc_ppp.HdlcPpp`) around :class:`~pysstp.ppp.session.PppSession` in the client
+role. sstpc learns the MPPE keys for the crypto binding only from its pppd plugin, over the unix socket
+``/var/run/sstpc/sstpc-<ipparam>``; after ``Authenticated`` the peer plays that plugin too, and sstpc then
+sends CALL_CONNECTED (interop-peers.md §2.2, §2.6).
 
 sstpc 1.0.18 quirks handled here (details at :class:`DelayProxy`, :meth:`SstpcPeer._watch_log`,
 :func:`start_sstpc`): it sometimes hangs after its HTTP request against a fast local TLS server, so the
@@ -23,29 +23,18 @@ import itertools
 import os
 import shutil
 import socket
-import struct
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pysstp.ppp.auth.keys import MASTER_KEY_SIZE, ZERO_HLAK
-from pysstp.ppp.constants import AuthMethod, Protocol, Role
-from pysstp.ppp.frame import IPV4_PREFIX, encode_frame
-from pysstp.ppp.hdlc import HdlcDecoder, hdlc_encode
+from pysstp.ppp.constants import AuthMethod, Role
 from pysstp.ppp.session import Authenticated, Ipv4Up, PppConfig, PppSession, SessionDown, SessionEvent
+
+from hdlc_ppp import HdlcPpp, hand_keys_to_plugin_socket, plugin_message_for_hlak
 
 SSTPC = shutil.which("sstpc")
 PLUGIN_SOCKET_DIR = Path("/var/run/sstpc")
-
-# sstp-client's src/sstp-api.h: the message the pppd plugin sends, in native byte order.
-PLUGIN_MAGIC = 0x73737470  # "sstp"
-PLUGIN_MSG_AUTH = 1
-PLUGIN_MSG_ACK = 3
-PLUGIN_ATTR_MPPE_SEND_KEY = 1
-PLUGIN_ATTR_MPPE_RECV_KEY = 2
-PLUGIN_HEADER = struct.Struct("=IHH")
-PLUGIN_ATTR_HEADER = struct.Struct("=HH")
 
 READY_TIMEOUT = 5.0
 """From starting sstpc to CALL_CONNECT_ACK (:data:`PPP_STARTED_LOG_LINE`): TLS, HTTP, connect request."""
@@ -66,19 +55,6 @@ def skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "sstpc must run as root (it creates /var/run/sstpc and drops privileges itself)"
     return None
-
-
-def plugin_auth_message(send_key: bytes | None, recv_key: bytes | None) -> bytes:
-    """What sstp-pppd-plugin.so sends after authentication: AUTH with the client's MPPE master keys.
-
-    Without keys (PAP) sstpc uses a zero HLAK. Attribute data is padded to 4 bytes.
-    """
-    attributes = b""
-    for attribute, key in ((PLUGIN_ATTR_MPPE_SEND_KEY, send_key), (PLUGIN_ATTR_MPPE_RECV_KEY, recv_key)):
-        if key is not None:
-            padding = bytes(-len(key) % 4)
-            attributes += PLUGIN_ATTR_HEADER.pack(attribute, len(key)) + key + padding
-    return PLUGIN_HEADER.pack(PLUGIN_MAGIC, len(attributes), PLUGIN_MSG_AUTH) + attributes
 
 
 class DelayProxy:
@@ -160,14 +136,6 @@ class SstpcPeer:
         self.ipparam = f"pysstp{os.getpid()}n{next(_ipparams)}"
         self.plugin_socket = PLUGIN_SOCKET_DIR / f"sstpc-{self.ipparam}"
         self.log_path = options.log_dir / f"sstpc-{self.ipparam}-try{attempt}.log"
-        self.session = PppSession(
-            PppConfig(
-                role=Role.CLIENT,
-                username=options.username,
-                password=options.password,
-                auth_methods=options.auth_methods,
-            )
-        )
         self.events: list[SessionEvent] = []
         self.received_ip: list[bytes] = []
         self.plugin_ack: bytes | None = None
@@ -179,9 +147,20 @@ class SstpcPeer:
         self.session_down = asyncio.Event()
         self.process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._decoder = HdlcDecoder()
-        self._timer: asyncio.TimerHandle | None = None
-        self._stopped = False
+        self.ppp = HdlcPpp(
+            PppSession(
+                PppConfig(
+                    role=Role.CLIENT,
+                    username=options.username,
+                    password=options.password,
+                    auth_methods=options.auth_methods,
+                )
+            ),
+            self._write,
+            on_event=self._on_event,
+            on_ipv4=self.received_ip.append,
+            on_error=self._on_error,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
 
@@ -224,9 +203,7 @@ class SstpcPeer:
 
     async def stop(self) -> None:
         """SIGTERM sstpc (by PID), SIGKILL if it lingers; close our end; remove its socket file."""
-        self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
+        self.ppp.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -287,46 +264,40 @@ class SstpcPeer:
 
     def send_ipv4(self, packet: bytes) -> None:
         """Send an IPv4 packet through the tunnel, as sstpc's pppd would."""
-        self._send(Protocol.IPV4, packet)
+        self.ppp.send_ipv4(packet)
 
     # -- the pump ----------------------------------------------------------------------------------
 
-    def _send(self, protocol: int, packet: bytes) -> None:
+    def _write(self, data: bytes) -> None:
         assert self._writer is not None
-        # encode_frame adds ff 03: sstpc relays frames unchanged, and strict servers need the full form
-        self._writer.write(hdlc_encode(encode_frame(protocol, packet)))
+        self._writer.write(data)
 
-    def _flush(self) -> None:
-        for protocol, packet in self.session.take_outgoing():
-            self._send(protocol, packet)
-        for event in self.session.take_events():
-            self.events.append(event)
-            if isinstance(event, Authenticated):
-                self.authenticated.set()
-                task = asyncio.create_task(self._hand_keys_to_sstpc(event.hlak))
-                self._tasks.append(task)
-            elif isinstance(event, Ipv4Up):
-                self.ipv4_up.set()
-            elif isinstance(event, SessionDown):
-                self.session_down.set()
-        self._schedule_timer()  # every input may move the next deadline
+    def _on_error(self, exc: BaseException) -> None:
+        self.failure = exc  # surfaced by wait(), with sstpc's log
+
+    def _on_event(self, event: SessionEvent) -> None:
+        self.events.append(event)
+        if isinstance(event, Authenticated):
+            self.authenticated.set()
+            task = asyncio.create_task(self._hand_keys_to_sstpc(event.hlak))
+            self._tasks.append(task)
+        elif isinstance(event, Ipv4Up):
+            self.ipv4_up.set()
+        elif isinstance(event, SessionDown):
+            self.session_down.set()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while data := await reader.read(65536):
-                for frame in self._decoder.feed(data):
-                    self._start_ppp()  # normally done already by _watch_log
-                    self._receive(frame, loop.time())
-                self._flush()
-        except Exception as exc:  # surfaced by wait(), with sstpc's log
-            self.failure = exc
+                self._start_ppp()  # normally done already by _watch_log
+                self.ppp.feed(data)
+        except Exception as exc:
+            self._on_error(exc)
 
     def _start_ppp(self) -> None:
         if not self.ppp_started.is_set():
             self.ppp_started.set()
-            self.session.start(asyncio.get_running_loop().time())
-            self._flush()
+            self.ppp.start()
 
     async def _watch_log(self) -> None:
         """Start PPP when sstpc starts it, i.e. where it would launch pppd (after CALL_CONNECT_ACK).
@@ -342,55 +313,15 @@ class SstpcPeer:
                 return
             await asyncio.sleep(LOG_POLL_INTERVAL)
 
-    def _receive(self, frame: bytes, now: float) -> None:
-        if frame.startswith(IPV4_PREFIX):  # data goes past PppSession, as in pysstp's own links
-            self.received_ip.append(frame[len(IPV4_PREFIX) :])
-        else:
-            self.session.receive_frame(frame, now)
-
-    def _schedule_timer(self) -> None:
-        """Keep one loop timer at the session's next deadline (a handle, not a task: nothing to await)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.session.next_deadline()
-        if deadline is not None and not self._stopped:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        try:
-            self.session.handle_timer(asyncio.get_running_loop().time())
-            self._flush()
-        except Exception as exc:
-            self.failure = exc
-
     async def _hand_keys_to_sstpc(self, hlak: bytes) -> None:
         """Play sstp-pppd-plugin.so: sstpc answers with an ACK and then sends CALL_CONNECTED."""
         try:
             hlak = self.options.plugin_hlak if self.options.plugin_hlak is not None else hlak
-            if hlak == ZERO_HLAK:
-                message = plugin_auth_message(None, None)  # what the plugin sends after PAP
-            else:
-                # HLAK = client MasterSendKey ‖ client MasterReceiveKey (pysstp.ppp.auth.keys)
-                message = plugin_auth_message(hlak[:MASTER_KEY_SIZE], hlak[MASTER_KEY_SIZE:])
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(self.plugin_socket)), READY_TIMEOUT
-            )
-            try:
-                writer.write(message)
-                await writer.drain()
-                self.plugin_ack = await asyncio.wait_for(
-                    reader.readexactly(PLUGIN_HEADER.size), READY_TIMEOUT
-                )
-            finally:
-                writer.close()
-            magic, _, kind = PLUGIN_HEADER.unpack(self.plugin_ack)
-            if (magic, kind) != (PLUGIN_MAGIC, PLUGIN_MSG_ACK):
-                raise AssertionError(f"unexpected plugin answer from sstpc: {self.plugin_ack.hex(' ')}")
+            message = plugin_message_for_hlak(hlak, Role.CLIENT)
+            self.plugin_ack = await hand_keys_to_plugin_socket(self.plugin_socket, message, READY_TIMEOUT)
             self.plugin_done.set()
         except Exception as exc:
-            self.failure = exc
+            self._on_error(exc)
 
 
 async def start_sstpc(

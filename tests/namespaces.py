@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,18 @@ def skip_unless_netns() -> None:
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing its output."""
     return subprocess.run(args, check=check, capture_output=True, text=True, timeout=30)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM ``process`` by PID, SIGKILL it if it is still there after ``timeout`` seconds; wait for it."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass

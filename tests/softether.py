@@ -23,7 +23,6 @@ import hashlib
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopback import make_certificate
-from namespaces import Namespace, delete_namespace, run
+from namespaces import Namespace, delete_namespace, run, stop_process
 
 STOCK_BINARY = Path("/usr/libexec/softether/vpnserver/vpnserver")
 VPNCMD = Path("/usr/libexec/softether/vpncmd/vpncmd")
@@ -288,15 +287,8 @@ class SoftEther:
     def stop(self) -> None:
         """SIGTERM the server by PID (it saves its config and exits in about a second), SIGKILL after
         :data:`STOP_TIMEOUT`."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if self.process is not None:
+            stop_process(self.process, STOP_TIMEOUT)
 
     def remove(self) -> None:
         """Stop the server, delete the namespace, the state directory and the mount points we made."""

@@ -205,7 +205,7 @@ def test_server_insisting_on_eap_tls() -> None:
     assert server.send(EapPacket(EapCode.FAILURE, 3)) == []
     [event] = server.events()
     assert event == AuthFailed(
-        USER, AuthMethod.EAP_MSCHAP_V2, "server asked for EAP-TLS, which is not supported yet"
+        USER, AuthMethod.EAP_MSCHAP_V2, "server asked for EAP-TLS, and no client certificate is configured"
     )
 
 

@@ -24,7 +24,7 @@ from pysstp.client.settings import (
 from pysstp.client.tls import CertificateInfo, name_matches, refusal_message
 from pysstp.client.tunnel import resolv_conf
 from pysstp.errors import ConfigError
-from pysstp.link import LinkDown, LinkUp
+from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkUp
 from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.session import AuthenticationFailed, Phase, PhaseChanged
 from pysstp.sstp.constants import HashProtocol
@@ -193,6 +193,13 @@ def test_auth_failure_names_the_fix() -> None:
 def test_unsupported_auth_is_explained() -> None:
     down = LinkDown("server offers only EAP-TLS authentication; we accept only MS-CHAPv2", True)
     assert "pysstp supports" in setup_failure(down, None, Phase.ESTABLISH, False)
+
+
+def test_abort_after_our_binding_is_explained() -> None:
+    down = LinkDown(f"peer aborted the call (invalid frame received) {ABORTED_AFTER_BINDING}", True)
+    text = setup_failure(down, None, Phase.NETWORK, False)
+    assert text.startswith("SSTP: the server did not accept our crypto binding: peer aborted the call")
+    assert "TLS-intercepting proxy" in text
 
 
 def test_summary_line() -> None:

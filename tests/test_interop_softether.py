@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from connect_process import (
+    ConnectProcess,
+    Dial,
+    assert_tun_removed,
+    start_connect,
+    tun_addresses,
+    wait_until,
+)
 from softether import (
     PASSWORD,
     SECURENAT_FIRST_LEASE,
@@ -40,11 +45,7 @@ from softether import (
     running_softether,
 )
 
-PYSSTP = str(Path(sys.executable).with_name("pysstp"))
 TUN = "sse0"
-CONNECT_TIMEOUT = 20.0
-"""Seconds for ``pysstp connect`` to report the tunnel up (about 2 s with --no-ipv6, 8 s without)."""
-EXIT_TIMEOUT = 10.0
 STAY_UP = 60.0
 """The long test: three times SoftEther's 20 s silence limit, so only answered echo requests keep it up."""
 # SoftEther's log lines that tie a call's TCP port to its hub session.
@@ -67,30 +68,13 @@ def softether() -> Iterator[SoftEther]:
         pytest.skip(f"SoftEther interop: {exc}")
 
 
-def wait_until(predicate: Callable[[], bool], what: str, log: Path, timeout: float) -> None:
-    """Poll ``predicate`` for at most ``timeout`` seconds; on time-out, fail showing ``log``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout:g} s waiting for {what}; {log}:\n{log.read_text()}"
-            )
-        time.sleep(0.05)
-
-
 @dataclass
-class Client:
+class Client(ConnectProcess):
     """One ``pysstp connect`` in the server's namespace."""
 
-    process: subprocess.Popen[str]
-    log: Path
     server: SoftEther
     server_log_start: int
     """Length of the server's log when this client started: what follows is about this client."""
-
-    def text(self) -> str:
-        """The client's log so far (stdout and stderr)."""
-        return self.log.read_text()
 
     def server_lines(self) -> str:
         """What SoftEther logged about this client's call: the lines that name its TCP port or its hub
@@ -106,31 +90,6 @@ class Client:
             line for line in lines if mine.search(line) or (session is not None and f'"{session}"' in line)
         )
 
-    def wait_connected(self) -> str:
-        """Wait for the summary line; return the client's log."""
-        wait_until(
-            lambda: "connected: " in self.text() or self.process.poll() is not None,
-            "the tunnel to come up",
-            self.log,
-            CONNECT_TIMEOUT,
-        )
-        assert self.process.poll() is None, f"pysstp connect exited:\n{self.text()}"
-        return self.text()
-
-    def wait_exit(self) -> int:
-        """Wait (bounded) for the client to exit; returns its exit code."""
-        try:
-            return self.process.wait(EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"pysstp connect did not exit within {EXIT_TIMEOUT:g} s:\n{self.text()}"
-            ) from None
-
-    def stop(self) -> int:
-        """SIGTERM, as a service manager would stop it; returns the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.wait_exit()
-
 
 @dataclass
 class Clients:
@@ -142,19 +101,10 @@ class Clients:
 
     def start(self, *extra: str, password: str = PASSWORD) -> Client:
         """Start ``pysstp connect`` as alice with ``extra`` flags; it trusts the server's certificate."""
-        password_file = self.tmp / f"password{len(self.started)}"
-        password_file.write_text(f"{password}\n")
         log = self.tmp / f"client{len(self.started)}.log"
         start = len(self.server.log_text())
-        process = self.server.namespace.start(
-            [
-                PYSSTP, "connect", f"127.0.0.1:{self.server.port}", "--user", USER,
-                "--password-file", str(password_file), "--ca-file", str(self.server.cert),
-                "--sni", SERVER_NAME, "--ifname", TUN, *extra,
-            ],
-            log,
-        )  # fmt: skip
-        client = Client(process, log, self.server, start)
+        dial = Dial(self.server.namespace, self.server.port, USER, self.server.cert, SERVER_NAME, TUN)
+        client = Client(start_connect(dial, password, log, *extra), log, self.server, start)
         self.started.append(client)
         return client
 
@@ -169,21 +119,6 @@ def clients(softether: SoftEther, tmp_path: Path) -> Iterator[Clients]:
         # SIGTERM by PID, SIGKILL after 10 s; the server stays for the next test.
         softether.namespace.stop_all()
         softether.namespace.processes.clear()
-
-
-def tun_addresses(server: SoftEther) -> list[dict[str, object]]:
-    """The IPv4 addresses on the client's TUN ([] when it does not exist)."""
-    result = server.namespace.run("ip", "-j", "-4", "addr", "show", "dev", TUN, check=False)
-    if result.returncode != 0:
-        return []
-    (link,) = json.loads(result.stdout)
-    return list(link["addr_info"])
-
-
-def assert_left_nothing(server: SoftEther) -> None:
-    """The client removed its TUN device on the way out."""
-    links = json.loads(server.namespace.run("ip", "-j", "link").stdout)
-    assert TUN not in [link["ifname"] for link in links], "the TUN device was left behind"
 
 
 @pytest.mark.parametrize(("flag", "method"), [("mschapv2", "MS-CHAPv2"), ("pap", "PAP")])
@@ -207,7 +142,7 @@ def test_wrong_password_fails_with_e691(clients: Clients) -> None:
     assert error.startswith("pysstp: authentication failed"), text
     assert "E=691" in error and "MS-CHAPv2" in error and "wrong user name or password" in error, error
     assert "connected: " not in text
-    assert_left_nothing(clients.server)
+    assert_tun_removed(clients.server.namespace, TUN)
 
 
 def test_ipcp_address_and_dns_from_securenat(clients: Clients) -> None:
@@ -217,7 +152,7 @@ def test_ipcp_address_and_dns_from_securenat(clients: Clients) -> None:
         f"IPCP    address {SECURENAT_FIRST_LEASE}, server {SECURENAT_GATEWAY}, DNS {SECURENAT_GATEWAY}"
         in text
     )
-    (address,) = tun_addresses(clients.server)
+    (address,) = tun_addresses(clients.server.namespace, TUN)
     assert (address["local"], address["address"], address["prefixlen"]) == (
         SECURENAT_FIRST_LEASE,
         SECURENAT_GATEWAY,
@@ -259,15 +194,18 @@ def test_clean_disconnect(clients: Clients) -> None:
     lines = client.server_lines()
     assert 'upper-layer protocol "SSTP" has been disconnected' in lines
     assert "(TCP): Session deleted." in lines
-    assert_left_nothing(clients.server)
+    assert_tun_removed(clients.server.namespace, TUN)
 
 
 def test_default_settings_with_ipv6_offered(clients: Clients) -> None:
-    """Without --no-ipv6 the client also runs IPv6CP, which SoftEther accepts; IPv4 still comes up."""
+    """Without --no-ipv6 the client also runs IPv6CP, which SoftEther accepts; IPv4 still comes up.
+
+    SoftEther answers IPCP and IPv6CP late and in either order, so IPv6CP may open just after the summary
+    line (which then names IPv4 only): wait for IPv6CP itself."""
     client = clients.start()
     text = client.wait_connected()
-    assert f"connected: {SECURENAT_FIRST_LEASE} and fe80::" in text
-    assert "IPv6CP  interface id" in text
+    assert f"connected: {SECURENAT_FIRST_LEASE}" in text
+    wait_until(lambda: "IPv6CP  interface id" in client.text(), "IPv6CP to open", client.log, 15.0)
     assert client.stop() == 0, client.text()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pysstp.link import LinkDown, LinkUp, frame_ip_packet, ip_payload
+from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkUp, frame_ip_packet, ip_payload
 from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.session import AuthenticationFailed
 from pysstp.sstp.constants import HashProtocol
@@ -144,7 +144,10 @@ def test_bad_crypto_binding_is_aborted_by_the_server(offset: int, word: str) -> 
     assert server_down.error
     assert "crypto binding" in server_down.reason
     assert word in server_down.reason.lower()
-    assert conv.down("client").error
+    client_down = conv.down("client")
+    assert client_down.error
+    # The client is told why a server aborts at this point (sorz's sstpd says only "invalid frame").
+    assert client_down.reason.endswith(ABORTED_AFTER_BINDING), client_down.reason
 
 
 def test_wrong_certificate_seen_by_the_client_fails_the_binding() -> None:

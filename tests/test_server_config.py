@@ -293,7 +293,10 @@ def test_flags_override_the_file(toml_file: Path) -> None:
         ("[limits]\nidle_timeout = -1\n", "limits.idle_timeout: must be 0 (off) or more seconds, not -1"),
         ("[limits]\nmax_sessions = 0\n", "limits.max_sessions: must be at least 1, not 0"),
         ('auth_methods = ["chap"]\n', "auth_methods: 'chap' needs the plaintext password"),
-        ('auth_methods = ["mschap"]\n', "must be one of 'mschapv2', 'eap-mschapv2', 'pap', not 'mschap'"),
+        (
+            'auth_methods = ["mschap"]\n',
+            "must be one of 'mschapv2', 'eap-mschapv2', 'eap-tls', 'pap', not 'mschap'",
+        ),
         ("auth_methods = []\n", "auth_methods: must not be empty"),
         ('ipv6 = "on"\n', "ipv6: must be 'off', 'link-local' or an IPv6 prefix"),
         ('ipv6 = "2001:db8::/48"\n', "ipv6: the announced prefix must be a /64, not /48"),

@@ -152,10 +152,13 @@ class LinkConnection(asyncio.Protocol):
         """TCP/TLS is gone, by our close or the peer's."""
         self.closed = True
         if self.down is None:
-            reason = f"connection lost ({exc})" if exc else "connection closed by the peer"
-            self.link.transport_lost(self._loop.time(), reason)
+            self.link.transport_lost(self._loop.time(), self.describe_loss(exc))
             self.flush()
         self._cancel_timer()
+
+    def describe_loss(self, exc: Exception | None) -> str:
+        """Why TCP/TLS ended, for the LinkDown reason."""
+        return f"connection lost ({exc})" if exc else "connection closed by the peer"
 
     # -- output ------------------------------------------------------------------------------------
 

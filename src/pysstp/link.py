@@ -17,6 +17,7 @@ from ipaddress import IPv4Address
 
 from pysstp.ppp import session as ppp
 from pysstp.ppp.auth.base import CredentialStore
+from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Role
 from pysstp.ppp.frame import encode_frame
 from pysstp.sstp import events as sstp_events
@@ -115,6 +116,7 @@ class ClientConfig:
     hello_interval: float = Timer.HELLO.value
     lcp_echo_interval: float | None = None
     correlation_id: str | None = None
+    eap_tls: EapTlsPeerSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class ServerConfig:
     server_name: str = "pysstp"
     http_date: Callable[[], str] | None = None
     not_sstp_response: bytes | None = None
+    eap_tls: EapTlsServerSettings | None = None
 
 
 # Links --------------------------------------------------------------------------------------------
@@ -155,6 +158,7 @@ class Link:
         self._down_reason: str | None = None
         self._down_error = False
         self.hash_protocol: HashProtocol | None = None
+        self._binding_sent = False
         self.dropped_ip = 0
 
     # -- inputs ------------------------------------------------------------------------------------
@@ -274,10 +278,16 @@ class Link:
             self.session.start(now)
         elif isinstance(event, sstp_events.CallConnectedSent | sstp_events.CallConnectedVerified):
             self.hash_protocol = event.hash_protocol
+            self._binding_sent = isinstance(event, sstp_events.CallConnectedSent)
         elif isinstance(event, sstp_events.CryptoBindingFailed):
             self._note_down(f"crypto binding failed: {event.reason}", error=True)
         elif isinstance(event, sstp_events.PeerAborted):
-            self._note_down(f"peer aborted the call ({_status_text(event.status)})", error=True)
+            reason = f"peer aborted the call ({_status_text(event.status)})"
+            if self._binding_sent and not self._up:
+                # A server checks CALL_CONNECTED's crypto binding and answers a bad one with CALL_ABORT
+                # (MS-SSTP 3.2.5.2): an abort now almost always means that, whatever status it carries.
+                reason += f" {ABORTED_AFTER_BINDING}"
+            self._note_down(reason, error=True)
         elif isinstance(event, sstp_events.PeerDisconnecting):
             self._note_down(self.session.down_reason or "peer disconnected the call", error=False)
 
@@ -346,6 +356,10 @@ class Link:
             self._down_error = error
 
 
+ABORTED_AFTER_BINDING = "after our crypto binding (CALL_CONNECTED), before the call was up"
+"""Ends a client's down reason when the server aborted once it had our crypto binding."""
+
+
 def _status_text(status: StatusInfo | None) -> str:
     """A Status Info as words for a log line, e.g. 'invalid frame received'."""
     if status is None:
@@ -375,6 +389,7 @@ class ClientLink(Link):
                     username=config.username,
                     password=config.password,
                     request_dns=config.request_dns,
+                    eap_tls_peer=config.eap_tls,
                 ),
                 random_bytes=random_bytes,
             )
@@ -423,6 +438,7 @@ class ServerLink(Link):
                     credentials=config.credentials,
                     network_for_user=config.network_for_user,
                     server_name=config.server_name,
+                    eap_tls_server=config.eap_tls,
                 ),
                 random_bytes=random_bytes,
             )

@@ -89,6 +89,7 @@ class ClientApp:
             ipv6=settings.ipv6,
             mru=settings.mru,
             max_peer_mru=settings.mru,
+            eap_tls=settings.eap_tls,
         )
         # After the first successful TCP connection, reconnects dial the same address: a DNS answer that
         # changed would otherwise send the dial into the tunnel's own routes.

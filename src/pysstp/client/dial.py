@@ -14,10 +14,18 @@ import ssl
 from collections.abc import Callable
 
 from pysstp.client.settings import ProxySettings, TlsSettings
-from pysstp.client.tls import CertificateRejected, check_certificate, inspect_context, refusal_message
+from pysstp.client.tls import (
+    CertificateRejected,
+    check_certificate,
+    client_certificate_refusal,
+    inspect_context,
+    refusal_message,
+    silent_refusal,
+)
 from pysstp.connection import Deliver, LinkConnection
 from pysstp.errors import PysstpError
 from pysstp.link import ClientConfig, ClientLink, LinkEvent
+from pysstp.sstp.machine import SstpState
 
 Progress = Callable[[str, str], None]
 """Called as each step of the dial completes: (layer, what happened), e.g. ("TCP", "connected to ...")."""
@@ -73,6 +81,14 @@ class ClientConnection(LinkConnection):
         if self.certificate:
             self.link.set_server_certificate(self.certificate)
         self.link.start(now)
+
+    def describe_loss(self, exc: Exception | None) -> str:
+        """With TLS 1.3 the server judges our client certificate after our side of the handshake is done:
+        its refusal arrives as the first thing read."""
+        refusal = client_certificate_refusal(exc, self.tls)
+        if refusal is None and self.link.sstp.state is SstpState.CLIENT_CALL_DISCONNECTED:
+            refusal = silent_refusal(self.tls)
+        return f"TLS: the server {refusal}" if refusal else super().describe_loss(exc)
 
     def pause_writing(self) -> None:
         """TLS is backed up: the owner of the TUN stops reading it (see the design guide's data path)."""
@@ -143,13 +159,21 @@ async def dial(
         raise ConnectError(refusal_message(target, why, der, tls or TlsSettings()), retry=False) from None
     except ssl.SSLError as exc:
         sock.close()
+        refusal = client_certificate_refusal(exc, tls)
+        if refusal is None and isinstance(exc, ssl.SSLEOFError):
+            refusal = silent_refusal(tls)
+        if refusal is not None:
+            raise ConnectError(f"TLS: {target} {refusal}", retry=False) from None
         raise ConnectError(
             f"TLS: handshake with {target} failed ({exc.reason or exc}): is it an SSTP (HTTPS) server? "
             "An old server may need --tls-min 1.2; a server behind a name-based front end may need --sni NAME"
         ) from None
     except OSError as exc:
         sock.close()
-        raise ConnectError(f"TLS: the handshake with {target} did not complete: {_os_reason(exc)}") from None
+        reason = _os_reason(exc)
+        if isinstance(exc, ConnectionResetError):
+            reason += f"; the server {silent_refusal(tls)}"
+        raise ConnectError(f"TLS: the handshake with {target} did not complete: {reason}") from None
     assert isinstance(protocol, ClientConnection)
     if protocol.rejected is not None:
         raise ConnectError(

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from pysstp.link import LinkDown, LinkEvent, LinkUp
+from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkEvent, LinkUp
 from pysstp.ppp import session as ppp
 from pysstp.ppp.constants import AuthMethod
 from pysstp.sstp import events as sstp_events
@@ -21,6 +21,7 @@ METHOD_NAMES = {
     AuthMethod.MSCHAP_V2: "MS-CHAPv2",
     AuthMethod.EAP_MSCHAP_V2: "EAP-MS-CHAPv2",
     AuthMethod.EAP_MD5: "EAP-MD5",
+    AuthMethod.EAP_TLS: "EAP-TLS",
 }
 HASH_NAMES = {HashProtocol.SHA1: "SHA-1", HashProtocol.SHA256: "SHA-256"}
 
@@ -94,7 +95,9 @@ def auth_failure(event: ppp.AuthenticationFailed) -> str:
     """E.g. 'authentication failed (E=691): wrong user name or password'."""
     code = f" (E={event.error_code})" if event.error_code is not None else ""
     meaning = MSCHAP_ERRORS.get(event.error_code or 0)
-    if meaning is None:
+    if meaning is None and event.method is AuthMethod.EAP_TLS:
+        meaning = event.reason
+    elif meaning is None:
         meaning = f"{event.reason}; check the user name and password"
         if event.method is AuthMethod.PAP:
             meaning += ", or whether the server allows PAP"
@@ -110,6 +113,12 @@ def setup_failure(
     reason = down.reason
     if "authentication" in reason and "offer" in reason:
         return f"PPP: {reason}; pysstp supports MS-CHAPv2, EAP-MS-CHAPv2, PAP and CHAP (see --auth)"
+    if reason.endswith(ABORTED_AFTER_BINDING):
+        return (
+            f"SSTP: the server did not accept our crypto binding: {reason}; a TLS-intercepting proxy "
+            "between here and the server causes this, and so does a server whose PPP side gives its SSTP "
+            "side other keys than the login produced"
+        )
     if "crypto binding" in reason:
         return f"SSTP: {reason}: a TLS-intercepting proxy between here and the server breaks SSTP"
     if phase is ppp.Phase.ESTABLISH and forced_auth:

@@ -21,9 +21,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from cryptography import x509
+
+from pysstp.aaa.pki import read_certificates, read_identity
 from pysstp.commands.user import PASSWORD_ENV, read_password_file
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.net.ifname import check_ifname
+from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, IdentitySource, TlsIdentity, certificate_identity
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 
 DEFAULT_PORT = 443
@@ -43,6 +47,7 @@ AUTH_CHOICES = {
     "eap-mschapv2": AuthMethod.EAP_MSCHAP_V2,
     "pap": AuthMethod.PAP,
     "chap": AuthMethod.CHAP_MD5,
+    "eap-tls": AuthMethod.EAP_TLS,
 }
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -65,8 +70,19 @@ class ProxySettings:
 
 
 @dataclass(frozen=True)
+class ClientCertificate:
+    """The user's certificate and key (``--cert``, ``--key``), already read and checked: it logs in with
+    EAP-TLS and is the TLS client certificate when the server asks for one."""
+
+    cert: Path
+    key: Path
+    passphrase: bytes | None = field(repr=False)
+    identity: TlsIdentity = field(repr=False)
+
+
+@dataclass(frozen=True)
 class TlsSettings:
-    """How the server's certificate is checked.
+    """How the server's certificate is checked, and the certificate we show if the server asks.
 
     ``pin_sha256`` replaces the CA and name checks: exactly that leaf certificate is accepted.
     """
@@ -77,6 +93,7 @@ class TlsSettings:
     sni: str | None = None
     no_sni: bool = False
     min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+    client_certificate: ClientCertificate | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,8 @@ class ClientSettings:
     password: str = field(repr=False)
     auth_methods: tuple[AuthMethod, ...] = ()
     tls: TlsSettings = field(default_factory=TlsSettings)
+    eap_tls: EapTlsPeerSettings | None = None
+    """EAP-TLS with ``tls.client_certificate``, when a certificate is given."""
     proxy: ProxySettings | None = None
     ifname: str = DEFAULT_IFNAME
     routes: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -128,7 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"TOML file with named profiles (default: {DEFAULT_CONFIG})",
     )
     login = parser.add_argument_group("login")
-    login.add_argument("--user", metavar="USER", help="user name; DOMAIN\\user is sent as is")
+    login.add_argument(
+        "--user", metavar="USER", help="user name; DOMAIN\\user is sent as is (default with --cert: its CN)"
+    )
     login.add_argument(
         "--password-file", metavar="FILE", help="read the password from the first line of FILE (- for stdin)"
     )
@@ -142,6 +163,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         choices=sorted(AUTH_CHOICES),
         help="accept only this method (repeatable, in order of preference; default: what the server offers)",
+    )
+    login.add_argument(
+        "--cert",
+        type=Path,
+        metavar="FILE",
+        help="your certificate, PEM (intermediates after it): for --auth eap-tls, and shown when the server "
+        "asks for a TLS client certificate",
+    )
+    login.add_argument("--key", type=Path, metavar="FILE", help="the private key of --cert, PEM")
+    login.add_argument(
+        "--key-passphrase-file",
+        metavar="FILE",
+        help="passphrase of an encrypted --key: first line of FILE (- for stdin); else it is asked",
+    )
+    login.add_argument(
+        "--eap-ca",
+        type=Path,
+        metavar="FILE",
+        help="CAs that sign the server's EAP-TLS certificate (default: --ca-file, else the system's)",
+    )
+    login.add_argument(
+        "--eap-server-name",
+        metavar="NAME",
+        help="the server's EAP-TLS certificate must carry NAME (default: any name from those CAs)",
     )
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--ca-file", type=Path, metavar="FILE", help="trust these CAs instead of the system's")
@@ -294,7 +339,11 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
         if not isinstance(values[key], bool):
             raise ConfigError(f"{key.replace('_', '-')} must be true or false")
     host, port = parse_target(str(values["target"]))
+    auth_methods = tuple(_choice("auth", name, AUTH_CHOICES) for name in values.get("auth", ()))
+    certificate = read_client_certificate(values, auth_methods)
     user = values.get("user")
+    if not user and certificate is not None:
+        user = certificate_identity(certificate.identity.certificate, IdentitySource.COMMON_NAME)
     if not user:
         raise ConfigError("no user name: --user USER (DOMAIN\\user works)")
     tls = TlsSettings(
@@ -304,6 +353,7 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
         sni=values.get("sni"),
         no_sni=values.get("no_sni", False),
         min_version=_choice("tls-min", values.get("tls_min", "1.2"), TLS_VERSIONS),
+        client_certificate=certificate,
     )
     if tls.insecure and (tls.pin_sha256 or tls.ca_file):
         raise ConfigError("--insecure turns checks off; it cannot be combined with --pin-sha256 or --ca-file")
@@ -328,9 +378,11 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
         host=host,
         port=port,
         user=str(user),
-        password=read_password(values),
-        auth_methods=tuple(_choice("auth", name, AUTH_CHOICES) for name in values.get("auth", ())),
+        # A certificate login needs no password.
+        password="" if auth_methods == (AuthMethod.EAP_TLS,) else read_password(values),
+        auth_methods=auth_methods,
         tls=tls,
+        eap_tls=_eap_tls(values, certificate, tls),
         proxy=parse_proxy(values["proxy"]) if "proxy" in values else _env_proxy(values, host),
         ifname=ifname,
         routes=tuple(parse_route(text) for text in values.get("route", ())),
@@ -356,6 +408,11 @@ _KNOWN = frozenset(
         "password_file",
         "password_insecure_cmdline",
         "auth",
+        "cert",
+        "key",
+        "key_passphrase_file",
+        "eap_ca",
+        "eap_server_name",
         "ca_file",
         "pin_sha256",
         "insecure",
@@ -379,6 +436,61 @@ _KNOWN = frozenset(
         "log_file",
     }
 )
+
+
+def read_client_certificate(
+    values: Mapping[str, Any], auth_methods: tuple[AuthMethod, ...]
+) -> ClientCertificate | None:
+    """``--cert`` and ``--key`` read and checked (the key decrypted), or ``None`` when not given."""
+    if "cert" not in values and "key" not in values:
+        if AuthMethod.EAP_TLS in auth_methods:
+            raise ConfigError("--auth eap-tls needs your certificate: --cert FILE --key FILE")
+        return None
+    if "cert" not in values or "key" not in values:
+        raise ConfigError("--cert and --key go together: the certificate and its private key")
+    cert, key = Path(values["cert"]), Path(values["key"])
+    passphrase = _key_passphrase(values, key)
+    return ClientCertificate(cert, key, passphrase, read_identity(cert, key, passphrase))
+
+
+def _key_passphrase(values: Mapping[str, Any], key: Path) -> bytes | None:
+    if "key_passphrase_file" in values:
+        return read_password_file(str(values["key_passphrase_file"])).encode("utf-8")
+    try:
+        encrypted = b"ENCRYPTED" in key.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read the private key: {exc.strerror}") from None
+    if not encrypted:
+        return None
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"{key}: the private key is encrypted and stdin is not a terminal; use --key-passphrase-file FILE"
+        )
+    return getpass.getpass(f"Passphrase for {key}: ").encode("utf-8")
+
+
+def _eap_tls(
+    values: Mapping[str, Any], certificate: ClientCertificate | None, tls: TlsSettings
+) -> EapTlsPeerSettings | None:
+    if certificate is None:
+        if "eap_ca" in values or "eap_server_name" in values:
+            raise ConfigError("--eap-ca and --eap-server-name are for EAP-TLS: give --cert and --key too")
+        return None
+    return EapTlsPeerSettings(
+        certificate.identity, _eap_cas(values, tls), server_name=values.get("eap_server_name")
+    )
+
+
+def _eap_cas(values: Mapping[str, Any], tls: TlsSettings) -> tuple[x509.Certificate, ...]:
+    if "eap_ca" in values:
+        return read_certificates(Path(values["eap_ca"]), "CA file")
+    if tls.ca_file is not None:
+        return read_certificates(tls.ca_file, "CA file")
+    paths = ssl.get_default_verify_paths()
+    system = paths.cafile or paths.openssl_cafile
+    if not system or not Path(system).is_file():
+        raise ConfigError("no system CA bundle to check the server's EAP-TLS certificate: use --eap-ca FILE")
+    return read_certificates(Path(system), "system CA bundle")
 
 
 def parse_target(text: str) -> tuple[str, int]:

@@ -18,10 +18,10 @@ import hashlib
 import hmac
 import ssl
 from dataclasses import dataclass
-from ipaddress import ip_address
 
 from cryptography import x509
 
+from pysstp.certnames import certificate_matches, subject_alt_names
 from pysstp.client.settings import TlsSettings
 
 
@@ -44,7 +44,49 @@ def make_context(tls: TlsSettings) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
         context.check_hostname = not tls.no_sni
     context.minimum_version = tls.min_version
+    if tls.client_certificate is not None:
+        # Sent only when the server asks (CertificateRequest); Windows' own client never does this.
+        certificate = tls.client_certificate
+        context.load_cert_chain(certificate.cert, certificate.key, certificate.passphrase)
     return context
+
+
+_CLIENT_CERTIFICATE_ALERTS = {
+    "SSLV3_ALERT_BAD_CERTIFICATE": "refused our TLS client certificate (bad certificate)",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "refused our TLS client certificate (wrong purpose)",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "refused our TLS client certificate: it is revoked",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "refused our TLS client certificate: it has expired",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "refused our TLS client certificate (certificate unknown)",
+    "TLSV1_ALERT_UNKNOWN_CA": "refused our TLS client certificate: it does not trust its CA",
+}
+_NO_CERTIFICATE = "requires a TLS client certificate; give yours with --cert FILE --key FILE"
+
+
+def client_certificate_refusal(exc: BaseException | None, tls: TlsSettings | None) -> str | None:
+    """What a TLS alert from the server says about our client certificate, or ``None`` when it is about
+    something else. TLS 1.2 servers answer a missing certificate with a bare handshake failure."""
+    if not isinstance(exc, ssl.SSLError):
+        return None
+    has_certificate = tls is not None and tls.client_certificate is not None
+    if exc.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+        return _NO_CERTIFICATE
+    if exc.reason == "SSLV3_ALERT_HANDSHAKE_FAILURE" and not has_certificate:
+        return f"ended the handshake (handshake failure); if it {_NO_CERTIFICATE}"
+    return _CLIENT_CERTIFICATE_ALERTS.get(exc.reason or "") if has_certificate else None
+
+
+def silent_refusal(tls: TlsSettings | None) -> str:
+    """What a connection closed in or right after the TLS handshake, without an alert, may mean: Python
+    servers (pysstp among them) send no alert when they refuse a client certificate."""
+    if tls is not None and tls.client_certificate is not None:
+        return (
+            "closed the connection in or right after the TLS handshake; it may have refused our TLS client "
+            "certificate (revoked, expired, or from a CA it does not trust)"
+        )
+    return (
+        "closed the connection in or right after the TLS handshake; if it requires a TLS client certificate "
+        "(verify-client-certificate), give yours with --cert FILE --key FILE"
+    )
 
 
 def inspect_context(tls: TlsSettings) -> ssl.SSLContext:
@@ -72,29 +114,12 @@ def check_certificate(tls: TlsSettings, name: str, der: bytes | None) -> None:
 
 
 def name_matches(der: bytes, name: str) -> bool:
-    """Whether the certificate's subjectAltName covers ``name`` (RFC 6125: a wildcard only as the whole
-    left-most label; IP addresses only against IP entries)."""
+    """Whether the DER certificate's subjectAltName covers ``name`` (see :func:`certificate_matches`)."""
     try:
-        san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
-            x509.SubjectAlternativeName
-        )
-    except (ValueError, x509.ExtensionNotFound):
-        return False
-    names = san.value
-    try:
-        address = ip_address(name)
+        certificate = x509.load_der_x509_certificate(der)
     except ValueError:
-        pass
-    else:
-        return address in names.get_values_for_type(x509.IPAddress)
-    wanted = name.lower().rstrip(".").split(".")
-    for pattern in names.get_values_for_type(x509.DNSName):
-        labels = pattern.lower().rstrip(".").split(".")
-        if len(labels) != len(wanted):
-            continue
-        if labels == wanted or (labels[0] == "*" and len(labels) > 2 and labels[1:] == wanted[1:]):
-            return True
-    return False
+        return False
+    return certificate_matches(certificate, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +137,8 @@ class CertificateInfo:
     def from_der(cls, der: bytes) -> CertificateInfo:
         """Read the fields out of a DER certificate."""
         cert = x509.load_der_x509_certificate(der)
-        try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            names = tuple(str(v) for v in san.get_values_for_type(x509.DNSName)) + tuple(
-                str(v) for v in san.get_values_for_type(x509.IPAddress)
-            )
-        except x509.ExtensionNotFound:
-            names = ()
+        dns_names, addresses = subject_alt_names(cert)
+        names = (*dns_names, *addresses)
         return cls(
             subject=cert.subject.rfc4514_string() or "(empty)",
             issuer=cert.issuer.rfc4514_string() or "(empty)",

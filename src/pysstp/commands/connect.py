@@ -25,6 +25,8 @@ examples:
   pysstp connect vpn.example.com:8443 --user 'CORP\\alice' --password-file ~/.vpnpass --default-route --dns
   pysstp connect 192.0.2.10 --user alice --pin-sha256 3f2a...c9   # a self-signed server
   pysstp connect work --config ~/.config/pysstp.toml                # a named profile
+  pysstp connect vpn.example.com --auth eap-tls --cert alice.pem --key alice.key --eap-ca ca.pem
+                                        # a certificate login (docs/eap-tls.md; CA: pysstp pki)
 
 The password comes from --password-file, else ${PASSWORD_ENV}, else a prompt without echo.
 Profiles are TOML tables named after the profile, with the flags' long names as keys, e.g.

@@ -14,6 +14,7 @@ import ssl
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from pathlib import Path
 
+from pysstp.aaa.pki import read_certificates, read_crls, read_identity
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.link import ServerConfig, ip_mtu
@@ -21,6 +22,7 @@ from pysstp.logsetup import setup_logging
 from pysstp.net.caps import CAP_NET_ADMIN, has_capability
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import add_route, delete_route, make_route, set_link
+from pysstp.ppp.auth.eap_tls import EapTlsServerSettings
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.config import (
@@ -141,6 +143,7 @@ async def serve(settings: ServerSettings) -> int:
             negotiation_timeout=settings.limits.negotiation_timeout,
             http_date=lambda: email.utils.formatdate(usegmt=True),
             not_sstp_response=not_sstp_response(settings),
+            eap_tls=load_eap_tls(settings),
         )
         app = SstpServerApp(
             ssl_context=context,
@@ -161,6 +164,7 @@ async def serve(settings: ServerSettings) -> int:
             kernel_routes=TunRoutes(tun.name),
             ipv6_prefix=settings.ipv6.prefix,
             tun_mtu=tun_mtu,
+            require_client_certificate=settings.tls.verify_client_certificate == "require",
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
@@ -203,8 +207,10 @@ async def wait_for_signals(
             app.link_config = dataclasses.replace(
                 app.link_config,
                 certificate_der=load_certificate(context, settings.tls.cert, settings.tls.key),
+                eap_tls=load_eap_tls(settings),
             )
-            log.info("reloaded users (%d) and the certificate", len(users))
+            load_client_verification(context, settings)
+            log.info("reloaded users (%d), the certificates and the CRLs", len(users))
         except (ConfigError, OSError, ssl.SSLError) as exc:
             log.error("reload failed, keeping the old configuration: %s", exc)
 
@@ -275,7 +281,57 @@ def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
     # SSTP clients do not resume TLS sessions (every call binds to a fresh handshake), so the two
     # TLS 1.3 session tickets OpenSSL sends after each handshake are work and bytes for nothing.
     context.num_tickets = 0
-    return context, load_certificate(context, tls.cert, tls.key)
+    der = load_certificate(context, tls.cert, tls.key)
+    load_client_verification(context, settings)
+    return context, der
+
+
+# "require" only requests in TLS; SstpServerApp refuses a call without one, and logs why.
+_CLIENT_CERTIFICATE_MODES = {
+    "none": ssl.CERT_NONE,
+    "request": ssl.CERT_OPTIONAL,
+    "require": ssl.CERT_OPTIONAL,
+}
+
+
+def load_client_verification(context: ssl.SSLContext, settings: ServerSettings) -> None:
+    """Ask for TLS client certificates as ``tls.verify_client_certificate`` says, trusting
+    ``tls.client_ca`` and checking ``tls.client_crl``. A reload adds CAs and CRLs; it never drops one."""
+    tls = settings.tls
+    context.verify_mode = _CLIENT_CERTIFICATE_MODES[tls.verify_client_certificate]
+    if tls.verify_client_certificate == "none":
+        return
+    for path, reader in [(p, read_certificates) for p in tls.client_ca] + [
+        (p, read_crls) for p in tls.client_crl
+    ]:
+        reader(path)  # a clear error for a missing or damaged file, before OpenSSL's terse one
+        try:
+            context.load_verify_locations(cafile=path)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"{path}: OpenSSL cannot use it: {exc.reason or exc}") from None
+    if tls.client_crl:
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def load_eap_tls(settings: ServerSettings) -> EapTlsServerSettings | None:
+    """EAP-TLS certificates, CAs and CRLs read from their files (``None`` when no CA is configured)."""
+    eap = settings.eap_tls
+    if not eap.ca:
+        return None
+    cert, key = (eap.cert, eap.key) if eap.cert is not None else (settings.tls.cert, settings.tls.key)
+    assert cert is not None and key is not None  # validate() insists on the HTTPS certificate
+    try:
+        return EapTlsServerSettings(
+            identity=read_identity(cert, key),
+            trusted_cas=tuple(c for path in eap.ca for c in read_certificates(path, "CA file")),
+            crls=tuple(crl for path in eap.crl for crl in read_crls(path)),
+            identity_source=eap.identity,
+            require_known_user=eap.require_user,
+            fragment_size=eap.fragment_size,
+            max_version=eap.max_version,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"EAP-TLS: {exc}") from None
 
 
 def load_certificate(context: ssl.SSLContext, cert: Path, key: Path) -> bytes:

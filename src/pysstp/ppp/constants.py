@@ -106,6 +106,7 @@ class AuthMethod(enum.Enum):
     MSCHAP_V2 = "mschapv2"
     EAP_MSCHAP_V2 = "eap-mschapv2"
     EAP_MD5 = "eap-md5"
+    EAP_TLS = "eap-tls"
 
     @property
     def lcp_value(self) -> bytes:
@@ -130,6 +131,7 @@ _AUTH_OPTION_VALUE = {
     AuthMethod.MSCHAP_V2: Protocol.CHAP.to_bytes(2, "big") + bytes([ChapAlgorithm.MSCHAP_V2]),
     AuthMethod.EAP_MSCHAP_V2: Protocol.EAP.to_bytes(2, "big"),
     AuthMethod.EAP_MD5: Protocol.EAP.to_bytes(2, "big"),
+    AuthMethod.EAP_TLS: Protocol.EAP.to_bytes(2, "big"),
 }
 
 

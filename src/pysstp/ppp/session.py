@@ -16,6 +16,8 @@ from ipaddress import IPv4Address
 from pysstp.errors import PppError
 from pysstp.ppp import fsm
 from pysstp.ppp.auth.base import (
+    ALL_EAP_METHODS,
+    EAP_METHODS,
     Authenticator,
     AuthFailed,
     AuthPeer,
@@ -24,6 +26,7 @@ from pysstp.ppp.auth.base import (
     make_authenticator,
     make_peer,
 )
+from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
 from pysstp.ppp.auth.keys import ZERO_HLAK
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Protocol, Role
 from pysstp.ppp.frame import decode_frame
@@ -34,7 +37,6 @@ from pysstp.ppp.lcp import EchoReplyReceived, Lcp, LcpConfig, ProtocolRejected
 RandomBytes = Callable[[int], bytes]
 
 AUTH_PROTOCOLS = frozenset({Protocol.PAP, Protocol.CHAP, Protocol.EAP})
-EAP_METHODS = (AuthMethod.EAP_MSCHAP_V2, AuthMethod.EAP_MD5)
 DEFAULT_SERVER_AUTH = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2)
 DEFAULT_CLIENT_AUTH = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2, AuthMethod.PAP, AuthMethod.CHAP_MD5)
 
@@ -79,10 +81,12 @@ class PppConfig:
     username: str = ""
     password: str = field(default="", repr=False)
     request_dns: bool = True
+    eap_tls_peer: EapTlsPeerSettings | None = None
     # server
     credentials: CredentialStore | None = None
     network_for_user: NetworkForUser | None = None
     server_name: str = "pysstp"
+    eap_tls_server: EapTlsServerSettings | None = None
 
     def effective_auth_methods(self) -> tuple[AuthMethod, ...]:
         """The configured methods, or the role's defaults."""
@@ -92,7 +96,7 @@ class PppConfig:
 
     def eap_methods(self) -> tuple[AuthMethod, ...]:
         """The EAP methods among the configured ones, in order: what runs inside EAP."""
-        return tuple(m for m in self.effective_auth_methods() if m in EAP_METHODS) or EAP_METHODS
+        return tuple(m for m in self.effective_auth_methods() if m in ALL_EAP_METHODS) or EAP_METHODS
 
 
 # Events -------------------------------------------------------------------------------------------
@@ -405,11 +409,16 @@ class PppSession:
                 self.config.credentials,
                 name=self.config.server_name,
                 eap_methods=self.config.eap_methods(),
+                eap_tls=self.config.eap_tls_server,
                 random_bytes=self._random_bytes,
             )
         else:
             self.auth = make_peer(
-                method, self.config.username, self.config.password, random_bytes=self._random_bytes
+                method,
+                self.config.username,
+                self.config.password,
+                eap_tls=self.config.eap_tls_peer,
+                random_bytes=self._random_bytes,
             )
         self.auth.start(now)
 

@@ -124,6 +124,13 @@ class ServerConnection(LinkConnection):
         if ssl_object is not None:
             cipher = ssl_object.cipher()
             self.info.tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+            if self.server.require_client_certificate and ssl_object.getpeercert(binary_form=True) is None:
+                log.warning(
+                    "%s: refused: no TLS client certificate (verify-client-certificate = require)", self.peer
+                )
+                self.closed = True
+                transport.close()
+                return
         super().connection_made(transport)
 
     def started(self, now: float) -> None:
@@ -165,8 +172,12 @@ class SstpServerApp:
         kernel_routes: KernelRoutes | None = None,
         ipv6_prefix: IPv6Network | None = None,
         tun_mtu: int = DEFAULT_MRU,
+        require_client_certificate: bool = False,
     ) -> None:
         self.ssl_context = ssl_context
+        self.require_client_certificate = require_client_certificate
+        """Refuse calls without a TLS client certificate. The context only requests one (CERT_OPTIONAL):
+        asyncio drops a failed handshake without a word, while a refusal here is logged."""
         self.link_config = link_config
         self.users = users
         self.pool = pool

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pysstp.errors import ConfigError
+from pysstp.ppp.auth.eap_tls import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, IdentitySource, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 from pysstp.server.pool import AddressPool
 from pysstp.sstp.constants import HashProtocol, Timer
@@ -61,6 +62,7 @@ DEFAULT_POOL = IPv4Network("10.77.0.0/24")
 ForwardingMode = Literal["route", "nat"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
+ClientCertificateMode = Literal["none", "request", "require"]
 
 
 # -- the settings ----------------------------------------------------------------------------------
@@ -75,6 +77,25 @@ class TlsSettings:
     min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
     ciphers: str = DEFAULT_CIPHERS
     hash_protocols: HashProtocol = HashProtocol.SHA256 | HashProtocol.SHA1
+    verify_client_certificate: ClientCertificateMode = "none"
+    """Ask for a TLS client certificate in the HTTPS handshake; Windows' built-in client never sends one."""
+    client_ca: tuple[Path, ...] = ()
+    client_crl: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class EapTlsSettings:
+    """EAP-TLS: our EAP certificate (the HTTPS one unless set), the CAs and CRLs for user certificates,
+    where the user name is read, and whether the name must also be in the user database."""
+
+    ca: tuple[Path, ...] = ()
+    crl: tuple[Path, ...] = ()
+    cert: Path | None = None
+    key: Path | None = None
+    identity: IdentitySource = IdentitySource.COMMON_NAME
+    require_user: bool = False
+    fragment_size: int = DEFAULT_FRAGMENT_SIZE
+    max_version: TlsVersion = TlsVersion.TLS1_3
 
 
 @dataclass(frozen=True)
@@ -155,6 +176,7 @@ class ServerSettings:
     tun_name: str = "sstp0"
     control_socket: Path = Path("/run/pysstp/server.sock")
     tls: TlsSettings = field(default_factory=TlsSettings)
+    eap_tls: EapTlsSettings = field(default_factory=EapTlsSettings)
     pool: PoolSettings = field(default_factory=PoolSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     forwarding: ForwardingSettings = field(default_factory=ForwardingSettings)
@@ -469,6 +491,26 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "certificate hashes offered for crypto binding",
             ),
             _Setting(
+                "tls.verify_client_certificate",
+                "--verify-client-certificate",
+                _Choice({"none": "none", "request": "request", "require": "require"}),
+                "ask for a TLS client certificate (Windows' own client never sends one)",
+            ),
+            _Setting(
+                "tls.client_ca",
+                "--client-ca",
+                _List(_Text(_path)),
+                "CAs that may sign TLS client certificates, PEM",
+                "FILE",
+            ),
+            _Setting(
+                "tls.client_crl",
+                "--client-crl",
+                _List(_Text(_path)),
+                "CRLs for TLS client certificates, PEM",
+                "FILE",
+            ),
+            _Setting(
                 "http.redirect",
                 "--http-redirect",
                 _Text(_redirect_url),
@@ -535,7 +577,12 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                     _Choice(
                         {
                             m.value: m
-                            for m in (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2, AuthMethod.PAP)
+                            for m in (
+                                AuthMethod.MSCHAP_V2,
+                                AuthMethod.EAP_MSCHAP_V2,
+                                AuthMethod.EAP_TLS,
+                                AuthMethod.PAP,
+                            )
                         },
                         refused={
                             AuthMethod.CHAP_MD5.value: _NOT_WITH_NT_HASHES,
@@ -546,6 +593,48 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "methods offered, in order of preference (PAP only if listed)",
             ),
             _Setting("users", "--users", _Text(_path), "user database that pysstp user manages", "FILE"),
+        ),
+    ),
+    (
+        "EAP-TLS (certificate logins)",
+        (
+            _Setting(
+                "eap_tls.ca", "--eap-ca", _List(_Text(_path)), "CAs that sign user certificates, PEM", "FILE"
+            ),
+            _Setting("eap_tls.crl", "--eap-crl", _List(_Text(_path)), "CRLs of those CAs, PEM", "FILE"),
+            _Setting(
+                "eap_tls.cert",
+                "--eap-cert",
+                _Text(_path),
+                "EAP certificate chain, PEM; default: the HTTPS one (tls.cert)",
+                "FILE",
+            ),
+            _Setting("eap_tls.key", "--eap-key", _Text(_path), "its key; default: tls.key", "FILE"),
+            _Setting(
+                "eap_tls.identity",
+                "--eap-identity",
+                _Choice({source.value: source for source in IdentitySource}),
+                "where the user name is read from the certificate",
+            ),
+            _Setting(
+                "eap_tls.require_user",
+                "--eap-require-user",
+                _Bool(),
+                "the name must also be an enabled user in the user database (else the CA decides)",
+            ),
+            _Setting(
+                "eap_tls.fragment_size",
+                "--eap-fragment-size",
+                _Integer(MIN_FRAGMENT_SIZE, MAX_MRU),
+                "TLS bytes per EAP packet",
+                "BYTES",
+            ),
+            _Setting(
+                "eap_tls.max_version",
+                "--eap-tls-max",
+                _Choice({version.value: version for version in TlsVersion}),
+                "highest TLS version inside EAP",
+            ),
         ),
     ),
     (
@@ -771,6 +860,17 @@ def validate(settings: ServerSettings) -> None:
         )
     if settings.http.redirect is not None and settings.http.page is not None:
         raise ConfigError("set http.redirect or http.page, not both")
+    if AuthMethod.EAP_TLS in settings.auth_methods and not settings.eap_tls.ca:
+        raise ConfigError(
+            "auth method 'eap-tls' needs the CA that signs user certificates: set eap_tls.ca or use --eap-ca"
+        )
+    if (settings.eap_tls.cert is None) != (settings.eap_tls.key is None):
+        raise ConfigError("set both eap_tls.cert and eap_tls.key (--eap-cert, --eap-key), or neither")
+    if settings.tls.verify_client_certificate != "none" and not settings.tls.client_ca:
+        raise ConfigError(
+            f"verify-client-certificate '{settings.tls.verify_client_certificate}' needs the CA that signs "
+            "client certificates: set tls.client_ca or use --client-ca"
+        )
     if len(os.fsencode(settings.control_socket)) > UNIX_SOCKET_PATH_MAX:
         raise ConfigError(
             f"control socket path {settings.control_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes"
@@ -793,7 +893,17 @@ network = "10.77.0.0/24"                # the server is 10.77.0.1, clients get .
 dns = ["1.1.1.1", "9.9.9.9"]
 """
 
-HELP_EPILOG = """\
+EAP_TLS_EXAMPLE = """\
+auth_methods = ["eap-tls", "mschapv2"]  # at the top, before the first [section]
+
+[eap_tls]                               # the CA from `pysstp pki init --dir /etc/pysstp/pki`
+ca = ["/etc/pysstp/pki/ca.pem"]
+crl = ["/etc/pysstp/pki/crl.pem"]       # pysstp pki revoke NAME; reloaded with SIGHUP
+identity = "cn"                         # or san-email, san-upn, san-dns
+"""
+
+HELP_EPILOG = (
+    """\
 examples:
   pysstp server --config /etc/pysstp/server.toml
   pysstp server --cert fullchain.pem --key key.pem --pool 10.77.0.0/24 --dns 1.1.1.1
@@ -804,5 +914,11 @@ List flags (--listen, --dns, --auth, --hash) may be repeated or take a comma-sep
 replace the file's list.
 
 a minimal server.toml:
-""" + "".join(f"  {line}\n" if line else "\n" for line in EXAMPLE_CONFIG.splitlines())
+"""
+    + "".join(f"  {line}\n" if line else "\n" for line in EXAMPLE_CONFIG.splitlines())
+    + """
+certificate logins (EAP-TLS, docs/eap-tls.md) add:
+"""
+    + "".join(f"  {line}\n" if line else "\n" for line in EAP_TLS_EXAMPLE.splitlines())
+)
 """Epilog for ``pysstp server --help``; needs ``argparse.RawDescriptionHelpFormatter`` to keep its lines."""

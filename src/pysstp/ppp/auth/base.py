@@ -12,11 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
 
 from pysstp.errors import AuthError
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.constants import MAX_AUTH_TRANSMITS, AuthMethod, Protocol, Timer
+
+if TYPE_CHECKING:
+    from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
 
 RandomBytes = Callable[[int], bytes]
 
@@ -301,7 +305,9 @@ class AuthPeer(AuthMachine):
 # -- factories --------------------------------------------------------------------------------------
 
 EAP_METHODS = (AuthMethod.EAP_MSCHAP_V2, AuthMethod.EAP_MD5)
-"""Methods that run inside EAP, in our default order of preference."""
+"""Methods that run inside EAP with a password, in our default order of preference."""
+ALL_EAP_METHODS = frozenset({*EAP_METHODS, AuthMethod.EAP_TLS})
+"""Every method that runs inside EAP; EAP-TLS only where certificates are configured."""
 
 
 def make_authenticator(
@@ -310,12 +316,13 @@ def make_authenticator(
     *,
     name: str = "pysstp",
     eap_methods: tuple[AuthMethod, ...] = EAP_METHODS,
+    eap_tls: EapTlsServerSettings | None = None,
     random_bytes: RandomBytes = os.urandom,
 ) -> Authenticator:
     """The server-side machine for ``method`` (the method LCP agreed on).
 
     For an EAP method, ``method`` is proposed first and the rest of ``eap_methods`` are what a peer's
-    Legacy-Nak may switch to.
+    Legacy-Nak may switch to. ``eap_tls`` holds the certificates EAP-TLS needs.
     """
     # Imported here because every method module builds on this one.
     from pysstp.ppp.auth.chap import ChapMd5Authenticator, MsChapV2Authenticator
@@ -329,16 +336,24 @@ def make_authenticator(
             return ChapMd5Authenticator(credentials, name=name, random_bytes=random_bytes)
         case AuthMethod.MSCHAP_V2:
             return MsChapV2Authenticator(credentials, name=name, random_bytes=random_bytes)
-        case AuthMethod.EAP_MSCHAP_V2 | AuthMethod.EAP_MD5:
+        case AuthMethod.EAP_MSCHAP_V2 | AuthMethod.EAP_MD5 | AuthMethod.EAP_TLS:
             order = (method, *(m for m in eap_methods if m is not method))
-            return EapAuthenticator(credentials, name=name, eap_methods=order, random_bytes=random_bytes)
+            return EapAuthenticator(
+                credentials, name=name, eap_methods=order, eap_tls=eap_tls, random_bytes=random_bytes
+            )
     raise ValueError(f"no authenticator for {method!r}")
 
 
 def make_peer(
-    method: AuthMethod, username: str, password: str, *, random_bytes: RandomBytes = os.urandom
+    method: AuthMethod,
+    username: str,
+    password: str,
+    *,
+    eap_tls: EapTlsPeerSettings | None = None,
+    random_bytes: RandomBytes = os.urandom,
 ) -> AuthPeer:
-    """The client-side machine for ``method``; an EAP peer accepts every EAP method we support."""
+    """The client-side machine for ``method``; an EAP peer accepts every EAP method we support, EAP-TLS
+    only when ``eap_tls`` gives it a certificate."""
     from pysstp.ppp.auth.chap import ChapMd5Peer, MsChapV2Peer
     from pysstp.ppp.auth.eap import EapPeer
     from pysstp.ppp.auth.pap import PapPeer
@@ -350,7 +365,8 @@ def make_peer(
             return ChapMd5Peer(username, password, random_bytes=random_bytes)
         case AuthMethod.MSCHAP_V2:
             return MsChapV2Peer(username, password, random_bytes=random_bytes)
-        case AuthMethod.EAP_MSCHAP_V2 | AuthMethod.EAP_MD5:
-            order = (method, *(m for m in EAP_METHODS if m is not method))
-            return EapPeer(username, password, eap_methods=order, random_bytes=random_bytes)
+        case AuthMethod.EAP_MSCHAP_V2 | AuthMethod.EAP_MD5 | AuthMethod.EAP_TLS:
+            methods = (*EAP_METHODS, AuthMethod.EAP_TLS) if eap_tls is not None else EAP_METHODS
+            order = (method, *(m for m in methods if m is not method))
+            return EapPeer(username, password, eap_methods=order, eap_tls=eap_tls, random_bytes=random_bytes)
     raise ValueError(f"no peer for {method!r}")

@@ -1,5 +1,5 @@
 """EAP (RFC 3748) over PPP with the methods pysstp speaks: Identity, Notification, Legacy-Nak, MD5-Challenge
-(RFC 3748 §5.4) and EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2).
+(RFC 3748 §5.4), EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2) and EAP-TLS (:mod:`.eap_tls`).
 
 The authenticator drives EAP: it sends Requests and retransmits them; the peer only answers, and resends
 its last Response when a Request is repeated. EAP-MSCHAPv2 uses the same MS-CHAPv2 core as plain CHAP
@@ -26,6 +26,7 @@ from pysstp.ppp.auth.base import (
     encode_text,
 )
 from pysstp.ppp.auth.chap import chap_md5_response, decode_value_name, encode_value_name, verify_md5
+from pysstp.ppp.auth.eap_tls import EapTlsPeer, EapTlsPeerSettings, EapTlsServer, EapTlsServerSettings
 from pysstp.ppp.auth.keys import ZERO_HLAK, eap_mschapv2_msk, hlak_from_key_material
 from pysstp.ppp.auth.mschapv2_core import MUTUAL_AUTHENTICATION_FAILED, MsChapV2Client, MsChapV2Server
 from pysstp.ppp.constants import (
@@ -45,7 +46,11 @@ _IDENTIFIER_MODULO = 0x100
 _NAK_NONE = 0
 """A Legacy-Nak listing only type 0: the peer wants no method at all (RFC 3748 §5.3.1)."""
 
-EAP_TYPE_OF = {AuthMethod.EAP_MSCHAP_V2: EapType.MSCHAP_V2, AuthMethod.EAP_MD5: EapType.MD5_CHALLENGE}
+EAP_TYPE_OF = {
+    AuthMethod.EAP_MSCHAP_V2: EapType.MSCHAP_V2,
+    AuthMethod.EAP_MD5: EapType.MD5_CHALLENGE,
+    AuthMethod.EAP_TLS: EapType.TLS,
+}
 """The EAP Type that runs each of our EAP methods."""
 _METHOD_OF = {eap_type: method for method, eap_type in EAP_TYPE_OF.items()}
 
@@ -59,7 +64,7 @@ _TYPE_NAMES = {
     EapType.PEAP: "PEAP",
     EapType.MSCHAP_V2: "EAP-MSCHAPv2",
 }
-_PLANNED_TYPES = frozenset({EapType.TLS, EapType.TTLS, EapType.PEAP})
+_PLANNED_TYPES = frozenset({EapType.TTLS, EapType.PEAP})
 """Types we will support one day: the reason then says "not supported yet"."""
 
 
@@ -166,6 +171,7 @@ class EapAuthenticator(Authenticator):
         *,
         name: str = "pysstp",
         eap_methods: tuple[AuthMethod, ...] = EAP_METHODS,
+        eap_tls: EapTlsServerSettings | None = None,
         random_bytes: RandomBytes = os.urandom,
     ) -> None:
         super().__init__(credentials, name=name, random_bytes=random_bytes)
@@ -174,7 +180,10 @@ class EapAuthenticator(Authenticator):
         for method in eap_methods:
             if method not in EAP_TYPE_OF:
                 raise ValueError(f"{method!r} does not run inside EAP")
+        if AuthMethod.EAP_TLS in eap_methods and eap_tls is None:
+            raise ValueError("EAP-TLS needs its certificate settings")
         self.eap_methods = eap_methods
+        self.eap_tls = eap_tls
         self.method = eap_methods[0]
         self.identity: str | None = None
         """The name the peer gave in its Identity Response."""
@@ -183,6 +192,7 @@ class EapAuthenticator(Authenticator):
         self._tried: set[AuthMethod] = set()
         self._md5_challenge = b""
         self._mschapv2: MsChapV2Server | None = None
+        self._tls: EapTlsServer | None = None
         self._verdict: Verdict | None = None
         self._final: EapPacket | None = None
 
@@ -215,6 +225,8 @@ class EapAuthenticator(Authenticator):
         elif self._stage is not _Stage.IDENTITY and eap.type == EAP_TYPE_OF[self.method]:
             if self.method is AuthMethod.EAP_MD5:
                 self._on_md5_response(eap)
+            elif self.method is AuthMethod.EAP_TLS:
+                self._on_tls_response(eap, now)
             else:
                 self._on_mschapv2_response(eap, now)
         else:
@@ -227,6 +239,10 @@ class EapAuthenticator(Authenticator):
         if method is AuthMethod.EAP_MD5:
             self._md5_challenge = self._random_bytes(CHAP_CHALLENGE_SIZE)
             self._request(EapType.MD5_CHALLENGE, encode_value_name(self._md5_challenge, self.name), now)
+        elif method is AuthMethod.EAP_TLS:
+            assert self.eap_tls is not None  # checked in __init__
+            self._tls = EapTlsServer(self.eap_tls, self.credentials, self.identity or "")
+            self._request(EapType.TLS, self._tls.start(), now)
         else:
             self._mschapv2 = MsChapV2Server(self.credentials, self._random_bytes, _eap_mschapv2_hlak)
             payload = encode_value_name(self._mschapv2.challenge, self.name)
@@ -257,6 +273,14 @@ class EapAuthenticator(Authenticator):
             self.credentials, eap.identifier, self._md5_challenge, value, self.identity or "", "EAP-MD5"
         )
         self._conclude(eap.identifier, verdict)
+
+    def _on_tls_response(self, eap: EapPacket, now: float) -> None:
+        assert self._tls is not None  # made by _begin together with the Start request
+        answer = self._tls.handle(eap.data)
+        if isinstance(answer, Verdict):
+            self._conclude(eap.identifier, answer)
+        else:
+            self._request(EapType.TLS, answer, now)
 
     def _on_mschapv2_response(self, eap: EapPacket, now: float) -> None:
         ms = EapMsChapV2Data.decode(eap.data)
@@ -325,12 +349,16 @@ class EapPeer(AuthPeer):
         password: str,
         *,
         eap_methods: tuple[AuthMethod, ...] = EAP_METHODS,
+        eap_tls: EapTlsPeerSettings | None = None,
         random_bytes: RandomBytes = os.urandom,
     ) -> None:
         super().__init__(username, password, random_bytes=random_bytes)
         if not eap_methods or any(method not in EAP_TYPE_OF for method in eap_methods):
             raise ValueError(f"not a tuple of EAP methods: {eap_methods!r}")
+        if eap_tls is None:
+            eap_methods = tuple(m for m in eap_methods if m is not AuthMethod.EAP_TLS) or EAP_METHODS
         self.eap_methods = eap_methods
+        self._tls = EapTlsPeer(eap_tls) if eap_tls is not None else None
         self.method = eap_methods[0]
         self._mschapv2 = MsChapV2Client(username, password, random_bytes, _eap_mschapv2_hlak)
         self._last_request: bytes | None = None
@@ -389,6 +417,10 @@ class EapPeer(AuthPeer):
                 self._md5_answered = True
                 value = chap_md5_response(eap.identifier, encode_text(self.password), challenge)
                 return EapType.MD5_CHALLENGE, encode_value_name(value, self.username)
+            case EapType.TLS if self._tls is not None:
+                self.method = AuthMethod.EAP_TLS
+                tls_data = self._tls.handle(eap.data)
+                return None if tls_data is None else (EapType.TLS, tls_data)
             case EapType.MSCHAP_V2 if AuthMethod.EAP_MSCHAP_V2 in self.eap_methods:
                 data = self._answer_mschapv2(EapMsChapV2Data.decode(eap.data))
                 return None if data is None else (EapType.MSCHAP_V2, data)
@@ -420,7 +452,14 @@ class EapPeer(AuthPeer):
         return None
 
     def _on_eap_success(self) -> None:
-        if self._mschapv2_success is not None:
+        if self._tls is not None and self._tls.started:
+            if self._tls.hlak is not None:
+                message = f"EAP-TLS ({self._tls.version})"
+                self._succeed(self.username, self._tls.hlak, message, AuthMethod.EAP_TLS)
+            else:
+                reason = self._tls.failure or "server sent EAP-Success before the TLS handshake was over"
+                self._fail(self.username, reason, method=AuthMethod.EAP_TLS)
+        elif self._mschapv2_success is not None:
             self._succeed(
                 self.username, self._mschapv2.hlak, self._mschapv2_success, AuthMethod.EAP_MSCHAP_V2
             )
@@ -436,7 +475,11 @@ class EapPeer(AuthPeer):
             self._fail(self.username, "server sent EAP-Success without running an authentication method")
 
     def _on_eap_failure(self) -> None:
-        if self._refused:
+        if self._tls is not None and self._tls.started:
+            reason = self._tls.failure or "server refused the EAP-TLS authentication (EAP-Failure)"
+        elif EapType.TLS in self._refused and len(set(self._refused)) == 1:
+            reason = "server asked for EAP-TLS, and no client certificate is configured"
+        elif self._refused:
             names = ", ".join(dict.fromkeys(eap_type_name(t) for t in self._refused))
             planned = all(t in _PLANNED_TYPES for t in self._refused)
             reason = f"server asked for {names}, which is not supported{' yet' if planned else ''}"
