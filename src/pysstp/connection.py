@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import Callable
 
 from pysstp.errors import DelineationError
-from pysstp.link import DATA_OVERHEAD, IPV4_FRAME, IPV6_FRAME, Link, LinkDown, LinkEvent, frame_ip_packet
+from pysstp.link import DATA_OVERHEAD, IPV4_WORD, IPV6_WORD, Link, LinkDown, LinkEvent, frame_ip_packets
 from pysstp.sstp.packets import Deframer
 
 log = logging.getLogger("pysstp.connection")
@@ -28,6 +29,11 @@ WRITE_BUFFER_LIMIT = 256 * 1024
 
 SSTP is TCP inside TCP: a deep queue here becomes seconds of delay for every inner TCP flow (the "TCP
 meltdown"); dropping lets the inner TCP see loss and slow down, as it would at a router."""
+
+
+# Flags byte and PPP fields of an SSTP packet: a data packet carrying IP has flags 0 and one of _IP_WORDS.
+_DATA_HEADER = struct.Struct("!xBxxI")
+_IP_WORDS = frozenset((IPV4_WORD, IPV6_WORD))
 
 
 class LinkConnection(asyncio.Protocol):
@@ -95,23 +101,32 @@ class LinkConnection(asyncio.Protocol):
 
     def _receive_fast(self, deframer: Deframer, data: bytes, now: float) -> None:
         try:
-            packets = deframer.feed(data)
+            source, bounds = deframer.cut(data)
         except DelineationError as exc:
             log.warning("%s: SSTP stream cannot be delineated (%s); closing", self.peer, exc)
             self._abort_transport()
             return
+        if len(bounds) == 1:
+            return
+        view = memoryview(source)
+        unpack = _DATA_HEADER.unpack_from
+        ip_words = _IP_WORDS
         link = self.link
         deliver = self.deliver
-        data_seen = False
-        for packet in packets:
-            header = packet[4:DATA_OVERHEAD]
-            if packet[1] == 0 and header in (IPV4_FRAME, IPV6_FRAME):
-                data_seen = True
-                self.packets_in += 1
-                deliver(self, memoryview(packet)[DATA_OVERHEAD:])
-            else:
-                link.receive_packet(packet, now)
-        if data_seen:
+        delivered = 0
+        start = bounds[0]
+        for end in bounds[1:]:
+            if end - start > DATA_OVERHEAD:
+                flags, ppp = unpack(source, start)
+                if flags == 0 and ppp in ip_words:
+                    delivered += 1
+                    deliver(self, view[start + DATA_OVERHEAD : end])
+                    start = end
+                    continue
+            link.receive_packet(source[start:end], now)
+            start = end
+        if delivered:
+            self.packets_in += delivered
             link.note_activity(now)
             self.last_ip = now
 
@@ -144,9 +159,8 @@ class LinkConnection(asyncio.Protocol):
             self.drops += len(packets)
             return
         self.last_ip = self._loop.time()
-        frames = [frame_ip_packet(bytes(p)) for p in packets]
-        data = b"".join(frames)
-        self.packets_out += len(frames)
+        data = frame_ip_packets(packets)
+        self.packets_out += len(packets)
         self.bytes_out += len(data)
         transport.write(data)
 
