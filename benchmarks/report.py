@@ -113,8 +113,8 @@ def verdicts(
     return rows
 
 
-def _fmt(value: float) -> str:
-    if not math.isfinite(value):
+def _fmt(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
         return "—"
     if abs(value) >= 100:
         return f"{value:,.0f}"
@@ -173,6 +173,14 @@ def markdown(results: Mapping[str, object], scale_section: str, notes: str) -> s
     ]
     for key in cpu_rows:
         label = key.removeprefix("cpu_").replace("_", " ", 1)
+        lines.append(f"| {label} | " + " | ".join(_cell(summary[p].get(key)) for p in tunnel_paths) + " |")
+    lines += ["", "### CPU seconds per Gbit/s moved (each tunnel process, each TCP figure)", ""]
+    lines += [
+        "| process, figure | " + " | ".join(tunnel_paths) + " |",
+        "|---" * (len(tunnel_paths) + 1) + "|",
+    ]
+    for key in sorted({k for p in paths for k in summary[p] if k.startswith("cost_")}):
+        label = key.removeprefix("cost_").replace("_", " ", 1)
         lines.append(f"| {label} | " + " | ".join(_cell(summary[p].get(key)) for p in tunnel_paths) + " |")
     lines += ["", "## Ratios (inside each run, then the median over runs)", ""]
     comparisons = list(ratio)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from benchmarks import ROOT, tunnels
 from benchmarks.measure import Target, cpu_use, percentiles, ping, ping_under_load, tcp, udp, udp_best_rate
-from benchmarks.report import markdown, ratios, summarise, verdicts
+from benchmarks.report import PATHS, markdown, ratios, summarise, verdicts
 
 from namespaces import create_pair, remove_pair
 from softether import SoftEtherUnavailable
@@ -52,6 +52,12 @@ def measure(target: Target, quick: bool) -> dict[str, float]:
             with cpu_use(target.processes, cpu):
                 figures[f"{key}_mbps"] = tcp(target, seconds, streams, reverse)
             figures.update({f"cpu_{role}_{key}": value for role, value in cpu.items()})
+            # CPU seconds per Gbit moved: steadier than throughput on a shared machine.
+            gbit = figures[f"{key}_mbps"] * seconds / 1000
+            if gbit > 0:
+                figures.update(
+                    {f"cost_{role}_{key}": round(value * seconds / gbit, 3) for role, value in cpu.items()}
+                )
     figures.update(udp_best_rate(target, udp_seconds, steps=2 if quick else 7))
     small = udp(target, udp_seconds, 64, 0)
     figures["udp64_pps"] = small.received_pps
@@ -101,15 +107,21 @@ def hottest(raw: str) -> list[tuple[str, float]]:
     return [(name, round(100 * n / total, 1)) for name, n in samples.most_common(TOP_FUNCTIONS)]
 
 
-def scale(quick: bool, enabled: bool) -> tuple[dict[str, object], str]:
+def scale(quick: bool, enabled: bool) -> dict[str, object]:
     """The scale benchmark (benchmarks/scale.py, a separate piece of work) when it is there."""
     if not enabled:
-        return {"status": "not run", "reason": "--no-scale"}, "scale: not run (--no-scale)."
+        return {"status": "not run", "reason": "--no-scale"}
     if importlib.util.find_spec("benchmarks.scale") is None:
-        return {"status": "not run", "reason": "benchmarks/scale.py is missing"}, "scale: not run."
+        return {"status": "not run", "reason": "benchmarks/scale.py is missing"}
     module = importlib.import_module("benchmarks.scale")
-    results = module.run_scale(QUICK_SCALE_SIZES if quick else SCALE_SIZES, quick)
-    return {"status": "run", "results": results}, str(module.markdown(results))
+    return {"status": "run", "results": module.run_scale(QUICK_SCALE_SIZES if quick else SCALE_SIZES, quick)}
+
+
+def scale_markdown(section: dict[str, object]) -> str:
+    """The scale benchmark's own report section, or why it was not run."""
+    if section.get("status") != "run":
+        return f"scale: not run ({section.get('reason')})."
+    return str(importlib.import_module("benchmarks.scale").markdown(section["results"]))
 
 
 def bench(args: argparse.Namespace, work: Path) -> dict[str, object]:
@@ -125,14 +137,18 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, object]:
         pair = create_pair(tag, "10.201.0.1", "10.201.0.2")
         stack.callback(remove_pair, pair)
         tunnels.start_iperf_server(pair.server, work)
-        targets = [tunnels.veth(pair), tunnels.relay(pair, work, args.uvloop), tunnels.pysstp(pair, work)]
-        if args.softether:
+        wanted = args.paths.split(",")
+        targets = [tunnels.veth(pair)] if "veth" in wanted else []
+        if "relay" in wanted:
+            targets.append(tunnels.relay(pair, work, args.uvloop))
+        if "pysstp" in wanted:
+            targets.append(tunnels.pysstp(pair, work))
+        if "softether" in wanted:
             try:
                 targets.append(stack.enter_context(tunnels.softether(tag, work)))
             except SoftEtherUnavailable as exc:
                 skipped["softether"] = str(exc)
-        else:
-            skipped["softether"] = "--no-softether"
+        skipped.update({path: f"not in --paths {args.paths}" for path in PATHS if path not in wanted})
         for number in range(args.runs):
             run: dict[str, dict[str, float]] = {}
             for target in targets:
@@ -178,22 +194,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "docs" / "benchmarks", help="writes OUT.md, OUT.json"
     )
-    parser.add_argument("--no-softether", dest="softether", action="store_false", help="skip SoftEther")
+    parser.add_argument("--paths", default=",".join(PATHS), help="which paths to measure (default: all)")
     parser.add_argument("--no-scale", dest="scale", action="store_false", help="skip benchmarks/scale.py")
     parser.add_argument("--profile", action="store_true", help="py-spy the tunnel processes afterwards")
     parser.add_argument("--uvloop", action="store_true", help="run the reference relay on uvloop")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to the report as Notes")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite OUT.md from OUT.json (and --notes)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if os.geteuid() != 0 or shutil.which("iperf3") is None:
+    if not args.render and (os.geteuid() != 0 or shutil.which("iperf3") is None):
         parser.error("needs root and iperf3 ('make bench' installs it)")
-    with tempfile.TemporaryDirectory(prefix="pysstp-bench-") as work:
-        results = bench(args, Path(work))
-    results["scale"], scale_text = scale(args.quick, args.scale)
     notes = args.notes.read_text() if args.notes else ""
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(_json_safe(results), indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(results, scale_text, notes))
+    if args.render:
+        results = json.loads(args.out.with_suffix(".json").read_text(), parse_constant=float)
+    else:
+        with tempfile.TemporaryDirectory(prefix="pysstp-bench-") as work:
+            results = bench(args, Path(work))
+        results["scale"] = scale(args.quick, args.scale)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(_json_safe(results), indent=1) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(results, scale_markdown(results["scale"]), notes))
     log.info("wrote %s.md and %s.json", args.out, args.out)
     return 0
 

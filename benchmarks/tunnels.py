@@ -165,6 +165,9 @@ def softether(tag: str, work: Path) -> Iterator[Target]:
             # As on a real LAN behind a VPN server, packets must fit the tunnel: SoftEther drops what
             # exceeds the client's PPP MRU rather than sending ICMP, so TCP from the LAN would stall.
             lan.run("ip", "link", "set", far, "mtu", str(TUNNEL_MTU))
+            # SoftEther's bridge reads frames with a raw socket and drops anything above the MTU, so the
+            # LAN's TCP must not hand it 64 KB segmentation-offload super-packets.
+            lan.run("ethtool", "-K", far, "tso", "off", "gso", "off")
             lan.run("ip", "link", "set", far, "up")
             server.namespace.run("ip", "link", "set", bridge, "up")
             server.vpncmd(f"BridgeCreate {HUB} /DEVICE:{bridge} /TAP:no")
