@@ -100,6 +100,10 @@ def hottest(raw: str) -> list[tuple[str, float]]:
         if not stack or not count.isdigit():
             continue
         leaf = stack.rsplit(";", 1)[-1]
+        if leaf.startswith("_worker (") and "concurrent/futures/thread.py" in leaf:
+            # The event loop's idle executor thread (it resolved the server's name): blocked in a queue,
+            # using no CPU (/proc shows 0), but py-spy counts it as active.
+            continue
         # "function (path/file.py:line)": one entry per function, whatever the line.
         name, _, where = leaf.partition(" (")
         samples[f"{name} ({Path(where.rsplit(':', 1)[0]).name})"] += int(count)
