@@ -73,6 +73,10 @@ class LinkConnection(asyncio.Protocol):
         """TLS is up: let the link start."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # Pause where dropping starts (asyncio's TLS default is 512 KiB): the client then stops reading
+        # its TUN instead of reading packets only to drop them, which under a flood took the CPU the
+        # packets that do get through need.
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Inner protocols time their own retransmissions; Nagle on the outer TCP only adds delay.
