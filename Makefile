@@ -43,10 +43,10 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-## bench: pysstp against a reference relay, plain veth and SoftEther in namespaces (root, about 15 min);
-## writes docs/benchmarks.md and docs/benchmarks.json
+## bench: pysstp against a reference relay, plain veth and SoftEther in namespaces (root, about 10 min);
+## writes docs/benchmarks.md (with the analysis in docs/benchmarks-notes.md) and docs/benchmarks.json
 bench: $(BENCH_STAMP) system-deps
-	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.run --profile --notes docs/benchmarks-notes.md $(BENCH_ARGS)
 
 ## lint: ruff on everything, mypy (strict) on the sans-I/O core
 lint: $(STAMP)
