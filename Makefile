@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: test lint check clean system-deps demo sorz-peer
+.PHONY: test lint check clean system-deps demo sorz-peer bench
 
 # Debian packages the network tests use (namespaces, NAT rules). Installed only when missing, and only as
 # root; elsewhere the tests that need them skip and say why.
-DEBIAN_PACKAGES := iproute2 nftables iputils-ping procps sstp-client softether-vpnserver softether-vpncmd
+DEBIAN_PACKAGES := iproute2 nftables iputils-ping procps sstp-client softether-vpnserver softether-vpncmd \
+  iperf3 ethtool
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +58,15 @@ test: $(STAMP) system-deps sorz-peer
 ## demo: server and client in two network namespaces, ping and a 5 s transfer through the tunnel (root)
 demo: $(STAMP) system-deps
 	bash scripts/demo.sh
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+## bench: pysstp against a reference relay, plain veth and SoftEther in namespaces (root, about 10 min);
+## writes docs/benchmarks.md (with the analysis in docs/benchmarks-notes.md) and docs/benchmarks.json
+bench: $(BENCH_STAMP) system-deps
+	$(BIN)/python -m benchmarks.run --profile --notes docs/benchmarks-notes.md $(BENCH_ARGS)
 
 ## lint: ruff on everything, mypy (strict) on the sans-I/O core
 lint: $(STAMP)

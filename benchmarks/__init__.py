@@ -1,0 +1,16 @@
+"""``make bench``: pysstp's data path measured against a bare reference relay, plain veth and SoftEther.
+
+The namespace, certificate and SoftEther helpers live with the tests (tests/namespaces.py,
+tests/loopback.py, tests/softether.py); the benchmark reuses them rather than keeping copies, so the tests
+directory goes on the import path here, as it does under pytest.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The checkout: benchmark subprocesses run from here."""
+
+_TESTS = str(ROOT / "tests")
+if _TESTS not in sys.path:
+    sys.path.append(_TESTS)

@@ -122,14 +122,12 @@ class Pair:
     client_ip: str
 
 
-@pytest.fixture
-def netns_pair() -> Iterator[Pair]:
-    """A fresh server/client namespace pair; removed afterwards whatever happens."""
-    skip_unless_netns()
-    tag = f"{os.getpid() % 100000}-{next(_counter)}"
+def create_pair(tag: str, server_ip: str = "10.200.7.1", client_ip: str = "10.200.7.2") -> Pair:
+    """Make two namespaces named after ``tag`` (keep it unique per process) joined by a veth /24; remove
+    them with :func:`remove_pair`, which also cleans up what a half-made pair left behind."""
     server, client = Namespace(f"pysstp-s{tag}"), Namespace(f"pysstp-c{tag}")
     veth_s, veth_c = f"vs{tag}"[:15], f"vc{tag}"[:15]
-    pair = Pair(server, client, "10.200.7.1", "10.200.7.2")
+    pair = Pair(server, client, server_ip, client_ip)
     try:
         for ns in (server, client):
             run("ip", "netns", "add", ns.name)
@@ -149,14 +147,31 @@ def netns_pair() -> Iterator[Pair]:
             "netns",
             client.name,
         )
-        server.run("ip", "addr", "add", f"{pair.server_ip}/24", "dev", veth_s)
-        client.run("ip", "addr", "add", f"{pair.client_ip}/24", "dev", veth_c)
+        server.run("ip", "addr", "add", f"{server_ip}/24", "dev", veth_s)
+        client.run("ip", "addr", "add", f"{client_ip}/24", "dev", veth_c)
         server.run("ip", "link", "set", veth_s, "up")
         client.run("ip", "link", "set", veth_c, "up")
+    except BaseException:
+        remove_pair(pair)
+        raise
+    return pair
+
+
+def remove_pair(pair: Pair) -> None:
+    """Stop what runs in both namespaces of ``pair`` and delete them."""
+    for ns in (pair.client, pair.server):
+        delete_namespace(ns)
+
+
+@pytest.fixture
+def netns_pair() -> Iterator[Pair]:
+    """A fresh server/client namespace pair; removed afterwards whatever happens."""
+    skip_unless_netns()
+    pair = create_pair(f"{os.getpid() % 100000}-{next(_counter)}")
+    try:
         yield pair
     finally:
-        for ns in (client, server):
-            delete_namespace(ns)
+        remove_pair(pair)
 
 
 _SINK = """\

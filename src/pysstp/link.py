@@ -3,7 +3,7 @@
 Feed a link the plaintext that came out of TLS and the time; take from it the plaintext for TLS, the IP
 packets for the TUN device, events, and the next deadline. :class:`ClientLink` dials, :class:`ServerLink`
 answers. After :class:`LinkUp`, the I/O shell may bypass the link for IP packets: it frames them with
-:func:`frame_ip_packet` and recognises incoming ones with :func:`ip_payload`, calling
+:func:`frame_ip_packets` and recognises incoming ones by their PPP fields, calling
 :meth:`Link.note_activity` so the SSTP hello timer knows the peer is alive.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
@@ -40,11 +40,33 @@ def ip_mtu(mru: int) -> int:
     return min(mru, MAX_IP_PACKET)
 
 
+IPV4_WORD = int.from_bytes(IPV4_FRAME)
+"""The PPP fields as one big-endian word, to recognise IP data packets with one ``unpack``."""
+IPV6_WORD = int.from_bytes(IPV6_FRAME)
+
+# Every possible 8-byte header of a data packet, by total length: a list lookup costs less than building
+# one (the data path frames every packet; see shared/reference/perf-baseline.md §6).
+_IPV4_HEADERS = [bytes((VERSION, 0, n >> 8, n & 0xFF)) + IPV4_FRAME for n in range(MAX_PACKET_LEN + 1)]
+_IPV6_HEADERS = [bytes((VERSION, 0, n >> 8, n & 0xFF)) + IPV6_FRAME for n in range(MAX_PACKET_LEN + 1)]
+
+
 def frame_ip_packet(packet: bytes) -> bytes:
-    """Return the SSTP data packet that carries one IPv4 or IPv6 packet (fast path, no checks)."""
-    length = len(packet) + DATA_OVERHEAD
-    ppp_header = IPV6_FRAME if packet[0] >> 4 == 6 else IPV4_FRAME
-    return bytes((VERSION, 0, length >> 8, length & 0xFF)) + ppp_header + packet
+    """Return the SSTP data packet that carries one IPv4 or IPv6 packet (at most :data:`MAX_IP_PACKET`)."""
+    return frame_ip_packets([packet])
+
+
+def frame_ip_packets(packets: Iterable[bytes | memoryview]) -> bytes:
+    """The SSTP data packets for ``packets``, joined (one buffer for one TLS write); IP packets too long
+    for SSTP's 12-bit length are left out (the TUN's MTU, set from the MRU, keeps them from coming)."""
+    parts: list[bytes | memoryview] = []
+    append = parts.append
+    v4, v6 = _IPV4_HEADERS, _IPV6_HEADERS
+    for packet in packets:
+        length = len(packet) + DATA_OVERHEAD
+        if length <= MAX_PACKET_LEN:
+            append(v6[length] if packet[0] >> 4 == 6 else v4[length])
+            append(packet)
+    return b"".join(parts)
 
 
 def ip_payload(packet: memoryview | bytes) -> memoryview | bytes | None:

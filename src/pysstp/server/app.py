@@ -532,8 +532,10 @@ class SstpServerApp:
         """An IP packet from a session: to the TUN, if its source belongs to that session."""
         assert isinstance(connection, ServerConnection)
         if len(packet) >= 20 and packet[0] >> 4 == 4:
-            source = bytes(packet[12:16])
-            if source != connection.address_key and not self._routed_from(connection, source):
+            # Compared as a view: making bytes of it costs as much again, and is needed only when it differs.
+            if packet[12:16] != (connection.address_key or b"") and not self._routed_from(
+                connection, bytes(packet[12:16])
+            ):
                 self.spoofed += 1
                 return
         elif not self._accept_ipv6(connection, packet):

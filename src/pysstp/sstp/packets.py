@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from itertools import pairwise
 
 from pysstp.errors import DelineationError, SstpError
 from pysstp.sstp.constants import (
@@ -414,8 +415,8 @@ class Deframer:
 
     Reads may end anywhere; one ``feed`` returns every packet completed by it. Only the partial packet at
     the end of a read (< 4095 bytes) is kept, in a bytearray, and joined to the next read once, so every
-    byte is copied a bounded number of times. Packets are cut as ``bytes`` slices: for packets of a few
-    hundred bytes and more that is faster in CPython than going through a memoryview.
+    byte is copied a bounded number of times. :meth:`feed` cuts packets as ``bytes`` slices; :meth:`cut`
+    leaves the cutting to the caller.
     """
 
     __slots__ = ("_pending",)
@@ -429,6 +430,16 @@ class Deframer:
         Raises :class:`DelineationError` if the stream cannot be SSTP (wrong version, length below the
         minimum); the spec's answer is to close the connection without sending anything.
         """
+        source, bounds = self.cut(data)
+        return [source[start:end] for start, end in pairwise(bounds)]
+
+    def cut(self, data: bytes) -> tuple[bytes, list[int]]:
+        """Like :meth:`feed`, without cutting: return the bytes that hold the packets now complete and
+        their boundaries (packet ``i`` is ``source[bounds[i]:bounds[i + 1]]``; one entry for none).
+
+        For the data path, which slices only what it needs (a ``memoryview`` of the IP payload) instead of
+        copying every packet out. ``source`` is immutable, so views of it stay valid.
+        """
         pending = self._pending
         if pending:
             source = b"".join((pending, data))
@@ -436,8 +447,8 @@ class Deframer:
         else:
             # a caller's bytearray or memoryview may be reused after this call: packets must not alias it
             source = data if type(data) is bytes else bytes(data)
-        packets: list[bytes] = []
-        append = packets.append
+        bounds = [0]
+        append = bounds.append
         unpack = HEADER.unpack_from
         pos = 0
         end = len(source)
@@ -451,10 +462,10 @@ class Deframer:
             packet_end = pos + length
             if packet_end > end:
                 break
-            append(source[pos:packet_end])
+            append(packet_end)
             pos = packet_end
         if pos < end:
             if source[pos] != VERSION:
                 raise DelineationError(f"SSTP version byte {source[pos]:#04x}")
             pending += memoryview(source)[pos:]
-        return packets
+        return source, bounds
