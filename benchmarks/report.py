@@ -129,8 +129,9 @@ def _cell(figure: Mapping[str, float] | None) -> str:
     return f"**{_fmt(figure['median'])}** ({_fmt(figure['min'])}-{_fmt(figure['max'])})"
 
 
-def markdown(results: Mapping[str, object], scale_section: str, notes: str) -> str:
-    """docs/benchmarks.md from the results (the same dict as docs/benchmarks.json)."""
+def markdown(results: Mapping[str, object], sections: str, notes: str) -> str:
+    """docs/benchmarks.md from the results (the same dict as docs/benchmarks.json), then ``sections``
+    (the scale and large-MRU reports) and ``notes``."""
     meta = results["meta"]
     summary = results["summary"]
     ratio = results["ratios"]
@@ -208,7 +209,7 @@ def markdown(results: Mapping[str, object], scale_section: str, notes: str) -> s
             lines += [f"**{process}**", "", "| share | function |", "|---|---|"]
             lines += [f"| {share:.1f} % | `{name}` |" for name, share in top]
             lines.append("")
-    lines += ["", "## Scale", "", scale_section.strip(), ""]
+    lines += ["", sections.strip(), ""]
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]
     return "\n".join(lines)

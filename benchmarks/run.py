@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib
-import importlib.util
 import json
 import logging
 import math
@@ -24,8 +22,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from benchmarks import ROOT, tunnels
+from benchmarks import ROOT, mru, scale, tunnels
 from benchmarks.measure import Target, cpu_use, percentiles, ping, ping_under_load, tcp, udp, udp_best_rate
 from benchmarks.report import PATHS, markdown, ratios, summarise, verdicts
 
@@ -111,21 +110,10 @@ def hottest(raw: str) -> list[tuple[str, float]]:
     return [(name, round(100 * n / total, 1)) for name, n in samples.most_common(TOP_FUNCTIONS)]
 
 
-def scale(quick: bool, enabled: bool) -> dict[str, object]:
-    """The scale benchmark (benchmarks/scale.py, a separate piece of work) when it is there."""
-    if not enabled:
-        return {"status": "not run", "reason": "--no-scale"}
-    if importlib.util.find_spec("benchmarks.scale") is None:
-        return {"status": "not run", "reason": "benchmarks/scale.py is missing"}
-    module = importlib.import_module("benchmarks.scale")
-    return {"status": "run", "results": module.run_scale(QUICK_SCALE_SIZES if quick else SCALE_SIZES, quick)}
-
-
-def scale_markdown(section: dict[str, object]) -> str:
-    """The scale benchmark's own report section, or why it was not run."""
-    if section.get("status") != "run":
-        return f"scale: not run ({section.get('reason')})."
-    return str(importlib.import_module("benchmarks.scale").markdown(section["results"]))
+def extra_sections(results: dict[str, Any]) -> str:
+    """The scale and large-MRU sections of the report (each says why when it was not run)."""
+    absent = {"skipped": "not in this run"}
+    return f"{scale.markdown(results.get('scale', absent))}\n{mru.mru_markdown(results.get('mru', absent))}"
 
 
 def bench(args: argparse.Namespace, work: Path) -> dict[str, object]:
@@ -200,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--paths", default=",".join(PATHS), help="which paths to measure (default: all)")
     parser.add_argument("--no-scale", dest="scale", action="store_false", help="skip benchmarks/scale.py")
+    parser.add_argument("--no-mru", dest="mru", action="store_false", help="skip benchmarks/mru.py")
     parser.add_argument("--profile", action="store_true", help="py-spy the tunnel processes afterwards")
     parser.add_argument("--uvloop", action="store_true", help="run the reference relay on uvloop")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to the report as Notes")
@@ -216,10 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="pysstp-bench-") as work:
             results = bench(args, Path(work))
-        results["scale"] = scale(args.quick, args.scale)
+        sizes = QUICK_SCALE_SIZES if args.quick else SCALE_SIZES
+        results["scale"] = scale.run_scale(sizes, args.quick) if args.scale else {"skipped": "--no-scale"}
+        results["mru"] = mru.run_mru(args.quick) if args.mru else {"skipped": "--no-mru"}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(json.dumps(_json_safe(results), indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(results, scale_markdown(results["scale"]), notes))
+    args.out.with_suffix(".md").write_text(markdown(results, extra_sections(results), notes))
     log.info("wrote %s.md and %s.json", args.out, args.out)
     return 0
 

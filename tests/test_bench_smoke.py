@@ -33,7 +33,17 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     if shutil.which("iperf3") is None:
         pytest.skip("needs iperf3; 'make test' installs it")
     out = tmp_path / "bench"
-    quick = ["--quick", "--runs", "1", "--paths", ",".join(PATHS), "--no-scale", "--out", str(out)]
+    quick = [
+        "--quick",
+        "--runs",
+        "1",
+        "--paths",
+        ",".join(PATHS),
+        "--no-scale",
+        "--no-mru",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", *quick],
         cwd=ROOT,
@@ -44,14 +54,14 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     results = json.loads(out.with_suffix(".json").read_text())
-    assert set(results) >= {"meta", "runs", "summary", "ratios", "verdicts", "scale"}
+    assert set(results) >= {"meta", "runs", "summary", "ratios", "verdicts", "scale", "mru"}
     assert results["meta"]["errors"] == []
     for path in PATHS:
         for figure in FIGURES:
             assert results["summary"][path][figure]["n"] == 1, (path, figure)
     assert results["summary"]["pysstp"]["cpu_server_tcp_up_1"]["n"] == 1
     assert "tcp_up_1_mbps" in results["ratios"]["pysstp/relay"]
-    assert results["scale"]["status"] == "not run"
+    assert results["scale"] == {"skipped": "--no-scale"}
     report = out.with_suffix(".md").read_text()
     assert "| TCP 1 stream, client → server (Mbit/s) |" in report
-    assert "scale: not run" in report
+    assert "Skipped: --no-scale." in report
