@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from benchmarks import ROOT
 from benchmarks.measure import IPERF_PORT, Target
 
 from loopback import make_certificate
-from namespaces import Namespace, Pair, delete_namespace, run
+from namespaces import Namespace, Pair, delete_namespace, run, wait_for_text
 from softether import HUB, PASSWORD, SERVER_NAME, USER, running_softether
 
 PYTHON = sys.executable
@@ -35,20 +34,11 @@ START_TIMEOUT = 30.0
 TUNNEL_MTU = 1400
 
 
-def wait_for_text(log: Path, text: str, what: str, timeout: float = START_TIMEOUT) -> None:
-    """Poll ``log`` until ``text`` appears; fail showing the log."""
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text(errors="replace"):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start; {log}:\n{log.read_text(errors='replace')}")
-        time.sleep(0.05)
-
-
 def start_iperf_server(namespace: Namespace, work: Path) -> None:
     """An iperf3 server on every address of ``namespace``; it serves one test after another."""
     log = work / f"iperf3-{namespace.name}.log"
     namespace.start(["iperf3", "-s", "--forceflush", "-p", str(IPERF_PORT)], log)
-    wait_for_text(log, "Server listening", "iperf3 server")
+    wait_for_text(log, "Server listening", START_TIMEOUT)
 
 
 def veth(pair: Pair) -> Target:
@@ -78,7 +68,7 @@ def relay(pair: Pair, work: Path, uvloop: bool) -> Target:
         ],
         server_log,
     )
-    wait_for_text(server_log, "listening", "relay server")
+    wait_for_text(server_log, "listening", START_TIMEOUT)
     client = pair.client.start(
         [
             *module,
@@ -92,7 +82,7 @@ def relay(pair: Pair, work: Path, uvloop: bool) -> Target:
         ],
         client_log,
     )
-    wait_for_text(client_log, "connected", "relay client")
+    wait_for_text(client_log, "connected", START_TIMEOUT)
     return Target(
         "relay", pair.client, pair.server, RELAY_SERVER, {"server": server.pid, "client": client.pid}
     )
@@ -126,9 +116,9 @@ def pysstp(pair: Pair, work: Path) -> Target:
         ],
         server_log,
     )
-    wait_for_text(server_log, "listening on", "pysstp server")
+    wait_for_text(server_log, "listening on", START_TIMEOUT)
     client = pair.client.start(connect_args(pair.server_ip, cert, password, "sstp0"), client_log)
-    wait_for_text(client_log, " connected: ", "pysstp connect")
+    wait_for_text(client_log, " connected: ", START_TIMEOUT)
     return Target(
         "pysstp",
         pair.client,
@@ -183,7 +173,7 @@ def softether(tag: str, work: Path) -> Iterator[Target]:
                 ],
                 log,
             )
-            wait_for_text(log, " connected: ", "pysstp connect to SoftEther")
+            wait_for_text(log, " connected: ", START_TIMEOUT)
             assert server.process is not None
             processes = {"server": server.process.pid, "client": client.pid}
             yield Target("softether", server.namespace, lan, SOFTETHER_LAN, processes)

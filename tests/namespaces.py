@@ -198,15 +198,24 @@ def checked_transfer(
     ``address:port`` in ``receiver``, and check that the sink got exactly those bytes (count and SHA-256):
     a tunnel that loses, reorders or corrupts data fails here even when ping works."""
     receiver.start([sys.executable, "-c", _SINK, address, str(port)], log)
-    _wait_for(log, "ready")
+    wait_for_text(log, "ready")
     data = bytes(range(256)) * (size // 256)
     sender.run(sys.executable, "-c", _SENDER, address, str(port), str(size))
-    _wait_for(log, f"{len(data)} {hashlib.sha256(data).hexdigest()}")
+    wait_for_text(log, f"{len(data)} {hashlib.sha256(data).hexdigest()}")
 
 
-def _wait_for(log: Path, text: str, timeout: float = 20.0) -> None:
+def wait_for_text(
+    log: Path, text: str, timeout: float = 20.0, process: subprocess.Popen[str] | None = None
+) -> None:
+    """Wait until ``text`` appears in ``log``; fail showing the log when time runs out, or as soon as
+    ``process`` (the one writing the log, if given) has exited."""
     deadline = time.monotonic() + timeout
-    while text not in log.read_text():
+    while text not in log.read_text(errors="replace"):
+        if process is not None and process.poll() is not None:
+            raise AssertionError(
+                f"{process.args} exited ({process.returncode}) before {text!r}:\n"
+                f"{log.read_text(errors='replace')}"
+            )
         if time.monotonic() > deadline:
-            raise AssertionError(f"no {text!r} in {log}:\n{log.read_text()}")
+            raise AssertionError(f"no {text!r} in {log}:\n{log.read_text(errors='replace')}")
         time.sleep(0.05)

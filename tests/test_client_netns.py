@@ -17,12 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from connect_process import wait_until
 from loopback import make_certificate
 from namespaces import Namespace, Pair, netns_pair, run
 
@@ -35,14 +36,6 @@ CLIENT_TUN = "sstpc0"
 SERVER_TUNNEL_IP = "10.77.0.1"
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 NETNS_ETC = Path("/etc/netns")
-
-
-def wait_until(predicate: Callable[[], bool], what: str, log: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; log {log}:\n{log.read_text()}")
-        time.sleep(0.05)
 
 
 def snapshot(ns: Namespace) -> dict[str, object]:

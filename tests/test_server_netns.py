@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from loopback import make_certificate
-from namespaces import Namespace, Pair, attach_lan, checked_transfer, delete_namespace, netns_pair, run
+from namespaces import (
+    Namespace,
+    Pair,
+    attach_lan,
+    checked_transfer,
+    delete_namespace,
+    netns_pair,
+    run,
+    wait_for_text,
+)
 
 __all__ = ["netns_pair"]
 
@@ -33,14 +42,6 @@ def wait_for_line(log: Path, prefix: str, timeout: float = 20.0) -> str:
                 return line
         time.sleep(0.05)
     raise AssertionError(f"no {prefix!r} in {log}:\n{log.read_text()}")
-
-
-def wait_for_text(log: Path, text: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {text!r} in {log}:\n{log.read_text()}")
-        time.sleep(0.05)
 
 
 @dataclass
