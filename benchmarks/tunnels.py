@@ -144,8 +144,7 @@ def softether(tag: str, work: Path) -> Iterator[Target]:
     with running_softether() as server:
         lan = Namespace(f"pysstp-sl{tag}")
         try:
-            run("ip", "netns", "add", lan.name)
-            lan.run("ip", "link", "set", "lo", "up")
+            lan.add()
             bridge, far = f"seb{tag}"[:15], f"sel{tag}"[:15]
             run(
                 "ip", "link", "add", bridge, "netns", server.namespace.name, "type", "veth",

@@ -58,6 +58,11 @@ class Namespace:
     name: str
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
 
+    def add(self) -> None:
+        """Create the namespace, with its loopback up; :func:`delete_namespace` removes it."""
+        run("ip", "netns", "add", self.name)
+        self.run("ip", "link", "set", "lo", "up")
+
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command inside the namespace and wait for it."""
         return run("ip", "netns", "exec", self.name, *args, check=check)
@@ -92,8 +97,7 @@ class Namespace:
 def attach_lan(owner: Namespace, lan: Namespace, tag: str, owner_ip: str, lan_ip: str) -> None:
     """Put ``lan`` (a new namespace) behind ``owner`` on a /24 veth, default route via ``owner``, which
     forwards. The caller deletes ``lan`` (see :func:`delete_namespace`)."""
-    run("ip", "netns", "add", lan.name)
-    lan.run("ip", "link", "set", "lo", "up")
+    lan.add()
     near, far = f"lo{tag}"[:15], f"lf{tag}"[:15]
     run(
         "ip", "link", "add", near, "netns", owner.name, "type", "veth", "peer", "name", far, "netns", lan.name
@@ -130,8 +134,7 @@ def create_pair(tag: str, server_ip: str = "10.200.7.1", client_ip: str = "10.20
     pair = Pair(server, client, server_ip, client_ip)
     try:
         for ns in (server, client):
-            run("ip", "netns", "add", ns.name)
-            ns.run("ip", "link", "set", "lo", "up")
+            ns.add()
         run(
             "ip",
             "link",
