@@ -24,19 +24,27 @@ import pytest
 _counter = itertools.count()
 
 
+def netns_unavailable() -> str | None:
+    """Why namespaces with TUN devices cannot be made here, or ``None`` when they can."""
+    if os.geteuid() != 0:
+        return "needs root: creates network namespaces and TUN devices"
+    if shutil.which("ip") is None:
+        return "needs iproute2 ('ip'); 'make test' installs it"
+    if not os.path.exists("/dev/net/tun"):
+        return "needs /dev/net/tun"
+    return None
+
+
 def skip_unless_netns() -> None:
     """Skip (saying why) where namespaces cannot be made; CI runs as root and has them."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: creates network namespaces and TUN devices")
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2 ('ip'); 'make test' installs it")
-    if not os.path.exists("/dev/net/tun"):
-        pytest.skip("needs /dev/net/tun")
+    why = netns_unavailable()
+    if why is not None:
+        pytest.skip(why)
 
 
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing its output."""
-    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=30)
+    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout)
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
@@ -63,21 +71,27 @@ class Namespace:
         run("ip", "netns", "add", self.name)
         self.run("ip", "link", "set", "lo", "up")
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a command inside the namespace and wait for it."""
-        return run("ip", "netns", "exec", self.name, *args, check=check)
+        return run("ip", "netns", "exec", self.name, *args, check=check, timeout=timeout)
 
-    def start(self, args: Sequence[str], log: Path) -> subprocess.Popen[str]:
-        """Start a long-running process inside the namespace; its output goes to ``log``."""
-        handle = log.open("w")
+    def start(
+        self, args: Sequence[str], log: Path | None, *, cwd: Path | None = None
+    ) -> subprocess.Popen[str]:
+        """Start a long-running process inside the namespace (``ip netns exec`` execs it, so the PID is
+        the program's). Its output goes to ``log``; with ``log`` None its stdin and stdout are pipes the
+        caller talks through, and its stderr stays this process's."""
+        handle = log.open("w") if log is not None else None
         process = subprocess.Popen(
             ["ip", "netns", "exec", self.name, *args],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdout=handle or subprocess.PIPE,
+            stderr=subprocess.STDOUT if handle is not None else None,
+            stdin=subprocess.DEVNULL if handle is not None else subprocess.PIPE,
             text=True,
+            cwd=cwd,
         )
-        handle.close()
+        if handle is not None:
+            handle.close()
         self.processes.append(process)
         return process
 
