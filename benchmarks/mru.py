@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.netns import PYSSTP, add_user, command_line, cpu_seconds, report, start_server
+from benchmarks.netns import command_line, cpu_seconds, report
 
+from connect_process import PYSSTP
 from loopback import make_certificate
 from namespaces import Namespace, create_pair, netns_unavailable, remove_pair, wait_for_text
+from server_process import add_user, start_server
 
 MRUS = (1500, 4091)
 SERVER_IP, CLIENT_IP = "10.202.0.1", "10.202.0.2"
@@ -47,18 +49,18 @@ def _measure(mru: int, quick: bool, work: Path, cert: Path, key: Path, users: Pa
     server_ns, client_ns = pair.server, pair.client
     try:
         server = start_server(
-            server_ns, work,
+            server_ns, work / "server.log",
             "--cert", str(cert), "--key", str(key), "--users", str(users),
             "--listen", SERVER_IP, "--port", str(PORT), "--pool", "10.97.0.0/24",
             "--tun-name", "sstpm0", "--control-socket", str(work / f"ctl-{mru}.sock"),
-            "--mru", str(mru), "--max-peer-mru", str(mru), "--ipv6", "off",
+            "--mru", str(mru), "--max-peer-mru", str(mru), "--ipv6", "off", timeout=30,
         )  # fmt: skip
         secret = work / "client.pw"
         secret.write_text(PASSWORD + "\n")
         log = work / f"client-{mru}.log"
         client = client_ns.start(
             [
-                *PYSSTP, "connect", f"{SERVER_IP}:{PORT}", "--user", USER, "--password-file", str(secret),
+                PYSSTP, "connect", f"{SERVER_IP}:{PORT}", "--user", USER, "--password-file", str(secret),
                 "--ca-file", str(cert), "--sni", "sstp.test", "--ifname", "sstpm1", "--no-ipv6",
                 "--mru", str(mru),
             ],

@@ -1,9 +1,9 @@
-"""What the scale and large-MRU benchmarks share beyond the tests' helpers: their command line and report,
-a user database, the real ``pysstp server`` process in a namespace, and reading its memory and CPU from
-/proc.
+"""What only the scale and large-MRU benchmarks need: their command line and report, and a process's
+memory and CPU read from /proc.
 
-Namespaces, processes and certificates come from tests/namespaces.py and tests/loopback.py (see
-benchmarks/__init__.py), so the benchmarks create and remove them exactly as the tests do.
+Namespaces, certificates, the user database and the ``pysstp server`` process come from the tests'
+helpers (tests/namespaces.py, loopback.py, server_process.py; see benchmarks/__init__.py), so the
+benchmarks make and remove them exactly as the tests do.
 """
 
 from __future__ import annotations
@@ -11,15 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from namespaces import Namespace, run, wait_for_text
-
-PYSSTP = [sys.executable, "-m", "pysstp"]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -39,21 +34,6 @@ def report(results: dict[str, Any], render: Callable[[dict[str, Any]], str], jso
         json_path.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))
     return 0
-
-
-def add_user(users: Path, name: str, password: str) -> None:
-    """Add ``name`` to the user database ``users`` with ``pysstp user add``."""
-    secret = users.with_name(f"{name}.pw")
-    secret.write_text(password + "\n")
-    run(*PYSSTP, "user", "add", name, "--users", str(users), "--password-file", str(secret))
-
-
-def start_server(ns: Namespace, work: Path, *args: str, timeout: float = 30) -> subprocess.Popen[str]:
-    """Start ``pysstp server`` in ``ns`` with ``args`` and wait until it listens."""
-    log = work / "server.log"
-    process = ns.start([*PYSSTP, "server", *args], log)
-    wait_for_text(log, "listening on", timeout, process)
-    return process
 
 
 def rss_kib(pid: int) -> int:

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import ROOT
-from benchmarks.netns import add_user, command_line, cpu_seconds, report, rss_kib, start_server
+from benchmarks.netns import command_line, cpu_seconds, report, rss_kib
 
 from loopback import make_certificate
 from namespaces import Namespace, delete_namespace, netns_unavailable
+from server_process import add_user, start_server
 
 TARGET_SESSIONS = 1000
 TARGET_KIB_PER_SESSION = 64
@@ -124,12 +125,12 @@ def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: P
     try:
         ns.add()
         server = start_server(
-            ns, work,
+            ns, work / "server.log",
             "--cert", str(cert), "--key", str(key), "--users", str(users),
             "--listen", "127.0.0.1", "--port", str(PORT), "--pool", _pool(size),
             "--tun-name", "sstpb0", "--control-socket", str(work / f"ctl-{size}.sock"),
             "--max-sessions", str(size + 16), "--connections-per-source-per-minute", "0",
-            "--keepalive", str(hello), "--no-mss-clamp",
+            "--keepalive", str(hello), "--no-mss-clamp", timeout=30,
         )  # fmt: skip
         time.sleep(0.5)
         rss_before = rss_kib(server.pid)

@@ -20,6 +20,7 @@ from benchmarks.measure import IPERF_PORT, Target
 
 from loopback import make_certificate
 from namespaces import Namespace, Pair, delete_namespace, run, wait_for_text
+from server_process import add_user, start_server
 from softether import HUB, PASSWORD, SERVER_NAME, USER, running_softether
 
 PYTHON = sys.executable
@@ -91,32 +92,15 @@ def relay(pair: Pair, work: Path, uvloop: bool) -> Target:
 def pysstp(pair: Pair, work: Path) -> Target:
     """``pysstp server`` in the server namespace, ``pysstp connect`` in the client namespace."""
     cert, key, _ = make_certificate(work, SERVER_NAME)
-    users, password = work / "users.toml", work / "password"
-    password.write_text(f"{PASSWORD}\n")
-    run(PYSSTP, "user", "add", USER, "--users", str(users), "--password-file", str(password))
+    users = work / "users.toml"
+    password = add_user(users, USER, PASSWORD)
     server_log, client_log = work / "pysstp-server.log", work / "pysstp-client.log"
-    server = pair.server.start(
-        [
-            PYSSTP,
-            "server",
-            "--cert",
-            str(cert),
-            "--key",
-            str(key),
-            "--users",
-            str(users),
-            "--listen",
-            pair.server_ip,
-            "--port",
-            "443",
-            "--pool",
-            POOL,
-            "--ipv6",
-            "off",
-        ],
-        server_log,
-    )
-    wait_for_text(server_log, "listening on", START_TIMEOUT)
+    server = start_server(
+        pair.server, server_log,
+        "--cert", str(cert), "--key", str(key), "--users", str(users),
+        "--listen", pair.server_ip, "--port", "443", "--pool", POOL, "--ipv6", "off",
+        timeout=START_TIMEOUT,
+    )  # fmt: skip
     client = pair.client.start(connect_args(pair.server_ip, cert, password, "sstp0"), client_log)
     wait_for_text(client_log, " connected: ", START_TIMEOUT)
     return Target(

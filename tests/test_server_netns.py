@@ -23,6 +23,7 @@ from namespaces import (
     run,
     wait_for_text,
 )
+from server_process import add_user, start_server
 
 __all__ = ["netns_pair"]
 
@@ -53,23 +54,17 @@ class Setup:
     users: Path
 
     def add_user(self, name: str, password: str) -> None:
-        secret = self.tmp / f"{name}.pw"
-        secret.write_text(password + "\n")
-        run(PYSSTP, "user", "add", name, "--users", str(self.users), "--password-file", str(secret))
+        add_user(self.users, name, password)
 
     def start_server(self, *extra: str) -> Path:
         log = self.tmp / "server.log"
-        self.pair.server.start(
-            [
-                PYSSTP, "server", "--cert", str(self.cert), "--key", str(self.key),
-                "--users", str(self.users),
-                "--listen", self.pair.server_ip, "--port", PORT, "--pool", "10.77.0.0/24",
-                "--dns", SERVER_TUNNEL_IP, "--tun-name", TUN, "--control-socket", str(self.tmp / "ctl.sock"),
-                *extra,
-            ],
-            log,
+        start_server(
+            self.pair.server, log,
+            "--cert", str(self.cert), "--key", str(self.key), "--users", str(self.users),
+            "--listen", self.pair.server_ip, "--port", PORT, "--pool", "10.77.0.0/24",
+            "--dns", SERVER_TUNNEL_IP, "--tun-name", TUN, "--control-socket", str(self.tmp / "ctl.sock"),
+            *extra,
         )  # fmt: skip
-        wait_for_text(log, "listening on")
         return log
 
     def start_client(self, name: str, user: str, password: str, auth: str = "auto", *extra: str) -> Path:
