@@ -18,13 +18,13 @@ from pathlib import Path
 from benchmarks import ROOT
 from benchmarks.measure import IPERF_PORT, Target
 
+from connect_process import PYSSTP
 from loopback import make_certificate
 from namespaces import Namespace, Pair, delete_namespace, run, wait_for_text
 from server_process import add_user, start_server
 from softether import HUB, PASSWORD, SERVER_NAME, USER, running_softether
 
 PYTHON = sys.executable
-PYSSTP = str(Path(PYTHON).with_name("pysstp"))
 RELAY_PORT = 4433
 RELAY_SERVER, RELAY_CLIENT = "10.203.0.2", "10.203.0.1"
 POOL = "10.77.0.0/24"

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from connect_process import wait_until
+from connect_process import PYSSTP, wait_until
 from loopback import make_certificate
 from namespaces import Namespace, Pair, netns_pair
 from server_process import add_user, start_server
 
 __all__ = ["netns_pair"]
 
-PYSSTP = str(Path(sys.executable).with_name("pysstp"))
 PORT = "8443"
 SERVER_TUN = "sstp-s0"
 CLIENT_TUN = "sstpc0"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from connect_process import PYSSTP
 from loopback import make_certificate
 from namespaces import (
     Namespace,
@@ -27,7 +28,6 @@ from server_process import add_user, start_server
 
 __all__ = ["netns_pair"]
 
-PYSSTP = str(Path(sys.executable).with_name("pysstp"))
 CLIENT = str(Path(__file__).parent / "tools" / "tunnel_client.py")
 PORT = "8443"
 TUN = "sstp-t0"
