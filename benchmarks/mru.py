@@ -10,6 +10,7 @@ Run alone: ``python -m benchmarks.mru [--quick]`` (root, iperf3).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -17,19 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.netns import (
-    PYSSTP,
-    BenchNamespace,
-    add_user,
-    cannot_run,
-    command_line,
-    cpu_seconds,
-    join,
-    make_certificate,
-    report,
-    start_server,
-    wait_for_text,
-)
+from benchmarks.netns import command_line, cpu_seconds, report
+
+from connect_process import PYSSTP
+from loopback import make_certificate
+from namespaces import Namespace, create_pair, netns_unavailable, remove_pair, wait_for_text
+from server_process import add_user, start_server
 
 MRUS = (1500, 4091)
 SERVER_IP, CLIENT_IP = "10.202.0.1", "10.202.0.2"
@@ -38,7 +32,7 @@ PORT = 8443
 USER, PASSWORD = "bench", "bench-password"
 
 
-def _iperf(client: BenchNamespace, seconds: int, reverse: bool) -> dict[str, float]:
+def _iperf(client: Namespace, seconds: int, reverse: bool) -> dict[str, float]:
     """One iperf3 TCP run from the client namespace to the server's tunnel address."""
     args = ["iperf3", "-c", TUNNEL_SERVER_IP, "-t", str(seconds), "-J", *(["-R"] if reverse else [])]
     report = json.loads(client.run(*args, timeout=seconds + 30).stdout)
@@ -51,28 +45,28 @@ def _iperf(client: BenchNamespace, seconds: int, reverse: bool) -> dict[str, flo
 
 def _measure(mru: int, quick: bool, work: Path, cert: Path, key: Path, users: Path) -> dict[str, Any]:
     seconds, repeats = (3, 1) if quick else (8, 3)
-    server_ns, client_ns = BenchNamespace.create(f"ms{mru}"), BenchNamespace.create(f"mc{mru}")
+    pair = create_pair(f"m{mru}-{os.getpid()}", SERVER_IP, CLIENT_IP)
+    server_ns, client_ns = pair.server, pair.client
     try:
-        join(server_ns, client_ns, SERVER_IP, CLIENT_IP)
         server = start_server(
-            server_ns, work,
+            server_ns, work / "server.log",
             "--cert", str(cert), "--key", str(key), "--users", str(users),
             "--listen", SERVER_IP, "--port", str(PORT), "--pool", "10.97.0.0/24",
             "--tun-name", "sstpm0", "--control-socket", str(work / f"ctl-{mru}.sock"),
-            "--mru", str(mru), "--max-peer-mru", str(mru), "--ipv6", "off",
+            "--mru", str(mru), "--max-peer-mru", str(mru), "--ipv6", "off", timeout=30,
         )  # fmt: skip
         secret = work / "client.pw"
         secret.write_text(PASSWORD + "\n")
         log = work / f"client-{mru}.log"
         client = client_ns.start(
             [
-                *PYSSTP, "connect", f"{SERVER_IP}:{PORT}", "--user", USER, "--password-file", str(secret),
+                PYSSTP, "connect", f"{SERVER_IP}:{PORT}", "--user", USER, "--password-file", str(secret),
                 "--ca-file", str(cert), "--sni", "sstp.test", "--ifname", "sstpm1", "--no-ipv6",
                 "--mru", str(mru),
             ],
             log,
         )  # fmt: skip
-        wait_for_text(log, "connected: ", client)
+        wait_for_text(log, "connected: ", 30, client)
         mtu = int(client_ns.run("cat", "/sys/class/net/sstpm1/mtu").stdout)
         iperf_server = server_ns.start(["iperf3", "-s", "-B", TUNNEL_SERVER_IP], work / f"iperf-{mru}.log")
         time.sleep(0.5)
@@ -99,18 +93,17 @@ def _measure(mru: int, quick: bool, work: Path, cert: Path, key: Path, users: Pa
         iperf_server.terminate()
         return results
     finally:
-        client_ns.close()
-        server_ns.close()
+        remove_pair(pair)
 
 
 def run_mru(quick: bool) -> dict[str, Any]:
     """iperf3 TCP through a pysstp-to-pysstp tunnel at MRU 1500 and 4091; JSON-able results with the gain."""
-    why = cannot_run() or (None if shutil.which("iperf3") else "needs iperf3")
+    why = netns_unavailable() or (None if shutil.which("iperf3") else "needs iperf3")
     if why is not None:
         return {"skipped": why}
     with tempfile.TemporaryDirectory(prefix="pysstp-mru-") as tmp:
         work = Path(tmp)
-        cert, key = make_certificate(work)
+        cert, key, _ = make_certificate(work)
         users = work / "users.toml"
         add_user(users, USER, PASSWORD)
         runs = [_measure(mru, quick, work, cert, key, users) for mru in MRUS]

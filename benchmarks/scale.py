@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import ssl
 import sys
@@ -26,17 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.netns import (
-    BenchNamespace,
-    add_user,
-    cannot_run,
-    command_line,
-    cpu_seconds,
-    make_certificate,
-    report,
-    rss_kib,
-    start_server,
-)
+from benchmarks import ROOT
+from benchmarks.netns import command_line, cpu_seconds, report, rss_kib
+
+from loopback import make_certificate
+from namespaces import Namespace, delete_namespace, netns_unavailable
+from server_process import add_user, start_server
 
 TARGET_SESSIONS = 1000
 TARGET_KIB_PER_SESSION = 64
@@ -125,15 +121,16 @@ def _pool(size: int) -> str:
 def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: Path) -> dict[str, Any]:
     hello = 2.0 if quick else 5.0
     window = 4.0 if quick else 10.0
-    ns = BenchNamespace.create(f"s{size}")
+    ns = Namespace(f"pysstp-bs{size}-{os.getpid()}")
     try:
+        ns.add()
         server = start_server(
-            ns, work,
+            ns, work / "server.log",
             "--cert", str(cert), "--key", str(key), "--users", str(users),
             "--listen", "127.0.0.1", "--port", str(PORT), "--pool", _pool(size),
             "--tun-name", "sstpb0", "--control-socket", str(work / f"ctl-{size}.sock"),
             "--max-sessions", str(size + 16), "--connections-per-source-per-minute", "0",
-            "--keepalive", str(hello), "--no-mss-clamp",
+            "--keepalive", str(hello), "--no-mss-clamp", timeout=30,
         )  # fmt: skip
         time.sleep(0.5)
         rss_before = rss_kib(server.pid)
@@ -143,7 +140,8 @@ def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: P
                 sys.executable, "-m", "benchmarks.scale", "--generate",
                 "--cafile", str(cert), "--concurrency", str(CONCURRENCY), "--hello", str(hello), str(size),
             ],
-            pipes=True,
+            None,
+            cwd=ROOT,  # where ``python -m benchmarks.scale`` finds this package
         )  # fmt: skip
         assert generator.stdout is not None and generator.stdin is not None
         line = generator.stdout.readline()
@@ -164,7 +162,7 @@ def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: P
         closing = json.loads(generator.stdout.readline() or "{}")
         generator.wait(30)
     finally:
-        ns.close()
+        delete_namespace(ns)
     up = connected["up"]
     return {
         "sessions": size,
@@ -190,13 +188,13 @@ def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: P
 
 def run_scale(sizes: list[int], quick: bool) -> dict[str, Any]:
     """Measure each N in ``sizes`` with a fresh server; JSON-able results (``skipped`` says why not)."""
-    why = cannot_run()
+    why = netns_unavailable()
     if why is not None:
         return {"skipped": why, "runs": []}
     runs = []
     with tempfile.TemporaryDirectory(prefix="pysstp-scale-") as tmp:
         work = Path(tmp)
-        cert, key = make_certificate(work)
+        cert, key, _ = make_certificate(work)
         users = work / "users.toml"
         add_user(users, USER, PASSWORD)
         for size in sizes:

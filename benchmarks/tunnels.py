@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +18,13 @@ from pathlib import Path
 from benchmarks import ROOT
 from benchmarks.measure import IPERF_PORT, Target
 
+from connect_process import PYSSTP
 from loopback import make_certificate
-from namespaces import Namespace, Pair, delete_namespace, run
+from namespaces import Namespace, Pair, delete_namespace, run, wait_for_text
+from server_process import add_user, start_server
 from softether import HUB, PASSWORD, SERVER_NAME, USER, running_softether
 
 PYTHON = sys.executable
-PYSSTP = str(Path(PYTHON).with_name("pysstp"))
 RELAY_PORT = 4433
 RELAY_SERVER, RELAY_CLIENT = "10.203.0.2", "10.203.0.1"
 POOL = "10.77.0.0/24"
@@ -35,20 +35,11 @@ START_TIMEOUT = 30.0
 TUNNEL_MTU = 1400
 
 
-def wait_for_text(log: Path, text: str, what: str, timeout: float = START_TIMEOUT) -> None:
-    """Poll ``log`` until ``text`` appears; fail showing the log."""
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text(errors="replace"):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start; {log}:\n{log.read_text(errors='replace')}")
-        time.sleep(0.05)
-
-
 def start_iperf_server(namespace: Namespace, work: Path) -> None:
     """An iperf3 server on every address of ``namespace``; it serves one test after another."""
     log = work / f"iperf3-{namespace.name}.log"
     namespace.start(["iperf3", "-s", "--forceflush", "-p", str(IPERF_PORT)], log)
-    wait_for_text(log, "Server listening", "iperf3 server")
+    wait_for_text(log, "Server listening", START_TIMEOUT)
 
 
 def veth(pair: Pair) -> Target:
@@ -78,7 +69,7 @@ def relay(pair: Pair, work: Path, uvloop: bool) -> Target:
         ],
         server_log,
     )
-    wait_for_text(server_log, "listening", "relay server")
+    wait_for_text(server_log, "listening", START_TIMEOUT)
     client = pair.client.start(
         [
             *module,
@@ -92,7 +83,7 @@ def relay(pair: Pair, work: Path, uvloop: bool) -> Target:
         ],
         client_log,
     )
-    wait_for_text(client_log, "connected", "relay client")
+    wait_for_text(client_log, "connected", START_TIMEOUT)
     return Target(
         "relay", pair.client, pair.server, RELAY_SERVER, {"server": server.pid, "client": client.pid}
     )
@@ -101,34 +92,17 @@ def relay(pair: Pair, work: Path, uvloop: bool) -> Target:
 def pysstp(pair: Pair, work: Path) -> Target:
     """``pysstp server`` in the server namespace, ``pysstp connect`` in the client namespace."""
     cert, key, _ = make_certificate(work, SERVER_NAME)
-    users, password = work / "users.toml", work / "password"
-    password.write_text(f"{PASSWORD}\n")
-    run(PYSSTP, "user", "add", USER, "--users", str(users), "--password-file", str(password))
+    users = work / "users.toml"
+    password = add_user(users, USER, PASSWORD)
     server_log, client_log = work / "pysstp-server.log", work / "pysstp-client.log"
-    server = pair.server.start(
-        [
-            PYSSTP,
-            "server",
-            "--cert",
-            str(cert),
-            "--key",
-            str(key),
-            "--users",
-            str(users),
-            "--listen",
-            pair.server_ip,
-            "--port",
-            "443",
-            "--pool",
-            POOL,
-            "--ipv6",
-            "off",
-        ],
-        server_log,
-    )
-    wait_for_text(server_log, "listening on", "pysstp server")
+    server = start_server(
+        pair.server, server_log,
+        "--cert", str(cert), "--key", str(key), "--users", str(users),
+        "--listen", pair.server_ip, "--port", "443", "--pool", POOL, "--ipv6", "off",
+        timeout=START_TIMEOUT,
+    )  # fmt: skip
     client = pair.client.start(connect_args(pair.server_ip, cert, password, "sstp0"), client_log)
-    wait_for_text(client_log, " connected: ", "pysstp connect")
+    wait_for_text(client_log, " connected: ", START_TIMEOUT)
     return Target(
         "pysstp",
         pair.client,
@@ -154,8 +128,7 @@ def softether(tag: str, work: Path) -> Iterator[Target]:
     with running_softether() as server:
         lan = Namespace(f"pysstp-sl{tag}")
         try:
-            run("ip", "netns", "add", lan.name)
-            lan.run("ip", "link", "set", "lo", "up")
+            lan.add()
             bridge, far = f"seb{tag}"[:15], f"sel{tag}"[:15]
             run(
                 "ip", "link", "add", bridge, "netns", server.namespace.name, "type", "veth",
@@ -183,7 +156,7 @@ def softether(tag: str, work: Path) -> Iterator[Target]:
                 ],
                 log,
             )
-            wait_for_text(log, " connected: ", "pysstp connect to SoftEther")
+            wait_for_text(log, " connected: ", START_TIMEOUT)
             assert server.process is not None
             processes = {"server": server.process.pid, "client": client.pid}
             yield Target("softether", server.namespace, lan, SOFTETHER_LAN, processes)

@@ -24,7 +24,7 @@ CONNECT_TIMEOUT = 20.0
 EXIT_TIMEOUT = 10.0
 
 
-def wait_until(predicate: Callable[[], bool], what: str, log: Path, timeout: float) -> None:
+def wait_until(predicate: Callable[[], bool], what: str, log: Path, timeout: float = 20.0) -> None:
     """Poll ``predicate`` for at most ``timeout`` seconds; on time-out, fail showing ``log``."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopback import make_certificate
-from namespaces import Namespace, delete_namespace, run, stop_process
+from namespaces import Namespace, delete_namespace, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SORZ_VENV = ROOT / ".venv-sorz"
@@ -193,8 +193,7 @@ def running_sorz(
     namespace = Namespace(f"pysstp-sz{os.getpid() % 100000}-{next(_counter)}")
     server = SorzServer(namespace, Path(tempfile.mkdtemp(prefix="pysstp-sorz-")), port, sha1_only, wrong_hlak)
     try:
-        run("ip", "netns", "add", namespace.name)
-        namespace.run("ip", "link", "set", "lo", "up")
+        namespace.add()
         server.start()
         yield server
     finally:

@@ -24,19 +24,27 @@ import pytest
 _counter = itertools.count()
 
 
+def netns_unavailable() -> str | None:
+    """Why namespaces with TUN devices cannot be made here, or ``None`` when they can."""
+    if os.geteuid() != 0:
+        return "needs root: creates network namespaces and TUN devices"
+    if shutil.which("ip") is None:
+        return "needs iproute2 ('ip'); 'make test' installs it"
+    if not os.path.exists("/dev/net/tun"):
+        return "needs /dev/net/tun"
+    return None
+
+
 def skip_unless_netns() -> None:
     """Skip (saying why) where namespaces cannot be made; CI runs as root and has them."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: creates network namespaces and TUN devices")
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2 ('ip'); 'make test' installs it")
-    if not os.path.exists("/dev/net/tun"):
-        pytest.skip("needs /dev/net/tun")
+    why = netns_unavailable()
+    if why is not None:
+        pytest.skip(why)
 
 
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing its output."""
-    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=30)
+    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout)
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
@@ -58,21 +66,32 @@ class Namespace:
     name: str
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run a command inside the namespace and wait for it."""
-        return run("ip", "netns", "exec", self.name, *args, check=check)
+    def add(self) -> None:
+        """Create the namespace, with its loopback up; :func:`delete_namespace` removes it."""
+        run("ip", "netns", "add", self.name)
+        self.run("ip", "link", "set", "lo", "up")
 
-    def start(self, args: Sequence[str], log: Path) -> subprocess.Popen[str]:
-        """Start a long-running process inside the namespace; its output goes to ``log``."""
-        handle = log.open("w")
+    def run(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace and wait for it."""
+        return run("ip", "netns", "exec", self.name, *args, check=check, timeout=timeout)
+
+    def start(
+        self, args: Sequence[str], log: Path | None, *, cwd: Path | None = None
+    ) -> subprocess.Popen[str]:
+        """Start a long-running process inside the namespace (``ip netns exec`` execs it, so the PID is
+        the program's). Its output goes to ``log``; with ``log`` None its stdin and stdout are pipes the
+        caller talks through, and its stderr stays this process's."""
+        handle = log.open("w") if log is not None else None
         process = subprocess.Popen(
             ["ip", "netns", "exec", self.name, *args],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdout=handle or subprocess.PIPE,
+            stderr=subprocess.STDOUT if handle is not None else None,
+            stdin=subprocess.DEVNULL if handle is not None else subprocess.PIPE,
             text=True,
+            cwd=cwd,
         )
-        handle.close()
+        if handle is not None:
+            handle.close()
         self.processes.append(process)
         return process
 
@@ -92,8 +111,7 @@ class Namespace:
 def attach_lan(owner: Namespace, lan: Namespace, tag: str, owner_ip: str, lan_ip: str) -> None:
     """Put ``lan`` (a new namespace) behind ``owner`` on a /24 veth, default route via ``owner``, which
     forwards. The caller deletes ``lan`` (see :func:`delete_namespace`)."""
-    run("ip", "netns", "add", lan.name)
-    lan.run("ip", "link", "set", "lo", "up")
+    lan.add()
     near, far = f"lo{tag}"[:15], f"lf{tag}"[:15]
     run(
         "ip", "link", "add", near, "netns", owner.name, "type", "veth", "peer", "name", far, "netns", lan.name
@@ -130,8 +148,7 @@ def create_pair(tag: str, server_ip: str = "10.200.7.1", client_ip: str = "10.20
     pair = Pair(server, client, server_ip, client_ip)
     try:
         for ns in (server, client):
-            run("ip", "netns", "add", ns.name)
-            ns.run("ip", "link", "set", "lo", "up")
+            ns.add()
         run(
             "ip",
             "link",
@@ -198,15 +215,24 @@ def checked_transfer(
     ``address:port`` in ``receiver``, and check that the sink got exactly those bytes (count and SHA-256):
     a tunnel that loses, reorders or corrupts data fails here even when ping works."""
     receiver.start([sys.executable, "-c", _SINK, address, str(port)], log)
-    _wait_for(log, "ready")
+    wait_for_text(log, "ready")
     data = bytes(range(256)) * (size // 256)
     sender.run(sys.executable, "-c", _SENDER, address, str(port), str(size))
-    _wait_for(log, f"{len(data)} {hashlib.sha256(data).hexdigest()}")
+    wait_for_text(log, f"{len(data)} {hashlib.sha256(data).hexdigest()}")
 
 
-def _wait_for(log: Path, text: str, timeout: float = 20.0) -> None:
+def wait_for_text(
+    log: Path, text: str, timeout: float = 20.0, process: subprocess.Popen[str] | None = None
+) -> None:
+    """Wait until ``text`` appears in ``log``; fail showing the log when time runs out, or as soon as
+    ``process`` (the one writing the log, if given) has exited."""
     deadline = time.monotonic() + timeout
-    while text not in log.read_text():
+    while text not in log.read_text(errors="replace"):
+        if process is not None and process.poll() is not None:
+            raise AssertionError(
+                f"{process.args} exited ({process.returncode}) before {text!r}:\n"
+                f"{log.read_text(errors='replace')}"
+            )
         if time.monotonic() > deadline:
-            raise AssertionError(f"no {text!r} in {log}:\n{log.read_text()}")
+            raise AssertionError(f"no {text!r} in {log}:\n{log.read_text(errors='replace')}")
         time.sleep(0.05)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopback import make_certificate
-from namespaces import Namespace, delete_namespace, run, stop_process
+from namespaces import Namespace, delete_namespace, stop_process
 
 STOCK_BINARY = Path("/usr/libexec/softether/vpnserver/vpnserver")
 VPNCMD = Path("/usr/libexec/softether/vpncmd/vpncmd")
@@ -312,8 +312,7 @@ def running_softether(port: int = 8443) -> Iterator[SoftEther]:
     namespace = Namespace(f"pysstp-se{os.getpid() % 100000}")
     server = SoftEther(namespace, Path(tempfile.mkdtemp(prefix="pysstp-softether-")), port)
     try:
-        run("ip", "netns", "add", namespace.name)
-        namespace.run("ip", "link", "set", "lo", "up")
+        namespace.add()
         server.prepare()
         server.start()
         server.configure()

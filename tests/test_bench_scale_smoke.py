@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
-from benchmarks.netns import cannot_run
 from benchmarks.scale import markdown, run_scale
+
+from namespaces import skip_unless_netns
 
 
 def test_scale_benchmark_quick_run_reports_every_figure() -> None:
-    why = cannot_run()
-    if why is not None:
-        pytest.skip(why)
+    skip_unless_netns()
     results = run_scale([20], quick=True)
     (run,) = results["runs"]
     assert run["up"] == 20, run

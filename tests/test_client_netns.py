@@ -17,32 +17,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from connect_process import PYSSTP, wait_until
 from loopback import make_certificate
-from namespaces import Namespace, Pair, netns_pair, run
+from namespaces import Namespace, Pair, netns_pair
+from server_process import add_user, start_server
 
 __all__ = ["netns_pair"]
 
-PYSSTP = str(Path(sys.executable).with_name("pysstp"))
 PORT = "8443"
 SERVER_TUN = "sstp-s0"
 CLIENT_TUN = "sstpc0"
 SERVER_TUNNEL_IP = "10.77.0.1"
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 NETNS_ETC = Path("/etc/netns")
-
-
-def wait_until(predicate: Callable[[], bool], what: str, log: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; log {log}:\n{log.read_text()}")
-        time.sleep(0.05)
 
 
 def snapshot(ns: Namespace) -> dict[str, object]:
@@ -98,9 +91,8 @@ def setup(netns_pair: Pair, tmp_path: Path) -> Iterator[Setup]:
 def client_setup(netns_pair: Pair, tmp_path: Path, *server_args: str) -> Iterator[Setup]:
     """The server running in its namespace (with ``server_args`` added), the client namespace prepared."""
     cert, key, der = make_certificate(tmp_path)
-    (tmp_path / "alice.pw").write_text("alicepw\n")
     users = tmp_path / "users.toml"
-    run(PYSSTP, "user", "add", "alice", "--users", str(users), "--password-file", str(tmp_path / "alice.pw"))
+    add_user(users, "alice", "alicepw")  # the client reads its password from alice.pw
     # The client's private resolv.conf (see the module docstring).
     netns_etc_existed = NETNS_ETC.exists()
     resolv_dir = NETNS_ETC / netns_pair.client.name
@@ -111,16 +103,13 @@ def client_setup(netns_pair: Pair, tmp_path: Path, *server_args: str) -> Iterato
     netns_pair.client.run("ip", "route", "add", "default", "via", netns_pair.server_ip)
     server_log = tmp_path / "server.log"
     try:
-        netns_pair.server.start(
-            [
-                PYSSTP, "server", "--cert", str(cert), "--key", str(key), "--users", str(users),
-                "--listen", netns_pair.server_ip, "--port", PORT, "--pool", "10.77.0.0/24",
-                "--dns", SERVER_TUNNEL_IP, "--tun-name", SERVER_TUN, "--forwarding", "route",
-                "--control-socket", str(tmp_path / "ctl.sock"), *server_args,
-            ],
-            server_log,
+        start_server(
+            netns_pair.server, server_log,
+            "--cert", str(cert), "--key", str(key), "--users", str(users),
+            "--listen", netns_pair.server_ip, "--port", PORT, "--pool", "10.77.0.0/24",
+            "--dns", SERVER_TUNNEL_IP, "--tun-name", SERVER_TUN, "--forwarding", "route",
+            "--control-socket", str(tmp_path / "ctl.sock"), *server_args,
         )  # fmt: skip
-        wait_until(lambda: "listening on" in server_log.read_text(), "the server", server_log)
         yield Setup(netns_pair, tmp_path, cert, hashlib.sha256(der).hexdigest())
     finally:
         # The namespaces themselves go in netns_pair's finalizer, which runs after this one.

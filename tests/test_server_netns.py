@@ -12,12 +12,22 @@ from pathlib import Path
 
 import pytest
 
+from connect_process import PYSSTP
 from loopback import make_certificate
-from namespaces import Namespace, Pair, attach_lan, checked_transfer, delete_namespace, netns_pair, run
+from namespaces import (
+    Namespace,
+    Pair,
+    attach_lan,
+    checked_transfer,
+    delete_namespace,
+    netns_pair,
+    run,
+    wait_for_text,
+)
+from server_process import add_user, start_server
 
 __all__ = ["netns_pair"]
 
-PYSSTP = str(Path(sys.executable).with_name("pysstp"))
 CLIENT = str(Path(__file__).parent / "tools" / "tunnel_client.py")
 PORT = "8443"
 TUN = "sstp-t0"
@@ -35,14 +45,6 @@ def wait_for_line(log: Path, prefix: str, timeout: float = 20.0) -> str:
     raise AssertionError(f"no {prefix!r} in {log}:\n{log.read_text()}")
 
 
-def wait_for_text(log: Path, text: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {text!r} in {log}:\n{log.read_text()}")
-        time.sleep(0.05)
-
-
 @dataclass
 class Setup:
     pair: Pair
@@ -52,23 +54,17 @@ class Setup:
     users: Path
 
     def add_user(self, name: str, password: str) -> None:
-        secret = self.tmp / f"{name}.pw"
-        secret.write_text(password + "\n")
-        run(PYSSTP, "user", "add", name, "--users", str(self.users), "--password-file", str(secret))
+        add_user(self.users, name, password)
 
     def start_server(self, *extra: str) -> Path:
         log = self.tmp / "server.log"
-        self.pair.server.start(
-            [
-                PYSSTP, "server", "--cert", str(self.cert), "--key", str(self.key),
-                "--users", str(self.users),
-                "--listen", self.pair.server_ip, "--port", PORT, "--pool", "10.77.0.0/24",
-                "--dns", SERVER_TUNNEL_IP, "--tun-name", TUN, "--control-socket", str(self.tmp / "ctl.sock"),
-                *extra,
-            ],
-            log,
+        start_server(
+            self.pair.server, log,
+            "--cert", str(self.cert), "--key", str(self.key), "--users", str(self.users),
+            "--listen", self.pair.server_ip, "--port", PORT, "--pool", "10.77.0.0/24",
+            "--dns", SERVER_TUNNEL_IP, "--tun-name", TUN, "--control-socket", str(self.tmp / "ctl.sock"),
+            *extra,
         )  # fmt: skip
-        wait_for_text(log, "listening on")
         return log
 
     def start_client(self, name: str, user: str, password: str, auth: str = "auto", *extra: str) -> Path:
