@@ -556,9 +556,13 @@ class SstpServerApp:
         )
 
     def _on_tun_readable(self) -> None:
+        by_address = self.by_address
         batches: dict[ServerConnection, list[bytes]] = {}
         for packet in self.tun.read_batch(TUN_BATCH):
-            connection = self._route(packet)
+            # IPv4 to a session's own address, looked up here without a call per packet; the rest by _route.
+            connection = by_address.get(packet[16:20]) if len(packet) >= 20 and packet[0] >> 4 == 4 else None
+            if connection is None:
+                connection = self._route(packet)
             if connection is None:
                 self.tun_drops += 1
                 continue
