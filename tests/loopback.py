@@ -88,8 +88,8 @@ class FakeTun:
         batch, self.inbox = self.inbox[:limit], self.inbox[limit:]
         return batch
 
-    def write(self, packet: bytes | memoryview) -> None:
-        self.written.append(bytes(packet))
+    def write_batch(self, packets: list[memoryview]) -> None:
+        self.written.extend(map(bytes, packets))
 
     def close(self) -> None:
         os.close(self._r)
@@ -113,8 +113,8 @@ class Client:
         elif isinstance(event, LinkDown):
             self.down.set()
 
-    def deliver(self, connection: LinkConnection, packet: memoryview) -> None:
-        self.received.append(bytes(packet))
+    def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
+        self.received.extend(map(bytes, packets))
 
     def first(self, kind: type) -> LinkEvent:
         return next(e for e in self.events if isinstance(e, kind))

@@ -54,8 +54,8 @@ class RecordingTunnel:
     def attach(self, connection: LinkConnection | None) -> None:
         self.connection = connection
 
-    def deliver(self, connection: LinkConnection, packet: memoryview) -> None:
-        self.received.append(bytes(packet))
+    def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
+        self.received.extend(map(bytes, packets))
 
     def set_backpressure(self, paused: bool) -> None:
         pass
@@ -92,7 +92,7 @@ async def dial_with(bench: Bench, tls: TlsSettings, host: str = "sstp.test") -> 
         "127.0.0.1",
         bench.port,
         make_context(tls),
-        deliver=lambda connection, packet: None,
+        deliver=lambda connection, packets: None,
         on_event=on_event,
         server_hostname="" if tls.no_sni else (tls.sni or host),
         tls=tls,

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pysstp.link import MAX_IP_PACKET, LinkDown, LinkUp
+from pysstp.link import MAX_IP_PACKET, LinkDown, LinkUp, frame_ip_packets
 from pysstp.ppp.constants import MAX_MRU, AuthMethod
 from pysstp.server.app import Limits
+from pysstp.sstp.packets import EchoRequest, encode_control
 
 from loopback import SERVER_ADDRESS, Bench, start_bench
 
@@ -71,6 +72,33 @@ async def test_spoofed_source_is_dropped(bench: Bench) -> None:
     client.connection.send_ip_batch([spoofed])
     await wait_for(lambda: bench.app.spoofed == 1)
     assert spoofed not in bench.tun.written
+
+
+async def test_one_read_of_ip_spoofed_ip_and_control_is_handled_in_order(bench: Bench) -> None:
+    client = await bench.connect()
+    await asyncio.wait_for(client.up.wait(), TIMEOUT)
+    up = client.first(LinkUp)
+    assert isinstance(up, LinkUp) and up.local_address is not None
+    assert client.connection is not None and client.connection.transport is not None
+    own = [udp_packet(up.local_address, SERVER_ADDRESS, bytes([n]) * 100) for n in range(4)]
+    spoofed = udp_packet(IPv4Address("10.99.0.1"), SERVER_ADDRESS, b"not mine")
+    server = next(iter(bench.app.connections))
+    before = server.packets_in
+    # One TLS write (so, on loopback, one read at the server), with the last packet cut in two.
+    stream = (
+        frame_ip_packets(own[:2])
+        + encode_control(EchoRequest())
+        + frame_ip_packets([spoofed, own[2]])
+        + frame_ip_packets([own[3]])
+    )
+    client.connection.transport.write(stream[:-50])
+    await asyncio.sleep(0.2)
+    client.connection.transport.write(stream[-50:])
+    await wait_for(lambda: own[3] in bench.tun.written)
+    assert bench.tun.written[-4:] == own
+    assert bench.app.spoofed == 1
+    assert server.packets_in - before == 5
+    assert not client.down.is_set()
 
 
 async def test_fifty_sessions_get_distinct_addresses_and_their_own_traffic(bench: Bench) -> None:

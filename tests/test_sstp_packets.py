@@ -359,3 +359,119 @@ def test_deframer_large_stream_is_linear() -> None:
     for start in range(0, len(stream), 16384):
         count += len(deframer.feed(stream[start : start + 16384]))
     assert count == 20000
+
+
+# --------------------------------------------------------------------------- single pass of the data path
+
+IP_WORD = 0xFF030021
+IP_WORDS = frozenset((IP_WORD, 0xFF030057))
+
+
+def ip_data(payload: bytes) -> bytes:
+    return encode_data(IP_WORD.to_bytes(4, "big") + payload)
+
+
+def split_all(deframer: Deframer, data: bytes) -> list[tuple[str, bytes]]:
+    """One :meth:`Deframer.split`, as the stream's order: ("ip", payload) and ("other", packet)."""
+    payloads, others = deframer.split(data, IP_WORDS)
+    out: list[tuple[str, bytes]] = []
+    done = 0
+    for before, packet in others:
+        out += [("ip", bytes(p)) for p in payloads[done:before]]
+        out.append(("other", packet))
+        done = before
+    return out + [("ip", bytes(p)) for p in payloads[done:]]
+
+
+def test_split_several_ip_packets_in_one_read() -> None:
+    payloads, others = Deframer().split(b"".join(ip_data(bytes([n]) * 100) for n in range(5)), IP_WORDS)
+    assert [bytes(p) for p in payloads] == [bytes([n]) * 100 for n in range(5)]
+    assert all(isinstance(p, memoryview) for p in payloads)
+    assert others == []
+
+
+def test_split_keeps_a_packet_across_reads() -> None:
+    deframer = Deframer()
+    first, second = ip_data(b"a" * 40), ip_data(b"b" * 1400)
+    stream = first + second
+    payloads, _ = deframer.split(stream[:100], IP_WORDS)
+    assert [bytes(p) for p in payloads] == [b"a" * 40]
+    assert deframer.split(stream[100:101], IP_WORDS) == ([], [])
+    payloads, _ = deframer.split(stream[101:], IP_WORDS)
+    assert [bytes(p) for p in payloads] == [b"b" * 1400]
+
+
+def test_split_views_outlive_the_next_read() -> None:
+    deframer = Deframer()
+    data = bytearray(ip_data(b"x" * 20) + ip_data(b"y" * 20)[:5])
+    payloads, _ = deframer.split(data, IP_WORDS)  # type: ignore[arg-type]
+    data[:] = bytes(len(data))  # the caller reuses its buffer
+    deframer.split(ip_data(b"y" * 20)[5:], IP_WORDS)
+    assert bytes(payloads[0]) == b"x" * 20
+
+
+def test_split_keeps_control_and_other_ppp_in_order_among_ip() -> None:
+    echo, lcp = encode_control(EchoRequest()), encode_data(b"\xff\x03\xc0\x21" + bytes(10))
+    empty_ip = ip_data(b"")  # an IP word and nothing after it is not an IP packet
+    stream = echo + ip_data(b"1") + ip_data(b"2") + lcp + ip_data(b"3") + empty_ip + echo
+    payloads, others = Deframer().split(stream, IP_WORDS)
+    assert [bytes(p) for p in payloads] == [b"1", b"2", b"3"]
+    assert others == [(0, echo), (2, lcp), (3, empty_ip), (3, echo)]
+
+
+def test_split_takes_short_packets_at_the_end_of_a_read() -> None:
+    short = encode_data(b"\xff\x03")  # 6 bytes: less than the 8 one unpack reads
+    payloads, others = Deframer().split(ip_data(b"1") + short + short, IP_WORDS)
+    assert [bytes(p) for p in payloads] == [b"1"]
+    assert others == [(1, short), (1, short)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "10 00 00 03 ff 03 00 21",  # data packet shorter than its header
+        "10 00 00 02",  # the same, at the end of a read
+        "10 01 00 04 00 01 00 00",  # control packet shorter than a control header
+        "20 00 05 00 ff 03 00 21",  # wrong version on an IP-looking packet
+        "00",  # wrong version, known from the first byte
+    ],
+)
+def test_split_rejects_a_bad_header_after_good_packets(bad: str) -> None:
+    with pytest.raises(DelineationError):
+        Deframer().split(ip_data(b"ok") + encode_control(EchoRequest()) + h(bad), IP_WORDS)
+
+
+mixed_packets = st.lists(
+    st.one_of(
+        messages.map(encode_control),
+        st.binary(max_size=MAX_DATA_PAYLOAD).map(encode_data),
+        st.binary(max_size=MAX_DATA_PAYLOAD - 4).map(ip_data),
+    ),
+    max_size=12,
+)
+
+
+def classified(packet: bytes) -> tuple[str, bytes]:
+    """What the data path must make of one whole packet."""
+    if not is_control(packet) and len(packet) > 8 and int.from_bytes(packet[4:8]) in IP_WORDS:
+        return ("ip", packet[8:])
+    return ("other", packet)
+
+
+@given(mixed_packets, st.lists(st.integers(0, 60000), max_size=20))
+def test_split_random_packets_and_split_points(packets: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(packets)
+    points = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    deframer = Deframer()
+    out: list[tuple[str, bytes]] = []
+    for start, end in itertools.pairwise(points):
+        out += split_all(deframer, stream[start:end])
+    assert out == [classified(p) for p in packets]
+
+
+@given(st.lists(st.binary(max_size=40), max_size=8))
+def test_split_random_bytes_raise_only_delineation_errors(chunks: list[bytes]) -> None:
+    deframer = Deframer()
+    with contextlib.suppress(DelineationError):
+        for chunk in chunks:
+            split_all(deframer, b"\x10" + chunk)

@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
 import threading
 from collections.abc import Callable
 
 from pysstp.errors import DelineationError
-from pysstp.link import DATA_OVERHEAD, IPV4_WORD, IPV6_WORD, Link, LinkDown, LinkEvent, frame_ip_packets
+from pysstp.link import IPV4_WORD, IPV6_WORD, Link, LinkDown, LinkEvent, frame_ip_packets
 from pysstp.sstp.packets import Deframer
 
 log = logging.getLogger("pysstp.connection")
 
-Deliver = Callable[["LinkConnection", memoryview], None]
-"""Called with each IP packet received from the peer (a view into the received bytes)."""
+Deliver = Callable[["LinkConnection", list[memoryview]], None]
+"""Called with the IP packets received from the peer, in order: all of one TLS read at once, as views into
+the received bytes (one call per read, so the receiver's loop over them is the only per-packet work)."""
 
 WRITE_BUFFER_LIMIT = 256 * 1024
 """Bytes queued in the TLS transport above which IP packets for this call are dropped.
@@ -55,8 +55,7 @@ def share_tls_receive_buffer(transport: asyncio.BaseTransport) -> None:
     ssl_protocol._ssl_buffer_view = shared  # type: ignore[union-attr]
 
 
-# Flags byte and PPP fields of an SSTP packet: a data packet carrying IP has flags 0 and one of _IP_WORDS.
-_DATA_HEADER = struct.Struct("!xBxxI")
+# The PPP fields of an SSTP data packet that carries IP.
 _IP_WORDS = frozenset((IPV4_WORD, IPV6_WORD))
 
 
@@ -133,37 +132,31 @@ class LinkConnection(asyncio.Protocol):
     def _receive_fast(self, deframer: Deframer, data: bytes, now: float) -> bool:
         """Deliver the IP packets in ``data``, give the rest to the link; whether the link got anything."""
         try:
-            source, bounds = deframer.cut(data)
+            packets, others = deframer.split(data, _IP_WORDS)
         except DelineationError as exc:
             log.warning("%s: SSTP stream cannot be delineated (%s); closing", self.peer, exc)
             self._abort_transport()
             return True
-        if len(bounds) == 1:
-            return False
-        view = memoryview(source)
-        unpack = _DATA_HEADER.unpack_from
-        ip_words = _IP_WORDS
-        link = self.link
-        deliver = self.deliver
-        delivered = 0
-        touched = False
-        start = bounds[0]
-        for end in bounds[1:]:
-            if end - start > DATA_OVERHEAD:
-                flags, ppp = unpack(source, start)
-                if flags == 0 and ppp in ip_words:
-                    delivered += 1
-                    deliver(self, view[start + DATA_OVERHEAD : end])
-                    start = end
-                    continue
-            link.receive_packet(source[start:end], now)
-            touched = True
-            start = end
-        if delivered:
-            self.packets_in += delivered
-            link.note_activity(now)
+        if packets:
+            self.packets_in += len(packets)
+            self.link.note_activity(now)
             self.last_ip = now
-        return touched
+            if not others:
+                self.deliver(self, packets)
+                return False
+        elif not others:
+            return False
+        # Control or other PPP in this read: hand everything on in the order of the stream.
+        link = self.link
+        delivered = 0
+        for before, packet in others:
+            if before > delivered:
+                self.deliver(self, packets[delivered:before])
+                delivered = before
+            link.receive_packet(packet, now)
+        if delivered < len(packets):
+            self.deliver(self, packets[delivered:])
+        return True
 
     def pause_writing(self) -> None:
         """TLS is backed up: IP packets for this call are dropped until it drains."""
@@ -210,9 +203,10 @@ class LinkConnection(asyncio.Protocol):
         if out and transport is not None and not self.closed:
             self.bytes_out += len(out)
             transport.write(out)
-        for packet in link.take_ip_packets():
-            self.packets_in += 1
-            self.deliver(self, memoryview(packet))
+        packets = link.take_ip_packets()
+        if packets:
+            self.packets_in += len(packets)
+            self.deliver(self, [memoryview(packet) for packet in packets])
         for event in link.take_events():
             if isinstance(event, LinkDown):
                 self.down = event

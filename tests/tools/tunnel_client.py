@@ -66,7 +66,7 @@ async def main(
         host,
         port,
         context,
-        deliver=lambda _c, packet: tun.write(packet),
+        deliver=lambda _c, packets: tun.write_batch(packets),
         on_event=on_event,
     )
     loop.add_reader(tun.fd, lambda: connection.send_ip_batch(tun.read_batch(64)))

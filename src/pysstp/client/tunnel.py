@@ -186,12 +186,12 @@ class Tunnel:
         """Packets from the TUN go to ``connection`` from now on (``None``: dropped, while reconnecting)."""
         self.connection = connection
 
-    def deliver(self, connection: LinkConnection, packet: memoryview) -> None:
-        """An IP packet from the server: into the kernel."""
+    def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
+        """IP packets from the server (one TLS read): into the kernel."""
         if self.tun is not None:
-            self.tun.write(packet)
-            self.bytes_in += len(packet)
-            self.packets_in += 1
+            self.tun.write_batch(packets)
+            self.bytes_in += sum(map(len, packets))
+            self.packets_in += len(packets)
 
     def set_backpressure(self, paused: bool) -> None:
         """TLS is backed up (stop reading the TUN: its queue fills, then the kernel drops) or drained."""

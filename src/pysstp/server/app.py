@@ -2,8 +2,8 @@
 
 Every accepted call is a :class:`ServerConnection` (a :class:`~pysstp.connection.LinkConnection` around
 a :class:`~pysstp.link.ServerLink`). Packets the kernel routes into the TUN are read in batches and handed
-to the session that owns the destination address (a dict lookup); packets from a session are written to
-the TUN after checking that their source address belongs to it.
+to the session that owns the destination address (a dict lookup); packets from a session come in one batch
+per TLS read and are written to the TUN after checking that their source address belongs to it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Tun(Protocol):
 
     def read_batch(self, limit: int) -> list[bytes]: ...
 
-    def write(self, packet: bytes | memoryview) -> None: ...
+    def write_batch(self, packets: list[memoryview]) -> None: ...
 
 
 class KernelRoutes(Protocol):
@@ -528,19 +528,23 @@ class SstpServerApp:
 
     # -- data path ---------------------------------------------------------------------------------
 
-    def deliver(self, connection: LinkConnection, packet: memoryview) -> None:
-        """An IP packet from a session: to the TUN, if its source belongs to that session."""
+    def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
+        """IP packets from a session: to the TUN, those whose source belongs to that session."""
         assert isinstance(connection, ServerConnection)
-        if len(packet) >= 20 and packet[0] >> 4 == 4:
-            # Compared as a view: making bytes of it costs as much again, and is needed only when it differs.
-            if packet[12:16] != (connection.address_key or b"") and not self._routed_from(
-                connection, bytes(packet[12:16])
-            ):
-                self.spoofed += 1
-                return
-        elif not self._accept_ipv6(connection, packet):
-            return
-        self.tun.write(packet)
+        own = connection.address_key or b""
+        accepted: list[memoryview] = []
+        accept = accepted.append
+        for packet in packets:
+            if len(packet) >= 20 and packet[0] >> 4 == 4:
+                # Compared as a view: making bytes of it costs as much again, and is needed only when it
+                # differs.
+                if packet[12:16] != own and not self._routed_from(connection, bytes(packet[12:16])):
+                    self.spoofed += 1
+                    continue
+            elif not self._accept_ipv6(connection, packet):
+                continue
+            accept(packet)
+        self.tun.write_batch(accepted)
 
     def _routed_from(self, connection: ServerConnection, source: bytes) -> bool:
         """Whether ``source`` (4 or 16 bytes) lies in a network behind the client (site-to-site)."""
@@ -552,9 +556,13 @@ class SstpServerApp:
         )
 
     def _on_tun_readable(self) -> None:
+        by_address = self.by_address
         batches: dict[ServerConnection, list[bytes]] = {}
         for packet in self.tun.read_batch(TUN_BATCH):
-            connection = self._route(packet)
+            # IPv4 to a session's own address, looked up here without a call per packet; the rest by _route.
+            connection = by_address.get(packet[16:20]) if len(packet) >= 20 and packet[0] >> 4 == 4 else None
+            if connection is None:
+                connection = self._route(packet)
             if connection is None:
                 self.tun_drops += 1
                 continue

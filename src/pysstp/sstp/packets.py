@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from itertools import pairwise
 
 from pysstp.errors import DelineationError, SstpError
 from pysstp.sstp.constants import (
@@ -410,13 +409,33 @@ def decode_control(packet: bytes) -> ControlMessage:
 # ---------------------------------------------------------------------------------------------- deframing
 
 
+_DATA_PREFIX = struct.Struct("!HHI")
+"""Version and flags as one word, reserved+length, and the first four payload bytes (PPP's ``ff 03`` and
+protocol): one unpack classifies a packet on the data path."""
+_DATA_HEAD = VERSION << 8
+"""Version and flags of a data packet (C bit and reserved bits clear)."""
+
+
+def _packet_end(source: bytes, pos: int) -> int:
+    """Where the packet at ``pos`` ends, or 0 when it is not complete yet; raises
+    :class:`DelineationError` if it cannot be an SSTP packet. Needs :data:`HEADER_LEN` bytes at ``pos``."""
+    version, flags, length = HEADER.unpack_from(source, pos)
+    if version != VERSION:
+        raise DelineationError(f"SSTP version byte {version:#04x}")
+    length &= LENGTH_MASK
+    if length < (CONTROL_HEADER_LEN if flags & CONTROL_BIT else HEADER_LEN):
+        raise DelineationError(f"SSTP packet length {length} is below the minimum")
+    end = pos + length
+    return end if end <= len(source) else 0
+
+
 class Deframer:
     """Cuts a TLS plaintext byte stream into whole SSTP packets.
 
-    Reads may end anywhere; one ``feed`` returns every packet completed by it. Only the partial packet at
+    Reads may end anywhere; one call returns every packet completed by it. Only the partial packet at
     the end of a read (< 4095 bytes) is kept, in a bytearray, and joined to the next read once, so every
-    byte is copied a bounded number of times. :meth:`feed` cuts packets as ``bytes`` slices; :meth:`cut`
-    leaves the cutting to the caller.
+    byte is copied a bounded number of times. :meth:`feed` cuts packets as ``bytes``; :meth:`split` is the
+    data path's single pass, which hands on data payloads as views.
     """
 
     __slots__ = ("_pending",)
@@ -430,15 +449,16 @@ class Deframer:
         Raises :class:`DelineationError` if the stream cannot be SSTP (wrong version, length below the
         minimum); the spec's answer is to close the connection without sending anything.
         """
-        source, bounds = self.cut(data)
-        return [source[start:end] for start, end in pairwise(bounds)]
+        return [packet for _, packet in self.split(data, frozenset())[1]]
 
-    def cut(self, data: bytes) -> tuple[bytes, list[int]]:
-        """Like :meth:`feed`, without cutting: return the bytes that hold the packets now complete and
-        their boundaries (packet ``i`` is ``source[bounds[i]:bounds[i + 1]]``; one entry for none).
+    def split(self, data: bytes, words: frozenset[int]) -> tuple[list[memoryview], list[tuple[int, bytes]]]:
+        """Like :meth:`feed`, in one pass that sets data packets apart: return ``(payloads, others)``.
 
-        For the data path, which slices only what it needs (a ``memoryview`` of the IP payload) instead of
-        copying every packet out. ``source`` is immutable, so views of it stay valid.
+        ``payloads`` are views of what follows the first four payload bytes of each data packet whose
+        first four payload bytes, read as one big-endian word, are in ``words`` (the PPP header of an IP
+        packet, for the data path) and that carries more than them. ``others`` are the remaining packets
+        whole, each with the number of payloads that came before it in the stream, so a caller can keep
+        the order. The views share one immutable buffer, so they stay valid after the next call.
         """
         pending = self._pending
         if pending:
@@ -447,25 +467,35 @@ class Deframer:
         else:
             # a caller's bytearray or memoryview may be reused after this call: packets must not alias it
             source = data if type(data) is bytes else bytes(data)
-        bounds = [0]
-        append = bounds.append
-        unpack = HEADER.unpack_from
+        view = memoryview(source)
+        payloads: list[memoryview] = []
+        others: list[tuple[int, bytes]] = []
+        append = payloads.append
+        unpack = _DATA_PREFIX.unpack_from
+        prefix = _DATA_PREFIX.size
+        data_head = _DATA_HEAD
         pos = 0
         end = len(source)
-        while end - pos >= HEADER_LEN:
-            version, flags, length = unpack(source, pos)
+        while end - pos >= prefix:
+            head, length, word = unpack(source, pos)
             length &= LENGTH_MASK
-            if version != VERSION:
-                raise DelineationError(f"SSTP version byte {version:#04x}")
-            if length < (CONTROL_HEADER_LEN if flags & CONTROL_BIT else HEADER_LEN):
-                raise DelineationError(f"SSTP packet length {length} is below the minimum")
-            packet_end = pos + length
-            if packet_end > end:
-                break
-            append(packet_end)
+            if head == data_head and word in words and length > prefix:
+                packet_end = pos + length
+                if packet_end > end:
+                    break
+                append(view[pos + prefix : packet_end])
+            else:
+                packet_end = _packet_end(source, pos)
+                if not packet_end:
+                    break
+                others.append((len(payloads), source[pos:packet_end]))
+            pos = packet_end
+        # Fewer than a prefix left: short packets may still be whole; a partial one waits for the next read.
+        while end - pos >= HEADER_LEN and (packet_end := _packet_end(source, pos)):
+            others.append((len(payloads), source[pos:packet_end]))
             pos = packet_end
         if pos < end:
             if source[pos] != VERSION:
                 raise DelineationError(f"SSTP version byte {source[pos]:#04x}")
-            pending += memoryview(source)[pos:]
-        return source, bounds
+            pending += view[pos:]
+        return payloads, others
