@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkUp, frame_ip_packet, ip_payload
+from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkUp, frame_ip_packets, ip_payload
 from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.session import AuthenticationFailed
 from pysstp.sstp.constants import HashProtocol
@@ -237,7 +237,7 @@ def test_ip_is_not_passed_before_the_call_is_up() -> None:
 
 def test_fast_path_helpers_match_the_link_framing() -> None:
     packet = ipv4_packet(SERVER_ADDRESS, SERVER_ADDRESS, b"x" * 100)
-    framed = frame_ip_packet(packet)
+    framed = frame_ip_packets([packet])
     assert framed[:8] == bytes((0x10, 0x00, 0x00, len(packet) + 8, 0xFF, 0x03, 0x00, 0x21))
     assert bytes(ip_payload(framed) or b"") == packet
     assert ip_payload(b"\x10\x01\x00\x08\x00\x08\x00\x00") is None
@@ -248,7 +248,7 @@ def test_fast_path_packet_is_accepted_by_the_peer_link() -> None:
     client_up, _ = connect(conv)
     assert client_up.local_address is not None
     packet = ipv4_packet(client_up.local_address, SERVER_ADDRESS, b"fast")
-    conv.server.receive_data(frame_ip_packet(packet), conv.now)
+    conv.server.receive_data(frame_ip_packets([packet]), conv.now)
     assert conv.server.take_ip_packets() == [packet]
 
 

@@ -50,11 +50,6 @@ _IPV4_HEADERS = [bytes((VERSION, 0, n >> 8, n & 0xFF)) + IPV4_FRAME for n in ran
 _IPV6_HEADERS = [bytes((VERSION, 0, n >> 8, n & 0xFF)) + IPV6_FRAME for n in range(MAX_PACKET_LEN + 1)]
 
 
-def frame_ip_packet(packet: bytes) -> bytes:
-    """Return the SSTP data packet that carries one IPv4 or IPv6 packet (at most :data:`MAX_IP_PACKET`)."""
-    return frame_ip_packets([packet])
-
-
 def frame_ip_packets(packets: Iterable[bytes | memoryview]) -> bytes:
     """The SSTP data packets for ``packets``, joined (one buffer for one TLS write); IP packets too long
     for SSTP's 12-bit length are left out (the TUN's MTU, set from the MRU, keeps them from coming)."""
