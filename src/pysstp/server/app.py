@@ -559,10 +559,13 @@ class SstpServerApp:
         by_address = self.by_address
         batches: dict[ServerConnection, list[bytes]] = {}
         for packet in self.tun.read_batch(TUN_BATCH):
-            # IPv4 to a session's own address, looked up here without a call per packet; the rest by _route.
-            connection = by_address.get(packet[16:20]) if len(packet) >= 20 and packet[0] >> 4 == 4 else None
-            if connection is None:
-                connection = self._route(packet)
+            if len(packet) >= 20 and packet[0] >> 4 == 4:
+                # IPv4 to a session's own address, looked up here without a call per packet.
+                connection = by_address.get(packet[16:20])
+                if connection is None and self.by_network:
+                    connection = self._route_to_network(IPv4Address(packet[16:20]))
+            else:
+                connection = self._route_ipv6(packet)
             if connection is None:
                 self.tun_drops += 1
                 continue
@@ -573,15 +576,6 @@ class SstpServerApp:
                 batch.append(packet)
         for connection, packets in batches.items():
             connection.send_ip_batch(packets)
-
-    def _route(self, packet: bytes) -> ServerConnection | None:
-        if len(packet) < 20 or packet[0] >> 4 != 4:
-            return self._route_ipv6(packet)
-        destination = packet[16:20]
-        connection = self.by_address.get(destination)
-        if connection is not None or not self.by_network:
-            return connection
-        return self._route_to_network(IPv4Address(destination))
 
     def _route_to_network(self, address: IPv4Address | IPv6Address) -> ServerConnection | None:
         """The session whose site-to-site networks hold ``address``."""
