@@ -18,6 +18,7 @@ from pysstp.errors import SystemSetupError
 from pysstp.logsetup import setup_logging
 from pysstp.net.caps import CAP_NET_ADMIN, has_capability
 from pysstp.net.changes import NetworkChanges
+from pysstp.runtime import freeze_start_up_objects
 
 EPILOG = f"""\
 examples:
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             return forked
         detach = forked
     with pid_file_held(settings.pid_file):
+        freeze_start_up_objects()
         return asyncio.run(connect(settings, detach))
 
 

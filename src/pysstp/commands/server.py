@@ -24,6 +24,7 @@ from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import add_route, delete_route, make_route, set_link
 from pysstp.ppp.auth.eap_tls import EapTlsServerSettings
 from pysstp.ppp.ipv6cp import link_local_address
+from pysstp.runtime import freeze_start_up_objects
 from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.config import (
     HELP_EPILOG,
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         )
     return_large_buffers_to_the_system()
     raise_file_limit()
+    freeze_start_up_objects()
     return asyncio.run(serve(settings))
 
 
