@@ -32,25 +32,35 @@ SSTP is TCP inside TCP: a deep queue here becomes seconds of delay for every inn
 meltdown"); dropping lets the inner TCP see loss and slow down, as it would at a router."""
 
 
+TLS_READ_SIZE = 64 * 1024
+"""Bytes asked of the socket and of OpenSSL per read on an established TLS transport.
+
+asyncio asks for 256 KiB each time. OpenSSL hands over at most one TLS record (16 KiB) per read, yet
+every read first allocates a bytes object of the size asked for; the server keeps allocations of
+128 KiB and more in mappings of their own (see ``pysstp server``), so each 256 KiB read was an
+``mmap``, page faults and a ``munmap``, about a quarter of the receiving server's CPU. 64 KiB stays on
+the heap and still takes several records per socket read."""
+
 _receive_buffers = threading.local()
 
 
-def share_tls_receive_buffer(transport: asyncio.BaseTransport) -> None:
-    """Give an asyncio TLS transport the receive buffer all TLS connections of this thread share.
+def adapt_tls_transport(transport: asyncio.BaseTransport) -> None:
+    """Fit an established asyncio TLS transport for a long call: smaller reads, a shared receive buffer.
 
-    asyncio's TLS protocol allocates (and zero-fills) a 256 KiB receive buffer per connection; with
-    a thousand idle calls that is most of the server's memory. The buffer only lives from the
-    ``recv_into`` that fills it to the ``buffer_updated`` that copies it into OpenSSL, both in one
-    callback of the thread's event loop, so one buffer per thread serves every connection. Other TLS
-    transports (uvloop's) are left alone.
+    Reads are :data:`TLS_READ_SIZE`. And asyncio's TLS protocol allocates (and zero-fills) a 256 KiB
+    receive buffer per connection; with a thousand idle calls that is most of the server's memory. The
+    buffer only lives from the ``recv_into`` that fills it to the ``buffer_updated`` that copies it into
+    OpenSSL, both in one callback of the thread's event loop, so one buffer per thread serves every
+    connection. Other TLS transports (uvloop's) are left alone.
     """
     ssl_protocol = getattr(transport, "_ssl_protocol", None)
     own = getattr(ssl_protocol, "_ssl_buffer", None)
     if not isinstance(own, bytearray):
         return
     shared: memoryview | None = getattr(_receive_buffers, "view", None)
-    if shared is None or len(shared) < len(own):
-        shared = _receive_buffers.view = memoryview(own)
+    if shared is None:
+        shared = _receive_buffers.view = memoryview(bytearray(TLS_READ_SIZE))
+    ssl_protocol.max_size = TLS_READ_SIZE  # type: ignore[union-attr]
     ssl_protocol._ssl_buffer = shared.obj  # type: ignore[union-attr]
     ssl_protocol._ssl_buffer_view = shared  # type: ignore[union-attr]
 
@@ -96,7 +106,7 @@ class LinkConnection(asyncio.Protocol):
         """TLS is up: let the link start."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        share_tls_receive_buffer(transport)
+        adapt_tls_transport(transport)
         # Pause where dropping starts (asyncio's TLS default is 512 KiB): the client then stops reading
         # its TUN instead of reading packets only to drop them, which under a flood took the CPU the
         # packets that do get through need.

@@ -91,10 +91,11 @@ def return_large_buffers_to_the_system() -> None:
     """Keep buffers of 128 KiB and more in mappings of their own, returned to the system when freed.
 
     Each TLS handshake in progress holds a 256 KiB buffer (see
-    :func:`pysstp.connection.share_tls_receive_buffer`). glibc would otherwise raise its threshold after
+    :func:`pysstp.connection.adapt_tls_transport`). glibc would otherwise raise its threshold after
     the first one is freed and serve the next ones from the heap, where a burst of connections leaves
-    megabytes resident for good. Setting the threshold explicitly stops that adjustment. Other C
-    libraries are left as they are.
+    megabytes resident for good. Setting the threshold explicitly stops that adjustment; reads on
+    established calls stay below it (:data:`pysstp.connection.TLS_READ_SIZE`). Other C libraries are
+    left as they are.
     """
     try:
         libc = ctypes.CDLL(None)
