@@ -157,7 +157,7 @@ async def test_required_client_certificate_absent(
         await bench.app.shutdown()
 
 
-async def test_revoked_client_certificate(tmp_path: Path) -> None:
+async def test_revoked_client_certificate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     bench = await client_cert_bench(tmp_path, "require")
     try:
         _client, refusal = await dial_with(bench, tmp_path, lab().revoked)
@@ -166,6 +166,9 @@ async def test_revoked_client_certificate(tmp_path: Path) -> None:
             "it may have refused our TLS client certificate (revoked, expired, or from a CA it does not "
             "trust)"
         )
+        # The client hears no reason (asyncio sends no alert), but the server's log has it.
+        assert "127.0.0.1:" in caplog.text
+        assert "TLS handshake failed: refused its TLS client certificate: certificate revoked" in caplog.text
     finally:
         await bench.app.shutdown()
 

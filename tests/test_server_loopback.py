@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import struct
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
@@ -195,13 +196,54 @@ async def test_undelineable_stream_closes_only_that_connection(bench: Bench) -> 
     assert len(bench.app.connections) == 1
 
 
-async def test_garbage_instead_of_tls_is_dropped(bench: Bench) -> None:
+async def test_garbage_instead_of_tls_is_dropped_and_logged(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pysstp.server")
     reader, writer = await asyncio.open_connection("127.0.0.1", bench.port)
+    local_port = writer.get_extra_info("sockname")[1]
     writer.write(b"\x16\x03\x01garbage that is not a TLS ClientHello" * 4)
     data = await asyncio.wait_for(reader.read(), TIMEOUT)
     assert data == b"" or not data.startswith(b"HTTP")
     writer.close()
     assert not bench.app.connections
+    assert bench.app.listener.handshake_failures == 1
+    assert f"127.0.0.1:{local_port}: TLS handshake failed: " in caplog.text
+
+
+async def test_plain_http_on_the_tls_port_is_logged_in_plain_words(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pysstp.server")
+    reader, writer = await asyncio.open_connection("127.0.0.1", bench.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: sstp.test\r\n\r\n")
+    await asyncio.wait_for(reader.read(), TIMEOUT)
+    writer.close()
+    assert "TLS handshake failed: plain HTTP sent to the TLS port" in caplog.text
+
+
+async def test_silent_client_is_dropped_at_the_tls_handshake_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pysstp.server")
+    bench = await start_bench(tmp_path, handshake_timeout=0.3)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bench.port)
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+        writer.close()
+        assert "TLS handshake failed: no complete TLS handshake in time" in caplog.text
+    finally:
+        await bench.app.shutdown()
+
+
+async def test_shutdown_stops_accepting_and_abandons_handshakes(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", bench.port)
+    await asyncio.sleep(0.05)
+    await bench.app.shutdown()
+    writer.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", bench.port)
 
 
 async def test_status_lists_sessions_and_kick_disconnects(bench: Bench, tmp_path: Path) -> None:

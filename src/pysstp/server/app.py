@@ -29,6 +29,7 @@ from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.ppp.session import AuthenticationFailed, Ipv6Up, ServerNetwork
 from pysstp.server import ipv6
 from pysstp.server.backoff import Backoff, GuardedCredentials
+from pysstp.server.listener import TlsListener
 from pysstp.sstp.machine import SstpState
 
 log = logging.getLogger("pysstp.server")
@@ -176,8 +177,8 @@ class SstpServerApp:
     ) -> None:
         self.ssl_context = ssl_context
         self.require_client_certificate = require_client_certificate
-        """Refuse calls without a TLS client certificate. The context only requests one (CERT_OPTIONAL):
-        asyncio drops a failed handshake without a word, while a refusal here is logged."""
+        """Refuse calls without a TLS client certificate. The context only requests one (CERT_OPTIONAL), so
+        a missing certificate is refused here, after the handshake, with the session's own log line."""
         self.link_config = link_config
         self.users = users
         self.pool = pool
@@ -202,7 +203,7 @@ class SstpServerApp:
         self.by_address: dict[bytes, ServerConnection] = {}
         self.by_network: list[tuple[IPv4Network | IPv6Network, ServerConnection]] = []
         self._recent: dict[str, deque[float]] = defaultdict(deque)
-        self._servers: list[asyncio.Server] = []
+        self.listener = TlsListener(self._new_connection, ssl_context, handshake_timeout)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tun_drops = 0
         self.spoofed = 0
@@ -220,24 +221,12 @@ class SstpServerApp:
             self._ra_timer = self._loop.call_later(ipv6.RA_INTERVAL, self._advertise_all)
         bound: list[tuple[str, int]] = []
         for host in hosts:
-            server = await self._loop.create_server(
-                self._new_connection,
-                host=host,
-                port=port,
-                ssl=self.ssl_context,
-                ssl_handshake_timeout=self.handshake_timeout,
-                reuse_address=True,
-            )
-            self._servers.append(server)
-            for sock in server.sockets:
-                name = sock.getsockname()
-                bound.append((name[0], name[1]))
+            bound += await self.listener.open(host, port)
         return bound
 
     async def shutdown(self, reason: str = "server shutting down") -> None:
         """Stop accepting, disconnect every session in order, wait a little for them, then close."""
-        for server in self._servers:
-            server.close()
+        await self.listener.close()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         if self._ra_timer is not None:
@@ -252,8 +241,6 @@ class SstpServerApp:
                 connection.transport.abort()
         if self._loop is not None:
             self._loop.remove_reader(self.tun.fd)
-        for server in self._servers:
-            await server.wait_closed()
 
     def _check_idle(self) -> None:
         """Disconnect (in order) calls that carried no IP packet for ``idle_timeout`` seconds."""

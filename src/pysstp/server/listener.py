@@ -1,0 +1,152 @@
+"""TLS listeners that say why a handshake failed, and with whom.
+
+``loop.create_server(ssl=...)`` drops a failed TLS handshake without a word: no peer, no reason, not
+even in its debug log unless the whole loop runs in debug mode. Plain HTTP on port 443, a client that
+offers only TLS 1.0, one that does not trust the server's certificate, a refused client certificate and
+a port scanner all looked the same: nothing. Here each listening socket has its own accept loop and each
+connection its own ``loop.connect_accepted_socket``, which raises what the handshake ran into; the
+rest (the TLS transport, the protocol's ``connection_made`` after the handshake) is asyncio's as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger("pysstp.server")
+
+BACKLOG = 100
+"""Connections the kernel queues before they are accepted (asyncio's ``create_server`` default)."""
+ACCEPT_RETRY_DELAY = 1.0
+"""Seconds the accept loop rests when out of file descriptors, as asyncio's own does."""
+
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+# OpenSSL's reason codes that mean something to an admin, in the admin's words.
+_REASONS = {
+    "HTTP_REQUEST": "plain HTTP sent to the TLS port",
+    "WRONG_VERSION_NUMBER": "not TLS, or an SSL version this server does not speak",
+    "UNSUPPORTED_PROTOCOL": "the client offers only TLS versions below tls.min_version",
+    "NO_SHARED_CIPHER": "no cipher in common (see tls.ciphers)",
+    "TLSV1_ALERT_UNKNOWN_CA": "the client does not trust this server's certificate (unknown CA)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the client refused this server's certificate (bad certificate)",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the client refused this server's certificate",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the client says this server's certificate has expired",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "no TLS client certificate",
+}
+
+
+def describe_handshake_failure(exc: BaseException) -> tuple[int, str]:
+    """The log level and the words for a failed TLS handshake.
+
+    A refused client certificate is a warning (somebody's login is failing); the rest is the ordinary
+    noise of a port open to the internet and is logged at info.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return logging.WARNING, f"refused its TLS client certificate: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLEOFError | ConnectionResetError | BrokenPipeError):
+        return logging.INFO, "closed the connection during the TLS handshake"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        return logging.INFO, _REASONS.get(reason, reason.replace("_", " ").lower() or str(exc))
+    if isinstance(exc, ConnectionAbortedError):
+        # asyncio's handshake timeout: "SSL handshake is taking longer than N seconds: aborting ..."
+        return logging.INFO, "no complete TLS handshake in time"
+    if isinstance(exc, OSError) and exc.strerror:
+        return logging.INFO, exc.strerror
+    return logging.INFO, str(exc) or type(exc).__name__
+
+
+def peer_text(address: object) -> str:
+    """``host:port`` ( ``[host]:port`` for IPv6) of a peer address as ``accept`` returns it."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+class TlsListener:
+    """Listening sockets, one accept loop each, one TLS handshake task per accepted connection."""
+
+    def __init__(
+        self,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        ssl_context: ssl.SSLContext,
+        handshake_timeout: float,
+    ) -> None:
+        self.protocol_factory = protocol_factory
+        self.ssl_context = ssl_context
+        self.handshake_timeout = handshake_timeout
+        self.handshake_failures = 0
+        self._sockets: list[socket.socket] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def open(self, host: str, port: int) -> list[tuple[str, int]]:
+        """Listen on every address ``host`` resolves to (IPv6 sockets only for IPv6); return them.
+
+        Raises :class:`OSError` (:class:`socket.gaierror` for a name that does not resolve).
+        """
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        bound: list[tuple[str, int]] = []
+        for family, _type, _proto, _name, address in dict.fromkeys(infos):
+            sock = socket.create_server(address, family=family, backlog=BACKLOG)
+            sock.setblocking(False)
+            self._sockets.append(sock)
+            self._start(self._accept_loop(sock))
+            name = sock.getsockname()
+            bound.append((name[0], name[1]))
+        return bound
+
+    async def close(self) -> None:
+        """Stop accepting and abandon handshakes in progress; established calls are left alone."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Only now: a cancelled accept has taken its socket out of the selector, and closing a socket
+        # still registered there would leave a stale entry for the next socket with its number.
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+
+    def _start(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, address = await loop.sock_accept(listener)
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_DESCRIPTORS:
+                    raise
+                log.warning(
+                    "cannot accept connections (%s); retrying in %.0f s", exc.strerror, ACCEPT_RETRY_DELAY
+                )
+                await asyncio.sleep(ACCEPT_RETRY_DELAY)
+                continue
+            self._start(self._handshake(conn, address))
+
+    async def _handshake(self, conn: socket.socket, address: object) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                self.protocol_factory,
+                conn,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
+        except OSError as exc:
+            # asyncio has closed the transport, and with it the socket.
+            self.handshake_failures += 1
+            level, why = describe_handshake_failure(exc)
+            log.log(level, "%s: TLS handshake failed: %s", peer_text(address), why)
