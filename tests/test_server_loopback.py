@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
+import socket
 import struct
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from pysstp.link import MAX_IP_PACKET, LinkDown, LinkUp, frame_ip_packets
 from pysstp.ppp.constants import MAX_MRU, AuthMethod
+from pysstp.server import listener
 from pysstp.server.app import Limits
 from pysstp.sstp.packets import EchoRequest, encode_control
 
@@ -244,6 +247,34 @@ async def test_shutdown_stops_accepting_and_abandons_handshakes(tmp_path: Path) 
     writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", bench.port)
+
+
+async def test_accept_errors_leave_the_listener_accepting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(listener, "ACCEPT_RETRY_DELAY", 0.01)
+    bench = await start_bench(tmp_path)
+    loop = asyncio.get_running_loop()
+    real_accept = loop.sock_accept
+    errors = [OSError(errno.EPROTO, "Protocol error"), OSError(errno.EMFILE, "Too many open files")]
+
+    async def failing_accept(sock: socket.socket) -> tuple[socket.socket, object]:
+        if errors:
+            raise errors.pop(0)
+        return await real_accept(sock)
+
+    monkeypatch.setattr(loop, "sock_accept", failing_accept)
+    try:
+        # The accept already waiting takes the first call; both errors come before the second.
+        for user, password in (("alice", "alicepw"), ("bob", "bobpw")):
+            client = await bench.connect(user, password)
+            await asyncio.wait_for(client.up.wait(), TIMEOUT)
+        assert not errors
+        assert len(bench.app.connections) == 2
+        assert "cannot accept connections (Too many open files); retrying in 0 s" in caplog.text
+        assert "Protocol error" not in caplog.text
+    finally:
+        await bench.app.shutdown()
 
 
 async def test_status_lists_sessions_and_kick_disconnects(bench: Bench, tmp_path: Path) -> None:

@@ -23,9 +23,24 @@ log = logging.getLogger("pysstp.server")
 BACKLOG = 100
 """Connections the kernel queues before they are accepted (asyncio's ``create_server`` default)."""
 ACCEPT_RETRY_DELAY = 1.0
-"""Seconds the accept loop rests when out of file descriptors, as asyncio's own does."""
+"""Seconds the accept loop rests after an error of its own (out of file descriptors, say), as asyncio's
+does."""
 
-_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# Linux hands a new connection's pending network error to accept() (accept(2), "Error handling"): that
+# connection is gone, the listening socket is fine, and the next accept may proceed at once.
+_CONNECTION_ERRORS = frozenset(
+    (
+        errno.ECONNABORTED,
+        errno.ENETDOWN,
+        errno.EPROTO,
+        errno.ENOPROTOOPT,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EHOSTUNREACH,
+        errno.EOPNOTSUPP,
+        errno.ENETUNREACH,
+    )
+)
 
 # OpenSSL's reason codes that mean something to an admin, in the admin's words.
 _REASONS = {
@@ -125,13 +140,14 @@ class TlsListener:
         while True:
             try:
                 conn, address = await loop.sock_accept(listener)
-            except ConnectionAbortedError:
-                continue
             except OSError as exc:
-                if exc.errno not in _OUT_OF_DESCRIPTORS:
-                    raise
+                if exc.errno in _CONNECTION_ERRORS:
+                    continue
+                # Ending the loop would stop the server accepting for good, without a word.
                 log.warning(
-                    "cannot accept connections (%s); retrying in %.0f s", exc.strerror, ACCEPT_RETRY_DELAY
+                    "cannot accept connections (%s); retrying in %.0f s",
+                    exc.strerror or exc,
+                    ACCEPT_RETRY_DELAY,
                 )
                 await asyncio.sleep(ACCEPT_RETRY_DELAY)
                 continue
