@@ -34,6 +34,7 @@ from pysstp.server.config import (
 )
 from pysstp.server.control import ControlServer
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
+from pysstp.server.listener import peer_text
 from pysstp.server.pool import AddressPool
 from pysstp.sstp.http import page_response, redirect_response
 
@@ -179,7 +180,7 @@ async def serve(settings: ServerSettings) -> int:
         await control.start()
         log.info(
             "listening on %s; tunnel %s %s/%d; %d users",
-            ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in bound),
+            ", ".join(map(peer_text, bound)),
             tun.name,
             settings.pool.server_address,
             settings.pool.network.prefixlen,

@@ -56,7 +56,7 @@ _REASONS = {
 }
 
 
-def describe_handshake_failure(exc: BaseException) -> tuple[int, str]:
+def describe_handshake_failure(exc: OSError) -> tuple[int, str]:
     """The log level and the words for a failed TLS handshake.
 
     A refused client certificate is a warning (somebody's login is failing); the rest is the ordinary
@@ -72,13 +72,12 @@ def describe_handshake_failure(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, ConnectionAbortedError):
         # asyncio's handshake timeout: "SSL handshake is taking longer than N seconds: aborting ..."
         return logging.INFO, "no complete TLS handshake in time"
-    if isinstance(exc, OSError) and exc.strerror:
-        return logging.INFO, exc.strerror
-    return logging.INFO, str(exc) or type(exc).__name__
+    return logging.INFO, exc.strerror or str(exc) or type(exc).__name__
 
 
 def peer_text(address: object) -> str:
-    """``host:port`` ( ``[host]:port`` for IPv6) of a peer address as ``accept`` returns it."""
+    """``host:port`` (``[host]:port`` for IPv6) of a socket address as ``accept`` or ``getsockname``
+    returns it."""
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
