@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from namespaces import Namespace
+from helpers.namespaces import Namespace
 
 IPERF_PORT = 5201
 UDP_PAYLOAD = 1372

@@ -20,10 +20,10 @@ from typing import Any
 
 from benchmarks.netns import command_line, cpu_seconds, report
 
-from connect_process import PYSSTP
-from loopback import make_certificate
-from namespaces import Namespace, create_pair, netns_unavailable, remove_pair, wait_for_text
-from server_process import add_user, start_server
+from helpers.connect_process import PYSSTP
+from helpers.loopback import make_certificate
+from helpers.namespaces import Namespace, create_pair, netns_unavailable, remove_pair, wait_for_text
+from helpers.server_process import add_user, start_server
 
 MRUS = (1500, 4091)
 SERVER_IP, CLIENT_IP = "10.202.0.1", "10.202.0.2"

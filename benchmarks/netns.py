@@ -2,7 +2,7 @@
 memory and CPU read from /proc.
 
 Namespaces, certificates, the user database and the ``pysstp server`` process come from the tests'
-helpers (tests/namespaces.py, loopback.py, server_process.py; see benchmarks/__init__.py), so the
+helpers (tests/helpers/namespaces.py, loopback.py, server_process.py; see benchmarks/__init__.py), so the
 benchmarks make and remove them exactly as the tests do.
 """
 

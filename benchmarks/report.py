@@ -152,7 +152,7 @@ def markdown(results: Mapping[str, object], sections: str, notes: str) -> str:
         " benchmarks/relay.py, a bare Python TUN → TLS → TUN relay with SSTP framing and no PPP or SSTP"
         " control (the practical ceiling of the approach); **pysstp** is `pysstp connect` against"
         " `pysstp server`; **softether** is the same `pysstp connect` against a SoftEther 5.01 server"
-        " (tests/softether.py) whose hub is bridged to a veth where iperf3 listens.",
+        " (tests/helpers/softether.py) whose hub is bridged to a veth where iperf3 listens.",
         "",
     ]
     skipped = meta.get("skipped") or {}

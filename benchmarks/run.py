@@ -28,8 +28,8 @@ from benchmarks import ROOT, mru, scale, tunnels
 from benchmarks.measure import Target, cpu_use, percentiles, ping, ping_under_load, tcp, udp, udp_best_rate
 from benchmarks.report import PATHS, markdown, ratios, summarise, verdicts
 
-from namespaces import create_pair, remove_pair
-from softether import SoftEtherUnavailable
+from helpers.namespaces import create_pair, remove_pair
+from helpers.softether import SoftEtherUnavailable
 
 log = logging.getLogger("benchmarks")
 

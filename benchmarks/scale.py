@@ -30,9 +30,9 @@ from typing import Any
 from benchmarks import ROOT
 from benchmarks.netns import command_line, cpu_seconds, report, rss_kib
 
-from loopback import make_certificate
-from namespaces import Namespace, delete_namespace, netns_unavailable
-from server_process import add_user, start_server
+from helpers.loopback import make_certificate
+from helpers.namespaces import Namespace, delete_namespace, netns_unavailable
+from helpers.server_process import add_user, start_server
 
 TARGET_SESSIONS = 1000
 TARGET_KIB_PER_SESSION = 64

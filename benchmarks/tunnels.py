@@ -3,7 +3,7 @@
 * ``veth``: the two namespaces' veth pair, no tunnel (the physical ceiling);
 * ``relay``: benchmarks/relay.py on both ends (the ceiling of a Python TUN-TLS-TUN tunnel);
 * ``pysstp``: ``pysstp server`` and ``pysstp connect``;
-* ``softether``: the same ``pysstp connect`` against a private SoftEther server (tests/softether.py),
+* ``softether``: the same ``pysstp connect`` against a private SoftEther server (tests/helpers/softether.py),
   whose hub is bridged to a veth into a third namespace where iperf3 listens.
 """
 
@@ -18,11 +18,11 @@ from pathlib import Path
 from benchmarks import ROOT
 from benchmarks.measure import IPERF_PORT, Target
 
-from connect_process import PYSSTP
-from loopback import make_certificate
-from namespaces import Namespace, Pair, delete_namespace, run, wait_for_text
-from server_process import add_user, start_server
-from softether import HUB, PASSWORD, SERVER_NAME, USER, running_softether
+from helpers.connect_process import PYSSTP
+from helpers.loopback import make_certificate
+from helpers.namespaces import Namespace, Pair, delete_namespace, run, wait_for_text
+from helpers.server_process import add_user, start_server
+from helpers.softether import HUB, PASSWORD, SERVER_NAME, USER, running_softether
 
 PYTHON = sys.executable
 RELAY_PORT = 4433

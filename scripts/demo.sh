@@ -48,7 +48,7 @@ say "a certificate and a user"
 import sys
 from pathlib import Path
 sys.path.insert(0, "tests")
-from loopback import make_certificate
+from helpers.loopback import make_certificate
 make_certificate(Path(sys.argv[1]))
 EOF
 printf 'demopass\n' > "$WORK/password"

@@ -1,0 +1,28 @@
+"""Markers by folder: a test's folder says what it needs (docs/architecture.md, "Tests").
+
+* ``unit/``: codecs, machines and settings in memory (no root, no network).
+* ``loopback/``: the real asyncio server and client over TLS on 127.0.0.1 (no root).
+* ``netns/`` (marker ``netns``): network namespaces and TUN devices (root).
+* ``interop/`` (marker ``interop``): real third-party peers: sstpc, SoftEther, sorz's sstp-server (root).
+
+``pytest -m "not netns and not interop"`` runs everything that needs no root. A test elsewhere that needs
+a namespace carries ``@pytest.mark.netns`` itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_FOLDER_MARKERS = {"netns": pytest.mark.netns, "interop": pytest.mark.interop}
+_TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's marker."""
+    for item in items:
+        folder = item.path.relative_to(_TESTS).parts[0] if item.path.is_relative_to(_TESTS) else ""
+        marker = _FOLDER_MARKERS.get(folder)
+        if marker is not None:
+            item.add_marker(marker)

@@ -1,0 +1,32 @@
+"""``pysstp server`` as its own process inside a network namespace, and the user database it reads, for
+the namespace tests and the benchmarks (which start it the same way)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from helpers.connect_process import PYSSTP
+from helpers.namespaces import Namespace, run, wait_for_text
+
+LISTEN_TIMEOUT = 20.0
+"""Seconds for the server to report that it listens."""
+
+
+def add_user(users: Path, name: str, password: str) -> Path:
+    """Add ``name`` to the user database ``users`` with ``pysstp user add``; the password goes in the file
+    ``NAME.pw`` next to ``users``, which is returned (a client may read it too)."""
+    secret = users.with_name(f"{name}.pw")
+    secret.write_text(password + "\n")
+    run(PYSSTP, "user", "add", name, "--users", str(users), "--password-file", str(secret))
+    return secret
+
+
+def start_server(
+    ns: Namespace, log: Path, *args: str, timeout: float = LISTEN_TIMEOUT
+) -> subprocess.Popen[str]:
+    """Start ``pysstp server`` with ``args`` in ``ns``, its output in ``log``, and wait until it listens
+    (failing at once, with the log, if it exits first)."""
+    process = ns.start([PYSSTP, "server", *args], log)
+    wait_for_text(log, "listening on", timeout, process)
+    return process

@@ -1,0 +1,168 @@
+"""Certificate settings: `pysstp connect --cert/--key/--eap-ca` and the server's [eap_tls] and client
+certificate keys, down to the loaded objects and the one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from pysstp.cli import build_parser, main
+from pysstp.client.settings import settings_from_args as client_settings
+from pysstp.commands.server import load_eap_tls
+from pysstp.errors import ConfigError
+from pysstp.ppp.auth.eap_tls import IdentitySource, TlsVersion
+from pysstp.ppp.constants import AuthMethod
+from pysstp.server.config import EAP_TLS_EXAMPLE, add_arguments, load
+from pysstp.server.config import settings_from_args as server_settings
+
+from helpers.certlab import lab
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The lab's CA, CRL, server and alice (key encrypted with 'secret') as PEM files."""
+    monkeypatch.delenv("PYSSTP_PASSWORD", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    the_lab = lab()
+    (tmp_path / "ca.pem").write_bytes(the_lab.ca.certificate_pem())
+    (tmp_path / "crl.pem").write_bytes(the_lab.crl.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.pem").write_bytes(the_lab.server.certificate_pem())
+    (tmp_path / "server.key").write_bytes(the_lab.server.key_pem())
+    (tmp_path / "alice.pem").write_bytes(the_lab.alice.certificate_pem())
+    (tmp_path / "alice.key").write_bytes(the_lab.alice.key_pem(b"secret"))
+    (tmp_path / "pass").write_text("secret\n")
+    (tmp_path / "wrong").write_text("nope\n")
+    return tmp_path
+
+
+def connect(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["connect", "vpn.example.test", *argv])
+
+
+def test_client_eap_tls_needs_no_password_and_takes_the_user_from_the_certificate(files: Path) -> None:
+    settings = client_settings(
+        connect(
+            "--auth", "eap-tls",
+            "--cert", str(files / "alice.pem"),
+            "--key", str(files / "alice.key"),
+            "--key-passphrase-file", str(files / "pass"),
+            "--eap-ca", str(files / "ca.pem"),
+            "--eap-server-name", "vpn.example.test",
+        )
+    )  # fmt: skip
+    assert settings.user == "alice" and settings.password == ""
+    assert settings.auth_methods == (AuthMethod.EAP_TLS,)
+    assert settings.eap_tls is not None and settings.eap_tls.server_name == "vpn.example.test"
+    assert settings.eap_tls.trusted_cas == (lab().ca.certificate,)
+    assert settings.tls.client_certificate is not None
+    assert settings.tls.client_certificate.identity.certificate == lab().alice.certificate
+
+
+def test_client_eap_ca_defaults_to_ca_file(files: Path) -> None:
+    settings = client_settings(
+        connect(
+            "--user", "bob", "--password-file", str(files / "pass"),
+            "--cert", str(files / "alice.pem"), "--key", str(files / "alice.key"),
+            "--key-passphrase-file", str(files / "pass"), "--ca-file", str(files / "ca.pem"),
+        )
+    )  # fmt: skip
+    assert settings.user == "bob" and settings.password == "secret"
+    assert settings.eap_tls is not None and settings.eap_tls.trusted_cas == (lab().ca.certificate,)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--auth", "eap-tls"], "--auth eap-tls needs your certificate: --cert FILE --key FILE"),
+        (
+            ["--auth", "eap-tls", "--cert", "{d}/alice.pem"],
+            "--cert and --key go together: the certificate and its private key",
+        ),
+        (
+            ["--auth", "eap-tls", "--cert", "{d}/alice.pem", "--key", "{d}/alice.key"],
+            "{d}/alice.key: the private key is encrypted and stdin is not a terminal; "
+            "use --key-passphrase-file FILE",
+        ),
+        (
+            ["--auth", "eap-tls", "--cert", "{d}/alice.pem", "--key", "{d}/alice.key",
+             "--key-passphrase-file", "{d}/wrong"],
+            "{d}/alice.key: wrong passphrase for the private key",
+        ),
+        (
+            ["--auth", "eap-tls", "--cert", "{d}/alice.pem", "--key", "{d}/missing.key"],
+            "{d}/missing.key: cannot read the private key: No such file or directory",
+        ),
+        (
+            ["--auth", "eap-tls", "--cert", "{d}/ca.pem", "--key", "{d}/server.key"],
+            "{d}/server.key: the private key does not belong to CN=pysstp test CA ({d}/ca.pem)",
+        ),
+        (
+            ["--user", "x", "--eap-ca", "{d}/ca.pem"],
+            "--eap-ca and --eap-server-name are for EAP-TLS: give --cert and --key too",
+        ),
+    ],
+)  # fmt: skip
+def test_client_mistakes_are_one_line(
+    files: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    argv = ["connect", "vpn.example.test", "--password-file", str(files / "pass")]
+    argv += [flag.format(d=files) for flag in flags]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f"pysstp: {message.format(d=files)}\n"
+
+
+def server(*flags: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(["--cert", "s.pem", "--key", "s.key", *flags])
+
+
+def test_server_eap_tls_settings_load(files: Path) -> None:
+    settings = server_settings(
+        server(
+            "--cert", str(files / "server.pem"), "--key", str(files / "server.key"),
+            "--auth", "eap-tls,mschapv2",
+            "--eap-ca", str(files / "ca.pem"), "--eap-crl", str(files / "crl.pem"),
+            "--eap-identity", "san-email", "--eap-require-user", "--eap-tls-max", "1.2",
+        )
+    )  # fmt: skip
+    assert settings.auth_methods == (AuthMethod.EAP_TLS, AuthMethod.MSCHAP_V2)
+    eap = load_eap_tls(settings)
+    assert eap is not None
+    assert eap.identity.certificate == lab().server.certificate
+    assert eap.trusted_cas == (lab().ca.certificate,) and eap.crls == (lab().crl,)
+    assert eap.identity_source is IdentitySource.SAN_EMAIL and eap.require_known_user
+    assert eap.max_version is TlsVersion.TLS1_2
+
+
+def test_server_example_loads(files: Path) -> None:
+    config = files / "server.toml"
+    config.write_text(EAP_TLS_EXAMPLE)
+    values = load(config)
+    assert values["auth_methods"] == (AuthMethod.EAP_TLS, AuthMethod.MSCHAP_V2)
+    assert values["eap_tls.identity"] is IdentitySource.COMMON_NAME
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--auth", "eap-tls"], "auth method 'eap-tls' needs the CA that signs user certificates"),
+        (["--eap-cert", "e.pem"], "set both eap_tls.cert and eap_tls.key"),
+        (["--verify-client-certificate", "require"], "verify-client-certificate 'require' needs the CA"),
+    ],
+)
+def test_server_mistakes(flags: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        server_settings(server(*flags))
+
+
+def test_server_unreadable_eap_files(files: Path) -> None:
+    cert = ("--cert", str(files / "server.pem"), "--key", str(files / "server.key"))
+    settings = server_settings(server(*cert, "--auth", "eap-tls", "--eap-ca", str(files / "nothing.pem")))
+    with pytest.raises(ConfigError, match=r"nothing\.pem: cannot read the CA file"):
+        load_eap_tls(settings)

@@ -1,0 +1,258 @@
+"""``pysstp user``: the administrator's view of the user database, through ``pysstp.cli.main``."""
+
+from __future__ import annotations
+
+import getpass
+import io
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pysstp.aaa import UserDatabase
+from pysstp.cli import main
+from pysstp.link import LinkUp
+from pysstp.ppp.auth.mschapv2 import nt_password_hash
+from pysstp.ppp.session import AuthenticationFailed
+
+from helpers.conversation import Conversation, client_config, server_config
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The database path; no password source and no terminal unless a test sets one up."""
+    monkeypatch.delenv("PYSSTP_PASSWORD", raising=False)
+    monkeypatch.delenv("PYSSTP_USERS", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    return tmp_path / "pysstp" / "users.toml"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def user(capsys: pytest.CaptureFixture[str], users: Path, *argv: str) -> tuple[int, str, str]:
+    return run(capsys, "user", *argv, "--users", str(users))
+
+
+def fails_with(result: tuple[int, str, str], message: str) -> None:
+    """A user mistake: exit 1, exactly one line on stderr that says what, and no traceback."""
+    code, out, err = result
+    assert code == 1
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith("pysstp: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def password_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYSSTP_PASSWORD", PASSWORD)
+
+
+@pytest.fixture
+def terminal(users: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Make stdin (after ``users`` replaced it) a terminal; tests append what is typed at each prompt."""
+    typed: list[str] = []
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": typed.pop(0))
+    yield typed
+    assert typed == [], "not every prompt was asked"
+
+
+def test_round_trip_add_list_passwd_del(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None
+) -> None:
+    assert user(capsys, users, "add", "alice") == (0, f"added user 'alice' to {users}\n", "")
+    assert (
+        user(capsys, users, "add", "branch1", "--address", "10.0.0.50", "--route", "192.168.50.0/24")[0] == 0
+    )
+    assert UserDatabase(users).nt_hash("alice") == nt_password_hash(PASSWORD)
+
+    code, out, _ = user(capsys, users, "list")
+    assert code == 0
+    assert out.splitlines() == [
+        "NAME     ENABLED  ADDRESS    ROUTES           MAX SESSIONS",
+        "alice    yes      -          -                -",
+        "branch1  yes      10.0.0.50  192.168.50.0/24  -",
+    ]
+    assert nt_password_hash(PASSWORD).hex() not in out
+
+    password_file = users.parent / "new.pw"
+    password_file.write_text("n3w password\r\nsecond line is ignored\n")
+    assert user(capsys, users, "passwd", "alice", "--password-file", str(password_file)) == (
+        0,
+        f"changed the password of user 'alice' in {users}\n",
+        "",
+    )
+    assert UserDatabase(users).nt_hash("alice") == nt_password_hash("n3w password")
+
+    assert user(capsys, users, "del", "alice") == (0, f"removed user 'alice' from {users}\n", "")
+    assert [entry.name for entry in UserDatabase(users).entries()] == ["branch1"]
+
+
+def test_file_has_no_password_and_mode_0600(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None
+) -> None:
+    user(capsys, users, "add", "alice")
+    user(capsys, users, "passwd", "alice")
+    raw = users.read_bytes()
+    assert PASSWORD.encode() not in raw
+    assert PASSWORD.encode("utf-16-le") not in raw
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+
+
+def test_enable_disable(capsys: pytest.CaptureFixture[str], users: Path, password_env: None) -> None:
+    user(capsys, users, "add", "bob", "--disabled")
+    assert UserDatabase(users).nt_hash("bob") is None
+    assert user(capsys, users, "enable", "bob") == (0, f"enabled user 'bob' in {users}\n", "")
+    assert UserDatabase(users).nt_hash("bob") == nt_password_hash(PASSWORD)
+    assert user(capsys, users, "disable", "bob") == (0, f"disabled user 'bob' in {users}\n", "")
+    _, out, _ = user(capsys, users, "list")
+    assert out.splitlines()[1].split() == ["bob", "no", "-", "-", "-"]
+
+
+def test_password_from_stdin_file(
+    capsys: pytest.CaptureFixture[str], users: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{PASSWORD}\n"))
+    assert user(capsys, users, "add", "alice", "--password-file", "-")[0] == 0
+    assert UserDatabase(users).nt_hash("alice") == nt_password_hash(PASSWORD)
+
+
+def test_password_file_wins_over_the_environment(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None
+) -> None:
+    password_file = users.parent.parent / "pw"
+    password_file.write_text("from the file")
+    user(capsys, users, "add", "alice", "--password-file", str(password_file))
+    assert UserDatabase(users).nt_hash("alice") == nt_password_hash("from the file")
+
+
+def test_interactive_password_is_asked_twice(
+    capsys: pytest.CaptureFixture[str], users: Path, terminal: list[str]
+) -> None:
+    terminal += [PASSWORD, PASSWORD]
+    assert user(capsys, users, "add", "alice")[0] == 0
+    assert UserDatabase(users).nt_hash("alice") == nt_password_hash(PASSWORD)
+
+
+def test_interactive_passwords_that_differ_change_nothing(
+    capsys: pytest.CaptureFixture[str], users: Path, terminal: list[str]
+) -> None:
+    terminal += [PASSWORD, PASSWORD + "x"]
+    fails_with(user(capsys, users, "add", "alice"), "the two passwords differ; nothing was changed")
+    assert not users.exists()
+
+
+def test_duplicate_user_fails_before_asking_for_a_password(
+    capsys: pytest.CaptureFixture[str], users: Path, terminal: list[str]
+) -> None:
+    terminal += [PASSWORD, PASSWORD]
+    user(capsys, users, "add", "alice")
+    fails_with(user(capsys, users, "add", "alice"), f"{users}: user 'alice' already exists")
+
+
+def test_no_password_source_without_a_terminal(capsys: pytest.CaptureFixture[str], users: Path) -> None:
+    fails_with(
+        user(capsys, users, "add", "alice"),
+        "no password: stdin is not a terminal; use --password-file FILE (- for stdin) or $PYSSTP_PASSWORD",
+    )
+
+
+def test_database_path_from_the_environment(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYSSTP_USERS", str(users))
+    assert run(capsys, "user", "add", "alice") == (0, f"added user 'alice' to {users}\n", "")
+    assert UserDatabase(users).entry("alice") is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["add", "bob", "--address", "10.0.0.999"],
+            "user 'bob': address '10.0.0.999' is not an IPv4 address",
+        ),
+        (["add", "bob", "--route", "10.1.2.3/8"], "route '10.1.2.3/8' has host bits set"),
+        (["add", "bob", "--max-sessions", "0"], "max_sessions is 0"),
+        (["add", ""], "a user name cannot be empty"),
+        (["del", "nobody"], "no user 'nobody'"),
+        (["passwd", "nobody"], "no user 'nobody'"),
+        (["enable", "nobody"], "no user 'nobody'"),
+        (
+            ["add", "bob", "--password-file", "/nonexistent/pw"],
+            "/nonexistent/pw: cannot read the password file",
+        ),
+    ],
+)
+def test_mistakes_are_one_line(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None, argv: list[str], message: str
+) -> None:
+    user(capsys, users, "add", "alice")
+    before = users.read_bytes()
+    fails_with(user(capsys, users, *argv), message)
+    assert users.read_bytes() == before
+
+
+def test_empty_password_file_is_refused(capsys: pytest.CaptureFixture[str], users: Path) -> None:
+    password_file = users.parent.parent / "empty.pw"
+    password_file.write_text("\n")
+    fails_with(
+        user(capsys, users, "add", "alice", "--password-file", str(password_file)), "the password is empty"
+    )
+
+
+def test_missing_or_broken_database_is_one_line(capsys: pytest.CaptureFixture[str], users: Path) -> None:
+    fails_with(user(capsys, users, "list"), f"{users}: no such file")
+    users.parent.mkdir()
+    users.write_text('[users.bob]\nnt_hash = "xyz"\n')
+    users.chmod(0o600)
+    fails_with(user(capsys, users, "list"), f"{users}: user 'bob': nt_hash is not 32 hexadecimal digits")
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["user", "add", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "pysstp user add branch1 --address 10.0.0.50 --route 192.168.50.0/24" in out
+    assert "--password-file" in out
+
+
+# -- the acceptance test of the server issue: add, connect; del, the next connect fails ----------------
+
+
+def dial(db: UserDatabase, password: str) -> Conversation:
+    conv = Conversation.make(
+        client_config(username="CORP\\alice", password=password), server_config(credentials=db)
+    )
+    conv.start()
+    conv.advance(10)
+    return conv
+
+
+def test_added_user_connects_and_deleted_user_does_not(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None
+) -> None:
+    user(capsys, users, "add", "alice")
+    db = UserDatabase(users)  # the running server's copy
+
+    up = dial(db, PASSWORD).events("server", LinkUp)
+    assert len(up) == 1
+    assert isinstance(up[0], LinkUp)
+    assert up[0].user == "alice"
+
+    user(capsys, users, "del", "alice")
+    assert db.reload_if_changed() is True
+    conv = dial(db, PASSWORD)
+    assert not conv.events("server", LinkUp)
+    assert conv.events("server", AuthenticationFailed)
