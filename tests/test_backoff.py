@@ -99,3 +99,17 @@ def test_old_failures_are_forgotten_so_the_table_stays_small() -> None:
     backoff.failed("198.51.100.2", "alice")
     assert backoff.delay("192.0.2.1", "guess1") == 0.0
     assert len(backoff._records) == 2  # the new source and user; the guesses are gone
+
+
+def test_an_ipv6_source_counts_as_its_slash_64() -> None:
+    backoff, _ = make(source_limit=2)
+    backoff.failed("2001:db8::1", "alice")
+    assert backoff.failed("2001:db8::ffff:2", "bob") is not None
+    assert backoff.refused("2001:db8::3") is not None
+    assert backoff.refused("2001:db8:0:1::1") is None
+    assert backoff.delay("2001:db8:0:1::1", "carol") == 0.0
+    assert backoff.delay("::ffff:192.0.2.1", "dave") == backoff.delay("192.0.2.1", "dave") == 0.0
+    backoff.failed("::ffff:192.0.2.1", "dave")
+    assert backoff.delay("192.0.2.1", "erin") == 1.0
+    backoff.failed("fe80::1%eth0", "frank")
+    assert backoff.delay("fe80::2", "grace") == 1.0

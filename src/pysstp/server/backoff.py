@@ -10,6 +10,9 @@ user's logins from another address a little and never locks them out. Both caps 
 30 s a PPP peer waits for an answer (RFC 1661 §4.6: a 3 s restart timer, 10 transmissions), so a real
 client does not give up because of the delay.
 
+An IPv6 source counts as its /64, as in OpenSSH (``PerSourceNetBlockSize``): one host usually holds a
+whole /64 and could otherwise give every guess an address of its own.
+
 Only a source address that keeps failing, ``source_limit`` times, is refused outright for ``refusal``
 seconds (as OpenSSH's ``PerSourcePenalties`` do). A success clears the source's count and the user's.
 A key's failures are forgotten ``refusal`` seconds after its last one, so the table holds only recent
@@ -18,9 +21,13 @@ guessers however many names they try.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+IPV6_BLOCK = 64
+"""Prefix length under which IPv6 sources count as one."""
 
 
 @dataclass
@@ -49,7 +56,8 @@ class Backoff:
     refusal: float = 600.0
     clock: Callable[[], float] = time.monotonic
     _records: dict[str, _Record] = field(default_factory=dict)
-    """Keyed ``source:ADDRESS`` and ``user:NAME``, the least recently failed first."""
+    """Keyed ``source:ADDRESS`` (``source:NETWORK/64`` for IPv6) and ``user:NAME``, the least recently
+    failed first."""
 
     @property
     def user_maximum(self) -> float:
@@ -58,7 +66,7 @@ class Backoff:
 
     def delay(self, source: str, user: str | None) -> float:
         """Seconds to hold the answer to a login from ``source`` as ``user``, from the failures so far."""
-        delay = self._delay(self._failures(f"source:{source}"), self.maximum)
+        delay = self._delay(self._failures(_source_key(source)), self.maximum)
         if user is not None:
             delay = max(delay, self._delay(self._failures(f"user:{user}"), self.user_maximum))
         return delay
@@ -67,7 +75,7 @@ class Backoff:
         """Count a failed login; the refusal of ``source`` when this failure starts one."""
         now = self.clock()
         self._forget_before(now - self.refusal)
-        failures = self._count(f"source:{source}", now)
+        failures = self._count(_source_key(source), now)
         if user is not None:
             self._count(f"user:{user}", now)
         if self.source_limit and failures >= self.source_limit:
@@ -76,13 +84,13 @@ class Backoff:
 
     def succeeded(self, source: str, user: str | None) -> None:
         """A successful login clears its source and its user."""
-        self._records.pop(f"source:{source}", None)
+        self._records.pop(_source_key(source), None)
         if user is not None:
             self._records.pop(f"user:{user}", None)
 
     def refused(self, source: str) -> Refusal | None:
         """Whether ``source`` is refused now, and for how long still."""
-        record = self._records.get(f"source:{source}")
+        record = self._records.get(_source_key(source))
         if record is None or not self.source_limit or record.failures < self.source_limit:
             return None
         left = record.last + self.refusal - self.clock()
@@ -112,3 +120,15 @@ class Backoff:
             if records[key].last > cutoff:
                 return
             del records[key]
+
+
+def _source_key(source: str) -> str:
+    try:
+        address = ipaddress.ip_address(source)
+    except ValueError:
+        return f"source:{source}"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # an IPv4 client of a dual-stack socket
+    if isinstance(address, ipaddress.IPv6Address):
+        return f"source:{ipaddress.IPv6Network((int(address), IPV6_BLOCK), strict=False)}"
+    return f"source:{address}"
