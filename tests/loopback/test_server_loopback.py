@@ -17,6 +17,7 @@ from pysstp.link import MAX_IP_PACKET, LinkDown, LinkUp, frame_ip_packets
 from pysstp.ppp.constants import MAX_MRU, AuthMethod
 from pysstp.server import listener
 from pysstp.server.app import Limits
+from pysstp.server.backoff import Backoff
 from pysstp.sstp.packets import EchoRequest, encode_control
 
 from helpers.loopback import SERVER_ADDRESS, Bench, start_bench
@@ -304,41 +305,99 @@ async def test_status_lists_sessions_and_kick_disconnects(bench: Bench, tmp_path
         await control.stop()
 
 
-async def test_repeated_wrong_passwords_lock_the_source_out(tmp_path: Path) -> None:
-    bench = await start_bench(tmp_path)
-    bench.app.backoff.threshold = 3
-    try:
-        for _ in range(3):
-            client = await bench.connect(password="guess")
-            await asyncio.wait_for(client.down.wait(), TIMEOUT)
-        refused = await bench.connect()  # even the right password: the source is locked for a while
-        await asyncio.wait_for(refused.down.wait(), TIMEOUT)
-        assert not refused.up.is_set()
-        assert bench.app.backoff.locked_for("source:127.0.0.1") > 0
-        assert bench.app.backoff.locked_for("user:alice") > 0
-    finally:
-        await bench.app.shutdown()
-        bench.tun.close()
+def from_address(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    """Dial from ``address`` (another 127.x source) instead of 127.0.0.1."""
+
+    async def open_tcp(host: str, port: int, *_: object) -> socket.socket:
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.bind((address, 0))
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        return sock
+
+    monkeypatch.setattr("pysstp.client.dial.open_tcp", open_tcp)
 
 
-def test_backoff_doubles_and_success_clears() -> None:
-    from pysstp.server.backoff import Backoff
+async def failed_login(bench: Bench, user: str = "alice") -> None:
+    client = await bench.connect(user, password="guess")
+    await asyncio.wait_for(client.down.wait(), TIMEOUT)
+    assert not client.up.is_set()
 
-    now = [0.0]
-    backoff = Backoff(threshold=2, base=1.0, maximum=3.0, clock=lambda: now[0])
-    backoff.failed("k")
-    assert backoff.locked_for("k") == 0
-    backoff.failed("k")
-    assert backoff.locked_for("k") == 1.0
-    backoff.failed("k")
-    assert backoff.locked_for("k") == 2.0
-    backoff.failed("k")
-    assert backoff.locked_for("k") == 3.0  # capped
-    now[0] = 10.0
-    assert backoff.locked_for("k") == 0
-    backoff.succeeded("k")
-    backoff.failed("k")
-    assert backoff.locked_for("k") == 0
+
+def answer_delays(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "answering the login" in r.getMessage()]
+
+
+async def test_after_wrong_passwords_the_right_one_still_gets_in_later(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    bench.app.backoff = Backoff(base=0.05, maximum=0.2, source_limit=10)
+    caplog.set_level(logging.INFO, "pysstp.server")
+    for _ in range(5):
+        await failed_login(bench)
+    client = await bench.connect()
+    await asyncio.wait_for(client.up.wait(), TIMEOUT)
+    # Every answer after the first failure waited, the right password's too (timing tells nothing).
+    assert [m.split(": ", 1)[1] for m in answer_delays(caplog)] == [
+        "answering the login of 'alice' in 0.1 s",
+        "answering the login of 'alice' in 0.1 s",
+        "answering the login of 'alice' in 0.2 s",
+        "answering the login of 'alice' in 0.2 s",
+        "answering the login of 'alice' in 0.2 s",
+    ]
+    assert bench.app.backoff.delay("127.0.0.1", "alice") == 0.0  # the success cleared both
+
+
+async def test_a_slow_login_does_not_delay_other_calls(
+    bench: Bench, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench.app.backoff = Backoff(base=600.0, maximum=600.0)
+    caplog.set_level(logging.INFO, "pysstp.server")
+    await failed_login(bench)
+    held = await bench.connect()
+    await wait_for(lambda: answer_delays(caplog))
+    from_address(monkeypatch, "127.0.0.2")
+    other = await bench.connect("bob", "bobpw")
+    await asyncio.wait_for(other.up.wait(), TIMEOUT)
+    assert not held.up.is_set() and not held.down.is_set()  # alice's answer is still held back
+    await bench.app.shutdown()  # an administrative close sends the held answer first, then ends the call
+    await asyncio.wait_for(held.down.wait(), TIMEOUT)
+
+
+async def test_failures_from_one_source_do_not_lock_the_user_out_from_another(
+    bench: Bench, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench.app.backoff = Backoff(base=0.05, maximum=0.4, source_limit=3)
+    caplog.set_level(logging.INFO, "pysstp.server")
+    from_address(monkeypatch, "127.0.0.2")
+    for _ in range(3):
+        await failed_login(bench)
+    assert "127.0.0.2 refused for 600 s after 3 failed logins" in caplog.messages
+    monkeypatch.undo()
+    caplog.clear()
+    client = await bench.connect()  # alice from 127.0.0.1, the right password
+    await asyncio.wait_for(client.up.wait(), TIMEOUT)
+    # Slowed only by the user's own cap (half of the maximum), not by the other source's failures.
+    assert [m.split(": ", 1)[1] for m in answer_delays(caplog)] == ["answering the login of 'alice' in 0.2 s"]
+
+
+async def test_a_source_past_the_limit_is_refused_with_its_own_answer(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    bench.app.backoff = Backoff(base=0.0, source_limit=3, refusal=600.0)
+    caplog.set_level(logging.INFO, "pysstp.server")
+    for user in ("alice", "bob", "carol"):
+        await failed_login(bench, user)
+    assert "127.0.0.1 refused for 600 s after 3 failed logins" in caplog.messages
+    refused = await bench.connect()  # even the right password, while the refusal lasts
+    await asyncio.wait_for(refused.down.wait(), TIMEOUT)
+    assert not refused.up.is_set()
+    down = refused.first(LinkDown)
+    assert isinstance(down, LinkDown)
+    assert "503 Service Unavailable" in down.reason and "password" not in down.reason
+    assert any(
+        "refused for" in m and "after 3 failed logins from 127.0.0.1 (HTTP 503)" in m for m in caplog.messages
+    )
 
 
 HTTP_REQUEST = (

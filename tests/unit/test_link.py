@@ -351,3 +351,17 @@ def test_lcp_echo_keepalive_detects_a_peer_whose_ppp_is_dead() -> None:
     down = conv.down("client")
     assert down.error
     assert "LCP Echo-Request" in down.reason
+
+
+@pytest.mark.parametrize("protocol", ["12 34", "00 00", "c0 20"])
+def test_frame_with_an_invalid_protocol_number_is_protocol_rejected(protocol: str) -> None:
+    # RFC 1661 §2: a protocol number with an even low octet is treated as an unrecognized protocol.
+    conv = Conversation.make()
+    connect(conv)
+    frame = b"\xff\x03" + bytes.fromhex(protocol) + b"payload"
+    conv.server.receive_data(bytes((0x10, 0, 0, 4 + len(frame))) + frame, conv.now)
+    rejects = [p for p in lcp_replies(conv.server.data_to_send()) if p[0] == 8]
+    assert len(rejects) == 1
+    assert rejects[0][4:] == bytes.fromhex(protocol) + b"payload"
+    conv.pump()
+    assert not conv.server.is_closed

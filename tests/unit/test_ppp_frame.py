@@ -52,8 +52,6 @@ def test_compressed_forms_accepted(frame: str, expected: tuple[int, bytes]) -> N
         "ff 03",  # no protocol
         "c0",  # 2-byte protocol cut short
         "ff 03 c0",
-        "c0 20 01",  # even low byte
-        "ff 03 00 00",
     ],
 )
 def test_invalid_frames(frame: str) -> None:
@@ -61,10 +59,25 @@ def test_invalid_frames(frame: str) -> None:
         decode_frame(bytes.fromhex(frame))
 
 
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ("12 34 01", (0x1234, b"\x01")),
+        ("ff 03 00 00", (0x0000, b"")),
+        ("ff 03 c0 20 01", (0xC020, b"\x01")),
+    ],
+)
+def test_invalid_protocol_numbers_are_decoded_for_protocol_reject(
+    frame: str, expected: tuple[int, bytes]
+) -> None:
+    # RFC 1661 §2: such frames are treated as an unrecognized protocol (Protocol-Reject), not dropped.
+    assert decode_frame(bytes.fromhex(frame)) == expected
+
+
 @given(st.binary(max_size=16))
 def test_random_input_raises_only_ppp_error(data: bytes) -> None:
     try:
-        protocol, _ = decode_frame(data)
+        protocol, information = decode_frame(data)
     except PppError:
         return
-    assert protocol & 1 and not protocol >> 8 & 1
+    assert 0 <= protocol <= 0xFFFF and data.endswith(information)

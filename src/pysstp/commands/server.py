@@ -26,6 +26,7 @@ from pysstp.ppp.auth.eap_tls import EapTlsServerSettings
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.runtime import freeze_start_up_objects
 from pysstp.server.app import Limits, SstpServerApp
+from pysstp.server.backoff import Backoff
 from pysstp.server.config import (
     HELP_EPILOG,
     ServerSettings,
@@ -165,6 +166,12 @@ async def serve(settings: ServerSettings) -> int:
             ),
             handshake_timeout=settings.limits.handshake_timeout,
             idle_timeout=settings.limits.idle_timeout,
+            backoff=Backoff(
+                base=settings.limits.login_delay,
+                maximum=settings.limits.max_login_delay,
+                source_limit=settings.limits.max_login_failures_per_source,
+                refusal=settings.limits.login_refusal,
+            ),
             kernel_routes=TunRoutes(tun.name),
             ipv6_prefix=settings.ipv6.prefix,
             tun_mtu=tun_mtu,

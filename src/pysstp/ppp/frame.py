@@ -27,8 +27,9 @@ def decode_frame(frame: bytes) -> tuple[int, bytes]:
 
     Accepts a missing ``ff 03`` (Address-and-Control-Field-Compression) and a 1-byte protocol field
     (Protocol-Field-Compression: the first protocol byte is odd). Raises :class:`PppError` when the frame
-    is empty, truncated, has another address/control pair, or carries an invalid protocol number (RFC 1661
-    §2: the low byte must be odd, the high byte even).
+    is empty, truncated or has another address/control pair. A protocol number that breaks RFC 1661 §2's
+    rules (an even low octet) is returned as it is: such frames "MUST be treated as having an unrecognized
+    Protocol", which the session answers with LCP Protocol-Reject.
     """
     if frame.startswith(IPV4_PREFIX):  # the common case, checked first because it is the data path
         return Protocol.IPV4, frame[len(IPV4_PREFIX) :]
@@ -45,7 +46,4 @@ def decode_frame(frame: bytes) -> tuple[int, bytes]:
         return first, frame[offset + 1 :]
     if len(frame) < offset + PROTOCOL_FIELD_SIZE:
         raise PppError("PPP frame ends inside its protocol field")
-    second = frame[offset + 1]
-    if not second & 1:
-        raise PppError(f"invalid PPP protocol number 0x{first:02x}{second:02x} (low byte must be odd)")
-    return first << 8 | second, frame[offset + PROTOCOL_FIELD_SIZE :]
+    return first << 8 | frame[offset + 1], frame[offset + PROTOCOL_FIELD_SIZE :]

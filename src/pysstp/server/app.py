@@ -17,6 +17,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Protocol
 
@@ -26,10 +27,11 @@ from pysstp.errors import PysstpError
 from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
 from pysstp.ppp.constants import DEFAULT_MRU
 from pysstp.ppp.ipv6cp import link_local_address
-from pysstp.ppp.session import AuthenticationFailed, Ipv6Up, ServerNetwork
+from pysstp.ppp.session import Authenticated, AuthenticationFailed, Ipv6Up, ServerNetwork
 from pysstp.server import ipv6
-from pysstp.server.backoff import Backoff, GuardedCredentials
+from pysstp.server.backoff import Backoff
 from pysstp.server.listener import TlsListener
+from pysstp.sstp.http import error_response
 from pysstp.sstp.machine import SstpState
 
 log = logging.getLogger("pysstp.server")
@@ -115,6 +117,19 @@ class ServerConnection(LinkConnection):
         peername = transport.get_extra_info("peername")
         self.peer = self.info.peer = f"{peername[0]}:{peername[1]}" if peername else "unknown peer"
         self.source = str(peername[0]) if peername else "?"
+        penalty = self.server.backoff.refused(self.source)
+        if penalty is not None:
+            log.warning(
+                "%s: refused for %.0f s more after %d failed logins from %s (HTTP 503)",
+                self.peer,
+                penalty.seconds,
+                penalty.failures,
+                self.source,
+            )
+            assert isinstance(transport, asyncio.Transport)
+            transport.set_protocol(RefusedCall(transport, self.server.handshake_timeout))
+            self.closed = True
+            return
         refusal = self.server.admit(self)
         if refusal is not None:
             log.warning("%s: refused: %s", self.peer, refusal)
@@ -151,6 +166,40 @@ class ServerConnection(LinkConnection):
         """Whatever ended the call, its address and routes go back."""
         super().connection_lost(exc)
         self.server.forget(self)
+
+    def answer_delay(self, events: list[LinkEvent]) -> float:
+        """The answer to a login leaves after the back-off delay that the failures so far earned, success
+        or failure alike, so its timing tells a guesser nothing."""
+        for event in events:
+            if isinstance(event, Authenticated | AuthenticationFailed):
+                delay = self.server.backoff.delay(self.source, event.user)
+                if delay:
+                    log.info("%s: answering the login of %r in %.1f s", self.peer, event.user, delay)
+                return delay
+        return 0.0
+
+
+class RefusedCall(asyncio.Protocol):
+    """A call from a source refused after many failed logins: its HTTP request gets 503 Service
+    Unavailable, so the client can say that the server turned it away, not that a password was wrong.
+
+    The answer waits for the request: written earlier, it could be lost to the reset that the request
+    would cause when it reached a closed socket.
+    """
+
+    def __init__(self, transport: asyncio.Transport, timeout: float) -> None:
+        self.transport = transport
+        self._timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        """The request (or whatever the peer sent first): answer 503 and close."""
+        if not self.transport.is_closing():
+            self.transport.write(error_response(HTTPStatus.SERVICE_UNAVAILABLE))
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Gone: nothing to clean up but the timer."""
+        self._timer.cancel()
 
 
 class SstpServerApp:
@@ -196,7 +245,6 @@ class SstpServerApp:
         self.ipv6_prefix = ipv6_prefix
         """The /64 announced to every session by router advertisement; None for link-local only."""
         self._ra_timer: asyncio.TimerHandle | None = None
-        self._credentials = GuardedCredentials(link_config.credentials, self.backoff)
         self.connections: set[ServerConnection] = set()
         self.negotiating: set[ServerConnection] = set()
         """Admitted calls whose link is not up yet (kept apart so admission does not scan every call)."""
@@ -258,11 +306,7 @@ class SstpServerApp:
         def network_for_user(user: str) -> ServerNetwork | str:
             return self._assign(connection, user)
 
-        link = ServerLink(
-            dataclasses.replace(
-                self.link_config, credentials=self._credentials, network_for_user=network_for_user
-            )
-        )
+        link = ServerLink(dataclasses.replace(self.link_config, network_for_user=network_for_user))
         connection = ServerConnection(self, link)
         return connection
 
@@ -277,9 +321,6 @@ class SstpServerApp:
         if limits.max_negotiating and negotiating >= limits.max_negotiating:
             return f"too many calls negotiating at once ({negotiating})"
         source = connection.source
-        locked = self.backoff.locked_for(f"source:{source}")
-        if locked:
-            return f"too many failed logins from {source}; locked for {locked:.0f} s more"
         if limits.connections_per_source_per_minute:
             now = time.monotonic()
             recent = self._recent[source]
@@ -326,9 +367,6 @@ class SstpServerApp:
         assert isinstance(connection, ServerConnection)
         if isinstance(event, LinkUp):
             self.negotiating.discard(connection)
-            self.backoff.succeeded(f"source:{connection.source}")
-            if event.user is not None:
-                self.backoff.succeeded(f"user:{event.user}")
             connection.info.auth_method = event.auth_method.value if event.auth_method else None
             connection.info.hash_protocol = event.hash_protocol.name if event.hash_protocol else None
             if connection.address_key is not None:
@@ -346,11 +384,18 @@ class SstpServerApp:
                 connection.info.hash_protocol,
                 connection.info.tls,
             )
+        elif isinstance(event, Authenticated):
+            self.backoff.succeeded(connection.source, event.user)
         elif isinstance(event, AuthenticationFailed):
-            self.backoff.failed(f"source:{connection.source}")
-            if event.user is not None:
-                self.backoff.failed(f"user:{event.user}")
             log.warning("%s: authentication failed for %r: %s", connection.peer, event.user, event.reason)
+            refusal = self.backoff.failed(connection.source, event.user)
+            if refusal is not None:
+                log.warning(
+                    "%s refused for %.0f s after %d failed logins",
+                    connection.source,
+                    refusal.seconds,
+                    refusal.failures,
+                )
         elif isinstance(event, Ipv6Up):
             self._ipv6_up(connection, event)
         elif isinstance(event, LinkDown):

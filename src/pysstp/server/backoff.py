@@ -1,66 +1,134 @@
-"""Back-off after failed logins, per user name and per source address.
+"""Back-off after failed logins: slower answers per source address and per user name, and a refusal
+for a source that keeps failing.
 
-After ``threshold`` failures in a row, a key is locked for ``base`` seconds, doubling with each further
-failure up to ``maximum``; a success clears it. A locked source cannot connect; a locked user cannot
-authenticate (the server answers as for a wrong password, so a guesser learns nothing). Locking a user
-is a trade-off: someone guessing can keep a real user out for ``maximum`` seconds at a time, which is
-why the lock is short and grows only while failures go on.
+A failed login never refuses the right password: it only makes the next answers slower. The delay of an
+answer is computed before the attempt is counted, from the failures so far: ``base`` seconds after the
+first failure, doubling with each further one. The part that comes from the source address grows up to
+``maximum``; the part that comes from the user name, whoever sent the failures, stops at half of that
+(:attr:`Backoff.user_maximum`). So someone guessing a user's password from one address slows that
+user's logins from another address a little and never locks them out. Both caps stay far below the
+30 s a PPP peer waits for an answer (RFC 1661 §4.6: a 3 s restart timer, 10 transmissions), so a real
+client does not give up because of the delay.
+
+An IPv6 source counts as its /64, as in OpenSSH (``PerSourceNetBlockSize``): one host usually holds a
+whole /64 and could otherwise give every guess an address of its own.
+
+Only a source address that keeps failing, ``source_limit`` times, is refused outright for ``refusal``
+seconds (as OpenSSH's ``PerSourcePenalties`` do). A success clears the source's count and the user's.
+A key's failures are forgotten ``refusal`` seconds after its last one, so the table holds only recent
+guessers however many names they try.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pysstp.ppp.auth.base import CredentialStore
+IPV6_BLOCK = 64
+"""Prefix length under which IPv6 sources count as one."""
 
 
 @dataclass
 class _Record:
-    failures: int = 0
-    locked_until: float = 0.0
+    failures: int
+    last: float
+    """When the last failure was counted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A source is refused for ``seconds`` more after ``failures`` failed logins."""
+
+    seconds: float
+    failures: int
 
 
 @dataclass
 class Backoff:
-    """Failure counts and lock deadlines for arbitrary keys (user names, source addresses)."""
+    """Failed-login counts per source address and per user name, and what they cost the next login."""
 
-    threshold: int = 5
-    base: float = 2.0
-    maximum: float = 300.0
+    base: float = 1.0
+    maximum: float = 4.0
+    source_limit: int = 30
+    """Failures from one source after which it is refused; 0: never refused."""
+    refusal: float = 600.0
     clock: Callable[[], float] = time.monotonic
     _records: dict[str, _Record] = field(default_factory=dict)
+    """Keyed ``source:ADDRESS`` (``source:NETWORK/64`` for IPv6) and ``user:NAME``, the least recently
+    failed first."""
 
-    def failed(self, key: str) -> None:
-        """Count a failure; lock the key once the threshold is reached."""
-        record = self._records.setdefault(key, _Record())
-        record.failures += 1
-        excess = record.failures - self.threshold
-        if excess >= 0:
-            record.locked_until = self.clock() + min(self.base * 2**excess, self.maximum)
+    @property
+    def user_maximum(self) -> float:
+        """The most that one user name's failures add to a login's delay."""
+        return self.maximum / 2
 
-    def succeeded(self, key: str) -> None:
-        """A success clears the key."""
-        self._records.pop(key, None)
+    def delay(self, source: str, user: str | None) -> float:
+        """Seconds to hold the answer to a login from ``source`` as ``user``, from the failures so far."""
+        delay = self._delay(self._failures(_source_key(source)), self.maximum)
+        if user is not None:
+            delay = max(delay, self._delay(self._failures(f"user:{user}"), self.user_maximum))
+        return delay
 
-    def locked_for(self, key: str) -> float:
-        """Seconds the key stays locked (0 when it is not)."""
+    def failed(self, source: str, user: str | None) -> Refusal | None:
+        """Count a failed login; the refusal of ``source`` when this failure starts one."""
+        now = self.clock()
+        self._forget_before(now - self.refusal)
+        failures = self._count(_source_key(source), now)
+        if user is not None:
+            self._count(f"user:{user}", now)
+        if self.source_limit and failures >= self.source_limit:
+            return Refusal(self.refusal, failures)
+        return None
+
+    def succeeded(self, source: str, user: str | None) -> None:
+        """A successful login clears its source and its user."""
+        self._records.pop(_source_key(source), None)
+        if user is not None:
+            self._records.pop(f"user:{user}", None)
+
+    def refused(self, source: str) -> Refusal | None:
+        """Whether ``source`` is refused now, and for how long still."""
+        record = self._records.get(_source_key(source))
+        if record is None or not self.source_limit or record.failures < self.source_limit:
+            return None
+        left = record.last + self.refusal - self.clock()
+        return Refusal(left, record.failures) if left > 0 else None
+
+    def _delay(self, failures: int, cap: float) -> float:
+        # The exponent stops growing long after any cap is reached; 2.0 ** 1024 would overflow.
+        return min(self.base * 2.0 ** min(failures - 1, 64), cap) if failures else 0.0
+
+    def _failures(self, key: str) -> int:
         record = self._records.get(key)
-        return max(0.0, record.locked_until - self.clock()) if record is not None else 0.0
+        if record is None or record.last <= self.clock() - self.refusal:
+            return 0
+        return record.failures
+
+    def _count(self, key: str, now: float) -> int:
+        record = self._records.pop(key, None) or _Record(0, now)
+        record.failures += 1
+        record.last = now
+        self._records[key] = record  # (re)inserted last: the dict stays ordered by last failure
+        return record.failures
+
+    def _forget_before(self, cutoff: float) -> None:
+        records = self._records
+        while records:
+            key = next(iter(records))
+            if records[key].last > cutoff:
+                return
+            del records[key]
 
 
-class GuardedCredentials:
-    """A credential store that knows no locked user, so their logins fail like wrong passwords."""
-
-    def __init__(self, store: CredentialStore, backoff: Backoff) -> None:
-        self.store = store
-        self.backoff = backoff
-
-    def nt_hash(self, user: str) -> bytes | None:
-        """The stored NT hash, unless the user is locked."""
-        return None if self.backoff.locked_for(f"user:{user}") else self.store.nt_hash(user)
-
-    def password(self, user: str) -> str | None:
-        """The stored plaintext (if any), unless the user is locked."""
-        return None if self.backoff.locked_for(f"user:{user}") else self.store.password(user)
+def _source_key(source: str) -> str:
+    try:
+        address = ipaddress.ip_address(source)
+    except ValueError:
+        return f"source:{source}"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # an IPv4 client of a dual-stack socket
+    if isinstance(address, ipaddress.IPv6Address):
+        return f"source:{ipaddress.IPv6Network((int(address), IPV6_BLOCK), strict=False)}"
+    return f"source:{address}"

@@ -133,6 +133,10 @@ class LimitSettings:
     handshake_timeout: float = 10.0
     idle_timeout: float = 0.0
     connections_per_source_per_minute: int = 60
+    login_delay: float = 1.0
+    max_login_delay: float = 4.0
+    max_login_failures_per_source: int = 30
+    login_refusal: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -682,6 +686,34 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 _Integer(0),
                 "new connections per source IP per minute, 0 = unlimited",
                 "N",
+            ),
+            _Setting(
+                "limits.login_delay",
+                "--login-delay",
+                _Seconds(zero_means_off=True),
+                "the answer to a login waits this long after a failed one, doubling per failure, 0 = off",
+                "SECONDS",
+            ),
+            _Setting(
+                "limits.max_login_delay",
+                "--max-login-delay",
+                _Seconds(),
+                "longest such wait for one source IP; one user name's failures add at most half of it",
+                "SECONDS",
+            ),
+            _Setting(
+                "limits.max_login_failures_per_source",
+                "--max-login-failures-per-source",
+                _Integer(0),
+                "failed logins after which a source IP is refused (HTTP 503), 0 = never",
+                "N",
+            ),
+            _Setting(
+                "limits.login_refusal",
+                "--login-refusal",
+                _Seconds(),
+                "how long such a source IP is refused after its last failed login",
+                "SECONDS",
             ),
             _Setting("keepalive", "--keepalive", _Seconds(), "SSTP hello interval", "SECONDS"),
         ),

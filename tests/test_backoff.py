@@ -1,0 +1,115 @@
+"""Login back-off with a fake clock: slower answers per source and per user, refusal of a source."""
+
+from __future__ import annotations
+
+from pysstp.server.backoff import Backoff, Refusal
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(**options: float) -> tuple[Backoff, Clock]:
+    clock = Clock()
+    settings: dict[str, float] = {"base": 1.0, "maximum": 4.0, "source_limit": 10, "refusal": 600.0}
+    settings.update(options)
+    return Backoff(clock=clock, **settings), clock  # type: ignore[arg-type]
+
+
+def test_the_delay_doubles_per_failure_from_a_source_up_to_the_maximum() -> None:
+    backoff, _ = make()
+    delays = []
+    for _ in range(5):
+        delays.append(backoff.delay("192.0.2.1", "alice"))
+        backoff.failed("192.0.2.1", "alice")
+    assert delays == [0.0, 1.0, 2.0, 4.0, 4.0]
+
+
+def test_a_users_failures_slow_it_from_another_source_only_up_to_half_the_maximum() -> None:
+    backoff, _ = make()
+    for _ in range(8):
+        backoff.failed("192.0.2.1", "alice")
+    assert backoff.delay("192.0.2.1", "alice") == 4.0
+    assert backoff.delay("198.51.100.2", "alice") == backoff.user_maximum == 2.0
+    assert backoff.refused("198.51.100.2") is None
+    assert backoff.delay("198.51.100.2", "bob") == 0.0
+
+
+def test_an_unknown_user_name_counts_for_the_source_only() -> None:
+    backoff, _ = make()
+    backoff.failed("192.0.2.1", None)
+    assert backoff.delay("192.0.2.1", "alice") == 1.0
+    assert backoff.delay("198.51.100.2", "alice") == 0.0
+
+
+def test_a_success_clears_its_source_and_its_user() -> None:
+    backoff, _ = make()
+    for _ in range(3):
+        backoff.failed("192.0.2.1", "alice")
+        backoff.failed("198.51.100.2", "bob")
+    backoff.succeeded("192.0.2.1", "alice")
+    assert backoff.delay("192.0.2.1", "alice") == 0.0
+    assert backoff.delay("198.51.100.2", "bob") == 4.0
+
+
+def test_a_source_that_keeps_failing_is_refused_for_a_while() -> None:
+    backoff, clock = make(source_limit=3, refusal=600.0)
+    assert backoff.failed("192.0.2.1", "alice") is None
+    assert backoff.failed("192.0.2.1", "bob") is None
+    assert backoff.failed("192.0.2.1", "carol") == Refusal(600.0, 3)
+    clock.now += 100
+    assert backoff.refused("192.0.2.1") == Refusal(500.0, 3)
+    assert backoff.refused("198.51.100.2") is None
+    clock.now += 500
+    assert backoff.refused("192.0.2.1") is None
+    assert backoff.delay("192.0.2.1", "alice") == 0.0  # forgotten with the refusal
+
+
+def test_a_limit_of_zero_never_refuses() -> None:
+    backoff, _ = make(source_limit=0)
+    for _ in range(100):
+        assert backoff.failed("192.0.2.1", "alice") is None
+    assert backoff.refused("192.0.2.1") is None
+    assert backoff.delay("192.0.2.1", "alice") == 4.0
+
+
+def test_a_base_of_zero_turns_the_delay_off() -> None:
+    backoff, _ = make(base=0.0)
+    for _ in range(5):
+        backoff.failed("192.0.2.1", "alice")
+    assert backoff.delay("192.0.2.1", "alice") == 0.0
+
+
+def test_many_failures_do_not_overflow_the_delay() -> None:
+    backoff, _ = make(source_limit=0)
+    for _ in range(2000):
+        backoff.failed("192.0.2.1", "alice")
+    assert backoff.delay("192.0.2.1", "alice") == 4.0
+
+
+def test_old_failures_are_forgotten_so_the_table_stays_small() -> None:
+    backoff, clock = make(refusal=60.0)
+    for n in range(1000):
+        backoff.failed("192.0.2.1", f"guess{n}")
+    clock.now += 61
+    backoff.failed("198.51.100.2", "alice")
+    assert backoff.delay("192.0.2.1", "guess1") == 0.0
+    assert len(backoff._records) == 2  # the new source and user; the guesses are gone
+
+
+def test_an_ipv6_source_counts_as_its_slash_64() -> None:
+    backoff, _ = make(source_limit=2)
+    backoff.failed("2001:db8::1", "alice")
+    assert backoff.failed("2001:db8::ffff:2", "bob") is not None
+    assert backoff.refused("2001:db8::3") is not None
+    assert backoff.refused("2001:db8:0:1::1") is None
+    assert backoff.delay("2001:db8:0:1::1", "carol") == 0.0
+    assert backoff.delay("::ffff:192.0.2.1", "dave") == backoff.delay("192.0.2.1", "dave") == 0.0
+    backoff.failed("::ffff:192.0.2.1", "dave")
+    assert backoff.delay("192.0.2.1", "erin") == 1.0
+    backoff.failed("fe80::1%eth0", "frank")
+    assert backoff.delay("fe80::2", "grace") == 1.0
