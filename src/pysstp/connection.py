@@ -93,7 +93,8 @@ class LinkConnection(asyncio.Protocol):
         self._held: list[bytes] | None = None
         """Output held back with the answer to a login (see :meth:`answer_delay`); None when not holding."""
         self._backlog: list[bytes] = []
-        """Input received while holding, for the link once the answer has left."""
+        """Input received while holding (reading is paused then, so at most what TLS had decrypted), for the
+        link once the answer has left."""
         self._release: asyncio.TimerHandle | None = None
         self.closed = False
         self.down: LinkDown | None = None
@@ -266,6 +267,9 @@ class LinkConnection(asyncio.Protocol):
         if delay > 0 and not self.closed:
             self._held = []
             self._release = self._loop.call_later(delay, self._answer)
+            if self.transport is not None:
+                # A peer that keeps sending while it waits is held back by TCP, not by our memory.
+                self.transport.pause_reading()
 
     def _answer(self) -> None:
         """The delay is over: send what was held, then give the link what came in meanwhile."""
@@ -283,6 +287,8 @@ class LinkConnection(asyncio.Protocol):
     def _stop_holding(self) -> None:
         if self._release is not None:
             self._release.cancel()
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
         self._release = None
         self._held = None
         self._backlog = []
