@@ -25,6 +25,7 @@ from pysstp.aaa.userdb import UserEntry
 from pysstp.connection import LinkConnection
 from pysstp.errors import PysstpError
 from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
+from pysstp.ppp.auth.base import name_candidates
 from pysstp.ppp.constants import DEFAULT_MRU
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.ppp.session import Authenticated, AuthenticationFailed, Ipv6Up, ServerNetwork
@@ -111,6 +112,8 @@ class ServerConnection(LinkConnection):
         """The server's link-local address on this session's link, once IPv6CP is up."""
         self.mtu_routes: tuple[IPv4Network | IPv6Network, ...] = ()
         """Host routes that carry this session's MTU, when it is below the TUN's."""
+        self.auth_failure: str | None = None
+        """Why authentication failed, in the server's words (see :meth:`SstpServerApp._failure_reason`)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admission control happens here, before the link says anything."""
@@ -387,7 +390,10 @@ class SstpServerApp:
         elif isinstance(event, Authenticated):
             self.backoff.succeeded(connection.source, event.user)
         elif isinstance(event, AuthenticationFailed):
-            log.warning("%s: authentication failed for %r: %s", connection.peer, event.user, event.reason)
+            connection.auth_failure = self._failure_reason(event)
+            log.warning(
+                "%s: authentication failed for %r: %s", connection.peer, event.user, connection.auth_failure
+            )
             refusal = self.backoff.failed(connection.source, event.user)
             if refusal is not None:
                 log.warning(
@@ -400,8 +406,21 @@ class SstpServerApp:
             self._ipv6_up(connection, event)
         elif isinstance(event, LinkDown):
             level = logging.WARNING if event.error else logging.INFO
-            log.log(level, "%s: call ended: %s", connection.peer, event.reason)
+            reason = event.reason
+            if connection.auth_failure is not None:
+                reason = f"authentication failed: {connection.auth_failure}"
+            log.log(level, "%s: call ended: %s", connection.peer, reason)
             self.forget(connection)
+
+    def _failure_reason(self, event: AuthenticationFailed) -> str:
+        """The authenticator's reason, but a disabled user named as such: the credential store answers
+        for disabled users as for unknown ones (so the peer learns nothing), the log should not."""
+        if self.users is not None and event.user is not None:
+            for candidate in name_candidates(event.user):
+                entry = self.users(candidate)
+                if entry is not None:
+                    return event.reason if entry.enabled else f"user {candidate!r} is disabled"
+        return event.reason
 
     def forget(self, connection: ServerConnection) -> None:
         """Take a finished session out of every table and give its address back (idempotent)."""

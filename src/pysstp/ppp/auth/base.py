@@ -69,16 +69,21 @@ class StaticCredentials:
         return self._passwords.get(user)
 
 
+def name_candidates(name: str) -> tuple[str, ...]:
+    """The names a sent user name may be stored under, in order: as sent, then the part after the last
+    backslash of a ``DOMAIN\\user`` name."""
+    if "\\" in name:
+        return (name, name.rpartition("\\")[2])
+    return (name,)
+
+
 def lookup_user(credentials: CredentialStore, name: str) -> str | None:
     """The name under which ``credentials`` knows the user who sent ``name``, or ``None``.
 
     The name as sent wins; if it is unknown and carries a ``DOMAIN\\`` prefix, the part after the last
     backslash is tried (Windows sends ``DOMAIN\\user`` when the user typed it so).
     """
-    candidates = [name]
-    if "\\" in name:
-        candidates.append(name.rpartition("\\")[2])
-    for candidate in candidates:
+    for candidate in name_candidates(name):
         if credentials.nt_hash(candidate) is not None or credentials.password(candidate) is not None:
             return candidate
     return None
