@@ -256,3 +256,29 @@ def test_added_user_connects_and_deleted_user_does_not(
     conv = dial(db, PASSWORD)
     assert not conv.events("server", LinkUp)
     assert conv.events("server", AuthenticationFailed)
+
+
+@pytest.mark.parametrize("action", ["add", "passwd"])
+@pytest.mark.parametrize("answered", [0, 1])
+def test_end_of_input_at_a_password_prompt_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+    users: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
+    answered: int,
+) -> None:
+    """Ctrl-D at the first or the second prompt: one line, nothing changed."""
+    UserDatabase(users, create=True).add("bob", PASSWORD)
+    before = users.read_bytes()
+    typed = [PASSWORD] * answered
+
+    def getpass_until_eof(prompt: str = "") -> str:
+        if not typed:
+            raise EOFError
+        return typed.pop(0)
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(getpass, "getpass", getpass_until_eof)
+    name = "alice" if action == "add" else "bob"
+    fails_with(user(capsys, users, action, name), "no password typed (end of input); nothing was changed")
+    assert users.read_bytes() == before

@@ -188,10 +188,20 @@ def read_password(password_file: str | None) -> str:
         raise ConfigError(
             f"no password: stdin is not a terminal; use --password-file FILE (- for stdin) or ${PASSWORD_ENV}"
         )
-    first = getpass.getpass("New password: ")
-    if getpass.getpass("Same password again: ") != first:
+    first = ask_password("New password: ")
+    if ask_password("Same password again: ") != first:
         raise ConfigError("the two passwords differ; nothing was changed")
     return first
+
+
+def ask_password(prompt: str) -> str:
+    """One line typed at ``prompt`` without echo; Ctrl-D (end of input) is a :class:`ConfigError`."""
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # the cursor still stands after the prompt
+        raise ConfigError("no password typed (end of input); nothing was changed") from None
 
 
 def read_password_file(name: str) -> str:
