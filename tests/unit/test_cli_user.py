@@ -224,7 +224,8 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
         main(["user", "add", "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    assert "pysstp user add branch1 --address 10.0.0.50 --route 192.168.50.0/24" in out
+    assert "pysstp user add branch1 --address 10.77.0.50 --route 192.168.50.0/24" in out
+    assert "--config" in out
     assert "--password-file" in out
 
 
@@ -282,3 +283,43 @@ def test_end_of_input_at_a_password_prompt_is_one_line(
     name = "alice" if action == "add" else "bob"
     fails_with(user(capsys, users, action, name), "no password typed (end of input); nothing was changed")
     assert users.read_bytes() == before
+
+
+@pytest.fixture
+def server_toml(tmp_path: Path, users: Path) -> Path:
+    """A server.toml naming ``users`` (relative to itself) and a pool 10.9.0.0/24 (server 10.9.0.1)."""
+    users.parent.mkdir(parents=True, exist_ok=True)
+    config = users.parent / "server.toml"
+    config.write_text(f'users = "{users.name}"\n\n[pool]\nnetwork = "10.9.0.0/24"\n')
+    return config
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("10.77.0.5", "10.77.0.5 is outside the pool 10.9.0.0/24"),
+        ("10.9.0.1", "10.9.0.1 is the server's own tunnel address"),
+        ("10.9.0.255", "10.9.0.255 is the network or broadcast address of the pool 10.9.0.0/24"),
+    ],
+)
+def test_add_refuses_a_fixed_address_the_server_of_config_cannot_route(
+    capsys: pytest.CaptureFixture[str],
+    users: Path,
+    password_env: None,
+    server_toml: Path,
+    address: str,
+    problem: str,
+) -> None:
+    result = run(capsys, "user", "add", "bob", "--address", address, "--config", str(server_toml))
+    fails_with(result, f"--address: {problem}; the server could not route it to this user")
+    assert not users.exists()
+
+
+def test_config_names_the_database_and_the_pool_an_address_must_lie_in(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None, server_toml: Path
+) -> None:
+    assert run(capsys, "user", "add", "bob", "--address", "10.9.0.5", "--config", str(server_toml))[0] == 0
+    entry = UserDatabase(users).entry("bob")
+    assert entry is not None and str(entry.address) == "10.9.0.5"
+    code, out, _ = run(capsys, "user", "list", "--config", str(server_toml))
+    assert code == 0 and "10.9.0.5" in out

@@ -5,7 +5,7 @@ The file (``/etc/pysstp/users.toml`` by default) has one table per user::
     [users.alice]
     nt_hash = "8846f7eaee8fb117ad06bdd830b7586c"   # MD4 of the UTF-16LE password: 32 hex digits
     enabled = true                                 # optional, default true
-    address = "10.0.0.50"                          # optional: this user always gets this IPv4 address
+    address = "10.77.0.50"                         # optional: this user always gets this IPv4 address
     routes = ["192.168.50.0/24"]                   # optional: networks behind this client (site-to-site)
     max_sessions = 2                               # optional: default is the server's per-user limit
 
@@ -94,7 +94,8 @@ class UserEntry:
     nt_hash: bytes = field(repr=False)
     enabled: bool = True
     address: IPv4Address | None = None
-    """Fixed tunnel address for this user; ``None``: one from the server's pool."""
+    """Fixed tunnel address for this user (the server refuses one outside its pool); ``None``: any from
+    the pool."""
     routes: tuple[IpNetwork, ...] = ()
     """Networks behind this client, routed into its session while it is connected."""
     max_sessions: int | None = None

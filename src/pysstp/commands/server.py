@@ -113,6 +113,7 @@ async def serve(settings: ServerSettings) -> int:
     context, certificate_der = load_tls(settings)
     users = UserDatabase(settings.users)
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
+    check_fixed_addresses(users, pool)
     changes = NetworkChanges()
     app: SstpServerApp | None = None
     control: ControlServer | None = None
@@ -193,7 +194,7 @@ async def serve(settings: ServerSettings) -> int:
             settings.pool.network.prefixlen,
             len(users),
         )
-        await wait_for_signals(app, users, context, settings)
+        await wait_for_signals(app, users, pool, context, settings)
         return 0
     finally:
         if app is not None:
@@ -204,7 +205,11 @@ async def serve(settings: ServerSettings) -> int:
 
 
 async def wait_for_signals(
-    app: SstpServerApp, users: UserDatabase, context: ssl.SSLContext, settings: ServerSettings
+    app: SstpServerApp,
+    users: UserDatabase,
+    pool: AddressPool,
+    context: ssl.SSLContext,
+    settings: ServerSettings,
 ) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads users and the certificate; edits to users apply live."""
     loop = asyncio.get_running_loop()
@@ -213,6 +218,7 @@ async def wait_for_signals(
     def reload() -> None:
         try:
             users.reload()
+            check_fixed_addresses(users, pool)
             assert settings.tls.cert is not None and settings.tls.key is not None
             # New calls must bind to the certificate they are shown, or their CALL_CONNECTED fails.
             app.link_config = dataclasses.replace(
@@ -235,10 +241,20 @@ async def wait_for_signals(
             except TimeoutError:
                 if users.reload_if_changed():
                     log.info("user database changed on disk: %d users", len(users))
+                    check_fixed_addresses(users, pool)
         log.info("shutting down: disconnecting %d session(s)", len(app.connections))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def check_fixed_addresses(users: UserDatabase, pool: AddressPool) -> None:
+    """One warning per user whose fixed address the server cannot route into the tunnel; such a user is
+    refused at each login (the user file itself stays in force, so nobody else is locked out)."""
+    for entry in users.entries():
+        problem = pool.fixed_refusal(entry.address) if entry.address is not None else None
+        if problem is not None:
+            log.warning("user %r gets no session: its fixed address %s", entry.name, problem)
 
 
 def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:

@@ -9,10 +9,13 @@ import argparse
 import getpass
 import os
 import sys
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError
+from pysstp.server.config import ServerSettings, settings_from_file
+from pysstp.server.pool import AddressPool
 
 DEFAULT_USERS = Path("/etc/pysstp/users.toml")
 USERS_ENV = "PYSSTP_USERS"
@@ -23,7 +26,7 @@ PASSWORD_ENV = "PYSSTP_PASSWORD"
 EXAMPLES = f"""\
 examples:
   pysstp user add alice                              # asks for the password twice
-  pysstp user add branch1 --address 10.0.0.50 --route 192.168.50.0/24
+  pysstp user add branch1 --address 10.77.0.50 --route 192.168.50.0/24 --config /etc/pysstp/server.toml
   pysstp user add bob --password-file /root/bob.pw   # first line of the file is the password
   echo 'S3cret!' | pysstp user add carol --password-file -
   PYSSTP_PASSWORD='S3cret!' pysstp user passwd carol
@@ -31,8 +34,10 @@ examples:
   pysstp user list --users ./users.toml
   pysstp user del bob
 
-The database (default {DEFAULT_USERS}, or ${USERS_ENV}) keeps only NT hashes, never a password.
-A running server picks every change up without a restart.
+The database (default {DEFAULT_USERS}, or ${USERS_ENV}, or the users file of --config) keeps only NT
+hashes, never a password. A running server picks every change up without a restart. A fixed --address
+must lie in the server's pool and not be its own address: with --config it is checked here, and the
+server logs a user whose address it cannot route (that user gets no session).
 """
 
 PASSWORD_SOURCES = f"""\
@@ -56,7 +61,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--users",
         metavar="PATH",
         type=Path,
-        help=f"user database (default: ${USERS_ENV}, else {DEFAULT_USERS})",
+        help=f"user database (default: ${USERS_ENV}, else the server's from --config, else {DEFAULT_USERS})",
+    )
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="the server's server.toml: its users file, and its pool to check --address against",
     )
     password = argparse.ArgumentParser(add_help=False)
     password.add_argument(
@@ -104,6 +115,8 @@ def run_add(args: argparse.Namespace) -> int:
     """``pysstp user add``."""
     db = open_database(args, create=True)
     db.require_absent(args.name)  # before asking for a password that would be thrown away
+    if args.address is not None and args.config is not None:
+        check_address(args.address, settings_from_file(args.config))
     db.add(
         args.name,
         read_password(args.password_file),
@@ -172,9 +185,23 @@ def set_enabled(args: argparse.Namespace, enabled: bool) -> int:
 
 
 def open_database(args: argparse.Namespace, *, create: bool = False) -> UserDatabase:
-    """The database named by ``--users``, else ``$PYSSTP_USERS``, else the default path."""
-    path = args.users or Path(os.environ.get(USERS_ENV) or DEFAULT_USERS)
-    return UserDatabase(path, create=create)
+    """The database named by ``--users``, else ``$PYSSTP_USERS``, else ``users`` in ``--config``, else the
+    default path."""
+    path = args.users or os.environ.get(USERS_ENV)
+    if not path and args.config is not None:
+        path = settings_from_file(args.config).users
+    return UserDatabase(path or DEFAULT_USERS, create=create)
+
+
+def check_address(text: str, settings: ServerSettings) -> None:
+    """:class:`ConfigError` if the server of ``settings`` could not give ``text`` to a client."""
+    try:
+        address = IPv4Address(text)
+    except ValueError:
+        return  # the database says what is wrong with it, as for any other value
+    problem = AddressPool(settings.pool.network, settings.pool.server_address).fixed_refusal(address)
+    if problem is not None:
+        raise ConfigError(f"--address: {problem}; the server could not route it to this user")
 
 
 def read_password(password_file: str | None) -> str:

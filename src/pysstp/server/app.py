@@ -70,6 +70,8 @@ class Pool(Protocol):
 
     def release(self, address: IPv4Address) -> None: ...
 
+    def fixed_refusal(self, address: IPv4Address) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -347,6 +349,9 @@ class SstpServerApp:
             if count >= limit:
                 return self._refuse(connection, f"user {user!r} already has {count} session(s), the limit")
         fixed = entry.address if entry is not None else None
+        if fixed is not None and (problem := self.pool.fixed_refusal(fixed)) is not None:
+            # The peer sees the first 64 bytes (LCP Terminate-Request): what is wrong goes first.
+            return self._refuse(connection, f"fixed address {problem} (user {user!r})")
         address = self.pool.allocate(user, fixed)
         if address is None:
             if fixed is not None:

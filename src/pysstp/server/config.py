@@ -858,6 +858,12 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     return settings
 
 
+def settings_from_file(path: Path) -> ServerSettings:
+    """A server.toml over the defaults, for the commands that talk about a server without running it
+    (``pysstp status``, ``pysstp user``); what only a starting server needs (a certificate) is not checked."""
+    return _build(load(path))
+
+
 def _build(values: Mapping[str, Any]) -> ServerSettings:
     defaults = ServerSettings()
     top: dict[str, Any] = {}

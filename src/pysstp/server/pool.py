@@ -97,6 +97,21 @@ class AddressPool:
                 return self._take(candidate, user)
         return None
 
+    def fixed_refusal(self, address: IPv4Address) -> str | None:
+        """Why ``address`` cannot be a user's fixed address, or ``None`` when it can.
+
+        The kernel routes only the pool network into the TUN, so replies to an address outside it would
+        leave by another interface; the server's own address and the network and broadcast addresses are
+        never a client's.
+        """
+        if address == self.server_address:
+            return f"{address} is the server's own tunnel address"
+        if address not in self.network:
+            return f"{address} is outside the pool {self.network}"
+        if address in (self.network.network_address, self.network.broadcast_address):
+            return f"{address} is the network or broadcast address of the pool {self.network}"
+        return None
+
     def release(self, address: IPv4Address) -> None:
         """Take ``address`` back. Releasing an address that is not in use does nothing."""
         if self._in_use.pop(address, None) is None or not self._is_dynamic(address):
