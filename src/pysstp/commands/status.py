@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,27 +67,62 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_table(sessions: list[dict[str, Any]]) -> str:
-    """Sessions as an aligned text table."""
+Cell = Callable[[dict[str, Any]], str]
+
+COLUMNS: dict[str, Cell] = {
+    "USER": lambda s: s["user"] or "-",
+    "ADDRESS": lambda s: s["address"] or "-",
+    "PEER": lambda s: s["peer"],
+    "UPTIME": lambda s: _duration(s["uptime"]),
+    "IN": lambda s: _bytes(s["bytes_in"]),
+    "OUT": lambda s: _bytes(s["bytes_out"]),
+    "RATE IN": lambda s: _rate(s.get("rate_in", 0)),
+    "RATE OUT": lambda s: _rate(s.get("rate_out", 0)),
+    "DROPS": lambda s: str(s["drops"]),
+    "AUTH": lambda s: s["auth"] or "-",
+    "TLS": lambda s: s["tls"] or "-",
+}
+"""The table's columns, left to right; ``--json`` has every field and more (packets, hash, routes...)."""
+
+NARROWER: tuple[tuple[str, Cell | None], ...] = (
+    ("TLS", lambda s: (s["tls"] or "-").split()[0]),  # the version without the cipher
+    ("TLS", None),
+    ("AUTH", None),
+    ("DROPS", None),
+    ("RATE OUT", None),
+    ("RATE IN", None),
+    ("PEER", None),
+    ("OUT", None),
+    ("IN", None),
+    ("UPTIME", None),
+)
+"""How the table gets narrower until it fits the terminal: a shorter column, or one column fewer
+(``None``); the least needed first. USER and ADDRESS always stay."""
+
+
+def format_table(sessions: list[dict[str, Any]], width: int | None = None) -> str:
+    """Sessions as an aligned text table no wider than ``width`` (default: the terminal's), if it can be."""
     if not sessions:
         return "no sessions"
-    header = ("USER", "ADDRESS", "PEER", "UPTIME", "IN", "OUT", "RATE IN", "RATE OUT", "DROPS", "AUTH", "TLS")
-    rows = [
-        (
-            s["user"] or "-",
-            s["address"] or "-",
-            s["peer"],
-            _duration(s["uptime"]),
-            _bytes(s["bytes_in"]),
-            _bytes(s["bytes_out"]),
-            _rate(s.get("rate_in", 0)),
-            _rate(s.get("rate_out", 0)),
-            str(s["drops"]),
-            s["auth"] or "-",
-            s["tls"] or "-",
-        )
-        for s in sessions
-    ]
+    if width is None:
+        width = shutil.get_terminal_size().columns
+    columns = dict(COLUMNS)
+    steps = iter(NARROWER)
+    while True:
+        text = _render(sessions, columns)
+        step = next(steps, None)
+        if step is None or max(map(len, text.splitlines())) <= width:
+            return text
+        name, cell = step
+        if cell is None:
+            del columns[name]
+        else:
+            columns[name] = cell
+
+
+def _render(sessions: list[dict[str, Any]], columns: dict[str, Cell]) -> str:
+    header = tuple(columns)
+    rows = [tuple(cell(s) for cell in columns.values()) for s in sessions]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

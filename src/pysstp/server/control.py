@@ -8,6 +8,7 @@ One JSON object per line each way over a Unix socket that only root (or the sock
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -48,7 +49,8 @@ class RateMeter:
 
 
 def session_rows(app: SstpServerApp, meter: RateMeter | None = None) -> list[dict[str, Any]]:
-    """One dict per session, as ``pysstp status`` shows it (rates in bit/s)."""
+    """One dict per session: everything ``pysstp status --json`` prints (rates in bit/s, ``started`` in
+    seconds since the epoch); the table shows what fits of it."""
     now = time.time()
     rates = meter.rates if meter is not None else {}
     rows = []
@@ -58,9 +60,12 @@ def session_rows(app: SstpServerApp, meter: RateMeter | None = None) -> list[dic
             {
                 "user": info.user,
                 "address": str(info.address) if info.address else None,
+                "ipv6": [str(ipaddress.ip_address(key)) for key in connection.ipv6_keys],
                 "peer": info.peer,
                 "up": connection.link.is_up,
+                "started": round(info.started, 1),
                 "uptime": round(now - info.started, 1),
+                "mtu": connection.link.mtu,
                 "bytes_in": connection.bytes_in,
                 "bytes_out": connection.bytes_out,
                 "rate_in": round(rates.get(connection, (0.0, 0.0))[0]),
