@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from pysstp.errors import ConfigError
+from pysstp.server.config import ServerSettings, settings_from_file
 
-DEFAULT_SOCKET = Path("/run/pysstp/server.sock")
+DEFAULT_SOCKET = ServerSettings().control_socket
 
 EPILOG = """\
 examples:
-  pysstp status                      list sessions: user, address, peer, uptime, bytes, packets
-  pysstp status --json               the same as JSON, for scripts
+  pysstp status                      list sessions: user, address, peer, uptime, bytes, rates, drops
+  pysstp status --json               every field of every session as JSON, for scripts
+  pysstp status --config /etc/pysstp/server.toml    the server whose control_socket that file sets
   pysstp status --kick alice         disconnect every session of user alice (CALL_DISCONNECT)
   pysstp status --kick 10.77.0.5     disconnect the session that has this address
 """
@@ -33,7 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--socket", type=Path, default=DEFAULT_SOCKET, help=f"control socket ({DEFAULT_SOCKET})"
+        "--socket",
+        type=Path,
+        help=f"control socket (default: control_socket in --config, else {DEFAULT_SOCKET})",
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="the server's server.toml, to find its control socket"
     )
     parser.add_argument("--kick", metavar="USER|ADDRESS", help="disconnect the matching sessions")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -44,17 +51,16 @@ def run(args: argparse.Namespace) -> int:
     """Query the server and print the answer."""
     from pysstp.server.control import request
 
+    path = control_socket(args)
     message: dict[str, Any] = {"command": "kick", "target": args.kick} if args.kick else {"command": "status"}
     try:
-        answer = asyncio.run(request(args.socket, message))
+        answer = asyncio.run(request(path, message))
     except (FileNotFoundError, ConnectionRefusedError):
         raise ConfigError(
-            f"no pysstp server is listening on {args.socket} (is it running? is --socket right?)"
+            f"no pysstp server is listening on {path} (is it running? is --socket or --config right?)"
         ) from None
     except PermissionError:
-        raise ConfigError(
-            f"not allowed to open {args.socket}: run as root or as the socket's group"
-        ) from None
+        raise ConfigError(f"not allowed to open {path}: run as root or as the socket's group") from None
     if not answer.get("ok"):
         raise ConfigError(f"server refused: {answer.get('error', 'no reason given')}")
     if args.kick:
@@ -84,20 +90,27 @@ COLUMNS: dict[str, Cell] = {
 }
 """The table's columns, left to right; ``--json`` has every field and more (packets, hash, routes...)."""
 
-NARROWER: tuple[tuple[str, Cell | None], ...] = (
-    ("TLS", lambda s: (s["tls"] or "-").split()[0]),  # the version without the cipher
-    ("TLS", None),
-    ("AUTH", None),
-    ("DROPS", None),
-    ("RATE OUT", None),
-    ("RATE IN", None),
-    ("PEER", None),
-    ("OUT", None),
-    ("IN", None),
-    ("UPTIME", None),
+NARROWER: tuple[tuple[tuple[str, ...], Cell | None], ...] = (
+    (("TLS",), lambda s: (s["tls"] or "-").split()[0]),  # the version without the cipher
+    (("TLS",), None),
+    (("AUTH",), None),
+    (("DROPS",), None),
+    (("RATE IN", "RATE OUT"), None),
+    (("IN", "OUT"), None),
+    (("UPTIME",), None),
+    (("PEER",), None),
 )
-"""How the table gets narrower until it fits the terminal: a shorter column, or one column fewer
-(``None``); the least needed first. USER and ADDRESS always stay."""
+"""How the table gets narrower until it fits the terminal, least needed first: a column shortened, or
+columns left out (``None``). USER and ADDRESS always stay."""
+
+
+def control_socket(args: argparse.Namespace) -> Path:
+    """``--socket``, else ``control_socket`` in ``--config`` (as the server reads it), else the default."""
+    if args.socket is not None:
+        return Path(args.socket)
+    if args.config is not None:
+        return settings_from_file(args.config).control_socket
+    return DEFAULT_SOCKET
 
 
 def format_table(sessions: list[dict[str, Any]], width: int | None = None) -> str:
@@ -113,11 +126,12 @@ def format_table(sessions: list[dict[str, Any]], width: int | None = None) -> st
         step = next(steps, None)
         if step is None or max(map(len, text.splitlines())) <= width:
             return text
-        name, cell = step
-        if cell is None:
-            del columns[name]
-        else:
-            columns[name] = cell
+        names, cell = step
+        for name in names:
+            if cell is None:
+                del columns[name]
+            else:
+                columns[name] = cell
 
 
 def _render(sessions: list[dict[str, Any]], columns: dict[str, Cell]) -> str:

@@ -1,0 +1,109 @@
+"""``pysstp status``: finding the server's control socket, a table that fits the terminal, complete JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pysstp.cli import main
+from pysstp.commands.status import COLUMNS, format_table
+from pysstp.server.control import ControlServer
+
+from loopback import Bench, start_bench
+
+TIMEOUT = 10
+
+SESSION: dict[str, Any] = {
+    "user": "CORP\\alice.longname",
+    "address": "10.77.0.200",
+    "ipv6": [],
+    "peer": "[2001:db8:1234:5678::1]:51234",
+    "up": True,
+    "started": 1_700_000_000.0,
+    "uptime": 123456.7,
+    "mtu": 1396,
+    "bytes_in": 123_456_789_012,
+    "bytes_out": 98_765_432_109,
+    "rate_in": 123_456_789,
+    "rate_out": 98_765_432,
+    "packets_in": 1,
+    "packets_out": 2,
+    "drops": 12345,
+    "auth": "eap-mschapv2",
+    "hash": "SHA256",
+    "tls": "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256",
+    "routes": [],
+}
+
+
+def header(table: str) -> str:
+    return table.splitlines()[0]
+
+
+def test_a_wide_terminal_shows_every_column() -> None:
+    table = format_table([SESSION], width=200)
+    assert header(table).split("  ")[0] == "USER"
+    assert all(name in header(table) for name in COLUMNS)
+    assert "TLS_CHACHA20_POLY1305_SHA256" in table
+
+
+@pytest.mark.parametrize("width", [120, 100, 80, 60])
+def test_the_table_fits_the_terminal_and_keeps_who_and_where(width: int) -> None:
+    table = format_table([SESSION, {**SESSION, "user": "bob", "tls": None}], width=width)
+    assert max(len(line) for line in table.splitlines()) <= width, table
+    assert "CORP\\alice.longname" in table and "10.77.0.200" in table
+
+
+def test_columns_go_least_needed_first() -> None:
+    ipv4 = {**SESSION, "peer": "203.0.113.7:51122", "user": "alice"}
+    at_80 = header(format_table([ipv4], width=80)).split()
+    assert at_80 == ["USER", "ADDRESS", "PEER", "UPTIME", "IN", "OUT"]
+    at_125 = format_table([ipv4], width=125)
+    assert "TLSv1.3" in at_125 and "CHACHA20" not in at_125  # the cipher goes before the version
+
+
+def test_a_terminal_too_narrow_for_any_table_still_gets_user_and_address() -> None:
+    table = format_table([SESSION], width=10)
+    assert header(table).split() == ["USER", "ADDRESS"]
+
+
+async def test_config_finds_the_socket_and_json_has_every_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench: Bench = await start_bench(tmp_path)
+    control = ControlServer(bench.app, tmp_path / "run" / "ctl.sock")
+    await control.start()
+    config = tmp_path / "server.toml"
+    config.write_text('control_socket = "run/ctl.sock"\n')  # relative to the file, as the server reads it
+    try:
+        client = await bench.connect()
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
+        assert await asyncio.to_thread(main, ["status", "--config", str(config), "--json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)
+        assert set(row) == set(SESSION)
+        assert row["user"] == "alice" and row["mtu"] > 0 and row["started"] > 0
+        monkeypatch.setenv("COLUMNS", "70")
+        assert await asyncio.to_thread(main, ["status", "--config", str(config)]) == 0
+        table = capsys.readouterr().out
+        assert "alice" in table and max(map(len, table.splitlines())) <= 70
+    finally:
+        await control.stop()
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+def test_config_without_a_running_server_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text(f'control_socket = "{tmp_path / "none.sock"}"\n')
+    assert main(["status", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"pysstp: no pysstp server is listening on {tmp_path / 'none.sock'} "
+        "(is it running? is --socket or --config right?)\n"
+    )
