@@ -167,6 +167,11 @@ class UserDatabase:
         self._users, self._signature = loaded
         self.load_error = None
 
+    def take_over(self, other: UserDatabase) -> None:
+        """Serve ``other``'s file and users from now on: a reload read and checked before it applies."""
+        self.path, self._users, self._signature = other.path, other._users, other._signature
+        self._rejected, self.load_error = other._rejected, other.load_error
+
     def reload_if_changed(self) -> bool:
         """Reload if the file changed since it was read; ``True`` if new users are now in force.
 

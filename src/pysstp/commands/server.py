@@ -11,7 +11,9 @@ import logging
 import resource
 import signal
 import ssl
+from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from operator import attrgetter
 from pathlib import Path
 
 from pysstp.aaa.pki import read_certificates, read_crls, read_identity
@@ -29,6 +31,7 @@ from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.backoff import Backoff
 from pysstp.server.config import (
     HELP_EPILOG,
+    Ipv6Settings,
     ServerSettings,
     add_arguments,
     settings_from_args,
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     return_large_buffers_to_the_system()
     raise_file_limit()
     freeze_start_up_objects()
-    return asyncio.run(serve(settings))
+    return asyncio.run(serve(settings, reread=lambda: settings_from_args(args)))
 
 
 def raise_file_limit() -> None:
@@ -108,8 +111,9 @@ def return_large_buffers_to_the_system() -> None:
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
-async def serve(settings: ServerSettings) -> int:
-    """Everything between start-up checks and exit; every system change is undone on the way out."""
+async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] | None = None) -> int:
+    """Everything between start-up checks and exit; every system change is undone on the way out.
+    ``reread`` reads the settings again (server.toml and the same flags) for SIGHUP."""
     context, certificate_der = load_tls(settings)
     users = UserDatabase(settings.users)
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
@@ -135,36 +139,15 @@ async def serve(settings: ServerSettings) -> int:
                 egress=settings.forwarding.egress,
                 mss="route" if settings.forwarding.mss_clamp else None,
             )
-        link_config = ServerConfig(
-            certificate_der=certificate_der,
-            credentials=users,
-            network_for_user=lambda user: "unused: the app assigns addresses",
-            auth_methods=settings.auth_methods,
-            hash_protocols=settings.tls.hash_protocols,
-            mru=settings.mru,
-            max_peer_mru=settings.max_peer_mru,
-            ipv6=settings.ipv6.enabled,
-            ipv6_interface_id=SERVER_INTERFACE_ID,
-            hello_interval=settings.keepalive,
-            negotiation_timeout=settings.limits.negotiation_timeout,
-            http_date=lambda: email.utils.formatdate(usegmt=True),
-            not_sstp_response=not_sstp_response(settings),
-            eap_tls=load_eap_tls(settings),
-        )
         app = SstpServerApp(
             ssl_context=context,
-            link_config=link_config,
+            link_config=link_config(settings, certificate_der, users),
             users=users.entry,
             pool=pool,
             tun=tun,
             dns=settings.pool.dns,
             server_address=settings.pool.server_address,
-            limits=Limits(
-                max_sessions=settings.limits.max_sessions,
-                max_sessions_per_user=settings.limits.max_sessions_per_user,
-                max_negotiating=settings.limits.max_handshakes,
-                connections_per_source_per_minute=settings.limits.connections_per_source_per_minute,
-            ),
+            limits=limits(settings),
             handshake_timeout=settings.limits.handshake_timeout,
             idle_timeout=settings.limits.idle_timeout,
             backoff=Backoff(
@@ -194,7 +177,7 @@ async def serve(settings: ServerSettings) -> int:
             settings.pool.network.prefixlen,
             len(users),
         )
-        await wait_for_signals(app, users, pool, context, settings)
+        await wait_for_signals(app, Reloader(app, users, pool, settings, reread))
         return 0
     finally:
         if app is not None:
@@ -204,36 +187,152 @@ async def serve(settings: ServerSettings) -> int:
         changes.undo()
 
 
-async def wait_for_signals(
-    app: SstpServerApp,
-    users: UserDatabase,
-    pool: AddressPool,
-    context: ssl.SSLContext,
-    settings: ServerSettings,
-) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads users and the certificate; edits to users apply live."""
+def link_config(settings: ServerSettings, certificate_der: bytes, users: UserDatabase) -> ServerConfig:
+    """What every new call's link is configured with (at start, and again after each reload)."""
+    return ServerConfig(
+        certificate_der=certificate_der,
+        credentials=users,
+        network_for_user=lambda user: "unused: the app assigns addresses",
+        auth_methods=settings.auth_methods,
+        hash_protocols=settings.tls.hash_protocols,
+        mru=settings.mru,
+        max_peer_mru=settings.max_peer_mru,
+        ipv6=settings.ipv6.enabled,
+        ipv6_interface_id=SERVER_INTERFACE_ID,
+        hello_interval=settings.keepalive,
+        negotiation_timeout=settings.limits.negotiation_timeout,
+        http_date=lambda: email.utils.formatdate(usegmt=True),
+        not_sstp_response=not_sstp_response(settings),
+        eap_tls=load_eap_tls(settings),
+    )
+
+
+def limits(settings: ServerSettings) -> Limits:
+    """The app's admission limits (at start, and again after each reload)."""
+    return Limits(
+        max_sessions=settings.limits.max_sessions,
+        max_sessions_per_user=settings.limits.max_sessions_per_user,
+        max_negotiating=settings.limits.max_handshakes,
+        connections_per_source_per_minute=settings.limits.connections_per_source_per_minute,
+    )
+
+
+RESTART_SETTINGS = (
+    "listen",
+    "port",
+    "tun_name",
+    "pool.network",
+    "pool.server_address",
+    "ipv6",
+    "mru",
+    "max_peer_mru",
+    "forwarding.mode",
+    "forwarding.egress",
+    "forwarding.mss_clamp",
+    "control_socket",
+)
+"""Settings (server.toml keys) that only a restart applies: they shape the TUN device, its addresses and
+routes, the nftables rules and the sockets. SIGHUP applies every other one, because a reload builds the
+TLS context, the link settings, the limits and the logging from the new settings exactly as start-up does."""
+
+
+class Reloader:
+    """SIGHUP: read server.toml (with the same flags), the users file and the certificates again, check
+    all of it, and only then apply it; a problem anywhere keeps everything that runs."""
+
+    def __init__(
+        self,
+        app: SstpServerApp,
+        users: UserDatabase,
+        pool: AddressPool,
+        settings: ServerSettings,
+        reread: Callable[[], ServerSettings] | None,
+    ) -> None:
+        self.app = app
+        self.users = users
+        self.pool = pool
+        self.started = settings
+        """What the restart-only settings are, for as long as the process runs."""
+        self.settings = settings
+        """What the reloadable settings are now."""
+        self.reread = reread
+
+    def reload(self) -> None:
+        """Reload, or log one line per problem found and keep the running configuration."""
+        try:
+            settings = self.reread() if self.reread is not None else self.settings
+        except ConfigError as exc:
+            log.error("reload: %s; keeping the running configuration", exc)
+            return
+        problems: list[str] = []
+        users = tls = config = None
+        try:
+            users = UserDatabase(settings.users)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        try:
+            tls = load_tls(settings)
+        except (ConfigError, OSError, ssl.SSLError) as exc:
+            problems.append(str(exc))
+        if tls is not None:
+            try:
+                config = link_config(settings, tls[1], self.users)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if users is None or tls is None or config is None:
+            for problem in problems:
+                log.error("reload: %s", problem)
+            log.error("reload failed; keeping the running configuration")
+            return
+        self.users.take_over(users)
+        check_fixed_addresses(self.users, self.pool)
+        self.app.reconfigure(
+            ssl_context=tls[0],
+            link_config=config,
+            dns=settings.pool.dns,
+            limits=limits(settings),
+            handshake_timeout=settings.limits.handshake_timeout,
+            idle_timeout=settings.limits.idle_timeout,
+            require_client_certificate=settings.tls.verify_client_certificate == "require",
+        )
+        if settings.log != self.settings.log:
+            setup_logging(settings.log.level, settings.log.format)
+        for key in RESTART_SETTINGS:
+            if attrgetter(key)(settings) != attrgetter(key)(self.started):
+                log.warning("reload: %s changed; restart to apply", key)
+        changed = [
+            key
+            for key in setting_keys(settings)
+            if key not in RESTART_SETTINGS and attrgetter(key)(settings) != attrgetter(key)(self.settings)
+        ]
+        self.settings = settings
+        log.info(
+            "reloaded users (%d), the certificates and the CRLs%s",
+            len(self.users),
+            f"; changed: {', '.join(changed)}" if changed else "",
+        )
+
+
+def setting_keys(settings: object, prefix: str = "") -> list[str]:
+    """The dotted keys of every setting in ``settings`` (``pool.dns``); ``ipv6`` is one setting."""
+    keys: list[str] = []
+    for item in dataclasses.fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, item.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, Ipv6Settings):
+            keys += setting_keys(value, f"{prefix}{item.name}.")
+        else:
+            keys.append(prefix + item.name)
+    return keys
+
+
+async def wait_for_signals(app: SstpServerApp, reloader: Reloader) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads (see :class:`Reloader`); edits to users apply live."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-
-    def reload() -> None:
-        try:
-            users.reload()
-            check_fixed_addresses(users, pool)
-            assert settings.tls.cert is not None and settings.tls.key is not None
-            # New calls must bind to the certificate they are shown, or their CALL_CONNECTED fails.
-            app.link_config = dataclasses.replace(
-                app.link_config,
-                certificate_der=load_certificate(context, settings.tls.cert, settings.tls.key),
-                eap_tls=load_eap_tls(settings),
-            )
-            load_client_verification(context, settings)
-            log.info("reloaded users (%d), the certificates and the CRLs", len(users))
-        except (ConfigError, OSError, ssl.SSLError) as exc:
-            log.error("reload failed, keeping the old configuration: %s", exc)
-
+    users = reloader.users
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     try:
         while not stop.is_set():
             try:
@@ -241,7 +340,7 @@ async def wait_for_signals(
             except TimeoutError:
                 if users.reload_if_changed():
                     log.info("user database changed on disk: %d users", len(users))
-                    check_fixed_addresses(users, pool)
+                    check_fixed_addresses(users, reloader.pool)
         log.info("shutting down: disconnecting %d session(s)", len(app.connections))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -323,7 +422,7 @@ _CLIENT_CERTIFICATE_MODES = {
 
 def load_client_verification(context: ssl.SSLContext, settings: ServerSettings) -> None:
     """Ask for TLS client certificates as ``tls.verify_client_certificate`` says, trusting
-    ``tls.client_ca`` and checking ``tls.client_crl``. A reload adds CAs and CRLs; it never drops one."""
+    ``tls.client_ca`` and checking ``tls.client_crl``."""
     tls = settings.tls
     context.verify_mode = _CLIENT_CERTIFICATE_MODES[tls.verify_client_certificate]
     if tls.verify_client_certificate == "none":

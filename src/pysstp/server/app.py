@@ -295,6 +295,33 @@ class SstpServerApp:
         if self._loop is not None:
             self._loop.remove_reader(self.tun.fd)
 
+    def reconfigure(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        link_config: ServerConfig,
+        dns: tuple[IPv4Address, ...],
+        limits: Limits,
+        handshake_timeout: float,
+        idle_timeout: float,
+        require_client_certificate: bool,
+    ) -> None:
+        """Apply a reloaded configuration (SIGHUP). TLS, the link settings and DNS hold for calls accepted
+        from now on, limits and timeouts at once; established calls keep what they negotiated."""
+        self.ssl_context = self.listener.ssl_context = ssl_context
+        self.handshake_timeout = self.listener.handshake_timeout = handshake_timeout
+        self.link_config = link_config
+        self.dns = dns
+        self.limits = limits
+        self.require_client_certificate = require_client_certificate
+        if idle_timeout != self.idle_timeout:
+            self.idle_timeout = idle_timeout
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            if idle_timeout > 0 and self._loop is not None:
+                self._check_idle()
+
     def _check_idle(self) -> None:
         """Disconnect (in order) calls that carried no IP packet for ``idle_timeout`` seconds."""
         assert self._loop is not None
