@@ -78,7 +78,7 @@ async def test_live_settings_apply_and_each_restart_setting_is_named_once(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     setup.config.write_text(
-        "port = 8443\ntun_name = 'sstp9'\n"
+        "port = 8443\ntun_name = 'sstp9'\nmru = 1400\n"
         + BASE.replace('"10.77.0.1"', '"9.9.9.9"')
         + "[limits]\nmax_sessions = 5\nidle_timeout = 600\n[log]\nlevel = 'debug'\n"
     )
@@ -89,9 +89,11 @@ async def test_live_settings_apply_and_each_restart_setting_is_named_once(
     assert app.limits.max_sessions == 5
     assert app.idle_timeout == 600 and app._idle_timer is not None
     assert setup.log_setups == [("debug", "text")]
+    assert app.link_config.mru == ServerSettings().mru  # new calls must still fit the TUN as it is
     assert messages(caplog) == [
         "reload: port changed; restart to apply",
         "reload: tun_name changed; restart to apply",
+        "reload: mru changed; restart to apply",
         "reloaded users (1), the certificates and the CRLs; changed: "
         "pool.dns, limits.max_sessions, limits.idle_timeout, log.level",
     ]

@@ -11,7 +11,7 @@ import logging
 import resource
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from operator import attrgetter
 from pathlib import Path
@@ -260,10 +260,12 @@ class Reloader:
     def reload(self) -> None:
         """Reload, or log one line per problem found and keep the running configuration."""
         try:
-            settings = self.reread() if self.reread is not None else self.settings
+            read = self.reread() if self.reread is not None else self.settings
         except ConfigError as exc:
             log.error("reload: %s; keeping the running configuration", exc)
             return
+        # New calls must match the TUN and the routes: they keep the restart-only values that run.
+        settings = keep_settings(read, self.started, RESTART_SETTINGS)
         problems: list[str] = []
         users = tls = config = None
         try:
@@ -298,12 +300,12 @@ class Reloader:
         if settings.log != self.settings.log:
             setup_logging(settings.log.level, settings.log.format)
         for key in RESTART_SETTINGS:
-            if attrgetter(key)(settings) != attrgetter(key)(self.started):
+            if attrgetter(key)(read) != attrgetter(key)(self.started):
                 log.warning("reload: %s changed; restart to apply", key)
         changed = [
             key
             for key in setting_keys(settings)
-            if key not in RESTART_SETTINGS and attrgetter(key)(settings) != attrgetter(key)(self.settings)
+            if attrgetter(key)(settings) != attrgetter(key)(self.settings)
         ]
         self.settings = settings
         log.info(
@@ -311,6 +313,18 @@ class Reloader:
             len(self.users),
             f"; changed: {', '.join(changed)}" if changed else "",
         )
+
+
+def keep_settings(settings: ServerSettings, source: ServerSettings, keys: Iterable[str]) -> ServerSettings:
+    """``settings`` with the values of ``keys`` (dotted, ``pool.network``) taken from ``source``."""
+    for key in keys:
+        section, _, name = key.rpartition(".")
+        if section:
+            value = dataclasses.replace(getattr(settings, section), **{name: attrgetter(key)(source)})
+            settings = dataclasses.replace(settings, **{section: value})
+        else:
+            settings = dataclasses.replace(settings, **{name: getattr(source, name)})
+    return settings
 
 
 def setting_keys(settings: object, prefix: str = "") -> list[str]:
