@@ -107,3 +107,36 @@ def test_config_without_a_running_server_is_one_line(
         f"pysstp: no pysstp server is listening on {tmp_path / 'none.sock'} "
         "(is it running? is --socket or --config right?)\n"
     )
+
+
+async def answer_once(path: Path, reply: bytes) -> asyncio.AbstractServer:
+    """A Unix socket at ``path`` that answers every request with ``reply`` and hangs up."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_unix_server(serve, path=str(path))
+
+
+@pytest.mark.parametrize("reply", [b"", b"<html>\n", b"[1, 2]\n"])
+async def test_something_else_on_the_socket_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reply: bytes
+) -> None:
+    path = tmp_path / "other.sock"
+    server = await answer_once(path, reply)
+    try:
+        assert await asyncio.to_thread(main, ["status", "--socket", str(path)]) == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert capsys.readouterr().err == f"pysstp: {path} did not answer as a pysstp server does\n"
+
+
+def test_a_socket_path_too_long_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / ("a" * 120)
+    assert main(["status", "--socket", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pysstp: cannot use {path} as the control socket: ") and err.count("\n") == 1

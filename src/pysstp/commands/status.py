@@ -61,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     except PermissionError:
         raise ConfigError(f"not allowed to open {path}: run as root or as the socket's group") from None
+    except TimeoutError:
+        raise ConfigError(f"the server at {path} did not answer in time") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use {path} as the control socket: {exc.strerror or exc}") from None
+    except ValueError:  # not JSON: whatever listens there is not a pysstp server
+        raise ConfigError(f"{path} did not answer as a pysstp server does") from None
+    if not isinstance(answer, dict):
+        raise ConfigError(f"{path} did not answer as a pysstp server does")
     if not answer.get("ok"):
         raise ConfigError(f"server refused: {answer.get('error', 'no reason given')}")
     if args.kick:
