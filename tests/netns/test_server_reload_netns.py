@@ -6,13 +6,13 @@ import signal
 import sys
 from pathlib import Path
 
-from loopback import make_certificate
-from namespaces import Pair, netns_pair, wait_for_text
-from server_process import add_user, start_server
+from helpers.loopback import make_certificate
+from helpers.namespaces import Pair, netns_pair, wait_for_text
+from helpers.server_process import add_user, start_server
 
 __all__ = ["netns_pair"]
 
-CLIENT = str(Path(__file__).parent / "tools" / "tunnel_client.py")
+CLIENT = str(Path(__file__).parents[1] / "helpers" / "tunnel_client.py")
 PORT = "8443"
 
 CONFIG = """\

@@ -13,7 +13,7 @@ from pysstp.cli import main
 from pysstp.commands.status import COLUMNS, format_table
 from pysstp.server.control import ControlServer
 
-from loopback import Bench, start_bench
+from helpers.loopback import Bench, start_bench
 
 TIMEOUT = 10
 

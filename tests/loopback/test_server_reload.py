@@ -23,7 +23,7 @@ from pysstp.ppp.constants import AuthMethod
 from pysstp.server.config import _BY_KEY, ServerSettings, settings_from_args
 from pysstp.server.pool import AddressPool
 
-from loopback import POOL, SERVER_ADDRESS, Bench, make_certificate, start_bench
+from helpers.loopback import POOL, SERVER_ADDRESS, Bench, make_certificate, start_bench
 
 TIMEOUT = 10
 
