@@ -80,7 +80,7 @@ async def test_live_settings_apply_and_each_restart_setting_is_named_once(
     setup.config.write_text(
         "port = 8443\ntun_name = 'sstp9'\nmru = 1400\n"
         + BASE.replace('"10.77.0.1"', '"9.9.9.9"')
-        + "[limits]\nmax_sessions = 5\nidle_timeout = 600\n[log]\nlevel = 'debug'\n"
+        + "[limits]\nmax_sessions = 5\nidle_timeout = 600\nlogin_delay = 0.5\n[log]\nlevel = 'debug'\n"
     )
     with caplog.at_level(logging.INFO, "pysstp.server"):
         setup.reloader.reload()
@@ -88,6 +88,7 @@ async def test_live_settings_apply_and_each_restart_setting_is_named_once(
     assert app.dns == (IPv4Address("9.9.9.9"),)
     assert app.limits.max_sessions == 5
     assert app.idle_timeout == 600 and app._idle_timer is not None
+    assert app.backoff.base == 0.5
     assert setup.log_setups == [("debug", "text")]
     assert app.link_config.mru == ServerSettings().mru  # new calls must still fit the TUN as it is
     assert messages(caplog) == [
@@ -95,7 +96,7 @@ async def test_live_settings_apply_and_each_restart_setting_is_named_once(
         "reload: tun_name changed; restart to apply",
         "reload: mru changed; restart to apply",
         "reloaded users (1), the certificates and the CRLs; changed: "
-        "pool.dns, limits.max_sessions, limits.idle_timeout, log.level",
+        "pool.dns, limits.max_sessions, limits.idle_timeout, limits.login_delay, log.level",
     ]
 
 

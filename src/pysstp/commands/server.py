@@ -150,12 +150,7 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
             limits=limits(settings),
             handshake_timeout=settings.limits.handshake_timeout,
             idle_timeout=settings.limits.idle_timeout,
-            backoff=Backoff(
-                base=settings.limits.login_delay,
-                maximum=settings.limits.max_login_delay,
-                source_limit=settings.limits.max_login_failures_per_source,
-                refusal=settings.limits.login_refusal,
-            ),
+            backoff=tune_backoff(Backoff(), settings),
             kernel_routes=TunRoutes(tun.name),
             ipv6_prefix=settings.ipv6.prefix,
             tun_mtu=tun_mtu,
@@ -217,6 +212,16 @@ def limits(settings: ServerSettings) -> Limits:
     )
 
 
+def tune_backoff(backoff: Backoff, settings: ServerSettings) -> Backoff:
+    """Set the login back-off from the settings (at start, and again after each reload, which keeps the
+    failure counts)."""
+    backoff.base = settings.limits.login_delay
+    backoff.maximum = settings.limits.max_login_delay
+    backoff.source_limit = settings.limits.max_login_failures_per_source
+    backoff.refusal = settings.limits.login_refusal
+    return backoff
+
+
 RESTART_SETTINGS = (
     "listen",
     "port",
@@ -233,7 +238,8 @@ RESTART_SETTINGS = (
 )
 """Settings (server.toml keys) that only a restart applies: they shape the TUN device, its addresses and
 routes, the nftables rules and the sockets. SIGHUP applies every other one, because a reload builds the
-TLS context, the link settings, the limits and the logging from the new settings exactly as start-up does."""
+TLS context, the link settings, the limits, the login back-off and the logging from the new settings exactly
+as start-up does."""
 
 
 class Reloader:
@@ -297,6 +303,7 @@ class Reloader:
             idle_timeout=settings.limits.idle_timeout,
             require_client_certificate=settings.tls.verify_client_certificate == "require",
         )
+        tune_backoff(self.app.backoff, settings)
         if settings.log != self.settings.log:
             setup_logging(settings.log.level, settings.log.format)
         for key in RESTART_SETTINGS:
