@@ -20,13 +20,12 @@ from pysstp.ppp.auth.base import CredentialStore
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Role
 from pysstp.ppp.frame import encode_frame
+from pysstp.randomness import RandomBytes
 from pysstp.sstp import events as sstp_events
 from pysstp.sstp.binding import certificate_hash
 from pysstp.sstp.constants import HEADER_LEN, MAX_PACKET_LEN, VERSION, HashProtocol, Status, Timer
 from pysstp.sstp.machine import SstpClient, SstpServer
 from pysstp.sstp.packets import StatusInfo
-
-RandomBytes = Callable[[int], bytes]
 
 IPV4_FRAME = b"\xff\x03\x00\x21"
 """Address, control and protocol fields of a PPP frame carrying IPv4."""

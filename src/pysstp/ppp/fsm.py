@@ -14,7 +14,7 @@ Sans-I/O: the caller passes ``now`` into every method, drains :meth:`OptionFsm.t
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -31,6 +31,7 @@ from pysstp.ppp.constants import (
     Timer,
 )
 from pysstp.ppp.packet import ControlPacket, Option, decode_options, encode_options
+from pysstp.randomness import RandomBytes
 
 # ------------------------------------------------------------------------------------------------ events
 
@@ -249,10 +250,6 @@ def configure_reply(
     if naked:
         return Code.CONFIGURE_NAK, naked
     return Code.CONFIGURE_ACK, options
-
-
-RandomBytes = Callable[[int], bytes]
-"""Source of randomness injected into the machines (``os.urandom`` by default)."""
 
 
 def random_nonzero(random_bytes: RandomBytes, size: int, avoid: Collection[bytes] = ()) -> bytes:

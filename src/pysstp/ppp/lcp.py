@@ -48,12 +48,12 @@ from pysstp.ppp.fsm import (
     NegotiationFailed,
     OptionFsm,
     PppEvent,
-    RandomBytes,
     configure_reply,
     printable_text,
     random_nonzero,
 )
 from pysstp.ppp.packet import ControlPacket, Option
+from pysstp.randomness import RandomBytes
 
 _MRU_SIZE = 2
 _SECONDS_SIZE = 4

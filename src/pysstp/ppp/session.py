@@ -33,8 +33,7 @@ from pysstp.ppp.frame import decode_frame
 from pysstp.ppp.ipcp import Ipcp, IpcpConfig
 from pysstp.ppp.ipv6cp import Ipv6cp
 from pysstp.ppp.lcp import EchoReplyReceived, Lcp, LcpConfig, ProtocolRejected
-
-RandomBytes = Callable[[int], bytes]
+from pysstp.randomness import RandomBytes
 
 AUTH_PROTOCOLS = frozenset({Protocol.PAP, Protocol.CHAP, Protocol.EAP})
 DEFAULT_SERVER_AUTH = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2)

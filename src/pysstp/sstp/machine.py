@@ -20,6 +20,7 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 from pysstp.errors import DelineationError
+from pysstp.randomness import RandomBytes
 from pysstp.sstp.binding import (
     BindingFailure,
     CryptoBindingError,
@@ -157,7 +158,7 @@ class _SstpMachine:
     _CONNECTED_STATE: ClassVar[SstpState]
     _TRANSITIONS: ClassVar[Mapping[SstpState, Mapping[type[ControlMessage], _Handler]]]
 
-    def __init__(self, *, hello_interval: float, random_bytes: Callable[[int], bytes]) -> None:
+    def __init__(self, *, hello_interval: float, random_bytes: RandomBytes) -> None:
         if hello_interval <= 0:
             raise ValueError("hello_interval must be positive")
         self.state = self._INITIAL_STATE
@@ -463,7 +464,7 @@ class SstpClient(_SstpMachine):
         correlation_id: str | None = None,
         hash_protocols: HashProtocol = _ALL_HASHES,
         hello_interval: float = Timer.HELLO,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: RandomBytes = os.urandom,
     ) -> None:
         super().__init__(hello_interval=hello_interval, random_bytes=random_bytes)
         _check_hash_protocols(hash_protocols)
@@ -586,7 +587,7 @@ class SstpServer(_SstpMachine):
         hash_protocols: HashProtocol = _ALL_HASHES,
         hello_interval: float = Timer.HELLO,
         negotiation_timeout: float = Timer.NEGOTIATION,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: RandomBytes = os.urandom,
         http_date: Callable[[], str] | None = None,
         not_sstp_response: bytes | None = None,
     ) -> None:

@@ -10,7 +10,7 @@ except for answering a peer's retransmissions the way its RFC asks.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
@@ -18,11 +18,10 @@ from typing import Protocol as TypingProtocol
 from pysstp.errors import AuthError
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.constants import MAX_AUTH_TRANSMITS, AuthMethod, Protocol, Timer
+from pysstp.randomness import RandomBytes
 
 if TYPE_CHECKING:
     from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
-
-RandomBytes = Callable[[int], bytes]
 
 SUCCESS_MESSAGE = "Access granted"
 """Text our authenticators put in Success/Ack messages."""
