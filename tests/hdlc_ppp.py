@@ -16,9 +16,10 @@ from pathlib import Path
 
 from pysstp.ppp.auth.keys import MASTER_KEY_SIZE, ZERO_HLAK
 from pysstp.ppp.constants import Protocol, Role
+from pysstp.ppp.events import SessionEvent
 from pysstp.ppp.frame import IPV4_PREFIX, encode_frame
 from pysstp.ppp.hdlc import HdlcDecoder, hdlc_encode
-from pysstp.ppp.session import PppSession, SessionEvent
+from pysstp.ppp.session import PppSession
 
 # sstp-client's src/sstp-api.h: the message the pppd plugin sends, in native byte order.
 PLUGIN_MAGIC = 0x73737470  # "sstp"

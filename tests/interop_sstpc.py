@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pysstp.ppp.constants import AuthMethod, Role
-from pysstp.ppp.session import Authenticated, Ipv4Up, PppConfig, PppSession, SessionDown, SessionEvent
+from pysstp.ppp.events import Authenticated, Ipv4Up, SessionDown, SessionEvent
+from pysstp.ppp.session import PppConfig, PppSession
 
 from hdlc_ppp import HdlcPpp, hand_keys_to_plugin_socket, plugin_message_for_hlak
 

@@ -6,7 +6,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pysstp.ppp.fsm import OptionFsm, PppEvent
+from pysstp.ppp.events import PppEvent
+from pysstp.ppp.fsm import OptionFsm
 from pysstp.ppp.packet import ControlPacket
 
 Drop = Callable[[str, ControlPacket], bool]

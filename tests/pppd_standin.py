@@ -36,7 +36,8 @@ from ipaddress import IPv4Address
 
 from pysstp.ppp.auth.base import StaticCredentials
 from pysstp.ppp.constants import AuthMethod, Role
-from pysstp.ppp.session import Authenticated, PppConfig, PppSession, ServerNetwork, SessionDown, SessionEvent
+from pysstp.ppp.events import Authenticated, SessionDown, SessionEvent
+from pysstp.ppp.session import PppConfig, PppSession, ServerNetwork
 from pysstp.server.ipv6 import internet_checksum
 
 from hdlc_ppp import HdlcPpp, hand_keys_to_plugin_socket, plugin_message_for_hlak

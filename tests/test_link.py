@@ -6,7 +6,7 @@ import pytest
 
 from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkUp, frame_ip_packets, ip_payload
 from pysstp.ppp.constants import AuthMethod
-from pysstp.ppp.session import AuthenticationFailed
+from pysstp.ppp.events import AuthenticationFailed
 from pysstp.sstp.constants import HashProtocol
 
 from conversation import DNS, SERVER_ADDRESS, Conversation, client_config, ipv4_packet, server_config
@@ -266,8 +266,7 @@ def test_ipv6cp_is_protocol_rejected_when_the_server_has_no_ipv6() -> None:
 
 
 def test_pool_exhausted_refuses_clearly() -> None:
-    config = server_config(network_for_user=lambda user: "no IPv4 address left in the pool")
-    conv = Conversation.make(server=config)
+    conv = Conversation.make(network_for_user=lambda user: "no IPv4 address left in the pool")
     conv.start()
     conv.advance(10)
     assert "pool" in conv.down("server").reason

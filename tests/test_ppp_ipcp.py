@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.ppp.constants import Code, Protocol
+from pysstp.ppp.events import LayerFinished, LayerUp
 from pysstp.ppp.frame import encode_frame
-from pysstp.ppp.fsm import FsmState, LayerFinished, LayerUp
+from pysstp.ppp.fsm import FsmState
 from pysstp.ppp.ipcp import Ipcp, IpcpConfig
 from pysstp.ppp.packet import ControlPacket, Option, encode_options
 

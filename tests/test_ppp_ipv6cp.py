@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.ppp.constants import Code, Protocol
-from pysstp.ppp.fsm import FsmState, LayerUp
+from pysstp.ppp.events import LayerUp
+from pysstp.ppp.fsm import FsmState
 from pysstp.ppp.ipv6cp import Ipv6cp, link_local_address
 from pysstp.ppp.packet import ControlPacket, Option, decode_options
 

@@ -9,16 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.ppp.constants import MAX_MRU, AuthMethod, Code, LcpOption, Protocol, Role
-from pysstp.ppp.frame import encode_frame
-from pysstp.ppp.fsm import FsmState, LayerFinished, LayerUp
-from pysstp.ppp.lcp import (
+from pysstp.ppp.events import (
     EchoReplyReceived,
     IdentificationReceived,
-    Lcp,
-    LcpConfig,
+    LayerFinished,
+    LayerUp,
     ProtocolRejected,
     TimeRemainingReceived,
 )
+from pysstp.ppp.frame import encode_frame
+from pysstp.ppp.fsm import FsmState
+from pysstp.ppp.lcp import Lcp, LcpConfig
 from pysstp.ppp.packet import ControlPacket, Option, decode_options, encode_options
 
 from ppp_wire import Wire, fixed_random, packet, seeded_random, sent

@@ -135,8 +135,6 @@ async def serve(settings: ServerSettings) -> int:
             )
         link_config = ServerConfig(
             certificate_der=certificate_der,
-            credentials=users,
-            network_for_user=lambda user: "unused: the app assigns addresses",
             auth_methods=settings.auth_methods,
             hash_protocols=settings.tls.hash_protocols,
             mru=settings.mru,
@@ -145,6 +143,7 @@ async def serve(settings: ServerSettings) -> int:
             ipv6_interface_id=SERVER_INTERFACE_ID,
             hello_interval=settings.keepalive,
             negotiation_timeout=settings.limits.negotiation_timeout,
+            handshake_timeout=settings.limits.handshake_timeout,
             http_date=lambda: email.utils.formatdate(usegmt=True),
             not_sstp_response=not_sstp_response(settings),
             eap_tls=load_eap_tls(settings),
@@ -152,6 +151,7 @@ async def serve(settings: ServerSettings) -> int:
         app = SstpServerApp(
             ssl_context=context,
             link_config=link_config,
+            credentials=users,
             users=users.entry,
             pool=pool,
             tun=tun,
@@ -163,7 +163,6 @@ async def serve(settings: ServerSettings) -> int:
                 max_negotiating=settings.limits.max_handshakes,
                 connections_per_source_per_minute=settings.limits.connections_per_source_per_minute,
             ),
-            handshake_timeout=settings.limits.handshake_timeout,
             idle_timeout=settings.limits.idle_timeout,
             kernel_routes=TunRoutes(tun.name),
             ipv6_prefix=settings.ipv6.prefix,

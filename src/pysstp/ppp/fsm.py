@@ -30,58 +30,16 @@ from pysstp.ppp.constants import (
     Protocol,
     Timer,
 )
+from pysstp.ppp.events import (
+    CodeRejected,
+    LayerDown,
+    LayerFinished,
+    LayerStarted,
+    LayerUp,
+    PppEvent,
+)
 from pysstp.ppp.packet import ControlPacket, Option, decode_options, encode_options
 from pysstp.randomness import RandomBytes
-
-# ------------------------------------------------------------------------------------------------ events
-
-
-@dataclass(frozen=True, slots=True)
-class PppEvent:
-    """Base of every event a PPP machine reports."""
-
-
-@dataclass(frozen=True, slots=True)
-class LayerUp(PppEvent):
-    """This-Layer-Up: the protocol reached Opened; its negotiated results are valid."""
-
-    protocol: int
-
-
-@dataclass(frozen=True, slots=True)
-class LayerDown(PppEvent):
-    """This-Layer-Down: the protocol left Opened (renegotiation, termination, lower layer down)."""
-
-    protocol: int
-
-
-@dataclass(frozen=True, slots=True)
-class LayerStarted(PppEvent):
-    """This-Layer-Started: the automaton needs its lower layer; bring it up and call ``up()``."""
-
-    protocol: int
-
-
-@dataclass(frozen=True, slots=True)
-class LayerFinished(PppEvent):
-    """This-Layer-Finished: the automaton no longer needs its lower layer; ``reason`` says why.
-
-    ``error`` is False when the layer ended in order (our Close, the peer's Terminate-Request) and True when
-    negotiation failed (no answer, nothing acceptable, a catastrophic Code-Reject or Protocol-Reject).
-    """
-
-    protocol: int
-    reason: str
-    error: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CodeRejected(PppEvent):
-    """The peer Code-Rejected a code the automaton can live without (RXJ+), e.g. LCP Echo-Request."""
-
-    protocol: int
-    code: int
-
 
 # ------------------------------------------------------------------------------------- the RFC 1661 table
 

@@ -41,13 +41,18 @@ from pysstp.ppp.constants import (
     Protocol,
     Role,
 )
+from pysstp.ppp.events import (
+    EchoReplyReceived,
+    IdentificationReceived,
+    ProtocolRejected,
+    TimeRemainingReceived,
+)
 from pysstp.ppp.fsm import (
     AutomatonEvent,
     FsmLimits,
     FsmState,
     NegotiationFailed,
     OptionFsm,
-    PppEvent,
     configure_reply,
     printable_text,
     random_nonzero,
@@ -57,36 +62,6 @@ from pysstp.randomness import RandomBytes
 
 _MRU_SIZE = 2
 _SECONDS_SIZE = 4
-
-
-@dataclass(frozen=True, slots=True)
-class EchoReplyReceived(PppEvent):
-    """The peer answered an LCP Echo-Request (in Opened)."""
-
-    identifier: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolRejected(PppEvent):
-    """The peer Protocol-Rejected ``protocol``: stop sending it (RFC 1661 §5.7)."""
-
-    protocol: int
-
-
-@dataclass(frozen=True, slots=True)
-class IdentificationReceived(PppEvent):
-    """LCP Identification (RFC 1570 §2.1); Windows sends e.g. ``MSRASV5.20``."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class TimeRemainingReceived(PppEvent):
-    """LCP Time-Remaining (RFC 1570 §2.2): the peer will end the link after ``seconds``."""
-
-    seconds: int
-    text: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ per TLS read and are written to the TUN after checking that their source address
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import logging
 import ssl
@@ -23,14 +22,22 @@ from typing import Protocol
 from pysstp.aaa.userdb import UserEntry
 from pysstp.connection import LinkConnection
 from pysstp.errors import PysstpError
-from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
+from pysstp.link import (
+    AuthenticationFailed,
+    CallEvent,
+    CredentialStore,
+    Ipv6Up,
+    LinkDown,
+    LinkUp,
+    ServerConfig,
+    ServerLink,
+    ServerNetwork,
+)
 from pysstp.ppp.constants import DEFAULT_MRU
 from pysstp.ppp.ipv6cp import link_local_address
-from pysstp.ppp.session import AuthenticationFailed, Ipv6Up, ServerNetwork
 from pysstp.server import ipv6
 from pysstp.server.backoff import Backoff, GuardedCredentials
 from pysstp.server.listener import TlsListener
-from pysstp.sstp.machine import SstpState
 
 log = logging.getLogger("pysstp.server")
 
@@ -134,19 +141,6 @@ class ServerConnection(LinkConnection):
                 return
         super().connection_made(transport)
 
-    def started(self, now: float) -> None:
-        """The negotiation timer runs from accept: a silent client cannot hold a slot; and the HTTP
-        request must come within the handshake timeout, so a half-open scanner is gone quickly."""
-        self.link.sstp.start(now)
-        asyncio.get_running_loop().call_at(now + self.server.handshake_timeout, self._check_http)
-
-    def _check_http(self) -> None:
-        if not self.closed and self.link.sstp.state is SstpState.SERVER_CALL_DISCONNECTED:
-            log.warning(
-                "%s: no SSTP request within %.0f s; closing", self.peer, self.server.handshake_timeout
-            )
-            self._abort_transport()
-
     def connection_lost(self, exc: Exception | None) -> None:
         """Whatever ended the call, its address and routes go back."""
         super().connection_lost(exc)
@@ -161,13 +155,13 @@ class SstpServerApp:
         *,
         ssl_context: ssl.SSLContext,
         link_config: ServerConfig,
+        credentials: CredentialStore,
         users: Callable[[str], UserEntry | None] | None = None,
         pool: Pool,
         tun: Tun,
         dns: tuple[IPv4Address, ...] = (),
         server_address: IPv4Address,
         limits: Limits | None = None,
-        handshake_timeout: float = 10.0,
         idle_timeout: float = 0.0,
         backoff: Backoff | None = None,
         kernel_routes: KernelRoutes | None = None,
@@ -186,7 +180,6 @@ class SstpServerApp:
         self.dns = dns
         self.server_address = server_address
         self.limits = limits or Limits()
-        self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self._idle_timer: asyncio.TimerHandle | None = None
         self.backoff = backoff or Backoff()
@@ -196,14 +189,15 @@ class SstpServerApp:
         self.ipv6_prefix = ipv6_prefix
         """The /64 announced to every session by router advertisement; None for link-local only."""
         self._ra_timer: asyncio.TimerHandle | None = None
-        self._credentials = GuardedCredentials(link_config.credentials, self.backoff)
+        self._credentials = GuardedCredentials(credentials, self.backoff)
         self.connections: set[ServerConnection] = set()
         self.negotiating: set[ServerConnection] = set()
         """Admitted calls whose link is not up yet (kept apart so admission does not scan every call)."""
         self.by_address: dict[bytes, ServerConnection] = {}
         self.by_network: list[tuple[IPv4Network | IPv6Network, ServerConnection]] = []
         self._recent: dict[str, deque[float]] = defaultdict(deque)
-        self.listener = TlsListener(self._new_connection, ssl_context, handshake_timeout)
+        # The TLS handshake gets as long as the HTTP request that follows it.
+        self.listener = TlsListener(self._new_connection, ssl_context, link_config.handshake_timeout)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tun_drops = 0
         self.spoofed = 0
@@ -258,11 +252,7 @@ class SstpServerApp:
         def network_for_user(user: str) -> ServerNetwork | str:
             return self._assign(connection, user)
 
-        link = ServerLink(
-            dataclasses.replace(
-                self.link_config, credentials=self._credentials, network_for_user=network_for_user
-            )
-        )
+        link = ServerLink(self.link_config, credentials=self._credentials, network_for_user=network_for_user)
         connection = ServerConnection(self, link)
         return connection
 
@@ -321,7 +311,7 @@ class SstpServerApp:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def on_event(self, connection: LinkConnection, event: LinkEvent) -> None:
+    def on_event(self, connection: LinkConnection, event: CallEvent) -> None:
         """Log what matters and keep the routing table in step with the sessions."""
         assert isinstance(connection, ServerConnection)
         if isinstance(event, LinkUp):
