@@ -108,7 +108,7 @@ _IP_WORDS = frozenset((int.from_bytes(IPV4_FRAME), int.from_bytes(IPV6_FRAME)))
 """The PPP fields of an IP data packet as one big-endian word, as :meth:`Link.split_packets` finds them."""
 
 # Every possible 8-byte header of a data packet, by total length: a list lookup costs less than building
-# one (the data path frames every packet; see shared/reference/perf-baseline.md §6).
+# one (the data path frames every packet; docs/benchmarks-notes.md, "Per-packet costs").
 _IPV4_HEADERS = [bytes((VERSION, 0, n >> 8, n & 0xFF)) + IPV4_FRAME for n in range(MAX_PACKET_LEN + 1)]
 _IPV6_HEADERS = [bytes((VERSION, 0, n >> 8, n & 0xFF)) + IPV6_FRAME for n in range(MAX_PACKET_LEN + 1)]
 
