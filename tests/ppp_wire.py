@@ -27,7 +27,7 @@ def fixed_random(data: bytes) -> Callable[[int], bytes]:
 
 
 def packet(hex_bytes: str) -> bytes:
-    """Bytes from a hex dump with spaces, as the reference documents print them."""
+    """Bytes from a hex dump with spaces, as protocol traces print them."""
     return bytes.fromhex(hex_bytes)
 
 

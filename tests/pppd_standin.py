@@ -1,6 +1,6 @@
 """A pppd stand-in for sorz's sstp-server (``sstpd --pppd``), with pysstp's own server-side PPP.
 
-sstpd 0.7.2 runs its pppd program twice (interop-peers.md §4.2, Appendix E):
+sstpd 0.7.2 runs its pppd program twice:
 
 * at start-up as ``PPPD plugin sstp-pppd-plugin.so notty dryrun``: exit code 0 means the plugin exists,
   and from then on sstpd waits for the MPPE keys on a plugin socket and verifies every client's crypto

@@ -16,7 +16,7 @@ from pysstp.ppp.packet import ControlPacket, Option, decode_options
 
 from ppp_wire import Wire, fixed_random, packet, seeded_random, sent
 
-IID = bytes.fromhex("f1 01 03 43 cf ea 4f fe")  # MikroTik's, sstp-protocol.md §10.2
+IID = bytes.fromhex("f1 01 03 43 cf ea 4f fe")  # MikroTik's, as recorded
 
 
 def started(ipv6cp: Ipv6cp) -> list[bytes]:

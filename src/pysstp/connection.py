@@ -1,10 +1,10 @@
 """The asyncio shell around one link: a TLS transport in, a link in the middle, IP packets out.
 
 Shared by the server (one :class:`LinkConnection` per accepted call) and the client (one per dial).
-It follows the data-path rules of the design guide: once the call is up, SSTP packets are cut here and
-IP payloads go straight to ``deliver`` without touching the protocol machinery; outgoing IP packets are
-framed here, and everything produced by one input or one TUN drain leaves in a single
-``transport.write``. When TLS backs up, IP packets for this call are dropped, like a router would.
+It follows the data-path rules of docs/architecture.md ("The asyncio shell"): once the call is up, SSTP
+packets are cut here and IP payloads go straight to ``deliver`` without touching the protocol machinery;
+outgoing IP packets are framed here, and everything produced by one input or one TUN drain leaves in a
+single ``transport.write``. When TLS backs up, IP packets for this call are dropped, like a router would.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class ClientConnection(LinkConnection):
         return f"TLS: the server {refusal}" if refusal else super().describe_loss(exc)
 
     def pause_writing(self) -> None:
-        """TLS is backed up: the owner of the TUN stops reading it (see the design guide's data path)."""
+        """TLS is backed up: the owner of the TUN stops reading it (docs/architecture.md, the data path)."""
         super().pause_writing()
         if self.on_backpressure is not None:
             self.on_backpressure(True)

@@ -133,8 +133,8 @@ _RFC1661_TABLE: dict[AutomatonEvent, tuple[str, ...]] = {
     _E.RXJ_MINUS: ("-", "-", "tlf/2", "tlf/3", "tlf/2", "tlf/3",
                    "tlf/3", "tlf/3", "tlf/3", "tld,irc,str/5"),
     # Deviation: the RFC answers Echo-Request only in Opened ("6", "7", "8" in the negotiating states).
-    # SoftEther sends an Echo-Request together with its first Configure-Request and the reference probe
-    # answered it (interop-peers §1.9); answering while negotiating costs nothing and shows we are alive.
+    # SoftEther sends an Echo-Request together with its first Configure-Request (docs/interop.md, quirks);
+    # answering while negotiating costs nothing and shows we are alive.
     _E.RXR: ("-", "-", "2", "3", "4", "5",
              "ser/6", "ser/7", "ser/8", "ser/9"),
 }  # fmt: skip

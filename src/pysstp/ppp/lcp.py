@@ -1,6 +1,6 @@
 """LCP (RFC 1661, RFC 1570): MRU, Authentication-Protocol and Magic-Number on top of :class:`OptionFsm`.
 
-Policy, chosen to work with every SSTP peer in the reference (sstp-protocol.md §8, interop-peers.md §1):
+Policy, chosen to work with every SSTP peer of docs/interop.md:
 
 * We ask for MRU, Authentication-Protocol (server only) and Magic-Number. A peer that rejects MRU or
   Magic-Number (SoftEther, Open-SSTP-Client reject the magic) gets requests without them; a rejected magic

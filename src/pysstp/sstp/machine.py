@@ -1,4 +1,4 @@
-"""Sans-I/O SSTP state machines for both roles ([MS-SSTP] §3.1-3.3, reference §6), HTTP handshake included.
+"""Sans-I/O SSTP state machines for both roles ([MS-SSTP] §3.1-3.3), HTTP handshake included.
 
 Feed TLS plaintext with ``receive_data`` (or whole packets with ``receive_packet``), the time with
 ``handle_timer``; drain ``data_to_send()`` and ``take_events()``; call ``handle_timer`` again at
