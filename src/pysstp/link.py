@@ -3,8 +3,11 @@
 Feed a link the plaintext that came out of TLS and the time; take from it the plaintext for TLS, the IP
 packets for the TUN device, events, and the next deadline. :class:`ClientLink` dials, :class:`ServerLink`
 answers. After :class:`LinkUp`, the I/O shell may bypass the link for IP packets: it frames them with
-:func:`frame_ip_packets` and recognises incoming ones by their PPP fields, calling
+:func:`frame_ip_packets` and has :meth:`Link.split_packets` cut incoming ones out of the stream, calling
 :meth:`Link.note_activity` so the SSTP hello timer knows the peer is alive.
+
+The link is the shells' only face of sstp/ and ppp/: what they need of those layers (the events it
+passes on, :class:`ServerNetwork`, :class:`Phase`...) they import from here (``__all__``).
 """
 
 from __future__ import annotations
