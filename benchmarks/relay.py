@@ -3,9 +3,9 @@
 No PPP, no SSTP control, no authentication: each side reads its TUN until it would block (at most
 :data:`BATCH` packets), frames every packet with the 8-byte SSTP data + PPP header, and hands TLS one joined
 buffer; the other side cuts the stream with ``memoryview`` slices and writes each IP packet to its TUN.
-That is the design of shared/reference/perf-baseline.md §7 (plus pysstp's 64 KiB TLS reads, see
-:func:`pysstp.connection.adapt_tls_transport`), the practical ceiling of a Python tunnel on
-this machine, against which the benchmark measures pysstp.
+That is the design measured before pysstp was written (docs/benchmarks-notes.md, "Per-packet costs"),
+plus pysstp's 64 KiB TLS reads (:func:`pysstp.connection.adapt_tls_transport`): the practical ceiling of a
+Python tunnel on this machine, against which the benchmark measures pysstp.
 
 Run one end per network namespace::
 

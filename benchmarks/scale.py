@@ -52,7 +52,7 @@ async def generate(cafile: str, count: int, concurrency: int, hello: float) -> N
     # Imported here: the parent (the runner) does not need the client stack.
     from pysstp.client.dial import ConnectError, dial
     from pysstp.connection import LinkConnection
-    from pysstp.link import ClientConfig, LinkDown, LinkEvent, LinkUp
+    from pysstp.link import CallEvent, ClientConfig, LinkDown, LinkUp
     from pysstp.ppp.constants import AuthMethod
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -75,7 +75,7 @@ async def generate(cafile: str, count: int, concurrency: int, hello: float) -> N
         nonlocal lost
         up: asyncio.Future[None] = loop.create_future()
 
-        def on_event(_connection: LinkConnection, event: LinkEvent) -> None:
+        def on_event(_connection: LinkConnection, event: CallEvent) -> None:
             nonlocal lost
             if isinstance(event, LinkUp) and not up.done():
                 up.set_result(None)

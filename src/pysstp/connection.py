@@ -1,10 +1,10 @@
 """The asyncio shell around one link: a TLS transport in, a link in the middle, IP packets out.
 
 Shared by the server (one :class:`LinkConnection` per accepted call) and the client (one per dial).
-It follows the data-path rules of the design guide: once the call is up, SSTP packets are cut here and
-IP payloads go straight to ``deliver`` without touching the protocol machinery; outgoing IP packets are
-framed here, and everything produced by one input or one TUN drain leaves in a single
-``transport.write``. When TLS backs up, IP packets for this call are dropped, like a router would.
+It follows the data-path rules of docs/architecture.md ("The asyncio shell"): once the call is up, SSTP
+packets are cut here and IP payloads go straight to ``deliver`` without touching the protocol machinery;
+outgoing IP packets are framed here, and everything produced by one input or one TUN drain leaves in a
+single ``transport.write``. When TLS backs up, IP packets for this call are dropped, like a router would.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import threading
 from collections.abc import Callable
 
 from pysstp.errors import DelineationError
-from pysstp.link import IPV4_WORD, IPV6_WORD, Link, LinkDown, LinkEvent, frame_ip_packets
-from pysstp.sstp.packets import Deframer
+from pysstp.link import CallEvent, Link, LinkDown, frame_ip_packets
 
 log = logging.getLogger("pysstp.connection")
 
@@ -65,10 +64,6 @@ def adapt_tls_transport(transport: asyncio.BaseTransport) -> None:
     ssl_protocol._ssl_buffer_view = shared  # type: ignore[union-attr]
 
 
-# The PPP fields of an SSTP data packet that carries IP.
-_IP_WORDS = frozenset((IPV4_WORD, IPV6_WORD))
-
-
 class LinkConnection(asyncio.Protocol):
     """One SSTP call on one TLS connection."""
 
@@ -77,7 +72,7 @@ class LinkConnection(asyncio.Protocol):
         link: Link,
         *,
         deliver: Deliver,
-        on_event: Callable[[LinkConnection, LinkEvent], None],
+        on_event: Callable[[LinkConnection, CallEvent], None],
         peer_label: str = "peer",
     ) -> None:
         self.link = link
@@ -88,7 +83,8 @@ class LinkConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._deframer: Deframer | None = None
+        self._fast = False
+        """The call is up: SSTP packets are cut here (:meth:`Link.split_packets`), IP goes to ``deliver``."""
         self._paused = False
         self._held: list[bytes] | None = None
         """Output held back with the answer to a login (see :meth:`answer_delay`); None when not holding."""
@@ -128,7 +124,8 @@ class LinkConnection(asyncio.Protocol):
         self.flush()
 
     def started(self, now: float) -> None:
-        """Hook: start the link (server: start its timers; client: send the HTTP request)."""
+        """Start the link (server: its timers; client: the HTTP request); the client checks TLS first."""
+        self.link.start(now)
 
     def data_received(self, data: bytes) -> None:
         """Bytes from TLS: the fast path once the call is up, the link otherwise."""
@@ -137,21 +134,19 @@ class LinkConnection(asyncio.Protocol):
             return
         now = self._loop.time()
         self.bytes_in += len(data)
-        deframer = self._deframer
-        if deframer is None:
+        if not self._fast:
             self.link.receive_data(data, now)
-            if self.link.is_up:
-                self._deframer = self.link.sstp.deframer
-        elif not self._receive_fast(deframer, data, now):
+            self._fast = self.link.is_up
+        elif not self._receive_fast(data, now):
             # Only IP went by: the link has nothing to say, and a timer that now fires early finds nothing
             # due and rearms; flushing on every TLS read cost about 5 % of the receiving process.
             return
         self.flush()
 
-    def _receive_fast(self, deframer: Deframer, data: bytes, now: float) -> bool:
+    def _receive_fast(self, data: bytes, now: float) -> bool:
         """Deliver the IP packets in ``data``, give the rest to the link; whether the link got anything."""
         try:
-            packets, others = deframer.split(data, _IP_WORDS)
+            packets, others = self.link.split_packets(data)
         except DelineationError as exc:
             log.warning("%s: SSTP stream cannot be delineated (%s); closing", self.peer, exc)
             self._abort_transport()
@@ -256,7 +251,7 @@ class LinkConnection(asyncio.Protocol):
 
     # -- holding a login's answer ------------------------------------------------------------------
 
-    def answer_delay(self, events: list[LinkEvent]) -> float:
+    def answer_delay(self, events: list[CallEvent]) -> float:
         """Hook: seconds to hold back what the link says with ``events`` (the server slows the answer to a
         login after failed ones, docs/server.md "Failed logins"); 0 sends it at once."""
         return 0.0

@@ -3,8 +3,11 @@
 Feed a link the plaintext that came out of TLS and the time; take from it the plaintext for TLS, the IP
 packets for the TUN device, events, and the next deadline. :class:`ClientLink` dials, :class:`ServerLink`
 answers. After :class:`LinkUp`, the I/O shell may bypass the link for IP packets: it frames them with
-:func:`frame_ip_packets` and recognises incoming ones by their PPP fields, calling
+:func:`frame_ip_packets` and has :meth:`Link.split_packets` cut incoming ones out of the stream, calling
 :meth:`Link.note_activity` so the SSTP hello timer knows the peer is alive.
+
+The link is the shells' only face of sstp/ and ppp/: what they need of those layers (the events it
+passes on, :class:`ServerNetwork`, :class:`Phase`...) they import from here (``__all__``).
 """
 
 from __future__ import annotations
@@ -15,18 +18,82 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from pysstp.ppp import session as ppp
 from pysstp.ppp.auth.base import CredentialStore
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
-from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Role
+from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Phase, Role
+from pysstp.ppp.events import (
+    Authenticated,
+    AuthenticationFailed,
+    Ipv4Up,
+    Ipv6Up,
+    LcpOpened,
+    NetworkProtocolDown,
+    PhaseChanged,
+    SessionDown,
+    SessionEvent,
+)
 from pysstp.ppp.frame import encode_frame
+from pysstp.ppp.session import NetworkForUser, PppConfig, PppSession, ServerNetwork
+from pysstp.randomness import RandomBytes
 from pysstp.sstp import events as sstp_events
 from pysstp.sstp.binding import certificate_hash
 from pysstp.sstp.constants import HEADER_LEN, MAX_PACKET_LEN, VERSION, HashProtocol, Status, Timer
+from pysstp.sstp.events import (
+    CallConnectAcked,
+    CallConnectedSent,
+    CallConnectedVerified,
+    CallConnectRequested,
+    CryptoBindingFailed,
+    HttpRequestReceived,
+    HttpResponseReceived,
+    PeerAborted,
+    PeerDisconnecting,
+)
 from pysstp.sstp.machine import SstpClient, SstpServer
 from pysstp.sstp.packets import StatusInfo
 
-RandomBytes = Callable[[int], bytes]
+# The face the shells use: the link itself, its data path, and every event of a call, including those of
+# the layers below that the link passes on (the shells import them from here, not from sstp/ or ppp/).
+__all__ = [
+    "ABORTED_AFTER_BINDING",
+    "DATA_OVERHEAD",
+    "IPV4_FRAME",
+    "IPV6_FRAME",
+    "MAX_IP_PACKET",
+    "Authenticated",
+    "AuthenticationFailed",
+    "CallConnectAcked",
+    "CallConnectRequested",
+    "CallConnectedSent",
+    "CallConnectedVerified",
+    "CallEvent",
+    "ClientConfig",
+    "ClientLink",
+    "CredentialStore",
+    "CryptoBindingFailed",
+    "HttpRequestReceived",
+    "HttpResponseReceived",
+    "Ipv4Up",
+    "Ipv6Up",
+    "LcpOpened",
+    "Link",
+    "LinkDown",
+    "LinkEvent",
+    "LinkUp",
+    "NetworkForUser",
+    "NetworkProtocolDown",
+    "PeerAborted",
+    "PeerDisconnecting",
+    "Phase",
+    "PhaseChanged",
+    "ServerConfig",
+    "ServerLink",
+    "ServerNetwork",
+    "SessionDown",
+    "frame_ip_packets",
+    "ip_mtu",
+    "ip_payload",
+]
 
 IPV4_FRAME = b"\xff\x03\x00\x21"
 """Address, control and protocol fields of a PPP frame carrying IPv4."""
@@ -40,12 +107,11 @@ def ip_mtu(mru: int) -> int:
     return min(mru, MAX_IP_PACKET)
 
 
-IPV4_WORD = int.from_bytes(IPV4_FRAME)
-"""The PPP fields as one big-endian word, to recognise IP data packets with one ``unpack``."""
-IPV6_WORD = int.from_bytes(IPV6_FRAME)
+_IP_WORDS = frozenset((int.from_bytes(IPV4_FRAME), int.from_bytes(IPV6_FRAME)))
+"""The PPP fields of an IP data packet as one big-endian word, as :meth:`Link.split_packets` finds them."""
 
 # Every possible 8-byte header of a data packet, by total length: a list lookup costs less than building
-# one (the data path frames every packet; see shared/reference/perf-baseline.md §6).
+# one (the data path frames every packet; docs/benchmarks-notes.md, "Per-packet costs").
 _IPV4_HEADERS = [bytes((VERSION, 0, n >> 8, n & 0xFF)) + IPV4_FRAME for n in range(MAX_PACKET_LEN + 1)]
 _IPV6_HEADERS = [bytes((VERSION, 0, n >> 8, n & 0xFF)) + IPV6_FRAME for n in range(MAX_PACKET_LEN + 1)]
 
@@ -78,7 +144,12 @@ def ip_payload(packet: memoryview | bytes) -> memoryview | bytes | None:
 
 
 @dataclass(frozen=True, slots=True)
-class LinkUp:
+class LinkEvent:
+    """Base of the events the link itself adds to those it passes on from the SSTP machine and PPP."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp(LinkEvent):
     """The call carries IP: SSTP call connected and at least one network protocol open."""
 
     user: str | None
@@ -91,27 +162,30 @@ class LinkUp:
 
 
 @dataclass(frozen=True, slots=True)
-class LinkDown:
+class LinkDown(LinkEvent):
     """The call is over: the I/O shell must close TLS/TCP now. ``error`` is False for an orderly end."""
 
     reason: str
     error: bool
 
 
-LinkEvent = (
+CallEvent = (
     LinkUp
     | LinkDown
-    | ppp.SessionEvent
-    | sstp_events.HttpResponseReceived
-    | sstp_events.HttpRequestReceived
-    | sstp_events.CallConnectAcked
-    | sstp_events.CallConnectRequested
-    | sstp_events.CallConnectedSent
-    | sstp_events.CallConnectedVerified
-    | sstp_events.CryptoBindingFailed
-    | sstp_events.PeerDisconnecting
-    | sstp_events.PeerAborted
+    | SessionEvent
+    | HttpResponseReceived
+    | HttpRequestReceived
+    | CallConnectAcked
+    | CallConnectRequested
+    | CallConnectedSent
+    | CallConnectedVerified
+    | CryptoBindingFailed
+    | PeerDisconnecting
+    | PeerAborted
 )
+"""Everything :meth:`Link.take_events` reports: the link's own events and the PPP session's and SSTP
+machine's it passes on (the progress of the call, authentication failed with its reason, each network
+protocol up). All of them can be imported from this module."""
 
 
 # Configuration ------------------------------------------------------------------------------------
@@ -138,11 +212,10 @@ class ClientConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """What a server link needs to answer one call."""
+    """What a server link needs to answer one call, the same for every call (the per-call parts are
+    :class:`ServerLink`'s other arguments)."""
 
     certificate_der: bytes = field(repr=False)
-    credentials: CredentialStore
-    network_for_user: ppp.NetworkForUser
     auth_methods: tuple[AuthMethod, ...] = ()
     hash_protocols: HashProtocol = HashProtocol.SHA1 | HashProtocol.SHA256
     mru: int = DEFAULT_MRU
@@ -151,6 +224,9 @@ class ServerConfig:
     ipv6_interface_id: bytes | None = None
     hello_interval: float = Timer.HELLO.value
     negotiation_timeout: float = Timer.NEGOTIATION.value
+    handshake_timeout: float = 10.0
+    """Seconds from :meth:`Link.start` to the whole HTTP request: the spec sets no limit, and a
+    half-open scanner should not hold a call for the whole negotiation timeout."""
     lcp_echo_interval: float | None = None
     server_name: str = "pysstp"
     http_date: Callable[[], str] | None = None
@@ -166,9 +242,9 @@ class Link:
 
     sstp: SstpClient | SstpServer
 
-    def __init__(self, session: ppp.PppSession) -> None:
+    def __init__(self, session: PppSession) -> None:
         self.session = session
-        self._events: list[LinkEvent] = []
+        self._events: list[CallEvent] = []
         self._ip_in: list[bytes] = []
         self._up = False
         self._closed = False
@@ -176,9 +252,16 @@ class Link:
         self._down_error = False
         self.hash_protocol: HashProtocol | None = None
         self._binding_sent = False
+        self._http_done = False
         self.dropped_ip = 0
 
     # -- inputs ------------------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """TLS is up: a client sends its HTTP request; a server starts waiting for one (its handshake
+        and negotiation timers run from now)."""
+        self.sstp.start(now)
+        self._process(now)
 
     def receive_data(self, data: bytes, now: float) -> None:
         """Plaintext bytes read from TLS (any boundaries)."""
@@ -189,6 +272,14 @@ class Link:
         """One whole SSTP packet that the I/O shell already cut from the stream."""
         self.sstp.receive_packet(packet, now)
         self._process(now)
+
+    def split_packets(self, data: bytes) -> tuple[list[memoryview], list[tuple[int, bytes]]]:
+        """The receive side of the fast path, once the call is up: cut TLS plaintext into the IP packets
+        it carries (views of it) and the other SSTP packets, each whole and with the number of IP packets
+        before it, to go to :meth:`receive_packet` in that order. Cut with the SSTP machine's own deframer,
+        so the start of a packet read before the switch is not lost. Raises
+        :class:`~pysstp.errors.DelineationError` when the stream is not SSTP."""
+        return self.sstp.deframer.split(data, _IP_WORDS)
 
     def note_activity(self, now: float) -> None:
         """The fast path delivered data packets: the peer is alive."""
@@ -220,7 +311,7 @@ class Link:
         if self._closed:
             return
         self._note_down(reason, error=False)
-        if self.session.phase is ppp.Phase.DEAD:
+        if self.session.phase is Phase.DEAD:
             self.sstp.disconnect(now)
         else:
             self.session.close(now, reason)
@@ -237,7 +328,7 @@ class Link:
         packets, self._ip_in = self._ip_in, []
         return packets
 
-    def take_events(self) -> list[LinkEvent]:
+    def take_events(self) -> list[CallEvent]:
         """Events since the last call."""
         events, self._events = self._events, []
         return events
@@ -253,6 +344,11 @@ class Link:
     def is_up(self) -> bool:
         """IP may flow (see :class:`LinkUp`)."""
         return self._up
+
+    @property
+    def http_done(self) -> bool:
+        """The HTTP handshake finished: the peer speaks SSTP (a client's server answered 200)."""
+        return self._http_done
 
     @property
     def is_closed(self) -> bool:
@@ -291,21 +387,23 @@ class Link:
             self._finish(event.reason, event.error, now)
             return
         self._events.append(event)
-        if isinstance(event, sstp_events.CallConnectAcked | sstp_events.CallConnectRequested):
+        if isinstance(event, HttpRequestReceived | HttpResponseReceived):
+            self._http_done = True
+        elif isinstance(event, CallConnectAcked | CallConnectRequested):
             self.session.start(now)
-        elif isinstance(event, sstp_events.CallConnectedSent | sstp_events.CallConnectedVerified):
+        elif isinstance(event, CallConnectedSent | CallConnectedVerified):
             self.hash_protocol = event.hash_protocol
-            self._binding_sent = isinstance(event, sstp_events.CallConnectedSent)
-        elif isinstance(event, sstp_events.CryptoBindingFailed):
+            self._binding_sent = isinstance(event, CallConnectedSent)
+        elif isinstance(event, CryptoBindingFailed):
             self._note_down(f"crypto binding failed: {event.reason}", error=True)
-        elif isinstance(event, sstp_events.PeerAborted):
+        elif isinstance(event, PeerAborted):
             reason = f"peer aborted the call ({_status_text(event.status)})"
             if self._binding_sent and not self._up:
                 # A server checks CALL_CONNECTED's crypto binding and answers a bad one with CALL_ABORT
                 # (MS-SSTP 3.2.5.2): an abort now almost always means that, whatever status it carries.
                 reason += f" {ABORTED_AFTER_BINDING}"
             self._note_down(reason, error=True)
-        elif isinstance(event, sstp_events.PeerDisconnecting):
+        elif isinstance(event, PeerDisconnecting):
             self._note_down(self.session.down_reason or "peer disconnected the call", error=False)
 
     def _finish(self, reason: str, error: bool, now: float) -> None:
@@ -332,12 +430,12 @@ class Link:
             return
         self.session.receive_frame(frame, now)
 
-    def _on_session_event(self, event: ppp.SessionEvent, now: float) -> None:
-        if isinstance(event, ppp.Authenticated):
+    def _on_session_event(self, event: SessionEvent, now: float) -> None:
+        if isinstance(event, Authenticated):
             self._on_authenticated(event.hlak, now)
-        elif isinstance(event, ppp.AuthenticationFailed):
+        elif isinstance(event, AuthenticationFailed):
             self._note_down(f"authentication failed: {event.reason}", error=True)
-        elif isinstance(event, ppp.SessionDown):
+        elif isinstance(event, SessionDown):
             self._note_down(event.reason, error=event.error)
             self.sstp.disconnect(now)
 
@@ -395,8 +493,8 @@ class ClientLink(Link):
     def __init__(self, config: ClientConfig, *, random_bytes: RandomBytes = os.urandom) -> None:
         correlation_id = config.correlation_id or "{" + str(uuid.UUID(bytes=random_bytes(16))).upper() + "}"
         super().__init__(
-            ppp.PppSession(
-                ppp.PppConfig(
+            PppSession(
+                PppConfig(
                     role=Role.CLIENT,
                     auth_methods=config.auth_methods,
                     mru=config.mru,
@@ -420,11 +518,6 @@ class ClientLink(Link):
             random_bytes=random_bytes,
         )
 
-    def start(self, now: float) -> None:
-        """TLS is up: send the HTTP request."""
-        self.sstp.start(now)
-        self._process(now)
-
     def set_server_certificate(self, der: bytes) -> None:
         """The DER of the leaf certificate TLS saw; the crypto binding hashes it."""
         self.sstp.set_server_certificate(der)
@@ -441,10 +534,19 @@ class ServerLink(Link):
 
     sstp: SstpServer
 
-    def __init__(self, config: ServerConfig, *, random_bytes: RandomBytes = os.urandom) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        credentials: CredentialStore,
+        network_for_user: NetworkForUser,
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        """``credentials`` checks the user's proof; ``network_for_user`` is asked once the user is
+        authenticated, for the addresses of this call or the reason there are none."""
         super().__init__(
-            ppp.PppSession(
-                ppp.PppConfig(
+            PppSession(
+                PppConfig(
                     role=Role.SERVER,
                     auth_methods=config.auth_methods,
                     mru=config.mru,
@@ -452,8 +554,8 @@ class ServerLink(Link):
                     ipv6=config.ipv6,
                     ipv6_interface_id=config.ipv6_interface_id,
                     lcp_echo_interval=config.lcp_echo_interval,
-                    credentials=config.credentials,
-                    network_for_user=config.network_for_user,
+                    credentials=credentials,
+                    network_for_user=network_for_user,
                     server_name=config.server_name,
                     eap_tls_server=config.eap_tls,
                 ),
@@ -466,6 +568,7 @@ class ServerLink(Link):
             hash_protocols=config.hash_protocols,
             hello_interval=config.hello_interval,
             negotiation_timeout=config.negotiation_timeout,
+            handshake_timeout=config.handshake_timeout,
             random_bytes=random_bytes,
             http_date=config.http_date,
             not_sstp_response=config.not_sstp_response,

@@ -8,16 +8,10 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from pysstp.ppp.auth.base import (
-    AuthEvent,
-    AuthFailed,
-    AuthMachine,
-    AuthSucceeded,
-    make_authenticator,
-    make_peer,
-)
+from pysstp.ppp.auth.base import AuthMachine, make_authenticator, make_peer
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.constants import AuthMethod
+from pysstp.ppp.events import Authenticated, AuthenticationFailed, AuthEvent
 
 SERVER = "server"
 CLIENT = "client"
@@ -125,16 +119,16 @@ class Conversation:
         assert len(self.client_events) == 1, self.client_events
         return self.client_events[0]
 
-    def succeeded(self) -> tuple[AuthSucceeded, AuthSucceeded]:
+    def succeeded(self) -> tuple[Authenticated, Authenticated]:
         server, client = self.server_result, self.client_result
-        assert isinstance(server, AuthSucceeded), server
-        assert isinstance(client, AuthSucceeded), client
+        assert isinstance(server, Authenticated), server
+        assert isinstance(client, Authenticated), client
         return server, client
 
-    def failed(self) -> tuple[AuthFailed, AuthFailed]:
+    def failed(self) -> tuple[AuthenticationFailed, AuthenticationFailed]:
         server, client = self.server_result, self.client_result
-        assert isinstance(server, AuthFailed), server
-        assert isinstance(client, AuthFailed), client
+        assert isinstance(server, AuthenticationFailed), server
+        assert isinstance(client, AuthenticationFailed), client
         return server, client
 
 

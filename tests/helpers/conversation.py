@@ -8,9 +8,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from pysstp.link import ClientConfig, ClientLink, LinkDown, LinkEvent, ServerConfig, ServerLink
-from pysstp.ppp.auth.base import StaticCredentials
-from pysstp.ppp.session import ServerNetwork
+from pysstp.link import (
+    CallEvent,
+    ClientConfig,
+    ClientLink,
+    LinkDown,
+    NetworkForUser,
+    ServerConfig,
+    ServerLink,
+    ServerNetwork,
+)
+from pysstp.ppp.auth.base import CredentialStore, StaticCredentials
 
 CERT_DER = b"0\x82 pretend this is the DER of the server's leaf certificate"
 POOL = [IPv4Address("10.0.0.5"), IPv4Address("10.0.0.6")]
@@ -32,8 +40,8 @@ def ipv4_packet(src: IPv4Address, dst: IPv4Address, payload: bytes) -> bytes:
     return header + payload
 
 
-def server_config(**overrides: object) -> ServerConfig:
-    """A server link configuration with users alice/alicepw and bob/bobpw and a two-address pool."""
+def pool_network_for_user() -> NetworkForUser:
+    """Addresses for users from a two-address pool, one per user."""
     pool = list(POOL)
     assigned: dict[str, IPv4Address] = {}
 
@@ -44,11 +52,12 @@ def server_config(**overrides: object) -> ServerConfig:
             assigned[user] = pool.pop(0)
         return ServerNetwork(SERVER_ADDRESS, assigned[user], DNS)
 
-    settings: dict[str, object] = {
-        "certificate_der": CERT_DER,
-        "credentials": StaticCredentials({"alice": "alicepw", "bob": "bobpw"}),
-        "network_for_user": network_for_user,
-    }
+    return network_for_user
+
+
+def server_config(**overrides: object) -> ServerConfig:
+    """A server link configuration for CERT_DER."""
+    settings: dict[str, object] = {"certificate_der": CERT_DER}
     settings.update(overrides)
     return ServerConfig(**settings)  # type: ignore[arg-type]
 
@@ -69,19 +78,32 @@ class Conversation:
     now: float = 1000.0
     to_server: Filter | None = None
     to_client: Filter | None = None
-    client_events: list[LinkEvent] = field(default_factory=list)
-    server_events: list[LinkEvent] = field(default_factory=list)
+    client_events: list[CallEvent] = field(default_factory=list)
+    server_events: list[CallEvent] = field(default_factory=list)
     client_ip: list[bytes] = field(default_factory=list)
     server_ip: list[bytes] = field(default_factory=list)
     cut: bool = False
 
     @classmethod
     def make(
-        cls, client: ClientConfig | None = None, server: ServerConfig | None = None, seed: int = 1
+        cls,
+        client: ClientConfig | None = None,
+        server: ServerConfig | None = None,
+        seed: int = 1,
+        *,
+        credentials: CredentialStore | None = None,
+        network_for_user: NetworkForUser | None = None,
     ) -> Conversation:
-        """Build both links; TLS is 'up' and the client has seen the server certificate."""
+        """Build both links; TLS is 'up' and the client has seen the server certificate. The server
+        knows alice/alicepw and bob/bobpw and gives addresses from a two-address pool, unless told
+        otherwise."""
         client_link = ClientLink(client or client_config(), random_bytes=seeded_random(seed))
-        server_link = ServerLink(server or server_config(), random_bytes=seeded_random(seed + 1000))
+        server_link = ServerLink(
+            server or server_config(),
+            credentials=credentials or StaticCredentials({"alice": "alicepw", "bob": "bobpw"}),
+            network_for_user=network_for_user or pool_network_for_user(),
+            random_bytes=seeded_random(seed + 1000),
+        )
         client_link.set_server_certificate(CERT_DER)
         return cls(client_link, server_link)
 
@@ -133,7 +155,7 @@ class Conversation:
         self.client_ip.extend(self.client.take_ip_packets())
         self.server_ip.extend(self.server.take_ip_packets())
 
-    def events(self, side: str, kind: type) -> list[LinkEvent]:
+    def events(self, side: str, kind: type) -> list[CallEvent]:
         """Events of one type seen by 'client' or 'server'."""
         self._collect()
         pool = self.client_events if side == "client" else self.server_events

@@ -4,7 +4,7 @@ Both sstpc (``--nolaunchpppd``) and sorz's sstpd relay PPP to pppd as RFC 1662 a
 MPPE keys for the crypto binding only from pppd's plugin (``sstp-pppd-plugin.so``), over a unix socket.
 :class:`HdlcPpp` puts a :class:`~pysstp.ppp.session.PppSession` (either role) behind such an HDLC byte
 stream, with its timers on the running event loop; :func:`hand_keys_to_plugin_socket` plays the plugin.
-The plugin message is sstp-client's ``src/sstp-api.h`` (interop-peers.md §2.2), which sstpd speaks too.
+The plugin message is sstp-client's ``src/sstp-api.h``, which sstpd speaks too.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 
 from pysstp.ppp.auth.keys import MASTER_KEY_SIZE, ZERO_HLAK
 from pysstp.ppp.constants import Protocol, Role
+from pysstp.ppp.events import SessionEvent
 from pysstp.ppp.frame import IPV4_PREFIX, encode_frame
 from pysstp.ppp.hdlc import HdlcDecoder, hdlc_encode
-from pysstp.ppp.session import PppSession, SessionEvent
+from pysstp.ppp.session import PppSession
 
 # sstp-client's src/sstp-api.h: the message the pppd plugin sends, in native byte order.
 PLUGIN_MAGIC = 0x73737470  # "sstp"

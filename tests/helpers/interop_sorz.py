@@ -1,7 +1,7 @@
 """Run sorz's sstp-server (PyPI ``sstp-server`` 0.7.2, ``sstpd``) as a private peer for interop tests.
 
 sstpd needs Python >= 3.12 and pysstp runs on 3.11, so ``make sorz-peer`` installs it into its own venv,
-``.venv-sorz``, with a Python 3.12 found by ``scripts/find-python3.12`` (interop-peers.md §4.1-4.2).
+``.venv-sorz``, with a Python 3.12 found by ``scripts/find-python3.12``.
 sstpd has no PPP of its own: per call it runs a pppd program, which here is
 tests/helpers/pppd_standin.py (pysstp's server-side PPP, playing pppd and its plugin), started through a
 small wrapper that this module writes so that it runs on this interpreter with tests/ on its path.

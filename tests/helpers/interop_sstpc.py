@@ -5,7 +5,7 @@ its fd 0, which here is one end of a socketpair. :class:`SstpcPeer` holds the ot
 HDLC adapter (:class:`hdlc_ppp.HdlcPpp`) around :class:`~pysstp.ppp.session.PppSession` in the client
 role. sstpc learns the MPPE keys for the crypto binding only from its pppd plugin, over the unix socket
 ``/var/run/sstpc/sstpc-<ipparam>``; after ``Authenticated`` the peer plays that plugin too, and sstpc then
-sends CALL_CONNECTED (interop-peers.md §2.2, §2.6).
+sends CALL_CONNECTED.
 
 sstpc 1.0.18 quirks handled here (details at :class:`DelayProxy`, :meth:`SstpcPeer._watch_log`,
 :func:`start_sstpc`): it sometimes hangs after its HTTP request against a fast local TLS server, so the
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pysstp.ppp.constants import AuthMethod, Role
-from pysstp.ppp.session import Authenticated, Ipv4Up, PppConfig, PppSession, SessionDown, SessionEvent
+from pysstp.ppp.events import Authenticated, Ipv4Up, SessionDown, SessionEvent
+from pysstp.ppp.session import PppConfig, PppSession
 
 from helpers.hdlc_ppp import HdlcPpp, hand_keys_to_plugin_socket, plugin_message_for_hlak
 
@@ -39,7 +40,7 @@ PLUGIN_SOCKET_DIR = Path("/var/run/sstpc")
 READY_TIMEOUT = 5.0
 """From starting sstpc to CALL_CONNECT_ACK (:data:`PPP_STARTED_LOG_LINE`): TLS, HTTP, connect request."""
 HANDSHAKE_DELAY = 0.05
-"""Pause before the proxy connects sstpc to the server (interop-peers.md §2.5, :class:`DelayProxy`)."""
+"""Pause before the proxy connects sstpc to the server (see :class:`DelayProxy`)."""
 STOP_TIMEOUT = 5.0
 PPP_STARTED_LOG_LINE = "Started PPP Link Negotiation"
 """sstpc logs this once CALL_CONNECT_ACK is in: the server has seen CALL_CONNECT_REQUEST."""
@@ -61,7 +62,7 @@ class DelayProxy:
     """A TCP relay on 127.0.0.1 that waits ``delay`` seconds after accept before it connects upstream.
 
     sstpc sometimes never reads the server's HTTP response when the whole TLS 1.3 server flight is already
-    there at its first read (interop-peers.md §2.5: 4 hangs in 14 runs; none in 27 with a 50 ms pause
+    there at its first read (seen in 4 of 14 runs; in none of 27 with a 50 ms pause
     before the handshake). Holding back sstpc's ClientHello here gives the same pause without any
     test-only code in the server.
     """
@@ -167,7 +168,7 @@ class SstpcPeer:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def command(self) -> list[str]:
-        """The sstpc command line (interop-peers.md §2.6)."""
+        """The sstpc command line."""
         assert SSTPC is not None
         verify = ["--ca-cert", str(self.options.ca_cert)] if self.options.ca_cert else ["--cert-warn"]
         return [
@@ -219,7 +220,7 @@ class SstpcPeer:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
-        # sstpc leaves the socket behind when it dies early (interop-peers.md §2.2)
+        # sstpc leaves the socket behind when it dies early
         self.plugin_socket.unlink(missing_ok=True)
 
     def log_text(self) -> str:
@@ -334,9 +335,9 @@ async def start_sstpc(
     """Start sstpc and wait until it has CALL_CONNECT_ACK and PPP starts; retry only the known hang.
 
     A retry happens only when sstpc still runs and nothing came through within ``ready_timeout``
-    (interop-peers.md §2.5). sstpc exiting (e.g. certificate verification failed) is a real failure and is
-    not retried; so is a second hang. Each started peer is registered with ``cleanup`` at once, so it is
-    stopped even when the caller fails.
+    (the hang :class:`DelayProxy` works around). sstpc exiting (e.g. certificate verification failed) is a
+    real failure and is not retried; so is a second hang. Each started peer is registered with ``cleanup``
+    at once, so it is stopped even when the caller fails.
     """
     hung: list[SstpcPeer] = []
     for attempt in range(1, retries + 2):

@@ -20,8 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from pysstp.client.dial import ClientConnection, dial
 from pysstp.connection import LinkConnection
-from pysstp.link import ClientConfig, LinkDown, LinkEvent, LinkUp, ServerConfig
-from pysstp.ppp.auth.base import StaticCredentials
+from pysstp.link import CallEvent, ClientConfig, LinkDown, LinkUp, ServerConfig
+from pysstp.ppp.auth.base import CredentialStore, StaticCredentials
 from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.pool import AddressPool
 
@@ -101,12 +101,12 @@ class Client:
     """One dialed call and what it saw."""
 
     connection: ClientConnection | None = None
-    events: list[LinkEvent] = field(default_factory=list)
+    events: list[CallEvent] = field(default_factory=list)
     received: list[bytes] = field(default_factory=list)
     up: asyncio.Event = field(default_factory=asyncio.Event)
     down: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def on_event(self, connection: LinkConnection, event: LinkEvent) -> None:
+    def on_event(self, connection: LinkConnection, event: CallEvent) -> None:
         self.events.append(event)
         if isinstance(event, LinkUp):
             self.up.set()
@@ -116,7 +116,7 @@ class Client:
     def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
         self.received.extend(map(bytes, packets))
 
-    def first(self, kind: type) -> LinkEvent:
+    def first(self, kind: type) -> CallEvent:
         return next(e for e in self.events if isinstance(e, kind))
 
 
@@ -151,24 +151,23 @@ async def start_bench(
     limits: Limits | None = None,
     configure: Callable[[ServerConfig], ServerConfig] | None = None,
     pool: IPv4Network = POOL,
+    credentials: CredentialStore | None = None,
     **app_options: float,
 ) -> Bench:
-    """Start a server on 127.0.0.1 with users alice/alicepw and bob/bobpw (or ``users``)."""
+    """A server on 127.0.0.1 with users alice/alicepw and bob/bobpw (or ``users``, or ``credentials``)."""
     cert_path, key_path, der = make_certificate(tmp_path)
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert_path, key_path)
-    credentials = StaticCredentials(users or {"alice": "alicepw", "bob": "bobpw"})
-    link_config = ServerConfig(
-        certificate_der=der,
-        credentials=credentials,
-        network_for_user=lambda user: "unused: the app assigns addresses",
-    )
+    if credentials is None:
+        credentials = StaticCredentials(users or {"alice": "alicepw", "bob": "bobpw"})
+    link_config = ServerConfig(certificate_der=der)
     if configure is not None:
         link_config = configure(link_config)
     tun = FakeTun()
     app = SstpServerApp(
         ssl_context=server_context,
         link_config=link_config,
+        credentials=credentials,
         pool=AddressPool(pool, SERVER_ADDRESS),
         tun=tun,
         dns=(SERVER_ADDRESS,),

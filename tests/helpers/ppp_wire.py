@@ -6,7 +6,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pysstp.ppp.fsm import OptionFsm, PppEvent
+from pysstp.ppp.events import PppEvent
+from pysstp.ppp.fsm import OptionFsm
 from pysstp.ppp.packet import ControlPacket
 
 Drop = Callable[[str, ControlPacket], bool]
@@ -26,7 +27,7 @@ def fixed_random(data: bytes) -> Callable[[int], bytes]:
 
 
 def packet(hex_bytes: str) -> bytes:
-    """Bytes from a hex dump with spaces, as the reference documents print them."""
+    """Bytes from a hex dump with spaces, as protocol traces print them."""
     return bytes.fromhex(hex_bytes)
 
 

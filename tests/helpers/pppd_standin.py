@@ -1,6 +1,6 @@
 """A pppd stand-in for sorz's sstp-server (``sstpd --pppd``), with pysstp's own server-side PPP.
 
-sstpd 0.7.2 runs its pppd program twice (interop-peers.md §4.2, Appendix E):
+sstpd 0.7.2 runs its pppd program twice:
 
 * at start-up as ``PPPD plugin sstp-pppd-plugin.so notty dryrun``: exit code 0 means the plugin exists,
   and from then on sstpd waits for the MPPE keys on a plugin socket and verifies every client's crypto
@@ -36,7 +36,8 @@ from ipaddress import IPv4Address
 
 from pysstp.ppp.auth.base import StaticCredentials
 from pysstp.ppp.constants import AuthMethod, Role
-from pysstp.ppp.session import Authenticated, PppConfig, PppSession, ServerNetwork, SessionDown, SessionEvent
+from pysstp.ppp.events import Authenticated, SessionDown, SessionEvent
+from pysstp.ppp.session import PppConfig, PppSession, ServerNetwork
 from pysstp.server.ipv6 import internet_checksum
 
 from helpers.hdlc_ppp import HdlcPpp, hand_keys_to_plugin_socket, plugin_message_for_hlak

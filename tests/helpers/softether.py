@@ -1,4 +1,4 @@
-"""A private, patched SoftEther VPN server for interop tests (see ../shared/reference/interop-peers.md §1).
+"""A private, patched SoftEther VPN server for interop tests (docs/interop.md, the SoftEther rows).
 
 Debian bookworm's ``vpnserver`` (5.01.9674, upstream snapshot 81810395) drops every SSTP connection
 because of an upstream bug fixed only later (commit 5611156c). :func:`patch_binary` fixes a *private copy*

@@ -1,4 +1,4 @@
-"""A scripted SSTP server that behaves as SoftEther 5.01 does (shared/reference/interop-peers.md §1.6-1.9).
+"""A scripted SSTP server that behaves as SoftEther 5.01 does (docs/interop.md, the SoftEther quirks).
 
 It is written from the recorded bytes, not with pysstp's PPP machinery, so that a misunderstanding in
 pysstp's LCP/IPCP cannot hide itself. Behaviour reproduced:

@@ -16,12 +16,11 @@ import sys
 
 from pysstp.client.dial import dial
 from pysstp.connection import LinkConnection
-from pysstp.link import ClientConfig, LinkDown, LinkEvent, LinkUp
+from pysstp.link import CallEvent, ClientConfig, Ipv4Up, Ipv6Up, LinkDown, LinkUp
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import set_link
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod
 from pysstp.ppp.ipv6cp import link_local_address
-from pysstp.ppp.session import Ipv4Up, Ipv6Up
 
 
 async def main(
@@ -36,7 +35,7 @@ async def main(
         # from the IPv6CP interface identifier, so the kernel must inherit that one from the link-local.
         changes.set_sysctl(f"net/ipv6/conf/{ifname}/addr_gen_mode", 1)
 
-    def on_event(connection: LinkConnection, event: LinkEvent) -> None:
+    def on_event(connection: LinkConnection, event: CallEvent) -> None:
         # Addresses on Ipv4Up/Ipv6Up, not LinkUp: with IPv6, either protocol may open first.
         if isinstance(event, Ipv4Up):
             changes.add_address(ifname, f"{event.local_address}/32", peer=str(event.peer_address))

@@ -11,7 +11,7 @@ real TUN there, so a ping reaches SecureNAT's virtual gateway through the tunnel
 that checks the default (IPv6 offered), clients run with ``--no-ipv6``: SoftEther answers IPCP about 5 s
 late while IPv6CP runs next to it, which would make every test that much slower.
 
-SoftEther does not check the crypto binding (interop-peers.md §1.8), so these tests say nothing about
+SoftEther does not check the crypto binding, so these tests say nothing about
 ours; tier 3 (sstp-server) does.
 """
 

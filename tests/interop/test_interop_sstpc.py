@@ -17,7 +17,7 @@ import pytest
 
 from pysstp.link import ServerConfig
 from pysstp.ppp.constants import AuthMethod
-from pysstp.ppp.session import Ipv4Up
+from pysstp.ppp.events import Ipv4Up
 from pysstp.server.app import ServerConnection
 from pysstp.sstp.constants import HashProtocol
 

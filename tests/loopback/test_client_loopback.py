@@ -21,7 +21,7 @@ from pysstp.client.tls import make_context
 from pysstp.connection import LinkConnection
 from pysstp.link import ClientConfig, LinkUp
 from pysstp.ppp.constants import AuthMethod
-from pysstp.ppp.session import Ipv4Up, Ipv6Up
+from pysstp.ppp.events import Ipv4Up, Ipv6Up
 
 from helpers.loopback import SERVER_ADDRESS, Bench, start_bench
 
@@ -138,7 +138,7 @@ async def test_wrong_pin_is_refused_before_anything_is_sent(bench: Bench) -> Non
     assert "not the one given with --pin-sha256" in message
     assert f"--pin-sha256 {pin_of(bench).hex()}" in message
     await asyncio.sleep(0.1)
-    assert bench.app.connections == set() or all(not c.link.sstp.is_connected for c in bench.app.connections)
+    assert bench.app.connections == set() or all(not c.link.http_done for c in bench.app.connections)
 
 
 async def test_name_mismatch_is_refused(bench: Bench) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pysstp.ppp.events import Ipv6Up
 from pysstp.ppp.ipv6cp import link_local_address
-from pysstp.ppp.session import Ipv6Up
 from pysstp.server import ipv6
 
 from helpers.loopback import Bench, Client, start_bench

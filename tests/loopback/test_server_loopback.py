@@ -230,7 +230,7 @@ async def test_silent_client_is_dropped_at_the_tls_handshake_timeout(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="pysstp.server")
-    bench = await start_bench(tmp_path, handshake_timeout=0.3)
+    bench = await start_bench(tmp_path, configure=lambda c: dataclasses.replace(c, handshake_timeout=0.3))
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", bench.port)
         assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
@@ -488,7 +488,7 @@ async def test_per_user_session_limit_refuses_with_the_reason(tmp_path: Path) ->
 
 
 async def test_connection_without_an_http_request_is_closed_at_the_handshake_timeout(tmp_path: Path) -> None:
-    bench = await start_bench(tmp_path, handshake_timeout=0.3)
+    bench = await start_bench(tmp_path, configure=lambda c: dataclasses.replace(c, handshake_timeout=0.3))
     try:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", bench.port, ssl=bench.client_context, server_hostname="sstp.test"

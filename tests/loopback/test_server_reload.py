@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -55,7 +54,7 @@ def read(config: Path) -> ServerSettings:
 async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Setup]:
     users = UserDatabase(tmp_path / "users.toml", create=True)
     users.add("alice", "alicepw")
-    bench = await start_bench(tmp_path, configure=lambda c: dataclasses.replace(c, credentials=users))
+    bench = await start_bench(tmp_path, credentials=users)
     bench.app.users = users.entry
     config = tmp_path / "server.toml"
     config.write_text(BASE)

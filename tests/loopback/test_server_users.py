@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -22,7 +21,7 @@ TIMEOUT = 10
 
 async def start_with_users(tmp_path: Path, db: UserDatabase) -> Bench:
     """A bench whose server checks passwords against ``db`` and takes addresses from its entries."""
-    bench = await start_bench(tmp_path, configure=lambda c: dataclasses.replace(c, credentials=db))
+    bench = await start_bench(tmp_path, credentials=db)
     bench.app.users = db.entry
     return bench
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 
 from pysstp.errors import AuthError
-from pysstp.ppp.auth.base import AuthFailed, AuthSucceeded, StaticCredentials
+from pysstp.ppp.auth.base import StaticCredentials
 from pysstp.ppp.auth.chap import (
     ChapMd5Authenticator,
     ChapMd5Peer,
@@ -17,6 +17,7 @@ from pysstp.ppp.auth.chap import (
 )
 from pysstp.ppp.auth.keys import ZERO_HLAK
 from pysstp.ppp.constants import AuthMethod, ChapCode, Protocol
+from pysstp.ppp.events import Authenticated, AuthenticationFailed
 
 from helpers.auth_wire import (
     CLIENT,
@@ -57,8 +58,8 @@ def test_codec() -> None:
 def test_success() -> None:
     talk = conversation("alice", "alicepw").run()
     server, client = talk.succeeded()
-    assert server == AuthSucceeded("alice", AuthMethod.CHAP_MD5, ZERO_HLAK, "Access granted")
-    assert client == AuthSucceeded("alice", AuthMethod.CHAP_MD5, ZERO_HLAK, "Access granted")
+    assert server == Authenticated("alice", AuthMethod.CHAP_MD5, ZERO_HLAK, "Access granted")
+    assert client == Authenticated("alice", AuthMethod.CHAP_MD5, ZERO_HLAK, "Access granted")
     challenge = ChapPacket.decode(talk.sent_by(SERVER)[0])
     response = ChapPacket.decode(talk.sent_by(CLIENT)[0])
     value, name = decode_value_name(response.data)
@@ -70,7 +71,7 @@ def test_success() -> None:
 
 def test_wrong_password() -> None:
     server, client = conversation("alice", "nope").run().failed()
-    assert server == AuthFailed("alice", AuthMethod.CHAP_MD5, "wrong password for user 'alice'")
+    assert server == AuthenticationFailed("alice", AuthMethod.CHAP_MD5, "wrong password for user 'alice'")
     assert client.reason == "server rejected the user name or password (CHAP Failure): Access denied"
 
 
@@ -132,18 +133,21 @@ def test_response_with_another_identifier_is_ignored() -> None:
 def test_authenticator_gives_up_after_ten_challenges() -> None:
     talk = conversation("alice", "alicepw", drop=lambda who, index, packet: who == SERVER).run()
     server = talk.server_result
-    assert server == AuthFailed(None, AuthMethod.CHAP_MD5, "peer did not answer 10 challenges")
+    assert server == AuthenticationFailed(None, AuthMethod.CHAP_MD5, "peer did not answer 10 challenges")
     assert len(talk.lost) == 10
     assert talk.now == pytest.approx(30.0)
     client = talk.client_result
-    assert isinstance(client, AuthFailed) and client.reason == "server sent no CHAP Challenge within 30 s"
+    assert (
+        isinstance(client, AuthenticationFailed)
+        and client.reason == "server sent no CHAP Challenge within 30 s"
+    )
 
 
 def test_lost_success_makes_the_peer_give_up() -> None:
     talk = conversation("alice", "alicepw", drop=drop_nth(SERVER, 1)).run()
-    assert isinstance(talk.server_result, AuthSucceeded)
+    assert isinstance(talk.server_result, Authenticated)
     client = talk.client_result
-    assert isinstance(client, AuthFailed)
+    assert isinstance(client, AuthenticationFailed)
     assert client.reason == "server did not answer our CHAP Response within 30 s"
 
 

@@ -7,12 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pysstp.errors import AuthError
-from pysstp.ppp.auth.base import AuthFailed, AuthSucceeded, StaticCredentials, make_authenticator, make_peer
+from pysstp.ppp.auth.base import StaticCredentials, make_authenticator, make_peer
 from pysstp.ppp.auth.chap import decode_value_name, encode_value_name
 from pysstp.ppp.auth.eap import EapAuthenticator, EapMsChapV2Data, EapPacket, EapPeer
 from pysstp.ppp.auth.keys import ZERO_HLAK, mschapv2_hlak
 from pysstp.ppp.auth.mschapv2 import MsChapV2Response, nt_password_hash
 from pysstp.ppp.constants import AuthMethod, EapCode, EapType, MsChapV2OpCode, Protocol
+from pysstp.ppp.events import Authenticated, AuthenticationFailed
 from test_auth_vectors import AUTH_CHALLENGE, CLIENT_RECEIVE, CLIENT_SEND, PASSWORD, PEER_CHALLENGE, USER
 
 from helpers.auth_wire import (
@@ -107,8 +108,8 @@ def test_md5_success() -> None:
     server = make_authenticator(AuthMethod.EAP_MD5, USERS, random_bytes=seeded_random(1))
     client = make_peer(AuthMethod.EAP_MSCHAP_V2, "alice", "alicepw", random_bytes=seeded_random(2))
     server_event, client_event = Conversation(server, client).run().succeeded()
-    assert server_event == AuthSucceeded("alice", AuthMethod.EAP_MD5, ZERO_HLAK, "Access granted")
-    assert client_event == AuthSucceeded("alice", AuthMethod.EAP_MD5, ZERO_HLAK, "")
+    assert server_event == Authenticated("alice", AuthMethod.EAP_MD5, ZERO_HLAK, "Access granted")
+    assert client_event == Authenticated("alice", AuthMethod.EAP_MD5, ZERO_HLAK, "")
 
 
 def test_mschapv2_wrong_password() -> None:
@@ -186,7 +187,7 @@ class ScriptedServer:
         assert all(protocol == Protocol.EAP for protocol, _ in out)
         return [EapPacket.decode(p) for _, p in out]
 
-    def events(self) -> list[AuthSucceeded | AuthFailed]:
+    def events(self) -> list[Authenticated | AuthenticationFailed]:
         return self.peer.take_events()
 
     def challenge(self, identifier: int = 5) -> EapPacket:
@@ -204,7 +205,7 @@ def test_server_insisting_on_eap_tls() -> None:
         assert nak == EapPacket(EapCode.RESPONSE, identifier, EapType.NAK, bytes([26, 4]))
     assert server.send(EapPacket(EapCode.FAILURE, 3)) == []
     [event] = server.events()
-    assert event == AuthFailed(
+    assert event == AuthenticationFailed(
         USER, AuthMethod.EAP_MSCHAP_V2, "server asked for EAP-TLS, and no client certificate is configured"
     )
 
@@ -217,7 +218,7 @@ def test_peap_then_failure_with_notification() -> None:
     assert answer == EapPacket(EapCode.RESPONSE, 2, EapType.NOTIFICATION, b"")
     server.send(EapPacket(EapCode.FAILURE, 2))
     [event] = server.events()
-    assert isinstance(event, AuthFailed)
+    assert isinstance(event, AuthenticationFailed)
     assert event.reason == "server asked for PEAP, which is not supported yet; server says 'use PEAP'"
 
 
@@ -228,7 +229,7 @@ def test_bad_s_value_in_success_request() -> None:
     data = EapMsChapV2Data(MsChapV2OpCode.SUCCESS, 5, b"S=" + b"1" * 40 + b" M=hi").encode()
     assert server.send(EapPacket(EapCode.REQUEST, 6, EapType.MSCHAP_V2, data)) == []
     [event] = server.events()
-    assert event == AuthFailed(
+    assert event == AuthenticationFailed(
         USER, AuthMethod.EAP_MSCHAP_V2, "server failed mutual authentication (bad S= value)"
     )
     assert server.send(EapPacket(EapCode.SUCCESS, 6)) == [] and server.events() == []
@@ -239,7 +240,7 @@ def test_eap_success_without_success_request_is_refused() -> None:
     server.challenge()
     server.send(EapPacket(EapCode.SUCCESS, 5))
     [event] = server.events()
-    assert isinstance(event, AuthFailed) and "without proving it knows the password" in event.reason
+    assert isinstance(event, AuthenticationFailed) and "without proving it knows the password" in event.reason
 
 
 def test_eap_success_before_any_method_is_refused() -> None:
@@ -247,7 +248,7 @@ def test_eap_success_before_any_method_is_refused() -> None:
     server.send(EapPacket(EapCode.REQUEST, 1, EapType.IDENTITY))
     server.send(EapPacket(EapCode.SUCCESS, 1))
     [event] = server.events()
-    assert isinstance(event, AuthFailed)
+    assert isinstance(event, AuthenticationFailed)
     assert event.reason == "server sent EAP-Success without running an authentication method"
 
 
@@ -285,7 +286,7 @@ def test_lost_success_acknowledgement() -> None:
 def test_lost_eap_success_is_resent_for_a_duplicate_response() -> None:
     talk = conversation("alice", "alicepw", drop=drop_nth(SERVER, 3))
     talk.start()
-    assert isinstance(talk.server_events[0], AuthSucceeded) and talk.client_events == []
+    assert isinstance(talk.server_events[0], Authenticated) and talk.client_events == []
     last_response = talk.sent_by(CLIENT)[-1]
     talk.server.receive(last_response, talk.now)
     [(_, final)] = talk.server.take_outgoing()
@@ -294,17 +295,19 @@ def test_lost_eap_success_is_resent_for_a_duplicate_response() -> None:
 
 def test_server_gives_up() -> None:
     talk = conversation("alice", "alicepw", drop=lambda who, index, packet: who == SERVER).run()
-    assert talk.server_result == AuthFailed(
+    assert talk.server_result == AuthenticationFailed(
         None, AuthMethod.EAP_MSCHAP_V2, "peer did not answer 10 EAP Identity requests"
     )
     client = talk.client_result
-    assert isinstance(client, AuthFailed) and client.reason == "server sent no EAP request within 30 s"
+    assert (
+        isinstance(client, AuthenticationFailed) and client.reason == "server sent no EAP request within 30 s"
+    )
 
 
 def test_server_gives_up_on_the_method() -> None:
     talk = conversation("alice", "alicepw", drop=lambda who, index, packet: who == CLIENT and index > 0).run()
     server = talk.server_result
-    assert server == AuthFailed(
+    assert server == AuthenticationFailed(
         "alice", AuthMethod.EAP_MSCHAP_V2, "peer did not answer 10 EAP-MSCHAPv2 challenges"
     )
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pysstp.errors import AuthError
 from pysstp.link import LinkUp
-from pysstp.ppp.auth.base import AuthSucceeded, StaticCredentials
+from pysstp.ppp.auth.base import StaticCredentials
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPacket, EapPeer
 from pysstp.ppp.auth.eap_tls import (
     EapTlsData,
@@ -23,6 +23,7 @@ from pysstp.ppp.auth.eap_tls import (
 )
 from pysstp.ppp.auth.keys import ZERO_HLAK, hlak_from_key_material
 from pysstp.ppp.constants import AuthMethod, EapCode, EapType
+from pysstp.ppp.events import Authenticated
 from pysstp.sstp.binding import build_call_connected
 from pysstp.sstp.constants import HashProtocol
 
@@ -81,8 +82,8 @@ def test_success(version: TlsVersion) -> None:
     conversation = talk(version)
     server, client = conversation.succeeded()
     expected = f"EAP-TLS ({'TLSv1.3' if version is TlsVersion.TLS1_3 else 'TLSv1.2'})"
-    assert server == AuthSucceeded("alice", AuthMethod.EAP_TLS, server.hlak, expected)
-    assert client == AuthSucceeded("alice", AuthMethod.EAP_TLS, server.hlak, expected)
+    assert server == Authenticated("alice", AuthMethod.EAP_TLS, server.hlak, expected)
+    assert client == Authenticated("alice", AuthMethod.EAP_TLS, server.hlak, expected)
     assert len(server.hlak) == 32 and server.hlak != ZERO_HLAK
     # the exchange ends with the peer's empty acknowledgement of the server's last flight, then Success
     assert tls_data(conversation, CLIENT)[-1].is_ack

@@ -7,11 +7,12 @@ import re
 import pytest
 from hypothesis import given
 
-from pysstp.ppp.auth.base import AuthFailed, AuthSucceeded, StaticCredentials, make_authenticator, make_peer
+from pysstp.ppp.auth.base import StaticCredentials, make_authenticator, make_peer
 from pysstp.ppp.auth.chap import ChapPacket, MsChapV2Authenticator, MsChapV2Peer, decode_value_name
 from pysstp.ppp.auth.keys import mschapv2_hlak
 from pysstp.ppp.auth.mschapv2 import MsChapV2Response, nt_password_hash
 from pysstp.ppp.constants import AuthMethod, ChapCode, Protocol
+from pysstp.ppp.events import Authenticated, AuthenticationFailed
 from test_auth_vectors import (
     AUTH_CHALLENGE,
     AUTHENTICATOR_RESPONSE,
@@ -77,7 +78,9 @@ def test_hash_only_store() -> None:
 def test_wrong_password_is_e691_on_both_sides() -> None:
     talk = conversation("alice", "wrong").run()
     server, client = talk.failed()
-    assert server == AuthFailed("alice", AuthMethod.MSCHAP_V2, "wrong password for user 'alice' (E=691)", 691)
+    assert server == AuthenticationFailed(
+        "alice", AuthMethod.MSCHAP_V2, "wrong password for user 'alice' (E=691)", 691
+    )
     assert client.error_code == 691
     assert client.reason == "wrong user name or password (E=691); server says 'Access denied'"
     failure = ChapPacket.decode(talk.sent_by(SERVER)[-1])
@@ -120,43 +123,45 @@ class FakeServer:
         self.response = ChapPacket.decode(response)
         self.peer.receive(ChapPacket(reply_code, self.response.identifier, text).encode(), 0.1)
 
-    def result(self) -> AuthSucceeded | AuthFailed:
+    def result(self) -> Authenticated | AuthenticationFailed:
         [event] = self.peer.take_events()
         return event
 
 
 def test_bad_s_value_from_a_malicious_server() -> None:
     event = FakeServer(ChapCode.SUCCESS, b"S=" + b"0" * 40 + b" M=trust me").result()
-    assert event == AuthFailed(
+    assert event == AuthenticationFailed(
         USER, AuthMethod.MSCHAP_V2, "server failed mutual authentication (bad S= value)"
     )
 
 
 def test_success_without_s_value_fails() -> None:
     event = FakeServer(ChapCode.SUCCESS, b"M=welcome").result()
-    assert isinstance(event, AuthFailed) and "mutual authentication" in event.reason
+    assert isinstance(event, AuthenticationFailed) and "mutual authentication" in event.reason
 
 
 def test_softether_success_without_message() -> None:
     # SoftEther sends the bare S= value; lowercase hex must pass too.
     event = FakeServer(ChapCode.SUCCESS, AUTHENTICATOR_RESPONSE.lower().encode()).result()
-    assert event == AuthSucceeded(USER, AuthMethod.MSCHAP_V2, CLIENT_SEND + CLIENT_RECEIVE, "")
+    assert event == Authenticated(USER, AuthMethod.MSCHAP_V2, CLIENT_SEND + CLIENT_RECEIVE, "")
 
 
 def test_softether_failure() -> None:
     event = FakeServer(ChapCode.FAILURE, b"E=691 R=0 C=2c9811f529ab44d8ed45b535ee8cdf07 V=3").result()
-    assert event == AuthFailed(USER, AuthMethod.MSCHAP_V2, "wrong user name or password (E=691)", 691)
+    assert event == AuthenticationFailed(
+        USER, AuthMethod.MSCHAP_V2, "wrong user name or password (E=691)", 691
+    )
 
 
 def test_accel_ppp_failure_without_challenge() -> None:
     event = FakeServer(ChapCode.FAILURE, b"E=691 R=0 V=3 M=Authentication failed").result()
-    assert isinstance(event, AuthFailed)
+    assert isinstance(event, AuthenticationFailed)
     assert event.reason == "wrong user name or password (E=691); server says 'Authentication failed'"
 
 
 def test_other_error_codes() -> None:
     event = FakeServer(ChapCode.FAILURE, b"E=649 R=0 V=3").result()
-    assert isinstance(event, AuthFailed)
+    assert isinstance(event, AuthenticationFailed)
     assert (event.reason, event.error_code) == ("no dial-in permission (E=649)", 649)
 
 
@@ -196,13 +201,15 @@ def test_crossing_challenge_and_response() -> None:
         peer.receive(packet, 3.3)
     [server_event] = server.take_events()
     [peer_event] = peer.take_events()
-    assert isinstance(server_event, AuthSucceeded) and isinstance(peer_event, AuthSucceeded)
+    assert isinstance(server_event, Authenticated) and isinstance(peer_event, Authenticated)
     assert server_event.hlak == peer_event.hlak
 
 
 def test_give_up() -> None:
     talk = conversation("alice", "alicepw", drop=lambda who, index, packet: who == SERVER).run()
-    assert talk.server_result == AuthFailed(None, AuthMethod.MSCHAP_V2, "peer did not answer 10 challenges")
+    assert talk.server_result == AuthenticationFailed(
+        None, AuthMethod.MSCHAP_V2, "peer did not answer 10 challenges"
+    )
 
 
 def test_wrong_value_size_is_a_failure() -> None:
@@ -212,7 +219,9 @@ def test_wrong_value_size_is_a_failure() -> None:
     identifier = ChapPacket.decode(challenge).identifier
     server.receive(ChapPacket.with_value(ChapCode.RESPONSE, identifier, bytes(16), "alice").encode(), 0.1)
     [event] = server.take_events()
-    assert isinstance(event, AuthFailed) and event.reason.startswith("peer sent a 16-byte MS-CHAPv2 Response")
+    assert isinstance(event, AuthenticationFailed) and event.reason.startswith(
+        "peer sent a 16-byte MS-CHAPv2 Response"
+    )
 
 
 @given(any_packets())

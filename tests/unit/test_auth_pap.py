@@ -6,14 +6,11 @@ import pytest
 from hypothesis import given
 
 from pysstp.errors import AuthError
-from pysstp.ppp.auth.base import (
-    AuthFailed,
-    AuthSucceeded,
-    StaticCredentials,
-)
+from pysstp.ppp.auth.base import StaticCredentials
 from pysstp.ppp.auth.keys import ZERO_HLAK
 from pysstp.ppp.auth.pap import PapAuthenticator, PapPacket, PapPeer
 from pysstp.ppp.constants import AuthMethod, PapCode, Protocol
+from pysstp.ppp.events import Authenticated, AuthenticationFailed
 
 from helpers.auth_wire import (
     CLIENT,
@@ -52,8 +49,8 @@ def test_codec_round_trip_and_padding() -> None:
 def test_success_with_zero_hlak() -> None:
     talk = conversation("alice", "alicepw").run()
     server, client = talk.succeeded()
-    assert server == AuthSucceeded("alice", AuthMethod.PAP, ZERO_HLAK, "Access granted")
-    assert client == AuthSucceeded("alice", AuthMethod.PAP, ZERO_HLAK, "Access granted")
+    assert server == Authenticated("alice", AuthMethod.PAP, ZERO_HLAK, "Access granted")
+    assert client == Authenticated("alice", AuthMethod.PAP, ZERO_HLAK, "Access granted")
     assert isinstance(talk.server, PapAuthenticator) and talk.server.protocol == Protocol.PAP
 
 
@@ -64,7 +61,7 @@ def test_hash_only_store_is_enough() -> None:
 
 def test_wrong_password() -> None:
     server, client = conversation("alice", "wrong").run().failed()
-    assert server == AuthFailed("alice", AuthMethod.PAP, "wrong password for user 'alice'")
+    assert server == AuthenticationFailed("alice", AuthMethod.PAP, "wrong password for user 'alice'")
     assert client.reason == "server rejected the user name or password (PAP Authenticate-Nak): Access denied"
 
 
@@ -96,12 +93,12 @@ def test_lost_ack_is_answered_again() -> None:
 def test_peer_gives_up_after_max_transmits() -> None:
     talk = conversation("alice", "alicepw", drop=lambda who, index, packet: who == CLIENT).run()
     client = talk.client_result
-    assert isinstance(client, AuthFailed)
+    assert isinstance(client, AuthenticationFailed)
     assert client.reason == "server did not answer 10 PAP Authenticate-Requests"
     assert len(talk.lost) == 10
     server = talk.server_result
     assert (
-        isinstance(server, AuthFailed)
+        isinstance(server, AuthenticationFailed)
         and server.reason == "peer sent no PAP Authenticate-Request within 30 s"
     )
 
@@ -113,7 +110,7 @@ def test_peer_ignores_replies_with_another_identifier() -> None:
     assert peer.take_events() == [] and peer.discarded == 1
     peer.receive(PapPacket(PapCode.AUTHENTICATE_NAK, 5, (b"no",)).encode(), 0.2)
     [event] = peer.take_events()
-    assert isinstance(event, AuthFailed) and event.reason.endswith(": no")
+    assert isinstance(event, AuthenticationFailed) and event.reason.endswith(": no")
     assert peer.next_deadline() is None
 
 

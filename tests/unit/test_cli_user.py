@@ -15,9 +15,9 @@ from pysstp.aaa import UserDatabase
 from pysstp.cli import main
 from pysstp.link import LinkUp
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
-from pysstp.ppp.session import AuthenticationFailed
+from pysstp.ppp.events import AuthenticationFailed
 
-from helpers.conversation import Conversation, client_config, server_config
+from helpers.conversation import Conversation, client_config
 
 PASSWORD = "correct horse battery staple"
 
@@ -233,9 +233,7 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def dial(db: UserDatabase, password: str) -> Conversation:
-    conv = Conversation.make(
-        client_config(username="CORP\\alice", password=password), server_config(credentials=db)
-    )
+    conv = Conversation.make(client_config(username="CORP\\alice", password=password), credentials=db)
     conv.start()
     conv.advance(10)
     return conv

@@ -25,8 +25,8 @@ from pysstp.client.tls import CertificateInfo, name_matches, refusal_message
 from pysstp.client.tunnel import resolv_conf
 from pysstp.errors import ConfigError
 from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkUp
-from pysstp.ppp.constants import AuthMethod
-from pysstp.ppp.session import AuthenticationFailed, Phase, PhaseChanged
+from pysstp.ppp.constants import AuthMethod, Phase
+from pysstp.ppp.events import AuthenticationFailed, PhaseChanged
 from pysstp.sstp.constants import HashProtocol
 
 from helpers.loopback import make_certificate

@@ -6,8 +6,9 @@ import pytest
 
 from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkUp, frame_ip_packets, ip_payload
 from pysstp.ppp.constants import AuthMethod
-from pysstp.ppp.session import AuthenticationFailed
+from pysstp.ppp.events import AuthenticationFailed
 from pysstp.sstp.constants import HashProtocol
+from pysstp.sstp.packets import EchoRequest, encode_control
 
 from helpers.conversation import DNS, SERVER_ADDRESS, Conversation, client_config, ipv4_packet, server_config
 
@@ -252,6 +253,36 @@ def test_fast_path_packet_is_accepted_by_the_peer_link() -> None:
     assert conv.server.take_ip_packets() == [packet]
 
 
+def test_split_packets_continues_the_stream_the_link_was_cutting() -> None:
+    conv = Conversation.make()
+    client_up, _ = connect(conv)
+    assert client_up.local_address is not None
+    packet = ipv4_packet(client_up.local_address, SERVER_ADDRESS, b"fast")
+    framed = frame_ip_packets([packet])
+    echo = encode_control(EchoRequest())
+    conv.server.receive_data(framed[:10], conv.now)  # the last read before the shell takes over
+    ips, others = conv.server.split_packets(framed[10:] + echo + framed)
+    assert [bytes(ip) for ip in ips] == [packet, packet]
+    assert others == [(1, echo)]
+
+
+def test_http_done_once_the_request_is_answered() -> None:
+    conv = Conversation.make()
+    assert not conv.client.http_done and not conv.server.http_done
+    connect(conv)
+    assert conv.client.http_done and conv.server.http_done
+
+
+def test_server_link_ends_without_a_request_at_the_handshake_timeout() -> None:
+    conv = Conversation.make(server=server_config(handshake_timeout=10.0))
+    conv.server.start(conv.now)
+    conv.advance(9.9)
+    assert not conv.server.is_closed
+    conv.advance(0.1)
+    assert conv.down("server") == LinkDown("no SSTP request within 10 s", True)
+    assert not conv.server.http_done
+
+
 def test_ipv6cp_comes_up_when_both_want_it() -> None:
     conv = Conversation.make(client_config(ipv6=True), server_config(ipv6=True))
     connect(conv)
@@ -266,8 +297,7 @@ def test_ipv6cp_is_protocol_rejected_when_the_server_has_no_ipv6() -> None:
 
 
 def test_pool_exhausted_refuses_clearly() -> None:
-    config = server_config(network_for_user=lambda user: "no IPv4 address left in the pool")
-    conv = Conversation.make(server=config)
+    conv = Conversation.make(network_for_user=lambda user: "no IPv4 address left in the pool")
     conv.start()
     conv.advance(10)
     assert "pool" in conv.down("server").reason

@@ -7,16 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.ppp.constants import Code, Protocol
+from pysstp.ppp.events import CodeRejected, LayerDown, LayerFinished, LayerStarted, LayerUp
 from pysstp.ppp.fsm import (
     TRANSITIONS,
     Action,
     AutomatonEvent,
-    CodeRejected,
     FsmState,
-    LayerDown,
-    LayerFinished,
-    LayerStarted,
-    LayerUp,
     NegotiationFailed,
     OptionFsm,
     configure_reply,

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.ppp.constants import Code, Protocol
+from pysstp.ppp.events import LayerFinished, LayerUp
 from pysstp.ppp.frame import encode_frame
-from pysstp.ppp.fsm import FsmState, LayerFinished, LayerUp
+from pysstp.ppp.fsm import FsmState
 from pysstp.ppp.ipcp import Ipcp, IpcpConfig
 from pysstp.ppp.packet import ControlPacket, Option, encode_options
 
@@ -38,7 +39,7 @@ def request(identifier: int, *options: tuple[int, str]) -> bytes:
 def test_windows_request_gets_reference_nak() -> None:
     ipcp = Ipcp(SERVER)
     assert started(ipcp) == [packet("01 01 00 0a 03 06 0a 00 00 01")]
-    # sstp-protocol.md §10.1: Windows asks for an address, DNS and WINS, all 0.0.0.0.
+    # As recorded: Windows asks for an address, DNS and WINS, all 0.0.0.0.
     windows = packet(
         "10 00 00 2A FF 03 80 21 01 07 00 22 03 06 00 00 00 00 81 06 00 00 00 00"
         " 82 06 00 00 00 00 83 06 00 00 00 00 84 06 00 00 00 00"
@@ -61,7 +62,7 @@ def test_windows_request_gets_reference_nak() -> None:
 
 
 def test_client_follows_softether() -> None:
-    """interop-peers.md §1.6: SoftEther rejects the secondary DNS, then Naks address and primary DNS."""
+    """As recorded: SoftEther rejects the secondary DNS, then Naks address and primary DNS."""
     ipcp = Ipcp(IpcpConfig(role="client"))
     assert started(ipcp) == [packet("01 01 00 16 03 06 00 00 00 00 81 06 00 00 00 00 83 06 00 00 00 00")]
     ipcp.receive(packet("04 01 00 0a 83 06 00 00 00 00"), 0.1)

@@ -9,13 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.ppp.constants import Code, Protocol
-from pysstp.ppp.fsm import FsmState, LayerUp
+from pysstp.ppp.events import LayerUp
+from pysstp.ppp.fsm import FsmState
 from pysstp.ppp.ipv6cp import Ipv6cp, link_local_address
 from pysstp.ppp.packet import ControlPacket, Option, decode_options
 
 from helpers.ppp_wire import Wire, fixed_random, packet, seeded_random, sent
 
-IID = bytes.fromhex("f1 01 03 43 cf ea 4f fe")  # MikroTik's, sstp-protocol.md §10.2
+IID = bytes.fromhex("f1 01 03 43 cf ea 4f fe")  # MikroTik's, as recorded
 
 
 def started(ipv6cp: Ipv6cp) -> list[bytes]:

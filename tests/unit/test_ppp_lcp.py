@@ -9,16 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.ppp.constants import MAX_MRU, AuthMethod, Code, LcpOption, Protocol, Role
-from pysstp.ppp.frame import encode_frame
-from pysstp.ppp.fsm import FsmState, LayerFinished, LayerUp
-from pysstp.ppp.lcp import (
+from pysstp.ppp.events import (
     EchoReplyReceived,
     IdentificationReceived,
-    Lcp,
-    LcpConfig,
+    LayerFinished,
+    LayerUp,
     ProtocolRejected,
     TimeRemainingReceived,
 )
+from pysstp.ppp.frame import encode_frame
+from pysstp.ppp.fsm import FsmState
+from pysstp.ppp.lcp import Lcp, LcpConfig
 from pysstp.ppp.packet import ControlPacket, Option, decode_options, encode_options
 
 from helpers.ppp_wire import Wire, fixed_random, packet, seeded_random, sent
@@ -32,7 +33,7 @@ MSCHAP_V2, PAP, EAP, CHAP_MD5 = (
 
 
 def sstp_data(lcp_packet: bytes) -> bytes:
-    """The SSTP data packet that carries an LCP packet, as the reference traces print them."""
+    """The SSTP data packet that carries an LCP packet, as recorded traces print them."""
     frame = encode_frame(Protocol.LCP, lcp_packet)
     return bytes.fromhex("10 00") + (len(frame) + 4).to_bytes(2, "big") + frame
 
@@ -69,7 +70,7 @@ def pair(a: Lcp, b: Lcp) -> Wire:
 def test_windows_first_request() -> None:
     lcp = server(MSCHAP_V2)
     assert started(lcp) == [packet("01 01 00 13 01 04 05 dc 03 05 c2 23 81 05 06 11 22 33 44")]
-    # sstp-protocol.md §8.3: Windows 10's first Configure-Request.
+    # Windows 10's first Configure-Request, as recorded.
     lcp.receive(packet("01 00 00 15 01 04 0F FB 05 06 34 5F 64 CA 07 02 08 02 0D 03 06"), 0.1)
     assert sent(lcp) == [packet("04 00 00 0b 07 02 08 02 0d 03 06")]  # PFC, ACFC, Callback in one Reject
     lcp.receive(packet("01 01 00 0e 01 04 0f fb 05 06 34 5f 64 ca"), 0.2)
@@ -92,7 +93,7 @@ def test_windows_first_request() -> None:
 
 
 def test_softether_trace() -> None:
-    """interop-peers.md §1.6, byte for byte (SSTP header included)."""
+    """SoftEther's LCP exchange as recorded, byte for byte (SSTP header included)."""
     lcp = client(MSCHAP_V2, PAP)
     (request,) = started(lcp)
     assert sstp_data(request) == packet("10 00 00 16 ff 03 c0 21 01 01 00 0e 01 04 05 dc 05 06 c3 9d ea ee")

@@ -1,4 +1,4 @@
-"""The client link against a scripted SoftEther-like server (interop-peers.md §1.6-1.9)."""
+"""The client link against a scripted SoftEther-like server (tests/peers/softether_like.py)."""
 
 from __future__ import annotations
 

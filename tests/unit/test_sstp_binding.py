@@ -1,4 +1,4 @@
-"""Crypto binding: vectors V1-V4 of sstp-protocol.md §5.6 and Appendix F of interop-peers.md, verification."""
+"""Crypto binding: vectors V1-V4 (the [MS-SSTP] §4.7 example, RFC 2759 keys and others), verification."""
 
 from __future__ import annotations
 

@@ -420,6 +420,30 @@ def test_server_start_limits_the_wait_for_the_request() -> None:
     assert server.data_to_send() == b""
 
 
+def test_server_closes_at_the_handshake_timeout_without_a_request() -> None:
+    server = SstpServer(cert_hashes=CERT_HASHES, negotiation_timeout=60, handshake_timeout=10)
+    server.start(0)
+    assert server.next_deadline() == 10
+    server.receive_data(b"SSTP_DUPLEX_POST /sra_", 5)
+    server.handle_timer(9.9)
+    assert not server.take_events()
+    server.handle_timer(10)
+    assert server.take_events() == [ConnectionClosed("no SSTP request within 10 s", True)]
+    assert server.data_to_send() == b""
+    assert server.next_deadline() is None
+
+
+def test_server_handshake_timeout_ends_with_the_request() -> None:
+    server = SstpServer(cert_hashes=CERT_HASHES, negotiation_timeout=60, handshake_timeout=10)
+    server.start(0)
+    server.receive_data(build_request("h", "{1}"), 5)
+    assert server.data_to_send().startswith(b"HTTP/1.1 200")
+    assert [type(event) for event in server.take_events()] == [HttpRequestReceived]
+    assert server.next_deadline() == 60  # CALL_CONNECT_REQUEST: the negotiation timer from start()
+    server.handle_timer(10)
+    assert not server.take_events()
+
+
 def test_server_waits_for_call_connect_request_at_most_the_negotiation_timeout() -> None:
     server = SstpServer(cert_hashes=CERT_HASHES, negotiation_timeout=30)
     server.receive_data(build_request("h", "{1}"), 10)

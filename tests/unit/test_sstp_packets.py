@@ -38,7 +38,7 @@ def h(text: str) -> bytes:
 
 NONCE = bytes(range(32))
 
-# reference §4.5, one row each: (message, exact bytes)
+# Every control message, one row each: (message, its exact bytes)
 BYTE_IMAGES: list[tuple[ControlMessage, bytes]] = [
     (CallConnectRequest(), h("10 01 00 0E 00 01 00 01 00 01 00 06 00 01")),
     (
@@ -91,7 +91,7 @@ def test_abort_and_disconnect_without_status_carry_a_no_error_status_info() -> N
 
 
 def test_softether_call_connect_ack() -> None:
-    # interop-peers.md §1.6: SHA-256 only
+    # as SoftEther sends it: SHA-256 only
     image = h(
         "10 01 00 30 00 02 00 01 00 04 00 28 00 00 00 02 be 6f 07 91 dc c1 0f a0 fb 08 21 7b 1f e0 3d 12"
         "b6 ce ae 8f 82 e0 fd 1c f7 e5 05 3b ad 1f 49 9c"
@@ -106,7 +106,7 @@ def test_softether_attributeless_abort_and_disconnect() -> None:
 
 
 def test_sstpd_abort_with_8_byte_status_attribute() -> None:
-    # interop-peers.md §4.2: sstpd's answer to a corrupted compound MAC
+    # sstpd's answer to a corrupted compound MAC, as recorded
     msg = decode_control(h("10 01 00 10 00 05 00 01 00 02 00 08 00 00 00 07"))
     assert msg == CallAbort(StatusInfo(AttributeId.NO_ERROR, Status.INVALID_FRAME_RECEIVED))
 
@@ -142,7 +142,7 @@ def test_status_info_with_value_is_kept() -> None:
 
 
 def test_sstpc_call_connected_sha1_layout() -> None:
-    # interop-peers.md §2.4: SHA-1 hash and MAC are 20 bytes + 12 zero bytes
+    # as sstpc sends it: SHA-1 hash and MAC are 20 bytes + 12 zero bytes
     cert, mac = bytes(range(1, 21)), bytes(range(101, 121))
     image = h("10 01 00 70 00 04 00 01 00 03 00 68 00 00 00 01") + NONCE + cert + bytes(12) + mac + bytes(12)
     msg = decode_control(image)

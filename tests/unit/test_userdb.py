@@ -22,7 +22,7 @@ from pysstp.link import LinkUp
 from pysstp.ppp.auth.base import lookup_user
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.constants import AuthMethod
-from pysstp.ppp.session import AuthenticationFailed
+from pysstp.ppp.events import AuthenticationFailed
 
 from helpers.conversation import Conversation, client_config, server_config
 
@@ -390,7 +390,8 @@ def test_deleted_file_keeps_the_old_users(db: UserDatabase, path: Path) -> None:
 def dial(db: UserDatabase, password: str, method: AuthMethod = AuthMethod.MSCHAP_V2) -> Conversation:
     conv = Conversation.make(
         client_config(username="alice", password=password, auth_methods=(method,)),
-        server_config(credentials=db, auth_methods=(method,)),
+        server_config(auth_methods=(method,)),
+        credentials=db,
     )
     conv.start()
     conv.advance(10)

@@ -23,8 +23,17 @@ from pysstp.client.report import describe, setup_failure, summary
 from pysstp.client.settings import ClientSettings
 from pysstp.client.tls import make_context
 from pysstp.client.tunnel import Tunnel
-from pysstp.link import ClientConfig, LinkDown, LinkEvent, LinkUp
-from pysstp.ppp import session as ppp
+from pysstp.link import (
+    AuthenticationFailed,
+    CallEvent,
+    ClientConfig,
+    Ipv4Up,
+    Ipv6Up,
+    LinkDown,
+    LinkUp,
+    Phase,
+    PhaseChanged,
+)
 
 log = logging.getLogger("pysstp.client")
 
@@ -54,14 +63,14 @@ class _Call:
     started: float
     up: asyncio.Future[LinkUp]
     down: asyncio.Future[LinkDown]
-    auth_failure: ppp.AuthenticationFailed | None = None
-    phase: ppp.Phase = ppp.Phase.DEAD
+    auth_failure: AuthenticationFailed | None = None
+    phase: Phase = Phase.DEAD
     connection: ClientConnection | None = None
     steps: list[str] = field(default_factory=list)
-    networks: list[ppp.Ipv4Up | ppp.Ipv6Up] = field(default_factory=list)
+    networks: list[Ipv4Up | Ipv6Up] = field(default_factory=list)
     """IPCP/IPv6CP openings of this call, in order; once the tunnel is applied, each also goes to it."""
     applied: bool = False
-    ipv4: asyncio.Future[ppp.Ipv4Up] | None = None
+    ipv4: asyncio.Future[Ipv4Up] | None = None
     """Set while waiting for IPCP after IPv6CP opened first."""
 
 
@@ -209,7 +218,7 @@ class ClientApp:
         task.cancel()
         return None
 
-    def _on_event(self, call: _Call, event: LinkEvent) -> None:
+    def _on_event(self, call: _Call, event: CallEvent) -> None:
         if isinstance(event, LinkUp):
             if not call.up.done():
                 call.up.set_result(event)
@@ -218,16 +227,16 @@ class ClientApp:
             if not call.down.done():
                 call.down.set_result(event)
             return
-        if isinstance(event, ppp.Ipv4Up | ppp.Ipv6Up):
+        if isinstance(event, Ipv4Up | Ipv6Up):
             # Either protocol may open first (LinkUp comes with the first), the other one later.
             call.networks.append(event)
-            if isinstance(event, ppp.Ipv4Up) and call.ipv4 is not None and not call.ipv4.done():
+            if isinstance(event, Ipv4Up) and call.ipv4 is not None and not call.ipv4.done():
                 call.ipv4.set_result(event)
             if call.applied:
                 self.tunnel.network_up(event)
-        if isinstance(event, ppp.AuthenticationFailed):
+        if isinstance(event, AuthenticationFailed):
             call.auth_failure = event
-        elif isinstance(event, ppp.PhaseChanged) and event.phase not in (ppp.Phase.TERMINATE, ppp.Phase.DEAD):
+        elif isinstance(event, PhaseChanged) and event.phase not in (Phase.TERMINATE, Phase.DEAD):
             # The phase reached on the way up; the way down passes Terminate and Dead.
             call.phase = event.phase
         step = describe(event)
@@ -241,9 +250,9 @@ class ClientApp:
 
     async def _until(
         self,
-        *futures: asyncio.Future[LinkUp] | asyncio.Future[LinkDown] | asyncio.Future[ppp.Ipv4Up],
+        *futures: asyncio.Future[LinkUp] | asyncio.Future[LinkDown] | asyncio.Future[Ipv4Up],
         timeout: float | None = None,
-    ) -> LinkUp | LinkDown | ppp.Ipv4Up | None:
+    ) -> LinkUp | LinkDown | Ipv4Up | None:
         """The first of ``futures`` to finish, or ``None`` when stopped or after ``timeout``."""
         stop = asyncio.ensure_future(self.stop.wait())
         try:
@@ -258,12 +267,12 @@ class ClientApp:
     async def _with_ipv4(self, call: _Call, up: LinkUp) -> LinkUp:
         """IPv6CP opened first: wait up to :data:`IPV4_WAIT` for IPCP, so the routes, ``--dns`` and the
         summary have IPv4 too (a server without IPv4 leaves ``up`` as it is)."""
-        ipv4 = next((network for network in call.networks if isinstance(network, ppp.Ipv4Up)), None)
+        ipv4 = next((network for network in call.networks if isinstance(network, Ipv4Up)), None)
         if ipv4 is None:
             loop = asyncio.get_running_loop()
             call.ipv4 = loop.create_future()
             found = await self._until(call.ipv4, call.down, timeout=IPV4_WAIT)
-            if not isinstance(found, ppp.Ipv4Up):
+            if not isinstance(found, Ipv4Up):
                 return up
             ipv4 = found
         return dataclasses.replace(
@@ -273,7 +282,7 @@ class ClientApp:
     async def _ipv6_address(self, call: _Call) -> IPv6Address | None:
         """The IPv6 address for the summary: once IPv6CP is up, wait up to :data:`IPV6_WAIT` for the
         kernel to form the global one from the router advertisement (the link-local one otherwise)."""
-        if not any(isinstance(network, ppp.Ipv6Up) for network in call.networks):
+        if not any(isinstance(network, Ipv6Up) for network in call.networks):
             return None
         deadline = asyncio.get_running_loop().time() + IPV6_WAIT
         while (address := self.tunnel.ipv6_address()) is not None and address.is_link_local:

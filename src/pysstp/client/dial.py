@@ -24,8 +24,7 @@ from pysstp.client.tls import (
 )
 from pysstp.connection import Deliver, LinkConnection
 from pysstp.errors import PysstpError
-from pysstp.link import ClientConfig, ClientLink, LinkEvent
-from pysstp.sstp.machine import SstpState
+from pysstp.link import CallEvent, ClientConfig, ClientLink
 
 Progress = Callable[[str, str], None]
 """Called as each step of the dial completes: (layer, what happened), e.g. ("TCP", "connected to ...")."""
@@ -54,7 +53,7 @@ class ClientConnection(LinkConnection):
         link: ClientLink,
         *,
         deliver: Deliver,
-        on_event: Callable[[LinkConnection, LinkEvent], None],
+        on_event: Callable[[LinkConnection, CallEvent], None],
         tls: TlsSettings | None = None,
         tls_name: str = "",
         on_backpressure: Callable[[bool], None] | None = None,
@@ -80,18 +79,18 @@ class ClientConnection(LinkConnection):
                 return
         if self.certificate:
             self.link.set_server_certificate(self.certificate)
-        self.link.start(now)
+        super().started(now)
 
     def describe_loss(self, exc: Exception | None) -> str:
         """With TLS 1.3 the server judges our client certificate after our side of the handshake is done:
         its refusal arrives as the first thing read."""
         refusal = client_certificate_refusal(exc, self.tls)
-        if refusal is None and self.link.sstp.state is SstpState.CLIENT_CALL_DISCONNECTED:
+        if refusal is None and not self.link.http_done:
             refusal = silent_refusal(self.tls)
         return f"TLS: the server {refusal}" if refusal else super().describe_loss(exc)
 
     def pause_writing(self) -> None:
-        """TLS is backed up: the owner of the TUN stops reading it (see the design guide's data path)."""
+        """TLS is backed up: the owner of the TUN stops reading it (docs/architecture.md, the data path)."""
         super().pause_writing()
         if self.on_backpressure is not None:
             self.on_backpressure(True)
@@ -119,7 +118,7 @@ async def dial(
     ssl_context: ssl.SSLContext,
     *,
     deliver: Deliver,
-    on_event: Callable[[LinkConnection, LinkEvent], None],
+    on_event: Callable[[LinkConnection, CallEvent], None],
     server_hostname: str | None = None,
     tls: TlsSettings | None = None,
     proxy: ProxySettings | None = None,

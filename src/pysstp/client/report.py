@@ -9,10 +9,9 @@ import logging
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkEvent, LinkUp
-from pysstp.ppp import session as ppp
+from pysstp import link
+from pysstp.link import ABORTED_AFTER_BINDING, CallEvent, LinkDown, LinkUp
 from pysstp.ppp.constants import AuthMethod
-from pysstp.sstp import events as sstp_events
 from pysstp.sstp.constants import HashProtocol
 
 METHOD_NAMES = {
@@ -55,43 +54,43 @@ def hash_name(protocol: HashProtocol | None) -> str:
     return HASH_NAMES.get(protocol, str(protocol)) if protocol is not None else "no"
 
 
-def describe(event: LinkEvent) -> Step | None:
+def describe(event: CallEvent) -> Step | None:
     """The progress line for an event, or ``None`` for events the app handles itself (up, down)."""
-    if isinstance(event, sstp_events.HttpResponseReceived):
+    if isinstance(event, link.HttpResponseReceived):
         return Step(
             "HTTP", f"server accepted the SSTP request ({event.response.status} {event.response.reason})"
         )
-    if isinstance(event, sstp_events.CallConnectAcked):
+    if isinstance(event, link.CallConnectAcked):
         return Step("SSTP", f"call accepted; crypto binding will use {hash_name(event.hash_protocol)}")
-    if isinstance(event, ppp.LcpOpened):
+    if isinstance(event, link.LcpOpened):
         return Step(
             "LCP",
             f"link open: authentication {method_name(event.auth_method)}, MRU ours {event.our_mru}, "
             f"server's {event.peer_mru}",
         )
-    if isinstance(event, ppp.Authenticated):
+    if isinstance(event, link.Authenticated):
         return Step("auth", f"{method_name(event.method)}: authenticated as {event.user}")
-    if isinstance(event, ppp.AuthenticationFailed):
+    if isinstance(event, link.AuthenticationFailed):
         return Step("auth", auth_failure(event), logging.WARNING)
-    if isinstance(event, sstp_events.CallConnectedSent):
+    if isinstance(event, link.CallConnectedSent):
         return Step("binding", f"{hash_name(event.hash_protocol)} crypto binding sent (CALL_CONNECTED)")
-    if isinstance(event, ppp.Ipv4Up):
+    if isinstance(event, link.Ipv4Up):
         dns = ", ".join(map(str, event.dns_servers)) or "none"
         return Step("IPCP", f"address {event.local_address}, server {event.peer_address}, DNS {dns}")
-    if isinstance(event, ppp.Ipv6Up):
+    if isinstance(event, link.Ipv6Up):
         return Step("IPv6CP", f"interface id {event.local_interface_id.hex(':')}")
-    if isinstance(event, ppp.NetworkProtocolDown):
+    if isinstance(event, link.NetworkProtocolDown):
         return Step("NCP", f"{event.protocol.name} down: {event.reason}", logging.WARNING)
-    if isinstance(event, ppp.PhaseChanged):
+    if isinstance(event, link.PhaseChanged):
         return Step("PPP", f"phase {event.phase.value}", logging.DEBUG)
-    if isinstance(event, sstp_events.PeerAborted | sstp_events.PeerDisconnecting):
+    if isinstance(event, link.PeerAborted | link.PeerDisconnecting):
         status = event.status.status if event.status is not None else None
-        kind = "aborted" if isinstance(event, sstp_events.PeerAborted) else "disconnected"
+        kind = "aborted" if isinstance(event, link.PeerAborted) else "disconnected"
         return Step("SSTP", f"server {kind} the call (status {status})", logging.DEBUG)
     return None
 
 
-def auth_failure(event: ppp.AuthenticationFailed) -> str:
+def auth_failure(event: link.AuthenticationFailed) -> str:
     """E.g. 'authentication failed (E=691): wrong user name or password'."""
     code = f" (E={event.error_code})" if event.error_code is not None else ""
     meaning = MSCHAP_ERRORS.get(event.error_code or 0)
@@ -105,7 +104,7 @@ def auth_failure(event: ppp.AuthenticationFailed) -> str:
 
 
 def setup_failure(
-    down: LinkDown, auth: ppp.AuthenticationFailed | None, phase: ppp.Phase, forced_auth: bool
+    down: LinkDown, auth: link.AuthenticationFailed | None, phase: link.Phase, forced_auth: bool
 ) -> str:
     """Why a call ended before it came up (``phase``: the last PPP phase it reached), naming the layer."""
     if auth is not None:
@@ -121,7 +120,7 @@ def setup_failure(
         )
     if "crypto binding" in reason:
         return f"SSTP: {reason}: a TLS-intercepting proxy between here and the server breaks SSTP"
-    if phase is ppp.Phase.ESTABLISH and forced_auth:
+    if phase is link.Phase.ESTABLISH and forced_auth:
         return (
             f"PPP: the server ended the call during LCP negotiation ({reason}); "
             "it probably does not offer the method chosen with --auth"

@@ -27,12 +27,11 @@ from pysstp.client.live import Counters
 from pysstp.client.settings import ClientSettings
 from pysstp.connection import LinkConnection
 from pysstp.errors import SystemSetupError
-from pysstp.link import LinkUp
+from pysstp.link import Ipv4Up, Ipv6Up, LinkUp
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import list_addresses, route_to, set_link
 from pysstp.net.tun import TunDevice
 from pysstp.ppp.ipv6cp import link_local_address
-from pysstp.ppp.session import Ipv4Up, Ipv6Up
 
 log = logging.getLogger("pysstp.client")
 

@@ -141,14 +141,14 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
             )
         app = SstpServerApp(
             ssl_context=context,
-            link_config=link_config(settings, certificate_der, users),
+            link_config=link_config(settings, certificate_der),
+            credentials=users,
             users=users.entry,
             pool=pool,
             tun=tun,
             dns=settings.pool.dns,
             server_address=settings.pool.server_address,
             limits=limits(settings),
-            handshake_timeout=settings.limits.handshake_timeout,
             idle_timeout=settings.limits.idle_timeout,
             backoff=tune_backoff(Backoff(), settings),
             kernel_routes=TunRoutes(tun.name),
@@ -182,12 +182,10 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
         changes.undo()
 
 
-def link_config(settings: ServerSettings, certificate_der: bytes, users: UserDatabase) -> ServerConfig:
+def link_config(settings: ServerSettings, certificate_der: bytes) -> ServerConfig:
     """What every new call's link is configured with (at start, and again after each reload)."""
     return ServerConfig(
         certificate_der=certificate_der,
-        credentials=users,
-        network_for_user=lambda user: "unused: the app assigns addresses",
         auth_methods=settings.auth_methods,
         hash_protocols=settings.tls.hash_protocols,
         mru=settings.mru,
@@ -196,6 +194,7 @@ def link_config(settings: ServerSettings, certificate_der: bytes, users: UserDat
         ipv6_interface_id=SERVER_INTERFACE_ID,
         hello_interval=settings.keepalive,
         negotiation_timeout=settings.limits.negotiation_timeout,
+        handshake_timeout=settings.limits.handshake_timeout,
         http_date=lambda: email.utils.formatdate(usegmt=True),
         not_sstp_response=not_sstp_response(settings),
         eap_tls=load_eap_tls(settings),
@@ -284,7 +283,7 @@ class Reloader:
             problems.append(str(exc))
         if tls is not None:
             try:
-                config = link_config(settings, tls[1], self.users)
+                config = link_config(settings, tls[1])
             except ConfigError as exc:
                 problems.append(str(exc))
         if users is None or tls is None or config is None:
@@ -299,7 +298,6 @@ class Reloader:
             link_config=config,
             dns=settings.pool.dns,
             limits=limits(settings),
-            handshake_timeout=settings.limits.handshake_timeout,
             idle_timeout=settings.limits.idle_timeout,
             require_client_certificate=settings.tls.verify_client_certificate == "require",
         )

@@ -1,7 +1,8 @@
 """The TUN device: IP packets in and out of the kernel through one file descriptor.
 
-``read_batch`` and ``write_batch`` are the data path (about 1.5-2 µs of kernel work per packet, see
-shared/reference/perf-baseline.md §4b), so they stay short: no per-packet checks beyond the syscall.
+``read_batch`` and ``write_batch`` are the data path (about 1.3-2.2 µs per packet, nearly all of it kernel
+work: docs/benchmarks-notes.md, "Per-packet costs"), so they stay short: no per-packet checks beyond the
+syscall.
 """
 
 import errno

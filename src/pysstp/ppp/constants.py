@@ -225,6 +225,16 @@ HLAK_SIZE = 32
 """Bytes of the SSTP Higher-Layer Authentication Key (MS-SSTP §3.2.5.2)."""
 
 
+class Phase(enum.Enum):
+    """PPP link phases (RFC 1661 §3.2)."""
+
+    DEAD = "dead"
+    ESTABLISH = "establish"
+    AUTHENTICATE = "authenticate"
+    NETWORK = "network"
+    TERMINATE = "terminate"
+
+
 class Role(enum.Enum):
     """Which end of the call this PPP stack is: the client dials and is authenticated by the server."""
 

@@ -14,7 +14,7 @@ Sans-I/O: the caller passes ``now`` into every method, drains :meth:`OptionFsm.t
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -30,57 +30,16 @@ from pysstp.ppp.constants import (
     Protocol,
     Timer,
 )
+from pysstp.ppp.events import (
+    CodeRejected,
+    LayerDown,
+    LayerFinished,
+    LayerStarted,
+    LayerUp,
+    PppEvent,
+)
 from pysstp.ppp.packet import ControlPacket, Option, decode_options, encode_options
-
-# ------------------------------------------------------------------------------------------------ events
-
-
-@dataclass(frozen=True, slots=True)
-class PppEvent:
-    """Base of every event a PPP machine reports."""
-
-
-@dataclass(frozen=True, slots=True)
-class LayerUp(PppEvent):
-    """This-Layer-Up: the protocol reached Opened; its negotiated results are valid."""
-
-    protocol: int
-
-
-@dataclass(frozen=True, slots=True)
-class LayerDown(PppEvent):
-    """This-Layer-Down: the protocol left Opened (renegotiation, termination, lower layer down)."""
-
-    protocol: int
-
-
-@dataclass(frozen=True, slots=True)
-class LayerStarted(PppEvent):
-    """This-Layer-Started: the automaton needs its lower layer; bring it up and call ``up()``."""
-
-    protocol: int
-
-
-@dataclass(frozen=True, slots=True)
-class LayerFinished(PppEvent):
-    """This-Layer-Finished: the automaton no longer needs its lower layer; ``reason`` says why.
-
-    ``error`` is False when the layer ended in order (our Close, the peer's Terminate-Request) and True when
-    negotiation failed (no answer, nothing acceptable, a catastrophic Code-Reject or Protocol-Reject).
-    """
-
-    protocol: int
-    reason: str
-    error: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CodeRejected(PppEvent):
-    """The peer Code-Rejected a code the automaton can live without (RXJ+), e.g. LCP Echo-Request."""
-
-    protocol: int
-    code: int
-
+from pysstp.randomness import RandomBytes
 
 # ------------------------------------------------------------------------------------- the RFC 1661 table
 
@@ -174,8 +133,8 @@ _RFC1661_TABLE: dict[AutomatonEvent, tuple[str, ...]] = {
     _E.RXJ_MINUS: ("-", "-", "tlf/2", "tlf/3", "tlf/2", "tlf/3",
                    "tlf/3", "tlf/3", "tlf/3", "tld,irc,str/5"),
     # Deviation: the RFC answers Echo-Request only in Opened ("6", "7", "8" in the negotiating states).
-    # SoftEther sends an Echo-Request together with its first Configure-Request and the reference probe
-    # answered it (interop-peers §1.9); answering while negotiating costs nothing and shows we are alive.
+    # SoftEther sends an Echo-Request together with its first Configure-Request (docs/interop.md, quirks);
+    # answering while negotiating costs nothing and shows we are alive.
     _E.RXR: ("-", "-", "2", "3", "4", "5",
              "ser/6", "ser/7", "ser/8", "ser/9"),
 }  # fmt: skip
@@ -249,10 +208,6 @@ def configure_reply(
     if naked:
         return Code.CONFIGURE_NAK, naked
     return Code.CONFIGURE_ACK, options
-
-
-RandomBytes = Callable[[int], bytes]
-"""Source of randomness injected into the machines (``os.urandom`` by default)."""
 
 
 def random_nonzero(random_bytes: RandomBytes, size: int, avoid: Collection[bytes] = ()) -> bytes:

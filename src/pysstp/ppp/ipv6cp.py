@@ -12,8 +12,9 @@ from ipaddress import IPv6Address
 from typing import Unpack
 
 from pysstp.ppp.constants import INTERFACE_IDENTIFIER_SIZE, Ipv6cpOption, Protocol
-from pysstp.ppp.fsm import FsmLimits, OptionFsm, RandomBytes, configure_reply, random_nonzero
+from pysstp.ppp.fsm import FsmLimits, OptionFsm, configure_reply, random_nonzero
 from pysstp.ppp.packet import Option
+from pysstp.randomness import RandomBytes
 
 LINK_LOCAL_PREFIX = IPv6Address("fe80::").packed[:INTERFACE_IDENTIFIER_SIZE]
 """fe80::/64: the upper half of every link-local address (RFC 4291 §2.5.6)."""

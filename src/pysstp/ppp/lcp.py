@@ -1,6 +1,6 @@
 """LCP (RFC 1661, RFC 1570): MRU, Authentication-Protocol and Magic-Number on top of :class:`OptionFsm`.
 
-Policy, chosen to work with every SSTP peer in the reference (sstp-protocol.md §8, interop-peers.md §1):
+Policy, chosen to work with every SSTP peer of docs/interop.md:
 
 * We ask for MRU, Authentication-Protocol (server only) and Magic-Number. A peer that rejects MRU or
   Magic-Number (SoftEther, Open-SSTP-Client reject the magic) gets requests without them; a rejected magic
@@ -41,52 +41,27 @@ from pysstp.ppp.constants import (
     Protocol,
     Role,
 )
+from pysstp.ppp.events import (
+    EchoReplyReceived,
+    IdentificationReceived,
+    ProtocolRejected,
+    TimeRemainingReceived,
+)
 from pysstp.ppp.fsm import (
     AutomatonEvent,
     FsmLimits,
     FsmState,
     NegotiationFailed,
     OptionFsm,
-    PppEvent,
-    RandomBytes,
     configure_reply,
     printable_text,
     random_nonzero,
 )
 from pysstp.ppp.packet import ControlPacket, Option
+from pysstp.randomness import RandomBytes
 
 _MRU_SIZE = 2
 _SECONDS_SIZE = 4
-
-
-@dataclass(frozen=True, slots=True)
-class EchoReplyReceived(PppEvent):
-    """The peer answered an LCP Echo-Request (in Opened)."""
-
-    identifier: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolRejected(PppEvent):
-    """The peer Protocol-Rejected ``protocol``: stop sending it (RFC 1661 §5.7)."""
-
-    protocol: int
-
-
-@dataclass(frozen=True, slots=True)
-class IdentificationReceived(PppEvent):
-    """LCP Identification (RFC 1570 §2.1); Windows sends e.g. ``MSRASV5.20``."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class TimeRemainingReceived(PppEvent):
-    """LCP Time-Remaining (RFC 1570 §2.2): the peer will end the link after ``seconds``."""
-
-    seconds: int
-    text: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ It handles PPP *control* traffic only; IP packets go through the link's data pat
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,36 +18,40 @@ from pysstp.ppp.auth.base import (
     ALL_EAP_METHODS,
     EAP_METHODS,
     Authenticator,
-    AuthFailed,
     AuthPeer,
-    AuthSucceeded,
     CredentialStore,
     make_authenticator,
     make_peer,
 )
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
 from pysstp.ppp.auth.keys import ZERO_HLAK
-from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Protocol, Role
+from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Phase, Protocol, Role
+from pysstp.ppp.events import (
+    Authenticated,
+    AuthEvent,
+    EchoReplyReceived,
+    Ipv4Up,
+    Ipv6Up,
+    LayerDown,
+    LayerFinished,
+    LayerUp,
+    LcpOpened,
+    NetworkProtocolDown,
+    PhaseChanged,
+    PppEvent,
+    ProtocolRejected,
+    SessionDown,
+    SessionEvent,
+)
 from pysstp.ppp.frame import decode_frame
 from pysstp.ppp.ipcp import Ipcp, IpcpConfig
 from pysstp.ppp.ipv6cp import Ipv6cp
-from pysstp.ppp.lcp import EchoReplyReceived, Lcp, LcpConfig, ProtocolRejected
-
-RandomBytes = Callable[[int], bytes]
+from pysstp.ppp.lcp import Lcp, LcpConfig
+from pysstp.randomness import RandomBytes
 
 AUTH_PROTOCOLS = frozenset({Protocol.PAP, Protocol.CHAP, Protocol.EAP})
 DEFAULT_SERVER_AUTH = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2)
 DEFAULT_CLIENT_AUTH = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2, AuthMethod.PAP, AuthMethod.CHAP_MD5)
-
-
-class Phase(enum.Enum):
-    """PPP link phases (RFC 1661 §3.2)."""
-
-    DEAD = "dead"
-    ESTABLISH = "establish"
-    AUTHENTICATE = "authenticate"
-    NETWORK = "network"
-    TERMINATE = "terminate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,89 +100,6 @@ class PppConfig:
     def eap_methods(self) -> tuple[AuthMethod, ...]:
         """The EAP methods among the configured ones, in order: what runs inside EAP."""
         return tuple(m for m in self.effective_auth_methods() if m in ALL_EAP_METHODS) or EAP_METHODS
-
-
-# Events -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PhaseChanged:
-    """The session entered another phase."""
-
-    phase: Phase
-
-
-@dataclass(frozen=True, slots=True)
-class LcpOpened:
-    """LCP is up; ``auth_method`` is what the server will use (``None`` for none)."""
-
-    auth_method: AuthMethod | None
-    our_mru: int
-    peer_mru: int
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    """The client is authenticated; ``hlak`` feeds the SSTP crypto binding."""
-
-    user: str
-    method: AuthMethod | None
-    hlak: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class AuthenticationFailed:
-    """Authentication failed; the session is terminating."""
-
-    user: str | None
-    method: AuthMethod
-    reason: str
-    error_code: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Ipv4Up:
-    """IPCP is open."""
-
-    local_address: IPv4Address
-    peer_address: IPv4Address
-    dns_servers: tuple[IPv4Address, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Ipv6Up:
-    """IPv6CP is open; interface identifiers give the link-local addresses."""
-
-    local_interface_id: bytes
-    peer_interface_id: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkProtocolDown:
-    """IPCP or IPv6CP went down or could not be negotiated."""
-
-    protocol: Protocol
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionDown:
-    """The PPP session is over; ``error`` is False for an orderly close."""
-
-    reason: str
-    error: bool
-
-
-SessionEvent = (
-    PhaseChanged
-    | LcpOpened
-    | Authenticated
-    | AuthenticationFailed
-    | Ipv4Up
-    | Ipv6Up
-    | NetworkProtocolDown
-    | SessionDown
-)
 
 
 class PppSession:
@@ -370,13 +290,13 @@ class PppSession:
                         progressed = True
                         self._on_ncp_event(ncp, ncp_event, now)
 
-    def _on_lcp_event(self, event: object, now: float) -> None:
-        if isinstance(event, fsm.LayerUp):
+    def _on_lcp_event(self, event: PppEvent, now: float) -> None:
+        if isinstance(event, LayerUp):
             self._events.append(LcpOpened(self.lcp.auth_method, self.lcp.our_mru, self.lcp.peer_mru))
             self._start_auth(now)
             if self.config.lcp_echo_interval is not None:
                 self._echo_due = now + self.config.lcp_echo_interval
-        elif isinstance(event, fsm.LayerDown):
+        elif isinstance(event, LayerDown):
             if self.lcp.state in (fsm.FsmState.STOPPING, fsm.FsmState.CLOSING):
                 # The link is ending (the peer's Terminate-Request says why): remember it now, because
                 # the SSTP disconnect that follows may end the call before LCP finishes.
@@ -385,7 +305,7 @@ class PppSession:
             for ncp in (self.ipcp, self.ipv6cp):
                 if ncp is not None:
                     ncp.down(now)
-        elif isinstance(event, fsm.LayerFinished):
+        elif isinstance(event, LayerFinished):
             self._finish(self.down_reason or event.reason, error=event.error or self._failure is not None)
         elif isinstance(event, ProtocolRejected):
             self._on_protocol_rejected(event.protocol, now)
@@ -398,7 +318,7 @@ class PppSession:
             if self.config.role is Role.SERVER:
                 self._fail("no authentication method was agreed", now)
                 return
-            self._authenticated(self.config.username, None, ZERO_HLAK, now)
+            self._authenticated(Authenticated(self.config.username, None, ZERO_HLAK), now)
             return
         self._set_phase(Phase.AUTHENTICATE)
         if self.config.role is Role.SERVER:
@@ -422,21 +342,19 @@ class PppSession:
             )
         self.auth.start(now)
 
-    def _on_auth_event(self, event: AuthSucceeded | AuthFailed, now: float) -> None:
-        if isinstance(event, AuthSucceeded):
+    def _on_auth_event(self, event: AuthEvent, now: float) -> None:
+        if isinstance(event, Authenticated):
             if self.phase is Phase.AUTHENTICATE:
-                self._authenticated(event.user, event.method, event.hlak, now)
+                self._authenticated(event, now)
         else:
-            self._events.append(
-                AuthenticationFailed(event.user, event.method, event.reason, event.error_code)
-            )
+            self._events.append(event)
             self._fail(f"authentication failed: {event.reason}", now)
 
-    def _authenticated(self, user: str, method: AuthMethod | None, hlak: bytes, now: float) -> None:
-        self.user = user
-        self.auth_method = method
-        self.hlak = hlak
-        self._events.append(Authenticated(user, method, hlak))
+    def _authenticated(self, event: Authenticated, now: float) -> None:
+        user = self.user = event.user
+        self.auth_method = event.method
+        self.hlak = event.hlak
+        self._events.append(event)
         self._set_phase(Phase.NETWORK)
         if self.config.role is Role.SERVER:
             if self.config.network_for_user is None:
@@ -461,14 +379,14 @@ class PppSession:
             self.ipv6cp.up(now)
             self.ipv6cp.open(now)
 
-    def _on_ncp_event(self, ncp: Ipcp | Ipv6cp, event: object, now: float) -> None:
+    def _on_ncp_event(self, ncp: Ipcp | Ipv6cp, event: PppEvent, now: float) -> None:
         protocol = Protocol.IPCP if ncp is self.ipcp else Protocol.IPV6CP
-        if isinstance(event, fsm.LayerUp):
+        if isinstance(event, LayerUp):
             if isinstance(ncp, Ipcp):
                 self._events.append(Ipv4Up(ncp.local_address, ncp.peer_address, ncp.dns_servers))
             else:
                 self._events.append(Ipv6Up(ncp.local_iid, ncp.peer_iid))
-        elif isinstance(event, fsm.LayerFinished) and self.phase is Phase.NETWORK:
+        elif isinstance(event, LayerFinished) and self.phase is Phase.NETWORK:
             self._events.append(NetworkProtocolDown(protocol, event.reason))
             self._drop_ncp(ncp)
             if self.ipcp is None and self.ipv6cp is None:

@@ -9,7 +9,6 @@ per TLS read and are written to the TUN after checking that their source address
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import logging
 import ssl
@@ -24,16 +23,25 @@ from typing import Protocol
 from pysstp.aaa.userdb import UserEntry
 from pysstp.connection import LinkConnection
 from pysstp.errors import PysstpError
-from pysstp.link import LinkDown, LinkEvent, LinkUp, ServerConfig, ServerLink
+from pysstp.link import (
+    Authenticated,
+    AuthenticationFailed,
+    CallEvent,
+    CredentialStore,
+    Ipv6Up,
+    LinkDown,
+    LinkUp,
+    ServerConfig,
+    ServerLink,
+    ServerNetwork,
+)
 from pysstp.ppp.auth.base import name_candidates
 from pysstp.ppp.constants import DEFAULT_MRU
 from pysstp.ppp.ipv6cp import link_local_address
-from pysstp.ppp.session import Authenticated, AuthenticationFailed, Ipv6Up, ServerNetwork
 from pysstp.server import ipv6
 from pysstp.server.backoff import Backoff
 from pysstp.server.listener import TlsListener
 from pysstp.sstp.http import error_response
-from pysstp.sstp.machine import SstpState
 
 log = logging.getLogger("pysstp.server")
 
@@ -132,7 +140,7 @@ class ServerConnection(LinkConnection):
                 self.source,
             )
             assert isinstance(transport, asyncio.Transport)
-            transport.set_protocol(RefusedCall(transport, self.server.handshake_timeout))
+            transport.set_protocol(RefusedCall(transport, self.server.link_config.handshake_timeout))
             self.closed = True
             return
         refusal = self.server.admit(self)
@@ -154,25 +162,12 @@ class ServerConnection(LinkConnection):
                 return
         super().connection_made(transport)
 
-    def started(self, now: float) -> None:
-        """The negotiation timer runs from accept: a silent client cannot hold a slot; and the HTTP
-        request must come within the handshake timeout, so a half-open scanner is gone quickly."""
-        self.link.sstp.start(now)
-        asyncio.get_running_loop().call_at(now + self.server.handshake_timeout, self._check_http)
-
-    def _check_http(self) -> None:
-        if not self.closed and self.link.sstp.state is SstpState.SERVER_CALL_DISCONNECTED:
-            log.warning(
-                "%s: no SSTP request within %.0f s; closing", self.peer, self.server.handshake_timeout
-            )
-            self._abort_transport()
-
     def connection_lost(self, exc: Exception | None) -> None:
         """Whatever ended the call, its address and routes go back."""
         super().connection_lost(exc)
         self.server.forget(self)
 
-    def answer_delay(self, events: list[LinkEvent]) -> float:
+    def answer_delay(self, events: list[CallEvent]) -> float:
         """The answer to a login leaves after the back-off delay that the failures so far earned, success
         or failure alike, so its timing tells a guesser nothing."""
         for event in events:
@@ -215,13 +210,13 @@ class SstpServerApp:
         *,
         ssl_context: ssl.SSLContext,
         link_config: ServerConfig,
+        credentials: CredentialStore,
         users: Callable[[str], UserEntry | None] | None = None,
         pool: Pool,
         tun: Tun,
         dns: tuple[IPv4Address, ...] = (),
         server_address: IPv4Address,
         limits: Limits | None = None,
-        handshake_timeout: float = 10.0,
         idle_timeout: float = 0.0,
         backoff: Backoff | None = None,
         kernel_routes: KernelRoutes | None = None,
@@ -234,13 +229,13 @@ class SstpServerApp:
         """Refuse calls without a TLS client certificate. The context only requests one (CERT_OPTIONAL), so
         a missing certificate is refused here, after the handshake, with the session's own log line."""
         self.link_config = link_config
+        self._credentials = credentials
         self.users = users
         self.pool = pool
         self.tun = tun
         self.dns = dns
         self.server_address = server_address
         self.limits = limits or Limits()
-        self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self._idle_timer: asyncio.TimerHandle | None = None
         self.backoff = backoff or Backoff()
@@ -256,7 +251,8 @@ class SstpServerApp:
         self.by_address: dict[bytes, ServerConnection] = {}
         self.by_network: list[tuple[IPv4Network | IPv6Network, ServerConnection]] = []
         self._recent: dict[str, deque[float]] = defaultdict(deque)
-        self.listener = TlsListener(self._new_connection, ssl_context, handshake_timeout)
+        # The TLS handshake gets as long as the HTTP request that follows it.
+        self.listener = TlsListener(self._new_connection, ssl_context, link_config.handshake_timeout)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tun_drops = 0
         self.spoofed = 0
@@ -302,14 +298,13 @@ class SstpServerApp:
         link_config: ServerConfig,
         dns: tuple[IPv4Address, ...],
         limits: Limits,
-        handshake_timeout: float,
         idle_timeout: float,
         require_client_certificate: bool,
     ) -> None:
         """Apply a reloaded configuration (SIGHUP). TLS, the link settings and DNS hold for calls accepted
         from now on, limits and timeouts at once; established calls keep what they negotiated."""
         self.ssl_context = self.listener.ssl_context = ssl_context
-        self.handshake_timeout = self.listener.handshake_timeout = handshake_timeout
+        self.listener.handshake_timeout = link_config.handshake_timeout
         self.link_config = link_config
         self.dns = dns
         self.limits = limits
@@ -338,7 +333,7 @@ class SstpServerApp:
         def network_for_user(user: str) -> ServerNetwork | str:
             return self._assign(connection, user)
 
-        link = ServerLink(dataclasses.replace(self.link_config, network_for_user=network_for_user))
+        link = ServerLink(self.link_config, credentials=self._credentials, network_for_user=network_for_user)
         connection = ServerConnection(self, link)
         return connection
 
@@ -397,7 +392,7 @@ class SstpServerApp:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def on_event(self, connection: LinkConnection, event: LinkEvent) -> None:
+    def on_event(self, connection: LinkConnection, event: CallEvent) -> None:
         """Log what matters and keep the routing table in step with the sessions."""
         assert isinstance(connection, ServerConnection)
         if isinstance(event, LinkUp):

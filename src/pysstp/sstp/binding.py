@@ -1,4 +1,4 @@
-"""Crypto binding ([MS-SSTP] §3.2.5.2, reference §5): certificate hash, CMK, compound MAC, CALL_CONNECTED.
+"""Crypto binding ([MS-SSTP] §3.2.5.2): certificate hash, CMK, compound MAC, CALL_CONNECTED.
 
 The client proves that the PPP authentication (through the HLAK derived from it) and the TLS session
 (through the hash of the certificate it saw) belong together; the server checks every part of it.

@@ -1,4 +1,4 @@
-"""The HTTP exchange that opens an SSTP call ([MS-SSTP] §4.1, reference §2.2-2.4).
+"""The HTTP exchange that opens an SSTP call ([MS-SSTP] §4.1).
 
 One request (``SSTP_DUPLEX_POST``, Content-Length 2^64-1, no body) and one response; after the blank line
 the stream is binary SSTP in both directions, so bytes after the head are handed back as ``leftover``.
@@ -71,7 +71,7 @@ class HttpRequest:
 
 
 def build_request(host: str, correlation_id: str) -> bytes:
-    """The client's request, byte for byte as reference §2.2.
+    """The client's request (tests/test_sstp_http.py holds its exact bytes).
 
     ``correlation_id`` is a GUID; it is wrapped in braces unless it already starts with one.
     """

@@ -1,4 +1,4 @@
-"""Sans-I/O SSTP state machines for both roles ([MS-SSTP] §3.1-3.3, reference §6), HTTP handshake included.
+"""Sans-I/O SSTP state machines for both roles ([MS-SSTP] §3.1-3.3), HTTP handshake included.
 
 Feed TLS plaintext with ``receive_data`` (or whole packets with ``receive_packet``), the time with
 ``handle_timer``; drain ``data_to_send()`` and ``take_events()``; call ``handle_timer`` again at
@@ -20,6 +20,7 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 from pysstp.errors import DelineationError
+from pysstp.randomness import RandomBytes
 from pysstp.sstp.binding import (
     BindingFailure,
     CryptoBindingError,
@@ -157,7 +158,7 @@ class _SstpMachine:
     _CONNECTED_STATE: ClassVar[SstpState]
     _TRANSITIONS: ClassVar[Mapping[SstpState, Mapping[type[ControlMessage], _Handler]]]
 
-    def __init__(self, *, hello_interval: float, random_bytes: Callable[[int], bytes]) -> None:
+    def __init__(self, *, hello_interval: float, random_bytes: RandomBytes) -> None:
         if hello_interval <= 0:
             raise ValueError("hello_interval must be positive")
         self.state = self._INITIAL_STATE
@@ -463,7 +464,7 @@ class SstpClient(_SstpMachine):
         correlation_id: str | None = None,
         hash_protocols: HashProtocol = _ALL_HASHES,
         hello_interval: float = Timer.HELLO,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: RandomBytes = os.urandom,
     ) -> None:
         super().__init__(hello_interval=hello_interval, random_bytes=random_bytes)
         _check_hash_protocols(hash_protocols)
@@ -568,8 +569,9 @@ class SstpClient(_SstpMachine):
 class SstpServer(_SstpMachine):
     """The server role: HTTP request, CALL_CONNECT_ACK, then verification of the client's binding.
 
-    Use: optionally ``start(now)`` at TCP accept (arms the negotiation timer for the HTTP request and
-    CALL_CONNECT_REQUEST, as accel-ppp does); on :class:`CallConnectRequested` start PPP;
+    Use: optionally ``start(now)`` at TLS accept (arms the negotiation timer for the HTTP request and
+    CALL_CONNECT_REQUEST, as accel-ppp does, and the shorter ``handshake_timeout`` for the HTTP request
+    alone, so a half-open scanner is gone quickly); on :class:`CallConnectRequested` start PPP;
     ``set_hlak(hlak, now)`` when PPP authentication finished. ``cert_hashes`` maps every offered hash
     protocol to the digest of the certificate the client sees. Until the binding is verified, received
     PPP data frames (non-control protocols) are dropped and counted in ``dropped_received_frames``.
@@ -586,7 +588,8 @@ class SstpServer(_SstpMachine):
         hash_protocols: HashProtocol = _ALL_HASHES,
         hello_interval: float = Timer.HELLO,
         negotiation_timeout: float = Timer.NEGOTIATION,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        handshake_timeout: float | None = None,
+        random_bytes: RandomBytes = os.urandom,
         http_date: Callable[[], str] | None = None,
         not_sstp_response: bytes | None = None,
     ) -> None:
@@ -600,6 +603,9 @@ class SstpServer(_SstpMachine):
         self._cert_hashes = dict(cert_hashes)
         self._hash_protocols = hash_protocols
         self._negotiation_timeout = float(negotiation_timeout)
+        self._handshake_timeout = negotiation_timeout if handshake_timeout is None else handshake_timeout
+        """Seconds from ``start()`` to the whole HTTP request; the spec sets no limit, so ours."""
+        self._negotiation_deadline: float | None = None
         self._http_date = http_date
         self._request_parser = RequestParser()
         self._naks = 0
@@ -610,9 +616,11 @@ class SstpServer(_SstpMachine):
         """The hash protocol of the verified CALL_CONNECTED."""
 
     def start(self, now: float) -> None:
-        """Optional: limit the time until CALL_CONNECT_REQUEST to ``negotiation_timeout`` from now."""
+        """Optional: from now, the HTTP request must come within ``handshake_timeout`` and
+        CALL_CONNECT_REQUEST within ``negotiation_timeout``."""
         if self.state is self._INITIAL_STATE:
-            self._deadline = now + self._negotiation_timeout
+            self._negotiation_deadline = now + self._negotiation_timeout
+            self._deadline = min(self._negotiation_deadline, now + self._handshake_timeout)
 
     def set_hlak(self, hlak: bytes, now: float) -> None:
         """PPP authentication finished with this HLAK (32 zero bytes for PAP/CHAP-MD5).
@@ -641,9 +649,18 @@ class SstpServer(_SstpMachine):
         self._events.append(HttpRequestReceived(request))
         self._outgoing.append(ok_response(self._http_date() if self._http_date is not None else None))
         # the spec sets no timer for CALL_CONNECT_REQUEST; without one a silent client would hold the call
-        deadline = self._deadline if self._deadline is not None else now + self._negotiation_timeout
+        deadline = self._negotiation_deadline
+        if deadline is None:
+            deadline = now + self._negotiation_timeout
         self._enter(SstpState.SERVER_CONNECT_REQUEST_PENDING, deadline)
         return request.leftover
+
+    def _on_state_timeout(self, now: float) -> None:
+        if self.state is self._INITIAL_STATE:
+            wait = min(self._handshake_timeout, self._negotiation_timeout)
+            self._close(f"no SSTP request within {wait:g} s", error=True)
+        else:
+            super()._on_state_timeout(now)
 
     def _nak(self, status: StatusInfo, now: float) -> None:
         self._naks += 1

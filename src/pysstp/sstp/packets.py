@@ -3,7 +3,7 @@
 Encoding is strict (what the spec says, reserved bits zero, one 12-byte Status Info in every ABORT and
 DISCONNECT). Decoding is strict only where the crypto binding and the call set-up depend on exact
 structure (CALL_CONNECT_REQUEST, CALL_CONNECT_ACK, CALL_CONNECTED) and lenient for the status-carrying
-messages, because real peers get those wrong (reference §4.6).
+messages, because real peers get those wrong (docs/interop.md, quirks: SoftEther, accel-ppp, sstpd).
 """
 
 from __future__ import annotations

@@ -1,16 +1,14 @@
 """PPP authentication: PAP, CHAP-MD5, MS-CHAPv2 and EAP (Identity, MD5-Challenge, MS-CHAPv2), both roles.
 
 The session builds machines with :func:`make_authenticator` (server) and :func:`make_peer` (client) and
-waits for one :class:`AuthSucceeded` (with the HLAK for the SSTP crypto binding) or :class:`AuthFailed`.
+waits for one :class:`~pysstp.ppp.events.Authenticated` (with the HLAK for the SSTP crypto binding) or
+:class:`~pysstp.ppp.events.AuthenticationFailed`.
 """
 
 from pysstp.ppp.auth.base import (
     Authenticator,
-    AuthEvent,
-    AuthFailed,
     AuthMachine,
     AuthPeer,
-    AuthSucceeded,
     CredentialStore,
     StaticCredentials,
     lookup_user,
@@ -21,11 +19,8 @@ from pysstp.ppp.auth.keys import ZERO_HLAK
 
 __all__ = [
     "ZERO_HLAK",
-    "AuthEvent",
-    "AuthFailed",
     "AuthMachine",
     "AuthPeer",
-    "AuthSucceeded",
     "Authenticator",
     "CredentialStore",
     "StaticCredentials",

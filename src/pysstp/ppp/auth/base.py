@@ -3,14 +3,15 @@
 Two roles, as in RFC 1994's words: the *authenticator* (our server) demands proof, the *peer* (our client)
 gives it. Both are sans-I/O machines with the same surface as the rest of :mod:`pysstp.ppp`:
 ``start(now)``, ``receive(packet, now)``, ``next_deadline()``, ``handle_timer(now)``, ``take_outgoing()`` and
-``take_events()``. Each emits exactly one :class:`AuthSucceeded` or :class:`AuthFailed` and then stays quiet,
-except for answering a peer's retransmissions the way its RFC asks.
+``take_events()``. Each emits exactly one :class:`~pysstp.ppp.events.Authenticated` or
+:class:`~pysstp.ppp.events.AuthenticationFailed` (the session passes it on as it is) and then stays
+quiet, except for answering a peer's retransmissions the way its RFC asks.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
@@ -18,11 +19,11 @@ from typing import Protocol as TypingProtocol
 from pysstp.errors import AuthError
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.constants import MAX_AUTH_TRANSMITS, AuthMethod, Protocol, Timer
+from pysstp.ppp.events import Authenticated, AuthenticationFailed, AuthEvent
+from pysstp.randomness import RandomBytes
 
 if TYPE_CHECKING:
     from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
-
-RandomBytes = Callable[[int], bytes]
 
 SUCCESS_MESSAGE = "Access granted"
 """Text our authenticators put in Success/Ack messages."""
@@ -107,42 +108,12 @@ def encode_text(text: str) -> bytes:
     return text.encode("utf-8")
 
 
-# -- events -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AuthSucceeded:
-    """Authentication is complete; ``hlak`` is the 32-byte key for the SSTP crypto binding.
-
-    ``user`` is, on a server, the name under which the credential store knew the user; on a client, the
-    name we sent. ``message`` is the text of the Success/Ack packet, if any.
-    """
-
-    user: str
-    method: AuthMethod
-    hlak: bytes
-    message: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class AuthFailed:
-    """Authentication failed; ``reason`` says why in words, ``error_code`` is MS-CHAPv2's E= value."""
-
-    user: str | None
-    method: AuthMethod
-    reason: str
-    error_code: int | None = None
-
-
-AuthEvent = AuthSucceeded | AuthFailed
-
-
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """An authenticator's decision on one answer, and the text of the Success/Failure packet to send.
 
     ``user`` is the matched name on success, else the name as sent; ``reason`` and ``error_code`` are
-    for :class:`AuthFailed`.
+    for :class:`~pysstp.ppp.events.AuthenticationFailed`.
     """
 
     success: bool
@@ -191,7 +162,7 @@ class AuthMachine:
 
     @property
     def finished(self) -> bool:
-        """True once the machine has emitted its :class:`AuthSucceeded` or :class:`AuthFailed`."""
+        """True once the machine has reported its one result."""
         return self._finished
 
     def start(self, now: float) -> None:
@@ -235,7 +206,7 @@ class AuthMachine:
         return outgoing
 
     def take_events(self) -> list[AuthEvent]:
-        """Events since the last call (at most one :class:`AuthSucceeded`/:class:`AuthFailed` ever)."""
+        """Events since the last call (at most one result, ever)."""
         events, self._events = self._events, []
         return events
 
@@ -267,7 +238,7 @@ class AuthMachine:
         if self._finished:
             return
         self._finish()
-        self._events.append(AuthSucceeded(user, method or self.method, hlak, message))
+        self._events.append(Authenticated(user, method or self.method, hlak, message))
 
     def _fail(
         self, user: str | None, reason: str, error_code: int | None = None, method: AuthMethod | None = None
@@ -275,7 +246,7 @@ class AuthMachine:
         if self._finished:
             return
         self._finish()
-        self._events.append(AuthFailed(user, method or self.method, reason, error_code))
+        self._events.append(AuthenticationFailed(user, method or self.method, reason, error_code))
 
     def _finish(self) -> None:
         self._finished = True

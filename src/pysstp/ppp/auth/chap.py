@@ -20,7 +20,6 @@ from pysstp.ppp.auth.base import (
     Authenticator,
     AuthPeer,
     CredentialStore,
-    RandomBytes,
     Verdict,
     decode_name,
     encode_text,
@@ -30,6 +29,7 @@ from pysstp.ppp.auth.keys import ZERO_HLAK, mschapv2_hlak
 from pysstp.ppp.auth.mschapv2_core import MUTUAL_AUTHENTICATION_FAILED, MsChapV2Client, MsChapV2Server
 from pysstp.ppp.constants import CHAP_CHALLENGE_SIZE, MAX_AUTH_TRANSMITS, AuthMethod, ChapCode, Protocol
 from pysstp.ppp.packet import join_packet, split_packet
+from pysstp.randomness import RandomBytes
 
 _MAX_VALUE_SIZE = 0xFF
 

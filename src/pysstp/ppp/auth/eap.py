@@ -20,7 +20,6 @@ from pysstp.ppp.auth.base import (
     Authenticator,
     AuthPeer,
     CredentialStore,
-    RandomBytes,
     Verdict,
     decode_name,
     encode_text,
@@ -39,6 +38,7 @@ from pysstp.ppp.constants import (
     Protocol,
 )
 from pysstp.ppp.packet import join_packet, split_packet
+from pysstp.randomness import RandomBytes
 
 _TYPE_SIZE = 1
 _MS_HEADER = struct.Struct("!BBH")

@@ -12,7 +12,7 @@ EAP-Success; or with a TLS alert, its acknowledgement and EAP-Failure.
 
 MSK (RFC 5216 §2.3 / RFC 9190 §2.3): TLS 1.2 ``PRF(master_secret, "client EAP encryption",
 client_random || server_random)``, which is the RFC 5705 exporter without context; TLS 1.3 the exporter
-with label ``EXPORTER_EAP_TLS_Key_Material`` and context 0x0D. The HLAK is MSK[0:32] (reference §5.4).
+with label ``EXPORTER_EAP_TLS_Key_Material`` and context 0x0D. The HLAK is MSK[0:32] (docs/eap-tls.md).
 """
 
 from __future__ import annotations

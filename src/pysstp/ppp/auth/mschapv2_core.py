@@ -15,7 +15,6 @@ from pysstp.ppp.auth.base import (
     FAILURE_MESSAGE,
     SUCCESS_MESSAGE,
     CredentialStore,
-    RandomBytes,
     Verdict,
     lookup_user,
     stored_nt_hash,
@@ -34,6 +33,7 @@ from pysstp.ppp.auth.mschapv2 import (
     success_text,
 )
 from pysstp.ppp.constants import MSCHAPV2_CHALLENGE_SIZE, MSCHAPV2_RESPONSE_SIZE, MsChapV2Error
+from pysstp.randomness import RandomBytes
 
 KeyDerivation = Callable[[bytes, bytes], bytes]
 """(NT hash, NT-Response) -> HLAK: plain MS-CHAPv2 and EAP-MSCHAPv2 name their keys differently."""

@@ -18,7 +18,6 @@ from pysstp.ppp.auth.base import (
     Authenticator,
     AuthPeer,
     CredentialStore,
-    RandomBytes,
     decode_name,
     encode_text,
     lookup_user,
@@ -28,6 +27,7 @@ from pysstp.ppp.auth.keys import ZERO_HLAK
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.constants import MAX_AUTH_TRANSMITS, AuthMethod, PapCode, Protocol
 from pysstp.ppp.packet import join_packet, split_packet
+from pysstp.randomness import RandomBytes
 
 _MAX_FIELD = 0xFF
 
