@@ -459,19 +459,19 @@ def test_sysctl_in_the_namespace_is_restored(netns: str) -> None:
 
 def test_nat_table_installed_replaced_and_removed(nft_netns: str) -> None:
     install_nat(make_nat_rules("sstp0", source="10.77.0.0/24", egress="eth9"))
-    assert "table inet pysstp" in _run("nft", "list", "tables")
-    table = _run("nft", "list", "table", "inet", "pysstp")
+    assert "table inet pysstp-sstp0" in _run("nft", "list", "tables")
+    table = _run("nft", "list", "table", "inet", "pysstp-sstp0")
     assert 'ip saddr 10.77.0.0/24 oifname "eth9" masquerade' in table
     assert 'oifname "sstp0" tcp flags syn tcp option maxseg size set rt mtu' in table
 
     install_nat(make_nat_rules("sstp0", mss=1300))  # replaces, in one transaction
-    table = _run("nft", "list", "table", "inet", "pysstp")
+    table = _run("nft", "list", "table", "inet", "pysstp-sstp0")
     assert "masquerade" not in table
     assert "maxseg size set 1300" in table
 
-    remove_nat()
+    remove_nat("pysstp-sstp0")
     assert "pysstp" not in _run("nft", "list", "tables")
-    remove_nat()  # already gone: fine
+    remove_nat("pysstp-sstp0")  # already gone: fine
 
 
 def test_nat_leaves_other_tables_alone(nft_netns: str) -> None:

@@ -31,7 +31,7 @@ from pysstp.net.iproute import (
     make_address,
     make_route,
 )
-from pysstp.net.nat import DEFAULT_TABLE, install_nat, make_nat_rules, remove_nat
+from pysstp.net.nat import install_nat, make_nat_rules, remove_nat
 from pysstp.net.sysctl import read_sysctl, write_sysctl
 from pysstp.net.tun import DEFAULT_TXQUEUELEN, TunDevice
 
@@ -112,12 +112,11 @@ class NetworkChanges:
         source: str | IPv4Network | IPv6Network | None = None,
         egress: str | None = None,
         mss: int | Literal["route"] | None = "route",
-        table: str = DEFAULT_TABLE,
     ) -> None:
-        """Install the nftables table (see :class:`pysstp.net.nat.NatRules`); undo removes it."""
-        rules = make_nat_rules(tun, source=source, egress=egress, mss=mss, table=table)
+        """Install the nftables table of ``tun`` (see :class:`pysstp.net.nat.NatRules`); undo removes it."""
+        rules = make_nat_rules(tun, source=source, egress=egress, mss=mss)
         install_nat(rules)
-        self.record(f"nftables table inet {table}", lambda: remove_nat(table))
+        self.record(f"nftables table inet {rules.table}", lambda: remove_nat(rules.table))
 
     def undo(self) -> None:
         """Reverse every recorded change, newest first. Never raises: a step that fails is logged and
