@@ -281,7 +281,7 @@ def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
         raise ConfigError("a certificate and its key are needed: --cert FULLCHAIN.pem --key KEY.pem")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = tls.min_version
-    context.set_ciphers(tls.ciphers)
+    context.set_ciphers(tls.cipher_list)
     # SSTP clients do not resume TLS sessions (every call binds to a fresh handshake), so the two
     # TLS 1.3 session tickets OpenSSL sends after each handshake are work and bytes for nothing.
     context.num_tickets = 0
