@@ -4,7 +4,11 @@ real cause, one nftables table per server, and the state file that lets a later 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +17,7 @@ import pytest
 
 from connect_process import PYSSTP
 from loopback import make_certificate
-from namespaces import Pair, netns_pair, stop_process
+from namespaces import Pair, netns_pair, run, skip_unless_netns, stop_process
 from server_process import start_server
 
 __all__ = ["netns_pair"]
@@ -60,8 +64,8 @@ class Host:
     def tables(self) -> str:
         return self.pair.server.run("nft", "list", "tables").stdout
 
-    def links(self) -> str:
-        return self.pair.server.run("ip", "link", "show").stdout
+    def links(self) -> list[str]:
+        return [link["ifname"] for link in json.loads(self.pair.server.run("ip", "-j", "link").stdout)]
 
 
 @pytest.fixture
@@ -69,12 +73,15 @@ def host(netns_pair: Pair, tmp_path: Path) -> Iterator[Host]:
     cert, key, _ = make_certificate(tmp_path)
     users = tmp_path / "users.toml"
     users.write_text("")
+    users.chmod(0o600)
     yield Host(netns_pair, tmp_path, cert, key, users)
 
 
 def test_two_servers_keep_their_own_nat_and_mss_rules(host: Host) -> None:
     first = host.start("sstp-a", 8443, "--pool", "10.77.0.0/24", "--forwarding", "nat", "--egress", host.veth)
-    second = host.start("sstp-b", 8444, "--pool", "10.78.0.0/24", "--forwarding", "nat", "--egress", host.veth)
+    second = host.start(
+        "sstp-b", 8444, "--pool", "10.78.0.0/24", "--forwarding", "nat", "--egress", host.veth
+    )
     assert "pysstp-sstp-a" in host.tables() and "pysstp-sstp-b" in host.tables()
     stop_process(second)
     assert second.returncode == 0
@@ -84,3 +91,59 @@ def test_two_servers_keep_their_own_nat_and_mss_rules(host: Host) -> None:
     assert 'iifname "sstp-a" tcp flags syn tcp option maxseg size set rt mtu' in rules
     stop_process(first)
     assert "pysstp" not in host.tables()
+
+
+def test_a_pool_that_overlaps_a_network_of_the_host_is_refused(host: Host) -> None:
+    line = host.refusal(*host.args("sstp-c", 8443, "--pool", "10.200.7.0/24"))
+    assert line.startswith("pysstp: pool 10.200.7.0/24 (server 10.200.7.1) overlaps 10.200.7.0/24 on ")
+    assert "sstp-c" not in host.links()
+
+
+def test_a_missing_egress_interface_is_refused(host: Host) -> None:
+    line = host.refusal(*host.args("sstp-c", 8443, "--forwarding", "nat", "--egress", "nosuch0"))
+    assert line == (
+        "pysstp: forwarding.egress: this host has no interface nosuch0 (see ip link); "
+        "name the one that leads to the clients' destinations"
+    )
+    assert "sstp-c" not in host.links() and "pysstp" not in host.tables()
+
+
+def test_a_listen_address_the_host_does_not_have_is_named(host: Host) -> None:
+    line = host.refusal(*host.args("sstp-c", 8443, "--listen", "192.0.2.9"))
+    assert line == (
+        "pysstp: cannot listen on 192.0.2.9 port 8443: no interface of this host has that address "
+        "(see ip addr); listen on one it has, or on 0.0.0.0 and ::"
+    )
+    assert "sstp-c" not in host.links()
+
+
+def test_a_tun_clone_device_only_root_may_open_names_its_permissions(tmp_path: Path) -> None:
+    """CAP_NET_ADMIN does not open a /dev/net/tun of mode 0600 that belongs to someone else: the file's
+    permissions are the cause, and the message must say so rather than "run with CAP_NET_ADMIN"."""
+    skip_unless_netns()
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (Debian package util-linux) to drop CAP_DAC_OVERRIDE")
+    node = tmp_path / "tun"
+    os.mknod(node, stat.S_IFCHR | 0o600, os.makedev(10, 200))  # the TUN clone device's numbers
+    os.chown(node, 65534, 65534)
+    code = (
+        "import sys\n"
+        "from pysstp.errors import SystemSetupError\n"
+        "from pysstp.net import tun\n"
+        "tun.TUN_PATH = sys.argv[1]\n"
+        "try:\n"
+        "    tun.TunDevice.open('pt%d')\n"
+        "except SystemSetupError as exc:\n"
+        "    print(exc)\n"
+    )
+    # Root keeps CAP_NET_ADMIN but loses what lets it read and write any file regardless of its mode.
+    without_dac = [
+        "--inh-caps=-dac_override,-dac_read_search",
+        "--bounding-set=-dac_override,-dac_read_search",
+    ]
+    result = run("setpriv", *without_dac, "--", sys.executable, "-c", code, str(node))
+    assert result.stdout == (
+        f"cannot open {node}: its file permissions (mode 0600, owner uid 65534, group gid 65534) do not "
+        f"let uid 0 read and write it; make it mode 0666 as most systems ship it (chmod 0666 {node}), "
+        "or run as root\n"
+    )

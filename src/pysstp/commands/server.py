@@ -7,11 +7,12 @@ import asyncio
 import ctypes
 import dataclasses
 import email.utils
+import errno
 import logging
 import resource
 import signal
 import ssl
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
 from pysstp.aaa.pki import read_certificates, read_crls, read_identity
@@ -21,7 +22,14 @@ from pysstp.link import ServerConfig, ip_mtu
 from pysstp.logsetup import setup_logging
 from pysstp.net.caps import CAP_NET_ADMIN, has_capability
 from pysstp.net.changes import NetworkChanges
-from pysstp.net.iproute import add_route, delete_route, make_route, set_link
+from pysstp.net.iproute import (
+    add_route,
+    delete_route,
+    link_exists,
+    list_addresses,
+    make_route,
+    set_link,
+)
 from pysstp.ppp.auth.eap_tls import EapTlsServerSettings
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.runtime import freeze_start_up_objects
@@ -116,6 +124,7 @@ async def serve(settings: ServerSettings) -> int:
     app: SstpServerApp | None = None
     control: ControlServer | None = None
     try:
+        check_host(settings)
         # Sized for the largest MRU a session may get; sessions below it get routes with their own MTU.
         tun_mtu = ip_mtu(min(settings.mru, settings.max_peer_mru))
         tun = changes.open_tun(settings.tun_name, mtu=tun_mtu)
@@ -173,9 +182,7 @@ async def serve(settings: ServerSettings) -> int:
         try:
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
-            raise SystemSetupError(
-                f"cannot listen on port {settings.port} ({exc.strerror}); is another server using it?"
-            ) from None
+            raise listen_error(settings, exc) from None
         control = ControlServer(app, settings.control_socket)
         await control.start()
         log.info(
@@ -232,6 +239,49 @@ async def wait_for_signals(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def check_host(settings: ServerSettings) -> None:
+    """Refuse, before anything is changed, a pool that overlaps a network this host already has (the
+    TUN would take an address the host uses, and the host's routes would compete with the tunnel's) and,
+    in NAT mode, an egress interface the host does not have."""
+    pool = settings.pool
+    for info in list_addresses():
+        networks = [info.address.network]
+        if info.peer is not None:
+            networks.append(ip_network(f"{info.peer}/{info.address.network.prefixlen}"))
+        for network in networks:
+            if network.version == 4 and (network.overlaps(pool.network) or pool.server_address in network):
+                raise SystemSetupError(
+                    f"pool {pool.network} (server {pool.server_address}) overlaps {network} on "
+                    f"{info.ifname}, a network this host already has; choose a pool.network no "
+                    "interface uses (see ip addr)"
+                )
+    egress = settings.forwarding.egress
+    if settings.forwarding.mode == "nat" and egress is not None and not link_exists(egress):
+        raise SystemSetupError(
+            f"forwarding.egress: this host has no interface {egress} (see ip link); "
+            "name the one that leads to the clients' destinations"
+        )
+
+
+def listen_error(settings: ServerSettings, exc: OSError) -> SystemSetupError:
+    """The one line for a listening socket the kernel refused, with the likely cause."""
+    port = settings.port
+    if exc.errno == errno.EADDRNOTAVAIL:
+        host = {str(a.address.ip) for a in list_addresses()}
+        missing = [a for a in settings.listen if a not in host and not ip_address(a).is_unspecified]
+        return SystemSetupError(
+            f"cannot listen on {', '.join(missing or settings.listen)} port {port}: no interface of this "
+            "host has that address (see ip addr); listen on one it has, or on 0.0.0.0 and ::"
+        )
+    if exc.errno == errno.EACCES and port < 1024:
+        return SystemSetupError(
+            f"cannot listen on port {port}: ports below 1024 need root or CAP_NET_BIND_SERVICE"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return SystemSetupError(f"cannot listen on port {port}: it is in use; is another server using it?")
+    return SystemSetupError(f"cannot listen on port {port}: {exc.strerror or exc}")
 
 
 def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
