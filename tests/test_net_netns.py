@@ -28,7 +28,7 @@ from pyroute2 import netns as pyroute2_netns
 
 from pysstp.errors import SystemSetupError
 from pysstp.net import iproute
-from pysstp.net.changes import NetworkChanges
+from pysstp.net.changes import ChangeJournal, NetworkChanges
 from pysstp.net.iproute import AddressInfo, make_address, make_route
 from pysstp.net.nat import install_nat, make_nat_rules, remove_nat
 from pysstp.net.sysctl import read_sysctl, write_sysctl
@@ -452,6 +452,19 @@ def test_sysctl_in_the_namespace_is_restored(netns: str) -> None:
         changes.set_sysctl("net.ipv6.conf.all.forwarding", 1)
         assert (read_sysctl(key), read_sysctl("net.ipv6.conf.all.forwarding")) == ("1", "1")
     assert (read_sysctl(key), read_sysctl("net.ipv6.conf.all.forwarding")) == ("0", "0")
+
+
+def test_journal_holds_each_change_made_and_none_that_failed_or_was_undone(
+    netns: str, tmp_path: Path
+) -> None:
+    journal = ChangeJournal.open(tmp_path / "sstp0.json")
+    with NetworkChanges(journal) as changes:
+        changes.set_sysctl("net.ipv4.ip_forward", 1)
+        with pytest.raises(SystemSetupError, match="no such network interface"):
+            changes.add_route("10.88.0.0/16", ifname="nosuch0")
+        assert journal.read() == [{"kind": "sysctl", "key": "net.ipv4.ip_forward", "previous": "0"}]
+    assert journal.read() == []
+    journal.close(remove=True)
 
 
 # -- nftables -----------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class Host:
         return [
             "--cert", str(self.cert), "--key", str(self.key), "--users", str(self.users),
             "--listen", self.pair.server_ip, "--port", str(port), "--tun-name", tun,
-            "--control-socket", str(self.tmp / f"{tun}.sock"),
+            "--control-socket", str(self.tmp / f"{tun}.sock"), "--state-dir", str(self.state_dir),
             *extra,
         ]  # fmt: skip
 
@@ -60,6 +60,13 @@ class Host:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
         return lines[0]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.tmp / "state"
+
+    def forwarding(self) -> str:
+        return self.pair.server.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip()
 
     def tables(self) -> str:
         return self.pair.server.run("nft", "list", "tables").stdout
@@ -147,3 +154,51 @@ def test_a_tun_clone_device_only_root_may_open_names_its_permissions(tmp_path: P
         f"let uid 0 read and write it; make it mode 0666 as most systems ship it (chmod 0666 {node}), "
         "or run as root\n"
     )
+
+
+def cleanup(host: Host) -> str:
+    """``pysstp server --cleanup`` for sstp-k; its output."""
+    state_dir = str(host.state_dir)
+    return host.pair.server.run(
+        PYSSTP, "server", "--tun-name", "sstp-k", "--state-dir", state_dir, "--cleanup"
+    ).stdout
+
+
+def test_cleanup_after_sigkill_puts_forwarding_back_and_removes_the_table(host: Host) -> None:
+    assert host.forwarding() == "0"
+    server = host.start("sstp-k", 8443, "--forwarding", "nat", "--egress", host.veth)
+    (state,) = host.state_dir.iterdir()
+    assert state.name.startswith("sstp-k@")  # not in PID 1's namespace
+    kinds = [change["kind"] for change in json.loads(state.read_text())["changes"]]
+    assert kinds == ["tun", "address", "sysctl", "nftables"]
+    # While the server runs, its state file is not anybody else's to undo.
+    line = host.refusal(*host.args("sstp-k", 8444, "--cleanup"))
+    assert line == f"pysstp: {state} is held by a running pysstp server; stop it first, or give this one " + (
+        "another tun_name"
+    )
+    server.kill()
+    server.wait()
+    assert host.forwarding() == "1" and "pysstp-sstp-k" in host.tables()
+
+    assert cleanup(host) == (
+        "undone: nftables table inet pysstp-sstp-k, sysctl net.ipv4.ip_forward=0, "
+        "address 10.77.0.1/24 dev sstp-k, TUN device sstp-k\n"
+    )
+    assert host.forwarding() == "0"
+    assert "pysstp" not in host.tables() and "sstp-k" not in host.links()
+    assert list(host.state_dir.iterdir()) == []
+    assert cleanup(host) == f"nothing to clean up: no state file {state}\n"
+
+
+def test_a_restart_after_sigkill_undoes_what_the_killed_server_left(host: Host) -> None:
+    server = host.start("sstp-k", 8443, "--forwarding", "nat", "--egress", host.veth)
+    server.kill()
+    server.wait()
+    server = host.start("sstp-k", 8443, "--no-mss-clamp")  # route mode, no clamp: no table of its own
+    log = (host.tmp / "sstp-k.log").read_text()
+    assert "undid what a server on sstp-k left behind: nftables table inet pysstp-sstp-k, " in log
+    assert "pysstp-sstp-k" not in host.tables()
+    stop_process(server)
+    assert server.returncode == 0
+    assert host.forwarding() == "0" and "pysstp" not in host.tables()
+    assert list(host.state_dir.iterdir()) == []

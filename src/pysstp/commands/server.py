@@ -9,6 +9,7 @@ import dataclasses
 import email.utils
 import errno
 import logging
+import os
 import resource
 import signal
 import ssl
@@ -21,7 +22,8 @@ from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.link import ServerConfig, ip_mtu
 from pysstp.logsetup import setup_logging
 from pysstp.net.caps import CAP_NET_ADMIN, has_capability
-from pysstp.net.changes import NetworkChanges
+from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
+from pysstp.net.ifname import check_ifname
 from pysstp.net.iproute import (
     add_route,
     delete_route,
@@ -38,6 +40,7 @@ from pysstp.server.config import (
     HELP_EPILOG,
     ServerSettings,
     add_arguments,
+    load,
     settings_from_args,
 )
 from pysstp.server.control import ControlServer
@@ -66,11 +69,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
+    actions = parser.add_argument_group("instead of serving").add_mutually_exclusive_group()
+    actions.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="undo what a server on this TUN left on the system when it was killed (from its state file)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the settings, set the system up, serve until SIGTERM/SIGINT, put everything back."""
+    if args.cleanup:
+        return cleanup(args)
     settings = settings_from_args(args)
     setup_logging(settings.log.level, settings.log.format)
     if not has_capability(CAP_NET_ADMIN):
@@ -115,12 +126,67 @@ def return_large_buffers_to_the_system() -> None:
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
+def state_file(state_dir: Path, tun_name: str) -> Path:
+    """The state file of the server on ``tun_name``: ``<state_dir>/<tun_name>.json``. Sysctls, nftables
+    tables and interface names belong to a network namespace, so a server in another namespace than
+    PID 1's (``ip netns exec``) writes ``<tun_name>@<namespace inode>.json`` instead."""
+    own = os.stat("/proc/self/ns/net").st_ino
+    try:
+        host = os.stat("/proc/1/ns/net").st_ino
+    except OSError:  # not ours to read without root; the name stays the same from start to start
+        host = None
+    return state_dir / (f"{tun_name}.json" if own == host else f"{tun_name}@{own}.json")
+
+
+def cleanup(args: argparse.Namespace) -> int:
+    """``--cleanup``: undo what a killed server on this TUN recorded in its state file."""
+    # Only the TUN name and the state directory matter here, so a configuration that would not start
+    # (say, its certificate is gone) can still be cleaned up after.
+    values = load(args.config) if args.config is not None else {}
+    defaults = ServerSettings()
+    tun_name: str = args.tun_name or values.get("tun_name", defaults.tun_name)
+    check_ifname(tun_name, template=True)
+    state_dir = Path(args.state_dir) if args.state_dir else values.get("state_dir", defaults.state_dir)
+    path = state_file(state_dir, tun_name)
+    if not path.exists():
+        print(f"nothing to clean up: no state file {path}")
+        return 0
+    journal = ChangeJournal.open(path)
+    try:
+        undone = undo_journal(journal)
+    finally:
+        left = journal.read()
+        journal.close(remove=not left)
+    if left:
+        raise SystemSetupError(f"could not undo everything; what is left is in {path}")
+    print(f"undone: {', '.join(undone)}" if undone else f"nothing to clean up in {path}")
+    return 0
+
+
 async def serve(settings: ServerSettings) -> int:
     """Everything between start-up checks and exit; every system change is undone on the way out."""
     context, certificate_der = load_tls(settings)
     users = UserDatabase(settings.users)
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
-    changes = NetworkChanges()
+    journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
+    try:
+        undone = undo_journal(journal)
+        if undone:
+            log.warning("undid what a server on %s left behind: %s", settings.tun_name, ", ".join(undone))
+        return await serve_with(settings, context, certificate_der, users, pool, NetworkChanges(journal))
+    finally:
+        journal.close(remove=not journal.read())
+
+
+async def serve_with(
+    settings: ServerSettings,
+    context: ssl.SSLContext,
+    certificate_der: bytes,
+    users: UserDatabase,
+    pool: AddressPool,
+    changes: NetworkChanges,
+) -> int:
+    """Set the system up through ``changes``, serve until a signal, undo it all."""
     app: SstpServerApp | None = None
     control: ControlServer | None = None
     try:

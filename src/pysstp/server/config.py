@@ -200,6 +200,8 @@ class ServerSettings:
     max_peer_mru: int = DEFAULT_MRU
     tun_name: str = "sstp0"
     control_socket: Path = Path("/run/pysstp/server.sock")
+    state_dir: Path = Path("/run/pysstp")
+    """Where the server records what it changed on the system (see :mod:`pysstp.net.changes`)."""
     tls: TlsSettings = field(default_factory=TlsSettings)
     eap_tls: EapTlsSettings = field(default_factory=EapTlsSettings)
     pool: PoolSettings = field(default_factory=PoolSettings)
@@ -755,7 +757,14 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
             _Setting(
                 "control_socket", "--control-socket", _Text(_path), "Unix socket for pysstp status", "PATH"
             ),
-
+            _Setting(
+                "state_dir",
+                "--state-dir",
+                _Text(_path),
+                "where the server records its system changes, so a restart after a crash or "
+                "--cleanup can undo them",
+                "DIR",
+            ),
         ),
     ),
 )
