@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ctypes
 import dataclasses
+import datetime
 import email.utils
 import errno
 import logging
@@ -13,6 +14,8 @@ import os
 import resource
 import signal
 import ssl
+import sys
+from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
@@ -71,6 +74,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_arguments(parser)
     actions = parser.add_argument_group("instead of serving").add_mutually_exclusive_group()
     actions.add_argument(
+        "--check",
+        action="store_true",
+        help="check the settings, files and certificates, say what is wrong or 'configuration OK', exit",
+    )
+    actions.add_argument(
         "--cleanup",
         action="store_true",
         help="undo what a server on this TUN left on the system when it was killed (from its state file)",
@@ -83,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cleanup:
         return cleanup(args)
     settings = settings_from_args(args)
+    if args.check:
+        return check(settings)
     setup_logging(settings.log.level, settings.log.format)
     if not has_capability(CAP_NET_ADMIN):
         raise SystemSetupError(
@@ -124,6 +134,67 @@ def return_large_buffers_to_the_system() -> None:
     except (OSError, AttributeError):
         return
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def check(settings: ServerSettings) -> int:
+    """``--check``: read every file the settings name and check the certificates, changing nothing;
+    print one line per problem (exit 1) or "configuration OK"."""
+    problems: list[str] = []
+    steps: list[Callable[[], object]] = [
+        lambda: load_tls(settings),
+        lambda: UserDatabase(settings.users),
+        lambda: load_eap_tls(settings),
+        lambda: not_sstp_response(settings),
+    ]
+    for step in steps:
+        try:
+            step()
+        except (ConfigError, SystemSetupError) as exc:
+            problems.append(str(exc))
+    problems += certificate_dates(settings, datetime.datetime.now(datetime.UTC))
+    for problem in problems:
+        print(f"pysstp: {problem}", file=sys.stderr)
+    if not problems:
+        print("configuration OK")
+    return 1 if problems else 0
+
+
+def certificate_dates(settings: ServerSettings, now: datetime.datetime) -> list[str]:
+    """A line for each certificate the server uses or trusts that is expired or not yet valid, and for
+    each CRL past its next update (OpenSSL then refuses every certificate of that CA)."""
+    tls, eap = settings.tls, settings.eap_tls
+    named: list[tuple[str, Path]] = [("tls.cert", p) for p in (tls.cert,) if p is not None]
+    named += [("eap_tls.cert", p) for p in (eap.cert,) if p is not None]
+    named += [("tls.client_ca", p) for p in tls.client_ca if tls.verify_client_certificate != "none"]
+    named += [("eap_tls.ca", p) for p in eap.ca]
+    problems = []
+    for key, path in named:
+        try:
+            certificates = read_certificates(path)
+        except ConfigError:
+            continue  # already reported by the step that loads it
+        for certificate in certificates:
+            subject = certificate.subject.rfc4514_string() or "(no subject)"
+            after, before = certificate.not_valid_after_utc, certificate.not_valid_before_utc
+            if after < now:
+                problems.append(f"{key} {path}: the certificate {subject} expired on {after:%Y-%m-%d}")
+            elif before > now:
+                problems.append(
+                    f"{key} {path}: the certificate {subject} is not valid yet ({before:%Y-%m-%d})"
+                )
+    crls = [("tls.client_crl", p) for p in tls.client_crl if tls.verify_client_certificate != "none"]
+    for key, path in crls + [("eap_tls.crl", p) for p in eap.crl]:
+        try:
+            lists = read_crls(path)
+        except ConfigError:
+            continue
+        for crl in lists:
+            if crl.next_update_utc is not None and crl.next_update_utc < now:
+                problems.append(
+                    f"{key} {path}: the CRL of {crl.issuer.rfc4514_string()} expired on "
+                    f"{crl.next_update_utc:%Y-%m-%d}; issue a new one (pysstp pki crl)"
+                )
+    return problems
 
 
 def state_file(state_dir: Path, tun_name: str) -> Path:
