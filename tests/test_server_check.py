@@ -58,6 +58,7 @@ def test_each_problem_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "other").mkdir()
     _, other_key, _ = make_certificate(tmp_path / "other")
     (tmp_path / "users.toml").write_text("[alice]\nnt_hash = 'nope'\n")
+    (tmp_path / "users.toml").chmod(0o600)
     code, out, err = check(
         tmp_path, capsys,
         "--auth", "eap-tls", "--eap-ca", str(ca_path), "--eap-crl", str(crl),

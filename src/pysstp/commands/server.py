@@ -91,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if args.cleanup:
         return cleanup(args)
     settings = settings_from_args(args)
+    setup_logging(settings.log.level, settings.log.format)
     if args.check:
         return check(settings)
-    setup_logging(settings.log.level, settings.log.format)
     if not has_capability(CAP_NET_ADMIN):
         raise SystemSetupError(
             "pysstp server needs root or CAP_NET_ADMIN (TUN device, addresses, routes); run it as root "
