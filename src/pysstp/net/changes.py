@@ -24,7 +24,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 from pysstp.errors import SystemSetupError
 from pysstp.net.files import FileBackup, write_file
@@ -45,6 +45,8 @@ from pysstp.net.sysctl import read_sysctl, sysctl_path, write_sysctl
 from pysstp.net.tun import DEFAULT_TXQUEUELEN, TunDevice
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 Entry = dict[str, Any]
 """One change as the state file holds it: ``{"kind": "sysctl", "key": ..., "previous": ...}`` etc."""
@@ -178,24 +180,31 @@ class NetworkChanges:
         self._undo: list[tuple[str, Callable[[], object], Entry | None]] = []
         self._journal = journal
         self._entries: list[Entry] = []
-        """What the journal holds: the recorded changes, and the one being made."""
+        """What the journal holds: the changes made, and the one being made."""
 
     @property
     def pending(self) -> list[str]:
         """What :meth:`undo` would reverse, newest first (for logs and tests)."""
         return [description for description, _, _ in reversed(self._undo)]
 
-    def record(self, description: str, undo: Callable[[], object], entry: Entry | None = None) -> None:
-        """Record a change made elsewhere, with the callable that reverses it (and its journal entry, as
-        :meth:`_intend` wrote it)."""
+    def record(self, description: str, undo: Callable[[], object]) -> None:
+        """Record a change made elsewhere, with the callable that reverses it (not journaled)."""
+        self._recorded(description, undo, None)
+
+    def _recorded(self, description: str, undo: Callable[[], object], entry: Entry | None) -> None:
         log.debug("changed: %s", description)
         self._undo.append((description, undo, entry))
 
-    def _intend(self, entry: Entry) -> Entry:
-        """Write ``entry`` to the journal before the change it describes is made."""
+    def _journaled(self, entry: Entry, change: Callable[[], _T]) -> _T:
+        """Write ``entry`` to the journal, then make the change it describes; if that fails, take the
+        entry out again (a failed change has nothing to undo, and undoing it could harm what was there)."""
         self._entries.append(entry)
         self._save()
-        return entry
+        try:
+            return change()
+        except BaseException:
+            self._forget(entry)
+            raise
 
     def _forget(self, entry: Entry) -> None:
         """Take ``entry`` out of the journal: its change failed, or has been undone."""
@@ -215,16 +224,14 @@ class NetworkChanges:
         multi_queue: bool = False,
     ) -> TunDevice:
         """Open a TUN device (see :meth:`TunDevice.open`); undo closes it, which removes the device."""
-        entry = self._intend({"kind": "tun", "name": name})
-        try:
-            tun = TunDevice.open(name, mtu=mtu, txqueuelen=txqueuelen, multi_queue=multi_queue)
-        except BaseException:
-            self._forget(entry)
-            raise
+        entry: Entry = {"kind": "tun", "name": name}
+        tun = self._journaled(
+            entry, lambda: TunDevice.open(name, mtu=mtu, txqueuelen=txqueuelen, multi_queue=multi_queue)
+        )
         if tun.name != name:  # a template such as sstp%d
             entry["name"] = tun.name
             self._save()
-        self.record(f"TUN device {tun.name}", tun.close, entry)
+        self._recorded(f"TUN device {tun.name}", tun.close, entry)
         return tun
 
     def add_address(
@@ -232,16 +239,14 @@ class NetworkChanges:
     ) -> None:
         """Add an address (see :func:`pysstp.net.iproute.make_address`); undo deletes it."""
         info = make_address(ifname, address, peer=peer)
-        entry = self._intend(
-            {
-                "kind": "address",
-                "ifname": ifname,
-                "address": str(info.address),
-                "peer": None if info.peer is None else str(info.peer),
-            }
-        )
-        self._make(entry, lambda: add_address(info))
-        self.record(f"address {info}", lambda: delete_address(info, missing_ok=True), entry)
+        entry: Entry = {
+            "kind": "address",
+            "ifname": ifname,
+            "address": str(info.address),
+            "peer": None if info.peer is None else str(info.peer),
+        }
+        self._journaled(entry, lambda: add_address(info))
+        self._recorded(f"address {info}", lambda: delete_address(info, missing_ok=True), entry)
 
     def add_route(
         self,
@@ -253,17 +258,15 @@ class NetworkChanges:
     ) -> Route:
         """Add a route (see :func:`pysstp.net.iproute.make_route`); undo deletes it."""
         route = make_route(destination, ifname=ifname, gateway=gateway, metric=metric)
-        entry = self._intend(
-            {
-                "kind": "route",
-                "destination": str(route.destination),
-                "ifname": route.ifname,
-                "gateway": None if route.gateway is None else str(route.gateway),
-                "metric": route.metric,
-            }
-        )
-        self._make(entry, lambda: add_route(route))
-        self.record(f"route {route}", lambda: delete_route(route, missing_ok=True), entry)
+        entry: Entry = {
+            "kind": "route",
+            "destination": str(route.destination),
+            "ifname": route.ifname,
+            "gateway": None if route.gateway is None else str(route.gateway),
+            "metric": route.metric,
+        }
+        self._journaled(entry, lambda: add_route(route))
+        self._recorded(f"route {route}", lambda: delete_route(route, missing_ok=True), entry)
         return route
 
     def set_sysctl(self, key: str, value: str | int) -> None:
@@ -271,9 +274,9 @@ class NetworkChanges:
         previous = read_sysctl(key)
         if previous == str(value):
             return
-        entry = self._intend({"kind": "sysctl", "key": key, "previous": previous})
-        self._make(entry, lambda: write_sysctl(key, value))
-        self.record(f"sysctl {key}={value} (was {previous})", lambda: write_sysctl(key, previous), entry)
+        entry: Entry = {"kind": "sysctl", "key": key, "previous": previous}
+        self._journaled(entry, lambda: write_sysctl(key, value))
+        self._recorded(f"sysctl {key}={value} (was {previous})", lambda: write_sysctl(key, previous), entry)
 
     def replace_file(self, path: str | os.PathLike[str], content: str | bytes) -> None:
         """Replace a file's contents; undo restores the file, symlink or absence that was there. (Not
@@ -293,17 +296,9 @@ class NetworkChanges:
     ) -> None:
         """Install the nftables table of ``tun`` (see :class:`pysstp.net.nat.NatRules`); undo removes it."""
         rules = make_nat_rules(tun, source=source, egress=egress, mss=mss)
-        entry = self._intend({"kind": "nftables", "table": rules.table})
-        self._make(entry, lambda: install_nat(rules))
-        self.record(f"nftables table inet {rules.table}", lambda: remove_nat(rules.table), entry)
-
-    def _make(self, entry: Entry, change: Callable[[], object]) -> None:
-        """Make the change that :meth:`_intend` announced; if it fails, take it out of the journal."""
-        try:
-            change()
-        except BaseException:
-            self._forget(entry)
-            raise
+        entry: Entry = {"kind": "nftables", "table": rules.table}
+        self._journaled(entry, lambda: install_nat(rules))
+        self._recorded(f"nftables table inet {rules.table}", lambda: remove_nat(rules.table), entry)
 
     def undo(self) -> None:
         """Reverse every recorded change, newest first. Never raises: a step that fails is logged and
