@@ -7,6 +7,7 @@ testssl.sh (Debian package ``testssl.sh``) scans a listener with the TLS context
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import ssl
@@ -19,6 +20,7 @@ import pytest
 
 from pysstp.commands.server import load_tls
 from pysstp.server.config import ServerSettings, TlsSettings
+from pysstp.server.listener import describe_handshake_failure
 
 from loopback import make_certificate
 
@@ -88,3 +90,30 @@ def test_default_server_offers_neither_cbc_nor_suites_without_forward_secrecy(tm
         _code, _name, key_exchange, _bits, encryption, *_ = suite.split()
         assert key_exchange == "ECDH", f"no forward secrecy: {suite}"
         assert encryption in ("AESGCM", "ChaCha20"), f"not an AEAD suite: {suite}"
+
+
+def test_a_client_with_only_cbc_suites_is_refused_and_the_log_names_the_legacy_profile(
+    tmp_path: Path,
+) -> None:
+    cert, key, _ = make_certificate(tmp_path)
+    server_context, _ = load_tls(ServerSettings(tls=TlsSettings(cert=cert, key=key)))
+    old_client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old_client.check_hostname, old_client.verify_mode = False, ssl.CERT_NONE
+    old_client.maximum_version = ssl.TLSVersion.TLSv1_2
+    old_client.set_ciphers("ECDHE-ECDSA-AES256-SHA")
+    # Both ends in memory: the client's hello goes to the server, which must refuse it.
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    client = old_client.wrap_bio(client_in, client_out)
+    server = server_context.wrap_bio(server_in, server_out, server_side=True)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    server_in.write(client_out.read())
+    with pytest.raises(ssl.SSLError) as refused:
+        server.do_handshake()
+    assert describe_handshake_failure(refused.value) == (
+        logging.INFO,
+        'no cipher in common (an old client may need tls.profile = "legacy")',
+    )
+    # The legacy profile serves that client.
+    legacy, _ = load_tls(ServerSettings(tls=TlsSettings(cert=cert, key=key, profile="legacy")))
+    assert "ECDHE-ECDSA-AES256-SHA" in {c["name"] for c in legacy.get_ciphers()}
