@@ -13,7 +13,9 @@ import logging
 import os
 import resource
 import signal
+import socket
 import ssl
+import struct
 import sys
 from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_address, ip_network
@@ -57,6 +59,9 @@ log = logging.getLogger("pysstp.server")
 M_MMAP_THRESHOLD = -3
 """glibc's ``mallopt`` parameter number for the size from which allocations get their own mapping."""
 MMAP_THRESHOLD = 128 * 1024
+
+SO_NETNS_COOKIE = 71
+"""asm-generic/socket.h: the socket option that reads the cookie of the socket's network namespace."""
 
 USERS_RELOAD_INTERVAL = 2.0
 """Seconds between checks of the user database file for edits made by `pysstp user`."""
@@ -200,13 +205,26 @@ def certificate_dates(settings: ServerSettings, now: datetime.datetime) -> list[
 def state_file(state_dir: Path, tun_name: str) -> Path:
     """The state file of the server on ``tun_name``: ``<state_dir>/<tun_name>.json``. Sysctls, nftables
     tables and interface names belong to a network namespace, so a server in another namespace than
-    PID 1's (``ip netns exec``) writes ``<tun_name>@<namespace inode>.json`` instead."""
-    own = os.stat("/proc/self/ns/net").st_ino
+    PID 1's (``ip netns exec``) writes ``<tun_name>@<namespace id>.json`` instead."""
     try:
         host = os.stat("/proc/1/ns/net").st_ino
     except OSError:  # not ours to read without root; the name stays the same from start to start
         host = None
-    return state_dir / (f"{tun_name}.json" if own == host else f"{tun_name}@{own}.json")
+    if os.stat("/proc/self/ns/net").st_ino == host:
+        return state_dir / f"{tun_name}.json"
+    return state_dir / f"{tun_name}@{namespace_id()}.json"
+
+
+def namespace_id() -> int:
+    """This network namespace's cookie, which the kernel never gives another namespace while the system
+    runs (Linux 5.14 and later); else its inode number, which a namespace made after this one is gone may
+    get again (a state file left behind in the old one would then be undone in the new one)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+        try:
+            cookie: int = struct.unpack("Q", probe.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+        except OSError:
+            return os.stat("/proc/self/ns/net").st_ino
+    return cookie
 
 
 def cleanup(args: argparse.Namespace) -> int:
