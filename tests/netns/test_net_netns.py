@@ -28,7 +28,7 @@ from pyroute2 import netns as pyroute2_netns
 
 from pysstp.errors import SystemSetupError
 from pysstp.net import iproute
-from pysstp.net.changes import NetworkChanges
+from pysstp.net.changes import ChangeJournal, NetworkChanges
 from pysstp.net.iproute import AddressInfo, make_address, make_route
 from pysstp.net.nat import install_nat, make_nat_rules, remove_nat
 from pysstp.net.sysctl import read_sysctl, write_sysctl
@@ -454,24 +454,37 @@ def test_sysctl_in_the_namespace_is_restored(netns: str) -> None:
     assert (read_sysctl(key), read_sysctl("net.ipv6.conf.all.forwarding")) == ("0", "0")
 
 
+def test_journal_holds_each_change_made_and_none_that_failed_or_was_undone(
+    netns: str, tmp_path: Path
+) -> None:
+    journal = ChangeJournal.open(tmp_path / "sstp0.json")
+    with NetworkChanges(journal) as changes:
+        changes.set_sysctl("net.ipv4.ip_forward", 1)
+        with pytest.raises(SystemSetupError, match="no such network interface"):
+            changes.add_route("10.88.0.0/16", ifname="nosuch0")
+        assert journal.read() == [{"kind": "sysctl", "key": "net.ipv4.ip_forward", "previous": "0"}]
+    assert journal.read() == []
+    journal.close(remove=True)
+
+
 # -- nftables -----------------------------------------------------------------------------------------
 
 
 def test_nat_table_installed_replaced_and_removed(nft_netns: str) -> None:
     install_nat(make_nat_rules("sstp0", source="10.77.0.0/24", egress="eth9"))
-    assert "table inet pysstp" in _run("nft", "list", "tables")
-    table = _run("nft", "list", "table", "inet", "pysstp")
+    assert "table inet pysstp-sstp0" in _run("nft", "list", "tables")
+    table = _run("nft", "list", "table", "inet", "pysstp-sstp0")
     assert 'ip saddr 10.77.0.0/24 oifname "eth9" masquerade' in table
     assert 'oifname "sstp0" tcp flags syn tcp option maxseg size set rt mtu' in table
 
     install_nat(make_nat_rules("sstp0", mss=1300))  # replaces, in one transaction
-    table = _run("nft", "list", "table", "inet", "pysstp")
+    table = _run("nft", "list", "table", "inet", "pysstp-sstp0")
     assert "masquerade" not in table
     assert "maxseg size set 1300" in table
 
-    remove_nat()
+    remove_nat("pysstp-sstp0")
     assert "pysstp" not in _run("nft", "list", "tables")
-    remove_nat()  # already gone: fine
+    remove_nat("pysstp-sstp0")  # already gone: fine
 
 
 def test_nat_leaves_other_tables_alone(nft_netns: str) -> None:

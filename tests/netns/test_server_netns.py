@@ -209,7 +209,7 @@ def test_nat_lets_clients_reach_a_network_that_has_no_route_back(setup: Setup) -
         wait_for_line(client_log, "UP ")
         setup.pair.client.run("ip", "route", "add", "192.168.70.0/24", "dev", "sstpc0")
         ping(setup.pair.client, "192.168.70.2")
-        assert "masquerade" in setup.pair.server.run("nft", "list", "table", "inet", "pysstp").stdout
+        assert "masquerade" in setup.pair.server.run("nft", "list", "table", "inet", f"pysstp-{TUN}").stdout
     finally:
         delete_namespace(outside)
 

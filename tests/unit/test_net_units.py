@@ -94,9 +94,9 @@ def test_address_forms() -> None:
 def test_nat_rules_masquerade_and_route_mtu_clamp() -> None:
     text = make_nat_rules("sstp0", source="10.0.0.0/24", egress="eth0").render()
     assert text == (
-        "table inet pysstp\n"
-        "delete table inet pysstp\n"
-        "table inet pysstp {\n"
+        "table inet pysstp-sstp0\n"
+        "delete table inet pysstp-sstp0\n"
+        "table inet pysstp-sstp0 {\n"
         "  chain forward {\n"
         "    type filter hook forward priority mangle; policy accept;\n"
         '    iifname "sstp0" tcp flags syn tcp option maxseg size set rt mtu\n'
@@ -119,10 +119,19 @@ def test_nat_rules_fixed_mss_only_lowers() -> None:
 
 
 def test_nat_rules_without_egress_masquerade_out_of_anything_but_the_tun() -> None:
-    text = make_nat_rules("sstp0", source="fd00::/64", mss=None, table="other").render()
+    text = make_nat_rules("sstp0", source="fd00::/64", mss=None).render()
     assert 'ip6 saddr fd00::/64 oifname != "sstp0" masquerade' in text
     assert "forward" not in text
-    assert text.startswith("table inet other\ndelete table inet other\n")
+
+
+@pytest.mark.parametrize(
+    ("tun", "table"),
+    [("sstp0", "pysstp-sstp0"), ("vpn-a.1", "pysstp-vpn-a.1"), ("vpn@1+", "pysstp-vpn_401_2b")],
+)
+def test_each_tun_gets_a_table_of_its_own(tun: str, table: str) -> None:
+    rules = make_nat_rules(tun)
+    assert rules.table == table
+    assert rules.render().startswith(f"table inet {table}\ndelete table inet {table}\n")
 
 
 @pytest.mark.parametrize(
@@ -130,7 +139,6 @@ def test_nat_rules_without_egress_masquerade_out_of_anything_but_the_tun() -> No
     [
         ({"tun": 'x"; drop'}, "invalid"),
         ({"tun": "sstp0", "egress": "a b"}, "invalid"),
-        ({"tun": "sstp0", "table": "a b"}, "invalid nftables table name"),
         ({"tun": "sstp0", "mss": 100}, "MSS 100 is out of range"),
     ],
 )
@@ -142,8 +150,13 @@ def test_nat_rules_refuse_bad_values(kwargs: dict[str, object], complaint: str) 
 def test_missing_nft_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(nat, "NFT", "pysstp-no-such-nft")
     with pytest.raises(SystemSetupError, match=r"the nft command is missing; install nftables") as caught:
-        remove_nat()
+        remove_nat("pysstp-sstp0")
     assert "\n" not in str(caught.value)
+
+
+def test_remove_nat_touches_only_tables_of_pysstp() -> None:
+    with pytest.raises(SystemSetupError, match="invalid nftables table name"):
+        remove_nat("filter")
 
 
 # -- sysctl -------------------------------------------------------------------------------------------

@@ -94,13 +94,26 @@ def test_defaults() -> None:
     assert (result.http.redirect, result.http.page) == (None, None)
 
 
-def test_default_ciphers_serve_tls12_aes256_for_routeros() -> None:
+def test_legacy_profile_serves_tls12_aes256_cbc_and_rsa_key_exchange_for_routeros() -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.set_ciphers(config.DEFAULT_CIPHERS)
+    context.set_ciphers(config.TlsSettings(profile="legacy").cipher_list)
     names = {cipher["name"] for cipher in context.get_ciphers()}
     assert {"ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-SHA"} <= names
     assert {"AES256-GCM-SHA384", "AES256-SHA"} <= names
     assert not any("RC4" in name or "3DES" in name or "NULL" in name for name in names)
+
+
+def test_default_profile_offers_tls12_only_ecdhe_with_aead() -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_ciphers(config.TlsSettings().cipher_list)
+    tls12 = {c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"}
+    assert tls12 == set(config.INTERMEDIATE_CIPHERS.split(":"))
+    assert all(c["aead"] for c in context.get_ciphers())
+    assert all(c["kea"] == "kx-ecdhe" for c in context.get_ciphers() if c["protocol"] == "TLSv1.2")
+
+
+def test_explicit_ciphers_replace_the_profile() -> None:
+    assert config.TlsSettings(profile="legacy", ciphers="ECDHE+AESGCM").cipher_list == "ECDHE+AESGCM"
 
 
 def test_every_setting_has_a_key_and_a_flag() -> None:

@@ -6,13 +6,19 @@ import argparse
 import asyncio
 import ctypes
 import dataclasses
+import datetime
 import email.utils
+import errno
 import logging
+import os
 import resource
 import signal
+import socket
 import ssl
+import struct
+import sys
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_address, ip_network
 from operator import attrgetter
 from pathlib import Path
 
@@ -22,8 +28,16 @@ from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.link import ServerConfig, ip_mtu
 from pysstp.logsetup import setup_logging
 from pysstp.net.caps import CAP_NET_ADMIN, has_capability
-from pysstp.net.changes import NetworkChanges
-from pysstp.net.iproute import add_route, delete_route, make_route, set_link
+from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
+from pysstp.net.ifname import check_ifname
+from pysstp.net.iproute import (
+    add_route,
+    delete_route,
+    link_exists,
+    list_addresses,
+    make_route,
+    set_link,
+)
 from pysstp.ppp.auth.eap_tls import EapTlsServerSettings
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.runtime import freeze_start_up_objects
@@ -34,6 +48,7 @@ from pysstp.server.config import (
     Ipv6Settings,
     ServerSettings,
     add_arguments,
+    load,
     settings_from_args,
 )
 from pysstp.server.control import ControlServer
@@ -47,6 +62,9 @@ log = logging.getLogger("pysstp.server")
 M_MMAP_THRESHOLD = -3
 """glibc's ``mallopt`` parameter number for the size from which allocations get their own mapping."""
 MMAP_THRESHOLD = 128 * 1024
+
+SO_NETNS_COOKIE = 71
+"""asm-generic/socket.h: the socket option that reads the cookie of the socket's network namespace."""
 
 USERS_RELOAD_INTERVAL = 2.0
 """Seconds between checks of the user database file for edits made by `pysstp user`."""
@@ -62,13 +80,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
+    actions = parser.add_argument_group("instead of serving").add_mutually_exclusive_group()
+    actions.add_argument(
+        "--check",
+        action="store_true",
+        help="check the settings, files and certificates, say what is wrong or 'configuration OK', exit",
+    )
+    actions.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="undo what a server on this TUN left on the system when it was killed (from its state file)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the settings, set the system up, serve until SIGTERM/SIGINT, put everything back."""
+    if args.cleanup:
+        return cleanup(args)
     settings = settings_from_args(args)
     setup_logging(settings.log.level, settings.log.format)
+    if args.check:
+        return check(settings)
     if not has_capability(CAP_NET_ADMIN):
         raise SystemSetupError(
             "pysstp server needs root or CAP_NET_ADMIN (TUN device, addresses, routes); run it as root "
@@ -111,6 +144,117 @@ def return_large_buffers_to_the_system() -> None:
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
+def check(settings: ServerSettings) -> int:
+    """``--check``: read every file the settings name and check the certificates, changing nothing;
+    print one line per problem (exit 1) or "configuration OK"."""
+    problems: list[str] = []
+    steps: list[Callable[[], object]] = [
+        lambda: load_tls(settings),
+        lambda: UserDatabase(settings.users),
+        lambda: load_eap_tls(settings),
+        lambda: not_sstp_response(settings),
+    ]
+    for step in steps:
+        try:
+            step()
+        except (ConfigError, SystemSetupError) as exc:
+            problems.append(str(exc))
+    problems += certificate_dates(settings, datetime.datetime.now(datetime.UTC))
+    for problem in problems:
+        print(f"pysstp: {problem}", file=sys.stderr)
+    if not problems:
+        print("configuration OK")
+    return 1 if problems else 0
+
+
+def certificate_dates(settings: ServerSettings, now: datetime.datetime) -> list[str]:
+    """A line for each certificate the server uses or trusts that is expired or not yet valid, and for
+    each CRL past its next update (OpenSSL then refuses every certificate of that CA)."""
+    tls, eap = settings.tls, settings.eap_tls
+    named: list[tuple[str, Path]] = [("tls.cert", p) for p in (tls.cert,) if p is not None]
+    named += [("eap_tls.cert", p) for p in (eap.cert,) if p is not None]
+    named += [("tls.client_ca", p) for p in tls.client_ca if tls.verify_client_certificate != "none"]
+    named += [("eap_tls.ca", p) for p in eap.ca]
+    problems = []
+    for key, path in named:
+        try:
+            certificates = read_certificates(path)
+        except ConfigError:
+            continue  # already reported by the step that loads it
+        for certificate in certificates:
+            subject = certificate.subject.rfc4514_string() or "(no subject)"
+            after, before = certificate.not_valid_after_utc, certificate.not_valid_before_utc
+            if after < now:
+                problems.append(f"{key} {path}: the certificate {subject} expired on {after:%Y-%m-%d}")
+            elif before > now:
+                problems.append(
+                    f"{key} {path}: the certificate {subject} is not valid yet ({before:%Y-%m-%d})"
+                )
+    crls = [("tls.client_crl", p) for p in tls.client_crl if tls.verify_client_certificate != "none"]
+    for key, path in crls + [("eap_tls.crl", p) for p in eap.crl]:
+        try:
+            lists = read_crls(path)
+        except ConfigError:
+            continue
+        for crl in lists:
+            if crl.next_update_utc is not None and crl.next_update_utc < now:
+                problems.append(
+                    f"{key} {path}: the CRL of {crl.issuer.rfc4514_string()} expired on "
+                    f"{crl.next_update_utc:%Y-%m-%d}; issue a new one (pysstp pki crl)"
+                )
+    return problems
+
+
+def state_file(state_dir: Path, tun_name: str) -> Path:
+    """The state file of the server on ``tun_name``: ``<state_dir>/<tun_name>.json``. Sysctls, nftables
+    tables and interface names belong to a network namespace, so a server in another namespace than
+    PID 1's (``ip netns exec``) writes ``<tun_name>@<namespace id>.json`` instead."""
+    try:
+        host = os.stat("/proc/1/ns/net").st_ino
+    except OSError:  # not ours to read without root; the name stays the same from start to start
+        host = None
+    if os.stat("/proc/self/ns/net").st_ino == host:
+        return state_dir / f"{tun_name}.json"
+    return state_dir / f"{tun_name}@{namespace_id()}.json"
+
+
+def namespace_id() -> int:
+    """This network namespace's cookie, which the kernel never gives another namespace while the system
+    runs (Linux 5.14 and later); else its inode number, which a namespace made after this one is gone may
+    get again (a state file left behind in the old one would then be undone in the new one)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+        try:
+            cookie: int = struct.unpack("Q", probe.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+        except OSError:
+            return os.stat("/proc/self/ns/net").st_ino
+    return cookie
+
+
+def cleanup(args: argparse.Namespace) -> int:
+    """``--cleanup``: undo what a killed server on this TUN recorded in its state file."""
+    # Only the TUN name and the state directory matter here, so a configuration that would not start
+    # (say, its certificate is gone) can still be cleaned up after.
+    values = load(args.config) if args.config is not None else {}
+    defaults = ServerSettings()
+    tun_name: str = args.tun_name or values.get("tun_name", defaults.tun_name)
+    check_ifname(tun_name, template=True)
+    state_dir = Path(args.state_dir) if args.state_dir else values.get("state_dir", defaults.state_dir)
+    path = state_file(state_dir, tun_name)
+    if not path.exists():
+        print(f"nothing to clean up: no state file {path}")
+        return 0
+    journal = ChangeJournal.open(path)
+    try:
+        undone = undo_journal(journal)
+    finally:
+        left = journal.read()
+        journal.close(remove=not left)
+    if left:
+        raise SystemSetupError(f"could not undo everything; what is left is in {path}")
+    print(f"undone: {', '.join(undone)}" if undone else f"nothing to clean up in {path}")
+    return 0
+
+
 async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] | None = None) -> int:
     """Everything between start-up checks and exit; every system change is undone on the way out.
     ``reread`` reads the settings again (server.toml and the same flags) for SIGHUP."""
@@ -118,10 +262,32 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
     users = UserDatabase(settings.users)
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
     check_fixed_addresses(users, pool)
-    changes = NetworkChanges()
+    journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
+    try:
+        undone = undo_journal(journal)
+        if undone:
+            log.warning("undid what a server on %s left behind: %s", settings.tun_name, ", ".join(undone))
+        return await serve_with(
+            settings, reread, context, certificate_der, users, pool, NetworkChanges(journal)
+        )
+    finally:
+        journal.close(remove=not journal.read())
+
+
+async def serve_with(
+    settings: ServerSettings,
+    reread: Callable[[], ServerSettings] | None,
+    context: ssl.SSLContext,
+    certificate_der: bytes,
+    users: UserDatabase,
+    pool: AddressPool,
+    changes: NetworkChanges,
+) -> int:
+    """Set the system up through ``changes``, serve until a signal, undo it all."""
     app: SstpServerApp | None = None
     control: ControlServer | None = None
     try:
+        check_host(settings)
         # Sized for the largest MRU a session may get; sessions below it get routes with their own MTU.
         tun_mtu = ip_mtu(min(settings.mru, settings.max_peer_mru))
         tun = changes.open_tun(settings.tun_name, mtu=tun_mtu)
@@ -159,9 +325,7 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
         try:
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
-            raise SystemSetupError(
-                f"cannot listen on port {settings.port} ({exc.strerror}); is another server using it?"
-            ) from None
+            raise listen_error(settings, exc) from None
         control = ControlServer(app, settings.control_socket)
         await control.start()
         log.info(
@@ -375,6 +539,49 @@ def check_fixed_addresses(users: UserDatabase, pool: AddressPool) -> None:
             log.warning("user %r gets no session: its fixed address %s", entry.name, problem)
 
 
+def check_host(settings: ServerSettings) -> None:
+    """Refuse, before anything is changed, a pool that overlaps a network this host already has (the
+    TUN would take an address the host uses, and the host's routes would compete with the tunnel's) and,
+    in NAT mode, an egress interface the host does not have."""
+    pool = settings.pool
+    for info in list_addresses():
+        networks = [info.address.network]
+        if info.peer is not None:
+            networks.append(ip_network(f"{info.peer}/{info.address.network.prefixlen}"))
+        for network in networks:
+            if network.version == 4 and (network.overlaps(pool.network) or pool.server_address in network):
+                raise SystemSetupError(
+                    f"pool {pool.network} (server {pool.server_address}) overlaps {network} on "
+                    f"{info.ifname}, a network this host already has; choose a pool.network no "
+                    "interface uses (see ip addr)"
+                )
+    egress = settings.forwarding.egress
+    if settings.forwarding.mode == "nat" and egress is not None and not link_exists(egress):
+        raise SystemSetupError(
+            f"forwarding.egress: this host has no interface {egress} (see ip link); "
+            "name the one that leads to the clients' destinations"
+        )
+
+
+def listen_error(settings: ServerSettings, exc: OSError) -> SystemSetupError:
+    """The one line for a listening socket the kernel refused, with the likely cause."""
+    port = settings.port
+    if exc.errno == errno.EADDRNOTAVAIL:
+        host = {str(a.address.ip) for a in list_addresses()}
+        missing = [a for a in settings.listen if a not in host and not ip_address(a).is_unspecified]
+        return SystemSetupError(
+            f"cannot listen on {', '.join(missing or settings.listen)} port {port}: no interface of this "
+            "host has that address (see ip addr); listen on one it has, or on 0.0.0.0 and ::"
+        )
+    if exc.errno == errno.EACCES and port < 1024:
+        return SystemSetupError(
+            f"cannot listen on port {port}: ports below 1024 need root or CAP_NET_BIND_SERVICE"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return SystemSetupError(f"cannot listen on port {port}: it is in use; is another server using it?")
+    return SystemSetupError(f"cannot listen on port {port}: {exc.strerror or exc}")
+
+
 def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
     """IPv6 on the TUN: the server's link-local address, ``<prefix>::1`` (whose /64 route sends the
     clients' addresses into the TUN), and forwarding between the tunnel and the other interfaces."""
@@ -422,7 +629,7 @@ def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
         raise ConfigError("a certificate and its key are needed: --cert FULLCHAIN.pem --key KEY.pem")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = tls.min_version
-    context.set_ciphers(tls.ciphers)
+    context.set_ciphers(tls.cipher_list)
     # SSTP clients do not resume TLS sessions (every call binds to a fresh handshake), so the two
     # TLS 1.3 session tickets OpenSSL sends after each handshake are work and bytes for nothing.
     context.num_tickets = 0

@@ -1,9 +1,11 @@
-"""NAT and MSS clamping with nftables, in one table of pysstp's own (``inet pysstp`` by default).
+"""NAT and MSS clamping with nftables, in a table of pysstp's own per server: ``inet pysstp-<TUN>``.
 
 The rules go to ``nft -f -`` as text; owning a whole table means installing and removing never touches
-anybody else's rules, and the table is replaced in one transaction.
+anybody else's rules (another server's on another TUN included), and the table is replaced in one
+transaction.
 """
 
+import string
 import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -12,13 +14,25 @@ from typing import Literal
 from pysstp.errors import SystemSetupError
 from pysstp.net.ifname import check_ifname
 
-DEFAULT_TABLE = "pysstp"
+TABLE_PREFIX = "pysstp-"
 NFT = "nft"
+
+# What nft's scanner takes in an unquoted name after its first character (nft 1.0 takes no quoted
+# table names); the prefix supplies a letter first.
+_NFT_NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_./")
+
+
+def table_for(tun: str) -> str:
+    """The name of the table for the server on TUN device ``tun``: ``pysstp-<tun>``, with any character
+    an nft name cannot hold written as ``_`` and its two hex digits (interface names may hold almost any)."""
+    return TABLE_PREFIX + "".join(
+        c if c in _NFT_NAME_CHARACTERS else "".join(f"_{b:02x}" for b in c.encode()) for c in tun
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class NatRules:
-    """The contents of the pysstp table.
+    """The contents of the table :func:`table_for` names after ``tun``.
 
     * ``source``: masquerade packets from this prefix (the tunnel's address pool) as they leave through
       ``egress``, or through any interface but ``tun`` when ``egress`` is None. No masquerade when None.
@@ -31,21 +45,24 @@ class NatRules:
     source: IPv4Network | IPv6Network | None = None
     egress: str | None = None
     mss: int | Literal["route"] | None = "route"
-    table: str = DEFAULT_TABLE
 
     def __post_init__(self) -> None:
         check_ifname(self.tun)
         if self.egress is not None:
             check_ifname(self.egress)
-        if not self.table.replace("_", "").isalnum():
-            raise SystemSetupError(f"invalid nftables table name {self.table!r}: letters, digits, '_'")
         if isinstance(self.mss, int) and not 536 <= self.mss <= 65495:
             raise SystemSetupError(f"MSS {self.mss} is out of range (536-65495)")
+
+    @property
+    def table(self) -> str:
+        """The table's name (see :func:`table_for`)."""
+        return table_for(self.tun)
 
     def render(self) -> str:
         """The nft script that replaces the table with these rules (atomically, even if it exists)."""
         # Declaring the table first makes the delete succeed when there is none yet.
-        lines = [f"table inet {self.table}", f"delete table inet {self.table}", f"table inet {self.table} {{"]
+        table = self.table
+        lines = [f"table inet {table}", f"delete table inet {table}", f"table inet {table} {{"]
         if self.mss is not None:
             size = "rt mtu" if self.mss == "route" else str(self.mss)
             # A fixed value only ever lowers the MSS the peers offered.
@@ -76,12 +93,9 @@ def make_nat_rules(
     source: str | IPv4Network | IPv6Network | None = None,
     egress: str | None = None,
     mss: int | Literal["route"] | None = "route",
-    table: str = DEFAULT_TABLE,
 ) -> NatRules:
     """Build :class:`NatRules`, accepting the source prefix as a string."""
-    return NatRules(
-        tun=tun, source=None if source is None else ip_network(source), egress=egress, mss=mss, table=table
-    )
+    return NatRules(tun=tun, source=None if source is None else ip_network(source), egress=egress, mss=mss)
 
 
 def install_nat(rules: NatRules) -> None:
@@ -89,8 +103,10 @@ def install_nat(rules: NatRules) -> None:
     _nft(rules.render(), f"install nftables table inet {rules.table}")
 
 
-def remove_nat(table: str = DEFAULT_TABLE) -> None:
-    """Remove the table; harmless when it is not there."""
+def remove_nat(table: str) -> None:
+    """Remove the table (named by :func:`table_for`); harmless when it is not there."""
+    if not table.startswith(TABLE_PREFIX) or not set(table) <= _NFT_NAME_CHARACTERS:
+        raise SystemSetupError(f"invalid nftables table name {table!r}")
     _nft(f"table inet {table}\ndelete table inet {table}\n", f"remove nftables table inet {table}")
 
 

@@ -8,12 +8,14 @@ syscall.
 import errno
 import fcntl
 import os
+import stat
 import struct
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
 
 from pysstp.errors import SystemSetupError
+from pysstp.net.caps import CAP_NET_ADMIN, has_capability
 from pysstp.net.ifname import check_ifname
 from pysstp.net.iproute import link_exists, set_link
 
@@ -168,10 +170,25 @@ def _open_clone_device() -> int:
                 f"pass the device in (e.g. docker run --device {TUN_PATH})"
             ) from exc
         if exc.errno in (errno.EACCES, errno.EPERM):
-            raise SystemSetupError(
-                f"cannot open {TUN_PATH}: permission denied; run as root or with CAP_NET_ADMIN"
-            ) from exc
+            raise SystemSetupError(_permission_hint()) from exc
         raise SystemSetupError(f"cannot open {TUN_PATH}: {exc.strerror}") from exc
+
+
+def _permission_hint() -> str:
+    """Why opening the clone device was refused: its file mode, which no capability but root's
+    CAP_DAC_OVERRIDE gets past (CAP_NET_ADMIN is checked later, when the device is created)."""
+    try:
+        info = os.stat(TUN_PATH)
+        mode = f"mode {stat.S_IMODE(info.st_mode):04o}, owner uid {info.st_uid}, group gid {info.st_gid}"
+    except OSError:
+        mode = "its mode"
+    hint = (
+        f"cannot open {TUN_PATH}: its file permissions ({mode}) do not let uid {os.geteuid()} read and "
+        f"write it; make it mode 0666 as most systems ship it (chmod 0666 {TUN_PATH}), or run as root"
+    )
+    if not has_capability(CAP_NET_ADMIN):
+        hint += "; creating the device also needs CAP_NET_ADMIN"
+    return hint
 
 
 def _setiff_error(name: str, exc: OSError) -> SystemSetupError:

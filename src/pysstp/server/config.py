@@ -33,12 +33,25 @@ from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 from pysstp.server.pool import AddressPool
 from pysstp.sstp.constants import HashProtocol, Timer
 
-DEFAULT_CIPHERS = ":".join(
+INTERMEDIATE_CIPHERS = ":".join(
     (
-        # Forward-secret AEAD suites: what Windows 10/11, sstpc (OpenSSL) and current RouterOS pick.
-        "ECDHE+AESGCM",
-        "ECDHE+CHACHA20",
+        # Mozilla's "intermediate" TLS 1.2 suites without DHE: forward secrecy (ECDHE) and AEAD only. What
+        # Windows 10/11, sstpc (OpenSSL), current RouterOS and pysstp's client pick anyway.
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+"""TLS 1.2 cipher list of the ``intermediate`` profile (the default), in OpenSSL syntax."""
+
+LEGACY_CIPHERS = ":".join(
+    (
+        INTERMEDIATE_CIPHERS,
         # AES-256-CBC with ECDHE: older Windows builds and RouterOS, which offers only AES-256 on TLS 1.2.
+        # CBC with HMAC is what testssl.sh reports as "potentially vulnerable" to LUCKY13.
         "ECDHE-ECDSA-AES256-SHA384",
         "ECDHE-RSA-AES256-SHA384",
         "ECDHE-ECDSA-AES256-SHA",
@@ -49,7 +62,11 @@ DEFAULT_CIPHERS = ":".join(
         "AES256-SHA",
     )
 )
-"""TLS 1.2 cipher list in OpenSSL syntax. TLS 1.3 suites are OpenSSL's defaults; Python cannot set them."""
+"""TLS 1.2 cipher list of the ``legacy`` profile: ``intermediate`` plus CBC and RSA key exchange suites."""
+
+TLS_PROFILES = {"intermediate": INTERMEDIATE_CIPHERS, "legacy": LEGACY_CIPHERS}
+"""TLS 1.2 cipher lists by ``tls.profile``. TLS 1.3 suites are OpenSSL's defaults (all AEAD, all
+forward-secret); Python cannot set them."""
 
 UNIX_SOCKET_PATH_MAX = 107
 """Longest path a Unix socket can bind on Linux (``sun_path`` is 108 bytes with the terminating NUL)."""
@@ -63,6 +80,7 @@ ForwardingMode = Literal["route", "nat"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
 ClientCertificateMode = Literal["none", "request", "require"]
+TlsProfile = Literal["intermediate", "legacy"]
 
 
 # -- the settings ----------------------------------------------------------------------------------
@@ -75,12 +93,19 @@ class TlsSettings:
     cert: Path | None = None
     key: Path | None = None
     min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
-    ciphers: str = DEFAULT_CIPHERS
+    profile: TlsProfile = "intermediate"
+    ciphers: str | None = None
+    """An explicit TLS 1.2 cipher list, which replaces the profile's."""
     hash_protocols: HashProtocol = HashProtocol.SHA256 | HashProtocol.SHA1
     verify_client_certificate: ClientCertificateMode = "none"
     """Ask for a TLS client certificate in the HTTPS handshake; Windows' built-in client never sends one."""
     client_ca: tuple[Path, ...] = ()
     client_crl: tuple[Path, ...] = ()
+
+    @property
+    def cipher_list(self) -> str:
+        """The TLS 1.2 ciphers in force: ``ciphers`` if set, else those of ``profile``."""
+        return self.ciphers if self.ciphers is not None else TLS_PROFILES[self.profile]
 
 
 @dataclass(frozen=True)
@@ -179,6 +204,8 @@ class ServerSettings:
     max_peer_mru: int = DEFAULT_MRU
     tun_name: str = "sstp0"
     control_socket: Path = Path("/run/pysstp/server.sock")
+    state_dir: Path = Path("/run/pysstp")
+    """Where the server records what it changed on the system (see :mod:`pysstp.net.changes`)."""
     tls: TlsSettings = field(default_factory=TlsSettings)
     eap_tls: EapTlsSettings = field(default_factory=EapTlsSettings)
     pool: PoolSettings = field(default_factory=PoolSettings)
@@ -486,7 +513,18 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "lowest TLS version accepted",
             ),
             _Setting(
-                "tls.ciphers", "--ciphers", _Text(_ciphers), "TLS 1.2 ciphers in OpenSSL syntax", "LIST"
+                "tls.profile",
+                "--tls-profile",
+                _Choice({name: name for name in TLS_PROFILES}),
+                "TLS 1.2 suites: 'intermediate' (ECDHE with AES-GCM or ChaCha20 only, as Mozilla's profile) "
+                "or 'legacy' (adds CBC and RSA key exchange, for old Windows and RouterOS clients)",
+            ),
+            _Setting(
+                "tls.ciphers",
+                "--ciphers",
+                _Text(_ciphers),
+                "TLS 1.2 ciphers in OpenSSL syntax; replaces the profile's list",
+                "LIST",
             ),
             _Setting(
                 "tls.hash_protocols",
@@ -750,6 +788,14 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
             _Setting("log.format", "--log-format", _Choice({"text": "text", "json": "json"}), "log format"),
             _Setting(
                 "control_socket", "--control-socket", _Text(_path), "Unix socket for pysstp status", "PATH"
+            ),
+            _Setting(
+                "state_dir",
+                "--state-dir",
+                _Text(_path),
+                "where the server records its system changes, so a restart after a crash or "
+                "--cleanup can undo them",
+                "DIR",
             ),
         ),
     ),

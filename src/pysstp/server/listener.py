@@ -47,7 +47,7 @@ _REASONS = {
     "HTTP_REQUEST": "plain HTTP sent to the TLS port",
     "WRONG_VERSION_NUMBER": "not TLS, or an SSL version this server does not speak",
     "UNSUPPORTED_PROTOCOL": "the client offers only TLS versions below tls.min_version",
-    "NO_SHARED_CIPHER": "no cipher in common (see tls.ciphers)",
+    "NO_SHARED_CIPHER": 'no cipher in common (an old client may need tls.profile = "legacy")',
     "TLSV1_ALERT_UNKNOWN_CA": "the client does not trust this server's certificate (unknown CA)",
     "SSLV3_ALERT_BAD_CERTIFICATE": "the client refused this server's certificate (bad certificate)",
     "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the client refused this server's certificate",
