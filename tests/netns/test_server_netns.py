@@ -246,3 +246,13 @@ def test_large_mru_carries_4000_byte_packets_whole(setup: Setup) -> None:
     assert f"{standard_address} proto static scope link mtu 1500" in routes, routes
     refused = setup.pair.server.run(*big_ping[:-4], "-c", "1", "-W", "2", standard_address, check=False)
     assert "message too long" in refused.stdout + refused.stderr
+
+
+def test_server_address_outside_the_pool_still_routes_the_pool_into_the_tunnel(setup: Setup) -> None:
+    """pool.server_address may lie outside pool.network; the pool must then still be routed to the TUN."""
+    setup.start_server("--server-address", "10.78.0.1")
+    client_log = setup.start_client("sstpc0", "alice", "alicepw")
+    client_address = wait_for_line(client_log, "UP ").split()[1]
+    assert client_address.startswith("10.77.0.")
+    ping(setup.pair.client, "10.78.0.1")
+    ping(setup.pair.server, client_address)

@@ -93,3 +93,15 @@ def test_a_key_that_does_not_match_and_a_certificate_not_yet_valid(
         f"pysstp: tls.cert {cert}: the certificate CN=vpn.example.com is not valid yet "
         f"({later - datetime.timedelta(hours=1):%Y-%m-%d})"
     )
+
+
+def test_a_fixed_address_the_server_cannot_route_is_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users.carol]\nnt_hash = "{"0" * 32}"\naddress = "172.16.0.5"\n')
+    users.chmod(0o600)
+    code, _, err = check(tmp_path, capsys)
+    assert code == 1
+    assert err == ["pysstp: user 'carol' gets no session: its fixed address 172.16.0.5 is outside the pool "
+                   "10.77.0.0/24"]  # fmt: skip

@@ -150,7 +150,11 @@ def check(settings: ServerSettings) -> int:
     problems: list[str] = []
     steps: list[Callable[[], object]] = [
         lambda: load_tls(settings),
-        lambda: UserDatabase(settings.users),
+        lambda: problems.extend(
+            fixed_address_problems(
+                UserDatabase(settings.users), AddressPool(settings.pool.network, settings.pool.server_address)
+            )
+        ),
         lambda: load_eap_tls(settings),
         lambda: not_sstp_response(settings),
     ]
@@ -291,9 +295,14 @@ async def serve_with(
         # Sized for the largest MRU a session may get; sessions below it get routes with their own MTU.
         tun_mtu = ip_mtu(min(settings.mru, settings.max_peer_mru))
         tun = changes.open_tun(settings.tun_name, mtu=tun_mtu)
-        changes.add_address(
-            tun.name, IPv4Interface(f"{settings.pool.server_address}/{settings.pool.network.prefixlen}")
-        )
+        pool_settings = settings.pool
+        own = IPv4Interface(f"{pool_settings.server_address}/{pool_settings.network.prefixlen}")
+        if pool_settings.server_address in pool_settings.network:
+            changes.add_address(tun.name, own)
+        else:
+            # Point to point with the pool as the peer network: the kernel then routes the pool, not the
+            # server address's own network, into the TUN.
+            changes.add_address(tun.name, own, peer=pool_settings.network.network_address)
         if settings.ipv6.enabled:
             setup_ipv6(changes, tun.name, settings.ipv6.prefix)
         set_link(tun.name, up=True)
@@ -533,10 +542,17 @@ async def wait_for_signals(app: SstpServerApp, reloader: Reloader) -> None:
 def check_fixed_addresses(users: UserDatabase, pool: AddressPool) -> None:
     """One warning per user whose fixed address the server cannot route into the tunnel; such a user is
     refused at each login (the user file itself stays in force, so nobody else is locked out)."""
-    for entry in users.entries():
-        problem = pool.fixed_refusal(entry.address) if entry.address is not None else None
-        if problem is not None:
-            log.warning("user %r gets no session: its fixed address %s", entry.name, problem)
+    for problem in fixed_address_problems(users, pool):
+        log.warning("%s", problem)
+
+
+def fixed_address_problems(users: UserDatabase, pool: AddressPool) -> list[str]:
+    """A line for each user whose fixed address the server cannot route into the tunnel."""
+    return [
+        f"user {entry.name!r} gets no session: its fixed address {problem}"
+        for entry in users.entries()
+        if entry.address is not None and (problem := pool.fixed_refusal(entry.address)) is not None
+    ]
 
 
 def check_host(settings: ServerSettings) -> None:
