@@ -71,7 +71,7 @@ class HttpRequest:
 
 
 def build_request(host: str, correlation_id: str) -> bytes:
-    """The client's request (tests/test_sstp_http.py holds its exact bytes).
+    """The client's request (tests/unit/test_sstp_http.py holds its exact bytes).
 
     ``correlation_id`` is a GUID; it is wrapped in braces unless it already starts with one.
     """
