@@ -7,23 +7,34 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import hashlib
+import io
 import logging
+import re
+import signal
+import socket
+import ssl
+from collections.abc import Callable
 from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
 
+from pysstp.client import live
 from pysstp.client.app import ClientApp
-from pysstp.client.dial import ConnectError, dial
+from pysstp.client.dial import ConnectError, dial, open_tcp
 from pysstp.client.settings import ClientSettings, TlsSettings
 from pysstp.client.tls import make_context
+from pysstp.commands import connect as connect_command
 from pysstp.connection import LinkConnection
+from pysstp.errors import ConfigError
 from pysstp.link import ClientConfig, LinkUp
 from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.events import Ipv4Up, Ipv6Up
+from pysstp.server.control import kick
 
-from helpers.loopback import SERVER_ADDRESS, Bench, start_bench
+from helpers.loopback import SERVER_ADDRESS, Bench, make_certificate, start_bench
 
 TIMEOUT = 10
 
@@ -104,8 +115,6 @@ async def dial_with(bench: Bench, tls: TlsSettings, host: str = "sstp.test") -> 
 
 
 def pin_of(bench: Bench) -> bytes:
-    import ssl
-
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(bench.cert_path.read_text())).digest()
 
 
@@ -161,8 +170,6 @@ async def test_tls_min_13(bench: Bench) -> None:
 
 
 async def test_refused_port_names_host_and_port() -> None:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -293,3 +300,168 @@ async def test_through_an_http_proxy_with_basic_auth(bench: Bench) -> None:
             await ClientApp(wrong, RecordingTunnel(), asyncio.Event()).run()  # type: ignore[arg-type]
     finally:
         proxy.close()
+
+
+# -- what the user reads (issue 11, part 2) ----------------------------------------------------------
+
+
+def test_a_missing_or_non_pem_ca_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--ca-file .*/nowhere.pem: cannot read: No such file"):
+        make_context(TlsSettings(ca_file=tmp_path / "nowhere.pem"))
+    text = tmp_path / "notes.txt"
+    text.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"notes.txt: no usable CA certificate in it \(expected PEM"):
+        make_context(TlsSettings(ca_file=text))
+
+
+async def test_an_unreachable_host_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def unreachable(sock: socket.socket, address: object) -> None:
+        # What asyncio's sock_connect raises: its own text where the system's would be.
+        raise OSError(errno.EHOSTUNREACH, f"Connect call failed {address}")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "sock_connect", unreachable)
+    with pytest.raises(ConnectError) as caught:
+        await open_tcp("127.0.0.1", 443, None, TIMEOUT, lambda layer, text: None)
+    assert str(caught.value) == (
+        "TCP: cannot connect to 127.0.0.1:443: no route to host: check the host's address and this "
+        "machine's network connection and routes"
+    )
+
+
+async def start_https(tmp_path: Path, answer: bytes) -> asyncio.Server:
+    """An HTTPS server that is not an SSTP server: it reads the request, writes ``answer`` and closes."""
+    cert, key, _ = make_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            "HTTP: HTTP handshake failed: HTTP status 404",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "SSTP: the server accepted the SSTP request"),
+        (b"", "with no TLS alert and no HTTP answer: either it is not an SSTP server"),
+    ],
+)
+async def test_an_https_server_that_is_not_sstp_is_named_as_such(
+    tmp_path: Path, answer: bytes, said: str
+) -> None:
+    server = await start_https(tmp_path, answer)
+    settings = ClientSettings(
+        host="127.0.0.1",
+        port=server.sockets[0].getsockname()[1],
+        user="alice",
+        password="alicepw",
+        tls=TlsSettings(ca_file=tmp_path / "cert.pem"),
+    )
+    try:
+        with pytest.raises(ConnectError) as caught:
+            await asyncio.wait_for(ClientApp(settings, RecordingTunnel(), asyncio.Event()).run(), TIMEOUT)  # type: ignore[arg-type]
+    finally:
+        server.close()
+    assert said in str(caught.value)
+    assert "not an SSTP server" in str(caught.value)
+    assert "client certificate" not in str(caught.value) or answer == b""
+
+
+async def wait_for(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(TIMEOUT * 100):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_kick_says_the_servers_reason_and_is_not_redialed(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pysstp.client")
+    tunnel = RecordingTunnel()
+    settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), reconnect=True)
+    task = asyncio.ensure_future(ClientApp(settings, tunnel, asyncio.Event()).run())  # type: ignore[arg-type]
+    await wait_for(lambda: tunnel.connection is not None, "the call")
+    assert kick(bench.app, "alice") == 1
+    with pytest.raises(ConnectError) as caught:
+        await asyncio.wait_for(task, TIMEOUT)
+    assert str(caught.value) == (
+        "the server ended the call: peer sent Terminate-Request: disconnected by the administrator; "
+        "--reconnect-after-kick dials again after this too"
+    )
+    assert len(tunnel.applied) == 1
+    assert re.search(r"call ended after 0:00:\d\d: received \d+ B, sent \d+ B", caplog.text)
+    assert "connection lost" not in caplog.text
+
+
+async def test_reconnect_after_kick_dials_again(bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pysstp.client.app.backoff_delay", lambda attempt: 0.01)
+    tunnel = RecordingTunnel()
+    stop = asyncio.Event()
+    settings = dataclasses.replace(
+        client_settings(bench, ca_file=bench.cert_path), reconnect=True, reconnect_after_kick=True
+    )
+    task = asyncio.ensure_future(ClientApp(settings, tunnel, stop).run())  # type: ignore[arg-type]
+    await wait_for(lambda: len(tunnel.applied) == 1, "the call")
+    kick(bench.app, "alice")
+    await wait_for(lambda: len(tunnel.applied) == 2, "the second call")
+    stop.set()
+    await asyncio.wait_for(task, TIMEOUT)
+
+
+async def test_a_wrong_password_is_said_once(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pysstp.client")
+    settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), password="wrong")
+    with pytest.raises(ConnectError, match="wrong user name or password"):
+        await asyncio.wait_for(ClientApp(settings, RecordingTunnel(), asyncio.Event()).run(), TIMEOUT)  # type: ignore[arg-type]
+    said = [r for r in caplog.records if r.name == "pysstp.client" and "wrong" in r.getMessage()]
+    assert said == []  # only the error line says it
+
+
+async def test_a_server_without_ipv6_is_not_a_warning(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pysstp.client")
+    tunnel = RecordingTunnel()
+    stop = asyncio.Event()
+    settings = client_settings(bench, ca_file=bench.cert_path)
+    task = asyncio.ensure_future(ClientApp(settings, tunnel, stop).run())  # type: ignore[arg-type]
+    await wait_for(lambda: tunnel.connection is not None, "the call")
+    stop.set()
+    await asyncio.wait_for(task, TIMEOUT)
+    client = [record for record in caplog.records if record.name == "pysstp.client"]
+    (line,) = [record for record in client if "IPv6" in record.getMessage()]
+    assert line.levelno == logging.INFO
+    assert "the server does not offer IPv6 (it rejected IPv6CP); IPv4 only" in line.getMessage()
+    assert not [record for record in client if record.levelno >= logging.WARNING]
+
+
+async def test_ctrl_c_before_the_call_is_up_exits_130_without_a_live_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "INTERVAL", 0.01)
+    stdout = io.StringIO()
+    monkeypatch.setattr("sys.stdout", stdout)
+    monkeypatch.setattr(connect_command, "show_live_line", lambda settings: True)
+    # A server that accepts TCP and never answers TLS: the client waits in the handshake.
+    accepted: list[asyncio.StreamWriter] = []
+    mute = await asyncio.start_server(lambda reader, writer: accepted.append(writer), "127.0.0.1", 0)
+    settings = ClientSettings(
+        host="127.0.0.1", port=mute.sockets[0].getsockname()[1], user="alice", password="pw"
+    )
+    task = asyncio.ensure_future(connect_command.connect(settings))
+    try:
+        await wait_for(lambda: bool(accepted), "the TCP connection")
+        await asyncio.sleep(0.1)  # ten redraws of a live line that must not be there
+        signal.raise_signal(signal.SIGINT)
+        assert await asyncio.wait_for(task, TIMEOUT) == 130
+    finally:
+        mute.close()
+    assert stdout.getvalue() == ""

@@ -53,7 +53,17 @@ TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 _LIST_KEYS = frozenset({"auth", "route"})
 _BOOL_KEYS = frozenset(
-    {"insecure", "no_sni", "default_route", "dns", "reconnect", "ipv6", "proxy_from_env", "daemon"}
+    {
+        "insecure",
+        "no_sni",
+        "default_route",
+        "dns",
+        "reconnect",
+        "reconnect_after_kick",
+        "ipv6",
+        "proxy_from_env",
+        "daemon",
+    }
 )
 PROXY_ENV = ("https_proxy", "HTTPS_PROXY")
 NO_PROXY_ENV = ("no_proxy", "NO_PROXY")
@@ -117,6 +127,8 @@ class ClientSettings:
     """The PPP MRU we ask for, and the largest the server may ask us for (so both directions match)."""
     dns: bool = False
     reconnect: bool = False
+    reconnect_after_kick: bool = False
+    """With ``reconnect``: dial again also after the server ended the call itself."""
     max_attempts: int = 0
     verbose: bool = False
     log_format: str = "text"
@@ -248,7 +260,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reconnect",
         action="store_const",
         const=True,
-        help="dial again after a lost connection (TUN and routes stay in place meanwhile)",
+        help="dial again after a lost connection (TUN and routes stay in place meanwhile); not after the "
+        "server ended the call itself (see --reconnect-after-kick)",
+    )
+    tunnel.add_argument(
+        "--reconnect-after-kick",
+        action="store_const",
+        const=True,
+        help="with --reconnect: dial again also after the server ended the call itself (an "
+        "administrator's kick, its idle timeout or its shutdown); without it, that ends pysstp connect",
     )
     tunnel.add_argument(
         "--max-attempts",
@@ -367,6 +387,8 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
         check_ifname(ifname)
     except SystemSetupError as exc:
         raise ConfigError(f"--ifname: {exc}") from None
+    if values.get("reconnect_after_kick") and not values.get("reconnect"):
+        raise ConfigError("--reconnect-after-kick goes with --reconnect")
     daemon = values.get("daemon", False)
     if "log_file" in values and not daemon:
         raise ConfigError("--log-file is for --daemon; in the foreground the log goes to stderr")
@@ -391,6 +413,7 @@ def build_settings(values: Mapping[str, Any]) -> ClientSettings:
         mru=mru,
         dns=values.get("dns", False),
         reconnect=values.get("reconnect", False),
+        reconnect_after_kick=values.get("reconnect_after_kick", False),
         max_attempts=max_attempts,
         verbose=bool(values.get("verbose", False)),
         log_format=_choice("log-format", values.get("log_format", "text"), {"text": "text", "json": "json"}),
@@ -428,6 +451,7 @@ _KNOWN = frozenset(
         "mru",
         "dns",
         "reconnect",
+        "reconnect_after_kick",
         "max_attempts",
         "verbose",
         "log_format",

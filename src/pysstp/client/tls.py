@@ -23,6 +23,7 @@ from cryptography import x509
 
 from pysstp.certnames import certificate_matches, subject_alt_names
 from pysstp.client.settings import TlsSettings
+from pysstp.errors import ConfigError
 
 
 class CertificateRejected(Exception):
@@ -41,7 +42,15 @@ def make_context(tls: TlsSettings) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
     else:
         # With a cafile, create_default_context loads only that file, not the system store.
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        try:
+            context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        except ssl.SSLError:  # a subclass of OSError: first
+            raise ConfigError(
+                f"--ca-file {tls.ca_file}: no usable CA certificate in it (expected PEM: -----BEGIN "
+                "CERTIFICATE-----)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"--ca-file {tls.ca_file}: cannot read: {exc.strerror}") from None
         context.check_hostname = not tls.no_sni
     context.minimum_version = tls.min_version
     if tls.client_certificate is not None:
@@ -83,9 +92,11 @@ def silent_refusal(tls: TlsSettings | None) -> str:
             "closed the connection in or right after the TLS handshake; it may have refused our TLS client "
             "certificate (revoked, expired, or from a CA it does not trust)"
         )
+    # An HTTPS server that is not an SSTP server drops the SSTP request this way too: name both causes.
     return (
-        "closed the connection in or right after the TLS handshake; if it requires a TLS client certificate "
-        "(verify-client-certificate), give yours with --cert FILE --key FILE"
+        "closed the connection in or right after the TLS handshake, with no TLS alert and no HTTP answer: "
+        "either it is not an SSTP server (check the host and the port), or it is one that requires a TLS "
+        "client certificate (give yours with --cert FILE --key FILE)"
     )
 
 

@@ -43,6 +43,10 @@ background; stop it with: pysstp disconnect [--ifname NAME | --pid-file FILE].
 """
 
 
+INTERRUPTED = 128 + signal.SIGINT
+"""The exit code after Ctrl-C before the call was up, as shells use for a command ended by SIGINT."""
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``pysstp connect``."""
     parser = subparsers.add_parser(
@@ -84,19 +88,37 @@ def show_live_line(settings: ClientSettings) -> bool:
 
 async def connect(settings: ClientSettings, on_up: Callable[[], None] | None = None) -> int:
     """Run the client until SIGINT/SIGTERM or a final failure; every system change is undone on the way
-    out, whichever way that is. ``on_up`` is called whenever a call has come up."""
+    out, whichever way that is. ``on_up`` is called whenever a call has come up.
+
+    Returns 0, or 130 (as shells expect after Ctrl-C) when SIGINT stopped it before any call was up.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    signals: list[int] = []
+
+    def stopped(signum: int) -> None:
+        signals.append(signum)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stopped, signum)
     changes = NetworkChanges()
     tunnel = Tunnel(settings, changes)
+    # The live line starts with the first call that is up: before that there is no traffic to show.
     live = LiveLine(tunnel.counters, sys.stdout) if show_live_line(settings) else None
-    if live is not None:
-        live.start()
+    was_up = False
+
+    def up() -> None:
+        nonlocal was_up
+        if live is not None and not was_up:
+            live.start()
+        was_up = True
+        if on_up is not None:
+            on_up()
+
     try:
-        await ClientApp(settings, tunnel, stop, on_up).run()
-        return 0
+        await ClientApp(settings, tunnel, stop, up).run()
+        return INTERRUPTED if signals[:1] == [signal.SIGINT] and not was_up else 0
     finally:
         if live is not None:
             await live.stop()
