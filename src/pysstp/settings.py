@@ -316,8 +316,8 @@ class SettingsTable:
                 if metavar is not None:
                     options["metavar"] = metavar
                 group.add_argument(
-                    setting.flag,
                     *setting.aliases,
+                    setting.flag,
                     dest=setting.dest,
                     action=setting.kind.action,
                     default=None,

@@ -24,6 +24,7 @@ import pytest
 from pysstp.client import live
 from pysstp.client.app import ClientApp
 from pysstp.client.dial import ConnectError, dial, open_tcp
+from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings, TlsSettings
 from pysstp.client.tls import make_context
 from pysstp.commands import connect as connect_command
@@ -37,6 +38,7 @@ from pysstp.server.control import kick
 from helpers.loopback import SERVER_ADDRESS, Bench, make_certificate, start_bench
 
 TIMEOUT = 10
+ALICE = Login("alice", "alicepw")
 
 
 class RecordingTunnel:
@@ -85,7 +87,6 @@ def client_settings(bench: Bench, **tls: object) -> ClientSettings:
         host="127.0.0.1",
         port=bench.port,
         user="alice",
-        password="alicepw",
         tls=TlsSettings(**tls),  # type: ignore[arg-type]
     )
 
@@ -173,8 +174,8 @@ async def test_refused_port_names_host_and_port() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = ClientSettings(host="127.0.0.1", port=port, user="a", password="b")
-    app = ClientApp(settings, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
+    settings = ClientSettings(host="127.0.0.1", port=port, user="a")
+    app = ClientApp(settings, ALICE, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
     with pytest.raises(ConnectError, match=f"TCP: 127.0.0.1:{port} refused the connection: check the host"):
         await app.run()
 
@@ -186,7 +187,7 @@ async def test_app_reports_each_step_then_the_summary_and_hangs_up_on_stop(
     tunnel = RecordingTunnel()
     stop = asyncio.Event()
     settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), host="127.0.0.1")
-    app = ClientApp(settings, tunnel, stop)  # type: ignore[arg-type]
+    app = ClientApp(settings, ALICE, tunnel, stop)  # type: ignore[arg-type]
     task = asyncio.ensure_future(app.run())
     for _ in range(TIMEOUT * 100):
         if tunnel.connection is not None:
@@ -211,10 +212,8 @@ async def test_app_reports_each_step_then_the_summary_and_hangs_up_on_stop(
 
 
 async def test_wrong_password_is_final_even_with_reconnect(bench: Bench) -> None:
-    settings = dataclasses.replace(
-        client_settings(bench, ca_file=bench.cert_path), password="wrong", reconnect=True
-    )
-    app = ClientApp(settings, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
+    settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), reconnect=True)
+    app = ClientApp(settings, Login("alice", "wrong"), RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
     with pytest.raises(ConnectError) as caught:
         await asyncio.wait_for(app.run(), TIMEOUT)
     assert str(caught.value) == (
@@ -226,7 +225,7 @@ async def test_forced_pap_against_a_server_without_it(bench: Bench) -> None:
     settings = dataclasses.replace(
         client_settings(bench, ca_file=bench.cert_path), auth_methods=(AuthMethod.PAP,)
     )
-    app = ClientApp(settings, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
+    app = ClientApp(settings, ALICE, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
     with pytest.raises(
         ConnectError, match=r"PPP: the server ended the call during LCP negotiation .* --auth"
     ):
@@ -239,7 +238,7 @@ async def test_reconnect_gives_up_after_max_attempts(bench: Bench, monkeypatch: 
     settings = dataclasses.replace(
         client_settings(bench, ca_file=bench.cert_path), reconnect=True, max_attempts=3
     )
-    app = ClientApp(settings, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
+    app = ClientApp(settings, ALICE, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
     with pytest.raises(ConnectError, match="gave up after 3 attempts"):
         await asyncio.wait_for(app.run(), TIMEOUT)
 
@@ -284,7 +283,7 @@ async def test_through_an_http_proxy_with_basic_auth(bench: Bench) -> None:
             proxy=parse_proxy(f"http://pu:ppw@127.0.0.1:{port}"),
         )
         stop = asyncio.Event()
-        task = asyncio.ensure_future(ClientApp(settings, tunnel, stop).run())  # type: ignore[arg-type]
+        task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, stop).run())  # type: ignore[arg-type]
         for _ in range(TIMEOUT * 100):
             if tunnel.applied:
                 break
@@ -297,7 +296,7 @@ async def test_through_an_http_proxy_with_basic_auth(bench: Bench) -> None:
 
         wrong = dataclasses.replace(settings, proxy=parse_proxy(f"http://pu:nope@127.0.0.1:{port}"))
         with pytest.raises(ConnectError, match=r"proxy: authentication required or failed .*check the user"):
-            await ClientApp(wrong, RecordingTunnel(), asyncio.Event()).run()  # type: ignore[arg-type]
+            await ClientApp(wrong, ALICE, RecordingTunnel(), asyncio.Event()).run()  # type: ignore[arg-type]
     finally:
         proxy.close()
 
@@ -362,12 +361,13 @@ async def test_an_https_server_that_is_not_sstp_is_named_as_such(
         host="127.0.0.1",
         port=server.sockets[0].getsockname()[1],
         user="alice",
-        password="alicepw",
         tls=TlsSettings(ca_file=tmp_path / "cert.pem"),
     )
     try:
         with pytest.raises(ConnectError) as caught:
-            await asyncio.wait_for(ClientApp(settings, RecordingTunnel(), asyncio.Event()).run(), TIMEOUT)  # type: ignore[arg-type]
+            await asyncio.wait_for(
+                ClientApp(settings, ALICE, RecordingTunnel(), asyncio.Event()).run(), TIMEOUT
+            )  # type: ignore[arg-type]
     finally:
         server.close()
     assert said in str(caught.value)
@@ -389,7 +389,7 @@ async def test_a_kick_says_the_servers_reason_and_is_not_redialed(
     caplog.set_level(logging.INFO, logger="pysstp.client")
     tunnel = RecordingTunnel()
     settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), reconnect=True)
-    task = asyncio.ensure_future(ClientApp(settings, tunnel, asyncio.Event()).run())  # type: ignore[arg-type]
+    task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, asyncio.Event()).run())  # type: ignore[arg-type]
     await wait_for(lambda: tunnel.connection is not None, "the call")
     assert kick(bench.app, "alice") == 1
     with pytest.raises(ConnectError) as caught:
@@ -410,7 +410,7 @@ async def test_reconnect_after_kick_dials_again(bench: Bench, monkeypatch: pytes
     settings = dataclasses.replace(
         client_settings(bench, ca_file=bench.cert_path), reconnect=True, reconnect_after_kick=True
     )
-    task = asyncio.ensure_future(ClientApp(settings, tunnel, stop).run())  # type: ignore[arg-type]
+    task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, stop).run())  # type: ignore[arg-type]
     await wait_for(lambda: len(tunnel.applied) == 1, "the call")
     kick(bench.app, "alice")
     await wait_for(lambda: len(tunnel.applied) == 2, "the second call")
@@ -420,9 +420,11 @@ async def test_reconnect_after_kick_dials_again(bench: Bench, monkeypatch: pytes
 
 async def test_a_wrong_password_is_said_once(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="pysstp.client")
-    settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), password="wrong")
+    settings = client_settings(bench, ca_file=bench.cert_path)
     with pytest.raises(ConnectError, match="wrong user name or password"):
-        await asyncio.wait_for(ClientApp(settings, RecordingTunnel(), asyncio.Event()).run(), TIMEOUT)  # type: ignore[arg-type]
+        await asyncio.wait_for(
+            ClientApp(settings, Login("alice", "wrong"), RecordingTunnel(), asyncio.Event()).run(), TIMEOUT
+        )  # type: ignore[arg-type]
     said = [r for r in caplog.records if r.name == "pysstp.client" and "wrong" in r.getMessage()]
     assert said == []  # only the error line says it
 
@@ -432,7 +434,7 @@ async def test_a_server_without_ipv6_is_not_a_warning(bench: Bench, caplog: pyte
     tunnel = RecordingTunnel()
     stop = asyncio.Event()
     settings = client_settings(bench, ca_file=bench.cert_path)
-    task = asyncio.ensure_future(ClientApp(settings, tunnel, stop).run())  # type: ignore[arg-type]
+    task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, stop).run())  # type: ignore[arg-type]
     await wait_for(lambda: tunnel.connection is not None, "the call")
     stop.set()
     await asyncio.wait_for(task, TIMEOUT)
@@ -453,10 +455,8 @@ async def test_ctrl_c_before_the_call_is_up_exits_130_without_a_live_line(
     # A server that accepts TCP and never answers TLS: the client waits in the handshake.
     accepted: list[asyncio.StreamWriter] = []
     mute = await asyncio.start_server(lambda reader, writer: accepted.append(writer), "127.0.0.1", 0)
-    settings = ClientSettings(
-        host="127.0.0.1", port=mute.sockets[0].getsockname()[1], user="alice", password="pw"
-    )
-    task = asyncio.ensure_future(connect_command.connect(settings))
+    settings = ClientSettings(host="127.0.0.1", port=mute.sockets[0].getsockname()[1], user="alice")
+    task = asyncio.ensure_future(connect_command.connect(settings, ALICE))
     try:
         await wait_for(lambda: bool(accepted), "the TCP connection")
         await asyncio.sleep(0.1)  # ten redraws of a live line that must not be there

@@ -12,18 +12,18 @@ from pysstp.client.daemon import pid_file_held, running_pid
 from pysstp.client.settings import build_settings, default_pid_file
 from pysstp.errors import ConfigError
 
-BASE = {"target": "vpn.example.com", "user": "alice", "password_insecure_cmdline": "pw"}
+BASE = {"server": ("vpn.example.com", 443), "user": "alice"}
 
 
 def test_daemon_gets_a_pid_file_per_ifname() -> None:
-    settings = build_settings({**BASE, "daemon": True, "ifname": "work0"})
+    settings = build_settings({**BASE, "daemon": True, "ifname": "work0"}, {})
     assert settings.pid_file == default_pid_file("work0") == Path("/run/pysstp/connect-work0.pid")
-    assert build_settings(BASE).pid_file is None  # the foreground writes none unless asked
+    assert build_settings(BASE, {}).pid_file is None  # the foreground writes none unless asked
 
 
 def test_log_file_needs_daemon() -> None:
     with pytest.raises(ConfigError, match="--log-file is for --daemon"):
-        build_settings({**BASE, "log_file": "/tmp/x.log"})
+        build_settings({**BASE, "log-file": Path("/tmp/x.log")}, {})
 
 
 def test_pid_file_is_written_and_removed(tmp_path: Path) -> None:

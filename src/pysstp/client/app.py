@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 
 from pysstp.client.dial import ClientConnection, ConnectError, dial
+from pysstp.client.login import Login
 from pysstp.client.report import call_ended, describe, setup_failure, summary
 from pysstp.client.settings import ClientSettings
 from pysstp.client.tls import make_context
@@ -77,11 +78,13 @@ class _Call:
 
 
 class ClientApp:
-    """``pysstp connect`` without the command line: give it settings and a tunnel, await :meth:`run`."""
+    """``pysstp connect`` without the command line: give it settings, the login and a tunnel, await
+    :meth:`run`."""
 
     def __init__(
         self,
         settings: ClientSettings,
+        login: Login,
         tunnel: Tunnel,
         stop: asyncio.Event,
         on_up: Callable[[], None] | None = None,
@@ -91,16 +94,16 @@ class ClientApp:
         self.on_up = on_up
         self.tunnel = tunnel
         self.stop = stop
-        self.context = make_context(settings.tls)
+        self.context = make_context(settings.tls, login.certificate)
         self.config = ClientConfig(
             host=settings.host,
-            username=settings.user,
-            password=settings.password,
+            username=login.user,
+            password=login.password,
             auth_methods=settings.auth_methods,
             ipv6=settings.ipv6,
             mru=settings.mru,
             max_peer_mru=settings.mru,
-            eap_tls=settings.eap_tls,
+            eap_tls=login.eap_tls,
         )
         # After the first successful TCP connection, reconnects dial the same address: a DNS answer that
         # changed would otherwise send the dial into the tunnel's own routes.
