@@ -517,14 +517,10 @@ def load_profile(document: Mapping[str, Any], file: Path, name: str) -> dict[str
         raise ConfigError(f"{where}: 'server = \"HOST[:PORT]\"' is missing")
     profile = _TABLE.check(values, where, file.parent)
     try:
-        profile["server"] = parse_target(server) if isinstance(server, str) else _target_type(server)
+        profile["server"] = Text(parse_target).parse(server)
     except ValueError as exc:
         raise ConfigError(f"{where}: server: {exc}") from None
     return profile
-
-
-def _target_type(value: object) -> tuple[str, int]:
-    raise ValueError(f'expected a string such as "vpn.example.com:443", not {value!r}')
 
 
 def settings_from_args(
