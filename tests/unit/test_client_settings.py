@@ -355,3 +355,17 @@ def test_profile_and_flag_mistakes_read_as_the_servers_do(tmp_path: Path) -> Non
     # A relative path in a profile is relative to the profile's file, as in server.toml.
     config.write_text('[work]\nserver = "h"\nuser = "u"\nca-file = "corp.pem"\n')
     assert settings("work", "--config", str(config)).tls.ca_file == tmp_path / "corp.pem"
+
+
+def test_reconnect_after_kick_goes_with_reconnect() -> None:
+    assert settings("h", "--user", "u", "--reconnect", "--reconnect-after-kick").reconnect_after_kick
+    with pytest.raises(ConfigError, match=r"^--reconnect-after-kick goes with --reconnect$"):
+        settings("h", "--user", "u", "--reconnect-after-kick")
+
+
+def test_connect_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["connect", "--help"])
+    text = capsys.readouterr().out
+    assert "\nexamples:\n  pysstp connect vpn.example.com --user alice" in text
+    assert "https://vpn.example.com:8443/" in text and "--reconnect-after-kick" in text and "130" in text
