@@ -32,6 +32,7 @@ from pysstp.errors import ConfigError
 
 
 def wrong_type(expected: str, value: object) -> ValueError:
+    """The error for a TOML value of the wrong type, e.g. "expected an integer, not a string ('8')"."""
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}
     got = (
         "a table"
@@ -56,7 +57,7 @@ class Kind(ABC):
         return value
 
     def show(self, value: Any) -> str:
-        """A setting's value as it would be written in server.toml (for the help text)."""
+        """A setting's value as it would be written in the settings file (for the help text)."""
         return str(value)
 
     def metavar(self, default: str) -> str | None:
@@ -235,7 +236,7 @@ class Setting:
     help: str
     metavar: str = "VALUE"
     show_default: bool = True
-    aliases: tuple[str, ...] = field(default=())
+    aliases: tuple[str, ...] = ()
     """More option strings for the flag (such as ``-v``)."""
 
     @property
