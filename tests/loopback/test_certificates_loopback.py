@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from pysstp.aaa.pki import Issued
 from pysstp.aaa.userdb import UserEntry
 from pysstp.client.dial import ConnectError, dial
-from pysstp.client.settings import ClientCertificate, TlsSettings
+from pysstp.client.login import ClientCertificate
+from pysstp.client.settings import TlsSettings
 from pysstp.client.tls import client_certificate_refusal, make_context
 from pysstp.commands.server import load_client_verification
 from pysstp.link import ClientConfig, LinkDown, LinkUp
@@ -105,8 +106,12 @@ async def dial_with(
 ) -> tuple[Client, str | None]:
     """Dial with (or without) a TLS client certificate; the refusal text, if any."""
     certificate = write_pair(tmp_path, "user", user) if user is not None else None
-    tls = TlsSettings(ca_file=bench.cert_path, client_certificate=certificate)
-    context = make_context(tls)
+    tls = TlsSettings(
+        ca_file=bench.cert_path,
+        cert=certificate.cert if certificate else None,
+        key=certificate.key if certificate else None,
+    )
+    context = make_context(tls, certificate)
     if max_version is not None:
         context.maximum_version = max_version
     client = Client()
@@ -148,8 +153,7 @@ async def test_required_client_certificate_absent(
         client, refusal = await dial_with(bench, tmp_path, None, version)
         assert refusal is not None and not client.up.is_set()
         assert refusal.endswith(
-            "closed the connection in or right after the TLS handshake; if it requires a TLS client "
-            "certificate (verify-client-certificate), give yours with --cert FILE --key FILE"
+            "or it is one that requires a TLS client certificate (give yours with --cert FILE --key FILE)"
         )
         if version is ssl.TLSVersion.TLSv1_3:
             assert "refused: no TLS client certificate (verify-client-certificate = require)" in caplog.text
@@ -199,5 +203,6 @@ def test_alerts_from_servers_that_send_them(
     certificate = write_pair(tmp_path, "alice", lab().alice) if with_certificate else None
     error = ssl.SSLError(1, reason)
     error.reason = reason
-    refusal = client_certificate_refusal(error, TlsSettings(client_certificate=certificate))
+    tls = TlsSettings(cert=certificate.cert, key=certificate.key) if certificate else TlsSettings()
+    refusal = client_certificate_refusal(error, tls)
     assert refusal == expected if expected is None else (refusal is not None and refusal.startswith(expected))

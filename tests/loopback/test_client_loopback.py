@@ -7,25 +7,38 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import hashlib
+import io
 import logging
+import re
+import signal
+import socket
+import ssl
+from collections.abc import Callable
 from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
 
+from pysstp.client import live
 from pysstp.client.app import ClientApp
-from pysstp.client.dial import ConnectError, dial
+from pysstp.client.dial import ConnectError, dial, open_tcp
+from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings, TlsSettings
 from pysstp.client.tls import make_context
+from pysstp.commands import connect as connect_command
 from pysstp.connection import LinkConnection
+from pysstp.errors import ConfigError
 from pysstp.link import ClientConfig, LinkUp
 from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.events import Ipv4Up, Ipv6Up
+from pysstp.server.control import kick
 
-from helpers.loopback import SERVER_ADDRESS, Bench, start_bench
+from helpers.loopback import SERVER_ADDRESS, Bench, make_certificate, start_bench
 
 TIMEOUT = 10
+ALICE = Login("alice", "alicepw")
 
 
 class RecordingTunnel:
@@ -74,7 +87,6 @@ def client_settings(bench: Bench, **tls: object) -> ClientSettings:
         host="127.0.0.1",
         port=bench.port,
         user="alice",
-        password="alicepw",
         tls=TlsSettings(**tls),  # type: ignore[arg-type]
     )
 
@@ -104,8 +116,6 @@ async def dial_with(bench: Bench, tls: TlsSettings, host: str = "sstp.test") -> 
 
 
 def pin_of(bench: Bench) -> bytes:
-    import ssl
-
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(bench.cert_path.read_text())).digest()
 
 
@@ -161,13 +171,11 @@ async def test_tls_min_13(bench: Bench) -> None:
 
 
 async def test_refused_port_names_host_and_port() -> None:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = ClientSettings(host="127.0.0.1", port=port, user="a", password="b")
-    app = ClientApp(settings, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
+    settings = ClientSettings(host="127.0.0.1", port=port, user="a")
+    app = ClientApp(settings, ALICE, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
     with pytest.raises(ConnectError, match=f"TCP: 127.0.0.1:{port} refused the connection: check the host"):
         await app.run()
 
@@ -179,7 +187,7 @@ async def test_app_reports_each_step_then_the_summary_and_hangs_up_on_stop(
     tunnel = RecordingTunnel()
     stop = asyncio.Event()
     settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), host="127.0.0.1")
-    app = ClientApp(settings, tunnel, stop)  # type: ignore[arg-type]
+    app = ClientApp(settings, ALICE, tunnel, stop)  # type: ignore[arg-type]
     task = asyncio.ensure_future(app.run())
     for _ in range(TIMEOUT * 100):
         if tunnel.connection is not None:
@@ -204,10 +212,8 @@ async def test_app_reports_each_step_then_the_summary_and_hangs_up_on_stop(
 
 
 async def test_wrong_password_is_final_even_with_reconnect(bench: Bench) -> None:
-    settings = dataclasses.replace(
-        client_settings(bench, ca_file=bench.cert_path), password="wrong", reconnect=True
-    )
-    app = ClientApp(settings, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
+    settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), reconnect=True)
+    app = ClientApp(settings, Login("alice", "wrong"), RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
     with pytest.raises(ConnectError) as caught:
         await asyncio.wait_for(app.run(), TIMEOUT)
     assert str(caught.value) == (
@@ -219,7 +225,7 @@ async def test_forced_pap_against_a_server_without_it(bench: Bench) -> None:
     settings = dataclasses.replace(
         client_settings(bench, ca_file=bench.cert_path), auth_methods=(AuthMethod.PAP,)
     )
-    app = ClientApp(settings, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
+    app = ClientApp(settings, ALICE, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
     with pytest.raises(
         ConnectError, match=r"PPP: the server ended the call during LCP negotiation .* --auth"
     ):
@@ -232,7 +238,7 @@ async def test_reconnect_gives_up_after_max_attempts(bench: Bench, monkeypatch: 
     settings = dataclasses.replace(
         client_settings(bench, ca_file=bench.cert_path), reconnect=True, max_attempts=3
     )
-    app = ClientApp(settings, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
+    app = ClientApp(settings, ALICE, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
     with pytest.raises(ConnectError, match="gave up after 3 attempts"):
         await asyncio.wait_for(app.run(), TIMEOUT)
 
@@ -277,7 +283,7 @@ async def test_through_an_http_proxy_with_basic_auth(bench: Bench) -> None:
             proxy=parse_proxy(f"http://pu:ppw@127.0.0.1:{port}"),
         )
         stop = asyncio.Event()
-        task = asyncio.ensure_future(ClientApp(settings, tunnel, stop).run())  # type: ignore[arg-type]
+        task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, stop).run())  # type: ignore[arg-type]
         for _ in range(TIMEOUT * 100):
             if tunnel.applied:
                 break
@@ -290,6 +296,172 @@ async def test_through_an_http_proxy_with_basic_auth(bench: Bench) -> None:
 
         wrong = dataclasses.replace(settings, proxy=parse_proxy(f"http://pu:nope@127.0.0.1:{port}"))
         with pytest.raises(ConnectError, match=r"proxy: authentication required or failed .*check the user"):
-            await ClientApp(wrong, RecordingTunnel(), asyncio.Event()).run()  # type: ignore[arg-type]
+            await ClientApp(wrong, ALICE, RecordingTunnel(), asyncio.Event()).run()  # type: ignore[arg-type]
     finally:
         proxy.close()
+
+
+# -- what the user reads (issue 11, part 2) ----------------------------------------------------------
+
+
+def test_a_missing_or_non_pem_ca_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--ca-file .*/nowhere.pem: cannot read: No such file"):
+        make_context(TlsSettings(ca_file=tmp_path / "nowhere.pem"))
+    text = tmp_path / "notes.txt"
+    text.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"notes.txt: no usable CA certificate in it \(expected PEM"):
+        make_context(TlsSettings(ca_file=text))
+
+
+async def test_an_unreachable_host_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def unreachable(sock: socket.socket, address: object) -> None:
+        # What asyncio's sock_connect raises: its own text where the system's would be.
+        raise OSError(errno.EHOSTUNREACH, f"Connect call failed {address}")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "sock_connect", unreachable)
+    with pytest.raises(ConnectError) as caught:
+        await open_tcp("127.0.0.1", 443, None, TIMEOUT, lambda layer, text: None)
+    assert str(caught.value) == (
+        "TCP: cannot connect to 127.0.0.1:443: no route to host: check the host's address and this "
+        "machine's network connection and routes"
+    )
+
+
+async def start_https(tmp_path: Path, answer: bytes) -> asyncio.Server:
+    """An HTTPS server that is not an SSTP server: it reads the request, writes ``answer`` and closes."""
+    cert, key, _ = make_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            "HTTP: HTTP handshake failed: HTTP status 404",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "SSTP: the server accepted the SSTP request"),
+        (b"", "with no TLS alert and no HTTP answer: either it is not an SSTP server"),
+    ],
+)
+async def test_an_https_server_that_is_not_sstp_is_named_as_such(
+    tmp_path: Path, answer: bytes, said: str
+) -> None:
+    server = await start_https(tmp_path, answer)
+    settings = ClientSettings(
+        host="127.0.0.1",
+        port=server.sockets[0].getsockname()[1],
+        user="alice",
+        tls=TlsSettings(ca_file=tmp_path / "cert.pem"),
+    )
+    try:
+        with pytest.raises(ConnectError) as caught:
+            await asyncio.wait_for(
+                ClientApp(settings, ALICE, RecordingTunnel(), asyncio.Event()).run(), TIMEOUT
+            )  # type: ignore[arg-type]
+    finally:
+        server.close()
+    assert said in str(caught.value)
+    assert "not an SSTP server" in str(caught.value)
+    assert "client certificate" not in str(caught.value) or answer == b""
+
+
+async def wait_for(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(TIMEOUT * 100):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_kick_says_the_servers_reason_and_is_not_redialed(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pysstp.client")
+    tunnel = RecordingTunnel()
+    settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), reconnect=True)
+    task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, asyncio.Event()).run())  # type: ignore[arg-type]
+    await wait_for(lambda: tunnel.connection is not None, "the call")
+    assert kick(bench.app, "alice") == 1
+    with pytest.raises(ConnectError) as caught:
+        await asyncio.wait_for(task, TIMEOUT)
+    assert str(caught.value) == (
+        "the server ended the call: peer sent Terminate-Request: disconnected by the administrator; "
+        "--reconnect-after-kick dials again after this too"
+    )
+    assert len(tunnel.applied) == 1
+    assert re.search(r"call ended after 0:00:\d\d: received \d+ B, sent \d+ B", caplog.text)
+    assert "connection lost" not in caplog.text
+
+
+async def test_reconnect_after_kick_dials_again(bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pysstp.client.app.backoff_delay", lambda attempt: 0.01)
+    tunnel = RecordingTunnel()
+    stop = asyncio.Event()
+    settings = dataclasses.replace(
+        client_settings(bench, ca_file=bench.cert_path), reconnect=True, reconnect_after_kick=True
+    )
+    task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, stop).run())  # type: ignore[arg-type]
+    await wait_for(lambda: len(tunnel.applied) == 1, "the call")
+    kick(bench.app, "alice")
+    await wait_for(lambda: len(tunnel.applied) == 2, "the second call")
+    stop.set()
+    await asyncio.wait_for(task, TIMEOUT)
+
+
+async def test_a_wrong_password_is_said_once(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pysstp.client")
+    settings = client_settings(bench, ca_file=bench.cert_path)
+    with pytest.raises(ConnectError, match="wrong user name or password"):
+        await asyncio.wait_for(
+            ClientApp(settings, Login("alice", "wrong"), RecordingTunnel(), asyncio.Event()).run(), TIMEOUT
+        )  # type: ignore[arg-type]
+    said = [r for r in caplog.records if r.name == "pysstp.client" and "wrong" in r.getMessage()]
+    assert said == []  # only the error line says it
+
+
+async def test_a_server_without_ipv6_is_not_a_warning(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pysstp.client")
+    tunnel = RecordingTunnel()
+    stop = asyncio.Event()
+    settings = client_settings(bench, ca_file=bench.cert_path)
+    task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, stop).run())  # type: ignore[arg-type]
+    await wait_for(lambda: tunnel.connection is not None, "the call")
+    stop.set()
+    await asyncio.wait_for(task, TIMEOUT)
+    client = [record for record in caplog.records if record.name == "pysstp.client"]
+    (line,) = [record for record in client if "IPv6" in record.getMessage()]
+    assert line.levelno == logging.INFO
+    assert "the server does not offer IPv6 (it rejected IPv6CP); IPv4 only" in line.getMessage()
+    assert not [record for record in client if record.levelno >= logging.WARNING]
+
+
+async def test_ctrl_c_before_the_call_is_up_exits_130_without_a_live_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "INTERVAL", 0.01)
+    stdout = io.StringIO()
+    monkeypatch.setattr("sys.stdout", stdout)
+    monkeypatch.setattr(connect_command, "show_live_line", lambda settings: True)
+    # A server that accepts TCP and never answers TLS: the client waits in the handshake.
+    accepted: list[asyncio.StreamWriter] = []
+    mute = await asyncio.start_server(lambda reader, writer: accepted.append(writer), "127.0.0.1", 0)
+    settings = ClientSettings(host="127.0.0.1", port=mute.sockets[0].getsockname()[1], user="alice")
+    task = asyncio.ensure_future(connect_command.connect(settings, ALICE))
+    try:
+        await wait_for(lambda: bool(accepted), "the TCP connection")
+        await asyncio.sleep(0.1)  # ten redraws of a live line that must not be there
+        signal.raise_signal(signal.SIGINT)
+        assert await asyncio.wait_for(task, TIMEOUT) == 130
+    finally:
+        mute.close()
+    assert stdout.getvalue() == ""

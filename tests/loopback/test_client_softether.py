@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pysstp.client.app import ClientApp
+from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings, TlsSettings
 from pysstp.ppp.constants import AuthMethod
 from test_client_loopback import RecordingTunnel
@@ -116,7 +117,6 @@ async def test_client_comes_up_stays_up_and_disconnects(
         host="sstp.test",
         port=softether.port,
         user="alice",
-        password="alicepw",
         auth_methods=(method,),
         tls=TlsSettings(ca_file=softether.cert),
     )
@@ -126,7 +126,7 @@ async def test_client_comes_up_stays_up_and_disconnects(
     )
     tunnel = RecordingTunnel()
     stop = asyncio.Event()
-    task = asyncio.ensure_future(ClientApp(settings, tunnel, stop).run())  # type: ignore[arg-type]
+    task = asyncio.ensure_future(ClientApp(settings, Login("alice", "alicepw"), tunnel, stop).run())  # type: ignore[arg-type]
     try:
         await wait_for(lambda: tunnel.connection is not None or task.done(), "the call to come up")
         assert not task.done(), task.result()

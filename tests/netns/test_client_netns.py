@@ -72,13 +72,16 @@ class Setup:
         )  # fmt: skip
         return process, log
 
-    def stop(self, process: subprocess.Popen[str], signum: signal.Signals, log: Path) -> None:
+    def stop(
+        self, process: subprocess.Popen[str], signum: signal.Signals, log: Path, expect: int = 0
+    ) -> None:
+        """Stop the client with ``signum``; it exits with ``expect`` (130 after SIGINT before it was up)."""
         process.send_signal(signum)
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the client did not stop on {signum.name}:\n{log.read_text()}") from None
-        assert process.returncode == 0, log.read_text()
+        assert process.returncode == expect, log.read_text()
 
 
 @pytest.fixture
@@ -181,7 +184,7 @@ def test_sigint_while_dialing_leaves_nothing(setup: Setup) -> None:
         log,
     )  # fmt: skip
     wait_until(lambda: " TCP " in log.read_text(), "TCP", log)
-    setup.stop(process, signal.SIGINT, log)
+    setup.stop(process, signal.SIGINT, log, expect=130)
     after = snapshot(client)
     assert after["links"] == before["links"] and after["resolv.conf"] == before["resolv.conf"]
 

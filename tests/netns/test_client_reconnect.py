@@ -118,7 +118,9 @@ def test_reconnects_after_the_server_is_killed_without_leaking(leak_counter: tup
         before = leaked(client)
 
         kill_server(setup)
-        wait_until(lambda: "disconnected" in log.read_text(), "the client to notice", log)
+        wait_until(
+            lambda: "connection to the server was lost" in log.read_text(), "the client to notice", log
+        )
         time.sleep(2.0)  # at least one failed dial (refused) and the back-off after it
         during = snapshot(client)
         # TUN, its address and every route stay while the client dials again.

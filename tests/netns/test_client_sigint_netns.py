@@ -107,9 +107,10 @@ def start_client(setup: Setup, port: str) -> tuple[Path, object]:
     return log, process
 
 
-def interrupt(setup: Setup, process: object, log: Path, before: dict[str, object]) -> None:
-    """SIGINT, a clean exit, and the namespace exactly as before."""
-    setup.stop(process, signal.SIGINT, log)  # type: ignore[arg-type]
+def interrupt(setup: Setup, process: object, log: Path, before: dict[str, object], expect: int = 130) -> None:
+    """SIGINT, a clean exit (130 before the call is up, as shells expect), and the namespace exactly as
+    before."""
+    setup.stop(process, signal.SIGINT, log, expect)  # type: ignore[arg-type]
     assert snapshot(setup.pair.client) == before, log.read_text()
 
 
@@ -160,4 +161,4 @@ def test_sigint_when_connected(setup: Setup) -> None:
     before = snapshot(setup.pair.client)
     log, process = start_client(setup, "8443")
     wait_until(lambda: "connected: " in log.read_text(), "the tunnel", log)
-    interrupt(setup, process, log, before)
+    interrupt(setup, process, log, before, expect=0)

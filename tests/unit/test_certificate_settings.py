@@ -12,7 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from pysstp.cli import build_parser, main
-from pysstp.client.settings import settings_from_args as client_settings
+from pysstp.client.login import Login
+from pysstp.client.settings import ClientSettings, settings_from_args
+from pysstp.commands.connect import read_login
 from pysstp.commands.server import load_eap_tls
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.eap_tls import IdentitySource, TlsVersion
@@ -44,8 +46,13 @@ def connect(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["connect", "vpn.example.test", *argv])
 
 
+def client_settings(args: argparse.Namespace) -> tuple[ClientSettings, Login]:
+    settings = settings_from_args(args)
+    return settings, read_login(settings, {})
+
+
 def test_client_eap_tls_needs_no_password_and_takes_the_user_from_the_certificate(files: Path) -> None:
-    settings = client_settings(
+    settings, login = client_settings(
         connect(
             "--auth", "eap-tls",
             "--cert", str(files / "alice.pem"),
@@ -55,24 +62,24 @@ def test_client_eap_tls_needs_no_password_and_takes_the_user_from_the_certificat
             "--eap-server-name", "vpn.example.test",
         )
     )  # fmt: skip
-    assert settings.user == "alice" and settings.password == ""
+    assert login.user == "alice" and login.password == ""
     assert settings.auth_methods == (AuthMethod.EAP_TLS,)
-    assert settings.eap_tls is not None and settings.eap_tls.server_name == "vpn.example.test"
-    assert settings.eap_tls.trusted_cas == (lab().ca.certificate,)
-    assert settings.tls.client_certificate is not None
-    assert settings.tls.client_certificate.identity.certificate == lab().alice.certificate
+    assert login.eap_tls is not None and login.eap_tls.server_name == "vpn.example.test"
+    assert login.eap_tls.trusted_cas == (lab().ca.certificate,)
+    assert login.certificate is not None
+    assert login.certificate.identity.certificate == lab().alice.certificate
 
 
 def test_client_eap_ca_defaults_to_ca_file(files: Path) -> None:
-    settings = client_settings(
+    _, login = client_settings(
         connect(
             "--user", "bob", "--password-file", str(files / "pass"),
             "--cert", str(files / "alice.pem"), "--key", str(files / "alice.key"),
             "--key-passphrase-file", str(files / "pass"), "--ca-file", str(files / "ca.pem"),
         )
     )  # fmt: skip
-    assert settings.user == "bob" and settings.password == "secret"
-    assert settings.eap_tls is not None and settings.eap_tls.trusted_cas == (lab().ca.certificate,)
+    assert login.user == "bob" and login.password == "secret"
+    assert login.eap_tls is not None and login.eap_tls.trusted_cas == (lab().ca.certificate,)
 
 
 @pytest.mark.parametrize(
@@ -85,8 +92,7 @@ def test_client_eap_ca_defaults_to_ca_file(files: Path) -> None:
         ),
         (
             ["--auth", "eap-tls", "--cert", "{d}/alice.pem", "--key", "{d}/alice.key"],
-            "{d}/alice.key: the private key is encrypted and stdin is not a terminal; "
-            "use --key-passphrase-file FILE",
+            "no passphrase for {d}/alice.key: stdin is not a terminal; use --key-passphrase-file FILE",
         ),
         (
             ["--auth", "eap-tls", "--cert", "{d}/alice.pem", "--key", "{d}/alice.key",

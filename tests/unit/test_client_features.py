@@ -152,5 +152,5 @@ def test_proxy_from_environment(environ: dict[str, str], expected: ProxySettings
 
 
 def test_proxy_from_environment_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match=r"\$https_proxy: --proxy 'socks5://p:1080'"):
+    with pytest.raises(ConfigError, match=r"^\$https_proxy: expected http://.*, not 'socks5://p:1080'$"):
         proxy_from_environment("vpn.example.com", {"https_proxy": "socks5://p:1080"})

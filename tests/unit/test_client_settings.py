@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
+import re
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
-from pysstp.cli import build_parser
+from pysstp.cli import build_parser, main
 from pysstp.client.app import backoff_delay
+from pysstp.client.login import Login
 from pysstp.client.report import auth_failure, describe, setup_failure, summary
 from pysstp.client.settings import (
     ClientSettings,
@@ -23,6 +26,7 @@ from pysstp.client.settings import (
 )
 from pysstp.client.tls import CertificateInfo, name_matches, refusal_message
 from pysstp.client.tunnel import resolv_conf
+from pysstp.commands.connect import read_login, read_profile
 from pysstp.errors import ConfigError
 from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkUp
 from pysstp.ppp.constants import AuthMethod, Phase
@@ -39,7 +43,14 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def settings(*argv: str) -> ClientSettings:
-    return settings_from_args(parse(*argv))
+    """As ``pysstp connect`` builds them: the profile read, the environment passed in."""
+    args = parse(*argv)
+    return settings_from_args(args, read_profile(args.config, args.target), os.environ)
+
+
+def login(*argv: str) -> Login:
+    """The login ``pysstp connect`` reads for these flags."""
+    return read_login(settings(*argv), os.environ)
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +61,9 @@ def no_password_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        ("https://vpn.example.com:8443/", ("vpn.example.com", 8443)),
+        ("https://vpn.example.com", ("vpn.example.com", 443)),
+        ("https://[2001:db8::1]:4443/", ("2001:db8::1", 4443)),
         ("vpn.example.com", ("vpn.example.com", 443)),
         ("vpn.example.com:8443", ("vpn.example.com", 8443)),
         ("192.0.2.1:444", ("192.0.2.1", 444)),
@@ -61,18 +75,40 @@ def test_target(text: str, expected: tuple[str, int]) -> None:
     assert parse_target(text) == expected
 
 
-@pytest.mark.parametrize("text", ["host:0", "host:99999", "host:x", ":443", "[::1", "[::1]x"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "host:0",
+        "host:99999",
+        "host:x",
+        ":443",
+        "[::1",
+        "[::1]x",
+        "http://h/",
+        "https://h/sra/",
+        "https://h:x/",
+    ],
+)
 def test_bad_target(text: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match=r"port|HOST|host"):
         parse_target(text)
+
+
+def test_the_url_form_is_taken_apart_or_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    s = settings("https://vpn.example.com:8443/", "--user", "u")
+    assert (s.host, s.port) == ("vpn.example.com", 8443)
+    assert main(["connect", "ftp://vpn.example.com/", "--user", "u"]) == 1
+    assert capsys.readouterr().err == (
+        "pysstp: 'ftp://vpn.example.com/': give the server as HOST[:PORT] (or https://HOST[:PORT]/)\n"
+    )
 
 
 def test_password_from_file_env_and_insecure_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "pw").write_text("from file\nsecond line\n")
-    assert settings("h", "--user", "u", "--password-file", str(tmp_path / "pw")).password == "from file"
-    assert settings("h", "--user", "u", "--password-insecure-cmdline", "flag").password == "flag"
+    assert login("h", "--user", "u", "--password-file", str(tmp_path / "pw")).password == "from file"
+    assert login("h", "--user", "u", "--password-insecure-cmdline", "flag").password == "flag"
     monkeypatch.setenv("PYSSTP_PASSWORD", "from env")
-    assert settings("h", "--user", "u").password == "from env"
+    assert login("h", "--user", "u").password == "from env"
 
 
 def test_password_is_never_a_plain_flag() -> None:
@@ -83,15 +119,31 @@ def test_password_is_never_a_plain_flag() -> None:
 def test_no_password_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     with pytest.raises(ConfigError, match="--password-file"):
-        settings("h", "--user", "u")
+        login("h", "--user", "u")
 
 
 def test_password_prompt_without_echo(monkeypatch: pytest.MonkeyPatch) -> None:
     prompts: list[str] = []
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or "typed")
-    assert settings("h", "--user", "CORP\\alice").password == "typed"
+    assert login("h", "--user", "CORP\\alice").password == "typed"
     assert prompts == ["Password for CORP\\alice: "]
+
+
+def test_ctrl_d_at_the_password_prompt_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def end_of_input(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("getpass.getpass", end_of_input)
+    monkeypatch.setattr("pysstp.commands.connect.has_capability", lambda capability: True)
+    assert main(["connect", "h", "--user", "alice", "--pin-sha256", PIN]) == 1
+    assert capsys.readouterr().err == (
+        "pysstp: no password: the input ended at the prompt (Ctrl-D); or use --password-file FILE "
+        "(- for stdin) or $PYSSTP_PASSWORD\n"
+    )
 
 
 def test_full_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,7 +173,7 @@ def test_full_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--route", "10.1.0.1/16"], "host bits"),
         (["--ifname", "much-too-long-name"], "too long"),
         (["--max-attempts", "-1"], "max-attempts"),
-        (["--mru", "4096"], "576 to 4091"),
+        (["--mru", "4096"], "between 576 and 4091"),
         (["--proxy", "socks5://p:1080"], "http://"),
     ],
 )
@@ -150,7 +202,7 @@ def test_profile_with_flags_over_it(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PYSSTP_PASSWORD", "pw")
     config = tmp_path / "client.toml"
     config.write_text(
-        '[work]\nserver = "vpn.corp:8443"\nuser = "CORP\\\\alice"\nroute = "10.9.0.0/16"\n'
+        '[work]\nserver = "vpn.corp:8443"\nuser = "CORP\\\\alice"\nroute = ["10.9.0.0/16"]\n'
         'pin-sha256 = "' + PIN + '"\ndns = true\n'
     )
     s = settings("work", "--config", str(config), "--ifname", "work0")
@@ -252,3 +304,68 @@ def test_resolv_conf_keeps_search_and_options() -> None:
     old = "# comment\nnameserver 192.0.2.53\nsearch corp.example\noptions edns0\n"
     new = resolv_conf([IPv4Address("10.77.0.1")], old, "sstp0")
     assert new.splitlines()[1:] == ["nameserver 10.77.0.1", "search corp.example", "options edns0"]
+
+
+# -- the shape (issue 11, part 3) --------------------------------------------------------------------
+
+
+def test_client_never_imports_commands() -> None:
+    import ast
+
+    import pysstp.client
+
+    for module in Path(pysstp.client.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("pysstp.commands"), f"{module.name} imports {node.module}"
+
+
+def test_building_settings_reads_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_prompt(prompt: str) -> str:
+        raise AssertionError("the settings asked for a password")
+
+    monkeypatch.setattr("getpass.getpass", no_prompt)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    missing = tmp_path / "missing"
+    s = settings(
+        "h", "--user", "u", "--password-file", str(missing), "--cert", str(missing / "c.pem"),
+        "--key", str(missing / "c.key"), "--eap-ca", str(missing / "ca.pem"),
+    )  # fmt: skip
+    assert s.password_file == missing and s.tls.cert == missing / "c.pem"
+    # The command reads them, with one line for what is missing.
+    with pytest.raises(ConfigError, match=r"c\.key: cannot read the private key"):
+        read_login(s, {})
+
+
+def test_profile_and_flag_mistakes_read_as_the_servers_do(tmp_path: Path) -> None:
+    config = tmp_path / "client.toml"
+    config.write_text('[work]\nserver = "h"\nuser = "u"\npasword-file = "pw"\nmru = 10\n')
+    with pytest.raises(ConfigError) as caught:
+        settings("work", "--config", str(config))
+    assert str(caught.value) == (
+        f"{config} [work]: unknown setting 'pasword-file' (did you mean 'password-file'?)"
+    )
+    config.write_text('[work]\nserver = "h"\nuser = "u"\nmru = 10\n')
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(config))} \[work\]: mru: must be between 576 and \d+, not 10$"
+    ):
+        settings("work", "--config", str(config))
+    with pytest.raises(ConfigError, match=r"^--mru: must be between 576 and \d+, not 10$"):
+        settings("h", "--user", "u", "--mru", "10")
+    # A relative path in a profile is relative to the profile's file, as in server.toml.
+    config.write_text('[work]\nserver = "h"\nuser = "u"\nca-file = "corp.pem"\n')
+    assert settings("work", "--config", str(config)).tls.ca_file == tmp_path / "corp.pem"
+
+
+def test_reconnect_after_kick_goes_with_reconnect() -> None:
+    assert settings("h", "--user", "u", "--reconnect", "--reconnect-after-kick").reconnect_after_kick
+    with pytest.raises(ConfigError, match=r"^--reconnect-after-kick goes with --reconnect$"):
+        settings("h", "--user", "u", "--reconnect-after-kick")
+
+
+def test_connect_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["connect", "--help"])
+    text = capsys.readouterr().out
+    assert "\nexamples:\n  pysstp connect vpn.example.com --user alice" in text
+    assert "https://vpn.example.com:8443/" in text and "--reconnect-after-kick" in text and "130" in text

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 
 from pysstp.client.dial import ClientConnection, ConnectError, dial
-from pysstp.client.report import describe, setup_failure, summary
+from pysstp.client.login import Login
+from pysstp.client.report import call_ended, describe, setup_failure, summary
 from pysstp.client.settings import ClientSettings
 from pysstp.client.tls import make_context
 from pysstp.client.tunnel import Tunnel
@@ -72,14 +73,18 @@ class _Call:
     applied: bool = False
     ipv4: asyncio.Future[Ipv4Up] | None = None
     """Set while waiting for IPCP after IPv6CP opened first."""
+    up_since: float | None = None
+    """Loop time of the summary line; ``None`` while the call is not up."""
 
 
 class ClientApp:
-    """``pysstp connect`` without the command line: give it settings and a tunnel, await :meth:`run`."""
+    """``pysstp connect`` without the command line: give it settings, the login and a tunnel, await
+    :meth:`run`."""
 
     def __init__(
         self,
         settings: ClientSettings,
+        login: Login,
         tunnel: Tunnel,
         stop: asyncio.Event,
         on_up: Callable[[], None] | None = None,
@@ -89,16 +94,16 @@ class ClientApp:
         self.on_up = on_up
         self.tunnel = tunnel
         self.stop = stop
-        self.context = make_context(settings.tls)
+        self.context = make_context(settings.tls, login.certificate)
         self.config = ClientConfig(
             host=settings.host,
-            username=settings.user,
-            password=settings.password,
+            username=login.user,
+            password=login.password,
             auth_methods=settings.auth_methods,
             ipv6=settings.ipv6,
             mru=settings.mru,
             max_peer_mru=settings.mru,
-            eap_tls=settings.eap_tls,
+            eap_tls=login.eap_tls,
         )
         # After the first successful TCP connection, reconnects dial the same address: a DNS answer that
         # changed would otherwise send the dial into the tunnel's own routes.
@@ -112,11 +117,16 @@ class ClientApp:
 
     async def run(self) -> None:
         """Dial, stay up, dial again with ``--reconnect``; return when stopped, raise
-        :class:`ConnectError` when giving up."""
+        :class:`ConnectError` when giving up.
+
+        ``--reconnect`` dials again after a lost connection; after the server ended the call itself (an
+        administrator's kick, its idle timeout, its shutdown: CALL_DISCONNECT or LCP Terminate-Request)
+        only with ``--reconnect-after-kick`` as well, since dialing straight back would undo the kick.
+        """
         failures = 0
         while not self.stop.is_set():
             try:
-                await self.call()
+                down = await self.call()
             except ConnectError as exc:
                 if not (self.settings.reconnect and exc.retry):
                     raise
@@ -125,26 +135,39 @@ class ClientApp:
                     raise ConnectError(f"{exc} (gave up after {failures} attempts)", retry=False) from None
                 log.warning("%s", exc)
             else:
-                if self.stop.is_set():
+                if down is None or self.stop.is_set():
                     return
-                if not self.settings.reconnect:
-                    raise ConnectError("the connection to the server was lost; --reconnect dials again")
+                self._after_call(down)
                 failures = 0
             delay = backoff_delay(failures)
             log.info("dialing again in %.1f s", delay)
             await self._sleep(delay)
 
-    async def call(self) -> None:
+    def _after_call(self, down: LinkDown) -> None:
+        """A call that was up has ended without our asking: say why; raise unless we dial again."""
+        if down.error:
+            message = f"the connection to the server was lost: {down.reason}"
+            if not self.settings.reconnect:
+                raise ConnectError(f"{message}; --reconnect dials again")
+        else:
+            message = f"the server ended the call: {down.reason}"
+            if not self.settings.reconnect:
+                raise ConnectError(message)
+            if not self.settings.reconnect_after_kick:
+                raise ConnectError(f"{message}; --reconnect-after-kick dials again after this too")
+        log.warning("%s", message)
+
+    async def call(self) -> LinkDown | None:
         """One call: dial it, bring the tunnel up, carry traffic until it ends or we are stopped.
 
-        Returns when a call that was up ends (or on stop); raises :class:`ConnectError` if the call
-        never came up.
+        Returns how a call that was up ended (``None`` when stopped); raises :class:`ConnectError` if
+        the call never came up.
         """
         loop = asyncio.get_running_loop()
         call = _Call(started=loop.time(), up=loop.create_future(), down=loop.create_future())
         connection = await self._dial(call)
         if connection is None:
-            return
+            return None
         call.connection = connection
         peer = connection.transport.get_extra_info("peername") if connection.transport else None
         if peer:
@@ -157,7 +180,7 @@ class ClientApp:
                     raise ConnectError(
                         f"the call did not come up within {SETUP_TIMEOUT:g} s; last step: {last}"
                     )
-                return
+                return None
             if isinstance(up, LinkDown):
                 raise ConnectError(
                     setup_failure(up, call.auth_failure, call.phase, bool(self.settings.auth_methods)),
@@ -176,14 +199,19 @@ class ClientApp:
             self.last_up = up
             ipv6 = await self._ipv6_address(call)
             log.info("%s (%.2f s)", summary(up, self.settings.ifname, ipv6), loop.time() - call.started)
+            call.up_since = loop.time()
             if self.on_up is not None:
                 self.on_up()
             down = await self._until(call.down)
-            if isinstance(down, LinkDown):
-                log.warning("disconnected: %s", down.reason)
+            return down if isinstance(down, LinkDown) else None
         finally:
             self.tunnel.attach(None)
             await self._hang_up(call)
+            if call.up_since is not None:
+                log.info(
+                    "%s",
+                    call_ended(loop.time() - call.up_since, connection.bytes_in, connection.bytes_out),
+                )
 
     async def _dial(self, call: _Call) -> ClientConnection | None:
         """Dial, unless stopped first (then ``None``)."""

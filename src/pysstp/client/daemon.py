@@ -26,18 +26,16 @@ STOP_WAIT = 10.0
 class Detacher:
     """Called once the call is up: tell the waiting parent, then let go of the terminal."""
 
-    def __init__(self, ready_fd: int, log_file: Path | None) -> None:
+    def __init__(self, ready_fd: int, log_fd: int | None) -> None:
         self.ready_fd: int | None = ready_fd
-        self.log_file = log_file
+        self.log_fd = log_fd
 
     def __call__(self) -> None:
         if self.ready_fd is None:  # already detached: a call after --reconnect
             return
         # stdio first, so that nothing the child prints after the parent has exited can hit the terminal.
         null = os.open(os.devnull, os.O_RDWR)
-        target = null
-        if self.log_file is not None:
-            target = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        target = null if self.log_fd is None else self.log_fd
         os.dup2(null, 0)
         os.dup2(target, 1)
         os.dup2(target, 2)
@@ -51,14 +49,24 @@ class Detacher:
 def fork_daemon(log_file: Path | None) -> Detacher | int:
     """Fork. In the child (now leader of a new session, so the terminal's Ctrl-C and hang-up no longer
     reach it) return the :class:`Detacher` to call once up; in the parent wait for that and return the
-    exit code for the command: 0 when up, the child's code when it failed."""
+    exit code for the command: 0 when up, the child's code when it failed.
+
+    The log file is opened first, so a path that cannot be written is an error on the terminal."""
+    log_fd = None
+    if log_file is not None:
+        try:
+            log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        except OSError as exc:
+            raise SystemSetupError(f"{log_file}: cannot write the log file: {exc.strerror}") from None
     ready_read, ready_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(ready_read)
         os.setsid()
-        return Detacher(ready_write, log_file)
+        return Detacher(ready_write, log_fd)
     os.close(ready_write)
+    if log_fd is not None:
+        os.close(log_fd)
     try:
         with os.fdopen(ready_read, "rb") as ready:
             answer = ready.read(1)
@@ -75,15 +83,19 @@ def fork_daemon(log_file: Path | None) -> Detacher | int:
 
 def running_pid(pid_file: Path) -> int | None:
     """The PID in ``pid_file`` if that process is a live pysstp (not gone, not a zombie, not a reused PID),
-    else ``None``; raises when the file exists but cannot be read."""
+    else ``None``; raises when the file exists but cannot be read or holds something else than a PID (a
+    wrong ``--pid-file`` must not be overwritten or removed)."""
     try:
         text = pid_file.read_text().strip()
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise SystemSetupError(f"{pid_file}: cannot read: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a PID file"
+        raise SystemSetupError(f"{pid_file}: cannot read: {reason}") from None
+    if not text:
+        return None  # written by a client that died before it wrote its PID
     if not text.isdigit():
-        return None
+        raise SystemSetupError(f"{pid_file} is not a PID file (it holds no process number); check --pid-file")
     pid = int(text)
     return pid if _is_live_pysstp(pid) else None
 
@@ -135,7 +147,14 @@ def stop_client(pid_file: Path, timeout: float = STOP_WAIT) -> int:
                 pid_file.unlink()
             raise SystemSetupError(f"no pysstp connect is running (removed the stale PID file {pid_file})")
         raise SystemSetupError(f"no pysstp connect is running (no PID file {pid_file})")
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return pid  # it ended by itself in the meantime
+    except PermissionError:
+        raise SystemSetupError(
+            f"not allowed to stop pysstp connect (PID {pid}): it runs as another user; use sudo"
+        ) from None
     deadline = time.monotonic() + timeout
     while _is_live_pysstp(pid):
         if time.monotonic() > deadline:

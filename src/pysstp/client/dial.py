@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -217,6 +219,7 @@ async def _connect(host: str, port: int, timeout: float, layer: str) -> socket.s
     except socket.gaierror as exc:
         raise ConnectError(f"DNS: cannot resolve {host!r} ({exc.strerror}): check the host name") from None
     failures: list[OSError] = []
+    tried: list[str] = []
     for family, kind, proto, _, address in infos:
         sock = socket.socket(family, kind, proto)
         sock.setblocking(False)
@@ -225,6 +228,7 @@ async def _connect(host: str, port: int, timeout: float, layer: str) -> socket.s
         except (OSError, TimeoutError) as exc:
             sock.close()
             failures.append(exc)
+            tried.append(str(address[0]))
             continue
         return sock
     if all(isinstance(exc, ConnectionRefusedError) for exc in failures):
@@ -236,7 +240,11 @@ async def _connect(host: str, port: int, timeout: float, layer: str) -> socket.s
         raise ConnectError(
             f"{layer}: no answer from {target} within {timeout:g} s: check the host, port and firewall"
         )
-    raise ConnectError(f"{layer}: cannot connect to {target}: {_os_reason(failures[-1])}")
+    reasons = [f"{_os_reason(exc)} ({address})" for exc, address in zip(failures, tried, strict=True)]
+    if len(failures) == 1:
+        reasons = [_os_reason(failures[0])]
+    hint = _UNREACHABLE_HINT if any(exc.errno in _UNREACHABLE for exc in failures) else "check the host"
+    raise ConnectError(f"{layer}: cannot connect to {target}: {', '.join(reasons)}: {hint}")
 
 
 async def _proxy_connect(sock: socket.socket, host: str, port: int, proxy: ProxySettings) -> str:
@@ -299,9 +307,16 @@ def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH})
+_UNREACHABLE_HINT = "check the host's address and this machine's network connection and routes"
+
+
 def _os_reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    # asyncio's sock_connect puts "Connect call failed (address)" where the system's text would be.
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 
 from pysstp import link
+from pysstp.client.live import si
 from pysstp.link import ABORTED_AFTER_BINDING, CallEvent, LinkDown, LinkUp
-from pysstp.ppp.constants import AuthMethod
+from pysstp.ppp.constants import AuthMethod, Protocol
 from pysstp.sstp.constants import HashProtocol
 
 METHOD_NAMES = {
@@ -33,6 +34,13 @@ MSCHAP_ERRORS = {
     691: "wrong user name or password",
     709: "the password must be changed, which pysstp cannot do yet",
 }
+
+
+NOT_SSTP = "it speaks HTTPS but is not an SSTP server; check the host and the port"
+# The SSTP machine's reasons (sstp/machine.py) for a server that is HTTPS but not SSTP.
+HTTP_FAILED = "HTTP handshake failed"
+HTTP_TIMED_OUT = "timed out in the HTTP handshake"
+NOT_DELINEATED = "SSTP stream cannot be delineated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +79,8 @@ def describe(event: CallEvent) -> Step | None:
     if isinstance(event, link.Authenticated):
         return Step("auth", f"{method_name(event.method)}: authenticated as {event.user}")
     if isinstance(event, link.AuthenticationFailed):
-        return Step("auth", auth_failure(event), logging.WARNING)
+        # The call ends with this failure as its error line (setup_failure): once is enough.
+        return Step("auth", auth_failure(event), logging.DEBUG)
     if isinstance(event, link.CallConnectedSent):
         return Step("binding", f"{hash_name(event.hash_protocol)} crypto binding sent (CALL_CONNECTED)")
     if isinstance(event, link.Ipv4Up):
@@ -80,6 +89,9 @@ def describe(event: CallEvent) -> Step | None:
     if isinstance(event, link.Ipv6Up):
         return Step("IPv6CP", f"interface id {event.local_interface_id.hex(':')}")
     if isinstance(event, link.NetworkProtocolDown):
+        if event.protocol is Protocol.IPV6CP and "rejected" in event.reason:
+            # RFC 1661 §5.7 Protocol-Reject: a server without IPv6 says so on every call; not a fault.
+            return Step("IPv6CP", "the server does not offer IPv6 (it rejected IPv6CP); IPv4 only")
         return Step("NCP", f"{event.protocol.name} down: {event.reason}", logging.WARNING)
     if isinstance(event, link.PhaseChanged):
         return Step("PPP", f"phase {event.phase.value}", logging.DEBUG)
@@ -120,6 +132,10 @@ def setup_failure(
         )
     if "crypto binding" in reason:
         return f"SSTP: {reason}: a TLS-intercepting proxy between here and the server breaks SSTP"
+    if reason.startswith(HTTP_FAILED) or reason == HTTP_TIMED_OUT:
+        return f"HTTP: {reason}: {NOT_SSTP}"
+    if reason.startswith(NOT_DELINEATED):
+        return f"SSTP: the server accepted the SSTP request, then sent no SSTP ({reason}): {NOT_SSTP}"
     if phase is link.Phase.ESTABLISH and forced_auth:
         return (
             f"PPP: the server ended the call during LCP negotiation ({reason}); "
@@ -136,4 +152,15 @@ def summary(up: LinkUp, ifname: str, ipv6: IPv6Address | None = None) -> str:
     return (
         f"connected: {addresses or 'no address'} via {ifname}, DNS {dns}, {method_name(up.auth_method)}, "
         f"{hash_name(up.hash_protocol)} binding"
+    )
+
+
+def call_ended(seconds: float, bytes_in: int, bytes_out: int) -> str:
+    """The line when a call that was up ends, e.g.
+    'call ended after 1:02:03: received 15.3 MiB, sent 1.1 MiB' (SSTP bytes over TLS, each way)."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"call ended after {hours}:{minutes:02}:{secs:02}: received {si(bytes_in, 'B', binary=True)}, "
+        f"sent {si(bytes_out, 'B', binary=True)}"
     )

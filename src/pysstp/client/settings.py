@@ -1,19 +1,21 @@
 """Client settings: flags, then a named profile from ``--config FILE``, checked into one frozen object.
 
-Every flag defaults to ``None`` (= not given). A profile is a TOML table whose keys are the flags'
-long names (``ca-file = "/etc/ssl/corp.pem"``); a flag given on the command line wins over the profile,
-the profile over the built-in default. Checking happens once, on the merged values, so a bad value
-reads the same whichever place it came from.
+Every setting is declared once, in ``_GROUPS``, with the machinery the server's settings use
+(:mod:`pysstp.settings`): its key in a profile, its flag, how a value is read and checked, and its help
+text. A profile is a TOML table named after the profile whose keys are the flags' long names
+(``ca-file = "/etc/ssl/corp.pem"``); a flag given on the command line wins over the profile, the profile
+over the built-in default. A value reads the same, and a mistake gets the same message, whichever place it
+came from; the checks that span settings run when :class:`ClientSettings` is built.
+
+Building the settings does no I/O: the profile's file, the environment and the files the settings name
+(password, certificate, key, CAs) are read by ``pysstp connect`` (:mod:`pysstp.commands.connect`), which
+passes them in or turns them into a :class:`~pysstp.client.login.Login`.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import ssl
-import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -21,19 +23,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from cryptography import x509
-
-from pysstp.aaa.pki import read_certificates, read_identity
-from pysstp.commands.user import PASSWORD_ENV, read_password_file
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.net.ifname import check_ifname
-from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, IdentitySource, TlsIdentity, certificate_identity
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
+from pysstp.settings import (
+    Bool,
+    Choice,
+    Groups,
+    Integer,
+    List,
+    Setting,
+    SettingsTable,
+    Switch,
+    Text,
+    path,
+)
 
 DEFAULT_PORT = 443
 DEFAULT_IFNAME = "sstp0"
 DEFAULT_CONFIG = Path("/etc/pysstp/client.toml")
 PID_DIR = Path("/run/pysstp")
+PROXY_ENV = ("https_proxy", "HTTPS_PROXY")
+NO_PROXY_ENV = ("no_proxy", "NO_PROXY")
 
 
 def default_pid_file(ifname: str) -> Path:
@@ -51,13 +62,6 @@ AUTH_CHOICES = {
 }
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
-_LIST_KEYS = frozenset({"auth", "route"})
-_BOOL_KEYS = frozenset(
-    {"insecure", "no_sni", "default_route", "dns", "reconnect", "ipv6", "proxy_from_env", "daemon"}
-)
-PROXY_ENV = ("https_proxy", "HTTPS_PROXY")
-NO_PROXY_ENV = ("no_proxy", "NO_PROXY")
-
 
 @dataclass(frozen=True)
 class ProxySettings:
@@ -67,17 +71,6 @@ class ProxySettings:
     port: int
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class ClientCertificate:
-    """The user's certificate and key (``--cert``, ``--key``), already read and checked: it logs in with
-    EAP-TLS and is the TLS client certificate when the server asks for one."""
-
-    cert: Path
-    key: Path
-    passphrase: bytes | None = field(repr=False)
-    identity: TlsIdentity = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -93,21 +86,47 @@ class TlsSettings:
     sni: str | None = None
     no_sni: bool = False
     min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
-    client_certificate: ClientCertificate | None = None
+    cert: Path | None = None
+    """Our certificate (``--cert``), for EAP-TLS and as the TLS client certificate."""
+    key: Path | None = None
+    key_passphrase_file: Path | str | None = None
+
+    def __post_init__(self) -> None:
+        """The checks that span these settings."""
+        if self.insecure and (self.pin_sha256 or self.ca_file):
+            raise ConfigError(
+                "--insecure turns checks off; it cannot be combined with --pin-sha256 or --ca-file"
+            )
+        if self.sni and self.no_sni:
+            raise ConfigError("--sni and --no-sni contradict each other")
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("--cert and --key go together: the certificate and its private key")
+        if self.key_passphrase_file is not None and self.key is None:
+            raise ConfigError("--key-passphrase-file is for an encrypted --key")
+
+    @property
+    def has_certificate(self) -> bool:
+        """Whether we have a certificate to show when the server asks for one."""
+        return self.cert is not None
 
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """Everything ``pysstp connect`` needs, checked."""
+    """Everything ``pysstp connect`` is told, checked. Files are named, not read (see the module doc)."""
 
     host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
+    port: int = DEFAULT_PORT
+    user: str | None = None
+    """``None``: the common name of ``tls.cert``."""
+    password_file: Path | str | None = None
+    """``-`` is stdin."""
+    password: str | None = field(default=None, repr=False)
+    """``--password-insecure-cmdline``."""
     auth_methods: tuple[AuthMethod, ...] = ()
     tls: TlsSettings = field(default_factory=TlsSettings)
-    eap_tls: EapTlsPeerSettings | None = None
-    """EAP-TLS with ``tls.client_certificate``, when a certificate is given."""
+    eap_ca: Path | None = None
+    """CAs for the server's EAP-TLS certificate (default: ``tls.ca_file``, else the system's)."""
+    eap_server_name: str | None = None
     proxy: ProxySettings | None = None
     ifname: str = DEFAULT_IFNAME
     routes: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -117,6 +136,8 @@ class ClientSettings:
     """The PPP MRU we ask for, and the largest the server may ask us for (so both directions match)."""
     dns: bool = False
     reconnect: bool = False
+    reconnect_after_kick: bool = False
+    """With ``reconnect``: dial again also after the server ended the call itself."""
     max_attempts: int = 0
     verbose: bool = False
     log_format: str = "text"
@@ -127,391 +148,67 @@ class ClientSettings:
     log_file: Path | None = None
     """With ``--daemon``: where the log goes once detached (``None``: nowhere)."""
 
+    def __post_init__(self) -> None:
+        """The checks that span settings."""
+        if AuthMethod.EAP_TLS in self.auth_methods and not self.tls.has_certificate:
+            raise ConfigError("--auth eap-tls needs your certificate: --cert FILE --key FILE")
+        if not self.user and not self.tls.has_certificate:
+            raise ConfigError("no user name: --user USER (DOMAIN\\user works)")
+        if (self.eap_ca or self.eap_server_name) and not self.tls.has_certificate:
+            raise ConfigError("--eap-ca and --eap-server-name are for EAP-TLS: give --cert and --key too")
+        if self.reconnect_after_kick and not self.reconnect:
+            raise ConfigError("--reconnect-after-kick goes with --reconnect")
+        if self.log_file is not None and not self.daemon:
+            raise ConfigError("--log-file is for --daemon; in the foreground the log goes to stderr")
+
     @property
     def tls_name(self) -> str:
         """The name the certificate must carry: ``--sni NAME`` if given, else the host."""
         return self.tls.sni or self.host
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add every ``pysstp connect`` flag, each defaulting to ``None`` so a profile can fill it."""
-    parser.add_argument(
-        "target",
-        metavar="HOST[:PORT] | PROFILE",
-        help=f"server to dial (port {DEFAULT_PORT} unless given), or a profile name from --config",
-    )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help=f"TOML file with named profiles (default: {DEFAULT_CONFIG})",
-    )
-    login = parser.add_argument_group("login")
-    login.add_argument(
-        "--user", metavar="USER", help="user name; DOMAIN\\user is sent as is (default with --cert: its CN)"
-    )
-    login.add_argument(
-        "--password-file", metavar="FILE", help="read the password from the first line of FILE (- for stdin)"
-    )
-    login.add_argument(
-        "--password-insecure-cmdline",
-        metavar="PASSWORD",
-        help="the password itself (visible to every user of this machine in the process list)",
-    )
-    login.add_argument(
-        "--auth",
-        action="append",
-        choices=sorted(AUTH_CHOICES),
-        help="accept only this method (repeatable, in order of preference; default: what the server offers)",
-    )
-    login.add_argument(
-        "--cert",
-        type=Path,
-        metavar="FILE",
-        help="your certificate, PEM (intermediates after it): for --auth eap-tls, and shown when the server "
-        "asks for a TLS client certificate",
-    )
-    login.add_argument("--key", type=Path, metavar="FILE", help="the private key of --cert, PEM")
-    login.add_argument(
-        "--key-passphrase-file",
-        metavar="FILE",
-        help="passphrase of an encrypted --key: first line of FILE (- for stdin); else it is asked",
-    )
-    login.add_argument(
-        "--eap-ca",
-        type=Path,
-        metavar="FILE",
-        help="CAs that sign the server's EAP-TLS certificate (default: --ca-file, else the system's)",
-    )
-    login.add_argument(
-        "--eap-server-name",
-        metavar="NAME",
-        help="the server's EAP-TLS certificate must carry NAME (default: any name from those CAs)",
-    )
-    tls = parser.add_argument_group("TLS")
-    tls.add_argument("--ca-file", type=Path, metavar="FILE", help="trust these CAs instead of the system's")
-    tls.add_argument(
-        "--pin-sha256",
-        metavar="HEX",
-        help="accept exactly the certificate with this SHA-256 fingerprint (also self-signed ones)",
-    )
-    tls.add_argument(
-        "--insecure",
-        action="store_const",
-        const=True,
-        help="accept any certificate (DANGEROUS: no protection)",
-    )
-    tls.add_argument("--sni", metavar="NAME", help="send NAME as SNI and expect a certificate for NAME")
-    tls.add_argument(
-        "--no-sni", action="store_const", const=True, help="send no SNI (the name is still checked)"
-    )
-    tls.add_argument("--tls-min", choices=sorted(TLS_VERSIONS), help="lowest TLS version (default: 1.2)")
-    tls.add_argument("--proxy", metavar="URL", help="HTTP proxy: http://[user:pass@]host:port")
-    tls.add_argument(
-        "--proxy-from-env",
-        action="store_const",
-        const=True,
-        help="without --proxy: use $https_proxy (or $HTTPS_PROXY) unless $no_proxy names the server",
-    )
-    tunnel = parser.add_argument_group("tunnel")
-    tunnel.add_argument("--ifname", metavar="NAME", help=f"TUN device name (default: {DEFAULT_IFNAME})")
-    tunnel.add_argument(
-        "--route", action="append", metavar="CIDR", help="send this network through the tunnel (repeatable)"
-    )
-    tunnel.add_argument(
-        "--default-route",
-        action="store_const",
-        const=True,
-        help="send all traffic through the tunnel (IPv4, and IPv6 when offered; the server stays reachable)",
-    )
-    tunnel.add_argument(
-        "--no-ipv6",
-        dest="ipv6",
-        action="store_const",
-        const=False,
-        help="do not offer IPv6 (IPv6CP); by default IPv6 is used when the server offers it",
-    )
-    tunnel.add_argument(
-        "--mru",
-        type=int,
-        metavar="BYTES",
-        help=f"PPP MRU to negotiate, {MIN_MRU}-{MAX_MRU} (default: {DEFAULT_MRU}); above {DEFAULT_MRU} "
-        "only pays off against a pysstp server set up for it (see docs/server.md, 'Large MRU')",
-    )
-    tunnel.add_argument(
-        "--dns",
-        action="store_const",
-        const=True,
-        help="use the DNS servers the server offers while connected",
-    )
-    tunnel.add_argument(
-        "--reconnect",
-        action="store_const",
-        const=True,
-        help="dial again after a lost connection (TUN and routes stay in place meanwhile)",
-    )
-    tunnel.add_argument(
-        "--max-attempts",
-        type=int,
-        metavar="N",
-        help="with --reconnect: give up after N failed dials (0: never)",
-    )
-    output = parser.add_argument_group("output")
-    output.add_argument("-v", "--verbose", action="store_const", const=True, help="show protocol detail")
-    output.add_argument("--log-format", choices=("text", "json"), help="text (default) or JSON lines")
-    process = parser.add_argument_group("process")
-    process.add_argument(
-        "--foreground",
-        dest="daemon",
-        action="store_const",
-        const=False,
-        help="stay in the foreground until Ctrl-C or SIGTERM (the default)",
-    )
-    process.add_argument(
-        "--daemon",
-        action="store_const",
-        const=True,
-        help="go to the background once connected (the exit code says whether connecting worked); "
-        "stop it with: pysstp disconnect",
-    )
-    process.add_argument(
-        "--pid-file",
-        type=Path,
-        metavar="FILE",
-        help=f"record the PID here (default with --daemon: {default_pid_file('IFNAME')})",
-    )
-    process.add_argument(
-        "--log-file", type=Path, metavar="FILE", help="with --daemon: append the log here once detached"
-    )
+    @property
+    def needs_password(self) -> bool:
+        """Whether a password is asked for: not for a certificate login alone."""
+        return self.auth_methods != (AuthMethod.EAP_TLS,)
 
 
-def settings_from_args(args: argparse.Namespace) -> ClientSettings:
-    """Merge flags over the profile (if the target names one), read the password, check everything."""
-    values = {key: value for key, value in vars(args).items() if value is not None and key != "func"}
-    profile = load_profile(args.config, args.target)
-    if profile is not None:
-        values = {**profile, **values}
-        values.pop("target")
-        if "server" not in values:
-            raise ConfigError(f"profile {args.target!r}: 'server = \"HOST[:PORT]\"' is missing")
-        values["target"] = values.pop("server")
-    return build_settings(values)
-
-
-def load_profile(path: Path | None, name: str) -> dict[str, Any] | None:
-    """The profile ``name`` from ``path`` (keys as flag names), or ``None`` if ``name`` is a host.
-
-    Without ``--config`` the default file is used when it exists; a name that is not a profile there is
-    taken as a host name.
-    """
-    file = path if path is not None else DEFAULT_CONFIG
-    if path is None and not file.exists():
-        return None
-    try:
-        with open(file, "rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    table = document.get(name)
-    if table is None:
-        return None
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{file}: {name!r} must be a table: [{name}]")
-    profile: dict[str, Any] = {}
-    for key, value in table.items():
-        dest = key.replace("-", "_")
-        if dest == "password":
-            raise ConfigError(f'{file} [{name}]: no passwords in the profile; use password-file = "FILE"')
-        if dest in _LIST_KEYS:
-            value = [value] if isinstance(value, str) else value
-        profile[dest] = value
-    return profile
-
-
-def build_settings(values: Mapping[str, Any]) -> ClientSettings:
-    """Check merged values (flag dests as keys) and build :class:`ClientSettings`."""
-    unknown = set(values) - _KNOWN
-    if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(k.replace('_', '-') for k in unknown))}")
-    for key in _BOOL_KEYS & set(values):
-        if not isinstance(values[key], bool):
-            raise ConfigError(f"{key.replace('_', '-')} must be true or false")
-    host, port = parse_target(str(values["target"]))
-    auth_methods = tuple(_choice("auth", name, AUTH_CHOICES) for name in values.get("auth", ()))
-    certificate = read_client_certificate(values, auth_methods)
-    user = values.get("user")
-    if not user and certificate is not None:
-        user = certificate_identity(certificate.identity.certificate, IdentitySource.COMMON_NAME)
-    if not user:
-        raise ConfigError("no user name: --user USER (DOMAIN\\user works)")
-    tls = TlsSettings(
-        ca_file=Path(values["ca_file"]) if "ca_file" in values else None,
-        pin_sha256=parse_pin(values["pin_sha256"]) if "pin_sha256" in values else None,
-        insecure=values.get("insecure", False),
-        sni=values.get("sni"),
-        no_sni=values.get("no_sni", False),
-        min_version=_choice("tls-min", values.get("tls_min", "1.2"), TLS_VERSIONS),
-        client_certificate=certificate,
-    )
-    if tls.insecure and (tls.pin_sha256 or tls.ca_file):
-        raise ConfigError("--insecure turns checks off; it cannot be combined with --pin-sha256 or --ca-file")
-    if tls.sni and tls.no_sni:
-        raise ConfigError("--sni and --no-sni contradict each other")
-    max_attempts = values.get("max_attempts", 0)
-    if not isinstance(max_attempts, int) or max_attempts < 0:
-        raise ConfigError("--max-attempts must be 0 (never give up) or more")
-    ifname = str(values.get("ifname", DEFAULT_IFNAME))
-    try:
-        check_ifname(ifname)
-    except SystemSetupError as exc:
-        raise ConfigError(f"--ifname: {exc}") from None
-    daemon = values.get("daemon", False)
-    if "log_file" in values and not daemon:
-        raise ConfigError("--log-file is for --daemon; in the foreground the log goes to stderr")
-    pid_file = Path(values["pid_file"]) if "pid_file" in values else None
-    mru = values.get("mru", DEFAULT_MRU)
-    if isinstance(mru, bool) or not isinstance(mru, int) or not MIN_MRU <= mru <= MAX_MRU:
-        raise ConfigError(f"--mru must be a number of bytes from {MIN_MRU} to {MAX_MRU}, not {mru!r}")
-    return ClientSettings(
-        host=host,
-        port=port,
-        user=str(user),
-        # A certificate login needs no password.
-        password="" if auth_methods == (AuthMethod.EAP_TLS,) else read_password(values),
-        auth_methods=auth_methods,
-        tls=tls,
-        eap_tls=_eap_tls(values, certificate, tls),
-        proxy=parse_proxy(values["proxy"]) if "proxy" in values else _env_proxy(values, host),
-        ifname=ifname,
-        routes=tuple(parse_route(text) for text in values.get("route", ())),
-        default_route=values.get("default_route", False),
-        ipv6=values.get("ipv6", True),
-        mru=mru,
-        dns=values.get("dns", False),
-        reconnect=values.get("reconnect", False),
-        max_attempts=max_attempts,
-        verbose=bool(values.get("verbose", False)),
-        log_format=_choice("log-format", values.get("log_format", "text"), {"text": "text", "json": "json"}),
-        daemon=daemon,
-        pid_file=default_pid_file(ifname) if daemon and pid_file is None else pid_file,
-        log_file=Path(values["log_file"]) if "log_file" in values else None,
-    )
-
-
-_KNOWN = frozenset(
-    {
-        "target",
-        "config",
-        "user",
-        "password_file",
-        "password_insecure_cmdline",
-        "auth",
-        "cert",
-        "key",
-        "key_passphrase_file",
-        "eap_ca",
-        "eap_server_name",
-        "ca_file",
-        "pin_sha256",
-        "insecure",
-        "sni",
-        "no_sni",
-        "tls_min",
-        "proxy",
-        "proxy_from_env",
-        "ifname",
-        "route",
-        "default_route",
-        "ipv6",
-        "mru",
-        "dns",
-        "reconnect",
-        "max_attempts",
-        "verbose",
-        "log_format",
-        "daemon",
-        "pid_file",
-        "log_file",
-    }
-)
-
-
-def read_client_certificate(
-    values: Mapping[str, Any], auth_methods: tuple[AuthMethod, ...]
-) -> ClientCertificate | None:
-    """``--cert`` and ``--key`` read and checked (the key decrypted), or ``None`` when not given."""
-    if "cert" not in values and "key" not in values:
-        if AuthMethod.EAP_TLS in auth_methods:
-            raise ConfigError("--auth eap-tls needs your certificate: --cert FILE --key FILE")
-        return None
-    if "cert" not in values or "key" not in values:
-        raise ConfigError("--cert and --key go together: the certificate and its private key")
-    cert, key = Path(values["cert"]), Path(values["key"])
-    passphrase = _key_passphrase(values, key)
-    return ClientCertificate(cert, key, passphrase, read_identity(cert, key, passphrase))
-
-
-def _key_passphrase(values: Mapping[str, Any], key: Path) -> bytes | None:
-    if "key_passphrase_file" in values:
-        return read_password_file(str(values["key_passphrase_file"])).encode("utf-8")
-    try:
-        encrypted = b"ENCRYPTED" in key.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read the private key: {exc.strerror}") from None
-    if not encrypted:
-        return None
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            f"{key}: the private key is encrypted and stdin is not a terminal; use --key-passphrase-file FILE"
-        )
-    return getpass.getpass(f"Passphrase for {key}: ").encode("utf-8")
-
-
-def _eap_tls(
-    values: Mapping[str, Any], certificate: ClientCertificate | None, tls: TlsSettings
-) -> EapTlsPeerSettings | None:
-    if certificate is None:
-        if "eap_ca" in values or "eap_server_name" in values:
-            raise ConfigError("--eap-ca and --eap-server-name are for EAP-TLS: give --cert and --key too")
-        return None
-    return EapTlsPeerSettings(
-        certificate.identity, _eap_cas(values, tls), server_name=values.get("eap_server_name")
-    )
-
-
-def _eap_cas(values: Mapping[str, Any], tls: TlsSettings) -> tuple[x509.Certificate, ...]:
-    if "eap_ca" in values:
-        return read_certificates(Path(values["eap_ca"]), "CA file")
-    if tls.ca_file is not None:
-        return read_certificates(tls.ca_file, "CA file")
-    paths = ssl.get_default_verify_paths()
-    system = paths.cafile or paths.openssl_cafile
-    if not system or not Path(system).is_file():
-        raise ConfigError("no system CA bundle to check the server's EAP-TLS certificate: use --eap-ca FILE")
-    return read_certificates(Path(system), "system CA bundle")
+# -- value checks ----------------------------------------------------------------------------------
 
 
 def parse_target(text: str) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
+    """``host``, ``host:port``, ``[v6]:port``, a bare IPv6 address or ``https://host[:port][/]`` ->
+    (host, port)."""
     text = text.strip()
+    if "://" in text:
+        return _target_url(text)
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
-            raise ConfigError(f"{text!r}: write an IPv6 address with a port as [ADDRESS]:PORT")
+            raise ValueError(f"{text!r}: write an IPv6 address with a port as [ADDRESS]:PORT")
         port_text = rest[1:] if rest else ""
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
     else:
         host, port_text = text, ""
     if not host:
-        raise ConfigError(f"{text!r}: no host name")
+        raise ValueError(f"{text!r}: no host name")
     if not port_text:
         return host, DEFAULT_PORT
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{text!r}: the port must be a number from 1 to 65535")
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
     return host, int(port_text)
+
+
+def _target_url(text: str) -> tuple[str, int]:
+    # SSTP's own path is fixed (MS-SSTP 2.2.2), so a URL gives only the host and the port.
+    parts = urlsplit(text)
+    if parts.scheme.lower() != "https" or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"{text!r}: give the server as HOST[:PORT] (or https://HOST[:PORT]/)")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535") from None
+    return parts.hostname, port
 
 
 def parse_pin(text: str) -> bytes:
@@ -522,9 +219,9 @@ def parse_pin(text: str) -> bytes:
     except ValueError:
         pin = b""
     if len(pin) != 32:
-        raise ConfigError(
-            f"--pin-sha256 {text!r}: expected 64 hex digits (the SHA-256 of the certificate's DER), e.g. "
-            "from: openssl x509 -in cert.pem -outform der | sha256sum"
+        raise ValueError(
+            f"expected 64 hex digits (the SHA-256 of the certificate's DER), not {text!r}; e.g. from: "
+            "openssl x509 -in cert.pem -outform der | sha256sum"
         )
     return pin
 
@@ -535,20 +232,18 @@ def parse_route(text: str) -> IPv4Network | IPv6Network:
     try:
         return ip_network(text)
     except ValueError as exc:
-        raise ConfigError(
-            f"--route {text}: {exc} (expected a prefix such as 192.168.10.0/24 or fd00:10::/48)"
-        ) from None
+        raise ValueError(f"{exc} (expected a prefix such as 192.168.10.0/24 or fd00:10::/48)") from None
 
 
 def parse_proxy(text: str) -> ProxySettings:
     """``http://[user:pass@]host:port`` -> :class:`ProxySettings`."""
     parts = urlsplit(text if "://" in text else f"http://{text}")
     if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"--proxy {text!r}: expected http://[user:pass@]host:port")
+        raise ValueError(f"expected http://[user:pass@]host:port, not {text!r}")
     try:
         port = parts.port or 8080
     except ValueError:
-        raise ConfigError(f"--proxy {text!r}: the port must be a number from 1 to 65535") from None
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535") from None
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
     return ProxySettings(parts.hostname, port, username, password)
@@ -566,7 +261,7 @@ def proxy_from_environment(host: str, environ: Mapping[str, str]) -> ProxySettin
         return None
     try:
         return parse_proxy(url)
-    except ConfigError as exc:
+    except ValueError as exc:
         raise ConfigError(f"$https_proxy: {exc}") from None
 
 
@@ -580,30 +275,312 @@ def _no_proxy_matches(host: str, no_proxy: str) -> bool:
     return False
 
 
-def _env_proxy(values: Mapping[str, Any], host: str) -> ProxySettings | None:
-    # Only when asked: a proxy variable set for browsers must not silently reroute a VPN.
-    return proxy_from_environment(host, os.environ) if values.get("proxy_from_env") else None
-
-
-def read_password(values: Mapping[str, Any]) -> str:
-    """The password from --password-file, else $PYSSTP_PASSWORD, else the command line flag that says
-    it is insecure, else a prompt without echo."""
-    if "password_file" in values:
-        return read_password_file(str(values["password_file"]))
-    from_env = os.environ.get(PASSWORD_ENV)
-    if from_env is not None:
-        return from_env
-    if "password_insecure_cmdline" in values:
-        return str(values["password_insecure_cmdline"])
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            f"no password: stdin is not a terminal; use --password-file FILE (- for stdin) or ${PASSWORD_ENV}"
-        )
-    return getpass.getpass(f"Password for {values['user']}: ")
-
-
-def _choice(flag: str, value: object, choices: Mapping[str, Any]) -> Any:
+def _ifname(text: str) -> str:
     try:
-        return choices[str(value)]
-    except KeyError:
-        raise ConfigError(f"--{flag} {value!r}: choose one of {', '.join(sorted(choices))}") from None
+        check_ifname(text)
+    except SystemSetupError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+def _secret_file(text: str) -> Path | str:
+    """A file to read a secret from; ``-`` is stdin (and no path, so a profile does not rebase it)."""
+    return text if text == "-" else path(text)
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+_GROUPS: Groups = (
+    (
+        "login",
+        (
+            Setting(
+                "user",
+                "--user",
+                Text(),
+                "user name; DOMAIN\\user is sent as is (default with --cert: its CN)",
+                "USER",
+            ),
+            Setting(
+                "password-file",
+                "--password-file",
+                Text(_secret_file),
+                "read the password from the first line of FILE (- for stdin)",
+                "FILE",
+            ),
+            Setting(
+                "password-insecure-cmdline",
+                "--password-insecure-cmdline",
+                Text(),
+                "the password itself (visible to every user of this machine in the process list)",
+                "PASSWORD",
+            ),
+            Setting(
+                "auth",
+                "--auth",
+                List(Choice(AUTH_CHOICES)),
+                "accept only this method (repeatable, in order of preference; default: what the server "
+                "offers)",
+            ),
+            Setting(
+                "cert",
+                "--cert",
+                Text(path),
+                "your certificate, PEM (intermediates after it): for --auth eap-tls, and shown when the "
+                "server asks for a TLS client certificate",
+                "FILE",
+            ),
+            Setting("key", "--key", Text(path), "the private key of --cert, PEM", "FILE"),
+            Setting(
+                "key-passphrase-file",
+                "--key-passphrase-file",
+                Text(_secret_file),
+                "passphrase of an encrypted --key: first line of FILE (- for stdin); else it is asked",
+                "FILE",
+            ),
+            Setting(
+                "eap-ca",
+                "--eap-ca",
+                Text(path),
+                "CAs that sign the server's EAP-TLS certificate (default: --ca-file, else the system's)",
+                "FILE",
+            ),
+            Setting(
+                "eap-server-name",
+                "--eap-server-name",
+                Text(),
+                "the server's EAP-TLS certificate must carry NAME (default: any name from those CAs)",
+                "NAME",
+            ),
+        ),
+    ),
+    (
+        "TLS",
+        (
+            Setting("ca-file", "--ca-file", Text(path), "trust these CAs instead of the system's", "FILE"),
+            Setting(
+                "pin-sha256",
+                "--pin-sha256",
+                Text(parse_pin),
+                "accept exactly the certificate with this SHA-256 fingerprint (also self-signed ones)",
+                "HEX",
+            ),
+            Setting("insecure", "--insecure", Switch(), "accept any certificate (DANGEROUS: no protection)"),
+            Setting("sni", "--sni", Text(), "send NAME as SNI and expect a certificate for NAME", "NAME"),
+            Setting("no-sni", "--no-sni", Switch(), "send no SNI (the name is still checked)"),
+            Setting("tls-min", "--tls-min", Choice(TLS_VERSIONS), "lowest TLS version"),
+            Setting("proxy", "--proxy", Text(parse_proxy), "HTTP proxy: http://[user:pass@]host:port", "URL"),
+            Setting(
+                "proxy-from-env",
+                "--proxy-from-env",
+                Switch(),
+                "without --proxy: use $https_proxy (or $HTTPS_PROXY) unless $no_proxy names the server",
+            ),
+        ),
+    ),
+    (
+        "tunnel",
+        (
+            Setting("ifname", "--ifname", Text(_ifname), "TUN device name", "NAME"),
+            Setting(
+                "route",
+                "--route",
+                List(Text(parse_route), allow_empty=True),
+                "send this network through the tunnel (repeatable)",
+                "CIDR",
+            ),
+            Setting(
+                "default-route",
+                "--default-route",
+                Switch(),
+                "send all traffic through the tunnel (IPv4, and IPv6 when offered; the server stays "
+                "reachable)",
+            ),
+            Setting(
+                "ipv6", "--ipv6", Bool(), "offer IPv6 (IPv6CP); it is used when the server offers it too"
+            ),
+            Setting(
+                "mru",
+                "--mru",
+                Integer(MIN_MRU, MAX_MRU),
+                f"PPP MRU to negotiate; above {DEFAULT_MRU} only pays off against a pysstp server set up "
+                "for it (see docs/server.md, 'Large MRU')",
+                "BYTES",
+            ),
+            Setting("dns", "--dns", Switch(), "use the DNS servers the server offers while connected"),
+            Setting(
+                "reconnect",
+                "--reconnect",
+                Switch(),
+                "dial again after a lost connection (TUN and routes stay in place meanwhile); not after "
+                "the server ended the call itself (see --reconnect-after-kick)",
+            ),
+            Setting(
+                "reconnect-after-kick",
+                "--reconnect-after-kick",
+                Switch(),
+                "with --reconnect: dial again also after the server ended the call itself (an "
+                "administrator's kick, its idle timeout or its shutdown)",
+            ),
+            Setting(
+                "max-attempts",
+                "--max-attempts",
+                Integer(0),
+                "with --reconnect: give up after N failed dials, 0 = never",
+                "N",
+            ),
+        ),
+    ),
+    (
+        "output",
+        (
+            Setting("verbose", "--verbose", Switch(), "show protocol detail", aliases=("-v",)),
+            Setting("log-format", "--log-format", Choice({"text": "text", "json": "json"}), "log format"),
+        ),
+    ),
+    (
+        "process",
+        (
+            Setting(
+                "daemon",
+                "--daemon",
+                Bool(),
+                "go to the background once connected (the exit code says whether connecting worked); stop "
+                "it with: pysstp disconnect",
+            ),
+            Setting(
+                "pid-file",
+                "--pid-file",
+                Text(path),
+                f"record the PID here (default with --daemon: {default_pid_file('IFNAME')})",
+                "FILE",
+            ),
+            Setting(
+                "log-file",
+                "--log-file",
+                Text(path),
+                "with --daemon: append the log here once detached",
+                "FILE",
+            ),
+        ),
+    ),
+)
+
+_TABLE = SettingsTable(_GROUPS)
+_DEFAULTS: Mapping[str, Any] = {
+    "tls-min": ssl.TLSVersion.TLSv1_2,
+    "ifname": DEFAULT_IFNAME,
+    "ipv6": True,
+    "mru": DEFAULT_MRU,
+    "max-attempts": 0,
+    "log-format": "text",
+    "daemon": False,
+}
+"""The defaults ``--help`` shows (the switches are off unless given)."""
+
+
+# -- the public API --------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the target, ``--config FILE`` and one flag per setting, each defaulting to ``None`` (= not
+    given) so a profile can fill it."""
+    parser.add_argument(
+        "target",
+        metavar="HOST[:PORT] | PROFILE",
+        help=f"server to dial (port {DEFAULT_PORT} unless given; https://HOST:PORT/ works too), or a "
+        "profile name from --config",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"TOML file with named profiles (default: {DEFAULT_CONFIG})",
+    )
+    _TABLE.add_arguments(parser, _DEFAULTS.get)
+
+
+def load_profile(document: Mapping[str, Any], file: Path, name: str) -> dict[str, Any] | None:
+    """The checked values of profile ``name`` in ``document`` (the TOML ``file``, already read), or
+    ``None`` if there is no such profile (then the name is a host)."""
+    table = document.get(name)
+    if table is None:
+        return None
+    where = f"{file} [{name}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{file}: {name!r} must be a table: [{name}]")
+    if "password" in table:
+        raise ConfigError(f'{where}: no passwords in the profile; use password-file = "FILE"')
+    values = dict(table)
+    server = values.pop("server", None)
+    if server is None:
+        raise ConfigError(f"{where}: 'server = \"HOST[:PORT]\"' is missing")
+    profile = _TABLE.check(values, where, file.parent)
+    try:
+        profile["server"] = Text(parse_target).parse(server)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: server: {exc}") from None
+    return profile
+
+
+def settings_from_args(
+    args: argparse.Namespace,
+    profile: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ClientSettings:
+    """Flags over ``profile`` (when the target named one; see :func:`load_profile`) over the defaults,
+    checked; ``environ`` is the environment for ``--proxy-from-env``."""
+    values = _TABLE.from_args(args, profile or {})
+    if profile is None:
+        try:
+            values["server"] = parse_target(args.target)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return build_settings(values, environ or {})
+
+
+def build_settings(values: Mapping[str, Any], environ: Mapping[str, str]) -> ClientSettings:
+    """:class:`ClientSettings` from checked values by key (``"server"``: (host, port))."""
+    host, port = values["server"]
+    ifname = values.get("ifname", DEFAULT_IFNAME)
+    daemon = values.get("daemon", False)
+    proxy = values.get("proxy")
+    if proxy is None and values.get("proxy-from-env"):
+        # Only when asked: a proxy variable set for browsers must not silently reroute a VPN.
+        proxy = proxy_from_environment(host, environ)
+    return ClientSettings(
+        host=host,
+        port=port,
+        user=values.get("user"),
+        password_file=values.get("password-file"),
+        password=values.get("password-insecure-cmdline"),
+        auth_methods=values.get("auth", ()),
+        tls=TlsSettings(
+            ca_file=values.get("ca-file"),
+            pin_sha256=values.get("pin-sha256"),
+            insecure=values.get("insecure", False),
+            sni=values.get("sni"),
+            no_sni=values.get("no-sni", False),
+            min_version=values.get("tls-min", ssl.TLSVersion.TLSv1_2),
+            cert=values.get("cert"),
+            key=values.get("key"),
+            key_passphrase_file=values.get("key-passphrase-file"),
+        ),
+        eap_ca=values.get("eap-ca"),
+        eap_server_name=values.get("eap-server-name"),
+        proxy=proxy,
+        ifname=ifname,
+        routes=values.get("route", ()),
+        default_route=values.get("default-route", False),
+        ipv6=values.get("ipv6", True),
+        mru=values.get("mru", DEFAULT_MRU),
+        dns=values.get("dns", False),
+        reconnect=values.get("reconnect", False),
+        reconnect_after_kick=values.get("reconnect-after-kick", False),
+        max_attempts=values.get("max-attempts", 0),
+        verbose=values.get("verbose", False),
+        log_format=values.get("log-format", "text"),
+        daemon=daemon,
+        pid_file=values.get("pid-file") or (default_pid_file(ifname) if daemon else None),
+        log_file=values.get("log-file"),
+    )

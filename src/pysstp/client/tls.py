@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from pysstp.certnames import certificate_matches, subject_alt_names
+from pysstp.client.login import ClientCertificate
 from pysstp.client.settings import TlsSettings
+from pysstp.errors import ConfigError
 
 
 class CertificateRejected(Exception):
@@ -33,20 +35,28 @@ class CertificateRejected(Exception):
         self.why = why
 
 
-def make_context(tls: TlsSettings) -> ssl.SSLContext:
-    """The client context for these settings (see the module docstring)."""
+def make_context(tls: TlsSettings, certificate: ClientCertificate | None = None) -> ssl.SSLContext:
+    """The client context for these settings (see the module docstring), showing ``certificate`` (read
+    from ``tls.cert`` and ``tls.key``) when the server asks for one."""
     if tls.pin_sha256 is not None or tls.insecure:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     else:
         # With a cafile, create_default_context loads only that file, not the system store.
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        try:
+            context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        except ssl.SSLError:  # a subclass of OSError: first
+            raise ConfigError(
+                f"--ca-file {tls.ca_file}: no usable CA certificate in it (expected PEM: -----BEGIN "
+                "CERTIFICATE-----)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"--ca-file {tls.ca_file}: cannot read: {exc.strerror}") from None
         context.check_hostname = not tls.no_sni
     context.minimum_version = tls.min_version
-    if tls.client_certificate is not None:
+    if certificate is not None:
         # Sent only when the server asks (CertificateRequest); Windows' own client never does this.
-        certificate = tls.client_certificate
         context.load_cert_chain(certificate.cert, certificate.key, certificate.passphrase)
     return context
 
@@ -67,7 +77,7 @@ def client_certificate_refusal(exc: BaseException | None, tls: TlsSettings | Non
     something else. TLS 1.2 servers answer a missing certificate with a bare handshake failure."""
     if not isinstance(exc, ssl.SSLError):
         return None
-    has_certificate = tls is not None and tls.client_certificate is not None
+    has_certificate = tls is not None and tls.has_certificate
     if exc.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
         return _NO_CERTIFICATE
     if exc.reason == "SSLV3_ALERT_HANDSHAKE_FAILURE" and not has_certificate:
@@ -78,14 +88,16 @@ def client_certificate_refusal(exc: BaseException | None, tls: TlsSettings | Non
 def silent_refusal(tls: TlsSettings | None) -> str:
     """What a connection closed in or right after the TLS handshake, without an alert, may mean: Python
     servers (pysstp among them) send no alert when they refuse a client certificate."""
-    if tls is not None and tls.client_certificate is not None:
+    if tls is not None and tls.has_certificate:
         return (
             "closed the connection in or right after the TLS handshake; it may have refused our TLS client "
             "certificate (revoked, expired, or from a CA it does not trust)"
         )
+    # An HTTPS server that is not an SSTP server drops the SSTP request this way too: name both causes.
     return (
-        "closed the connection in or right after the TLS handshake; if it requires a TLS client certificate "
-        "(verify-client-certificate), give yours with --cert FILE --key FILE"
+        "closed the connection in or right after the TLS handshake, with no TLS alert and no HTTP answer: "
+        "either it is not an SSTP server (check the host and the port), or it is one that requires a TLS "
+        "client certificate (give yours with --cert FILE --key FILE)"
     )
 
 

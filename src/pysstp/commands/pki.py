@@ -26,8 +26,8 @@ from pysstp.aaa.pki import (
     read_crls,
     read_private_key,
 )
-from pysstp.commands.user import read_password_file
 from pysstp.errors import ConfigError
+from pysstp.prompt import read_password_file
 
 DEFAULT_DIRECTORY = Path("/etc/pysstp/pki")
 

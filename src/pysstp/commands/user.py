@@ -14,14 +14,13 @@ from pathlib import Path
 
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError
+from pysstp.prompt import PASSWORD_ENV, read_password_file
 from pysstp.server.config import ServerSettings, settings_from_file
 from pysstp.server.pool import AddressPool
 
 DEFAULT_USERS = Path("/etc/pysstp/users.toml")
 USERS_ENV = "PYSSTP_USERS"
 """Environment variable naming the database when ``--users`` is not given."""
-PASSWORD_ENV = "PYSSTP_PASSWORD"
-"""Environment variable holding the password when ``--password-file`` is not given."""
 
 EXAMPLES = f"""\
 examples:
@@ -229,19 +228,3 @@ def ask_password(prompt: str) -> str:
         if sys.stderr.isatty():
             print(file=sys.stderr)  # the cursor still stands after the prompt
         raise ConfigError("no password typed (end of input); nothing was changed") from None
-
-
-def read_password_file(name: str) -> str:
-    """The first line of ``name`` (``-``: stdin), without its line ending."""
-    try:
-        if name == "-":
-            line = sys.stdin.readline()
-        else:
-            with open(name, encoding="utf-8") as file:
-                line = file.readline()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read the password file: {exc.strerror}") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name}: the password file is not UTF-8 text") from None
-    # Text mode has already turned \r\n into \n.
-    return line.removesuffix("\n")

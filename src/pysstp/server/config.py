@@ -2,8 +2,9 @@
 
 Every setting is declared once, in ``_GROUPS``: its TOML key (which is also its attribute path in
 :class:`ServerSettings`), its flag, how a value is read and checked, and its help text. The file loader, the
-argument parser and ``--help`` are all driven by that table, so no setting can have a key but no flag, or a
-flag whose checks differ from the key's.
+argument parser and ``--help`` are all driven by that table (the machinery, shared with the client's
+settings, is :mod:`pysstp.settings`), so no setting can have a key but no flag, or a flag whose checks
+differ from the key's.
 
 Files named here (certificate, key, user database, page) are not opened: the server checks them when it
 starts, where a missing file is one clear start-up error among the others (port in use, no TUN, ...).
@@ -12,25 +13,29 @@ starts, where a missing file is one clear start-up error among the others (port 
 from __future__ import annotations
 
 import argparse
-import difflib
-import functools
-import math
-import operator
 import os
 import ssl
-import tomllib
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.eap_tls import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, IdentitySource, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 from pysstp.server.pool import AddressPool
+from pysstp.settings import Bool as _Bool
+from pysstp.settings import Choice as _Choice
+from pysstp.settings import FlagList as _FlagList
+from pysstp.settings import Integer as _Integer
+from pysstp.settings import List as _List
+from pysstp.settings import Seconds as _Seconds
+from pysstp.settings import Setting as _Setting
+from pysstp.settings import SettingsTable
+from pysstp.settings import Text as _Text
+from pysstp.settings import path as _path
 from pysstp.sstp.constants import HashProtocol, Timer
 
 INTERMEDIATE_CIPHERS = ":".join(
@@ -215,185 +220,7 @@ class ServerSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
 
 
-# -- how values are read ---------------------------------------------------------------------------
-#
-# A kind turns a TOML value into a checked setting value; ``from_flag`` first turns what argparse stored
-# into the TOML form, so a flag and a key go through the same checks. Problems are ValueErrors whose text
-# completes "<file>: <key>: ..." or "<flag>: ...".
-
-
-def _wrong_type(expected: str, value: object) -> ValueError:
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}
-    got = (
-        "a table"
-        if isinstance(value, dict)
-        else f"{names.get(type(value), type(value).__name__)} ({value!r})"
-    )
-    return ValueError(f"expected {expected}, not {got}")
-
-
-class _Kind(ABC):
-    action: ClassVar[str | type[argparse.Action]] = "store"
-    """The argparse action of the setting's flag."""
-
-    @abstractmethod
-    def parse(self, value: object) -> Any:
-        """Check a TOML value and return the setting's value."""
-
-    def from_flag(self, value: Any) -> object:
-        """Turn what argparse stored for the flag into the TOML form of the value."""
-        return value
-
-    def show(self, value: Any) -> str:
-        """A setting's value as it would be written in server.toml (for the help text)."""
-        return str(value)
-
-    def metavar(self, default: str) -> str | None:
-        """What ``--help`` shows as the flag's argument; ``default`` is the setting's own word for it."""
-        return default
-
-
-@dataclass(frozen=True)
-class _Text(_Kind):
-    convert: Callable[[str], Any] = str
-
-    def parse(self, value: object) -> Any:
-        if not isinstance(value, str):
-            raise _wrong_type("a string", value)
-        return self.convert(value)
-
-
-@dataclass(frozen=True)
-class _Integer(_Kind):
-    low: int
-    high: int | None = None
-
-    def parse(self, value: object) -> int:
-        # bool is a subclass of int; "port = true" is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _wrong_type("an integer", value)
-        if self.high is None and value < self.low:
-            raise ValueError(f"must be at least {self.low}, not {value}")
-        if self.high is not None and not self.low <= value <= self.high:
-            raise ValueError(f"must be between {self.low} and {self.high}, not {value}")
-        return value
-
-    def from_flag(self, value: Any) -> object:
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"expected an integer, not {value!r}") from None
-
-
-@dataclass(frozen=True)
-class _Seconds(_Kind):
-    zero_means_off: bool = False
-
-    def parse(self, value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _wrong_type("a number of seconds", value)
-        # TOML allows inf and nan; neither is a timeout.
-        if not math.isfinite(value) or value < 0 or (value == 0 and not self.zero_means_off):
-            wanted = "0 (off) or more" if self.zero_means_off else "more than 0"
-            raise ValueError(f"must be {wanted} seconds, not {value}")
-        return float(value)
-
-    def from_flag(self, value: Any) -> object:
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"expected a number of seconds, not {value!r}") from None
-
-    def show(self, value: Any) -> str:
-        return f"{value:g}"
-
-
-@dataclass(frozen=True)
-class _Bool(_Kind):
-    action: ClassVar[str | type[argparse.Action]] = argparse.BooleanOptionalAction
-
-    def parse(self, value: object) -> bool:
-        if not isinstance(value, bool):
-            raise _wrong_type("true or false", value)
-        return value
-
-    def show(self, value: Any) -> str:
-        return "true" if value else "false"
-
-    def metavar(self, default: str) -> str | None:
-        return None  # --flag / --no-flag take no argument
-
-
-@dataclass(frozen=True)
-class _Choice(_Kind):
-    options: Mapping[str, Any]
-    refused: Mapping[str, str] = field(default_factory=dict)
-    """Names that exist but cannot be used here, with the reason."""
-
-    def parse(self, value: object) -> Any:
-        if not isinstance(value, str):
-            raise _wrong_type("a string", value)
-        if value in self.refused:
-            raise ValueError(f"{value!r} {self.refused[value]}")
-        if value not in self.options:
-            names = ", ".join(repr(name) for name in self.options)
-            raise ValueError(f"must be one of {names}, not {value!r}")
-        return self.options[value]
-
-    def show(self, value: Any) -> str:
-        return next(name for name, option in self.options.items() if option == value)
-
-    def metavar(self, default: str) -> str | None:
-        return "{" + ",".join(self.options) + "}"
-
-
-@dataclass(frozen=True)
-class _List(_Kind):
-    """A list in TOML; a repeatable flag whose values may also be comma-separated (flags replace the list)."""
-
-    item: _Kind
-    allow_empty: bool = False
-    action: ClassVar[str | type[argparse.Action]] = "append"
-
-    def parse(self, value: object) -> Any:
-        if not isinstance(value, list):
-            raise _wrong_type("a list", value)
-        if not value and not self.allow_empty:
-            raise ValueError("must not be empty")
-        items = [self.item.parse(entry) for entry in value]
-        for index, entry in enumerate(items):
-            if entry in items[:index]:
-                raise ValueError(f"lists {self.item.show(entry)!r} twice")
-        return tuple(items)
-
-    def from_flag(self, value: Any) -> object:
-        return [self.item.from_flag(part.strip()) for text in value for part in text.split(",")]
-
-    def show(self, value: Any) -> str:
-        return ", ".join(self.item.show(entry) for entry in value)
-
-    def metavar(self, default: str) -> str | None:
-        return self.item.metavar(default)
-
-
-@dataclass(frozen=True)
-class _FlagList(_List):
-    """A list of names stored as one :class:`enum.Flag` mask; the order carries no meaning."""
-
-    def parse(self, value: object) -> Any:
-        return functools.reduce(operator.or_, super().parse(value))
-
-    def show(self, value: Any) -> str:
-        return super().show(tuple(value))
-
-
 # -- value checks ----------------------------------------------------------------------------------
-
-
-def _path(text: str) -> Path:
-    if not text:
-        raise ValueError("must not be empty")
-    return Path(text)
 
 
 def _listen_address(text: str) -> str:
@@ -476,20 +303,6 @@ _NOT_WITH_NT_HASHES = "needs the plaintext password, which the user database nev
 
 
 # -- the table -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Setting:
-    key: str
-    flag: str
-    kind: _Kind
-    help: str
-    metavar: str = "VALUE"
-    show_default: bool = True
-
-    @property
-    def dest(self) -> str:
-        return self.key.replace(".", "_")
 
 
 _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
@@ -801,8 +614,9 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
     ),
 )
 
-_BY_KEY = {setting.key: setting for _, settings in _GROUPS for setting in settings}
-_SECTIONS = frozenset(key.partition(".")[0] for key in _BY_KEY if "." in key)
+_TABLE = SettingsTable(_GROUPS)
+_BY_KEY = _TABLE.by_key
+_SECTIONS = _TABLE.sections
 
 
 def _value_at(settings: ServerSettings, key: str) -> Any:
@@ -821,48 +635,7 @@ def load(path: Path) -> dict[str, Any]:
     Relative paths in the file are taken relative to the file's directory, so a configuration directory
     can be moved as a whole. Raises :class:`ConfigError` naming the file and the key.
     """
-    try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    values: dict[str, Any] = {}
-    for key, value in _flatten(data):
-        setting = _BY_KEY.get(key)
-        if setting is None:
-            raise ConfigError(f"{path}: {_unknown(key, value)}")
-        try:
-            result = setting.kind.parse(value)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: {key}: {exc}") from None
-        if isinstance(result, Path) and not result.is_absolute():
-            result = path.parent / result
-        values[key] = result
-    return values
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for name, value in data.items():
-        key = prefix + name
-        # A table under a known setting's key is a wrong value for it, not a section.
-        if isinstance(value, dict) and key not in _BY_KEY:
-            yield from _flatten(value, key + ".")
-        else:
-            yield key, value
-
-
-def _unknown(key: str, value: object) -> str:
-    if key in _SECTIONS:
-        return f"{key}: expected a table ([{key}] section), not {value!r}"
-    leaf = key.rpartition(".")[2]
-    # A near spelling first; else the same name in another section (a key written outside its [section]).
-    matches = difflib.get_close_matches(key, _BY_KEY, n=1) or [
-        k for k in _BY_KEY if k.rpartition(".")[2] == leaf
-    ]
-    hint = f" (did you mean '{matches[0]}'?)" if matches else ""
-    return f"unknown setting '{key}'{hint}"
+    return _TABLE.load(path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -871,34 +644,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", type=Path, metavar="FILE", help="read settings from this TOML file; flags override it"
     )
     defaults = ServerSettings()
-    for title, settings in _GROUPS:
-        group = parser.add_argument_group(title)
-        for setting in settings:
-            default = _value_at(defaults, setting.key)
-            shown = setting.kind.show(default) if default is not None and setting.show_default else ""
-            where = f"{setting.key}; default: {shown}" if shown else setting.key
-            group.add_argument(
-                setting.flag,
-                dest=setting.dest,
-                action=setting.kind.action,
-                default=None,
-                metavar=setting.kind.metavar(setting.metavar),
-                # argparse expands %-formats in help texts.
-                help=f"{setting.help} [{where}]".replace("%", "%%"),
-            )
+    _TABLE.add_arguments(parser, lambda key: _value_at(defaults, key))
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """Merge defaults < ``--config`` file < flags, check the result, and return it (or raise ConfigError)."""
-    values = load(args.config) if args.config is not None else {}
-    for setting in _BY_KEY.values():
-        raw = getattr(args, setting.dest, None)
-        if raw is None:
-            continue
-        try:
-            values[setting.key] = setting.kind.parse(setting.kind.from_flag(raw))
-        except ValueError as exc:
-            raise ConfigError(f"{setting.flag}: {exc}") from None
+    values = _TABLE.from_args(args, load(args.config) if args.config is not None else {})
     settings = _build(values)
     validate(settings)
     return settings
