@@ -279,7 +279,11 @@ def test_end_of_input_at_a_password_prompt_is_one_line(
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr(getpass, "getpass", getpass_until_eof)
     name = "alice" if action == "add" else "bob"
-    fails_with(user(capsys, users, action, name), "no password typed (end of input); nothing was changed")
+    fails_with(
+        user(capsys, users, action, name),
+        "no password: the input ended at the prompt (Ctrl-D); or use --password-file FILE (- for stdin) "
+        "or $PYSSTP_PASSWORD; nothing was changed",
+    )
     assert users.read_bytes() == before
 
 

@@ -6,15 +6,13 @@ A running server picks every change up by itself; nothing here needs a restart o
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
-import sys
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError
-from pysstp.prompt import PASSWORD_ENV, read_password_file
+from pysstp.prompt import PASSWORD_ENV, ask_secret, read_password_file
 from pysstp.server.config import ServerSettings, settings_from_file
 from pysstp.server.pool import AddressPool
 
@@ -210,21 +208,8 @@ def read_password(password_file: str | None) -> str:
     from_env = os.environ.get(PASSWORD_ENV)
     if from_env is not None:
         return from_env
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            f"no password: stdin is not a terminal; use --password-file FILE (- for stdin) or ${PASSWORD_ENV}"
-        )
-    first = ask_password("New password: ")
-    if ask_password("Same password again: ") != first:
+    instead = f"--password-file FILE (- for stdin) or ${PASSWORD_ENV}; nothing was changed"
+    first = ask_secret("New password: ", "password", instead)
+    if ask_secret("Same password again: ", "password", instead) != first:
         raise ConfigError("the two passwords differ; nothing was changed")
     return first
-
-
-def ask_password(prompt: str) -> str:
-    """One line typed at ``prompt`` without echo; Ctrl-D (end of input) is a :class:`ConfigError`."""
-    try:
-        return getpass.getpass(prompt)
-    except EOFError:
-        if sys.stderr.isatty():
-            print(file=sys.stderr)  # the cursor still stands after the prompt
-        raise ConfigError("no password typed (end of input); nothing was changed") from None
