@@ -1,0 +1,420 @@
+"""Dynamic Authorization (RFC 5176): Disconnect-Request and CoA-Request from allow-listed RADIUS clients.
+
+A RADIUS server (or an admin with ``radclient``) ends a session with a Disconnect-Request, or changes its
+limits with a CoA-Request, sent to the server's UDP port 3799. The protocol lives here: who may ask
+(:class:`DaeClient`, by source address, each with its own secret), the checks a request must pass
+(Request Authenticator, Message-Authenticator, Event-Timestamp, RFC 5176 §3.3 and §3.5), which sessions it
+names (:class:`Selector`, RFC 5176 §3: all the identification attributes given must match), and the answer
+(ACK, or NAK with an Error-Cause). What a session is and how it ends is the server's: it hands in a
+:class:`SessionTable`.
+
+:class:`DynamicAuthorization` turns one datagram into the reply bytes (or ``None``: dropped) without a
+socket, so every rule is tested packet by packet; :class:`DaeServer` is its asyncio UDP listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from pyrad.packet import (
+    CoAACK,
+    CoANAK,
+    CoAPacket,
+    CoARequest,
+    DisconnectACK,
+    DisconnectNAK,
+    DisconnectRequest,
+    PacketError,
+)
+
+from pysstp.aaa.radius.dictionary import radius_dictionary
+from pysstp.errors import ConfigError
+
+log = logging.getLogger("pysstp.dae")
+
+DAE_PORT = 3799
+"""The Dynamic Authorization port (RFC 5176 §3)."""
+
+DUPLICATE_WINDOW = 30.0
+"""Seconds a reply is kept to answer a retransmission of its request again (RFC 5080 §2.2.2): longer
+than a client retries (radclient: 3 tries, 3 s apart)."""
+DUPLICATE_CACHE_SIZE = 4096
+"""Replies kept at most, so a flood of valid requests cannot grow the cache without bound."""
+EVENT_WINDOW = 300.0
+"""Seconds an Event-Timestamp may differ from our clock before the request counts as a replay
+(RFC 5176 §3.5, "Replay protection": 300 s by default)."""
+
+
+class ErrorCause(StrEnum):
+    """Error-Cause values of a NAK (RFC 5176 §3.5), named as in the RADIUS dictionary."""
+
+    UNSUPPORTED_ATTRIBUTE = "Unsupported-Attribute"
+    MISSING_ATTRIBUTE = "Missing-Attribute"
+    INVALID_REQUEST = "Invalid-Request"
+    UNSUPPORTED_SERVICE = "Unsupported-Service"
+    SESSION_CONTEXT_NOT_FOUND = "Session-Context-Not-Found"
+
+
+IDENTIFICATION = ("Acct-Session-Id", "User-Name", "Framed-IP-Address", "Calling-Station-Id")
+"""The session identification attributes understood (RFC 5176 §3): any of them, all must match."""
+_NAS_IDENTIFICATION = ("NAS-IP-Address", "NAS-IPv6-Address", "NAS-Identifier")
+"""Name the NAS, not a session; this server is one NAS, so they are accepted as they come."""
+_ALWAYS_ALLOWED = ("Message-Authenticator", "Proxy-State", "Event-Timestamp", *_NAS_IDENTIFICATION)
+_CHANGES = ("Session-Timeout", "Idle-Timeout")
+"""What a CoA-Request may change (RFC 5176 §3.6 lists both for CoA-Request only)."""
+
+
+# -- who may ask -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaeClient:
+    """An allow-listed RADIUS client: its source address and its shared secret."""
+
+    address: IPv4Address | IPv6Address
+    secret: bytes = field(repr=False)
+
+
+def read_secret(path: Path) -> bytes:
+    """A shared secret from a file (its first line, without the line end); raises :class:`ConfigError`.
+
+    Secrets live in files so they never appear on a command line or in ``ps``.
+    """
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the RADIUS secret {path}: {exc.strerror or exc}") from None
+    secret = text.splitlines()[0] if text.strip() else b""
+    if not secret:
+        raise ConfigError(f"the RADIUS secret file {path} is empty; put the shared secret on its first line")
+    return secret
+
+
+def _normalise(address: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
+    """An IPv4 client seen through a dual-stack socket (``::ffff:192.0.2.1``) is that IPv4 client."""
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+# -- which sessions --------------------------------------------------------------------------------
+
+
+class DaeSession(Protocol):
+    """What a session shows of itself to Dynamic Authorization."""
+
+    @property
+    def session_id(self) -> str:
+        """Acct-Session-Id."""
+        ...
+
+    @property
+    def user(self) -> str | None:
+        """User-Name as it authenticated (``None`` until then)."""
+        ...
+
+    @property
+    def framed_address(self) -> IPv4Address | None:
+        """Framed-IP-Address: its tunnel address."""
+        ...
+
+    @property
+    def calling_station(self) -> str:
+        """Calling-Station-Id: the client's address as RADIUS sees it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Selector:
+    """The session identification attributes of a request; a session matches when every one given does."""
+
+    session_id: str | None = None
+    user: str | None = None
+    address: IPv4Address | None = None
+    calling_station: str | None = None
+
+    def __bool__(self) -> bool:
+        """Whether the request named a session at all."""
+        return any(value is not None for value in vars(self).values())
+
+    def matches(self, session: DaeSession) -> bool:
+        """Whether ``session`` is one of those named."""
+        return (
+            (self.session_id is None or session.session_id == self.session_id)
+            and (self.user is None or session.user == self.user)
+            and (self.address is None or session.framed_address == self.address)
+            and (self.calling_station is None or session.calling_station == self.calling_station)
+        )
+
+    def __str__(self) -> str:
+        """The attributes as ``radclient`` would be given them."""
+        values = (self.session_id, self.user, self.address, self.calling_station)
+        names = zip(IDENTIFICATION, values, strict=True)
+        return ", ".join(f"{name}={value}" for name, value in names if value is not None)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a CoA-Request changes; ``None`` leaves a limit as it is, 0 removes it."""
+
+    session_timeout: int | None = None
+    """Seconds from now until the session ends (Session-Timeout)."""
+    idle_timeout: int | None = None
+    """Seconds without traffic after which the session ends (Idle-Timeout)."""
+
+
+class SessionTable(Protocol):
+    """The server's sessions, as Dynamic Authorization needs them."""
+
+    def sessions(self) -> Iterable[DaeSession]:
+        """Every session that exists (up, or authenticated and coming up)."""
+        ...
+
+    def disconnect(self, session: DaeSession, reason: str) -> None:
+        """End ``session`` in order, with the terminate cause Admin-Reset (RFC 2866 §5.10)."""
+        ...
+
+    def change(self, session: DaeSession, change: Change) -> None:
+        """Apply a CoA's change to a live session."""
+        ...
+
+
+# -- the protocol ----------------------------------------------------------------------------------
+
+
+class _Refusal(Exception):
+    """A request to be answered with a NAK."""
+
+    def __init__(self, cause: ErrorCause, why: str) -> None:
+        super().__init__(why)
+        self.cause = cause
+
+
+@dataclass
+class DaeCounters:
+    """What ``pysstp status`` shows of the listener."""
+
+    acks: int = 0
+    naks: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+
+
+class DynamicAuthorization:
+    """Answers Disconnect-Requests and CoA-Requests (RFC 5176) for one :class:`SessionTable`."""
+
+    def __init__(self, clients: Iterable[DaeClient], table: SessionTable) -> None:
+        self.clients = {_normalise(client.address): client for client in clients}
+        self.table = table
+        self.dictionary = radius_dictionary()
+        self.counters = DaeCounters()
+        self._replies: OrderedDict[tuple[str, int, int, int, bytes], tuple[float, bytes]] = OrderedDict()
+
+    def handle(self, data: bytes, source: tuple[str, int], now: float, wall_clock: float) -> bytes | None:
+        """The reply to one datagram from ``source`` (host, port), or ``None`` when it is dropped.
+
+        ``now`` is a monotonic clock (the duplicate window), ``wall_clock`` seconds since the epoch (the
+        Event-Timestamp check).
+        """
+        peer = f"{source[0]}:{source[1]}"
+        try:
+            address = _normalise(ip_address(source[0]))
+        except ValueError:
+            address = None
+        client = self.clients.get(address) if address is not None else None
+        if client is None:
+            return self._drop(f"{peer}: not a dynamic authorization client (dae.clients); request dropped")
+        try:
+            request = CoAPacket(secret=client.secret, dict=self.dictionary, packet=data)
+        except PacketError as exc:
+            return self._drop(f"{peer}: malformed RADIUS packet ({exc}); dropped")
+        if request.code not in (DisconnectRequest, CoARequest):
+            return self._drop(f"{peer}: RADIUS code {request.code} is no Disconnect- or CoA-Request; dropped")
+        kind = "Disconnect-Request" if request.code == DisconnectRequest else "CoA-Request"
+        # RFC 5176 §3.3: a request whose authenticators do not check out is silently discarded.
+        if not request.VerifyCoARequest():
+            return self._drop(f"{peer}: {kind} with a wrong Request Authenticator (wrong secret?); dropped")
+        if request.message_authenticator and not request.verify_message_authenticator():
+            return self._drop(f"{peer}: {kind} with a wrong Message-Authenticator; dropped")
+        self._expire(now)
+        key = (str(address), source[1], request.code, request.id, request.authenticator)
+        cached = self._replies.get(key)
+        if cached is not None:
+            # RFC 5080 §2.2.2: a retransmission gets the same answer, and nothing is done twice.
+            self.counters.duplicates += 1
+            log.debug("%s: %s %d again; answering as before", peer, kind, request.id)
+            return cached[1]
+        stale = self._stale_event(request, wall_clock)
+        if stale is not None:
+            return self._drop(f"{peer}: {kind} {stale}; dropped as a possible replay")
+        reply = self._answer(request, kind, peer)
+        if request.message_authenticator:
+            reply.add_message_authenticator()
+        raw: bytes = reply.ReplyPacket()
+        self._replies[key] = (now, raw)
+        if len(self._replies) > DUPLICATE_CACHE_SIZE:
+            self._replies.popitem(last=False)
+        return raw
+
+    def _drop(self, message: str) -> bytes | None:
+        """Count and log a request that gets no answer; returns ``None`` (the answer: none)."""
+        self.counters.dropped += 1
+        log.warning("%s", message)
+        return None
+
+    def _expire(self, now: float) -> None:
+        while self._replies:
+            key, (when, _) = next(iter(self._replies.items()))
+            if when > now - DUPLICATE_WINDOW:
+                return
+            del self._replies[key]
+
+    @staticmethod
+    def _stale_event(request: CoAPacket, wall_clock: float) -> str | None:
+        """Why the request's Event-Timestamp makes it a possible replay, if it does."""
+        try:
+            stamps = request.get("Event-Timestamp", [])
+        except (ValueError, struct.error, OSError):
+            return "with a malformed Event-Timestamp"
+        for stamp in stamps:
+            if abs(wall_clock - float(stamp)) > EVENT_WINDOW:
+                return f"with an Event-Timestamp {wall_clock - float(stamp):+.0f} s away from our clock"
+        return None
+
+    def _answer(self, request: CoAPacket, kind: str, peer: str) -> CoAPacket:
+        disconnect = request.code == DisconnectRequest
+        reply = request.CreateReply()
+        try:
+            selector, change = self._read(request, disconnect)
+            sessions = [s for s in self.table.sessions() if selector.matches(s)]
+            if not sessions:
+                raise _Refusal(ErrorCause.SESSION_CONTEXT_NOT_FOUND, f"no session matches {selector}")
+        except _Refusal as refusal:
+            self.counters.naks += 1
+            log.warning("%s: %s %d refused (%s): %s", peer, kind, request.id, refusal.cause, refusal)
+            reply.code = DisconnectNAK if disconnect else CoANAK
+            reply["Error-Cause"] = refusal.cause.value
+            return reply
+        self.counters.acks += 1
+        for session in sessions:
+            if disconnect:
+                log.info("%s: Disconnect-Request for session %s (%s)", peer, session.session_id, selector)
+                self.table.disconnect(session, f"disconnected by a Disconnect-Request from {peer}")
+            else:
+                log.info("%s: CoA-Request for session %s: %s", peer, session.session_id, change)
+                self.table.change(session, change)
+        reply.code = DisconnectACK if disconnect else CoAACK
+        return reply
+
+    def _read(self, request: CoAPacket, disconnect: bool) -> tuple[Selector, Change]:
+        """The sessions named and the change asked for; raises :class:`_Refusal` for what is wrong."""
+        allowed = _ALWAYS_ALLOWED + IDENTIFICATION + (() if disconnect else _CHANGES)
+        values: dict[str, Any] = {}
+        for name in request.keys():  # noqa: SIM118 - pyrad's keys() are names, iterating gives codes
+            if name == "Service-Type":
+                # RFC 5176 §3.2: Authorize-Only asks the NAS to authorize again, which this one cannot.
+                raise _Refusal(
+                    ErrorCause.UNSUPPORTED_SERVICE, "Service-Type (authorize again) is not supported"
+                )
+            if name not in allowed:
+                raise _Refusal(ErrorCause.UNSUPPORTED_ATTRIBUTE, f"attribute {name} is not supported here")
+            if name in IDENTIFICATION or name in _CHANGES:
+                values[name] = self._single(request, name)
+        selector = Selector(
+            session_id=values.get("Acct-Session-Id"),
+            user=values.get("User-Name"),
+            address=IPv4Address(values["Framed-IP-Address"]) if "Framed-IP-Address" in values else None,
+            calling_station=values.get("Calling-Station-Id"),
+        )
+        if not selector:
+            raise _Refusal(
+                ErrorCause.MISSING_ATTRIBUTE,
+                "no session named: give Acct-Session-Id, User-Name, Framed-IP-Address or Calling-Station-Id",
+            )
+        return selector, Change(values.get("Session-Timeout"), values.get("Idle-Timeout"))
+
+    @staticmethod
+    def _single(request: CoAPacket, name: str) -> Any:
+        """The one value of attribute ``name``; several, or one that cannot be decoded, is invalid."""
+        try:
+            found: Sequence[Any] = request[name]
+        except (ValueError, struct.error, OSError) as exc:
+            raise _Refusal(ErrorCause.INVALID_REQUEST, f"{name} is malformed ({exc})") from None
+        if len(found) != 1:
+            raise _Refusal(ErrorCause.INVALID_REQUEST, f"{name} is given {len(found)} times")
+        value = found[0]
+        if isinstance(value, bytes):  # a string attribute that is not UTF-8
+            raise _Refusal(ErrorCause.INVALID_REQUEST, f"{name} is not UTF-8")
+        return value
+
+
+# -- the listener ----------------------------------------------------------------------------------
+
+
+class DaeServer(asyncio.DatagramProtocol):
+    """The UDP listener of :class:`DynamicAuthorization` (port 3799 by default)."""
+
+    def __init__(self, authorization: DynamicAuthorization) -> None:
+        self.authorization = authorization
+        self.transport: asyncio.DatagramTransport | None = None
+        self.bound: tuple[str, int] | None = None
+
+    async def start(self, host: str, port: int = DAE_PORT) -> tuple[str, int]:
+        """Listen on ``host``:``port``; return the bound address. Raises :class:`OSError`."""
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        assert self.transport is not None
+        name = self.transport.get_extra_info("sockname")
+        self.bound = (name[0], name[1])
+        log.info(
+            "dynamic authorization (RFC 5176) on %s port %d for %d client(s)",
+            self.bound[0],
+            self.bound[1],
+            len(self.authorization.clients),
+        )
+        return self.bound
+
+    def close(self) -> None:
+        """Stop listening."""
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The socket is bound."""
+        # asyncio's own datagram transport does not subclass DatagramTransport on every Python version.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        """One request: answer it (or not) at once; ending a session does not wait for its goodbye."""
+        loop = asyncio.get_running_loop()
+        source = (str(addr[0]), int(addr[1]))
+        reply = self.authorization.handle(data, source, loop.time(), time.time())
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error for an earlier reply (the client went away): nothing to do but say so."""
+        log.debug("dynamic authorization socket: %s", exc)
+
+    def state(self) -> dict[str, Any]:
+        """What ``pysstp status`` shows: where it listens, for how many clients, and its counts."""
+        counters = self.authorization.counters
+        return {
+            "listening": f"{self.bound[0]}:{self.bound[1]}" if self.bound and self.transport else None,
+            "clients": len(self.authorization.clients),
+            "acks": counters.acks,
+            "naks": counters.naks,
+            "duplicates": counters.duplicates,
+            "dropped": counters.dropped,
+        }

@@ -1,0 +1,308 @@
+"""Dynamic Authorization (RFC 5176) packet by packet: requests built with pyrad, answered without a socket."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyrad.packet import (
+    CoAACK,
+    CoANAK,
+    CoAPacket,
+    CoARequest,
+    DisconnectACK,
+    DisconnectNAK,
+    DisconnectRequest,
+)
+
+from pysstp.aaa.dae import (
+    Change,
+    DaeClient,
+    DaeSession,
+    DynamicAuthorization,
+    ErrorCause,
+    Selector,
+    read_secret,
+)
+from pysstp.aaa.radius.dictionary import radius_dictionary
+from pysstp.errors import ConfigError
+
+SECRET = b"dae-secret"
+CLIENT = ("192.0.2.10", 40000)
+NOW = 1000.0
+WALL = 1_800_000_000.0
+DICTIONARY = radius_dictionary()
+
+
+@dataclass
+class Session:
+    session_id: str
+    user: str | None
+    framed_address: IPv4Address | None
+    calling_station: str
+
+
+@dataclass
+class Table:
+    """A session table that records what was done to it."""
+
+    known: list[Session] = field(
+        default_factory=lambda: [
+            Session("00000000000000a1", "alice", IPv4Address("10.77.0.2"), "198.51.100.7"),
+            Session("00000000000000a2", "alice", IPv4Address("10.77.0.3"), "198.51.100.8"),
+            Session("00000000000000b1", "bob", IPv4Address("10.77.0.4"), "198.51.100.7"),
+        ]
+    )
+    disconnected: list[str] = field(default_factory=list)
+    changed: list[tuple[str, Change]] = field(default_factory=list)
+
+    def sessions(self) -> list[Session]:
+        return self.known
+
+    def disconnect(self, session: DaeSession, reason: str) -> None:
+        self.disconnected.append(session.session_id)
+
+    def change(self, session: DaeSession, change: Change) -> None:
+        self.changed.append((session.session_id, change))
+
+
+def make(
+    code: int = DisconnectRequest, *, secret: bytes = SECRET, ma: bool = False, **attributes: Any
+) -> bytes:
+    """A request as a RADIUS client sends it (attribute names with ``_`` for ``-``)."""
+    packet = CoAPacket(code=code, id=7, secret=secret, dict=DICTIONARY, **attributes)
+    if ma:
+        packet.add_message_authenticator()
+    raw: bytes = packet.RequestPacket()
+    return raw
+
+
+def answer(raw: bytes, table: Table | None = None) -> tuple[CoAPacket | None, Table, DynamicAuthorization]:
+    """The decoded and verified reply to ``raw`` from CLIENT (None: dropped)."""
+    table = table or Table()
+    dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
+    reply = dae.handle(raw, CLIENT, NOW, WALL)
+    return (decode(raw, reply) if reply is not None else None), table, dae
+
+
+def decode(raw: bytes, reply: bytes) -> CoAPacket:
+    request = CoAPacket(secret=SECRET, dict=DICTIONARY, packet=raw)
+    decoded: CoAPacket = request.CreateReply(packet=reply)
+    assert request.VerifyReply(decoded, reply), "the Response Authenticator must check out"
+    return decoded
+
+
+def nak_cause(reply: CoAPacket | None) -> str:
+    assert reply is not None and reply.code in (DisconnectNAK, CoANAK)
+    (cause,) = reply["Error-Cause"]
+    return str(cause)
+
+
+# -- Disconnect-Request ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attributes", "ended"),
+    [
+        ({"User_Name": "alice"}, ["00000000000000a1", "00000000000000a2"]),
+        ({"Acct_Session_Id": "00000000000000b1"}, ["00000000000000b1"]),
+        ({"Framed_IP_Address": "10.77.0.3"}, ["00000000000000a2"]),
+        ({"Calling_Station_Id": "198.51.100.7"}, ["00000000000000a1", "00000000000000b1"]),
+        # Several attributes: every one must match.
+        ({"User_Name": "alice", "Calling_Station_Id": "198.51.100.7"}, ["00000000000000a1"]),
+        (
+            {"User_Name": "bob", "Framed_IP_Address": "10.77.0.4", "NAS_Identifier": "any"},
+            ["00000000000000b1"],
+        ),
+    ],
+)
+def test_a_disconnect_request_ends_the_matching_sessions(
+    attributes: dict[str, Any], ended: list[str]
+) -> None:
+    reply, table, dae = answer(make(**attributes))
+    assert reply is not None and reply.code == DisconnectACK
+    assert "Error-Cause" not in reply
+    assert table.disconnected == ended
+    assert dae.counters.acks == 1
+
+
+def test_attributes_that_match_different_sessions_match_none() -> None:
+    reply, table, _ = answer(make(User_Name="alice", Framed_IP_Address="10.77.0.4"))
+    assert nak_cause(reply) == ErrorCause.SESSION_CONTEXT_NOT_FOUND
+    assert table.disconnected == []
+
+
+def test_an_unknown_session_gets_a_nak_503() -> None:
+    reply, _, dae = answer(make(User_Name="carol"))
+    assert reply is not None and reply.code == DisconnectNAK
+    assert nak_cause(reply) == "Session-Context-Not-Found"
+    assert dae.counters.naks == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "attributes", "cause"),
+    [
+        (DisconnectRequest, {}, ErrorCause.MISSING_ATTRIBUTE),
+        (DisconnectRequest, {"NAS_Identifier": "pysstp"}, ErrorCause.MISSING_ATTRIBUTE),
+        (DisconnectRequest, {"User_Name": "alice", "NAS_Port": 3}, ErrorCause.UNSUPPORTED_ATTRIBUTE),
+        (DisconnectRequest, {"User_Name": "alice", "Session_Timeout": 60}, ErrorCause.UNSUPPORTED_ATTRIBUTE),
+        (CoARequest, {"User_Name": "alice", "Class": b"gold"}, ErrorCause.UNSUPPORTED_ATTRIBUTE),
+        (DisconnectRequest, {"User_Name": ["alice", "bob"]}, ErrorCause.INVALID_REQUEST),
+        # Service-Type 17: Authorize-Only (RFC 5176 §3.2)
+        (CoARequest, {"User_Name": "alice", "Service_Type": 17}, ErrorCause.UNSUPPORTED_SERVICE),
+    ],
+)
+def test_what_cannot_be_done_gets_a_nak_with_the_cause(
+    code: int, attributes: dict[str, Any], cause: ErrorCause
+) -> None:
+    reply, table, _ = answer(make(code, **attributes))
+    assert reply is not None and reply.code == (DisconnectNAK if code == DisconnectRequest else CoANAK)
+    assert nak_cause(reply) == cause
+    assert table.disconnected == [] and table.changed == []
+
+
+def test_an_attribute_not_in_the_dictionary_is_unsupported() -> None:
+    packet = CoAPacket(code=DisconnectRequest, id=7, secret=SECRET, dict=DICTIONARY, User_Name="alice")
+    packet[200] = [b"x"]  # raw: no name in the dictionary
+    reply, _, _ = answer(packet.RequestPacket())
+    assert nak_cause(reply) == ErrorCause.UNSUPPORTED_ATTRIBUTE
+
+
+def test_a_malformed_address_is_an_invalid_request() -> None:
+    packet = CoAPacket(code=DisconnectRequest, id=7, secret=SECRET, dict=DICTIONARY)
+    packet[8] = [b"\x0a\x4d\x00"]  # Framed-IP-Address of 3 octets
+    reply, _, _ = answer(packet.RequestPacket())
+    assert nak_cause(reply) == ErrorCause.INVALID_REQUEST
+
+
+def test_proxy_state_comes_back_in_the_reply() -> None:
+    reply, _, _ = answer(make(User_Name="carol", Proxy_State=b"proxy-1"))
+    assert reply is not None and reply["Proxy-State"] == [b"proxy-1"]
+
+
+# -- CoA-Request -----------------------------------------------------------------------------------
+
+
+def test_a_coa_request_changes_the_timeouts_of_the_matching_session() -> None:
+    reply, table, _ = answer(
+        make(CoARequest, Acct_Session_Id="00000000000000b1", Session_Timeout=30, Idle_Timeout=10)
+    )
+    assert reply is not None and reply.code == CoAACK
+    assert table.changed == [("00000000000000b1", Change(session_timeout=30, idle_timeout=10))]
+    assert table.disconnected == []
+
+
+def test_a_coa_request_for_no_session_gets_a_nak_503() -> None:
+    reply, table, _ = answer(make(CoARequest, User_Name="carol", Session_Timeout=30))
+    assert reply is not None and reply.code == CoANAK
+    assert nak_cause(reply) == ErrorCause.SESSION_CONTEXT_NOT_FOUND
+    assert table.changed == []
+
+
+# -- what is dropped -------------------------------------------------------------------------------
+
+
+def test_a_request_from_an_unknown_client_is_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    table = Table()
+    dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
+    with caplog.at_level(logging.WARNING, "pysstp.dae"):
+        assert dae.handle(make(User_Name="alice"), ("192.0.2.99", 40000), NOW, WALL) is None
+    assert "192.0.2.99:40000: not a dynamic authorization client" in caplog.text
+    assert table.disconnected == [] and dae.counters.dropped == 1
+
+
+def test_a_client_seen_through_a_dual_stack_socket_is_known() -> None:
+    dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], Table())
+    assert dae.handle(make(User_Name="alice"), ("::ffff:192.0.2.10", 40000), NOW, WALL) is not None
+
+
+def test_a_wrong_request_authenticator_is_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "pysstp.dae"):
+        reply, table, dae = answer(make(User_Name="alice", secret=b"not the secret"))
+    assert reply is None and table.disconnected == [] and dae.counters.dropped == 1
+    assert "wrong Request Authenticator" in caplog.text
+
+
+def test_a_wrong_message_authenticator_is_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    raw = bytearray(make(User_Name="alice", ma=True))
+    start = raw.index(bytes([80, 18])) + 2  # the Message-Authenticator, first attribute
+    raw[start] ^= 0xFF
+    # Sign the tampered packet again, so that only the Message-Authenticator is wrong.
+    raw[4:20] = hashlib.md5(bytes(raw[:4]) + bytes(16) + bytes(raw[20:]) + SECRET).digest()
+    with caplog.at_level(logging.WARNING, "pysstp.dae"):
+        reply, table, _ = answer(bytes(raw))
+    assert reply is None and table.disconnected == []
+    assert "wrong Message-Authenticator" in caplog.text
+
+
+def test_a_request_with_a_message_authenticator_gets_a_reply_with_one() -> None:
+    reply, table, _ = answer(make(User_Name="alice", ma=True))
+    assert reply is not None and reply.code == DisconnectACK and reply.message_authenticator
+    assert len(table.disconnected) == 2  # decode() checked the reply's Message-Authenticator too
+
+
+def test_a_replayed_request_is_dropped_by_its_event_timestamp(caplog: pytest.LogCaptureFixture) -> None:
+    reply, table, _ = answer(make(User_Name="alice", Event_Timestamp=int(WALL) - 3600))
+    assert reply is None and table.disconnected == []
+    reply, table, _ = answer(make(User_Name="alice", Event_Timestamp=int(WALL) - 5))
+    assert reply is not None and reply.code == DisconnectACK
+
+
+def test_something_that_is_not_radius_is_dropped() -> None:
+    reply, _, dae = answer(b"\x28\x01\x00")
+    assert reply is None and dae.counters.dropped == 1
+
+
+def test_an_access_request_on_the_dae_port_is_dropped() -> None:
+    reply, _, _ = answer(make(1, User_Name="alice"))
+    assert reply is None
+
+
+# -- duplicates (RFC 5080 §2.2.2) ------------------------------------------------------------------
+
+
+def test_a_retransmitted_request_gets_the_same_answer_and_is_done_once() -> None:
+    table = Table()
+    dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
+    raw = make(User_Name="bob")
+    first = dae.handle(raw, CLIENT, NOW, WALL)
+    again = dae.handle(raw, CLIENT, NOW + 2, WALL + 2)
+    assert first is not None and again == first
+    assert table.disconnected == ["00000000000000b1"]
+    assert dae.counters.duplicates == 1
+    # Long after, the same bytes are a new request.
+    dae.handle(raw, CLIENT, NOW + 600, WALL + 2)
+    assert table.disconnected == ["00000000000000b1"] * 2
+
+
+def test_the_same_identifier_with_another_authenticator_is_a_new_request() -> None:
+    table = Table()
+    dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
+    dae.handle(make(User_Name="bob"), CLIENT, NOW, WALL)
+    dae.handle(make(Acct_Session_Id="00000000000000a1"), CLIENT, NOW, WALL)  # id 7 again
+    assert table.disconnected == ["00000000000000b1", "00000000000000a1"]
+
+
+# -- pieces ----------------------------------------------------------------------------------------
+
+
+def test_a_selector_names_its_attributes() -> None:
+    selector = Selector(user="alice", address=IPv4Address("10.77.0.2"))
+    assert str(selector) == "User-Name=alice, Framed-IP-Address=10.77.0.2"
+    assert selector and not Selector()
+
+
+def test_a_secret_is_the_first_line_of_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_bytes(b"s3cret\n")
+    assert read_secret(path) == b"s3cret"
+    path.write_bytes(b"\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        read_secret(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_secret(tmp_path / "missing")
