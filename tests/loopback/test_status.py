@@ -18,6 +18,7 @@ from helpers.loopback import Bench, start_bench
 TIMEOUT = 10
 
 SESSION: dict[str, Any] = {
+    "session_id": "5f0c9a1e27d4b386",
     "user": "CORP\\alice.longname",
     "address": "10.77.0.200",
     "ipv6": [],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ssl
-from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 from pathlib import Path
 
 import pytest
@@ -381,3 +381,53 @@ def test_server_address_outside_the_pool_is_accepted() -> None:
     result = settings(*CERT_FLAGS, "--pool", "10.0.0.0/30", "--server-address", "192.168.0.1")
     assert result.pool.server_address == IPv4Address("192.168.0.1")
     assert result.pool.network == IPv4Network("10.0.0.0/30")
+
+
+# -- dynamic authorization and on_limit ------------------------------------------------------------------
+
+
+def test_dae_clients_and_on_limit_from_the_file(toml_file: Path) -> None:
+    toml_file.write_text(
+        EXAMPLE_CONFIG
+        + '\n[limits]\non_limit = "replace"\n'
+        + '[dae]\nlisten = "127.0.0.1"\nport = 3800\n'
+        + '[dae.clients]\n"192.0.2.10" = "/etc/pysstp/nps.secret"\n"2001:db8::5" = "/etc/pysstp/fr.secret"\n'
+    )
+    result = settings("--config", str(toml_file))
+    assert result.limits.on_limit == "replace"
+    assert (result.dae.listen, result.dae.port) == ("127.0.0.1", 3800)
+    assert result.dae.clients == (
+        config.DaeClientSettings(IPv4Address("192.0.2.10"), Path("/etc/pysstp/nps.secret")),
+        config.DaeClientSettings(ip_address("2001:db8::5"), Path("/etc/pysstp/fr.secret")),
+    )
+
+
+def test_dae_clients_from_flags() -> None:
+    result = settings(*CERT_FLAGS, "--dae-client", "192.0.2.10=/s/a", "--dae-client", "192.0.2.11=/s/b")
+    assert [str(c.address) for c in result.dae.clients] == ["192.0.2.10", "192.0.2.11"]
+    assert ServerSettings().dae.clients == () and ServerSettings().limits.on_limit == "deny"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[dae.clients]\n"radius" = "/etc/s"\n', "dae.clients: 'radius' is not an IP address"),
+        (
+            '[dae.clients]\n"192.0.2.1" = "s.secret"\n',
+            "the secret file of 192.0.2.1 must be an absolute path",
+        ),
+        ('[dae]\nclients = ["192.0.2.1"]\n', 'dae.clients: expected a table of "ADDRESS" = "SECRET-FILE"'),
+        ('[limits]\non_limit = "kick"\n', "limits.on_limit: must be one of 'deny', 'replace', not 'kick'"),
+    ],
+)
+def test_dae_and_on_limit_mistakes(toml_file: Path, text: str, message: str) -> None:
+    toml_file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(toml_file)
+    assert message in str(info.value)
+
+
+def test_a_dae_client_flag_without_a_file_says_what_is_expected() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(*CERT_FLAGS, "--dae-client", "192.0.2.10")
+    assert str(info.value) == "--dae-client: expected ADDRESS=SECRET-FILE, not '192.0.2.10'"

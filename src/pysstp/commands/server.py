@@ -22,6 +22,7 @@ from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip
 from operator import attrgetter
 from pathlib import Path
 
+from pysstp.aaa.dae import DaeServer
 from pysstp.aaa.pki import read_certificates, read_crls, read_identity
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
@@ -52,6 +53,7 @@ from pysstp.server.config import (
     settings_from_args,
 )
 from pysstp.server.control import ControlServer
+from pysstp.server.dae import dae_clients, start_dae
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
 from pysstp.server.listener import peer_text
 from pysstp.server.pool import AddressPool
@@ -157,6 +159,7 @@ def check(settings: ServerSettings) -> int:
         ),
         lambda: load_eap_tls(settings),
         lambda: not_sstp_response(settings),
+        lambda: dae_clients(settings.dae),
     ]
     for step in steps:
         try:
@@ -290,6 +293,7 @@ async def serve_with(
     """Set the system up through ``changes``, serve until a signal, undo it all."""
     app: SstpServerApp | None = None
     control: ControlServer | None = None
+    dae: DaeServer | None = None
     try:
         check_host(settings)
         # Sized for the largest MRU a session may get; sessions below it get routes with their own MTU.
@@ -335,7 +339,8 @@ async def serve_with(
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
             raise listen_error(settings, exc) from None
-        control = ControlServer(app, settings.control_socket)
+        dae = await start_dae(app, settings.dae)
+        control = ControlServer(app, settings.control_socket, dae=dae)
         await control.start()
         log.info(
             "listening on %s; tunnel %s %s/%d; %d users",
@@ -348,6 +353,8 @@ async def serve_with(
         await wait_for_signals(app, Reloader(app, users, pool, settings, reread))
         return 0
     finally:
+        if dae is not None:
+            dae.close()
         if app is not None:
             await app.shutdown()
         if control is not None:
@@ -381,6 +388,7 @@ def limits(settings: ServerSettings) -> Limits:
         max_sessions_per_user=settings.limits.max_sessions_per_user,
         max_negotiating=settings.limits.max_handshakes,
         connections_per_source_per_minute=settings.limits.connections_per_source_per_minute,
+        on_limit=settings.limits.on_limit,
     )
 
 
@@ -407,9 +415,13 @@ RESTART_SETTINGS = (
     "forwarding.egress",
     "forwarding.mss_clamp",
     "control_socket",
+    "dae.listen",
+    "dae.port",
+    "dae.clients",
 )
 """Settings (server.toml keys) that only a restart applies: they shape the TUN device, its addresses and
-routes, the nftables rules and the sockets. SIGHUP applies every other one, because a reload builds the
+routes, the nftables rules and the sockets (the Dynamic Authorization clients' secrets are read with their
+socket). SIGHUP applies every other one, because a reload builds the
 TLS context, the link settings, the limits, the login back-off and the logging from the new settings exactly
 as start-up does."""
 

@@ -18,6 +18,7 @@ DEFAULT_SOCKET = ServerSettings().control_socket
 EPILOG = """\
 examples:
   pysstp status                      list sessions: user, address, peer, uptime, bytes, rates, drops
+                                     (and Acct-Session-Id on a wide terminal), then Dynamic Authorization
   pysstp status --json               every field of every session as JSON, for scripts
   pysstp status --config /etc/pysstp/server.toml    the server whose control_socket that file sets
   pysstp status --kick alice         disconnect every session of user alice (CALL_DISCONNECT)
@@ -78,7 +79,19 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(answer["sessions"], indent=2))
     else:
         print(format_table(answer["sessions"]))
+        dae = answer.get("dae")
+        if isinstance(dae, dict):
+            print(dae_line(dae))
     return 0
+
+
+def dae_line(state: dict[str, Any]) -> str:
+    """The Dynamic Authorization listener in one line (``pysstp.aaa.dae.DaeServer.state``)."""
+    where = f"listening on {state['listening']}" if state.get("listening") else "not listening"
+    return (
+        f"dynamic authorization: {where} for {state['clients']} client(s); {state['acks']} ACK, "
+        f"{state['naks']} NAK, {state['duplicates']} repeated, {state['dropped']} dropped"
+    )
 
 
 Cell = Callable[[dict[str, Any]], str]
@@ -95,10 +108,12 @@ COLUMNS: dict[str, Cell] = {
     "DROPS": lambda s: str(s["drops"]),
     "AUTH": lambda s: s["auth"] or "-",
     "TLS": lambda s: s["tls"] or "-",
+    "SESSION ID": lambda s: s.get("session_id") or "-",
 }
 """The table's columns, left to right; ``--json`` has every field and more (packets, hash, routes...)."""
 
 NARROWER: tuple[tuple[tuple[str, ...], Cell | None], ...] = (
+    (("SESSION ID",), None),  # Acct-Session-Id: for matching RADIUS accounting and Disconnect-Requests
     (("TLS",), lambda s: (s["tls"] or "-").split()[0]),  # the version without the cipher
     (("TLS",), None),
     (("AUTH",), None),

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import secrets
 import ssl
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from http import HTTPStatus
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pysstp.aaa.userdb import UserEntry
 from pysstp.connection import LinkConnection
@@ -81,6 +83,10 @@ class Pool(Protocol):
     def fixed_refusal(self, address: IPv4Address) -> str | None: ...
 
 
+OnLimit = Literal["deny", "replace"]
+"""What a login beyond a user's session limit does: refused, or the user's oldest session ends for it."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-server admission limits; 0 means unlimited."""
@@ -89,6 +95,21 @@ class Limits:
     max_sessions_per_user: int = 0
     max_negotiating: int = 256
     connections_per_source_per_minute: int = 60
+    on_limit: OnLimit = "deny"
+    """What happens when a user's session limit is reached (``max_sessions_per_user`` or the user's own)."""
+
+
+class TerminateCause(StrEnum):
+    """Why the server ended a session, named as Acct-Terminate-Cause values (RFC 2866 §5.10)."""
+
+    ADMIN_RESET = "Admin-Reset"
+    SESSION_TIMEOUT = "Session-Timeout"
+    IDLE_TIMEOUT = "Idle-Timeout"
+
+
+def new_session_id() -> str:
+    """A fresh Acct-Session-Id: 16 hex digits, unique per call (RFC 2866 §5.5)."""
+    return secrets.token_hex(8)
 
 
 @dataclass
@@ -97,6 +118,7 @@ class SessionInfo:
 
     peer: str
     started: float
+    session_id: str = field(default_factory=new_session_id)
     user: str | None = None
     address: IPv4Address | None = None
     routes: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -124,6 +146,12 @@ class ServerConnection(LinkConnection):
         """Host routes that carry this session's MTU, when it is below the TUN's."""
         self.auth_failure: str | None = None
         """Why authentication failed, in the server's words (see :meth:`SstpServerApp._failure_reason`)."""
+        self.terminate_cause: TerminateCause | None = None
+        """Why the server ended the session, when it did (for accounting)."""
+        self.idle_timeout: float | None = None
+        """This session's own idle timeout (seconds; 0 = none), replacing the server's when set."""
+        self._session_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admission control happens here, before the link says anything."""
@@ -166,6 +194,53 @@ class ServerConnection(LinkConnection):
         """Whatever ended the call, its address and routes go back."""
         super().connection_lost(exc)
         self.server.forget(self)
+
+    def end(self, reason: str, cause: TerminateCause) -> None:
+        """End the call in order (LCP Terminate, CALL_DISCONNECT), remembering why for accounting."""
+        if self.terminate_cause is None:
+            self.terminate_cause = cause
+        self.close(reason)
+
+    def set_session_timeout(self, seconds: float) -> None:
+        """End the session ``seconds`` from now (Session-Timeout, RFC 2865 §5.27); 0 removes the limit."""
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+            self._session_timer = None
+        if seconds > 0 and not self.closed:
+            self._session_timer = self._loop.call_later(seconds, self._session_timeout, seconds)
+
+    def _session_timeout(self, seconds: float) -> None:
+        self._session_timer = None
+        log.info("%s: session timeout (%.0f s); disconnecting", self.peer, seconds)
+        self.end("session timeout", TerminateCause.SESSION_TIMEOUT)
+
+    def set_idle_timeout(self, seconds: float) -> None:
+        """End the session after ``seconds`` without IP traffic (Idle-Timeout, RFC 2865 §5.28), instead of
+        after the server's ``idle_timeout``; 0 means never. Checked by a timer of its own that wakes once
+        per period, not per packet."""
+        self.idle_timeout = seconds
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if seconds > 0 and not self.closed:
+            self._idle_timer = self._loop.call_at(self.last_ip + seconds, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        timeout = self.idle_timeout or 0.0
+        due = self.last_ip + timeout
+        if self._loop.time() < due:
+            self._idle_timer = self._loop.call_at(due, self._check_idle)
+            return
+        log.info("%s: idle for %.0f s; disconnecting", self.peer, timeout)
+        self.end("idle timeout", TerminateCause.IDLE_TIMEOUT)
+
+    def stop_timers(self) -> None:
+        """The session is over: its own timeouts no longer apply."""
+        for timer in (self._session_timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._session_timer = self._idle_timer = None
 
     def answer_delay(self, events: list[CallEvent]) -> float:
         """The answer to a login leaves after the back-off delay that the failures so far earned, success
@@ -322,9 +397,9 @@ class SstpServerApp:
         assert self._loop is not None
         limit = self._loop.time() - self.idle_timeout
         for connection in list(self.connections):
-            if connection.link.is_up and connection.last_ip < limit:
+            if connection.idle_timeout is None and connection.link.is_up and connection.last_ip < limit:
                 log.info("%s: idle for %.0f s; disconnecting", connection.peer, self.idle_timeout)
-                connection.close("idle timeout")
+                connection.end("idle timeout", TerminateCause.IDLE_TIMEOUT)
         self._idle_timer = self._loop.call_later(min(self.idle_timeout / 4, 30.0), self._check_idle)
 
     def _new_connection(self) -> ServerConnection:
@@ -367,9 +442,16 @@ class SstpServerApp:
         entry = self.users(user) if self.users is not None else None
         limit = (entry.max_sessions if entry is not None else None) or self.limits.max_sessions_per_user
         if limit:
-            count = sum(1 for c in self.connections if c.info.user == user and c is not connection)
-            if count >= limit:
-                return self._refuse(connection, f"user {user!r} already has {count} session(s), the limit")
+            others = sorted(
+                (c for c in self.connections if c.info.user == user and c is not connection),
+                key=lambda c: c.info.started,
+            )
+            if len(others) >= limit:
+                if self.limits.on_limit == "deny":
+                    return self._refuse(
+                        connection, f"user {user!r} already has {len(others)} session(s), the limit"
+                    )
+                self._replace(others[: len(others) - limit + 1], connection)
         fixed = entry.address if entry is not None else None
         if fixed is not None and (problem := self.pool.fixed_refusal(fixed)) is not None:
             # The peer sees the first 64 bytes (LCP Terminate-Request): what is wrong goes first.
@@ -384,6 +466,20 @@ class SstpServerApp:
         connection.info.routes = entry.routes if entry is not None else ()
         connection.address_key = address.packed
         return ServerNetwork(self.server_address, address, self.dns)
+
+    def _replace(self, older: list[ServerConnection], newer: ServerConnection) -> None:
+        """``on_limit = "replace"``: end the user's oldest sessions for a new one. They leave the tables at
+        once, so the new session can have the same fixed address and routes while they say goodbye."""
+        for connection in older:
+            log.info(
+                "%s: session %s of user %r ends for the newer one from %s (on_limit = replace)",
+                connection.peer,
+                connection.info.session_id,
+                connection.info.user,
+                newer.peer,
+            )
+            connection.end("replaced by a newer session of the same user", TerminateCause.ADMIN_RESET)
+            self.forget(connection)
 
     @staticmethod
     def _refuse(connection: ServerConnection, reason: str) -> str:
@@ -451,6 +547,7 @@ class SstpServerApp:
 
     def forget(self, connection: ServerConnection) -> None:
         """Take a finished session out of every table and give its address back (idempotent)."""
+        connection.stop_timers()
         self.connections.discard(connection)
         self.negotiating.discard(connection)
         if connection.address_key is not None:

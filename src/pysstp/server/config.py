@@ -17,9 +17,9 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pysstp.errors import ConfigError
@@ -30,10 +30,10 @@ from pysstp.settings import Bool as _Bool
 from pysstp.settings import Choice as _Choice
 from pysstp.settings import FlagList as _FlagList
 from pysstp.settings import Integer as _Integer
+from pysstp.settings import Kind, SettingsTable, wrong_type
 from pysstp.settings import List as _List
 from pysstp.settings import Seconds as _Seconds
 from pysstp.settings import Setting as _Setting
-from pysstp.settings import SettingsTable
 from pysstp.settings import Text as _Text
 from pysstp.settings import path as _path
 from pysstp.sstp.constants import HashProtocol, Timer
@@ -167,6 +167,8 @@ class LimitSettings:
     max_login_delay: float = 4.0
     max_login_failures_per_source: int = 30
     login_refusal: float = 600.0
+    on_limit: Literal["deny", "replace"] = "deny"
+    """A login beyond a user's session limit is refused, or ends the user's oldest session."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,23 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class DaeClientSettings:
+    """A client allowed to send Disconnect- and CoA-Requests, and the file with its shared secret."""
+
+    address: IPv4Address | IPv6Address
+    secret_file: Path
+
+
+@dataclass(frozen=True)
+class DaeSettings:
+    """Dynamic Authorization (RFC 5176): where it listens and who may use it; off without clients."""
+
+    listen: str = "0.0.0.0"
+    port: int = 3799
+    clients: tuple[DaeClientSettings, ...] = ()
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything ``pysstp server`` can be told; see ``pysstp server --help`` for each setting."""
 
@@ -218,6 +237,47 @@ class ServerSettings:
     forwarding: ForwardingSettings = field(default_factory=ForwardingSettings)
     log: LogSettings = field(default_factory=LogSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    dae: DaeSettings = field(default_factory=DaeSettings)
+
+
+@dataclass(frozen=True)
+class _DaeClients(Kind):
+    """A table of client address = secret file; the flag is repeated as ADDRESS=FILE."""
+
+    action: ClassVar[str | type[argparse.Action]] = "append"
+
+    def parse(self, value: object) -> Any:
+        if not isinstance(value, dict):
+            raise wrong_type('a table of "ADDRESS" = "SECRET-FILE"', value)
+        clients = []
+        for address, secret_file in value.items():
+            try:
+                parsed = ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+            if not isinstance(secret_file, str):
+                raise ValueError(f"the secret file of {address} must be a string, not {secret_file!r}")
+            if not Path(secret_file).is_absolute():
+                raise ValueError(
+                    f"the secret file of {address} must be an absolute path, not {secret_file!r}"
+                )
+            clients.append(DaeClientSettings(parsed, Path(secret_file)))
+        return tuple(clients)
+
+    def from_flag(self, value: Any) -> object:
+        table: dict[str, str] = {}
+        for text in value:
+            address, equals, secret_file = text.partition("=")
+            if not equals or not address or not secret_file:
+                raise ValueError(f"expected ADDRESS=SECRET-FILE, not {text!r}")
+            table[address.strip()] = secret_file.strip()
+        return table
+
+    def show(self, value: Any) -> str:
+        return ", ".join(f"{client.address}={client.secret_file}" for client in value) or "none"
+
+    def metavar(self, default: str) -> str | None:
+        return "ADDRESS=FILE"
 
 
 # -- value checks ----------------------------------------------------------------------------------
@@ -566,6 +626,13 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "how long such a source IP is refused after its last failed login",
                 "SECONDS",
             ),
+            _Setting(
+                "limits.on_limit",
+                "--on-limit",
+                _Choice({"deny": "deny", "replace": "replace"}),
+                "a login beyond a user's session limit: refused (deny), or the user's oldest session ends "
+                "for it (replace)",
+            ),
             _Setting("keepalive", "--keepalive", _Seconds(), "SSTP hello interval", "SECONDS"),
         ),
     ),
@@ -587,6 +654,22 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 _Bool(),
                 "clamp the TCP MSS of forwarded connections to the tunnel MTU",
             ),
+        ),
+    ),
+    (
+        "dynamic authorization (RFC 5176: Disconnect and CoA from a RADIUS server)",
+        (
+            _Setting(
+                "dae.clients",
+                "--dae-client",
+                _DaeClients(),
+                "a RADIUS client allowed to disconnect sessions and change them, and the file with its "
+                "shared secret (absolute path); none = off",
+            ),
+            _Setting(
+                "dae.listen", "--dae-listen", _Text(_listen_address), "UDP address to listen on", "ADDR"
+            ),
+            _Setting("dae.port", "--dae-port", _Integer(1, 65535), "UDP port to listen on", "PORT"),
         ),
     ),
     (

@@ -1,7 +1,7 @@
 """The server's local control socket: ``pysstp status`` lists sessions and kicks them.
 
 One JSON object per line each way over a Unix socket that only root (or the socket's group) can open:
-``{"command": "status"}`` → ``{"ok": true, "sessions": [...]}``;
+``{"command": "status"}`` → ``{"ok": true, "sessions": [...], "dae": {...} | null}``;
 ``{"command": "kick", "target": "alice" | "10.77.0.5"}`` → ``{"ok": true, "kicked": n}``.
 """
 
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pysstp.aaa.dae import DaeServer
 from pysstp.server.app import ServerConnection, SstpServerApp
 
 log = logging.getLogger("pysstp.control")
@@ -58,6 +59,7 @@ def session_rows(app: SstpServerApp, meter: RateMeter | None = None) -> list[dic
         info = connection.info
         rows.append(
             {
+                "session_id": info.session_id,
                 "user": info.user,
                 "address": str(info.address) if info.address else None,
                 "ipv6": [str(ipaddress.ip_address(key)) for key in connection.ipv6_keys],
@@ -96,9 +98,11 @@ def kick(app: SstpServerApp, target: str) -> int:
 class ControlServer:
     """Serves the control protocol on a Unix socket for one :class:`SstpServerApp`."""
 
-    def __init__(self, app: SstpServerApp, path: Path) -> None:
+    def __init__(self, app: SstpServerApp, path: Path, dae: DaeServer | None = None) -> None:
         self.app = app
         self.path = path
+        self.dae = dae
+        """The Dynamic Authorization listener, whose state ``status`` reports (``None``: off)."""
         self.meter = RateMeter()
         self._server: asyncio.AbstractServer | None = None
         self._sampler: asyncio.TimerHandle | None = None
@@ -144,7 +148,11 @@ class ControlServer:
         except (ValueError, TypeError, KeyError):
             return {"ok": False, "error": "request must be a JSON object with a 'command'"}
         if command == "status":
-            return {"ok": True, "sessions": session_rows(self.app, self.meter)}
+            return {
+                "ok": True,
+                "sessions": session_rows(self.app, self.meter),
+                "dae": self.dae.state() if self.dae is not None else None,
+            }
         if command == "kick":
             target = request.get("target")
             if not isinstance(target, str) or not target:
