@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -18,10 +19,12 @@ from pyrad.packet import CoAACK, CoAPacket, CoARequest, DisconnectACK, Disconnec
 from pysstp.aaa.dae import DaeClient, DaeServer, DynamicAuthorization
 from pysstp.aaa.radius.dictionary import radius_dictionary
 from pysstp.cli import main
+from pysstp.errors import SystemSetupError
 from pysstp.link import LinkDown
 from pysstp.server.app import Limits, ServerConnection, TerminateCause
+from pysstp.server.config import DaeClientSettings, DaeSettings
 from pysstp.server.control import ControlServer
-from pysstp.server.dae import ServerSessions
+from pysstp.server.dae import ServerSessions, start_dae
 
 from helpers.loopback import Bench, Client, start_bench
 
@@ -203,5 +206,29 @@ async def test_on_limit_deny_refuses_the_new_session(tmp_path: Path) -> None:
         assert "already has 1 session" in down.reason
         assert not first.down.is_set()
     finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def test_a_dae_port_in_use_is_one_line(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path)
+    secret = tmp_path / "dae.secret"
+    secret.write_text("s3cret\n")
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        dae = DaeSettings(
+            listen="127.0.0.1", port=port, clients=(DaeClientSettings(IPv4Address("127.0.0.1"), secret),)
+        )
+        with pytest.raises(SystemSetupError) as info:
+            await start_dae(bench.app, dae)
+        assert str(info.value) == (
+            f"cannot listen for dynamic authorization on 127.0.0.1 UDP port {port}: it is in use "
+            "(set dae.listen and dae.port)"
+        )
+        assert await start_dae(bench.app, DaeSettings()) is None  # no clients: off
+    finally:
+        taken.close()
         await bench.app.shutdown()
         bench.tun.close()

@@ -16,7 +16,7 @@ import pytest
 from pysstp.link import MAX_IP_PACKET, LinkDown, LinkUp, frame_ip_packets
 from pysstp.ppp.constants import MAX_MRU, AuthMethod
 from pysstp.server import listener
-from pysstp.server.app import Limits
+from pysstp.server.app import Limits, TerminateCause
 from pysstp.server.backoff import Backoff
 from pysstp.sstp.packets import EchoRequest, encode_control
 
@@ -294,8 +294,10 @@ async def test_status_lists_sessions_and_kick_disconnects(bench: Bench, tmp_path
         assert users == ["alice", "bob"]
         table = format_table(answer["sessions"])
         assert "alice" in table and "10.77.0." in table
+        (kicked,) = [c for c in bench.app.connections if c.info.user == "alice"]
         answer = await request(control.path, {"command": "kick", "target": "alice"})
         assert answer == {"ok": True, "kicked": 1}
+        assert kicked.terminate_cause is TerminateCause.ADMIN_RESET
         await asyncio.wait_for(alice.down.wait(), TIMEOUT)
         down = alice.first(LinkDown)
         assert isinstance(down, LinkDown) and not down.error

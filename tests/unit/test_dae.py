@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyrad.packet import (
     CoAACK,
     CoANAK,
@@ -306,3 +309,40 @@ def test_a_secret_is_the_first_line_of_its_file(tmp_path: Path) -> None:
         read_secret(path)
     with pytest.raises(ConfigError, match="cannot read"):
         read_secret(tmp_path / "missing")
+
+
+# -- whatever arrives ------------------------------------------------------------------------------
+
+
+def signed(code: int, attributes: bytes) -> bytes:
+    """A request with any attribute bytes and a correct Request Authenticator (RFC 5176 §3.3)."""
+    header = struct.pack("!BBH", code, 9, 20 + len(attributes))
+    return header + hashlib.md5(header + bytes(16) + attributes + SECRET).digest() + attributes
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    code=st.sampled_from([DisconnectRequest, CoARequest]),
+    attributes=st.lists(
+        st.tuples(
+            st.sampled_from([1, 4, 8, 26, 27, 28, 31, 44, 55, 80, 95, 101, 200]), st.binary(max_size=20)
+        )
+    ),
+    tail=st.binary(max_size=8),
+)
+def test_no_request_makes_the_handler_raise(
+    code: int, attributes: list[tuple[int, bytes]], tail: bytes
+) -> None:
+    body = b"".join(bytes([kind, len(value) + 2]) + value for kind, value in attributes) + tail
+    if len(body) > 4000:
+        return
+    dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], Table())
+    reply = dae.handle(signed(code, body), CLIENT, NOW, WALL)
+    assert reply is None or reply[0] in (DisconnectACK, DisconnectNAK, CoAACK, CoANAK)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=100))
+def test_no_datagram_makes_the_handler_raise(data: bytes) -> None:
+    dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], Table())
+    assert dae.handle(data, CLIENT, NOW, WALL) is None

@@ -105,3 +105,17 @@ def test_a_fixed_address_the_server_cannot_route_is_a_problem(
     assert code == 1
     assert err == ["pysstp: user 'carol' gets no session: its fixed address 172.16.0.5 is outside the pool "
                    "10.77.0.0/24"]  # fmt: skip
+
+
+def test_an_unreadable_dae_secret_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.secret"
+    empty.write_text("\n")
+    missing = tmp_path / "missing.secret"
+    code, out, err = check(tmp_path, capsys, "--dae-client", f"192.0.2.10={missing}")
+    assert (code, out) == (1, "")
+    assert err == [f"pysstp: cannot read the RADIUS secret {missing}: No such file or directory"]
+    code, _, err = check(tmp_path, capsys, "--dae-client", f"192.0.2.10={empty}")
+    assert code == 1
+    assert err == [
+        f"pysstp: the RADIUS secret file {empty} is empty; put the shared secret on its first line"
+    ]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pysstp.aaa.dae import DaeServer
-from pysstp.server.app import ServerConnection, SstpServerApp
+from pysstp.server.app import ServerConnection, SstpServerApp, TerminateCause
 
 log = logging.getLogger("pysstp.control")
 
@@ -91,7 +91,7 @@ def kick(app: SstpServerApp, target: str) -> int:
     ]
     for connection in victims:
         log.info("%s: kicked by the administrator (%s)", connection.peer, target)
-        connection.close("disconnected by the administrator")
+        connection.end("disconnected by the administrator", TerminateCause.ADMIN_RESET)
     return len(victims)
 
 
