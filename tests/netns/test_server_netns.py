@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import time
@@ -256,3 +257,23 @@ def test_server_address_outside_the_pool_still_routes_the_pool_into_the_tunnel(s
     assert client_address.startswith("10.77.0.")
     ping(setup.pair.client, "10.78.0.1")
     ping(setup.pair.server, client_address)
+
+
+@pytest.mark.skipif(shutil.which("radclient") is None, reason="radclient is not installed (freeradius-utils)")
+def test_radclient_disconnects_a_session_of_the_running_server(setup: Setup) -> None:
+    secret = setup.tmp / "dae.secret"
+    secret.write_text("dae-s3cret\n")
+    setup.start_server(
+        "--dae-client", f"127.0.0.1={secret}", "--dae-listen", "127.0.0.1", "--dae-port", "3799"
+    )
+    client_log = setup.start_client("sstpc0", "alice", "alicepw")
+    wait_for_line(client_log, "UP ")
+    socket_path = str(setup.tmp / "ctl.sock")
+    status = setup.pair.server.run(PYSSTP, "status", "--socket", socket_path)
+    assert "dynamic authorization: listening on 127.0.0.1:3799 for 1 client(s)" in status.stdout
+    request = setup.tmp / "disconnect.txt"
+    request.write_text("User-Name=alice\n")
+    radclient = ["radclient", "-x", "-r", "1", "-t", "10", "-S", str(secret), "-f", str(request)]
+    answer = setup.pair.server.run(*radclient, "127.0.0.1:3799", "disconnect")
+    assert "Received Disconnect-ACK" in answer.stdout, answer.stdout + answer.stderr
+    assert wait_for_line(client_log, "DOWN ").split()[1] == "0"
