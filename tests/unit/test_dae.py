@@ -158,6 +158,7 @@ def test_an_unknown_session_gets_a_nak_503() -> None:
         (DisconnectRequest, {"User_Name": ["alice", "bob"]}, ErrorCause.INVALID_REQUEST),
         # Service-Type 17: Authorize-Only (RFC 5176 §3.2)
         (CoARequest, {"User_Name": "alice", "Service_Type": 17}, ErrorCause.UNSUPPORTED_SERVICE),
+        (DisconnectRequest, {"User_Name": "alice", "Service_Type": 17}, ErrorCause.UNSUPPORTED_ATTRIBUTE),
     ],
 )
 def test_what_cannot_be_done_gets_a_nak_with_the_cause(
@@ -279,7 +280,7 @@ def test_a_retransmitted_request_gets_the_same_answer_and_is_done_once() -> None
     assert table.disconnected == ["00000000000000b1"]
     assert dae.counters.duplicates == 1
     # Long after, the same bytes are a new request.
-    dae.handle(raw, CLIENT, NOW + 600, WALL + 2)
+    dae.handle(raw, CLIENT, NOW + 301, WALL + 2)
     assert table.disconnected == ["00000000000000b1"] * 2
 
 
@@ -315,7 +316,7 @@ def test_a_secret_is_the_first_line_of_its_file(tmp_path: Path) -> None:
 
 
 def signed(code: int, attributes: bytes) -> bytes:
-    """A request with any attribute bytes and a correct Request Authenticator (RFC 5176 §3.3)."""
+    """A request with any attribute bytes and a correct Request Authenticator (RFC 5176 §2.3)."""
     header = struct.pack("!BBH", code, 9, 20 + len(attributes))
     return header + hashlib.md5(header + bytes(16) + attributes + SECRET).digest() + attributes
 

@@ -3,7 +3,7 @@
 A RADIUS server (or an admin with ``radclient``) ends a session with a Disconnect-Request, or changes its
 limits with a CoA-Request, sent to the server's UDP port 3799. The protocol lives here: who may ask
 (:class:`DaeClient`, by source address, each with its own secret), the checks a request must pass
-(Request Authenticator, Message-Authenticator, Event-Timestamp, RFC 5176 §3.3 and §3.5), which sessions it
+(Request Authenticator, Message-Authenticator, Event-Timestamp: RFC 5176 §2.3, §3.4, §6.3), which sessions it
 names (:class:`Selector`, RFC 5176 §3: all the identification attributes given must match), and the answer
 (ACK, or NAK with an Error-Cause). What a session is and how it ends is the server's: it hands in a
 :class:`SessionTable`.
@@ -45,14 +45,14 @@ log = logging.getLogger("pysstp.dae")
 DAE_PORT = 3799
 """The Dynamic Authorization port (RFC 5176 §3)."""
 
-DUPLICATE_WINDOW = 30.0
-"""Seconds a reply is kept to answer a retransmission of its request again (RFC 5080 §2.2.2): longer
-than a client retries (radclient: 3 tries, 3 s apart)."""
-DUPLICATE_CACHE_SIZE = 4096
-"""Replies kept at most, so a flood of valid requests cannot grow the cache without bound."""
 EVENT_WINDOW = 300.0
 """Seconds an Event-Timestamp may differ from our clock before the request counts as a replay
-(RFC 5176 §3.5, "Replay protection": 300 s by default)."""
+(RFC 5176 §6.3: 300 s "should be adequate")."""
+DUPLICATE_WINDOW = EVENT_WINDOW
+"""Seconds a reply is kept to answer a retransmission of its request again (RFC 5080 §2.2.2); RFC 5176
+§6.3 wants the same window as for stale Event-Timestamps, so a replay inside it is a duplicate."""
+DUPLICATE_CACHE_SIZE = 4096
+"""Replies kept at most, so a flood of valid requests cannot grow the cache without bound."""
 
 
 class ErrorCause(StrEnum):
@@ -241,7 +241,7 @@ class DynamicAuthorization:
         if request.code not in (DisconnectRequest, CoARequest):
             return self._drop(f"{peer}: RADIUS code {request.code} is no Disconnect- or CoA-Request; dropped")
         kind = "Disconnect-Request" if request.code == DisconnectRequest else "CoA-Request"
-        # RFC 5176 §3.3: a request whose authenticators do not check out is silently discarded.
+        # RFC 5176 §2.3 and §3.4: a request whose authenticators do not check out is silently discarded.
         if not request.VerifyCoARequest():
             return self._drop(f"{peer}: {kind} with a wrong Request Authenticator (wrong secret?); dropped")
         if request.message_authenticator and not request.verify_message_authenticator():
@@ -321,8 +321,9 @@ class DynamicAuthorization:
         allowed = _ALWAYS_ALLOWED + IDENTIFICATION + (() if disconnect else _CHANGES)
         values: dict[str, Any] = {}
         for name in request.keys():  # noqa: SIM118 - pyrad's keys() are names, iterating gives codes
-            if name == "Service-Type":
-                # RFC 5176 §3.2: Authorize-Only asks the NAS to authorize again, which this one cannot.
+            if name == "Service-Type" and not disconnect:
+                # RFC 5176 §3.2: Authorize-Only asks the NAS to authorize again, which this one cannot;
+                # in a Disconnect-Request, Service-Type is just an attribute that must not be there.
                 raise _Refusal(
                     ErrorCause.UNSUPPORTED_SERVICE, "Service-Type (authorize again) is not supported"
                 )
