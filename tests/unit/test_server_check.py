@@ -113,7 +113,10 @@ def test_an_unreadable_dae_secret_is_one_line(tmp_path: Path, capsys: pytest.Cap
     missing = tmp_path / "missing.secret"
     code, out, err = check(tmp_path, capsys, "--dae-client", f"192.0.2.10={missing}")
     assert (code, out) == (1, "")
-    assert err == [f"pysstp: cannot read the RADIUS secret {missing}: No such file or directory"]
+    assert err == [
+        f"pysstp: cannot read the RADIUS secret file {missing}: No such file or directory; "
+        "put the shared secret on its first line"
+    ]
     code, _, err = check(tmp_path, capsys, "--dae-client", f"192.0.2.10={empty}")
     assert code == 1
     assert err == [

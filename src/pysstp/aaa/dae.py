@@ -93,8 +93,11 @@ def read_secret(path: Path) -> bytes:
     try:
         text = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read the RADIUS secret {path}: {exc.strerror or exc}") from None
-    secret = text.splitlines()[0] if text.strip() else b""
+        raise ConfigError(
+            f"cannot read the RADIUS secret file {path}: {exc.strerror or exc}; "
+            "put the shared secret on its first line"
+        ) from None
+    secret = text.splitlines()[0].strip() if text.strip() else b""
     if not secret:
         raise ConfigError(f"the RADIUS secret file {path} is empty; put the shared secret on its first line")
     return secret
