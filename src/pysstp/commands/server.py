@@ -421,9 +421,8 @@ RESTART_SETTINGS = (
 )
 """Settings (server.toml keys) that only a restart applies: they shape the TUN device, its addresses and
 routes, the nftables rules and the sockets (the Dynamic Authorization clients' secrets are read with their
-socket). SIGHUP applies every other one, because a reload builds the
-TLS context, the link settings, the limits, the login back-off and the logging from the new settings exactly
-as start-up does."""
+socket). SIGHUP applies every other one, because a reload builds the TLS context, the link settings, the
+limits, the login back-off and the logging from the new settings exactly as start-up does."""
 
 
 class Reloader:
