@@ -232,3 +232,16 @@ async def test_a_dae_port_in_use_is_one_line(tmp_path: Path) -> None:
         taken.close()
         await bench.app.shutdown()
         bench.tun.close()
+
+
+async def test_the_listener_on_ipv6_says_where_it_listens(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path)
+    server = DaeServer(DynamicAuthorization([], ServerSessions(bench.app)))
+    try:
+        host, port = await server.start("::1", 0)
+        assert server.state()["listening"] == f"[::1]:{port}" and host == "::1"
+    finally:
+        server.close()
+        await bench.app.shutdown()
+        bench.tun.close()
+    assert server.state()["listening"] is None

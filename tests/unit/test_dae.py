@@ -347,3 +347,9 @@ def test_no_request_makes_the_handler_raise(
 def test_no_datagram_makes_the_handler_raise(data: bytes) -> None:
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], Table())
     assert dae.handle(data, CLIENT, NOW, WALL) is None
+
+
+def test_a_change_names_its_attributes() -> None:
+    assert str(Change(session_timeout=60)) == "Session-Timeout=60"
+    assert str(Change(session_timeout=0, idle_timeout=30)) == "Session-Timeout=0, Idle-Timeout=30"
+    assert str(Change()) == "no change"

@@ -175,6 +175,11 @@ class Change:
     idle_timeout: int | None = None
     """Seconds without traffic after which the session ends (Idle-Timeout)."""
 
+    def __str__(self) -> str:
+        """The attributes as ``radclient`` would be given them."""
+        changes = (("Session-Timeout", self.session_timeout), ("Idle-Timeout", self.idle_timeout))
+        return ", ".join(f"{name}={value}" for name, value in changes if value is not None) or "no change"
+
 
 class SessionTable(Protocol):
     """The server's sessions, as Dynamic Authorization needs them."""
@@ -415,10 +420,15 @@ class DaeServer(asyncio.DatagramProtocol):
         """What ``pysstp status`` shows: where it listens, for how many clients, and its counts."""
         counters = self.authorization.counters
         return {
-            "listening": f"{self.bound[0]}:{self.bound[1]}" if self.bound and self.transport else None,
+            "listening": _host_port(*self.bound) if self.bound and self.transport else None,
             "clients": len(self.authorization.clients),
             "acks": counters.acks,
             "naks": counters.naks,
             "duplicates": counters.duplicates,
             "dropped": counters.dropped,
         }
+
+
+def _host_port(host: str, port: int) -> str:
+    """``host:port``, ``[host]:port`` for IPv6."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
