@@ -10,7 +10,6 @@ fails that check, and is dropped. Replies to an Access-Request must carry a vali
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections import OrderedDict
@@ -236,7 +235,11 @@ class RadiusClient:
     ) -> radius_packet.Packet | None:
         server = state.server
         port = server.accounting_port if accounting else server.port
-        socket, identifier = await self._allocate(state, port)
+        try:
+            socket, identifier = await self._allocate(state, port)
+        except OSError as error:
+            log.warning("RADIUS server %s: cannot send to it: %s", server.name, error)
+            return None
         request = build(server)
         request.id = identifier
         data = request.RequestPacket()
@@ -251,8 +254,7 @@ class RadiusClient:
                     return future.result()
             return None
         finally:
-            if socket.waiting.get(identifier) is not None and socket.waiting[identifier].future is future:
-                del socket.waiting[identifier]
+            socket.waiting.pop(identifier, None)
             if not future.done():
                 future.cancel()
 
@@ -284,5 +286,3 @@ class RadiusClient:
                 for socket in sockets:
                     socket.close()
             state.sockets.clear()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0)
