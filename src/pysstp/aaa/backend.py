@@ -4,8 +4,8 @@ A PPP authenticator never checks a proof itself: it emits a
 :class:`~pysstp.ppp.auth.verification.Verification` (method, user name, proof) and is told the verdict
 later (docs/architecture.md, "Authentication"). The server's shell hands that question to its backend
 together with a :class:`CallContext` (who is calling, which session) and feeds the :class:`Answer` back
-into the link. A slow backend (a RADIUS server across the network) thus delays only the login that waits
-for it.
+into the link. A slow backend (a RADIUS server across
+the network) thus delays only the login that waits for it.
 
 Backends: the local user file (:mod:`pysstp.aaa.local`), RADIUS (:mod:`pysstp.aaa.radius`), and the login
 back-off as a wrapper around either (:mod:`pysstp.server.backoff`).

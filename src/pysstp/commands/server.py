@@ -22,6 +22,8 @@ from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip
 from operator import attrgetter
 from pathlib import Path
 
+from pysstp.aaa.backend import AuthBackend
+from pysstp.aaa.local import LocalBackend
 from pysstp.aaa.pki import read_certificates, read_crls, read_identity
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
@@ -308,8 +310,7 @@ async def serve_with(
         app = SstpServerApp(
             ssl_context=context,
             link_config=link_config(settings, certificate_der),
-            credentials=users,
-            users=users.entry,
+            backend=auth_backend(settings, users),
             pool=pool,
             tun=tun,
             dns=settings.pool.dns,
@@ -329,11 +330,12 @@ async def serve_with(
         control = ControlServer(app, settings.control_socket)
         await control.start()
         log.info(
-            "listening on %s; tunnel %s %s/%d; %d users",
+            "listening on %s; tunnel %s %s/%d; %s backend, %d users",
             ", ".join(map(peer_text, bound)),
             tun.name,
             settings.pool.server_address,
             settings.pool.network.prefixlen,
+            app.backend.name,
             len(users),
         )
         await wait_for_signals(app, Reloader(app, users, pool, settings, reread))
@@ -363,6 +365,12 @@ def link_config(settings: ServerSettings, certificate_der: bytes) -> ServerConfi
         not_sstp_response=not_sstp_response(settings),
         eap_tls=load_eap_tls(settings),
     )
+
+
+def auth_backend(settings: ServerSettings, users: UserDatabase) -> AuthBackend:
+    """The backend that decides logins (``backend``); the server puts the login back-off around it."""
+    # "local" is the only choice the settings accept so far; the users file also holds its authorization.
+    return LocalBackend(users, users.entry)
 
 
 def limits(settings: ServerSettings) -> Limits:

@@ -231,6 +231,8 @@ class ServerSettings:
     listen: tuple[str, ...] = ("0.0.0.0", "::")
     port: int = 443
     users: Path = Path("/etc/pysstp/users.toml")
+    backend: str = "local"
+    """Who decides logins: ``local`` (the users file) is the only backend so far."""
     auth_methods: tuple[AuthMethod, ...] = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2)
     ipv6: Ipv6Settings = field(default_factory=Ipv6Settings)
     keepalive: float = Timer.HELLO.value
@@ -759,6 +761,12 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "methods offered, in order of preference (PAP only if listed)",
             ),
             _Setting("users", "--users", _Text(_path), "user database that pysstp user manages", "FILE"),
+            _Setting(
+                "backend",
+                "--backend",
+                _Choice({"local": "local"}),
+                "who decides logins: local (the users file)",
+            ),
         ),
     ),
     (

@@ -58,14 +58,16 @@ def session_rows(app: SstpServerApp, meter: RateMeter | None = None) -> list[dic
         info = connection.info
         rows.append(
             {
+                "session_id": info.session_id,
                 "user": info.user,
+                "backend": app.backend.name,
                 "address": str(info.address) if info.address else None,
                 "ipv6": [str(ipaddress.ip_address(key)) for key in connection.ipv6_keys],
                 "peer": info.peer,
                 "up": connection.link.is_up,
                 "started": round(info.started, 1),
                 "uptime": round(now - info.started, 1),
-                "mtu": connection.link.mtu,
+                "mtu": connection.mtu,
                 "bytes_in": connection.bytes_in,
                 "bytes_out": connection.bytes_out,
                 "rate_in": round(rates.get(connection, (0.0, 0.0))[0]),
@@ -77,6 +79,7 @@ def session_rows(app: SstpServerApp, meter: RateMeter | None = None) -> list[dic
                 "hash": info.hash_protocol,
                 "tls": info.tls,
                 "routes": [str(r) for r in info.routes],
+                "classes": [value.hex() for value in info.classes],
             }
         )
     return rows

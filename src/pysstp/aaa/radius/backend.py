@@ -21,6 +21,7 @@ from pysstp.ppp.auth.eap import EapPacket
 from pysstp.ppp.auth.keys import ZERO_HLAK
 from pysstp.ppp.auth.mschapv2 import format_failure, parse_failure
 from pysstp.ppp.auth.verification import (
+    CertificateProof,
     ChapMd5Proof,
     EapProof,
     MsChapV2Proof,
@@ -60,6 +61,8 @@ class RadiusBackend:
     async def verify(self, question: Verification, context: CallContext) -> Answer:
         """Ask the servers about ``question``; a refusal or an unreachable server is a ``False`` verdict."""
         proof = question.proof
+        if isinstance(proof, CertificateProof):
+            return self._certificate(question, proof)
         call: _EapCall | None = None
         if isinstance(proof, EapProof):
             call = self._eap.setdefault(context.session_id, _EapCall())
@@ -85,6 +88,20 @@ class RadiusBackend:
     def finished(self, context: CallContext) -> None:
         """Forget the call's EAP State."""
         self._eap.pop(context.session_id, None)
+
+    @staticmethod
+    def _certificate(question: Verification, proof: CertificateProof) -> Answer:
+        """EAP-TLS run here (``eap_mode = "local"``): the CA already decided. RADIUS cannot say whether a
+        user is known without a proof to check, so ``require_user`` needs EAP-TLS in the RADIUS server
+        (docs/radius.md, "Mixing")."""
+        if proof.require_user:
+            reason = (
+                f"certificate user {question.user!r} cannot be looked up in RADIUS (eap_tls.require_user); "
+                'run EAP-TLS in the RADIUS server (eap_mode = "pass-through") or turn require_user off'
+            )
+            log.error("%s", reason)
+            return Answer(Verdict(False, question.user, reason=reason))
+        return Answer(Verdict(True, question.user))
 
     # -- PAP, CHAP-MD5, MS-CHAPv2 --------------------------------------------------------------------
 
@@ -127,7 +144,7 @@ class RadiusBackend:
                 return Verdict(False, question.user, text, reason=reason, error_code=int(error))
             case EapProof():
                 return Verdict(False, question.user, message, reason=reason, eap=_eap_failure(proof.packet))
-            case PapProof() | ChapMd5Proof():
+            case PapProof() | ChapMd5Proof() | CertificateProof():
                 return Verdict(False, question.user, message, reason=reason)
 
     # -- EAP ---------------------------------------------------------------------------------------

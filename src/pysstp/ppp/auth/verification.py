@@ -48,7 +48,21 @@ class EapProof:
     packet: bytes
 
 
-Proof = PapProof | ChapMd5Proof | MsChapV2Proof | EapProof
+@dataclass(frozen=True, slots=True)
+class CertificateProof:
+    """EAP-TLS: the client certificate already verified against the CAs in the core (RFC 5216); the
+    question is only whether the user it names may log in, and with what authorization.
+
+    ``certificate`` is the DER of the client's certificate; ``require_user``: the name must be a known,
+    enabled user (``eap_tls.require_user``), else the CA alone decides and the user file (if it knows the
+    name) only adds the authorization.
+    """
+
+    certificate: bytes = field(repr=False)
+    require_user: bool = False
+
+
+Proof = PapProof | ChapMd5Proof | MsChapV2Proof | EapProof | CertificateProof
 
 
 @dataclass(frozen=True, slots=True)
