@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from pysstp.cli import main
 from pysstp.errors import ConfigError
 from pysstp.server.config import RadiusServerEntry, ServerSettings, add_arguments, settings_from_args
+
+from helpers.loopback import make_certificate
 
 CERT_FLAGS = ["--cert", "/etc/pysstp/fullchain.pem", "--key", "/etc/pysstp/key.pem"]
 
@@ -80,3 +83,20 @@ def test_unknown_key_in_a_server_table(tmp_path: Path) -> None:
     path.write_text('[[radius.servers]]\naddress = "10.0.0.5"\nsecret = "inline"\n')
     with pytest.raises(ConfigError, match=re.escape("unknown key 'secret' in a radius.servers table")):
         settings("--config", str(path))
+
+
+def test_check_reads_the_secret_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cert, key, _ = make_certificate(tmp_path)
+    code = main(
+        [
+            "server", "--check", "--cert", str(cert), "--key", str(key),
+            "--users", str(tmp_path / "none.toml"),
+            "--control-socket", str(tmp_path / "ctl.sock"), "--state-dir", str(tmp_path / "state"),
+            "--backend", "radius", "--radius-server", "10.0.0.5",
+            "--radius-secret-file", str(tmp_path / "missing.secret"),
+        ]
+    )  # fmt: skip
+    _out, err = capsys.readouterr()
+    assert code == 1
+    assert "cannot read the RADIUS secret file" in err
+    assert "Traceback" not in err

@@ -25,6 +25,7 @@ from pathlib import Path
 from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.local import LocalBackend
 from pysstp.aaa.pki import read_certificates, read_crls, read_identity
+from pysstp.aaa.radius import NasIdentity, RadiusBackend, RadiusClient, RadiusServer, read_secret
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.link import ServerConfig, ip_mtu
@@ -152,7 +153,8 @@ def check(settings: ServerSettings) -> int:
     problems: list[str] = []
     steps: list[Callable[[], object]] = [
         lambda: load_tls(settings),
-        lambda: UserDatabase(settings.users),
+        lambda: user_database(settings),
+        lambda: radius_servers(settings),
         lambda: load_eap_tls(settings),
         lambda: not_sstp_response(settings),
     ]
@@ -261,7 +263,7 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
     """Everything between start-up checks and exit; every system change is undone on the way out.
     ``reread`` reads the settings again (server.toml and the same flags) for SIGHUP."""
     context, certificate_der = load_tls(settings)
-    users = UserDatabase(settings.users)
+    users = user_database(settings)
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
     check_fixed_addresses(users, pool)
     journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
@@ -288,6 +290,7 @@ async def serve_with(
     """Set the system up through ``changes``, serve until a signal, undo it all."""
     app: SstpServerApp | None = None
     control: ControlServer | None = None
+    backend = auth_backend(settings, users)
     try:
         check_host(settings)
         # Sized for the largest MRU a session may get; sessions below it get routes with their own MTU.
@@ -310,7 +313,7 @@ async def serve_with(
         app = SstpServerApp(
             ssl_context=context,
             link_config=link_config(settings, certificate_der),
-            backend=auth_backend(settings, users),
+            backend=backend,
             pool=pool,
             tun=tun,
             dns=settings.pool.dns,
@@ -345,6 +348,7 @@ async def serve_with(
             await app.shutdown()
         if control is not None:
             await control.stop()
+        await close_backend(backend)
         changes.undo()
 
 
@@ -364,13 +368,49 @@ def link_config(settings: ServerSettings, certificate_der: bytes) -> ServerConfi
         http_date=lambda: email.utils.formatdate(usegmt=True),
         not_sstp_response=not_sstp_response(settings),
         eap_tls=load_eap_tls(settings),
+        eap_mode=settings.eap_mode,
     )
+
+
+def user_database(settings: ServerSettings) -> UserDatabase:
+    """The users file; with RADIUS deciding logins it may be missing (it can still fix addresses)."""
+    return UserDatabase(settings.users, create=settings.backend == "radius")
 
 
 def auth_backend(settings: ServerSettings, users: UserDatabase) -> AuthBackend:
     """The backend that decides logins (``backend``); the server puts the login back-off around it."""
-    # "local" is the only choice the settings accept so far; the users file also holds its authorization.
+    if settings.backend == "radius":
+        nas = NasIdentity(settings.radius.nas_identifier, settings.radius.nas_address)
+        return RadiusBackend(RadiusClient(radius_servers(settings)), nas)
     return LocalBackend(users, users.entry)
+
+
+def radius_servers(settings: ServerSettings) -> list[RadiusServer]:
+    """The ``[radius]`` servers with their secrets read; priority as set, else the order of the list."""
+    radius = settings.radius
+    servers = []
+    for rank, entry in enumerate(radius.servers):
+        secret_file = entry.secret_file or radius.secret_file
+        assert secret_file is not None  # validate() refuses a server without a secret
+        servers.append(
+            RadiusServer(
+                entry.address,
+                read_secret(secret_file),
+                port=entry.port,
+                accounting_port=entry.accounting_port or entry.port + 1,
+                priority=entry.priority if entry.priority is not None else rank,
+                timeout=entry.timeout if entry.timeout is not None else radius.timeout,
+                retries=entry.retries if entry.retries is not None else radius.retries,
+                dead_time=entry.dead_time if entry.dead_time is not None else radius.dead_time,
+            )
+        )
+    return servers
+
+
+async def close_backend(backend: AuthBackend) -> None:
+    """Close what a backend holds open (the RADIUS client's sockets)."""
+    if isinstance(backend, RadiusBackend):
+        await backend.client.close()
 
 
 def limits(settings: ServerSettings) -> Limits:
@@ -446,7 +486,7 @@ class Reloader:
         problems: list[str] = []
         users = tls = config = None
         try:
-            users = UserDatabase(settings.users)
+            users = user_database(settings)
         except ConfigError as exc:
             problems.append(str(exc))
         try:

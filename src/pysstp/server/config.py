@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from pysstp.aaa.radius.server import AUTHENTICATION_PORT
 from pysstp.errors import ConfigError
+from pysstp.ppp.auth.base import EapMode
 from pysstp.ppp.auth.eap_tls import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, IdentitySource, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 from pysstp.server.pool import AddressPool
@@ -232,7 +233,9 @@ class ServerSettings:
     port: int = 443
     users: Path = Path("/etc/pysstp/users.toml")
     backend: str = "local"
-    """Who decides logins: ``local`` (the users file) is the only backend so far."""
+    """Who decides logins: ``local`` (the users file) or ``radius`` (the ``[radius]`` servers)."""
+    eap_mode: EapMode = "local"
+    """``local``: EAP methods run here; ``pass-through``: EAP runs in the RADIUS server (RFC 3579)."""
     auth_methods: tuple[AuthMethod, ...] = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2)
     ipv6: Ipv6Settings = field(default_factory=Ipv6Settings)
     keepalive: float = Timer.HELLO.value
@@ -764,8 +767,15 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
             _Setting(
                 "backend",
                 "--backend",
-                _Choice({"local": "local"}),
-                "who decides logins: local (the users file)",
+                _Choice({"local": "local", "radius": "radius"}),
+                "who decides logins: local (the users file) or radius (the [radius] servers)",
+            ),
+            _Setting(
+                "eap_mode",
+                "--eap-mode",
+                _Choice({"local": "local", "pass-through": "pass-through"}),
+                "run EAP methods here (local) or in the RADIUS server (pass-through: EAP-MSCHAPv2, EAP-TLS, "
+                "PEAP, whatever it offers)",
             ),
         ),
     ),
@@ -1150,6 +1160,10 @@ def validate(settings: ServerSettings) -> None:
             f"verify-client-certificate '{settings.tls.verify_client_certificate}' needs the CA that signs "
             "client certificates: set tls.client_ca or use --client-ca"
         )
+    if settings.backend == "radius" and not settings.radius.servers:
+        raise ConfigError('backend "radius" needs a server: set radius.servers or use --radius-server HOST')
+    if settings.eap_mode == "pass-through" and settings.backend != "radius":
+        raise ConfigError('eap_mode "pass-through" needs backend = "radius": only RADIUS servers run EAP')
     for server in settings.radius.servers:
         if server.secret_file is None and settings.radius.secret_file is None:
             raise ConfigError(
