@@ -8,6 +8,7 @@ starts ``freeradius -X -d CONFDIR`` inside a :class:`~helpers.namespaces.Namespa
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -24,6 +25,7 @@ from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from helpers import certlab
 from helpers.namespaces import (
     Namespace,
+    attach_lan,
     delete_namespace,
     run,
     skip_unless_netns,
@@ -456,3 +458,20 @@ def _radius_host() -> Iterator[RadiusHost]:
             server.stop()
         delete_namespace(namespace)
         run("ip", "link", "del", near_link, check=False)
+
+
+@contextlib.contextmanager
+def radius_host_behind(owner: Namespace) -> Iterator[RadiusHost]:
+    """A namespace for FreeRADIUS on a /24 behind ``owner`` (where ``pysstp server`` runs, at
+    10.203.0.1); FreeRADIUS listens at 10.203.0.2. Removed afterwards."""
+    skip_unless_freeradius()
+    tag = next(_counter)
+    namespace = Namespace(f"pysstp-r{os.getpid() % 100000}-{tag}")
+    host = RadiusHost(namespace, "10.203.0.2", "10.203.0.1")
+    try:
+        attach_lan(owner, namespace, f"r{os.getpid() % 100000}x{tag}", host.local_address, host.address)
+        yield host
+    finally:
+        for server in host.servers:
+            server.stop()
+        delete_namespace(namespace)
