@@ -28,7 +28,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pysstp.aaa.backend import Answer, AuthBackend, CallContext
@@ -165,9 +165,15 @@ class BackoffBackend:
     verdict shows through EAP pass-through, or during the delay) counts as a failure.
     """
 
-    def __init__(self, inner: AuthBackend, backoff: Backoff) -> None:
+    def __init__(
+        self,
+        inner: AuthBackend,
+        backoff: Backoff,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.inner = inner
         self.backoff = backoff
+        self._sleep = sleep
         self.name = inner.name
         self._calls: dict[str, _Attempt] = {}
 
@@ -184,7 +190,7 @@ class BackoffBackend:
                 log.info(
                     "%s: answering the login of %r in %.1f s", context.calling_station, question.user, delay
                 )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
         answer = await self.inner.verify(question, context)
         verdict = answer.verdict
         if not verdict.more and not attempt.decided:
