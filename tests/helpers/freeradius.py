@@ -52,21 +52,24 @@ def skip_unless_freeradius() -> None:
 
 @dataclass(frozen=True)
 class RadiusUser:
-    """A users-file entry: a name with a Cleartext-Password or (``nt_only``) only an NT-Password, and the
-    reply attributes of its Access-Accept (FreeRADIUS syntax, e.g. ``'Session-Timeout = 600'``)."""
+    """A users-file entry: a name with a Cleartext-Password or (``nt_only``) only an NT-Password (none
+    when ``password`` is empty), further ``check`` items (e.g. ``'EAP-Type := TLS'``), and the reply
+    attributes of its Access-Accept (FreeRADIUS syntax, e.g. ``'Session-Timeout = 600'``)."""
 
     name: str
-    password: str
+    password: str = ""
     nt_only: bool = False
     reply: tuple[str, ...] = ()
+    check: tuple[str, ...] = ()
 
     def entry(self) -> str:
         """The users-file lines."""
-        if self.nt_only:
-            check = f"NT-Password := 0x{nt_password_hash(self.password).hex()}"
-        else:
-            check = f'Cleartext-Password := "{self.password}"'
-        lines = [f'"{self.name}" {check}']
+        checks = list(self.check)
+        if self.password and self.nt_only:
+            checks.insert(0, f"NT-Password := 0x{nt_password_hash(self.password).hex()}")
+        elif self.password:
+            checks.insert(0, f'Cleartext-Password := "{self.password}"')
+        lines = [f'"{self.name}" {", ".join(checks)}'.rstrip()]
         if self.reply:
             lines.append("\t" + ",\n\t".join(self.reply))
         return "\n".join(lines) + "\n"
@@ -253,10 +256,11 @@ server default {
 	authorize {
 		chap
 		mschap
+		# Before eap, which ends authorize: the users file may choose the EAP type (EAP-Type := TLS).
+		files
 		eap {
 			ok = return
 		}
-		files
 		pap
 	}
 	authenticate {

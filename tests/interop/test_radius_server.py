@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from pysstp.aaa.pki import issue_user
+
+from helpers import certlab
 from helpers.connect_process import PYSSTP, ConnectProcess, tun_addresses
 from helpers.freeradius import SECRET, FreeRadius, RadiusHost, RadiusUser, radius_host_behind
 from helpers.loopback import make_certificate
@@ -27,6 +30,8 @@ ALICE_ADDRESS = "10.77.0.50"
 USERS = (
     RadiusUser("alice", "alice-password", reply=(f"Framed-IP-Address = {ALICE_ADDRESS}",)),
     RadiusUser("bob", "bob-password", nt_only=True),
+    # FreeRADIUS starts with its default_eap_type (EAP-MSCHAPv2) unless the user says otherwise.
+    RadiusUser("tls-user", check=("EAP-Type := TLS",)),
 )
 
 
@@ -54,7 +59,7 @@ class Setup:
         )  # fmt: skip
         return log
 
-    def connect(self, user: str, password: str, auth: str) -> ConnectProcess:
+    def connect(self, user: str, password: str, auth: str, *extra: str) -> ConnectProcess:
         log = self.tmp / f"client-{user}.log"
         password_file = self.tmp / f"{user}.pw"
         password_file.write_text(password + "\n")
@@ -62,7 +67,7 @@ class Setup:
             [
                 PYSSTP, "connect", f"{self.pair.server_ip}:{PORT}", "--user", user,
                 "--password-file", str(password_file), "--ca-file", str(self.cert), "--sni", "sstp.test",
-                "--ifname", CLIENT_TUN, "--auth", auth,
+                "--ifname", CLIENT_TUN, "--auth", auth, *extra,
             ],
             log,
         )  # fmt: skip
@@ -105,3 +110,20 @@ def test_wrong_password_reaches_the_client_as_e691(setup: Setup) -> None:
     client = setup.connect("alice", "not-the-password", "mschapv2")
     assert client.wait_exit() != 0
     assert "E=691" in client.text()
+
+
+def test_eap_tls_passed_through_to_freeradius(setup: Setup) -> None:
+    lab = certlab.lab()
+    user = issue_user(lab.ca, "tls-user")
+    cert, key, ca = setup.tmp / "tls-user.pem", setup.tmp / "tls-user.key", setup.tmp / "lab-ca.pem"
+    cert.write_bytes(user.certificate_pem())
+    key.write_bytes(user.key_pem())
+    key.chmod(0o600)
+    ca.write_bytes(lab.ca.certificate_pem())
+    setup.start_server("--auth", "eap-tls", "--eap-mode", "pass-through")
+    client = setup.connect(
+        "tls-user", "", "eap-tls", "--cert", str(cert), "--key", str(key), "--eap-ca", str(ca)
+    )
+    client.wait_connected()
+    ping(setup, SERVER_TUNNEL_IP)
+    assert "eap_tls: (TLS) recv TLS 1.2 Handshake, CertificateVerify" in setup.freeradius.describe()

@@ -1149,7 +1149,12 @@ def validate(settings: ServerSettings) -> None:
         )
     if settings.http.redirect is not None and settings.http.page is not None:
         raise ConfigError("set http.redirect or http.page, not both")
-    if AuthMethod.EAP_TLS in settings.auth_methods and not settings.eap_tls.ca:
+    # With EAP passed through, the RADIUS server checks the certificates.
+    if (
+        AuthMethod.EAP_TLS in settings.auth_methods
+        and not settings.eap_tls.ca
+        and settings.eap_mode == "local"
+    ):
         raise ConfigError(
             "auth method 'eap-tls' needs the CA that signs user certificates: set eap_tls.ca or use --eap-ca"
         )
