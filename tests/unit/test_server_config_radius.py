@@ -100,3 +100,13 @@ def test_check_reads_the_secret_files(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 1
     assert "cannot read the RADIUS secret file" in err
     assert "Traceback" not in err
+
+
+def test_eap_modes() -> None:
+    radius = ["--backend", "radius", "--radius-server", "10.0.0.5", "--radius-secret-file", "/s"]
+    # Passed through, EAP-TLS is the RADIUS server's business: no local CA needed.
+    assert settings("--auth", "eap-tls", "--eap-mode", "pass-through", *radius).eap_mode == "pass-through"
+    with pytest.raises(ConfigError, match=re.escape('eap_mode "pass-through" needs backend = "radius"')):
+        settings("--eap-mode", "pass-through")
+    with pytest.raises(ConfigError, match=re.escape('backend "radius" needs a server')):
+        settings("--backend", "radius")
