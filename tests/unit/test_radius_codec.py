@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pyrad import packet as radius_packet
 
 from pysstp.aaa.backend import CallContext
+from pysstp.aaa.radius.client import _genuine_reply
 from pysstp.aaa.radius.dictionary import radius_dictionary
 from pysstp.aaa.radius.eap_message import MAX_ATTRIBUTE_VALUE, join_eap_message, split_eap_message
 from pysstp.aaa.radius.reply import AccessReply
@@ -141,3 +142,31 @@ def test_read_secret(tmp_path: Path) -> None:
         read_secret(path)
     with pytest.raises(ConfigError, match="cannot read the RADIUS secret file"):
         read_secret(tmp_path / "missing")
+
+
+def sent_request() -> radius_packet.AuthPacket:
+    request = AccessRequest(NAS, CONTEXT, "alice", PapProof("x")).packet(SERVER)
+    request.id = 5
+    request.RequestPacket()
+    return request
+
+
+@given(st.binary(max_size=600))
+def test_no_datagram_makes_the_reply_check_raise(data: bytes) -> None:
+    assert _genuine_reply(SERVER, sent_request(), data) is None
+
+
+@given(st.lists(st.tuples(st.integers(1, 255), st.binary(max_size=40)), max_size=12))
+def test_no_attribute_makes_an_accept_raise(attributes: list[tuple[int, bytes]]) -> None:
+    request = sent_request()
+    answer = request.CreateReply()
+    for code, value in attributes:
+        if code not in (33, 80):  # an unsent Proxy-State is refused (BlastRADIUS)
+            answer.setdefault(code, []).append(value)
+    data = answer.ReplyPacket()
+    reply = _genuine_reply(SERVER, request, data)
+    assert reply is not None
+    accepted = AccessReply(reply, SERVER.name)
+    accepted.authorization()
+    accepted.hlak()
+    _ = (accepted.mschap2_success, accepted.mschap_error, accepted.eap_message, accepted.state)
