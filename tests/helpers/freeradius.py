@@ -422,6 +422,22 @@ class RadiusHost:
         return result.stdout + result.stderr
 
 
+def detail_records(detail: Path) -> list[dict[str, str]]:
+    """The detail file's records as attribute dictionaries (the first value of each attribute)."""
+    parsed: list[dict[str, str]] = []
+    if not detail.exists():
+        return parsed
+    for block in detail.read_text().split("\n\n"):
+        lines = [line.strip() for line in block.splitlines()[1:] if " = " in line]
+        if lines:
+            record: dict[str, str] = {}
+            for line in lines:
+                name, _, value = line.partition(" = ")
+                record.setdefault(name, value.strip('"'))
+            parsed.append(record)
+    return parsed
+
+
 def _subnet(tag: int) -> tuple[str, str]:
     """A /30 of 10.252.0.0/14 for this process and tag: (far end, near end)."""
     base = ((os.getpid() * 64 + tag) % (1 << 16)) * 4

@@ -12,23 +12,9 @@ from pysstp.aaa.radius.client import RadiusClient
 from pysstp.aaa.radius.request import NasIdentity
 from pysstp.aaa.radius.server import RadiusServer
 
-from helpers.freeradius import SECRET, RadiusHost, RadiusUser, radius_host
+from helpers.freeradius import SECRET, RadiusHost, RadiusUser, detail_records, radius_host
 
 __all__ = ["radius_host"]  # fixture
-
-
-def records(detail: Path) -> list[dict[str, str]]:
-    """The detail file's records as attribute dictionaries (the first value of each attribute)."""
-    parsed: list[dict[str, str]] = []
-    for block in detail.read_text().split("\n\n"):
-        lines = [line.strip() for line in block.splitlines()[1:] if " = " in line]
-        if lines:
-            record: dict[str, str] = {}
-            for line in lines:
-                name, _, value = line.partition(" = ")
-                record.setdefault(name, value.strip('"'))
-            parsed.append(record)
-    return parsed
 
 
 async def test_session_accounting_lands_in_the_detail_file(radius_host: RadiusHost, tmp_path: Path) -> None:
@@ -56,7 +42,7 @@ async def test_session_accounting_lands_in_the_detail_file(radius_host: RadiusHo
     finally:
         await client.close()
     assert not (tmp_path / "spool").exists()
-    by_status = {r["Acct-Status-Type"]: r for r in records(server.detail)}
+    by_status = {r["Acct-Status-Type"]: r for r in detail_records(server.detail)}
     assert set(by_status) == {"Accounting-On", "Start", "Interim-Update", "Stop", "Accounting-Off"}, (
         server.describe()
     )

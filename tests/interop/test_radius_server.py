@@ -4,6 +4,7 @@ the address comes from Framed-IP-Address, and a wrong password reaches the clien
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ import pytest
 from pysstp.aaa.pki import issue_user
 
 from helpers import certlab
-from helpers.connect_process import PYSSTP, ConnectProcess, tun_addresses
-from helpers.freeradius import SECRET, FreeRadius, RadiusHost, RadiusUser, radius_host_behind
+from helpers.connect_process import PYSSTP, ConnectProcess, tun_addresses, wait_until
+from helpers.freeradius import SECRET, FreeRadius, RadiusHost, RadiusUser, detail_records, radius_host_behind
 from helpers.loopback import make_certificate
 from helpers.namespaces import Pair, netns_pair
 from helpers.server_process import start_server
@@ -28,7 +29,11 @@ CLIENT_TUN = "sstpc-r0"
 SERVER_TUNNEL_IP = "10.77.0.1"
 ALICE_ADDRESS = "10.77.0.50"
 USERS = (
-    RadiusUser("alice", "alice-password", reply=(f"Framed-IP-Address = {ALICE_ADDRESS}",)),
+    RadiusUser(
+        "alice",
+        "alice-password",
+        reply=(f"Framed-IP-Address = {ALICE_ADDRESS}", "Acct-Interim-Interval = 1", "Class = 0x6b6c617373"),
+    ),
     RadiusUser("bob", "bob-password", nt_only=True),
     # FreeRADIUS starts with its default_eap_type (EAP-MSCHAPv2) unless the user says otherwise.
     RadiusUser("tls-user", check=("EAP-Type := TLS",)),
@@ -55,6 +60,7 @@ class Setup:
             "--tun-name", SERVER_TUN, "--control-socket", str(self.tmp / "ctl.sock"),
             "--backend", "radius", "--radius-server", f"{self.freeradius.address}:{self.freeradius.port}",
             "--radius-secret-file", str(secret), "--nas-identifier", "vpn-e2e", "--log-level", "debug",
+            "--radius-accounting-spool", str(self.tmp / "accounting.spool"),
             *extra,
         )  # fmt: skip
         return log
@@ -127,3 +133,41 @@ def test_eap_tls_passed_through_to_freeradius(setup: Setup) -> None:
     client.wait_connected()
     ping(setup, SERVER_TUNNEL_IP)
     assert "eap_tls: (TLS) recv TLS 1.2 Handshake, CertificateVerify" in setup.freeradius.describe()
+
+
+def tun_counters(setup: Setup) -> dict[str, int]:
+    """The client TUN's byte counters: ``tx`` went into the tunnel, ``rx`` came out of it."""
+    (link,) = json.loads(setup.pair.client.run("ip", "-j", "-s", "link", "show", "dev", CLIENT_TUN).stdout)
+    return {"tx": link["stats64"]["tx"]["bytes"], "rx": link["stats64"]["rx"]["bytes"]}
+
+
+def test_accounting_of_a_session_lands_in_the_detail_file(setup: Setup) -> None:
+    setup.start_server("--auth", "mschapv2")
+    detail = setup.freeradius.detail
+    client = setup.connect("alice", "alice-password", "mschapv2")
+    client.wait_connected()
+    result = setup.pair.client.run(
+        "ping", "-c", "50", "-i", "0.01", "-s", "1200", SERVER_TUNNEL_IP, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def statuses() -> list[str]:
+        return [r["Acct-Status-Type"] for r in detail_records(detail)]
+
+    wait_until(lambda: "Interim-Update" in statuses(), "an Interim-Update", setup.freeradius.log)
+    sent = tun_counters(setup)
+    assert client.stop() == 0
+    wait_until(lambda: "Stop" in statuses(), "the Stop record", setup.freeradius.log)
+    by_status = {r["Acct-Status-Type"]: r for r in detail_records(detail)}
+    assert {"Accounting-On", "Start", "Interim-Update", "Stop"} <= set(by_status)
+    start, stop = by_status["Start"], by_status["Stop"]
+    assert start["Acct-Session-Id"] == stop["Acct-Session-Id"] != ""
+    assert start["Framed-IP-Address"] == ALICE_ADDRESS
+    assert stop["Class"] == "0x6b6c617373"
+    assert stop["Acct-Terminate-Cause"] == "User-Request"
+    assert stop["NAS-Identifier"] == "vpn-e2e"
+    for name, counter in (("Acct-Input-Octets", "tx"), ("Acct-Output-Octets", "rx")):
+        assert abs(int(stop[name]) - sent[counter]) <= sent[counter] / 100, (name, stop[name], sent)
+    setup.pair.server.processes[0].terminate()
+    setup.pair.server.processes[0].wait(20)
+    wait_until(lambda: "Accounting-Off" in statuses(), "Accounting-Off", setup.freeradius.log)

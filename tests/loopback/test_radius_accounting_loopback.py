@@ -112,3 +112,14 @@ async def test_a_full_queue_drops_interim_updates_first(tmp_path: Path) -> None:
         (AccountingStatus.INTERIM_UPDATE, 3),
         (AccountingStatus.STOP, 4),
     ]
+
+
+async def test_an_unwritable_spool_loses_the_records_with_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "file").write_text("")
+    spool = tmp_path / "file" / "spool"  # its directory is a file
+    accounting = RadiusAccounting(client_for(free_udp_port()), NAS, spool=spool)
+    accounting.session_stopped(SESSION, 2, Counters(), TerminateCause.USER_REQUEST)
+    await accounting.stop(clean=False)
+    assert "1 unsent records lost: cannot write" in caplog.text

@@ -25,7 +25,14 @@ from pathlib import Path
 from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.local import LocalBackend
 from pysstp.aaa.pki import read_certificates, read_crls, read_identity
-from pysstp.aaa.radius import NasIdentity, RadiusBackend, RadiusClient, RadiusServer, read_secret
+from pysstp.aaa.radius import (
+    NasIdentity,
+    RadiusAccounting,
+    RadiusBackend,
+    RadiusClient,
+    RadiusServer,
+    read_secret,
+)
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.link import ServerConfig, ip_mtu
@@ -44,6 +51,7 @@ from pysstp.net.iproute import (
 from pysstp.ppp.auth.eap_tls import EapTlsServerSettings
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.runtime import freeze_start_up_objects
+from pysstp.server.accounting import SessionAccounting
 from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.backoff import Backoff
 from pysstp.server.config import (
@@ -290,7 +298,9 @@ async def serve_with(
     """Set the system up through ``changes``, serve until a signal, undo it all."""
     app: SstpServerApp | None = None
     control: ControlServer | None = None
-    backend = auth_backend(settings, users)
+    radius = RadiusClient(radius_servers(settings)) if settings.radius.servers else None
+    backend = auth_backend(settings, users, radius)
+    accounting = radius_accounting(settings, radius)
     try:
         check_host(settings)
         # Sized for the largest MRU a session may get; sessions below it get routes with their own MTU.
@@ -325,6 +335,7 @@ async def serve_with(
             ipv6_prefix=settings.ipv6.prefix,
             tun_mtu=tun_mtu,
             require_client_certificate=settings.tls.verify_client_certificate == "require",
+            accounting=accounting,
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
@@ -332,6 +343,8 @@ async def serve_with(
             raise listen_error(settings, exc) from None
         control = ControlServer(app, settings.control_socket)
         await control.start()
+        if accounting is not None:
+            await accounting.accounting.start()
         log.info(
             "listening on %s; tunnel %s %s/%d; %s backend, %d users",
             ", ".join(map(peer_text, bound)),
@@ -348,7 +361,10 @@ async def serve_with(
             await app.shutdown()
         if control is not None:
             await control.stop()
-        await close_backend(backend)
+        if accounting is not None:
+            await accounting.accounting.stop()
+        if radius is not None:
+            await radius.close()
         changes.undo()
 
 
@@ -377,12 +393,25 @@ def user_database(settings: ServerSettings) -> UserDatabase:
     return UserDatabase(settings.users, create=settings.backend == "radius")
 
 
-def auth_backend(settings: ServerSettings, users: UserDatabase) -> AuthBackend:
+def auth_backend(settings: ServerSettings, users: UserDatabase, radius: RadiusClient | None) -> AuthBackend:
     """The backend that decides logins (``backend``); the server puts the login back-off around it."""
     if settings.backend == "radius":
-        nas = NasIdentity(settings.radius.nas_identifier, settings.radius.nas_address)
-        return RadiusBackend(RadiusClient(radius_servers(settings)), nas)
+        assert radius is not None  # validate() insists on servers
+        return RadiusBackend(radius, nas_identity(settings))
     return LocalBackend(users, users.entry)
+
+
+def nas_identity(settings: ServerSettings) -> NasIdentity:
+    """How the server names itself to RADIUS."""
+    return NasIdentity(settings.radius.nas_identifier, settings.radius.nas_address)
+
+
+def radius_accounting(settings: ServerSettings, radius: RadiusClient | None) -> SessionAccounting | None:
+    """RADIUS accounting of the sessions, when there are RADIUS servers and it is not turned off."""
+    if radius is None or not settings.radius.accounting:
+        return None
+    records = RadiusAccounting(radius, nas_identity(settings), spool=settings.radius.accounting_spool)
+    return SessionAccounting(records, settings.radius.interim_interval)
 
 
 def radius_servers(settings: ServerSettings) -> list[RadiusServer]:
@@ -405,12 +434,6 @@ def radius_servers(settings: ServerSettings) -> list[RadiusServer]:
             )
         )
     return servers
-
-
-async def close_backend(backend: AuthBackend) -> None:
-    """Close what a backend holds open (the RADIUS client's sockets)."""
-    if isinstance(backend, RadiusBackend):
-        await backend.client.close()
 
 
 def limits(settings: ServerSettings) -> Limits:

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Protocol
 
 from pysstp.aaa.backend import Answer, AuthBackend, Authorization, CallContext
+from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.connection import LinkConnection
 from pysstp.errors import PysstpError
 from pysstp.link import (
@@ -41,6 +42,7 @@ from pysstp.link import (
 from pysstp.ppp.constants import DEFAULT_MRU
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.server import ipv6
+from pysstp.server.accounting import SessionAccounting
 from pysstp.server.backoff import Backoff, BackoffBackend
 from pysstp.server.listener import TlsListener
 from pysstp.sstp.http import error_response
@@ -146,6 +148,8 @@ class ServerConnection(LinkConnection):
         """Host routes that carry this session's MTU, when it is below the TUN's."""
         self.auth_failure: str | None = None
         """Why authentication failed, in the backend's words."""
+        self.terminate_cause: TerminateCause | None = None
+        """Why the call ended, for accounting: set by whoever ends it here, else from how it ended."""
         number = new_call_number()
         self.context = CallContext(session_id(number), "?", "?", number)
         """Who is calling, for the authentication backend (completed when the connection is made)."""
@@ -263,8 +267,11 @@ class SstpServerApp:
         ipv6_prefix: IPv6Network | None = None,
         tun_mtu: int = DEFAULT_MRU,
         require_client_certificate: bool = False,
+        accounting: SessionAccounting | None = None,
     ) -> None:
         self.ssl_context = ssl_context
+        self.accounting = accounting
+        """RADIUS accounting of the sessions, if configured."""
         self.require_client_certificate = require_client_certificate
         """Refuse calls without a TLS client certificate. The context only requests one (CERT_OPTIONAL), so
         a missing certificate is refused here, after the handshake, with the session's own log line."""
@@ -330,6 +337,7 @@ class SstpServerApp:
         if self._ra_timer is not None:
             self._ra_timer.cancel()
         for connection in list(self.connections):
+            connection.terminate_cause = connection.terminate_cause or TerminateCause.ADMIN_REBOOT
             connection.close(reason)
         deadline = time.monotonic() + SHUTDOWN_GRACE
         while any(not c.closed for c in self.connections) and time.monotonic() < deadline:
@@ -388,6 +396,7 @@ class SstpServerApp:
             timeout = connection.idle_timeout
             if timeout > 0 and connection.link.is_up and connection.last_ip < now - timeout:
                 log.info("%s: idle for %.0f s; disconnecting", connection.peer, timeout)
+                connection.terminate_cause = TerminateCause.IDLE_TIMEOUT
                 connection.close("idle timeout")
         self._idle_timer = self._loop.call_later(self._idle_interval, self._check_idle)
 
@@ -483,6 +492,8 @@ class SstpServerApp:
                 connection.info.tls,
             )
             self._limit_session(connection)
+            if self.accounting is not None:
+                self.accounting.up(connection)
         elif isinstance(event, Verification):
             self._verify(connection, event)
         elif isinstance(event, AuthenticationFailed):
@@ -497,6 +508,12 @@ class SstpServerApp:
             reason = event.reason
             if connection.auth_failure is not None:
                 reason = f"authentication failed: {connection.auth_failure}"
+            if connection.terminate_cause is None:
+                # An orderly end we did not start is the client's (CALL_DISCONNECT, LCP Terminate).
+                lost = event.error
+                connection.terminate_cause = (
+                    TerminateCause.LOST_CARRIER if lost else TerminateCause.USER_REQUEST
+                )
             log.log(level, "%s: call ended: %s", connection.peer, reason)
             self.forget(connection)
 
@@ -540,6 +557,7 @@ class SstpServerApp:
     @staticmethod
     def _session_over(connection: ServerConnection, timeout: float) -> None:
         log.info("%s: session timeout (%.0f s); disconnecting", connection.peer, timeout)
+        connection.terminate_cause = TerminateCause.SESSION_TIMEOUT
         connection.close("session timeout")
 
     def forget(self, connection: ServerConnection) -> None:
@@ -553,6 +571,9 @@ class SstpServerApp:
         if connection.asked:
             connection.asked = False
             self.backend.finished(connection.context)
+        if self.accounting is not None:
+            # Without a LinkDown first, the TCP connection just went away.
+            self.accounting.down(connection, connection.terminate_cause or TerminateCause.LOST_CARRIER)
         self.connections.discard(connection)
         self.negotiating.discard(connection)
         if connection.address_key is not None:

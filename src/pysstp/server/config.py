@@ -223,6 +223,12 @@ class RadiusSettings:
     dead_time: float = 30.0
     nas_identifier: str = "pysstp"
     nas_address: IPv4Address | IPv6Address | None = None
+    accounting: bool = True
+    """Send accounting records to the servers' accounting ports."""
+    interim_interval: float = 0.0
+    """Seconds between Interim-Updates when the Access-Accept sets none; 0: none."""
+    accounting_spool: Path = Path("/var/lib/pysstp/radius-accounting.spool")
+    """Where records no server acknowledged wait for the next start."""
 
 
 @dataclass(frozen=True)
@@ -994,6 +1000,26 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 _Text(_nas_address),
                 "NAS-IP-Address (or NAS-IPv6-Address) in every RADIUS request",
                 "ADDR",
+            ),
+            _Setting(
+                "radius.accounting",
+                "--radius-accounting",
+                _Bool(),
+                "send RADIUS accounting (Start, Interim-Update, Stop) to the servers' accounting ports",
+            ),
+            _Setting(
+                "radius.interim_interval",
+                "--radius-interim-interval",
+                _Seconds(zero_means_off=True),
+                "Interim-Update interval if the Access-Accept sets no Acct-Interim-Interval, 0 = none",
+                "SECONDS",
+            ),
+            _Setting(
+                "radius.accounting_spool",
+                "--radius-accounting-spool",
+                _Text(_path),
+                "where accounting records no server acknowledged wait for the next start",
+                "FILE",
             ),
         ),
     ),

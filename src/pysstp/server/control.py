@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.server.app import ServerConnection, SstpServerApp
 
 log = logging.getLogger("pysstp.control")
@@ -92,6 +93,7 @@ def kick(app: SstpServerApp, target: str) -> int:
     ]
     for connection in victims:
         log.info("%s: kicked by the administrator (%s)", connection.peer, target)
+        connection.terminate_cause = TerminateCause.ADMIN_RESET
         connection.close("disconnected by the administrator")
     return len(victims)
 

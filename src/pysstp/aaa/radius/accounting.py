@@ -314,13 +314,20 @@ class RadiusAccounting:
     def _read_spool(self) -> list[AccountingRecord]:
         if self.spool is None or not self.spool.exists():
             return []
+        try:
+            lines = self.spool.read_text().splitlines()
+            self.spool.unlink()
+        except OSError as error:
+            log.error(
+                "RADIUS accounting: cannot read %s: %s; its records stay there", self.spool, error.strerror
+            )
+            return []
         records = []
-        for number, line in enumerate(self.spool.read_text().splitlines(), 1):
+        for number, line in enumerate(lines, 1):
             try:
                 records.append(AccountingRecord.from_json(line))
             except (ValueError, KeyError, TypeError) as error:
                 log.error("RADIUS accounting spool %s line %d skipped: %s", self.spool, number, error)
-        self.spool.unlink()
         if records:
             log.info("RADIUS accounting: %d records from %s queued again", len(records), self.spool)
         return records
@@ -331,9 +338,19 @@ class RadiusAccounting:
         if self.spool is None:
             log.error("RADIUS accounting: %d unsent records lost (no spool file is set)", len(records))
             return
-        descriptor = os.open(self.spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(descriptor, "a") as handle:
-            handle.writelines(record.to_json() + "\n" for record in records)
+        try:
+            self.spool.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor = os.open(self.spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(descriptor, "a") as handle:
+                handle.writelines(record.to_json() + "\n" for record in records)
+        except OSError as error:
+            log.error(
+                "RADIUS accounting: %d unsent records lost: cannot write %s: %s",
+                len(records),
+                self.spool,
+                error.strerror,
+            )
+            return
         log.warning(
             "RADIUS accounting: %d unsent records kept in %s for the next start", len(records), self.spool
         )
