@@ -3,8 +3,12 @@ and Stop with the counters (Gigawords past 4 GiB), the terminate cause and the C
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
+
+import pytest
 
 from pysstp.aaa.backend import CallContext
 from pysstp.aaa.radius.accounting import Counters, RadiusAccounting, SessionFacts, TerminateCause
@@ -57,3 +61,46 @@ async def test_session_accounting_lands_in_the_detail_file(radius_host: RadiusHo
     assert stop["Class"] == "0x636c6173732d61"
     assert by_status["Interim-Update"]["Acct-Output-Packets"] == "20"
     assert by_status["Accounting-On"]["NAS-Identifier"] == "pysstp-acct"
+
+
+async def test_queued_accounting_arrives_when_the_server_is_back(
+    radius_host: RadiusHost, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = radius_host.freeradius(tmp_path / "raddb", [RadiusUser("alice", "pw")])
+    client = RadiusClient(
+        [
+            RadiusServer(
+                server.address,
+                SECRET,
+                port=server.port,
+                accounting_port=server.port + 1,
+                timeout=0.3,
+                retries=0,
+            )
+        ]
+    )
+    accounting = RadiusAccounting(client, NasIdentity("pysstp-acct"), retry_interval=0.5)
+    session = SessionFacts(CallContext("outage-1", "198.51.100.7", "203.0.113.1", 4), "alice")
+    try:
+        await accounting.start()
+        server.stop()
+        accounting.session_stopped(session, 10, Counters(1, 2, 3, 4), TerminateCause.LOST_CARRIER)
+        await wait_for(lambda: "Stop of session outage-1 not acknowledged" in caplog.text, "a failed try")
+        server.start()
+        await wait_for(lambda: accounting.pending == 0, "the queue to drain")
+    finally:
+        await accounting.stop(clean=False)
+        await client.close()
+    (stop,) = [r for r in detail_records(server.detail) if r["Acct-Status-Type"] == "Stop"]
+    assert stop["Acct-Session-Id"] == "outage-1"
+    assert stop["Acct-Terminate-Cause"] == "Lost-Carrier"
+
+
+async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait (generously) for ``predicate``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"no {what} within {timeout:g} s")
+        await asyncio.sleep(0.05)
