@@ -341,7 +341,7 @@ async def serve_with(
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
             raise listen_error(settings, exc) from None
-        control = ControlServer(app, settings.control_socket)
+        control = ControlServer(app, settings.control_socket, radius)
         await control.start()
         if accounting is not None:
             await accounting.accounting.start()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pysstp.aaa.radius.accounting import TerminateCause
+from pysstp.aaa.radius.client import RadiusClient
 from pysstp.server.app import ServerConnection, SstpServerApp
 
 log = logging.getLogger("pysstp.control")
@@ -101,9 +102,11 @@ def kick(app: SstpServerApp, target: str) -> int:
 class ControlServer:
     """Serves the control protocol on a Unix socket for one :class:`SstpServerApp`."""
 
-    def __init__(self, app: SstpServerApp, path: Path) -> None:
+    def __init__(self, app: SstpServerApp, path: Path, radius: RadiusClient | None = None) -> None:
         self.app = app
         self.path = path
+        self.radius = radius
+        """The RADIUS servers' client, whose servers' states ``status`` shows."""
         self.meter = RateMeter()
         self._server: asyncio.AbstractServer | None = None
         self._sampler: asyncio.TimerHandle | None = None
@@ -149,7 +152,13 @@ class ControlServer:
         except (ValueError, TypeError, KeyError):
             return {"ok": False, "error": "request must be a JSON object with a 'command'"}
         if command == "status":
-            return {"ok": True, "sessions": session_rows(self.app, self.meter)}
+            answer: dict[str, Any] = {"ok": True, "sessions": session_rows(self.app, self.meter)}
+            if self.radius is not None:
+                answer["radius"] = [
+                    {"server": state.name, "alive": state.alive, "dead_for": round(state.dead_for, 1)}
+                    for state in self.radius.status()
+                ]
+            return answer
         if command == "kick":
             target = request.get("target")
             if not isinstance(target, str) or not target:
