@@ -469,11 +469,24 @@ RESTART_SETTINGS = (
     "forwarding.egress",
     "forwarding.mss_clamp",
     "control_socket",
+    "backend",
+    "eap_mode",
+    "radius.servers",
+    "radius.secret_file",
+    "radius.timeout",
+    "radius.retries",
+    "radius.dead_time",
+    "radius.nas_identifier",
+    "radius.nas_address",
+    "radius.accounting",
+    "radius.interim_interval",
+    "radius.accounting_spool",
 )
 """Settings (server.toml keys) that only a restart applies: they shape the TUN device, its addresses and
-routes, the nftables rules and the sockets. SIGHUP applies every other one, because a reload builds the
-TLS context, the link settings, the limits, the login back-off and the logging from the new settings exactly
-as start-up does."""
+routes, the nftables rules, the sockets, and who decides logins (the backend, its RADIUS servers and
+their secrets, and the EAP mode that goes with them). SIGHUP applies every other one, because a reload
+builds the TLS context, the link settings, the limits, the login back-off and the logging from the new
+settings exactly as start-up does."""
 
 
 class Reloader:
