@@ -141,6 +141,8 @@ def test_a_success_without_keys_is_refused_for_a_method_with_keys(method: AuthMe
     [failed] = conv.events("server", AuthenticationFailed)
     assert isinstance(failed, AuthenticationFailed) and "without the keys" in failed.reason
     assert not conv.events("server", LinkUp)
+    [client] = conv.events("client", AuthenticationFailed)  # the peer is told no, not a Success first
+    assert isinstance(client, AuthenticationFailed) and client.error_code == 691
 
 
 def test_a_success_without_keys_is_fine_for_pap() -> None:

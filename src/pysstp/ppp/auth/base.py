@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from pysstp.errors import AuthError
@@ -239,26 +239,30 @@ class Authenticator(AuthMachine):
         raise NotImplementedError
 
     def _finish_with(self, verdict: Verdict, *, keyed: bool, method: AuthMethod | None = None) -> None:
-        """Report the verdict as the machine's result. ``keyed``: the method derives keys, so a success
-        without a 32-byte HLAK is refused rather than bound with zeros (MS-SSTP 3.2.5.2.4)."""
-        if not verdict.success:
-            self._fail(
-                verdict.user,
-                verdict.reason or "refused by the authentication backend",
-                verdict.error_code,
-                method,
-            )
-        elif len(verdict.hlak) == HLAK_SIZE:
-            self._succeed(verdict.user, verdict.hlak, verdict.message, method)
-        elif keyed:
-            self._fail(
-                verdict.user,
-                f"the authentication backend accepted user {verdict.user!r} without the keys for the "
-                "crypto binding",
-                method=method,
-            )
+        """Report the verdict as the machine's result (see :func:`with_keys` for ``keyed``)."""
+        verdict = with_keys(verdict, keyed=keyed)
+        if verdict.success:
+            self._succeed(verdict.user, verdict.hlak or ZERO_HLAK, verdict.message, method)
         else:
-            self._succeed(verdict.user, ZERO_HLAK, verdict.message, method)
+            reason = verdict.reason or "refused by the authentication backend"
+            self._fail(verdict.user, reason, verdict.error_code, method)
+
+
+def with_keys(verdict: Verdict, *, keyed: bool) -> Verdict:
+    """The verdict, unless it is a success without a 32-byte HLAK for a method that derives keys
+    (``keyed``): that is refused rather than bound with zeros (MS-SSTP 3.2.5.2.4). Methods without keys
+    (PAP, CHAP-MD5, EAP-MD5) bind with zeros whatever the backend sent."""
+    if not verdict.success:
+        return verdict
+    if len(verdict.hlak) == HLAK_SIZE:
+        return verdict
+    if keyed:
+        reason = (
+            f"the authentication backend accepted user {verdict.user!r} without the keys for the crypto "
+            "binding"
+        )
+        return Verdict(False, verdict.user, reason=reason)
+    return replace(verdict, hlak=ZERO_HLAK)
 
 
 class AuthPeer(AuthMachine):

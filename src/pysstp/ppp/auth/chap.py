@@ -24,6 +24,7 @@ from pysstp.ppp.auth.base import (
     encode_text,
     register_authenticator,
     register_peer,
+    with_keys,
 )
 from pysstp.ppp.auth.keys import ZERO_HLAK, mschapv2_hlak
 from pysstp.ppp.auth.mschapv2_core import MUTUAL_AUTHENTICATION_FAILED, MsChapV2Client, MsChapV2Server
@@ -105,6 +106,8 @@ class ChapAuthenticator(Authenticator):
     """
 
     protocol = Protocol.CHAP
+    _keyed = False
+    """Whether the method derives keys (a success then needs the HLAK)."""
 
     def __init__(self, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom) -> None:
         super().__init__(name=name, random_bytes=random_bytes)
@@ -138,26 +141,23 @@ class ChapAuthenticator(Authenticator):
         proof = self._proof(chap.identifier, value)
         if isinstance(proof, Verdict):
             self._stop_retransmission()
-            self._conclude(replace(proof, user=name), name)
+            self._conclude(replace(proof, user=name))
         else:
             self._ask(self.method, name, proof, now)
 
     def _on_verdict(self, question: Verification, verdict: Verdict, now: float) -> None:
-        self._conclude(verdict, question.user)
+        self._conclude(verdict)
 
-    def _conclude(self, verdict: Verdict, name: str) -> None:
+    def _conclude(self, verdict: Verdict) -> None:
         assert self._identifier is not None  # a Response was taken only after start()
+        verdict = self._complete(with_keys(verdict, keyed=self._keyed))
         code = ChapCode.SUCCESS if verdict.success else ChapCode.FAILURE
-        verdict = self._complete(verdict, name)
         self._answer = ChapPacket.with_message(code, self._identifier, verdict.message).encode()
         self._send(self._answer)
         self._finish_with(verdict, keyed=self._keyed)
 
     def _give_up(self, now: float) -> None:
         self._fail(None, f"peer did not answer {MAX_AUTH_TRANSMITS} challenges")
-
-    _keyed = False
-    """Whether the method derives keys (a success then needs the HLAK)."""
 
     def _new_challenge(self) -> bytes:
         raise NotImplementedError
@@ -166,7 +166,7 @@ class ChapAuthenticator(Authenticator):
         """The question a Response's Value asks, or the refusal of a malformed one."""
         raise NotImplementedError
 
-    def _complete(self, verdict: Verdict, name: str) -> Verdict:
+    def _complete(self, verdict: Verdict) -> Verdict:
         """The verdict with the Success/Failure text the method sends when the backend gave none."""
         if verdict.message:
             return verdict
@@ -278,7 +278,7 @@ class MsChapV2Authenticator(ChapAuthenticator):
         assert self._core is not None  # _receive only asks after start() made the challenge
         return self._core.proof(identifier, value)
 
-    def _complete(self, verdict: Verdict, name: str) -> Verdict:
+    def _complete(self, verdict: Verdict) -> Verdict:
         assert self._core is not None
         return self._core.complete(verdict)
 

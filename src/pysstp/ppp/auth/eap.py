@@ -34,6 +34,7 @@ from pysstp.ppp.auth.base import (
     encode_text,
     register_authenticator,
     register_peer,
+    with_keys,
 )
 from pysstp.ppp.auth.chap import chap_md5_response, decode_value_name, encode_value_name
 from pysstp.ppp.auth.eap_tls import (
@@ -336,12 +337,11 @@ class EapAuthenticator(Authenticator):
             assert self._mschapv2 is not None  # made by _begin together with the Challenge
             value, name = decode_value_name(ms.payload)
             self._ms_id = ms.ms_id
+            self._answering = eap.identifier
             proof = self._mschapv2.proof(ms.ms_id, value)
             if isinstance(proof, Verdict):
-                self._answering = eap.identifier
                 self._mschapv2_result(replace(proof, user=name), now)
             else:
-                self._answering = eap.identifier
                 self._ask(self.method, name, proof, now)
         elif self._stage is _Stage.MSCHAPV2_RESULT and self._verdict is not None:
             expected = MsChapV2OpCode.SUCCESS if self._verdict.success else MsChapV2OpCode.FAILURE
@@ -355,7 +355,7 @@ class EapAuthenticator(Authenticator):
     def _mschapv2_result(self, verdict: Verdict, now: float) -> None:
         """Send the MS-CHAPv2 Success/Failure request the peer acknowledges before the final packet."""
         assert self._mschapv2 is not None
-        verdict = self._mschapv2.complete(verdict)
+        verdict = self._mschapv2.complete(with_keys(verdict, keyed=True))
         self._verdict = verdict
         self._stage = _Stage.MSCHAPV2_RESULT
         opcode = MsChapV2OpCode.SUCCESS if verdict.success else MsChapV2OpCode.FAILURE
