@@ -327,7 +327,7 @@ def test_flags_override_the_file(toml_file: Path) -> None:
         ('[http]\nredirect = "example.com"\n', "http.redirect: must be an absolute http:// or https:// URL"),
         ('[tls]\ncert = ""\n', "tls.cert: must not be empty"),
         ("port = \n", "server.toml: not valid TOML"),
-        ('backend = "ldap"\n', "backend: must be one of 'local', not 'ldap'"),
+        ('backend = "ldap"\n', "backend: must be one of 'local', 'radius', not 'ldap'"),
     ],
 )
 def test_file_mistakes(toml_file: Path, text: str, message: str) -> None:
