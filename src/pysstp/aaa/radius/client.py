@@ -180,11 +180,6 @@ class RadiusClient:
         self._servers = [_ServerState(server) for server in sorted(servers, key=lambda s: s.priority)]
         self._closed = False
 
-    @property
-    def servers(self) -> tuple[RadiusServer, ...]:
-        """The servers, in priority order."""
-        return tuple(state.server for state in self._servers)
-
     def status(self) -> list[RadiusServerStatus]:
         """Each server's state, in priority order."""
         now = asyncio.get_running_loop().time()

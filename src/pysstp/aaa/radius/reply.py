@@ -128,7 +128,8 @@ class AccessReply:
 
         The server's receive key is the client's send key, so this is the local MS-CHAPv2 path's
         HLAK (:func:`pysstp.ppp.auth.keys.mschapv2_hlak`); for EAP, the keys are MSK[0:32] and MSK[32:64]
-        (RFC 3579 §4.2 and hostapd), so the first 32 bytes are MS-SSTP 3.2.5.2.4's HLAK.
+        (RFC 2716 §3.5; FreeRADIUS and hostapd send them so), so the first 32 bytes are MS-SSTP
+        3.2.5.2.4's HLAK.
         """
         receive = self._first("MS-MPPE-Recv-Key", bytes)
         send = self._first("MS-MPPE-Send-Key", bytes)
