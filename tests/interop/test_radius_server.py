@@ -35,6 +35,11 @@ USERS = (
         reply=(f"Framed-IP-Address = {ALICE_ADDRESS}", "Acct-Interim-Interval = 1", "Class = 0x6b6c617373"),
     ),
     RadiusUser("bob", "bob-password", nt_only=True),
+    RadiusUser(
+        "carol",
+        "carol-password",
+        reply=('Framed-Route = "192.168.77.0/24 0.0.0.0 1"', "Session-Timeout = 3"),
+    ),
     # FreeRADIUS starts with its default_eap_type (EAP-MSCHAPv2) unless the user says otherwise.
     RadiusUser("tls-user", check=("EAP-Type := TLS",)),
 )
@@ -171,3 +176,19 @@ def test_accounting_of_a_session_lands_in_the_detail_file(setup: Setup) -> None:
     setup.pair.server.processes[0].terminate()
     setup.pair.server.processes[0].wait(20)
     wait_until(lambda: "Accounting-Off" in statuses(), "Accounting-Off", setup.freeradius.log)
+
+
+def test_framed_route_and_session_timeout_take_effect(setup: Setup) -> None:
+    server_log = setup.start_server("--auth", "mschapv2")
+    client = setup.connect("carol", "carol-password", "mschapv2")
+    client.wait_connected()
+    routes = setup.pair.server.run("ip", "route", "show", "192.168.77.0/24").stdout
+    assert f"dev {SERVER_TUN}" in routes, routes
+    wait_until(lambda: "session timeout (3 s)" in server_log.read_text(), "the session timeout", server_log)
+    client.wait_exit()
+    detail = setup.freeradius.detail
+    wait_until(
+        lambda: any(r["Acct-Status-Type"] == "Stop" for r in detail_records(detail)), "the Stop", server_log
+    )
+    (stop,) = [r for r in detail_records(detail) if r["Acct-Status-Type"] == "Stop"]
+    assert stop["Acct-Terminate-Cause"] == "Session-Timeout"
