@@ -7,6 +7,9 @@
 
 ``pytest -m "not netns and not interop"`` runs everything that needs no root. A test elsewhere that needs
 a namespace carries ``@pytest.mark.netns`` itself.
+
+Hypothesis runs without its deadline and its too-slow health check: both time the machine, and a loaded
+or slower one (CI beside other work) would fail a test that is right. Speed is measured by ``make bench``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("pysstp", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pysstp")
 
 _FOLDER_MARKERS = {"netns": pytest.mark.netns, "interop": pytest.mark.interop}
 _TESTS = Path(__file__).parent

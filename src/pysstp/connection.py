@@ -86,12 +86,6 @@ class LinkConnection(asyncio.Protocol):
         self._fast = False
         """The call is up: SSTP packets are cut here (:meth:`Link.split_packets`), IP goes to ``deliver``."""
         self._paused = False
-        self._held: list[bytes] | None = None
-        """Output held back with the answer to a login (see :meth:`answer_delay`); None when not holding."""
-        self._backlog: list[bytes] = []
-        """Input received while holding (reading is paused then, so at most what TLS had decrypted), for the
-        link once the answer has left."""
-        self._release: asyncio.TimerHandle | None = None
         self.closed = False
         self.down: LinkDown | None = None
         self.bytes_in = 0
@@ -129,9 +123,6 @@ class LinkConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Bytes from TLS: the fast path once the call is up, the link otherwise."""
-        if self._held is not None:
-            self._backlog.append(data)
-            return
         now = self._loop.time()
         self.bytes_in += len(data)
         if not self._fast:
@@ -183,7 +174,6 @@ class LinkConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """TCP/TLS is gone, by our close or the peer's."""
         self.closed = True
-        self._stop_holding()
         if self.down is None:
             self.link.transport_lost(self._loop.time(), self.describe_loss(exc))
             self.flush()
@@ -216,14 +206,9 @@ class LinkConnection(asyncio.Protocol):
         transport = self.transport
         events = link.take_events()
         out = link.data_to_send()
-        if events and self._held is None:
-            self._hold(self.answer_delay(events))
         if out and transport is not None and not self.closed:
-            if self._held is not None:
-                self._held.append(out)
-            else:
-                self.bytes_out += len(out)
-                transport.write(out)
+            self.bytes_out += len(out)
+            transport.write(out)
         packets = link.take_ip_packets()
         if packets:
             self.packets_in += len(packets)
@@ -232,8 +217,6 @@ class LinkConnection(asyncio.Protocol):
             if isinstance(event, LinkDown):
                 self.down = event
             self.on_event(self, event)
-        if self._held is not None:
-            return  # the link rests, its timers too, until the held answer has left
         if link.is_closed:
             self._cancel_timer()
             if transport is not None and not self.closed:
@@ -244,49 +227,8 @@ class LinkConnection(asyncio.Protocol):
 
     def close(self, reason: str = "closed by local request") -> None:
         """End the call in order (LCP Terminate, CALL_DISCONNECT); the link closes TLS when done."""
-        if self._held is not None:
-            self._answer()
         self.link.close(self._loop.time(), reason)
         self.flush()
-
-    # -- holding a login's answer ------------------------------------------------------------------
-
-    def answer_delay(self, events: list[CallEvent]) -> float:
-        """Hook: seconds to hold back what the link says with ``events`` (the server slows the answer to a
-        login after failed ones, docs/server.md "Failed logins"); 0 sends it at once."""
-        return 0.0
-
-    def _hold(self, delay: float) -> None:
-        """Hold this call's output for ``delay`` seconds; meanwhile its link hears nothing (no input, no
-        timers), so the answer and everything after it leave in order, later. Other calls go on."""
-        if delay > 0 and not self.closed:
-            self._held = []
-            self._release = self._loop.call_later(delay, self._answer)
-            if self.transport is not None:
-                # A peer that keeps sending while it waits is held back by TCP, not by our memory.
-                self.transport.pause_reading()
-
-    def _answer(self) -> None:
-        """The delay is over: send what was held, then give the link what came in meanwhile."""
-        held, backlog = self._held or [], self._backlog
-        self._stop_holding()
-        transport = self.transport
-        if held and transport is not None and not self.closed:
-            out = b"".join(held)
-            self.bytes_out += len(out)
-            transport.write(out)
-        for data in backlog:
-            self.data_received(data)
-        self.flush()
-
-    def _stop_holding(self) -> None:
-        if self._release is not None:
-            self._release.cancel()
-            if self.transport is not None and not self.closed:
-                self.transport.resume_reading()
-        self._release = None
-        self._held = None
-        self._backlog = []
 
     # -- timers ------------------------------------------------------------------------------------
 
@@ -310,8 +252,6 @@ class LinkConnection(asyncio.Protocol):
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        if self._held is not None:
-            return  # armed before the hold; the flush after the answer arms it again
         self.link.handle_timer(self._loop.time())
         self.flush()
 

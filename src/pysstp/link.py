@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from pysstp.ppp.auth.base import CredentialStore
+from pysstp.ppp.auth.base import EapMode
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
+from pysstp.ppp.auth.verification import Verdict, Verification
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Phase, Role
 from pysstp.ppp.events import (
     Authenticated,
@@ -30,10 +31,9 @@ from pysstp.ppp.events import (
     NetworkProtocolDown,
     PhaseChanged,
     SessionDown,
-    SessionEvent,
 )
 from pysstp.ppp.frame import encode_frame
-from pysstp.ppp.session import NetworkForUser, PppConfig, PppSession, ServerNetwork
+from pysstp.ppp.session import NetworkForUser, PppConfig, PppSession, ServerNetwork, SessionOutput
 from pysstp.randomness import RandomBytes
 from pysstp.sstp import events as sstp_events
 from pysstp.sstp.binding import certificate_hash
@@ -69,8 +69,8 @@ __all__ = [
     "CallEvent",
     "ClientConfig",
     "ClientLink",
-    "CredentialStore",
     "CryptoBindingFailed",
+    "EapMode",
     "HttpRequestReceived",
     "HttpResponseReceived",
     "Ipv4Up",
@@ -90,6 +90,8 @@ __all__ = [
     "ServerLink",
     "ServerNetwork",
     "SessionDown",
+    "Verdict",
+    "Verification",
     "frame_ip_packets",
     "ip_mtu",
     "ip_payload",
@@ -172,7 +174,7 @@ class LinkDown(LinkEvent):
 CallEvent = (
     LinkUp
     | LinkDown
-    | SessionEvent
+    | SessionOutput
     | HttpResponseReceived
     | HttpRequestReceived
     | CallConnectAcked
@@ -185,7 +187,8 @@ CallEvent = (
 )
 """Everything :meth:`Link.take_events` reports: the link's own events and the PPP session's and SSTP
 machine's it passes on (the progress of the call, authentication failed with its reason, each network
-protocol up). All of them can be imported from this module."""
+protocol up), and the authenticator's questions (:class:`Verification`, a server's to answer with
+:meth:`ServerLink.answer`). All of them can be imported from this module."""
 
 
 # Configuration ------------------------------------------------------------------------------------
@@ -232,6 +235,9 @@ class ServerConfig:
     http_date: Callable[[], str] | None = None
     not_sstp_response: bytes | None = None
     eap_tls: EapTlsServerSettings | None = None
+    eap_mode: EapMode = "local"
+    """``pass-through``: EAP runs in the authentication backend (RFC 3579), which must answer
+    :class:`~pysstp.ppp.auth.verification.EapProof` questions (RADIUS does, the local backend does not)."""
 
 
 # Links --------------------------------------------------------------------------------------------
@@ -430,7 +436,7 @@ class Link:
             return
         self.session.receive_frame(frame, now)
 
-    def _on_session_event(self, event: SessionEvent, now: float) -> None:
+    def _on_session_event(self, event: SessionOutput, now: float) -> None:
         if isinstance(event, Authenticated):
             self._on_authenticated(event.hlak, now)
         elif isinstance(event, AuthenticationFailed):
@@ -538,12 +544,12 @@ class ServerLink(Link):
         self,
         config: ServerConfig,
         *,
-        credentials: CredentialStore,
         network_for_user: NetworkForUser,
         random_bytes: RandomBytes = os.urandom,
     ) -> None:
-        """``credentials`` checks the user's proof; ``network_for_user`` is asked once the user is
-        authenticated, for the addresses of this call or the reason there are none."""
+        """``network_for_user`` is asked once the user is authenticated, for the addresses of this call or
+        the reason there are none. Whether the user's proof holds is asked with a :class:`Verification`
+        event and answered with :meth:`answer`."""
         super().__init__(
             PppSession(
                 PppConfig(
@@ -554,10 +560,10 @@ class ServerLink(Link):
                     ipv6=config.ipv6,
                     ipv6_interface_id=config.ipv6_interface_id,
                     lcp_echo_interval=config.lcp_echo_interval,
-                    credentials=credentials,
                     network_for_user=network_for_user,
                     server_name=config.server_name,
                     eap_tls_server=config.eap_tls,
+                    eap_mode=config.eap_mode,
                 ),
                 random_bytes=random_bytes,
             )
@@ -573,6 +579,14 @@ class ServerLink(Link):
             http_date=config.http_date,
             not_sstp_response=config.not_sstp_response,
         )
+
+    def answer(self, now: float, verdict: Verdict) -> None:
+        """The answer to the last :class:`Verification` this link reported (the authenticator waiting for
+        it goes on; an answer nobody waits for any more is ignored)."""
+        if self._closed:
+            return
+        self.session.answer(now, verdict)
+        self._process(now)
 
     def _on_authenticated(self, hlak: bytes, now: float) -> None:
         self.sstp.set_hlak(hlak, now)

@@ -64,6 +64,11 @@ class Kind(ABC):
         """What ``--help`` shows as the flag's argument; ``default`` is the setting's own word for it."""
         return default
 
+    def anchored(self, value: Any, directory: Path) -> Any:
+        """The value with its relative paths taken relative to ``directory`` (the settings file's): a
+        kind whose values hold paths deeper inside says where they are."""
+        return directory / value if isinstance(value, Path) and not value.is_absolute() else value
+
 
 @dataclass(frozen=True)
 class Text(Kind):
@@ -277,9 +282,7 @@ class SettingsTable:
                 result = setting.kind.parse(value)
             except ValueError as exc:
                 raise ConfigError(f"{where}: {key}: {exc}") from None
-            if isinstance(result, Path) and not result.is_absolute():
-                result = directory / result
-            values[key] = result
+            values[key] = setting.kind.anchored(result, directory)
         return values
 
     def _flatten(self, data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

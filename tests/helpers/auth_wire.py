@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from pysstp.ppp.auth.base import AuthMachine, make_authenticator, make_peer
+from pysstp.aaa.local import CredentialStore, LocalBackend
+from pysstp.ppp.auth import make_authenticator, make_peer
+from pysstp.ppp.auth.base import Authenticator, AuthMachine
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
+from pysstp.ppp.auth.verification import Verification
 from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.events import Authenticated, AuthenticationFailed, AuthEvent
 
@@ -38,14 +41,37 @@ def fixed_bytes(*chunks: bytes) -> Callable[[int], bytes]:
     return take
 
 
+def answer_questions(machine: AuthMachine, credentials: CredentialStore, now: float) -> list[AuthEvent]:
+    """Take the machine's events, answering its questions at once from ``credentials`` (the local
+    backend); the other events are returned."""
+    backend = LocalBackend(credentials)
+    results: list[AuthEvent] = []
+    for _ in range(10):
+        events = machine.take_events()
+        if not events:
+            break
+        for event in events:
+            if isinstance(event, Verification):
+                assert isinstance(machine, Authenticator)
+                machine.answer(backend.check(event).verdict, now)
+            else:
+                results.append(event)
+    return results
+
+
 @dataclass
 class Conversation:
-    """Moves packets between two machines until both are quiet; time moves only when asked."""
+    """Moves packets between two machines until both are quiet; time moves only when asked. The server's
+    questions are answered by the local backend over ``credentials``, ``answer_delay`` seconds later."""
 
     server: AuthMachine
     client: AuthMachine
+    credentials: CredentialStore | None = None
     drop: Drop = lambda sender, index, packet: False
+    answer_delay: float = 0.0
     now: float = 0.0
+    questions: list[Verification] = field(default_factory=list)
+    _due: list[tuple[float, Verification]] = field(default_factory=list)
     transcript: list[tuple[str, bytes]] = field(default_factory=list)
     lost: list[tuple[str, bytes]] = field(default_factory=list)
     server_events: list[AuthEvent] = field(default_factory=list)
@@ -61,7 +87,7 @@ class Conversation:
     def pump(self) -> None:
         moved = True
         while moved:
-            moved = False
+            moved = self._answer_due()
             for sender, source, target in (
                 (SERVER, self.server, self.client),
                 (CLIENT, self.client, self.server),
@@ -76,16 +102,33 @@ class Conversation:
                         continue
                     self.transcript.append((sender, packet))
                     target.receive(packet, self.now)
-        self.server_events += self.server.take_events()
+            for event in self.server.take_events():
+                if isinstance(event, Verification):
+                    self.questions.append(event)
+                    self._due.append((self.now + self.answer_delay, event))
+                    moved = True
+                else:
+                    self.server_events.append(event)
         self.client_events += self.client.take_events()
+
+    def _answer_due(self) -> bool:
+        due = [item for item in self._due if item[0] <= self.now]
+        for item in due:
+            self._due.remove(item)
+            assert self.credentials is not None, "the server asked, and the conversation has no credentials"
+            assert isinstance(self.server, Authenticator)
+            self.server.answer(LocalBackend(self.credentials).check(item[1]).verdict, self.now)
+        return bool(due)
+
+    def _deadlines(self) -> list[float]:
+        deadlines = [d for d in (self.server.next_deadline(), self.client.next_deadline()) if d is not None]
+        return deadlines + [due for due, _ in self._due]
 
     def advance(self, seconds: float) -> None:
         """Let time pass, firing every timer that falls due."""
         until = self.now + seconds
         while True:
-            deadlines = [
-                d for d in (self.server.next_deadline(), self.client.next_deadline()) if d is not None
-            ]
+            deadlines = self._deadlines()
             if not deadlines or min(deadlines) > until:
                 break
             self.now = max(self.now, min(deadlines))
@@ -98,9 +141,7 @@ class Conversation:
         """Start, then let time pass until both ends decided or ``limit`` seconds passed."""
         self.start()
         while not (self.server.finished and self.client.finished) and self.now < limit:
-            deadlines = [
-                d for d in (self.server.next_deadline(), self.client.next_deadline()) if d is not None
-            ]
+            deadlines = self._deadlines()
             if not deadlines:
                 break
             self.advance(max(0.0, min(deadlines) - self.now))
@@ -183,12 +224,13 @@ def method_conversation(
     method: AuthMethod,
     user: str,
     password: str,
-    credentials: object,
+    credentials: CredentialStore,
     *,
     name: str = "pysstp",
     **kwargs: object,
 ) -> Conversation:
-    """An authenticator for ``method`` (seeded) against a peer (seeded) in memory."""
-    server = make_authenticator(method, credentials, name=name, random_bytes=seeded_random(1))  # type: ignore[arg-type]
+    """An authenticator for ``method`` (seeded) against a peer (seeded) in memory, its questions answered
+    by the local backend over ``credentials``."""
+    server = make_authenticator(method, name=name, random_bytes=seeded_random(1))
     client = make_peer(method, user, password, random_bytes=seeded_random(2))
-    return Conversation(server, client, **kwargs)  # type: ignore[arg-type]
+    return Conversation(server, client, credentials, **kwargs)  # type: ignore[arg-type]

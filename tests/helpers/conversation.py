@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from pysstp.aaa.local import CredentialStore, LocalBackend, StaticCredentials
 from pysstp.link import (
     CallEvent,
     ClientConfig,
@@ -17,8 +18,9 @@ from pysstp.link import (
     ServerConfig,
     ServerLink,
     ServerNetwork,
+    Verdict,
+    Verification,
 )
-from pysstp.ppp.auth.base import CredentialStore, StaticCredentials
 
 CERT_DER = b"0\x82 pretend this is the DER of the server's leaf certificate"
 POOL = [IPv4Address("10.0.0.5"), IPv4Address("10.0.0.6")]
@@ -26,6 +28,15 @@ SERVER_ADDRESS = IPv4Address("10.0.0.1")
 DNS = (IPv4Address("10.0.0.1"),)
 
 Filter = Callable[[bytes], bytes]
+Answerer = Callable[[Verification], Verdict]
+"""Answers a server link's question (the local backend's check, or a test's own)."""
+
+
+def local_answers(credentials: CredentialStore) -> Answerer:
+    """The local backend over ``credentials`` (with the user file's entries when it is one)."""
+    users = getattr(credentials, "entry", None)
+    backend = LocalBackend(credentials, users)
+    return lambda question: backend.check(question).verdict
 
 
 def seeded_random(seed: int) -> Callable[[int], bytes]:
@@ -71,10 +82,14 @@ def client_config(**overrides: object) -> ClientConfig:
 
 @dataclass
 class Conversation:
-    """A client link and a server link exchanging bytes in memory under a fake clock."""
+    """A client link and a server link exchanging bytes in memory under a fake clock. The server's
+    questions are answered by ``answerer`` (the local backend), ``answer_delay`` seconds after they are
+    asked."""
 
     client: ClientLink
     server: ServerLink
+    answerer: Answerer
+    answer_delay: float = 0.0
     now: float = 1000.0
     to_server: Filter | None = None
     to_client: Filter | None = None
@@ -83,6 +98,8 @@ class Conversation:
     client_ip: list[bytes] = field(default_factory=list)
     server_ip: list[bytes] = field(default_factory=list)
     cut: bool = False
+    questions: list[Verification] = field(default_factory=list)
+    _due: list[tuple[float, Verification]] = field(default_factory=list)
 
     @classmethod
     def make(
@@ -93,19 +110,22 @@ class Conversation:
         *,
         credentials: CredentialStore | None = None,
         network_for_user: NetworkForUser | None = None,
+        answerer: Answerer | None = None,
+        answer_delay: float = 0.0,
     ) -> Conversation:
         """Build both links; TLS is 'up' and the client has seen the server certificate. The server
-        knows alice/alicepw and bob/bobpw and gives addresses from a two-address pool, unless told
-        otherwise."""
+        knows alice/alicepw and bob/bobpw (the local backend answers at once) and gives addresses from a
+        two-address pool, unless told otherwise."""
         client_link = ClientLink(client or client_config(), random_bytes=seeded_random(seed))
         server_link = ServerLink(
             server or server_config(),
-            credentials=credentials or StaticCredentials({"alice": "alicepw", "bob": "bobpw"}),
             network_for_user=network_for_user or pool_network_for_user(),
             random_bytes=seeded_random(seed + 1000),
         )
         client_link.set_server_certificate(CERT_DER)
-        return cls(client_link, server_link)
+        if answerer is None:
+            answerer = local_answers(credentials or StaticCredentials({"alice": "alicepw", "bob": "bobpw"}))
+        return cls(client_link, server_link, answerer, answer_delay)
 
     def start(self) -> None:
         """The client sends its HTTP request."""
@@ -115,9 +135,9 @@ class Conversation:
     def pump(self) -> None:
         """Deliver bytes both ways until nothing moves."""
         for _ in range(1000):
+            self._collect()
             to_server = self.client.data_to_send()
             to_client = self.server.data_to_send()
-            self._collect()
             if self.cut:
                 to_server = to_client = b""
             if self.to_server is not None and to_server:
@@ -139,6 +159,7 @@ class Conversation:
             deadlines = [
                 d for d in (self.client.next_deadline(), self.server.next_deadline()) if d is not None
             ]
+            deadlines += [due for due, _ in self._due]
             due = min(deadlines, default=None)
             if due is None or due > end:
                 break
@@ -150,8 +171,17 @@ class Conversation:
         self.pump()
 
     def _collect(self) -> None:
+        """Gather both sides' output; answer the server's questions that are due."""
         self.client_events.extend(self.client.take_events())
-        self.server_events.extend(self.server.take_events())
+        for event in self.server.take_events():
+            self.server_events.append(event)
+            if isinstance(event, Verification):
+                self.questions.append(event)
+                self._due.append((self.now + self.answer_delay, event))
+        for item in [item for item in self._due if item[0] <= self.now]:
+            self._due.remove(item)
+            self.server.answer(self.now, self.answerer(item[1]))
+            self.server_events.extend(self.server.take_events())
         self.client_ip.extend(self.client.take_ip_packets())
         self.server_ip.extend(self.server.take_ip_packets())
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 from pysstp.ppp.auth.keys import MASTER_KEY_SIZE, ZERO_HLAK
 from pysstp.ppp.constants import Protocol, Role
-from pysstp.ppp.events import SessionEvent
 from pysstp.ppp.frame import IPV4_PREFIX, encode_frame
 from pysstp.ppp.hdlc import HdlcDecoder, hdlc_encode
-from pysstp.ppp.session import PppSession
+from pysstp.ppp.session import PppSession, SessionOutput
 
 # sstp-client's src/sstp-api.h: the message the pppd plugin sends, in native byte order.
 PLUGIN_MAGIC = 0x73737470  # "sstp"
@@ -90,7 +89,7 @@ class HdlcPpp:
         session: PppSession,
         write: Callable[[bytes], None],
         *,
-        on_event: Callable[[SessionEvent], None],
+        on_event: Callable[[SessionOutput], None],
         on_ipv4: Callable[[bytes], None],
         on_error: Callable[[BaseException], None],
     ) -> None:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pysstp.ppp.constants import AuthMethod, Role
-from pysstp.ppp.events import Authenticated, Ipv4Up, SessionDown, SessionEvent
-from pysstp.ppp.session import PppConfig, PppSession
+from pysstp.ppp.events import Authenticated, Ipv4Up, SessionDown
+from pysstp.ppp.session import PppConfig, PppSession, SessionOutput
 
 from helpers.hdlc_ppp import HdlcPpp, hand_keys_to_plugin_socket, plugin_message_for_hlak
 
@@ -137,7 +137,7 @@ class SstpcPeer:
         self.ipparam = f"pysstp{os.getpid()}n{next(_ipparams)}"
         self.plugin_socket = PLUGIN_SOCKET_DIR / f"sstpc-{self.ipparam}"
         self.log_path = options.log_dir / f"sstpc-{self.ipparam}-try{attempt}.log"
-        self.events: list[SessionEvent] = []
+        self.events: list[SessionOutput] = []
         self.received_ip: list[bytes] = []
         self.plugin_ack: bytes | None = None
         self.ppp_started = asyncio.Event()
@@ -276,7 +276,7 @@ class SstpcPeer:
     def _on_error(self, exc: BaseException) -> None:
         self.failure = exc  # surfaced by wait(), with sstpc's log
 
-    def _on_event(self, event: SessionEvent) -> None:
+    def _on_event(self, event: SessionOutput) -> None:
         self.events.append(event)
         if isinstance(event, Authenticated):
             self.authenticated.set()

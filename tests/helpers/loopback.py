@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from pysstp.aaa.backend import AuthBackend
+from pysstp.aaa.local import CredentialStore, LocalBackend, StaticCredentials
 from pysstp.client.dial import ClientConnection, dial
 from pysstp.connection import LinkConnection
 from pysstp.link import CallEvent, ClientConfig, LinkDown, LinkUp, ServerConfig
-from pysstp.ppp.auth.base import CredentialStore, StaticCredentials
 from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.pool import AddressPool
 
@@ -152,9 +153,11 @@ async def start_bench(
     configure: Callable[[ServerConfig], ServerConfig] | None = None,
     pool: IPv4Network = POOL,
     credentials: CredentialStore | None = None,
+    backend: AuthBackend | None = None,
     **app_options: float,
 ) -> Bench:
-    """A server on 127.0.0.1 with users alice/alicepw and bob/bobpw (or ``users``, or ``credentials``)."""
+    """A server on 127.0.0.1 with users alice/alicepw and bob/bobpw (or ``users``, or ``credentials``: a
+    user database gives the users' authorization too), behind the local backend (or ``backend``)."""
     cert_path, key_path, der = make_certificate(tmp_path)
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert_path, key_path)
@@ -167,7 +170,7 @@ async def start_bench(
     app = SstpServerApp(
         ssl_context=server_context,
         link_config=link_config,
-        credentials=credentials,
+        backend=backend or LocalBackend(credentials, getattr(credentials, "entry", None)),
         pool=AddressPool(pool, SERVER_ADDRESS),
         tun=tun,
         dns=(SERVER_ADDRESS,),

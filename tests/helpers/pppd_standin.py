@@ -34,10 +34,11 @@ import sys
 import tty
 from ipaddress import IPv4Address
 
-from pysstp.ppp.auth.base import StaticCredentials
+from pysstp.aaa.local import LocalBackend, StaticCredentials
+from pysstp.ppp.auth.verification import Verification
 from pysstp.ppp.constants import AuthMethod, Role
-from pysstp.ppp.events import Authenticated, SessionDown, SessionEvent
-from pysstp.ppp.session import PppConfig, PppSession, ServerNetwork
+from pysstp.ppp.events import Authenticated, SessionDown
+from pysstp.ppp.session import PppConfig, PppSession, ServerNetwork, SessionOutput
 from pysstp.server.ipv6 import internet_checksum
 
 from helpers.hdlc_ppp import HdlcPpp, hand_keys_to_plugin_socket, plugin_message_for_hlak
@@ -96,10 +97,10 @@ class Standin:
             PppConfig(
                 role=Role.SERVER,
                 auth_methods=(AuthMethod.MSCHAP_V2,),
-                credentials=StaticCredentials({user: password}),
                 network_for_user=lambda _: ServerNetwork(self.local, self.remote),
             )
         )
+        self.backend = LocalBackend(StaticCredentials({user: password}))
         self.ppp = HdlcPpp(
             session, self._write, on_event=self._on_event, on_ipv4=self._on_ipv4, on_error=self._on_error
         )
@@ -141,15 +142,23 @@ class Standin:
         if reply is not None:
             self.ppp.send_ipv4(reply)
 
-    def _on_event(self, event: SessionEvent) -> None:
+    def _on_event(self, event: SessionOutput) -> None:
         log.info("%s", event)
-        if isinstance(event, Authenticated) and self.plugin_socket is not None:
+        if isinstance(event, Verification):
+            asyncio.get_running_loop().call_soon(self._answer, event)
+        elif isinstance(event, Authenticated) and self.plugin_socket is not None:
             hlak = self.wrong_hlak if self.wrong_hlak is not None else event.hlak
             task = asyncio.create_task(self._hand_keys(hlak))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         elif isinstance(event, SessionDown):
             self.finish(f"PPP down: {event.reason}", 1 if event.error else 0)
+
+    def _answer(self, question: Verification) -> None:
+        """The local backend's answer, outside the flush that reported the question."""
+        verdict = self.backend.check(question).verdict
+        self.ppp.session.answer(asyncio.get_running_loop().time(), verdict)
+        self.ppp.flush()
 
     async def _hand_keys(self, hlak: bytes) -> None:
         assert self.plugin_socket is not None

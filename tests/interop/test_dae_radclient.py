@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pysstp.aaa.dae import DaeClient, DaeServer, DynamicAuthorization
+from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.link import LinkDown
-from pysstp.server.app import TerminateCause
 from pysstp.server.dae import ServerSessions
 
 from helpers.loopback import Bench, Client, start_bench

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from pysstp.aaa.local import LocalBackend, StaticCredentials
 from pysstp.aaa.pki import Issued
 from pysstp.aaa.userdb import UserEntry
 from pysstp.client.dial import ConnectError, dial
@@ -64,7 +65,10 @@ async def test_eap_tls_login(tmp_path: Path) -> None:
 async def test_eap_tls_user_keeps_the_fixed_address_from_the_user_database(tmp_path: Path) -> None:
     bench = await eap_tls_bench(tmp_path)
     fixed = IPv4Address("10.77.0.99")
-    bench.app.users = lambda name: UserEntry(name, bytes(16), address=fixed) if name == "alice" else None
+    bench.app.backend.inner = LocalBackend(
+        StaticCredentials({"alice": "alicepw"}),
+        lambda name: UserEntry(name, bytes(16), address=fixed) if name == "alice" else None,
+    )
     try:
         client = await bench.connect(password="", auth_methods=TLS_ONLY, eap_tls=peer_settings())
         await asyncio.wait_for(client.up.wait(), 10)

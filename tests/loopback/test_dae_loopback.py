@@ -17,11 +17,12 @@ import pytest
 from pyrad.packet import CoAACK, CoAPacket, CoARequest, DisconnectACK, DisconnectNAK, DisconnectRequest
 
 from pysstp.aaa.dae import DaeClient, DaeServer, DynamicAuthorization
+from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.aaa.radius.dictionary import radius_dictionary
 from pysstp.cli import main
 from pysstp.errors import SystemSetupError
 from pysstp.link import LinkDown
-from pysstp.server.app import Limits, ServerConnection, TerminateCause
+from pysstp.server.app import Limits, ServerConnection
 from pysstp.server.config import DaeClientSettings, DaeSettings
 from pysstp.server.control import ControlServer
 from pysstp.server.dae import ServerSessions, start_dae

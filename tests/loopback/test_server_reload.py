@@ -55,7 +55,6 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     users = UserDatabase(tmp_path / "users.toml", create=True)
     users.add("alice", "alicepw")
     bench = await start_bench(tmp_path, credentials=users)
-    bench.app.users = users.entry
     config = tmp_path / "server.toml"
     config.write_text(BASE)
     log_setups: list[tuple[str, str]] = []

@@ -21,9 +21,7 @@ TIMEOUT = 10
 
 async def start_with_users(tmp_path: Path, db: UserDatabase) -> Bench:
     """A bench whose server checks passwords against ``db`` and takes addresses from its entries."""
-    bench = await start_bench(tmp_path, credentials=db)
-    bench.app.users = db.entry
-    return bench
+    return await start_bench(tmp_path, credentials=db)
 
 
 @pytest.fixture

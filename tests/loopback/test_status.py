@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from helpers.loopback import Bench, start_bench
 TIMEOUT = 10
 
 SESSION: dict[str, Any] = {
-    "session_id": "5f0c9a1e27d4b386",
+    "session_id": "5EED0001000000A7",
     "user": "CORP\\alice.longname",
+    "backend": "local",
     "address": "10.77.0.200",
     "ipv6": [],
     "peer": "[2001:db8:1234:5678::1]:51234",
@@ -38,6 +40,7 @@ SESSION: dict[str, Any] = {
     "hash": "SHA256",
     "tls": "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256",
     "routes": [],
+    "classes": [],
 }
 
 
@@ -87,6 +90,7 @@ async def test_config_finds_the_socket_and_json_has_every_field(
         (row,) = json.loads(capsys.readouterr().out)
         assert set(row) == set(SESSION)
         assert row["user"] == "alice" and row["mtu"] > 0 and row["started"] > 0
+        assert row["backend"] == "local" and re.fullmatch("[0-9A-F]{16}", row["session_id"])
         monkeypatch.setenv("COLUMNS", "70")
         assert await asyncio.to_thread(main, ["status", "--config", str(config)]) == 0
         table = capsys.readouterr().out

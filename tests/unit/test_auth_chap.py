@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
+from pysstp.aaa.local import CredentialStore, StaticCredentials
 from pysstp.errors import AuthError
-from pysstp.ppp.auth.base import StaticCredentials
 from pysstp.ppp.auth.chap import (
     ChapMd5Authenticator,
     ChapMd5Peer,
@@ -24,6 +24,7 @@ from helpers.auth_wire import (
     SERVER,
     Conversation,
     HashOnly,
+    answer_questions,
     any_packets,
     drop_nth,
     feed_garbage,
@@ -34,7 +35,9 @@ from helpers.auth_wire import (
 USERS = StaticCredentials({"alice": "alicepw"})
 
 
-def conversation(user: str, password: str, credentials: object = USERS, **kwargs: object) -> Conversation:
+def conversation(
+    user: str, password: str, credentials: CredentialStore = USERS, **kwargs: object
+) -> Conversation:
     return method_conversation(AuthMethod.CHAP_MD5, user, password, credentials, name="vpn.example", **kwargs)
 
 
@@ -106,22 +109,23 @@ def test_lost_response_is_retransmitted_by_the_challenge() -> None:
 
 
 def test_duplicate_response_after_success_gets_success_again() -> None:
-    server = ChapMd5Authenticator(USERS, random_bytes=seeded_random(5))
+    server = ChapMd5Authenticator(random_bytes=seeded_random(5))
     peer = ChapMd5Peer("alice", "alicepw")
     server.start(0.0)
     [(_, challenge)] = server.take_outgoing()
     peer.receive(challenge, 0.1)
     [(_, response)] = peer.take_outgoing()
     server.receive(response, 0.2)
+    assert len(answer_questions(server, USERS, 0.2)) == 1
     [(_, success)] = server.take_outgoing()
     server.receive(response, 0.3)
     assert server.take_outgoing() == [(Protocol.CHAP, success)]
-    assert len(server.take_events()) == 1
+    assert server.take_events() == []
     assert server.next_deadline() is None
 
 
 def test_response_with_another_identifier_is_ignored() -> None:
-    server = ChapMd5Authenticator(USERS, random_bytes=seeded_random(5))
+    server = ChapMd5Authenticator(random_bytes=seeded_random(5))
     server.start(0.0)
     [(_, challenge)] = server.take_outgoing()
     packet = ChapPacket.decode(challenge)
@@ -163,7 +167,7 @@ def test_peer_answers_a_rechallenge_after_success() -> None:
 
 @given(any_packets())
 def test_garbage_never_raises(packets: list[bytes]) -> None:
-    server = ChapMd5Authenticator(USERS, random_bytes=seeded_random(3))
+    server = ChapMd5Authenticator(random_bytes=seeded_random(3))
     server.start(0.0)
     feed_garbage(server, packets)
     peer = ChapMd5Peer("alice", "alicepw")

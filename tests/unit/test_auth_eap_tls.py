@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pysstp.aaa.local import StaticCredentials
 from pysstp.errors import AuthError
 from pysstp.link import LinkUp
-from pysstp.ppp.auth.base import StaticCredentials
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPacket, EapPeer
 from pysstp.ppp.auth.eap_tls import (
     EapTlsData,
@@ -45,11 +45,9 @@ def talk(
 ) -> Conversation:
     server_tls = server or server_settings(max_version=version)
     peer_tls = peer or peer_settings(max_version=version)
-    authenticator = EapAuthenticator(
-        USERS, eap_methods=TLS_ONLY, eap_tls=server_tls, random_bytes=seeded_random(1)
-    )
+    authenticator = EapAuthenticator(eap_methods=TLS_ONLY, eap_tls=server_tls, random_bytes=seeded_random(1))
     client = EapPeer(user, "", eap_methods=TLS_ONLY, eap_tls=peer_tls, random_bytes=seeded_random(2))  # type: ignore[arg-type]
-    return Conversation(authenticator, client).run()
+    return Conversation(authenticator, client, USERS).run()
 
 
 def tls_data(conversation: Conversation, sender: str) -> list[EapTlsData]:
@@ -101,9 +99,9 @@ def _p_hash(digest: str, secret: bytes, seed: bytes, size: int) -> bytes:
 
 def test_tls12_msk_is_the_prf_of_rfc_5216() -> None:
     server_tls = server_settings(max_version=TlsVersion.TLS1_2)
-    authenticator = EapAuthenticator(USERS, eap_methods=TLS_ONLY, eap_tls=server_tls)
+    authenticator = EapAuthenticator(eap_methods=TLS_ONLY, eap_tls=server_tls)
     peer = EapPeer("alice", "", eap_methods=TLS_ONLY, eap_tls=peer_settings(max_version=TlsVersion.TLS1_2))
-    conversation = Conversation(authenticator, peer).run()
+    conversation = Conversation(authenticator, peer, USERS).run()
     server, _client = conversation.succeeded()
     connection = authenticator._tls._tls.connection  # type: ignore[union-attr]
     master, client_random, server_random = (
@@ -152,10 +150,10 @@ def test_fragmentation_with_a_small_eap_mtu(version: TlsVersion) -> None:
 
 def test_lost_packets_are_retransmitted() -> None:
     server_tls = server_settings(fragment_size=200)
-    authenticator = EapAuthenticator(USERS, eap_methods=TLS_ONLY, eap_tls=server_tls)
+    authenticator = EapAuthenticator(eap_methods=TLS_ONLY, eap_tls=server_tls)
     peer = EapPeer("alice", "", eap_methods=TLS_ONLY, eap_tls=peer_settings(fragment_size=200))
     lost = {(SERVER, 3), (CLIENT, 4)}
-    conversation = Conversation(authenticator, peer, drop=lambda who, i, _p: (who, i) in lost).run()
+    conversation = Conversation(authenticator, peer, USERS, drop=lambda who, i, _p: (who, i) in lost).run()
     server, client = conversation.succeeded()
     assert server.hlak == client.hlak
 
@@ -238,9 +236,9 @@ def test_server_name_checked_by_the_client() -> None:
 
 
 def test_peer_without_a_certificate_naks_eap_tls() -> None:
-    authenticator = EapAuthenticator(USERS, eap_methods=TLS_ONLY, eap_tls=server_settings())
+    authenticator = EapAuthenticator(eap_methods=TLS_ONLY, eap_tls=server_settings())
     peer = EapPeer("alice", "alicepw", random_bytes=seeded_random(2))
-    server, client = Conversation(authenticator, peer).run().failed()
+    server, client = Conversation(authenticator, peer, USERS).run().failed()
     assert server.reason.startswith("peer accepts none of the EAP methods offered (EAP-TLS)")
     assert client.reason == "server asked for EAP-TLS, and no client certificate is configured"
 
@@ -254,7 +252,7 @@ def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="fragment size"):
         peer_settings(fragment_size=10)
     with pytest.raises(ValueError, match="certificate settings"):
-        EapAuthenticator(USERS, eap_methods=TLS_ONLY)
+        EapAuthenticator(eap_methods=TLS_ONLY)
 
 
 # -- robustness -------------------------------------------------------------------------------------
@@ -282,7 +280,7 @@ def _tls_request(flags: int, body: bytes, identifier: int) -> bytes:
 def test_garbage_never_raises(packets: list[bytes]) -> None:
     peer = EapPeer("alice", "", eap_methods=TLS_ONLY, eap_tls=peer_settings(), random_bytes=seeded_random(4))
     feed_garbage(peer, packets)
-    server = EapAuthenticator(USERS, eap_methods=TLS_ONLY, eap_tls=server_settings())
+    server = EapAuthenticator(eap_methods=TLS_ONLY, eap_tls=server_settings())
     server.start(0.0)
     # make the server expect EAP-TLS Responses, then feed it the same bytes as Responses
     server.receive(EapPacket(EapCode.RESPONSE, server._identifier, EapType.IDENTITY, b"alice").encode(), 0.0)

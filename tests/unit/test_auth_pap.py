@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
+from pysstp.aaa.local import CredentialStore, StaticCredentials
 from pysstp.errors import AuthError
-from pysstp.ppp.auth.base import StaticCredentials
 from pysstp.ppp.auth.keys import ZERO_HLAK
 from pysstp.ppp.auth.pap import PapAuthenticator, PapPacket, PapPeer
 from pysstp.ppp.constants import AuthMethod, PapCode, Protocol
@@ -27,7 +27,9 @@ from helpers.auth_wire import (
 USERS = StaticCredentials({"alice": "alicepw", "bob": "bobpw"})
 
 
-def conversation(user: str, password: str, credentials: object = USERS, **kwargs: object) -> Conversation:
+def conversation(
+    user: str, password: str, credentials: CredentialStore = USERS, **kwargs: object
+) -> Conversation:
     return method_conversation(AuthMethod.PAP, user, password, credentials, name="pysstp", **kwargs)
 
 
@@ -121,7 +123,7 @@ def test_too_long_password_is_refused_locally() -> None:
 
 @given(any_packets())
 def test_garbage_never_raises(packets: list[bytes]) -> None:
-    server = PapAuthenticator(USERS, random_bytes=seeded_random(3))
+    server = PapAuthenticator(random_bytes=seeded_random(3))
     server.start(0.0)
     feed_garbage(server, packets)
     peer = PapPeer("alice", "alicepw", random_bytes=seeded_random(4))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pysstp.server.backoff import Backoff, Refusal
+import asyncio
+
+from pysstp.aaa.backend import Answer, CallContext
+from pysstp.ppp.auth.verification import PapProof, Verdict, Verification
+from pysstp.ppp.constants import AuthMethod
+from pysstp.server.backoff import Backoff, BackoffBackend, Refusal
 
 
 class Clock:
@@ -113,3 +118,72 @@ def test_an_ipv6_source_counts_as_its_slash_64() -> None:
     assert backoff.delay("192.0.2.1", "erin") == 1.0
     backoff.failed("fe80::1%eth0", "frank")
     assert backoff.delay("fe80::2", "grace") == 1.0
+
+
+# -- the wrapper around a backend -------------------------------------------------------------------
+
+
+class Scripted:
+    """A backend that answers from a list of verdicts."""
+
+    name = "scripted"
+
+    def __init__(self, *verdicts: Verdict) -> None:
+        self.verdicts = list(verdicts)
+        self.asked: list[Verification] = []
+        self.finished_calls: list[str] = []
+
+    async def verify(self, question: Verification, context: CallContext) -> Answer:
+        self.asked.append(question)
+        return Answer(self.verdicts.pop(0))
+
+    def finished(self, context: CallContext) -> None:
+        self.finished_calls.append(context.session_id)
+
+
+def wrapped(*verdicts: Verdict) -> tuple[BackoffBackend, Scripted, Backoff, list[float]]:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    backoff, _clock = make()
+    inner = Scripted(*verdicts)
+    return BackoffBackend(inner, backoff, sleep), inner, backoff, slept
+
+
+def context(number: int, source: str = "192.0.2.1") -> CallContext:
+    return CallContext(f"{number:016X}", source, "192.0.2.254", number)
+
+
+QUESTION = Verification(AuthMethod.PAP, "alice", PapProof("x"))
+FAILED = Verdict(False, "alice", reason="wrong password for user 'alice'")
+
+
+def test_the_wrapper_counts_failures_and_delays_the_next_login() -> None:
+    backend, inner, backoff, slept = wrapped(FAILED, FAILED, Verdict(True, "alice"))
+    for number in (1, 2, 3):
+        asyncio.run(backend.verify(QUESTION, context(number)))
+        backend.finished(context(number))
+    assert slept == [1.0, 2.0]  # the first login had no failures behind it
+    assert backoff.delay("192.0.2.1", "alice") == 0.0  # the success cleared source and user
+    assert inner.finished_calls == [f"{n:016X}" for n in (1, 2, 3)] and backend.name == "scripted"
+
+
+def test_only_the_first_question_of_a_call_waits() -> None:
+    more = Verdict(False, "alice", eap=b"request", more=True)
+    backend, _inner, backoff, slept = wrapped(more, more, FAILED)
+    backoff.failed("192.0.2.1", "alice")
+    for _ in range(3):
+        asyncio.run(backend.verify(QUESTION, context(1)))
+    assert slept == [1.0]
+    assert backoff.delay("192.0.2.1", None) == 2.0  # counted once, at the final verdict
+
+
+def test_a_call_that_ends_before_its_verdict_counts_as_failed() -> None:
+    backend, _inner, backoff, _slept = wrapped(Verdict(False, "alice", eap=b"request", more=True))
+    asyncio.run(backend.verify(QUESTION, context(1)))
+    backend.finished(context(1))
+    assert backoff.delay("192.0.2.1", "alice") == 1.0
+    backend.finished(context(2))  # a call that never asked costs nothing
+    assert backoff.delay("192.0.2.1", "alice") == 1.0

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pysstp.aaa.local import StaticCredentials
 from pysstp.aaa.pki import read_certificates, read_crls, read_identity, read_private_key
 from pysstp.cli import main
 from pysstp.errors import ConfigError
-from pysstp.ppp.auth.base import StaticCredentials
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPeer
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
 from pysstp.ppp.constants import AuthMethod
@@ -54,8 +54,9 @@ def test_five_minutes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         )
         methods = (AuthMethod.EAP_TLS,)
         return Conversation(
-            EapAuthenticator(StaticCredentials({}), eap_methods=methods, eap_tls=server),
+            EapAuthenticator(eap_methods=methods, eap_tls=server),
             EapPeer(user, "", eap_methods=methods, eap_tls=peer),
+            StaticCredentials({}),
         ).run()
 
     server_event, _client = login("alice").succeeded()

@@ -132,6 +132,12 @@ def test_every_setting_has_a_key_and_a_flag() -> None:
     assert {setting.flag for setting in config._BY_KEY.values()} <= flags
 
 
+def test_backend_is_local_by_default_and_by_name(toml_file: Path) -> None:
+    assert settings(*CERT_FLAGS).backend == "local"
+    assert settings(*CERT_FLAGS, "--backend", "local").backend == "local"
+    assert load_text(toml_file, 'backend = "local"\n') == {"backend": "local"}
+
+
 def test_example_config_loads(toml_file: Path) -> None:
     toml_file.write_text(EXAMPLE_CONFIG)
     result = settings("--config", str(toml_file))
@@ -321,6 +327,7 @@ def test_flags_override_the_file(toml_file: Path) -> None:
         ('[http]\nredirect = "example.com"\n', "http.redirect: must be an absolute http:// or https:// URL"),
         ('[tls]\ncert = ""\n', "tls.cert: must not be empty"),
         ("port = \n", "server.toml: not valid TOML"),
+        ('backend = "ldap"\n', "backend: must be one of 'local', 'radius', not 'ldap'"),
     ],
 )
 def test_file_mistakes(toml_file: Path, text: str, message: str) -> None:

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.aaa import UserDatabase, UserEntry
+from pysstp.aaa.local import lookup_user
 from pysstp.errors import ConfigError
 from pysstp.link import LinkUp
-from pysstp.ppp.auth.base import lookup_user
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.events import AuthenticationFailed

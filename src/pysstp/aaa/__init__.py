@@ -1,7 +1,8 @@
-"""Who may connect: the local user database (NT hashes only); RADIUS may join it later.
+"""Who may connect: the :class:`~pysstp.aaa.backend.AuthBackend` protocol and its backends.
 
-Everything here implements :class:`pysstp.ppp.auth.base.CredentialStore`, so the authenticators never know
-where a user came from.
+The local user database (NT hashes only) answers through :class:`~pysstp.aaa.local.LocalBackend`; the
+authenticators in :mod:`pysstp.ppp.auth` never see where a user came from (docs/architecture.md,
+"Authentication").
 """
 
 from pysstp.aaa.userdb import UserDatabase, UserEntry

@@ -103,11 +103,11 @@ class UserEntry:
 
 
 class UserDatabase:
-    """The user database file, loaded into memory; a :class:`~pysstp.ppp.auth.base.CredentialStore`.
+    """The user database file, loaded into memory; a :class:`~pysstp.aaa.local.CredentialStore`.
 
     ``UserDatabase(path)`` loads the file at once and raises :class:`ConfigError` if it is missing or
     invalid; with ``create=True`` a missing file is an empty database that the first change creates.
-    Look-ups are exact: :func:`~pysstp.ppp.auth.base.lookup_user` is what lets ``CORP\\alice`` find
+    Look-ups are exact: :func:`~pysstp.aaa.local.lookup_user` is what lets ``CORP\\alice`` find
     ``alice``.
     """
 

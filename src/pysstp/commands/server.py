@@ -22,8 +22,18 @@ from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip
 from operator import attrgetter
 from pathlib import Path
 
+from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.dae import DaeServer
+from pysstp.aaa.local import LocalBackend
 from pysstp.aaa.pki import read_certificates, read_crls, read_identity
+from pysstp.aaa.radius import (
+    NasIdentity,
+    RadiusAccounting,
+    RadiusBackend,
+    RadiusClient,
+    RadiusServer,
+    read_secret,
+)
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.link import ServerConfig, ip_mtu
@@ -42,6 +52,7 @@ from pysstp.net.iproute import (
 from pysstp.ppp.auth.eap_tls import EapTlsServerSettings
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.runtime import freeze_start_up_objects
+from pysstp.server.accounting import SessionAccounting
 from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.backoff import Backoff
 from pysstp.server.config import (
@@ -154,9 +165,10 @@ def check(settings: ServerSettings) -> int:
         lambda: load_tls(settings),
         lambda: problems.extend(
             fixed_address_problems(
-                UserDatabase(settings.users), AddressPool(settings.pool.network, settings.pool.server_address)
+                user_database(settings), AddressPool(settings.pool.network, settings.pool.server_address)
             )
         ),
+        lambda: radius_servers(settings),
         lambda: load_eap_tls(settings),
         lambda: not_sstp_response(settings),
         lambda: dae_clients(settings.dae),
@@ -266,7 +278,7 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
     """Everything between start-up checks and exit; every system change is undone on the way out.
     ``reread`` reads the settings again (server.toml and the same flags) for SIGHUP."""
     context, certificate_der = load_tls(settings)
-    users = UserDatabase(settings.users)
+    users = user_database(settings)
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
     check_fixed_addresses(users, pool)
     journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
@@ -294,6 +306,9 @@ async def serve_with(
     app: SstpServerApp | None = None
     control: ControlServer | None = None
     dae: DaeServer | None = None
+    radius = RadiusClient(radius_servers(settings)) if settings.radius.servers else None
+    backend = auth_backend(settings, users, radius)
+    accounting = radius_accounting(settings, radius)
     try:
         check_host(settings)
         # Sized for the largest MRU a session may get; sessions below it get routes with their own MTU.
@@ -321,8 +336,7 @@ async def serve_with(
         app = SstpServerApp(
             ssl_context=context,
             link_config=link_config(settings, certificate_der),
-            credentials=users,
-            users=users.entry,
+            backend=backend,
             pool=pool,
             tun=tun,
             dns=settings.pool.dns,
@@ -334,20 +348,24 @@ async def serve_with(
             ipv6_prefix=settings.ipv6.prefix,
             tun_mtu=tun_mtu,
             require_client_certificate=settings.tls.verify_client_certificate == "require",
+            accounting=accounting,
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
             raise listen_error(settings, exc) from None
         dae = await start_dae(app, settings.dae)
-        control = ControlServer(app, settings.control_socket, dae=dae)
+        control = ControlServer(app, settings.control_socket, dae=dae, radius=radius)
         await control.start()
+        if accounting is not None:
+            await accounting.accounting.start()
         log.info(
-            "listening on %s; tunnel %s %s/%d; %d users",
+            "listening on %s; tunnel %s %s/%d; %s backend, %d users",
             ", ".join(map(peer_text, bound)),
             tun.name,
             settings.pool.server_address,
             settings.pool.network.prefixlen,
+            app.backend.name,
             len(users),
         )
         await wait_for_signals(app, Reloader(app, users, pool, settings, reread))
@@ -359,6 +377,10 @@ async def serve_with(
             await app.shutdown()
         if control is not None:
             await control.stop()
+        if accounting is not None:
+            await accounting.accounting.stop()
+        if radius is not None:
+            await radius.close()
         changes.undo()
 
 
@@ -378,7 +400,56 @@ def link_config(settings: ServerSettings, certificate_der: bytes) -> ServerConfi
         http_date=lambda: email.utils.formatdate(usegmt=True),
         not_sstp_response=not_sstp_response(settings),
         eap_tls=load_eap_tls(settings),
+        eap_mode=settings.eap_mode,
     )
+
+
+def user_database(settings: ServerSettings) -> UserDatabase:
+    """The users file; with RADIUS deciding logins it may be missing (it can still fix addresses)."""
+    return UserDatabase(settings.users, create=settings.backend == "radius")
+
+
+def auth_backend(settings: ServerSettings, users: UserDatabase, radius: RadiusClient | None) -> AuthBackend:
+    """The backend that decides logins (``backend``); the server puts the login back-off around it."""
+    if settings.backend == "radius":
+        assert radius is not None  # validate() insists on servers
+        return RadiusBackend(radius, nas_identity(settings))
+    return LocalBackend(users, users.entry)
+
+
+def nas_identity(settings: ServerSettings) -> NasIdentity:
+    """How the server names itself to RADIUS."""
+    return NasIdentity(settings.radius.nas_identifier, settings.radius.nas_address)
+
+
+def radius_accounting(settings: ServerSettings, radius: RadiusClient | None) -> SessionAccounting | None:
+    """RADIUS accounting of the sessions, when there are RADIUS servers and it is not turned off."""
+    if radius is None or not settings.radius.accounting:
+        return None
+    records = RadiusAccounting(radius, nas_identity(settings), spool=settings.radius.accounting_spool)
+    return SessionAccounting(records, settings.radius.interim_interval)
+
+
+def radius_servers(settings: ServerSettings) -> list[RadiusServer]:
+    """The ``[radius]`` servers with their secrets read; priority as set, else the order of the list."""
+    radius = settings.radius
+    servers = []
+    for rank, entry in enumerate(radius.servers):
+        secret_file = entry.secret_file or radius.secret_file
+        assert secret_file is not None  # validate() refuses a server without a secret
+        servers.append(
+            RadiusServer(
+                entry.address,
+                read_secret(secret_file),
+                port=entry.port,
+                accounting_port=entry.accounting_port or entry.port + 1,
+                priority=entry.priority if entry.priority is not None else rank,
+                timeout=entry.timeout if entry.timeout is not None else radius.timeout,
+                retries=entry.retries if entry.retries is not None else radius.retries,
+                dead_time=entry.dead_time if entry.dead_time is not None else radius.dead_time,
+            )
+        )
+    return servers
 
 
 def limits(settings: ServerSettings) -> Limits:
@@ -415,14 +486,28 @@ RESTART_SETTINGS = (
     "forwarding.egress",
     "forwarding.mss_clamp",
     "control_socket",
+    "backend",
+    "eap_mode",
+    "radius.servers",
+    "radius.secret_file",
+    "radius.timeout",
+    "radius.retries",
+    "radius.dead_time",
+    "radius.nas_identifier",
+    "radius.nas_address",
+    "radius.accounting",
+    "radius.interim_interval",
+    "radius.accounting_spool",
     "dae.listen",
     "dae.port",
     "dae.clients",
 )
 """Settings (server.toml keys) that only a restart applies: they shape the TUN device, its addresses and
-routes, the nftables rules and the sockets (the Dynamic Authorization clients' secrets are read with their
-socket). SIGHUP applies every other one, because a reload builds the TLS context, the link settings, the
-limits, the login back-off and the logging from the new settings exactly as start-up does."""
+routes, the nftables rules, the sockets (the Dynamic Authorization clients' secrets are read with their
+socket), and who decides logins (the backend, its RADIUS servers and
+their secrets, and the EAP mode that goes with them). SIGHUP applies every other one, because a reload
+builds the TLS context, the link settings, the limits, the login back-off and the logging from the new
+settings exactly as start-up does."""
 
 
 class Reloader:
@@ -458,7 +543,7 @@ class Reloader:
         problems: list[str] = []
         users = tls = config = None
         try:
-            users = UserDatabase(settings.users)
+            users = user_database(settings)
         except ConfigError as exc:
             problems.append(str(exc))
         try:

@@ -18,6 +18,7 @@ DEFAULT_SOCKET = ServerSettings().control_socket
 EPILOG = """\
 examples:
   pysstp status                      list sessions: user, address, peer, uptime, bytes, rates, drops
+                                     (first a line with each RADIUS server's state, when there are some)
                                      (and Acct-Session-Id on a wide terminal), then Dynamic Authorization
   pysstp status --json               every field of every session as JSON, for scripts
   pysstp status --config /etc/pysstp/server.toml    the server whose control_socket that file sets
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer["sessions"], indent=2))
     else:
+        if answer.get("radius"):
+            print(format_radius(answer["radius"]))
         print(format_table(answer["sessions"]))
         dae = answer.get("dae")
         if isinstance(dae, dict):
@@ -92,6 +95,17 @@ def dae_line(state: dict[str, Any]) -> str:
         f"dynamic authorization: {where} for {state['clients']} client(s); {state['acks']} ACK, "
         f"{state['naks']} NAK, {state['duplicates']} repeated, {state['dropped']} dropped"
     )
+
+
+def format_radius(servers: list[dict[str, Any]]) -> str:
+    """One line: each RADIUS server in priority order, up or dead (and for how long it is tried last)."""
+    states = [
+        f"{s['server']} up"
+        if s["alive"]
+        else f"{s['server']} dead (tried last for {s['dead_for']:.0f} s more)"
+        for s in servers
+    ]
+    return "RADIUS: " + ", ".join(states)
 
 
 Cell = Callable[[dict[str, Any]], str]

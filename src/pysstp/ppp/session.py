@@ -14,21 +14,21 @@ from ipaddress import IPv4Address
 
 from pysstp.errors import PppError
 from pysstp.ppp import fsm
+from pysstp.ppp.auth import make_authenticator, make_peer
 from pysstp.ppp.auth.base import (
     ALL_EAP_METHODS,
     EAP_METHODS,
     Authenticator,
     AuthPeer,
-    CredentialStore,
-    make_authenticator,
-    make_peer,
+    EapMode,
+    MachineEvent,
 )
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
 from pysstp.ppp.auth.keys import ZERO_HLAK
+from pysstp.ppp.auth.verification import Verdict, Verification
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Phase, Protocol, Role
 from pysstp.ppp.events import (
     Authenticated,
-    AuthEvent,
     EchoReplyReceived,
     Ipv4Up,
     Ipv6Up,
@@ -63,6 +63,10 @@ class ServerNetwork:
     dns: tuple[IPv4Address, ...] = ()
 
 
+SessionOutput = SessionEvent | Verification
+"""What :meth:`PppSession.take_events` reports: the session's events, and the authenticator's questions
+passed on as they are (for whoever answers them, through :meth:`PppSession.answer`)."""
+
 NetworkForUser = Callable[[str], ServerNetwork | str]
 """Called once per session when the user is authenticated: the addresses, or why there are none."""
 
@@ -86,10 +90,10 @@ class PppConfig:
     request_dns: bool = True
     eap_tls_peer: EapTlsPeerSettings | None = None
     # server
-    credentials: CredentialStore | None = None
     network_for_user: NetworkForUser | None = None
     server_name: str = "pysstp"
     eap_tls_server: EapTlsServerSettings | None = None
+    eap_mode: EapMode = "local"
 
     def effective_auth_methods(self) -> tuple[AuthMethod, ...]:
         """The configured methods, or the role's defaults."""
@@ -130,7 +134,7 @@ class PppSession:
         self.hlak: bytes | None = None
         self.down_reason: str | None = None
         self._failure: str | None = None
-        self._events: list[SessionEvent] = []
+        self._events: list[SessionOutput] = []
         self._outgoing: list[tuple[int, bytes]] = []
         self._echo_due: float | None = None
         self._echoes_outstanding = 0
@@ -205,6 +209,12 @@ class PppSession:
             self.lcp.protocol_reject(protocol, packet)
         self._pump(now)
 
+    def answer(self, now: float, verdict: Verdict) -> None:
+        """The answer to the authenticator's open :class:`Verification` (ignored when none is open)."""
+        if isinstance(self.auth, Authenticator):
+            self.auth.answer(verdict, now)
+            self._pump(now)
+
     def handle_timer(self, now: float) -> None:
         """Run every timer that is due."""
         for machine in self._machines():
@@ -230,7 +240,7 @@ class PppSession:
         out, self._outgoing = self._outgoing, []
         return out
 
-    def take_events(self) -> list[SessionEvent]:
+    def take_events(self) -> list[SessionOutput]:
         """Events since the last call."""
         events, self._events = self._events, []
         return events
@@ -322,14 +332,12 @@ class PppSession:
             return
         self._set_phase(Phase.AUTHENTICATE)
         if self.config.role is Role.SERVER:
-            if self.config.credentials is None:
-                raise ValueError("a server session needs a credential store")
             self.auth = make_authenticator(
                 method,
-                self.config.credentials,
                 name=self.config.server_name,
                 eap_methods=self.config.eap_methods(),
                 eap_tls=self.config.eap_tls_server,
+                eap_mode=self.config.eap_mode,
                 random_bytes=self._random_bytes,
             )
         else:
@@ -342,8 +350,10 @@ class PppSession:
             )
         self.auth.start(now)
 
-    def _on_auth_event(self, event: AuthEvent, now: float) -> None:
-        if isinstance(event, Authenticated):
+    def _on_auth_event(self, event: MachineEvent, now: float) -> None:
+        if isinstance(event, Verification):
+            self._events.append(event)  # for whoever answers it: the link's owner
+        elif isinstance(event, Authenticated):
             if self.phase is Phase.AUTHENTICATE:
                 self._authenticated(event, now)
         else:

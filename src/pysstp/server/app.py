@@ -9,39 +9,42 @@ per TLS read and are written to the TUN after checking that their source address
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
+import itertools
 import logging
 import secrets
 import ssl
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Literal, Protocol
 
-from pysstp.aaa.userdb import UserEntry
+from pysstp.aaa.backend import Answer, AuthBackend, Authorization, CallContext
+from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.connection import LinkConnection
 from pysstp.errors import PysstpError
 from pysstp.link import (
-    Authenticated,
     AuthenticationFailed,
     CallEvent,
-    CredentialStore,
     Ipv6Up,
     LinkDown,
     LinkUp,
     ServerConfig,
     ServerLink,
     ServerNetwork,
+    Verdict,
+    Verification,
+    ip_mtu,
 )
-from pysstp.ppp.auth.base import name_candidates
 from pysstp.ppp.constants import DEFAULT_MRU
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.server import ipv6
-from pysstp.server.backoff import Backoff
+from pysstp.server.accounting import SessionAccounting
+from pysstp.server.backoff import Backoff, BackoffBackend
 from pysstp.server.listener import TlsListener
 from pysstp.sstp.http import error_response
 
@@ -51,6 +54,22 @@ TUN_BATCH = 64
 """Packets read from the TUN per wake-up: enough to coalesce writes, few enough to stay fair."""
 SHUTDOWN_GRACE = 3.0
 """Seconds the server waits for sessions to finish CALL_DISCONNECT on shutdown."""
+IDLE_CHECK_INTERVAL = 30.0
+"""The longest time between two checks for idle sessions."""
+
+_SESSION_PREFIX = secrets.randbits(32)
+"""Makes this process's Acct-Session-Ids differ from those of its earlier runs (RFC 2866 §5.5)."""
+_CALL_NUMBERS = itertools.count(1)
+
+
+def new_call_number() -> int:
+    """A number per call, unique in this process: NAS-Port and the low half of the Acct-Session-Id."""
+    return next(_CALL_NUMBERS)
+
+
+def session_id(number: int) -> str:
+    """The Acct-Session-Id of call ``number``: 16 hex digits, the process's random prefix first."""
+    return f"{_SESSION_PREFIX:08X}{number & 0xFFFFFFFF:08X}"
 
 
 class Tun(Protocol):
@@ -99,32 +118,22 @@ class Limits:
     """What happens when a user's session limit is reached (``max_sessions_per_user`` or the user's own)."""
 
 
-class TerminateCause(StrEnum):
-    """Why the server ended a session, named as Acct-Terminate-Cause values (RFC 2866 §5.10)."""
-
-    ADMIN_RESET = "Admin-Reset"
-    SESSION_TIMEOUT = "Session-Timeout"
-    IDLE_TIMEOUT = "Idle-Timeout"
-
-
-def new_session_id() -> str:
-    """A fresh Acct-Session-Id: 16 hex digits, unique per call (RFC 2866 §5.5)."""
-    return secrets.token_hex(8)
-
-
 @dataclass
 class SessionInfo:
     """What ``pysstp status`` shows of one session."""
 
     peer: str
     started: float
-    session_id: str = field(default_factory=new_session_id)
     user: str | None = None
     address: IPv4Address | None = None
     routes: tuple[IPv4Network | IPv6Network, ...] = ()
     auth_method: str | None = None
     hash_protocol: str | None = None
     tls: str | None = None
+    session_id: str = ""
+    """Acct-Session-Id (:class:`~pysstp.aaa.backend.CallContext`)."""
+    classes: tuple[bytes, ...] = ()
+    """The backend's Class values for this session, kept for accounting."""
 
 
 class ServerConnection(LinkConnection):
@@ -145,19 +154,33 @@ class ServerConnection(LinkConnection):
         self.mtu_routes: tuple[IPv4Network | IPv6Network, ...] = ()
         """Host routes that carry this session's MTU, when it is below the TUN's."""
         self.auth_failure: str | None = None
-        """Why authentication failed, in the server's words (see :meth:`SstpServerApp._failure_reason`)."""
+        """Why authentication failed, in the backend's words."""
         self.terminate_cause: TerminateCause | None = None
-        """Why the server ended the session, when it did (for accounting)."""
-        self.idle_timeout: float | None = None
-        """This session's own idle timeout (seconds; 0 = none), replacing the server's when set."""
+        """Why the call ended, for accounting: set by whoever ends it here, else from how it ended."""
+        number = new_call_number()
+        self.context = CallContext(session_id(number), "?", "?", number)
+        """Who is calling, for the authentication backend (completed when the connection is made)."""
+        self.info.session_id = self.context.session_id
+        self.authorization = Authorization()
+        """What the backend's yes decided about this session."""
+        self.verifying: asyncio.Task[None] | None = None
+        """The backend's answer being awaited, if any."""
+        self.asked = False
+        """A question went to the backend: it hears :meth:`AuthBackend.finished` when the call ends."""
         self._session_timer: asyncio.TimerHandle | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admission control happens here, before the link says anything."""
         peername = transport.get_extra_info("peername")
         self.peer = self.info.peer = f"{peername[0]}:{peername[1]}" if peername else "unknown peer"
         self.source = str(peername[0]) if peername else "?"
+        sockname = transport.get_extra_info("sockname")
+        self.context = CallContext(
+            self.context.session_id,
+            calling_station=self.source,
+            called_station=str(sockname[0]) if sockname else "?",
+            nas_port=self.context.nas_port,
+        )
         penalty = self.server.backoff.refused(self.source)
         if penalty is not None:
             log.warning(
@@ -215,43 +238,29 @@ class ServerConnection(LinkConnection):
         self.end("session timeout", TerminateCause.SESSION_TIMEOUT)
 
     def set_idle_timeout(self, seconds: float) -> None:
-        """End the session after ``seconds`` without IP traffic (Idle-Timeout, RFC 2865 §5.28), instead of
-        after the server's ``idle_timeout``; 0 means never. Checked by a timer of its own that wakes once
-        per period, not per packet."""
-        self.idle_timeout = seconds
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if seconds > 0 and not self.closed:
-            self._idle_timer = self._loop.call_at(self.last_ip + seconds, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self._idle_timer = None
-        timeout = self.idle_timeout or 0.0
-        due = self.last_ip + timeout
-        if self._loop.time() < due:
-            self._idle_timer = self._loop.call_at(due, self._check_idle)
-            return
-        log.info("%s: idle for %.0f s; disconnecting", self.peer, timeout)
-        self.end("idle timeout", TerminateCause.IDLE_TIMEOUT)
+        """End the session after ``seconds`` without IP traffic (Idle-Timeout, RFC 2865 §5.28) instead of
+        what the backend or the server said; 0 means never."""
+        self.authorization = dataclasses.replace(self.authorization, idle_timeout=seconds)
+        if seconds > 0:
+            self.server.watch_idle(seconds)
 
     def stop_timers(self) -> None:
-        """The session is over: its own timeouts no longer apply."""
-        for timer in (self._session_timer, self._idle_timer):
-            if timer is not None:
-                timer.cancel()
-        self._session_timer = self._idle_timer = None
+        """The session is over: its own session timeout no longer applies."""
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+            self._session_timer = None
 
-    def answer_delay(self, events: list[CallEvent]) -> float:
-        """The answer to a login leaves after the back-off delay that the failures so far earned, success
-        or failure alike, so its timing tells a guesser nothing."""
-        for event in events:
-            if isinstance(event, Authenticated | AuthenticationFailed):
-                delay = self.server.backoff.delay(self.source, event.user)
-                if delay:
-                    log.info("%s: answering the login of %r in %.1f s", self.peer, event.user, delay)
-                return delay
-        return 0.0
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds without IP before the call is ended: the backend's for this user, else the server's."""
+        own = self.authorization.idle_timeout
+        return own if own is not None else self.server.idle_timeout
+
+    @property
+    def mtu(self) -> int:
+        """The session's MTU: the peer's MRU, capped by the backend's Framed-MTU."""
+        cap = self.authorization.mtu
+        return min(self.link.mtu, ip_mtu(cap)) if cap else self.link.mtu
 
 
 class RefusedCall(asyncio.Protocol):
@@ -285,8 +294,7 @@ class SstpServerApp:
         *,
         ssl_context: ssl.SSLContext,
         link_config: ServerConfig,
-        credentials: CredentialStore,
-        users: Callable[[str], UserEntry | None] | None = None,
+        backend: AuthBackend,
         pool: Pool,
         tun: Tun,
         dns: tuple[IPv4Address, ...] = (),
@@ -298,14 +306,17 @@ class SstpServerApp:
         ipv6_prefix: IPv6Network | None = None,
         tun_mtu: int = DEFAULT_MRU,
         require_client_certificate: bool = False,
+        accounting: SessionAccounting | None = None,
     ) -> None:
         self.ssl_context = ssl_context
+        self.accounting = accounting
+        """RADIUS accounting of the sessions, if configured."""
         self.require_client_certificate = require_client_certificate
         """Refuse calls without a TLS client certificate. The context only requests one (CERT_OPTIONAL), so
         a missing certificate is refused here, after the handshake, with the session's own log line."""
         self.link_config = link_config
-        self._credentials = credentials
-        self.users = users
+        self.backend = BackoffBackend(backend, backoff or Backoff())
+        """Who decides logins: the configured backend, behind the login back-off."""
         self.pool = pool
         self.tun = tun
         self.dns = dns
@@ -313,7 +324,7 @@ class SstpServerApp:
         self.limits = limits or Limits()
         self.idle_timeout = idle_timeout
         self._idle_timer: asyncio.TimerHandle | None = None
-        self.backoff = backoff or Backoff()
+        self._idle_interval: float | None = None
         self.kernel_routes = kernel_routes
         self.tun_mtu = tun_mtu
         """The TUN device's MTU: the largest MTU any session may have (see :meth:`_limit_path_mtu`)."""
@@ -333,6 +344,15 @@ class SstpServerApp:
         self.spoofed = 0
         """Packets from sessions dropped because their source is not the session's (or they are not IP)."""
 
+    @property
+    def backoff(self) -> Backoff:
+        """The failed-login counts and their cost, shared by admission (refusal) and the backend wrapper."""
+        return self.backend.backoff
+
+    @backoff.setter
+    def backoff(self, backoff: Backoff) -> None:
+        self.backend.backoff = backoff
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def listen(self, hosts: Iterable[str], port: int) -> list[tuple[str, int]]:
@@ -340,7 +360,7 @@ class SstpServerApp:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.tun.fd, self._on_tun_readable)
         if self.idle_timeout > 0:
-            self._check_idle()
+            self.watch_idle(self.idle_timeout)
         if self.ipv6_prefix is not None:
             self._ra_timer = self._loop.call_later(ipv6.RA_INTERVAL, self._advertise_all)
         bound: list[tuple[str, int]] = []
@@ -356,6 +376,7 @@ class SstpServerApp:
         if self._ra_timer is not None:
             self._ra_timer.cancel()
         for connection in list(self.connections):
+            connection.terminate_cause = connection.terminate_cause or TerminateCause.ADMIN_REBOOT
             connection.close(reason)
         deadline = time.monotonic() + SHUTDOWN_GRACE
         while any(not c.closed for c in self.connections) and time.monotonic() < deadline:
@@ -389,18 +410,33 @@ class SstpServerApp:
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
                 self._idle_timer = None
+                self._idle_interval = None
             if idle_timeout > 0 and self._loop is not None:
-                self._check_idle()
+                self.watch_idle(idle_timeout)
+            for connection in self.connections:
+                if connection.authorization.idle_timeout:
+                    self.watch_idle(connection.authorization.idle_timeout)
+
+    def watch_idle(self, timeout: float) -> None:
+        """Check for idle calls often enough for a ``timeout`` (the server's, or one session's)."""
+        interval = min(timeout / 4, IDLE_CHECK_INTERVAL)
+        if self._idle_interval is not None and self._idle_interval <= interval:
+            return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_interval = interval
+        self._check_idle()
 
     def _check_idle(self) -> None:
-        """Disconnect (in order) calls that carried no IP packet for ``idle_timeout`` seconds."""
-        assert self._loop is not None
-        limit = self._loop.time() - self.idle_timeout
+        """Disconnect (in order) calls that carried no IP packet for their idle timeout."""
+        assert self._loop is not None and self._idle_interval is not None
+        now = self._loop.time()
         for connection in list(self.connections):
-            if connection.idle_timeout is None and connection.link.is_up and connection.last_ip < limit:
-                log.info("%s: idle for %.0f s; disconnecting", connection.peer, self.idle_timeout)
+            timeout = connection.idle_timeout
+            if timeout > 0 and connection.link.is_up and connection.last_ip < now - timeout:
+                log.info("%s: idle for %.0f s; disconnecting", connection.peer, timeout)
                 connection.end("idle timeout", TerminateCause.IDLE_TIMEOUT)
-        self._idle_timer = self._loop.call_later(min(self.idle_timeout / 4, 30.0), self._check_idle)
+        self._idle_timer = self._loop.call_later(self._idle_interval, self._check_idle)
 
     def _new_connection(self) -> ServerConnection:
         connection: ServerConnection
@@ -408,7 +444,7 @@ class SstpServerApp:
         def network_for_user(user: str) -> ServerNetwork | str:
             return self._assign(connection, user)
 
-        link = ServerLink(self.link_config, credentials=self._credentials, network_for_user=network_for_user)
+        link = ServerLink(self.link_config, network_for_user=network_for_user)
         connection = ServerConnection(self, link)
         return connection
 
@@ -438,9 +474,10 @@ class SstpServerApp:
         return None
 
     def _assign(self, connection: ServerConnection, user: str) -> ServerNetwork | str:
-        """IPCP is about to start for ``user``: pick its address (fixed one first), or say why not."""
-        entry = self.users(user) if self.users is not None else None
-        limit = (entry.max_sessions if entry is not None else None) or self.limits.max_sessions_per_user
+        """IPCP is about to start for ``user``: pick its address (the backend's fixed one first), or say
+        why not."""
+        authorization = connection.authorization
+        limit = authorization.max_sessions or self.limits.max_sessions_per_user
         if limit:
             others = sorted(
                 (c for c in self.connections if c.info.user == user and c is not connection),
@@ -452,7 +489,9 @@ class SstpServerApp:
                         connection, f"user {user!r} already has {len(others)} session(s), the limit"
                     )
                 self._replace(others[: len(others) - limit + 1], connection)
-        fixed = entry.address if entry is not None else None
+        if authorization.pool is not None:
+            log.info("%s: no named pools; pool %r is the default one", connection.peer, authorization.pool)
+        fixed = authorization.address
         if fixed is not None and (problem := self.pool.fixed_refusal(fixed)) is not None:
             # The peer sees the first 64 bytes (LCP Terminate-Request): what is wrong goes first.
             return self._refuse(connection, f"fixed address {problem} (user {user!r})")
@@ -463,9 +502,10 @@ class SstpServerApp:
             return self._refuse(connection, f"no IPv4 address left in the pool for user {user!r}")
         connection.info.user = user
         connection.info.address = address
-        connection.info.routes = entry.routes if entry is not None else ()
+        connection.info.routes = authorization.routes
+        connection.info.classes = authorization.classes
         connection.address_key = address.packed
-        return ServerNetwork(self.server_address, address, self.dns)
+        return ServerNetwork(self.server_address, address, authorization.dns or self.dns)
 
     def _replace(self, older: list[ServerConnection], newer: ServerConnection) -> None:
         """``on_limit = "replace"``: end the user's oldest sessions for a new one. They leave the tables at
@@ -510,21 +550,16 @@ class SstpServerApp:
                 connection.info.hash_protocol,
                 connection.info.tls,
             )
-        elif isinstance(event, Authenticated):
-            self.backoff.succeeded(connection.source, event.user)
+            self._limit_session(connection)
+            if self.accounting is not None:
+                self.accounting.up(connection)
+        elif isinstance(event, Verification):
+            self._verify(connection, event)
         elif isinstance(event, AuthenticationFailed):
-            connection.auth_failure = self._failure_reason(event)
+            connection.auth_failure = event.reason
             log.warning(
                 "%s: authentication failed for %r: %s", connection.peer, event.user, connection.auth_failure
             )
-            refusal = self.backoff.failed(connection.source, event.user)
-            if refusal is not None:
-                log.warning(
-                    "%s refused for %.0f s after %d failed logins",
-                    connection.source,
-                    refusal.seconds,
-                    refusal.failures,
-                )
         elif isinstance(event, Ipv6Up):
             self._ipv6_up(connection, event)
         elif isinstance(event, LinkDown):
@@ -532,22 +567,62 @@ class SstpServerApp:
             reason = event.reason
             if connection.auth_failure is not None:
                 reason = f"authentication failed: {connection.auth_failure}"
+            if connection.terminate_cause is None:
+                # An orderly end we did not start is the client's (CALL_DISCONNECT, LCP Terminate).
+                lost = event.error
+                connection.terminate_cause = (
+                    TerminateCause.LOST_CARRIER if lost else TerminateCause.USER_REQUEST
+                )
             log.log(level, "%s: call ended: %s", connection.peer, reason)
             self.forget(connection)
 
-    def _failure_reason(self, event: AuthenticationFailed) -> str:
-        """The authenticator's reason, but a disabled user named as such: the credential store answers
-        for disabled users as for unknown ones (so the peer learns nothing), the log should not."""
-        if self.users is not None and event.user is not None:
-            for candidate in name_candidates(event.user):
-                entry = self.users(candidate)
-                if entry is not None:
-                    return event.reason if entry.enabled else f"user {candidate!r} is disabled"
-        return event.reason
+    # -- authentication ----------------------------------------------------------------------------
+
+    def _verify(self, connection: ServerConnection, question: Verification) -> None:
+        """Ask the backend; only this call waits for the answer."""
+        connection.asked = True
+        connection.verifying = asyncio.get_running_loop().create_task(self._answer(connection, question))
+
+    async def _answer(self, connection: ServerConnection, question: Verification) -> None:
+        try:
+            answer = await self.backend.verify(question, connection.context)
+        except Exception as exc:  # a broken backend refuses this login, never the server
+            log.warning(
+                "%s: the authentication backend failed (%s); refusing the login", connection.peer, exc
+            )
+            reason = f"the authentication backend failed: {exc}"
+            answer = Answer(Verdict(False, question.user, reason=reason))
+        connection.verifying = None
+        if connection.closed or connection.link.is_closed:
+            return
+        if answer.verdict.success and not answer.verdict.more:
+            connection.authorization = answer.authorization
+        if answer.authorization.reply_message:
+            log.info("%s: the backend says %r", connection.peer, answer.authorization.reply_message)
+        assert self._loop is not None
+        connection.link.answer(self._loop.time(), answer.verdict)
+        connection.flush()
+
+    def _limit_session(self, connection: ServerConnection) -> None:
+        """Apply the backend's per-session limits once the call is up."""
+        authorization = connection.authorization
+        if authorization.idle_timeout:
+            self.watch_idle(authorization.idle_timeout)
+        if authorization.session_timeout:
+            connection.set_session_timeout(authorization.session_timeout)
 
     def forget(self, connection: ServerConnection) -> None:
         """Take a finished session out of every table and give its address back (idempotent)."""
+        if connection.verifying is not None:
+            connection.verifying.cancel()
+            connection.verifying = None
         connection.stop_timers()
+        if connection.asked:
+            connection.asked = False
+            self.backend.finished(connection.context)
+        if self.accounting is not None:
+            # Without a LinkDown first, the TCP connection just went away.
+            self.accounting.down(connection, connection.terminate_cause or TerminateCause.LOST_CARRIER)
         self.connections.discard(connection)
         self.negotiating.discard(connection)
         if connection.address_key is not None:
@@ -635,7 +710,7 @@ class SstpServerApp:
         with ICMP "fragmentation needed"/"packet too big", what is routed to it, local sockets size their
         segments for it, and the nftables MSS clamp ("rt mtu") clamps to it.
         """
-        mtu = connection.link.mtu
+        mtu = connection.mtu
         if self.kernel_routes is None or mtu >= self.tun_mtu:
             return
         for address in addresses:
@@ -661,7 +736,7 @@ class SstpServerApp:
         advertisement = ipv6.router_advertisement(
             self.ipv6_prefix,
             source=connection.router_address,
-            mtu=connection.link.mtu,
+            mtu=connection.mtu,
             destination=destination,
         )
         connection.send_ip_batch([advertisement])

@@ -17,14 +17,24 @@ Only a source address that keeps failing, ``source_limit`` times, is refused out
 seconds (as OpenSSH's ``PerSourcePenalties`` do). A success clears the source's count and the user's.
 A key's failures are forgotten ``refusal`` seconds after its last one, so the table holds only recent
 guessers however many names they try.
+
+:class:`BackoffBackend` applies all of this to any authentication backend: it wraps it (docs/server.md,
+"Failed logins").
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from pysstp.aaa.backend import Answer, AuthBackend, CallContext
+from pysstp.ppp.auth.verification import Verification
+
+log = logging.getLogger("pysstp.server")
 
 IPV6_BLOCK = 64
 """Prefix length under which IPv6 sources count as one."""
@@ -132,3 +142,76 @@ def _source_key(source: str) -> str:
     if isinstance(address, ipaddress.IPv6Address):
         return f"source:{ipaddress.IPv6Network((int(address), IPV6_BLOCK), strict=False)}"
     return f"source:{address}"
+
+
+@dataclass
+class _Attempt:
+    """What the wrapper knows of one call's login."""
+
+    source: str
+    names: set[str] = field(default_factory=set)
+    asked: bool = False
+    decided: bool = False
+
+
+class BackoffBackend:
+    """The login back-off around any :class:`~pysstp.aaa.backend.AuthBackend`.
+
+    The first question of a call waits for the delay its source and user earned (:meth:`Backoff.delay`)
+    before the inner backend hears it, so the answer to a login after failed ones leaves late, success
+    or failure alike, and its timing tells a guesser nothing; only that call waits. A final verdict is
+    counted: a failure with :meth:`Backoff.failed`, a success clears with :meth:`Backoff.succeeded`. A
+    call that ends after it asked and before a final verdict (a guesser hanging up as soon as an inner
+    verdict shows through EAP pass-through, or during the delay) counts as a failure.
+    """
+
+    def __init__(
+        self,
+        inner: AuthBackend,
+        backoff: Backoff,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.inner = inner
+        self.backoff = backoff
+        self._sleep = sleep
+        self.name = inner.name
+        self._calls: dict[str, _Attempt] = {}
+
+    async def verify(self, question: Verification, context: CallContext) -> Answer:
+        """Wait out the delay (first question of a call), ask the inner backend, count the verdict."""
+        attempt = self._calls.get(context.session_id)
+        if attempt is None:
+            attempt = self._calls[context.session_id] = _Attempt(context.calling_station)
+        attempt.names.add(question.user)
+        if not attempt.asked:
+            attempt.asked = True
+            delay = self.backoff.delay(attempt.source, question.user)
+            if delay:
+                log.info(
+                    "%s: answering the login of %r in %.1f s", context.calling_station, question.user, delay
+                )
+                await self._sleep(delay)
+        answer = await self.inner.verify(question, context)
+        verdict = answer.verdict
+        if not verdict.more and not attempt.decided:
+            attempt.decided = True
+            if verdict.success:
+                for name in {*attempt.names, verdict.user}:
+                    self.backoff.succeeded(attempt.source, name)
+            else:
+                self._failed(attempt.source, verdict.user or question.user)
+        return answer
+
+    def finished(self, context: CallContext) -> None:
+        """Count a login abandoned before its verdict; let the inner backend forget the call."""
+        attempt = self._calls.pop(context.session_id, None)
+        if attempt is not None and attempt.asked and not attempt.decided:
+            self._failed(attempt.source, next(iter(attempt.names), None))
+        self.inner.finished(context)
+
+    def _failed(self, source: str, user: str | None) -> None:
+        refusal = self.backoff.failed(source, user)
+        if refusal is not None:
+            log.warning(
+                "%s refused for %.0f s after %d failed logins", source, refusal.seconds, refusal.failures
+            )

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+from pysstp.aaa.radius.server import AUTHENTICATION_PORT
 from pysstp.errors import ConfigError
+from pysstp.ppp.auth.base import EapMode
 from pysstp.ppp.auth.eap_tls import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, IdentitySource, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 from pysstp.server.pool import AddressPool
@@ -197,6 +199,46 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class RadiusServerEntry:
+    """One RADIUS server: a ``[[radius.servers]]`` table or a ``--radius-server HOST[:PORT]``. What it
+    leaves unset comes from the ``[radius]`` section; the accounting port is the port + 1 unless set."""
+
+    address: str
+    port: int = AUTHENTICATION_PORT
+    accounting_port: int | None = None
+    secret_file: Path | None = None
+    priority: int | None = None
+    """Lower first; servers without one keep their order after those with one."""
+    timeout: float | None = None
+    retries: int | None = None
+    dead_time: float | None = None
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RadiusSettings:
+    """RADIUS servers and how pysstp names itself to them (``backend = "radius"``, docs/radius.md)."""
+
+    servers: tuple[RadiusServerEntry, ...] = ()
+    secret_file: Path | None = None
+    """The shared secret (first line) of servers without a ``secret_file`` of their own."""
+    timeout: float = 3.0
+    retries: int = 2
+    dead_time: float = 30.0
+    nas_identifier: str = "pysstp"
+    nas_address: IPv4Address | IPv6Address | None = None
+    accounting: bool = True
+    """Send accounting records to the servers' accounting ports."""
+    interim_interval: float = 0.0
+    """Seconds between Interim-Updates when the Access-Accept sets none; 0: none."""
+    accounting_spool: Path = Path("/var/lib/pysstp/radius-accounting.spool")
+    """Where records no server acknowledged wait for the next start."""
+
+
+@dataclass(frozen=True)
 class DaeClientSettings:
     """A client allowed to send Disconnect- and CoA-Requests, and the file with its shared secret."""
 
@@ -220,6 +262,10 @@ class ServerSettings:
     listen: tuple[str, ...] = ("0.0.0.0", "::")
     port: int = 443
     users: Path = Path("/etc/pysstp/users.toml")
+    backend: str = "local"
+    """Who decides logins: ``local`` (the users file) or ``radius`` (the ``[radius]`` servers)."""
+    eap_mode: EapMode = "local"
+    """``local``: EAP methods run here; ``pass-through``: EAP runs in the RADIUS server (RFC 3579)."""
     auth_methods: tuple[AuthMethod, ...] = (AuthMethod.MSCHAP_V2, AuthMethod.EAP_MSCHAP_V2)
     ipv6: Ipv6Settings = field(default_factory=Ipv6Settings)
     keepalive: float = Timer.HELLO.value
@@ -238,6 +284,7 @@ class ServerSettings:
     log: LogSettings = field(default_factory=LogSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     dae: DaeSettings = field(default_factory=DaeSettings)
+    radius: RadiusSettings = field(default_factory=RadiusSettings)
 
 
 @dataclass(frozen=True)
@@ -278,6 +325,36 @@ class _DaeClients(Kind):
 
     def metavar(self, default: str) -> str | None:
         return "ADDRESS=FILE"
+
+
+@dataclass(frozen=True)
+class _RadiusServers(Kind):
+    """RADIUS servers: in the file a list of ``HOST[:PORT]`` strings or tables; a repeatable flag."""
+
+    action: ClassVar[str | type[argparse.Action]] = "append"
+
+    def parse(self, value: object) -> tuple[RadiusServerEntry, ...]:
+        if not isinstance(value, list):
+            raise wrong_type("a list", value)
+        entries = tuple(_radius_server(entry) for entry in value)
+        for index, entry in enumerate(entries):
+            if any((e.address, e.port) == (entry.address, entry.port) for e in entries[:index]):
+                raise ValueError(f"lists {entry} twice")
+        return entries
+
+    def from_flag(self, value: Any) -> object:
+        return list(value)
+
+    def show(self, value: Any) -> str:
+        return ", ".join(str(entry) for entry in value)
+
+    def anchored(self, value: Any, directory: Path) -> Any:
+        return tuple(
+            replace(entry, secret_file=directory / entry.secret_file)
+            if entry.secret_file is not None and not entry.secret_file.is_absolute()
+            else entry
+            for entry in value
+        )
 
 
 # -- value checks ----------------------------------------------------------------------------------
@@ -357,6 +434,72 @@ def _redirect_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() or c < " " for c in text):
         raise ValueError(f"must be an absolute http:// or https:// URL without spaces, not {text!r}")
     return text
+
+
+def _nas_identifier(text: str) -> str:
+    if not text or len(text.encode()) > 253:
+        raise ValueError("must be 1 to 253 bytes")
+    return text
+
+
+def _nas_address(text: str) -> IPv4Address | IPv6Address:
+    try:
+        return ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+
+
+_RADIUS_SERVER_KEYS: dict[str, Kind] = {
+    "port": _Integer(1, 65535),
+    "accounting_port": _Integer(1, 65535),
+    "secret_file": _Text(_path),
+    "priority": _Integer(0),
+    "timeout": _Seconds(),
+    "retries": _Integer(0, 10),
+    "dead_time": _Seconds(),
+}
+
+
+def _radius_server(value: object) -> RadiusServerEntry:
+    if isinstance(value, str):
+        return _host_port(value)
+    if not isinstance(value, dict):
+        raise wrong_type("a string HOST[:PORT] or a table", value)
+    if "address" not in value:
+        raise ValueError("a radius.servers table needs an address")
+    entry = _host_port(_Text().parse(value["address"]))
+    changes: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "address":
+            continue
+        kind = _RADIUS_SERVER_KEYS.get(key)
+        if kind is None:
+            known = ", ".join(["address", *_RADIUS_SERVER_KEYS])
+            raise ValueError(f"unknown key {key!r} in a radius.servers table (known: {known})")
+        try:
+            changes[key] = kind.parse(item)
+        except ValueError as exc:
+            raise ValueError(f"{entry.address}: {key}: {exc}") from None
+    return replace(entry, **changes)
+
+
+def _host_port(text: str) -> RadiusServerEntry:
+    """``HOST``, ``HOST:PORT``, ``[IPV6]:PORT`` or a bare IPv6 address."""
+    host, port = text, None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r} is not HOST[:PORT] or [IPV6]:PORT")
+        port = rest[1:] or None
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"{text!r} is not HOST[:PORT]")
+    if port is None:
+        return RadiusServerEntry(host)
+    if not port.isdecimal() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    return RadiusServerEntry(host, int(port))
 
 
 _NOT_WITH_NT_HASHES = "needs the plaintext password, which the user database never keeps"
@@ -508,6 +651,19 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "methods offered, in order of preference (PAP only if listed)",
             ),
             _Setting("users", "--users", _Text(_path), "user database that pysstp user manages", "FILE"),
+            _Setting(
+                "backend",
+                "--backend",
+                _Choice({"local": "local", "radius": "radius"}),
+                "who decides logins: local (the users file) or radius (the [radius] servers)",
+            ),
+            _Setting(
+                "eap_mode",
+                "--eap-mode",
+                _Choice({"local": "local", "pass-through": "pass-through"}),
+                "run EAP methods here (local) or in the RADIUS server (pass-through: EAP-MSCHAPv2, EAP-TLS, "
+                "PEAP, whatever it offers)",
+            ),
         ),
     ),
     (
@@ -695,6 +851,82 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
             ),
         ),
     ),
+    (
+        "RADIUS (docs/radius.md)",
+        (
+            _Setting(
+                "radius.servers",
+                "--radius-server",
+                _RadiusServers(),
+                "a RADIUS server, by priority; in the file also a table with address, port, accounting_port, "
+                "secret_file, priority, timeout, retries, dead_time",
+                "HOST[:PORT]",
+                show_default=False,
+            ),
+            _Setting(
+                "radius.secret_file",
+                "--radius-secret-file",
+                _Text(_path),
+                "file whose first line is the shared secret of servers without their own",
+                "FILE",
+            ),
+            _Setting(
+                "radius.timeout",
+                "--radius-timeout",
+                _Seconds(),
+                "a request is sent again when no answer came within this",
+                "SECONDS",
+            ),
+            _Setting(
+                "radius.retries",
+                "--radius-retries",
+                _Integer(0, 10),
+                "times a request is sent again to a server before the next one is tried",
+                "N",
+            ),
+            _Setting(
+                "radius.dead_time",
+                "--radius-dead-time",
+                _Seconds(),
+                "a server that did not answer is tried last for this long",
+                "SECONDS",
+            ),
+            _Setting(
+                "radius.nas_identifier",
+                "--nas-identifier",
+                _Text(_nas_identifier),
+                "NAS-Identifier in every RADIUS request",
+                "NAME",
+            ),
+            _Setting(
+                "radius.nas_address",
+                "--nas-address",
+                _Text(_nas_address),
+                "NAS-IP-Address (or NAS-IPv6-Address) in every RADIUS request",
+                "ADDR",
+            ),
+            _Setting(
+                "radius.accounting",
+                "--radius-accounting",
+                _Bool(),
+                "send RADIUS accounting (Start, Interim-Update, Stop) to the servers' accounting ports",
+            ),
+            _Setting(
+                "radius.interim_interval",
+                "--radius-interim-interval",
+                _Seconds(zero_means_off=True),
+                "Interim-Update interval if the Access-Accept sets no Acct-Interim-Interval, 0 = none",
+                "SECONDS",
+            ),
+            _Setting(
+                "radius.accounting_spool",
+                "--radius-accounting-spool",
+                _Text(_path),
+                "where accounting records no server acknowledged wait for the next start",
+                "FILE",
+            ),
+        ),
+    ),
 )
 
 _TABLE = SettingsTable(_GROUPS)
@@ -778,7 +1010,12 @@ def validate(settings: ServerSettings) -> None:
         )
     if settings.http.redirect is not None and settings.http.page is not None:
         raise ConfigError("set http.redirect or http.page, not both")
-    if AuthMethod.EAP_TLS in settings.auth_methods and not settings.eap_tls.ca:
+    # With EAP passed through, the RADIUS server checks the certificates.
+    if (
+        AuthMethod.EAP_TLS in settings.auth_methods
+        and not settings.eap_tls.ca
+        and settings.eap_mode == "local"
+    ):
         raise ConfigError(
             "auth method 'eap-tls' needs the CA that signs user certificates: set eap_tls.ca or use --eap-ca"
         )
@@ -789,6 +1026,16 @@ def validate(settings: ServerSettings) -> None:
             f"verify-client-certificate '{settings.tls.verify_client_certificate}' needs the CA that signs "
             "client certificates: set tls.client_ca or use --client-ca"
         )
+    if settings.backend == "radius" and not settings.radius.servers:
+        raise ConfigError('backend "radius" needs a server: set radius.servers or use --radius-server HOST')
+    if settings.eap_mode == "pass-through" and settings.backend != "radius":
+        raise ConfigError('eap_mode "pass-through" needs backend = "radius": only RADIUS servers run EAP')
+    for server in settings.radius.servers:
+        if server.secret_file is None and settings.radius.secret_file is None:
+            raise ConfigError(
+                f"RADIUS server {server} has no secret: set radius.secret_file (--radius-secret-file) or "
+                "its own secret_file"
+            )
     if len(os.fsencode(settings.control_socket)) > UNIX_SOCKET_PATH_MAX:
         raise ConfigError(
             f"control socket path {settings.control_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes"

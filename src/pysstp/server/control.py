@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from pysstp.aaa.dae import DaeServer
-from pysstp.server.app import ServerConnection, SstpServerApp, TerminateCause
+from pysstp.aaa.radius.accounting import TerminateCause
+from pysstp.aaa.radius.client import RadiusClient
+from pysstp.server.app import ServerConnection, SstpServerApp
 
 log = logging.getLogger("pysstp.control")
 
@@ -61,13 +63,14 @@ def session_rows(app: SstpServerApp, meter: RateMeter | None = None) -> list[dic
             {
                 "session_id": info.session_id,
                 "user": info.user,
+                "backend": app.backend.name,
                 "address": str(info.address) if info.address else None,
                 "ipv6": [str(ipaddress.ip_address(key)) for key in connection.ipv6_keys],
                 "peer": info.peer,
                 "up": connection.link.is_up,
                 "started": round(info.started, 1),
                 "uptime": round(now - info.started, 1),
-                "mtu": connection.link.mtu,
+                "mtu": connection.mtu,
                 "bytes_in": connection.bytes_in,
                 "bytes_out": connection.bytes_out,
                 "rate_in": round(rates.get(connection, (0.0, 0.0))[0]),
@@ -79,6 +82,7 @@ def session_rows(app: SstpServerApp, meter: RateMeter | None = None) -> list[dic
                 "hash": info.hash_protocol,
                 "tls": info.tls,
                 "routes": [str(r) for r in info.routes],
+                "classes": [value.hex() for value in info.classes],
             }
         )
     return rows
@@ -98,11 +102,20 @@ def kick(app: SstpServerApp, target: str) -> int:
 class ControlServer:
     """Serves the control protocol on a Unix socket for one :class:`SstpServerApp`."""
 
-    def __init__(self, app: SstpServerApp, path: Path, dae: DaeServer | None = None) -> None:
+    def __init__(
+        self,
+        app: SstpServerApp,
+        path: Path,
+        *,
+        dae: DaeServer | None = None,
+        radius: RadiusClient | None = None,
+    ) -> None:
         self.app = app
         self.path = path
         self.dae = dae
         """The Dynamic Authorization listener, whose state ``status`` reports (``None``: off)."""
+        self.radius = radius
+        """The RADIUS servers' client, whose servers' states ``status`` shows."""
         self.meter = RateMeter()
         self._server: asyncio.AbstractServer | None = None
         self._sampler: asyncio.TimerHandle | None = None
@@ -148,11 +161,17 @@ class ControlServer:
         except (ValueError, TypeError, KeyError):
             return {"ok": False, "error": "request must be a JSON object with a 'command'"}
         if command == "status":
-            return {
+            answer: dict[str, Any] = {
                 "ok": True,
                 "sessions": session_rows(self.app, self.meter),
                 "dae": self.dae.state() if self.dae is not None else None,
             }
+            if self.radius is not None:
+                answer["radius"] = [
+                    {"server": state.name, "alive": state.alive, "dead_for": round(state.dead_for, 1)}
+                    for state in self.radius.status()
+                ]
+            return answer
         if command == "kick":
             target = request.get("target")
             if not isinstance(target, str) or not target:

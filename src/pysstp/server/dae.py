@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from pysstp.aaa.dae import Change, DaeClient, DaeServer, DaeSession, DynamicAuthorization, read_secret
+from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.errors import SystemSetupError
-from pysstp.server.app import ServerConnection, SstpServerApp, TerminateCause
+from pysstp.server.app import ServerConnection, SstpServerApp
 from pysstp.server.config import DaeSettings
 
 

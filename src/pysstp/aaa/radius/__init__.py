@@ -2,3 +2,23 @@
 
 See docs/radius.md for what is sent, what is honoured and how to set up FreeRADIUS.
 """
+
+from pysstp.aaa.radius.accounting import Counters, RadiusAccounting, SessionFacts, TerminateCause
+from pysstp.aaa.radius.backend import RadiusBackend
+from pysstp.aaa.radius.client import RadiusClient, RadiusServerStatus, RadiusUnavailable
+from pysstp.aaa.radius.request import NasIdentity
+from pysstp.aaa.radius.server import RadiusServer, read_secret
+
+__all__ = [
+    "Counters",
+    "NasIdentity",
+    "RadiusAccounting",
+    "RadiusBackend",
+    "RadiusClient",
+    "RadiusServer",
+    "RadiusServerStatus",
+    "RadiusUnavailable",
+    "SessionFacts",
+    "TerminateCause",
+    "read_secret",
+]

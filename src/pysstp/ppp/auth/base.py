@@ -1,4 +1,4 @@
-"""What every authentication machine shares: credentials, events, the machine shape and the factories.
+"""What every authentication machine shares: the machine shape, the question and answer, and the registry.
 
 Two roles, as in RFC 1994's words: the *authenticator* (our server) demands proof, the *peer* (our client)
 gives it. Both are sans-I/O machines with the same surface as the rest of :mod:`pysstp.ppp`:
@@ -6,19 +6,27 @@ gives it. Both are sans-I/O machines with the same surface as the rest of :mod:`
 ``take_events()``. Each emits exactly one :class:`~pysstp.ppp.events.Authenticated` or
 :class:`~pysstp.ppp.events.AuthenticationFailed` (the session passes it on as it is) and then stays
 quiet, except for answering a peer's retransmissions the way its RFC asks.
+
+An authenticator never checks a proof itself: it emits a
+:class:`~pysstp.ppp.auth.verification.Verification` and goes on when :meth:`Authenticator.answer` gives it
+the :class:`~pysstp.ppp.auth.verification.Verdict` (docs/architecture.md, "Authentication").
+
+Methods register their machines (:func:`register_authenticator`, :func:`register_peer`, after aioquic's
+``register_congestion_control``); :func:`make_authenticator` and :func:`make_peer` look them up, so this
+module imports none of them. Importing :mod:`pysstp.ppp.auth` registers every method.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-from typing import Protocol as TypingProtocol
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
 from pysstp.errors import AuthError
-from pysstp.ppp.auth.mschapv2 import nt_password_hash
-from pysstp.ppp.constants import MAX_AUTH_TRANSMITS, AuthMethod, Protocol, Timer
+from pysstp.ppp.auth.keys import ZERO_HLAK
+from pysstp.ppp.auth.verification import Proof, Verdict, Verification
+from pysstp.ppp.constants import HLAK_SIZE, MAX_AUTH_TRANSMITS, AuthMethod, Protocol, Timer
 from pysstp.ppp.events import Authenticated, AuthenticationFailed, AuthEvent
 from pysstp.randomness import RandomBytes
 
@@ -32,70 +40,12 @@ FAILURE_MESSAGE = "Access denied"
 
 AUTH_WAIT_TIMEOUT = Timer.AUTH_RESTART * MAX_AUTH_TRANSMITS
 """How long a machine that only waits (PAP authenticator, CHAP and EAP peers) waits for the other end."""
+ANSWER_TIMEOUT = AUTH_WAIT_TIMEOUT
+"""How long an authenticator waits for the answer to its question: as long as a PPP peer waits for us
+(RFC 1661 §4.6), after which the peer has given up anyway."""
 
-
-# -- credentials ------------------------------------------------------------------------------------
-
-
-class CredentialStore(TypingProtocol):
-    """Where an authenticator looks users up.
-
-    ``nt_hash`` is what a server normally keeps (MD4 of the UTF-16LE password): it suffices for PAP,
-    MS-CHAPv2 and EAP-MSCHAPv2. ``password`` returns a plaintext only where the administrator keeps one;
-    CHAP-MD5 and EAP-MD5 cannot work without it.
-    """
-
-    def nt_hash(self, user: str) -> bytes | None:
-        """The user's NT password hash, or ``None`` for an unknown user."""
-        ...
-
-    def password(self, user: str) -> str | None:
-        """The user's plaintext password, or ``None`` (unknown user, or only a hash is stored)."""
-        ...
-
-
-class StaticCredentials:
-    """An in-memory :class:`CredentialStore` built from ``{user: password}`` (tests and the demo)."""
-
-    def __init__(self, users: Mapping[str, str]) -> None:
-        self._passwords = dict(users)
-        self._hashes = {user: nt_password_hash(password) for user, password in users.items()}
-
-    def nt_hash(self, user: str) -> bytes | None:
-        """The NT hash computed when the store was built."""
-        return self._hashes.get(user)
-
-    def password(self, user: str) -> str | None:
-        """The plaintext the store was built with."""
-        return self._passwords.get(user)
-
-
-def name_candidates(name: str) -> tuple[str, ...]:
-    """The names a sent user name may be stored under, in order: as sent, then the part after the last
-    backslash of a ``DOMAIN\\user`` name."""
-    if "\\" in name:
-        return (name, name.rpartition("\\")[2])
-    return (name,)
-
-
-def lookup_user(credentials: CredentialStore, name: str) -> str | None:
-    """The name under which ``credentials`` knows the user who sent ``name``, or ``None``.
-
-    The name as sent wins; if it is unknown and carries a ``DOMAIN\\`` prefix, the part after the last
-    backslash is tried (Windows sends ``DOMAIN\\user`` when the user typed it so).
-    """
-    for candidate in name_candidates(name):
-        if credentials.nt_hash(candidate) is not None or credentials.password(candidate) is not None:
-            return candidate
-    return None
-
-
-def stored_nt_hash(credentials: CredentialStore, user: str) -> bytes | None:
-    """The NT hash of a known user; derived from the plaintext if that is all the store keeps."""
-    stored = credentials.nt_hash(user)
-    if stored is None and (password := credentials.password(user)) is not None:
-        stored = nt_password_hash(password)
-    return stored
+MachineEvent = AuthEvent | Verification
+"""What an authentication machine reports: questions (authenticators only), then its one result."""
 
 
 def decode_name(raw: bytes) -> str:
@@ -106,22 +56,6 @@ def decode_name(raw: bytes) -> str:
 def encode_text(text: str) -> bytes:
     """Names, passwords and messages go on the wire as UTF-8 (ASCII for every real-world name)."""
     return text.encode("utf-8")
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """An authenticator's decision on one answer, and the text of the Success/Failure packet to send.
-
-    ``user`` is the matched name on success, else the name as sent; ``reason`` and ``error_code`` are
-    for :class:`~pysstp.ppp.events.AuthenticationFailed`.
-    """
-
-    success: bool
-    user: str
-    message: str
-    hlak: bytes = b""
-    reason: str = ""
-    error_code: int | None = None
 
 
 # -- machines ---------------------------------------------------------------------------------------
@@ -153,7 +87,7 @@ class AuthMachine:
     def __init__(self, random_bytes: RandomBytes = os.urandom) -> None:
         self._random_bytes = random_bytes
         self._outgoing: list[tuple[int, bytes]] = []
-        self._events: list[AuthEvent] = []
+        self._events: list[MachineEvent] = []
         self._retransmission: _Retransmission | None = None
         self._wait_deadline: float | None = None
         self._finished = False
@@ -205,8 +139,8 @@ class AuthMachine:
         outgoing, self._outgoing = self._outgoing, []
         return outgoing
 
-    def take_events(self) -> list[AuthEvent]:
-        """Events since the last call (at most one result, ever)."""
+    def take_events(self) -> list[MachineEvent]:
+        """Events since the last call: questions, and at most one result, ever."""
         events, self._events = self._events, []
         return events
 
@@ -258,15 +192,77 @@ class AuthMachine:
 
 
 class Authenticator(AuthMachine):
-    """Server side: demands and checks the peer's credentials against a :class:`CredentialStore`."""
+    """Server side: demands the peer's proof, asks whether it holds (a :class:`Verification` event) and
+    acts on the :class:`Verdict` given to :meth:`answer`.
 
-    def __init__(
-        self, credentials: CredentialStore, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom
-    ) -> None:
+    While a question is open the machine sends nothing on its own (no retransmission: the peer answered)
+    and ignores the peer's repetitions; :data:`ANSWER_TIMEOUT` bounds the wait.
+    """
+
+    def __init__(self, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom) -> None:
         super().__init__(random_bytes)
-        self.credentials = credentials
         self.name = name
         """Our name, sent in CHAP/EAP challenges."""
+        self.pending: Verification | None = None
+        """The question waiting for :meth:`answer`, if any."""
+
+    def answer(self, verdict: Verdict, now: float) -> None:
+        """The answer to :attr:`pending`; an answer that nobody waits for (late, or after the machine
+        finished) is ignored."""
+        question = self.pending
+        if question is None or self._finished:
+            return
+        self.pending = None
+        self._wait_deadline = None
+        self._on_verdict(question, verdict, now)
+
+    def handle_timer(self, now: float) -> None:
+        """Give up on a question that stayed unanswered; otherwise as :meth:`AuthMachine.handle_timer`."""
+        if self.pending is not None:
+            if self._wait_deadline is not None and now >= self._wait_deadline:
+                question, self.pending = self.pending, None
+                self._fail(
+                    question.user,
+                    f"the authentication backend did not answer within {ANSWER_TIMEOUT:.0f} s",
+                )
+            return
+        super().handle_timer(now)
+
+    def _ask(self, method: AuthMethod, user: str, proof: Proof, now: float) -> None:
+        """Emit the question and wait for :meth:`answer` (the request was answered: no retransmission)."""
+        self._stop_retransmission()
+        self.pending = Verification(method, user, proof)
+        self._wait_deadline = now + ANSWER_TIMEOUT
+        self._events.append(self.pending)
+
+    def _on_verdict(self, question: Verification, verdict: Verdict, now: float) -> None:
+        raise NotImplementedError
+
+    def _finish_with(self, verdict: Verdict, *, keyed: bool, method: AuthMethod | None = None) -> None:
+        """Report the verdict as the machine's result (see :func:`with_keys` for ``keyed``)."""
+        verdict = with_keys(verdict, keyed=keyed)
+        if verdict.success:
+            self._succeed(verdict.user, verdict.hlak or ZERO_HLAK, verdict.message, method)
+        else:
+            reason = verdict.reason or "refused by the authentication backend"
+            self._fail(verdict.user, reason, verdict.error_code, method)
+
+
+def with_keys(verdict: Verdict, *, keyed: bool) -> Verdict:
+    """The verdict, unless it is a success without a 32-byte HLAK for a method that derives keys
+    (``keyed``): that is refused rather than bound with zeros (MS-SSTP 3.2.5.2.4). Methods without keys
+    (PAP, CHAP-MD5, EAP-MD5) bind with zeros whatever the backend sent."""
+    if not verdict.success:
+        return verdict
+    if len(verdict.hlak) == HLAK_SIZE:
+        return verdict
+    if keyed:
+        reason = (
+            f"the authentication backend accepted user {verdict.user!r} without the keys for the crypto "
+            "binding"
+        )
+        return Verdict(False, verdict.user, reason=reason)
+    return replace(verdict, hlak=ZERO_HLAK)
 
 
 class AuthPeer(AuthMachine):
@@ -278,21 +274,67 @@ class AuthPeer(AuthMachine):
         self.password = password
 
 
-# -- factories --------------------------------------------------------------------------------------
+# -- registry -------------------------------------------------------------------------------------
 
 EAP_METHODS = (AuthMethod.EAP_MSCHAP_V2, AuthMethod.EAP_MD5)
 """Methods that run inside EAP with a password, in our default order of preference."""
 ALL_EAP_METHODS = frozenset({*EAP_METHODS, AuthMethod.EAP_TLS})
 """Every method that runs inside EAP; EAP-TLS only where certificates are configured."""
 
+EapMode = Literal["local", "pass-through"]
+"""``local``: the EAP methods run here and ask for their inner proofs; ``pass-through``: every EAP
+Response after Identity goes to the backend as it is, which runs EAP itself (RFC 3579)."""
+
+
+@dataclass(frozen=True)
+class AuthenticatorOptions:
+    """What :func:`make_authenticator` hands a registered factory."""
+
+    method: AuthMethod
+    """The method LCP agreed on."""
+    name: str = "pysstp"
+    eap_methods: tuple[AuthMethod, ...] = EAP_METHODS
+    """For EAP: ``method`` first, then what a peer's Legacy-Nak may switch to."""
+    eap_tls: EapTlsServerSettings | None = None
+    eap_mode: EapMode = "local"
+    random_bytes: RandomBytes = os.urandom
+
+
+@dataclass(frozen=True)
+class PeerOptions:
+    """What :func:`make_peer` hands a registered factory."""
+
+    method: AuthMethod
+    username: str
+    password: str
+    eap_tls: EapTlsPeerSettings | None = None
+    random_bytes: RandomBytes = os.urandom
+
+
+AuthenticatorFactory = Callable[[AuthenticatorOptions], Authenticator]
+PeerFactory = Callable[[PeerOptions], AuthPeer]
+
+_AUTHENTICATORS: dict[AuthMethod, AuthenticatorFactory] = {}
+_PEERS: dict[AuthMethod, PeerFactory] = {}
+
+
+def register_authenticator(method: AuthMethod, factory: AuthenticatorFactory) -> None:
+    """Make ``factory`` build the server-side machine for ``method`` (each method module calls this)."""
+    _AUTHENTICATORS[method] = factory
+
+
+def register_peer(method: AuthMethod, factory: PeerFactory) -> None:
+    """Make ``factory`` build the client-side machine for ``method``."""
+    _PEERS[method] = factory
+
 
 def make_authenticator(
     method: AuthMethod,
-    credentials: CredentialStore,
     *,
     name: str = "pysstp",
     eap_methods: tuple[AuthMethod, ...] = EAP_METHODS,
     eap_tls: EapTlsServerSettings | None = None,
+    eap_mode: EapMode = "local",
     random_bytes: RandomBytes = os.urandom,
 ) -> Authenticator:
     """The server-side machine for ``method`` (the method LCP agreed on).
@@ -300,24 +342,11 @@ def make_authenticator(
     For an EAP method, ``method`` is proposed first and the rest of ``eap_methods`` are what a peer's
     Legacy-Nak may switch to. ``eap_tls`` holds the certificates EAP-TLS needs.
     """
-    # Imported here because every method module builds on this one.
-    from pysstp.ppp.auth.chap import ChapMd5Authenticator, MsChapV2Authenticator
-    from pysstp.ppp.auth.eap import EapAuthenticator
-    from pysstp.ppp.auth.pap import PapAuthenticator
-
-    match method:
-        case AuthMethod.PAP:
-            return PapAuthenticator(credentials, name=name, random_bytes=random_bytes)
-        case AuthMethod.CHAP_MD5:
-            return ChapMd5Authenticator(credentials, name=name, random_bytes=random_bytes)
-        case AuthMethod.MSCHAP_V2:
-            return MsChapV2Authenticator(credentials, name=name, random_bytes=random_bytes)
-        case AuthMethod.EAP_MSCHAP_V2 | AuthMethod.EAP_MD5 | AuthMethod.EAP_TLS:
-            order = (method, *(m for m in eap_methods if m is not method))
-            return EapAuthenticator(
-                credentials, name=name, eap_methods=order, eap_tls=eap_tls, random_bytes=random_bytes
-            )
-    raise ValueError(f"no authenticator for {method!r}")
+    factory = _AUTHENTICATORS.get(method)
+    if factory is None:
+        raise ValueError(f"no authenticator for {method!r}")
+    order = (method, *(m for m in eap_methods if m is not method))
+    return factory(AuthenticatorOptions(method, name, order, eap_tls, eap_mode, random_bytes))
 
 
 def make_peer(
@@ -330,19 +359,7 @@ def make_peer(
 ) -> AuthPeer:
     """The client-side machine for ``method``; an EAP peer accepts every EAP method we support, EAP-TLS
     only when ``eap_tls`` gives it a certificate."""
-    from pysstp.ppp.auth.chap import ChapMd5Peer, MsChapV2Peer
-    from pysstp.ppp.auth.eap import EapPeer
-    from pysstp.ppp.auth.pap import PapPeer
-
-    match method:
-        case AuthMethod.PAP:
-            return PapPeer(username, password, random_bytes=random_bytes)
-        case AuthMethod.CHAP_MD5:
-            return ChapMd5Peer(username, password, random_bytes=random_bytes)
-        case AuthMethod.MSCHAP_V2:
-            return MsChapV2Peer(username, password, random_bytes=random_bytes)
-        case AuthMethod.EAP_MSCHAP_V2 | AuthMethod.EAP_MD5 | AuthMethod.EAP_TLS:
-            methods = (*EAP_METHODS, AuthMethod.EAP_TLS) if eap_tls is not None else EAP_METHODS
-            order = (method, *(m for m in methods if m is not method))
-            return EapPeer(username, password, eap_methods=order, eap_tls=eap_tls, random_bytes=random_bytes)
-    raise ValueError(f"no peer for {method!r}")
+    factory = _PEERS.get(method)
+    if factory is None:
+        raise ValueError(f"no peer for {method!r}")
+    return factory(PeerOptions(method, username, password, eap_tls, random_bytes))

@@ -8,9 +8,8 @@ Only how a Response is computed and judged differs, and that is all a subclass s
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pysstp.errors import AuthError
 from pysstp.ppp.auth.base import (
@@ -18,15 +17,18 @@ from pysstp.ppp.auth.base import (
     FAILURE_MESSAGE,
     SUCCESS_MESSAGE,
     Authenticator,
+    AuthenticatorFactory,
     AuthPeer,
-    CredentialStore,
-    Verdict,
+    PeerFactory,
     decode_name,
     encode_text,
-    lookup_user,
+    register_authenticator,
+    register_peer,
+    with_keys,
 )
 from pysstp.ppp.auth.keys import ZERO_HLAK, mschapv2_hlak
 from pysstp.ppp.auth.mschapv2_core import MUTUAL_AUTHENTICATION_FAILED, MsChapV2Client, MsChapV2Server
+from pysstp.ppp.auth.verification import ChapMd5Proof, Proof, Verdict, Verification
 from pysstp.ppp.constants import CHAP_CHALLENGE_SIZE, MAX_AUTH_TRANSMITS, AuthMethod, ChapCode, Protocol
 from pysstp.ppp.packet import join_packet, split_packet
 from pysstp.randomness import RandomBytes
@@ -92,43 +94,23 @@ def chap_md5_response(identifier: int, secret: bytes, challenge: bytes) -> bytes
     return hashlib.md5(bytes([identifier]) + secret + challenge).digest()
 
 
-def verify_md5(
-    credentials: CredentialStore, identifier: int, challenge: bytes, value: bytes, name: str, label: str
-) -> Verdict:
-    """Judge an MD5 Response (CHAP-MD5 and EAP-MD5); needs the stored plaintext password."""
-    user = lookup_user(credentials, name)
-    if user is None:
-        return Verdict(False, name, FAILURE_MESSAGE, reason=f"unknown user {name!r}")
-    password = credentials.password(user)
-    if password is None:
-        return Verdict(
-            False,
-            user,
-            FAILURE_MESSAGE,
-            reason=f"{label} needs the plaintext password of user {user!r}, and only its NT hash is stored",
-        )
-    expected = chap_md5_response(identifier, encode_text(password), challenge)
-    if not hmac.compare_digest(expected, value):
-        return Verdict(False, user, FAILURE_MESSAGE, reason=f"wrong password for user {user!r}")
-    return Verdict(True, user, SUCCESS_MESSAGE, hlak=ZERO_HLAK)
-
-
 # -- the two machines -------------------------------------------------------------------------------
 
 
 class ChapAuthenticator(Authenticator):
-    """Server side of CHAP; subclasses supply the challenge and the check of a Response.
+    """Server side of CHAP; subclasses supply the challenge, the question a Response asks and the text
+    of the answer.
 
     A duplicate Response after the decision gets the same Success/Failure again (RFC 1994 §4.2: the
-    first one may have been lost).
+    first one may have been lost); while the question is open, duplicates are ignored.
     """
 
     protocol = Protocol.CHAP
+    _keyed = False
+    """Whether the method derives keys (a success then needs the HLAK)."""
 
-    def __init__(
-        self, credentials: CredentialStore, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom
-    ) -> None:
-        super().__init__(credentials, name=name, random_bytes=random_bytes)
+    def __init__(self, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom) -> None:
+        super().__init__(name=name, random_bytes=random_bytes)
         self._identifier: int | None = None
         self._challenge = b""
         self._answer: bytes | None = None
@@ -153,16 +135,26 @@ class ChapAuthenticator(Authenticator):
         if self._answer is not None:
             self._send(self._answer)
             return
+        if self.pending is not None or self.finished:
+            return
         value, name = decode_value_name(chap.data)
-        self._stop_retransmission()
-        verdict = self._verify(chap.identifier, value, name)
-        code = ChapCode.SUCCESS if verdict.success else ChapCode.FAILURE
-        self._answer = ChapPacket.with_message(code, chap.identifier, verdict.message).encode()
-        self._send(self._answer)
-        if verdict.success:
-            self._succeed(verdict.user, verdict.hlak, verdict.message)
+        proof = self._proof(chap.identifier, value)
+        if isinstance(proof, Verdict):
+            self._stop_retransmission()
+            self._conclude(replace(proof, user=name))
         else:
-            self._fail(verdict.user, verdict.reason, verdict.error_code)
+            self._ask(self.method, name, proof, now)
+
+    def _on_verdict(self, question: Verification, verdict: Verdict, now: float) -> None:
+        self._conclude(verdict)
+
+    def _conclude(self, verdict: Verdict) -> None:
+        assert self._identifier is not None  # a Response was taken only after start()
+        verdict = self._complete(with_keys(verdict, keyed=self._keyed))
+        code = ChapCode.SUCCESS if verdict.success else ChapCode.FAILURE
+        self._answer = ChapPacket.with_message(code, self._identifier, verdict.message).encode()
+        self._send(self._answer)
+        self._finish_with(verdict, keyed=self._keyed)
 
     def _give_up(self, now: float) -> None:
         self._fail(None, f"peer did not answer {MAX_AUTH_TRANSMITS} challenges")
@@ -170,8 +162,15 @@ class ChapAuthenticator(Authenticator):
     def _new_challenge(self) -> bytes:
         raise NotImplementedError
 
-    def _verify(self, identifier: int, value: bytes, name: str) -> Verdict:
+    def _proof(self, identifier: int, value: bytes) -> Proof | Verdict:
+        """The question a Response's Value asks, or the refusal of a malformed one."""
         raise NotImplementedError
+
+    def _complete(self, verdict: Verdict) -> Verdict:
+        """The verdict with the Success/Failure text the method sends when the backend gave none."""
+        if verdict.message:
+            return verdict
+        return replace(verdict, message=SUCCESS_MESSAGE if verdict.success else FAILURE_MESSAGE)
 
 
 class ChapPeer(AuthPeer):
@@ -231,15 +230,15 @@ class ChapPeer(AuthPeer):
 
 
 class ChapMd5Authenticator(ChapAuthenticator):
-    """CHAP with MD5 (algorithm 5): needs the user's plaintext password from the credential store."""
+    """CHAP with MD5 (algorithm 5): whoever answers needs the user's plaintext password."""
 
     method = AuthMethod.CHAP_MD5
 
     def _new_challenge(self) -> bytes:
         return self._random_bytes(CHAP_CHALLENGE_SIZE)
 
-    def _verify(self, identifier: int, value: bytes, name: str) -> Verdict:
-        return verify_md5(self.credentials, identifier, self._challenge, value, name, "CHAP-MD5")
+    def _proof(self, identifier: int, value: bytes) -> Proof | Verdict:
+        return ChapMd5Proof(identifier, self._challenge, value)
 
 
 class ChapMd5Peer(ChapPeer):
@@ -262,23 +261,26 @@ class ChapMd5Peer(ChapPeer):
 
 
 class MsChapV2Authenticator(ChapAuthenticator):
-    """MS-CHAPv2 authenticator: checks the NT-Response from the stored NT hash, sends S= or E=691."""
+    """MS-CHAPv2 authenticator: asks about the NT-Response, sends the backend's S= or E= answer."""
 
     method = AuthMethod.MSCHAP_V2
+    _keyed = True
 
-    def __init__(
-        self, credentials: CredentialStore, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom
-    ) -> None:
-        super().__init__(credentials, name=name, random_bytes=random_bytes)
+    def __init__(self, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom) -> None:
+        super().__init__(name=name, random_bytes=random_bytes)
         self._core: MsChapV2Server | None = None
 
     def _new_challenge(self) -> bytes:
-        self._core = MsChapV2Server(self.credentials, self._random_bytes, mschapv2_hlak)
+        self._core = MsChapV2Server(self._random_bytes)
         return self._core.challenge
 
-    def _verify(self, identifier: int, value: bytes, name: str) -> Verdict:
-        assert self._core is not None  # _receive only verifies after start() made the challenge
-        return self._core.verify(value, name)
+    def _proof(self, identifier: int, value: bytes) -> Proof | Verdict:
+        assert self._core is not None  # _receive only asks after start() made the challenge
+        return self._core.proof(identifier, value)
+
+    def _complete(self, verdict: Verdict) -> Verdict:
+        assert self._core is not None
+        return self._core.complete(verdict)
 
 
 class MsChapV2Peer(ChapPeer):
@@ -302,3 +304,17 @@ class MsChapV2Peer(ChapPeer):
     def _on_failure(self, message: str) -> None:
         reason, error_code = self._core.failure_reason(message)
         self._fail(self.username, reason, error_code)
+
+
+def _authenticator(cls: type[ChapAuthenticator]) -> AuthenticatorFactory:
+    return lambda options: cls(name=options.name, random_bytes=options.random_bytes)
+
+
+def _peer(cls: type[ChapPeer]) -> PeerFactory:
+    return lambda options: cls(options.username, options.password, random_bytes=options.random_bytes)
+
+
+register_authenticator(AuthMethod.CHAP_MD5, _authenticator(ChapMd5Authenticator))
+register_authenticator(AuthMethod.MSCHAP_V2, _authenticator(MsChapV2Authenticator))
+register_peer(AuthMethod.CHAP_MD5, _peer(ChapMd5Peer))
+register_peer(AuthMethod.MSCHAP_V2, _peer(MsChapV2Peer))

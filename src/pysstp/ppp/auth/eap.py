@@ -4,6 +4,13 @@
 The authenticator drives EAP: it sends Requests and retransmits them; the peer only answers, and resends
 its last Response when a Request is repeated. EAP-MSCHAPv2 uses the same MS-CHAPv2 core as plain CHAP
 (:mod:`pysstp.ppp.auth.mschapv2_core`); its HLAK is MSK[0:32], the same bytes as plain MS-CHAPv2.
+
+The authenticator runs in one of two modes (:data:`~pysstp.ppp.auth.base.EapMode`). ``local``: the
+methods run here and ask for their inner proofs (EAP-MD5's and EAP-MSCHAPv2's Responses, the name in an
+EAP-TLS certificate) at the moment they arrive. ``pass-through`` (RFC 3579 §3): after Identity, every
+EAP Response is a question with the packet as it came (:class:`~pysstp.ppp.auth.verification.EapProof`),
+and the answer's ``eap`` packet goes to the peer: a Request while ``more``, else the final Success or
+Failure.
 """
 
 from __future__ import annotations
@@ -11,23 +18,41 @@ from __future__ import annotations
 import enum
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pysstp.errors import AuthError
 from pysstp.ppp.auth.base import (
     AUTH_WAIT_TIMEOUT,
     EAP_METHODS,
+    SUCCESS_MESSAGE,
     Authenticator,
+    AuthenticatorOptions,
     AuthPeer,
-    CredentialStore,
-    Verdict,
+    EapMode,
+    PeerOptions,
     decode_name,
     encode_text,
+    register_authenticator,
+    register_peer,
+    with_keys,
 )
-from pysstp.ppp.auth.chap import chap_md5_response, decode_value_name, encode_value_name, verify_md5
-from pysstp.ppp.auth.eap_tls import EapTlsPeer, EapTlsPeerSettings, EapTlsServer, EapTlsServerSettings
+from pysstp.ppp.auth.chap import chap_md5_response, decode_value_name, encode_value_name
+from pysstp.ppp.auth.eap_tls import (
+    EapTlsPeer,
+    EapTlsPeerSettings,
+    EapTlsServer,
+    EapTlsServerSettings,
+    TlsAccepted,
+)
 from pysstp.ppp.auth.keys import ZERO_HLAK, eap_mschapv2_msk, hlak_from_key_material
 from pysstp.ppp.auth.mschapv2_core import MUTUAL_AUTHENTICATION_FAILED, MsChapV2Client, MsChapV2Server
+from pysstp.ppp.auth.verification import (
+    CertificateProof,
+    ChapMd5Proof,
+    EapProof,
+    Verdict,
+    Verification,
+)
 from pysstp.ppp.constants import (
     CHAP_CHALLENGE_SIZE,
     MAX_AUTH_TRANSMITS,
@@ -52,7 +77,7 @@ EAP_TYPE_OF = {
     AuthMethod.EAP_TLS: EapType.TLS,
 }
 """The EAP Type that runs each of our EAP methods."""
-_METHOD_OF = {eap_type: method for method, eap_type in EAP_TYPE_OF.items()}
+_METHOD_OF = {int(eap_type): method for method, eap_type in EAP_TYPE_OF.items()}
 
 _TYPE_NAMES = {
     EapType.IDENTITY: "Identity",
@@ -152,11 +177,13 @@ class _Stage(enum.Enum):
     IDENTITY = "identity"
     METHOD = "method"
     MSCHAPV2_RESULT = "mschapv2-result"
+    PASS_THROUGH = "pass-through"
     DONE = "done"
 
 
 class EapAuthenticator(Authenticator):
-    """Server side of EAP: Identity, then the first of ``eap_methods`` the peer accepts.
+    """Server side of EAP: Identity, then the first of ``eap_methods`` the peer accepts (``local``), or
+    whatever the backend runs (``pass-through``).
 
     A Legacy-Nak to the method request switches to the next acceptable method in ``eap_methods`` order.
     The MS-CHAPv2 outcome travels in a Success/Failure Request that the peer acknowledges before the
@@ -167,32 +194,37 @@ class EapAuthenticator(Authenticator):
 
     def __init__(
         self,
-        credentials: CredentialStore,
         *,
         name: str = "pysstp",
         eap_methods: tuple[AuthMethod, ...] = EAP_METHODS,
         eap_tls: EapTlsServerSettings | None = None,
+        eap_mode: EapMode = "local",
         random_bytes: RandomBytes = os.urandom,
     ) -> None:
-        super().__init__(credentials, name=name, random_bytes=random_bytes)
+        super().__init__(name=name, random_bytes=random_bytes)
         if not eap_methods:
             raise ValueError("EAP needs at least one method")
         for method in eap_methods:
             if method not in EAP_TYPE_OF:
                 raise ValueError(f"{method!r} does not run inside EAP")
-        if AuthMethod.EAP_TLS in eap_methods and eap_tls is None:
+        if AuthMethod.EAP_TLS in eap_methods and eap_tls is None and eap_mode == "local":
             raise ValueError("EAP-TLS needs its certificate settings")
         self.eap_methods = eap_methods
         self.eap_tls = eap_tls
+        self.eap_mode: EapMode = eap_mode
         self.method = eap_methods[0]
         self.identity: str | None = None
         """The name the peer gave in its Identity Response."""
         self._stage = _Stage.IDENTITY
         self._identifier = 0
+        self._answering = 0
+        """Identifier of the Response the open question came with (the final packet copies it)."""
         self._tried: set[AuthMethod] = set()
         self._md5_challenge = b""
         self._mschapv2: MsChapV2Server | None = None
+        self._ms_id = 0
         self._tls: EapTlsServer | None = None
+        self._tls_accepted: TlsAccepted | None = None
         self._verdict: Verdict | None = None
         self._final: EapPacket | None = None
 
@@ -217,20 +249,34 @@ class EapAuthenticator(Authenticator):
                 self.discarded += 1
         elif eap.identifier != self._identifier:
             self.discarded += 1  # RFC 3748 §4.1: a Response must match the outstanding Request
+        elif self.pending is not None:
+            pass  # a repetition while the backend decides: the answer will come
         elif self._stage is _Stage.IDENTITY and eap.type == EapType.IDENTITY:
             self.identity = decode_name(eap.data)
-            self._begin(self.eap_methods[0], now)
+            if self.eap_mode == "pass-through":
+                self._stage = _Stage.PASS_THROUGH
+                self._pass(eap, now)
+            else:
+                self._begin(self.eap_methods[0], now)
+        elif self._stage is _Stage.PASS_THROUGH:
+            self._pass(eap, now)
         elif self._stage is _Stage.METHOD and eap.type == EapType.NAK:
             self._on_nak(eap, now)
         elif self._stage is not _Stage.IDENTITY and eap.type == EAP_TYPE_OF[self.method]:
             if self.method is AuthMethod.EAP_MD5:
-                self._on_md5_response(eap)
+                self._on_md5_response(eap, now)
             elif self.method is AuthMethod.EAP_TLS:
                 self._on_tls_response(eap, now)
             else:
                 self._on_mschapv2_response(eap, now)
         else:
             self.discarded += 1
+
+    def _ask_about(
+        self, eap: EapPacket, user: str, proof: CertificateProof | ChapMd5Proof | EapProof, now: float
+    ) -> None:
+        self._answering = eap.identifier
+        self._ask(self.method, user, proof, now)
 
     def _begin(self, method: AuthMethod, now: float) -> None:
         self.method = method
@@ -241,10 +287,10 @@ class EapAuthenticator(Authenticator):
             self._request(EapType.MD5_CHALLENGE, encode_value_name(self._md5_challenge, self.name), now)
         elif method is AuthMethod.EAP_TLS:
             assert self.eap_tls is not None  # checked in __init__
-            self._tls = EapTlsServer(self.eap_tls, self.credentials, self.identity or "")
+            self._tls = EapTlsServer(self.eap_tls, self.identity or "")
             self._request(EapType.TLS, self._tls.start(), now)
         else:
-            self._mschapv2 = MsChapV2Server(self.credentials, self._random_bytes, _eap_mschapv2_hlak)
+            self._mschapv2 = MsChapV2Server(self._random_bytes)
             payload = encode_value_name(self._mschapv2.challenge, self.name)
             # MS-CHAPv2-ID follows the EAP Identifier, as Windows and hostapd do.
             ms_id = (self._identifier + 1) % _IDENTIFIER_MODULO
@@ -266,19 +312,22 @@ class EapAuthenticator(Authenticator):
             reason = f"peer accepts none of the EAP methods offered ({offered})"
         self._conclude(eap.identifier, Verdict(False, self.identity or "", "", reason=reason))
 
-    def _on_md5_response(self, eap: EapPacket) -> None:
+    def _on_md5_response(self, eap: EapPacket, now: float) -> None:
         value, _name = decode_value_name(eap.data)
         # RFC 3748 §5.4: EAP-MD5 authenticates the Identity; the optional Name field is not trusted.
-        verdict = verify_md5(
-            self.credentials, eap.identifier, self._md5_challenge, value, self.identity or "", "EAP-MD5"
-        )
-        self._conclude(eap.identifier, verdict)
+        proof = ChapMd5Proof(eap.identifier, self._md5_challenge, value)
+        self._ask_about(eap, self.identity or "", proof, now)
 
     def _on_tls_response(self, eap: EapPacket, now: float) -> None:
         assert self._tls is not None  # made by _begin together with the Start request
         answer = self._tls.handle(eap.data)
         if isinstance(answer, Verdict):
             self._conclude(eap.identifier, answer)
+        elif isinstance(answer, TlsAccepted):
+            self._tls_accepted = answer
+            assert self.eap_tls is not None
+            proof = CertificateProof(answer.certificate, self.eap_tls.require_known_user)
+            self._ask_about(eap, answer.user, proof, now)
         else:
             self._request(EapType.TLS, answer, now)
 
@@ -287,12 +336,13 @@ class EapAuthenticator(Authenticator):
         if self._stage is _Stage.METHOD and ms.opcode == MsChapV2OpCode.RESPONSE and ms.ms_id is not None:
             assert self._mschapv2 is not None  # made by _begin together with the Challenge
             value, name = decode_value_name(ms.payload)
-            verdict = self._mschapv2.verify(value, name)
-            self._verdict = verdict
-            self._stage = _Stage.MSCHAPV2_RESULT
-            opcode = MsChapV2OpCode.SUCCESS if verdict.success else MsChapV2OpCode.FAILURE
-            data = EapMsChapV2Data(opcode, ms.ms_id, encode_text(verdict.message)).encode()
-            self._request(EapType.MSCHAP_V2, data, now)
+            self._ms_id = ms.ms_id
+            self._answering = eap.identifier
+            proof = self._mschapv2.proof(ms.ms_id, value)
+            if isinstance(proof, Verdict):
+                self._mschapv2_result(replace(proof, user=name), now)
+            else:
+                self._ask(self.method, name, proof, now)
         elif self._stage is _Stage.MSCHAPV2_RESULT and self._verdict is not None:
             expected = MsChapV2OpCode.SUCCESS if self._verdict.success else MsChapV2OpCode.FAILURE
             if ms.opcode != expected:
@@ -302,16 +352,71 @@ class EapAuthenticator(Authenticator):
         else:
             self.discarded += 1
 
-    def _conclude(self, identifier: int, verdict: Verdict) -> None:
+    def _mschapv2_result(self, verdict: Verdict, now: float) -> None:
+        """Send the MS-CHAPv2 Success/Failure request the peer acknowledges before the final packet."""
+        assert self._mschapv2 is not None
+        verdict = self._mschapv2.complete(with_keys(verdict, keyed=True))
+        self._verdict = verdict
+        self._stage = _Stage.MSCHAPV2_RESULT
+        opcode = MsChapV2OpCode.SUCCESS if verdict.success else MsChapV2OpCode.FAILURE
+        data = EapMsChapV2Data(opcode, self._ms_id, encode_text(verdict.message)).encode()
+        self._request(EapType.MSCHAP_V2, data, now)
+
+    def _pass(self, eap: EapPacket, now: float) -> None:
+        self._ask_about(eap, self.identity or "", EapProof(eap.encode()), now)
+
+    def _on_verdict(self, question: Verification, verdict: Verdict, now: float) -> None:
+        if self._stage is _Stage.PASS_THROUGH:
+            self._on_passed_verdict(verdict, now)
+        elif self.method is AuthMethod.EAP_MSCHAP_V2:
+            self._mschapv2_result(verdict, now)
+        elif self.method is AuthMethod.EAP_TLS and self._tls_accepted is not None:
+            accepted = self._tls_accepted
+            if verdict.success:
+                verdict = Verdict(
+                    True, verdict.user or accepted.user, f"EAP-TLS ({accepted.version})", hlak=accepted.hlak
+                )
+            self._conclude(self._answering, verdict)
+        else:
+            if verdict.success and not verdict.message:
+                verdict = replace(verdict, message=SUCCESS_MESSAGE)
+            self._conclude(self._answering, verdict)
+
+    def _on_passed_verdict(self, verdict: Verdict, now: float) -> None:
+        """The backend's EAP packet goes to the peer as it is (RFC 3579 §2.6)."""
+        user = verdict.user or self.identity or ""
+        packet: EapPacket | None = None
+        if verdict.eap is not None:
+            try:
+                packet = EapPacket.decode(verdict.eap)
+            except AuthError as exc:
+                reason = f"the authentication backend sent a malformed EAP packet ({exc})"
+                self._conclude(self._answering, Verdict(False, user, reason=reason))
+                return
+        if verdict.more:
+            if packet is None or packet.code is not EapCode.REQUEST:
+                reason = "the authentication backend went on without an EAP Request for the peer"
+                self._conclude(self._answering, Verdict(False, user, reason=reason))
+                return
+            assert packet.type is not None  # a decoded Request always has one
+            self.method = _METHOD_OF.get(packet.type, self.method)
+            self._identifier = packet.identifier
+            self._send_request(verdict.eap or b"", now)
+            return
+        final = packet if packet is not None and packet.code in (EapCode.SUCCESS, EapCode.FAILURE) else None
+        self._conclude(self._answering, verdict, final)
+
+    def _conclude(self, identifier: int, verdict: Verdict, final: EapPacket | None = None) -> None:
         """Send EAP-Success/Failure with the identifier of the Response it answers (RFC 3748 §4.2)."""
         self._stage = _Stage.DONE
         self._stop_retransmission()
-        self._final = EapPacket(EapCode.SUCCESS if verdict.success else EapCode.FAILURE, identifier)
-        self._send(self._final.encode())
-        if verdict.success:
-            self._succeed(verdict.user, verdict.hlak, verdict.message)
-        else:
-            self._fail(verdict.user or self.identity, verdict.reason, verdict.error_code)
+        if final is None or (final.code is EapCode.SUCCESS) != verdict.success:
+            final = EapPacket(EapCode.SUCCESS if verdict.success else EapCode.FAILURE, identifier)
+        self._final = final
+        self._send(final.encode())
+        if not verdict.success and not verdict.user:
+            verdict = replace(verdict, user=self.identity or "")
+        self._finish_with(verdict, keyed=self.method is not AuthMethod.EAP_MD5)
 
     def _give_up(self, now: float) -> None:
         if self._stage is _Stage.IDENTITY:
@@ -325,6 +430,8 @@ class EapAuthenticator(Authenticator):
                 self._fail(self._verdict.user, reason)
             else:
                 self._fail(self._verdict.user, self._verdict.reason, self._verdict.error_code)
+        elif self._stage is _Stage.PASS_THROUGH:
+            self._fail(self.identity, f"peer did not answer {MAX_AUTH_TRANSMITS} EAP requests")
         else:
             label = eap_type_name(EAP_TYPE_OF[self.method])
             self._fail(self.identity, f"peer did not answer {MAX_AUTH_TRANSMITS} {label} challenges")
@@ -500,3 +607,30 @@ class EapPeer(AuthPeer):
             self._fail(
                 self.username, f"server did not finish EAP authentication within {AUTH_WAIT_TIMEOUT:.0f} s"
             )
+
+
+def _authenticator(options: AuthenticatorOptions) -> Authenticator:
+    return EapAuthenticator(
+        name=options.name,
+        eap_methods=options.eap_methods,
+        eap_tls=options.eap_tls,
+        eap_mode=options.eap_mode,
+        random_bytes=options.random_bytes,
+    )
+
+
+def _peer(options: PeerOptions) -> AuthPeer:
+    methods = (*EAP_METHODS, AuthMethod.EAP_TLS) if options.eap_tls is not None else EAP_METHODS
+    order = (options.method, *(m for m in methods if m is not options.method))
+    return EapPeer(
+        options.username,
+        options.password,
+        eap_methods=order,
+        eap_tls=options.eap_tls,
+        random_bytes=options.random_bytes,
+    )
+
+
+for _method in EAP_TYPE_OF:
+    register_authenticator(_method, _authenticator)
+    register_peer(_method, _peer)

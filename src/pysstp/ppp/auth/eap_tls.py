@@ -24,14 +24,15 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import ClassVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 
 from pysstp.certnames import certificate_matches, subject_alt_names
 from pysstp.errors import AuthError
-from pysstp.ppp.auth.base import CredentialStore, Verdict, lookup_user
 from pysstp.ppp.auth.keys import EAP_MSK_SIZE, hlak_from_key_material
+from pysstp.ppp.auth.verification import Verdict
 from pysstp.ppp.constants import EapType
 
 DEFAULT_FRAGMENT_SIZE = 1398
@@ -134,9 +135,10 @@ class _EapTlsSettings:
 class EapTlsServerSettings(_EapTlsSettings):
     """The authenticator's side: also the CRLs, where the user name is read, and whether it must be known.
 
-    ``require_known_user``: the name taken from the certificate must also be in the credential store (an
-    administrator can then disable one user without revoking the certificate); otherwise the CA alone
-    decides.
+    ``require_known_user``: the name taken from the certificate must also be a known, enabled user of the
+    authentication backend (an administrator can then disable one user without revoking the
+    certificate); otherwise the CA alone decides. Either way the backend is asked (a
+    :class:`~pysstp.ppp.auth.verification.CertificateProof`), for the user's authorization.
     """
 
     _: KW_ONLY
@@ -455,16 +457,28 @@ class _ServerStage(enum.Enum):
     ALERT_ACK = "alert-ack"
 
 
+@dataclass(frozen=True, slots=True)
+class TlsAccepted:
+    """The handshake is over and the certificate verified: who it names, and the keys."""
+
+    user: str
+    certificate: bytes = field(repr=False)
+    """The client certificate's DER."""
+    hlak: bytes = field(repr=False)
+    version: str
+
+
 class EapTlsServer:
     """The authenticator's EAP-TLS method: :meth:`start`, then :meth:`handle` each Response's Type-Data.
 
-    :meth:`handle` returns the Type-Data of the next Request, or the :class:`Verdict` that ends EAP.
-    ``identity`` is the name the peer gave in EAP Identity (for log lines only: the certificate decides).
+    :meth:`handle` returns the Type-Data of the next Request, the refusal :class:`Verdict` that ends EAP,
+    or :class:`TlsAccepted` once the certificate is verified (the authenticator then asks whether that
+    user may log in). ``identity`` is the name the peer gave in EAP Identity (for log lines only: the
+    certificate decides).
     """
 
-    def __init__(self, settings: EapTlsServerSettings, credentials: CredentialStore, identity: str) -> None:
+    def __init__(self, settings: EapTlsServerSettings, identity: str) -> None:
         self.settings = settings
-        self._credentials = credentials
         self._identity = identity
         self._tls = _Tls(settings)
         self._stage = _ServerStage.HANDSHAKE
@@ -476,7 +490,7 @@ class EapTlsServer:
         """Type-Data of the EAP-TLS Start request."""
         return EapTlsData(EapTlsFlags.START).encode()
 
-    def handle(self, type_data: bytes) -> bytes | Verdict:
+    def handle(self, type_data: bytes) -> bytes | Verdict | TlsAccepted:
         """Take one Response's Type-Data (may raise :class:`AuthError` when it is malformed)."""
         data = EapTlsData.decode(type_data)
         if self._outgoing is not None and self._outgoing.pending:
@@ -522,7 +536,7 @@ class EapTlsServer:
         self._stage = _ServerStage.ALERT_ACK
         return self._send(failure.alert)
 
-    def _accept(self) -> Verdict:
+    def _accept(self) -> TlsAccepted | Verdict:
         certificate = self._tls.connection.get_peer_certificate(as_cryptography=True)
         assert certificate is not None  # VERIFY_FAIL_IF_NO_PEER_CERT: no handshake without one
         source = self.settings.identity_source
@@ -531,14 +545,8 @@ class EapTlsServer:
             return self._refuse(
                 f"client certificate ({_subject_text(certificate)}) has no {source.value} to name the user"
             )
-        user: str | None = name
-        if self.settings.require_known_user:
-            user = lookup_user(self._credentials, name)
-            if user is None:
-                return self._refuse(f"certificate user {name!r} is not in the user database", name)
-        assert user is not None
-        hlak = hlak_from_key_material(self._tls.msk())
-        return Verdict(True, user, f"EAP-TLS ({self._tls.version})", hlak=hlak)
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        return TlsAccepted(name, der, hlak_from_key_material(self._tls.msk()), self._tls.version)
 
     def _refuse(self, reason: str, user: str | None = None) -> Verdict:
         return Verdict(False, user or self._identity, "", reason=reason)

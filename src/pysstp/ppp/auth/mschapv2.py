@@ -159,7 +159,7 @@ def success_text(received: str) -> str:
     return text if sep else ""
 
 
-def format_failure(error: MsChapV2Error, challenge: bytes, message: str) -> str:
+def format_failure(error: int, challenge: bytes, message: str) -> str:
     """Failure message text: ``E=<code> R=0 C=<32 hex> V=3 M=<message>`` (no retry is offered)."""
     return f"E={int(error)} R=0 C={challenge.hex().upper()} V={MSCHAPV2_VERSION} M={message}"
 

@@ -2,36 +2,30 @@
 
 Plain MS-CHAPv2 carries these values in CHAP packets (:mod:`pysstp.ppp.auth.chap`), EAP-MSCHAPv2 in EAP
 Type-Data (:mod:`pysstp.ppp.auth.eap`); both drive the same :class:`MsChapV2Server` and
-:class:`MsChapV2Client`, so the checks and the keys cannot drift apart.
+:class:`MsChapV2Client`, so the questions, the answers and the keys cannot drift apart. The server's half
+only frames the question (:class:`~pysstp.ppp.auth.verification.MsChapV2Proof`): whoever answers it (the
+local user file, RADIUS) checks the NT-Response and makes the S= value and the keys.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
+from dataclasses import replace
 
 from pysstp.errors import AuthError
-from pysstp.ppp.auth.base import (
-    FAILURE_MESSAGE,
-    SUCCESS_MESSAGE,
-    CredentialStore,
-    Verdict,
-    lookup_user,
-    stored_nt_hash,
-)
+from pysstp.ppp.auth.base import FAILURE_MESSAGE
 from pysstp.ppp.auth.mschapv2 import (
     PEER_CHALLENGE_SIZE,
     MsChapV2Response,
     check_authenticator_response,
     describe_error,
     format_failure,
-    format_success,
-    generate_authenticator_response,
     generate_nt_response,
     nt_password_hash,
     parse_failure,
     success_text,
 )
+from pysstp.ppp.auth.verification import MsChapV2Proof, Verdict
 from pysstp.ppp.constants import MSCHAPV2_CHALLENGE_SIZE, MSCHAPV2_RESPONSE_SIZE, MsChapV2Error
 from pysstp.randomness import RandomBytes
 
@@ -40,51 +34,36 @@ KeyDerivation = Callable[[bytes, bytes], bytes]
 
 
 class MsChapV2Server:
-    """The authenticator's half: a fresh AuthenticatorChallenge and the check of the peer's Response."""
+    """The authenticator's half: a fresh AuthenticatorChallenge, the question a Response asks, and the
+    Failure text when the answer brings none."""
 
-    def __init__(
-        self, credentials: CredentialStore, random_bytes: RandomBytes, derive_hlak: KeyDerivation
-    ) -> None:
-        self._credentials = credentials
+    def __init__(self, random_bytes: RandomBytes) -> None:
         self._random_bytes = random_bytes
-        self._derive_hlak = derive_hlak
         self.challenge = random_bytes(MSCHAPV2_CHALLENGE_SIZE)
         """AuthenticatorChallenge, sent in the Challenge packet."""
 
-    def verify(self, value: bytes, name: str) -> Verdict:
-        """Check a Response's Value against the stored NT hash of the user named in it.
-
-        ``name`` is the Name field as sent (maybe ``DOMAIN\\user``); the hash uses it the way the peer did.
-        """
+    def proof(self, identifier: int, value: bytes) -> MsChapV2Proof | Verdict:
+        """The question a Response's Value asks, or the refusal of a Value that is not 49 bytes."""
         if len(value) != MSCHAPV2_RESPONSE_SIZE:
-            return self._failure(name, f"peer sent a {len(value)}-byte MS-CHAPv2 Response, not 49")
+            reason = f"peer sent a {len(value)}-byte MS-CHAPv2 Response, not 49"
+            return self.complete(Verdict(False, "", reason=reason))
         response = MsChapV2Response.decode(value)
-        user = lookup_user(self._credentials, name)
-        if user is None:
-            return self._failure(name, f"unknown user {name!r}")
-        password_hash = stored_nt_hash(self._credentials, user)
-        if password_hash is None:
-            return self._failure(user, f"no password hash stored for user {user!r}")
-        expected = generate_nt_response(self.challenge, response.peer_challenge, name, password_hash)
-        if not hmac.compare_digest(expected, response.nt_response):
-            return self._failure(user, f"wrong password for user {user!r}")
-        authenticator_response = generate_authenticator_response(
-            password_hash, response.nt_response, response.peer_challenge, self.challenge, name
-        )
-        return Verdict(
-            success=True,
-            user=user,
-            message=format_success(authenticator_response, SUCCESS_MESSAGE),
-            hlak=self._derive_hlak(password_hash, response.nt_response),
+        return MsChapV2Proof(
+            identifier, self.challenge, response.peer_challenge, response.nt_response, response.flags
         )
 
-    def _failure(self, user: str, reason: str) -> Verdict:
-        error = MsChapV2Error.AUTHENTICATION_FAILURE
-        # C= is a new challenge for a retry; we send R=0, but peers expect the field (Windows sends it).
-        text = format_failure(error, self._random_bytes(MSCHAPV2_CHALLENGE_SIZE), FAILURE_MESSAGE)
-        return Verdict(
-            success=False, user=user, message=text, reason=f"{reason} (E={int(error)})", error_code=error
-        )
+    def complete(self, verdict: Verdict) -> Verdict:
+        """A failure with its E= code in the reason and, when the backend gave no text, ours."""
+        if verdict.success:
+            return verdict
+        error = verdict.error_code or MsChapV2Error.AUTHENTICATION_FAILURE
+        message = verdict.message
+        if not message:
+            # C= is a new challenge for a retry; we send R=0, but peers expect the field (Windows sends it).
+            challenge = self._random_bytes(MSCHAPV2_CHALLENGE_SIZE)
+            message = format_failure(error, challenge, FAILURE_MESSAGE)
+        reason = verdict.reason or "refused by the authentication backend"
+        return replace(verdict, message=message, reason=f"{reason} (E={int(error)})", error_code=error)
 
 
 class MsChapV2Client:

@@ -1,14 +1,14 @@
 """PAP (RFC 1334 §2): the peer sends name and password in the clear, the authenticator says Ack or Nak.
 
-Inside SSTP the password is protected by TLS. The server checks it against the stored NT hash, so PAP
-works for users whose plaintext is not kept. PAP derives no keys: the HLAK is zeros.
+Inside SSTP the password is protected by TLS. The authenticator asks its backend about the password (a
+:class:`~pysstp.ppp.auth.verification.PapProof`); the local backend checks it against the stored NT hash,
+so PAP works for users whose plaintext is not kept. PAP derives no keys: the HLAK is zeros.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pysstp.errors import AuthError
 from pysstp.ppp.auth.base import (
@@ -17,14 +17,13 @@ from pysstp.ppp.auth.base import (
     SUCCESS_MESSAGE,
     Authenticator,
     AuthPeer,
-    CredentialStore,
     decode_name,
     encode_text,
-    lookup_user,
-    stored_nt_hash,
+    register_authenticator,
+    register_peer,
 )
 from pysstp.ppp.auth.keys import ZERO_HLAK
-from pysstp.ppp.auth.mschapv2 import nt_password_hash
+from pysstp.ppp.auth.verification import PapProof, Verdict, Verification
 from pysstp.ppp.constants import MAX_AUTH_TRANSMITS, AuthMethod, PapCode, Protocol
 from pysstp.ppp.packet import join_packet, split_packet
 from pysstp.randomness import RandomBytes
@@ -78,46 +77,40 @@ def _check_field(value: bytes, what: str) -> bytes:
 
 
 class PapAuthenticator(Authenticator):
-    """Server side of PAP: waits for an Authenticate-Request and answers Ack or Nak.
+    """Server side of PAP: waits for an Authenticate-Request, asks about it, answers Ack or Nak.
 
-    A retransmitted request after the decision gets the same answer again (the first one may be lost).
+    Retransmitted requests while the question is open are ignored (the answer will come); after the
+    decision they get the same answer again (the first one may be lost).
     """
 
     protocol = Protocol.PAP
     method = AuthMethod.PAP
 
-    def __init__(
-        self, credentials: CredentialStore, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom
-    ) -> None:
-        super().__init__(credentials, name=name, random_bytes=random_bytes)
-        self._verdict: PapCode | None = None
+    def __init__(self, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom) -> None:
+        super().__init__(name=name, random_bytes=random_bytes)
+        self._answer: PapPacket | None = None
+        self._identifier: int | None = None
 
     def _receive(self, packet: bytes, now: float) -> None:
         pap = PapPacket.decode(packet)
         if pap.code is not PapCode.AUTHENTICATE_REQUEST:
             self.discarded += 1
-            return
-        if self._verdict is None:
+        elif self._answer is not None:
+            self._send(PapPacket(self._answer.code, pap.identifier, self._answer.fields).encode())
+        elif self.pending is None and not self.finished:
             peer_id, password = pap.fields
-            self._verdict = self._check(decode_name(peer_id), password)
-        text = SUCCESS_MESSAGE if self._verdict is PapCode.AUTHENTICATE_ACK else FAILURE_MESSAGE
-        self._send(PapPacket(self._verdict, pap.identifier, (encode_text(text),)).encode())
+            self._identifier = pap.identifier
+            # A password that is not UTF-8 cannot match a stored one; U+FFFD keeps it wrong.
+            proof = PapProof(password.decode("utf-8", "replace"))
+            self._ask(self.method, decode_name(peer_id), proof, now)
 
-    def _check(self, name: str, password: bytes) -> PapCode:
-        user = lookup_user(self.credentials, name)
-        if user is None:
-            self._fail(name, f"unknown user {name!r}")
-            return PapCode.AUTHENTICATE_NAK
-        stored = stored_nt_hash(self.credentials, user)
-        try:
-            offered = nt_password_hash(password.decode("utf-8"))
-        except UnicodeDecodeError:
-            offered = b""
-        if stored is None or not hmac.compare_digest(offered, stored):
-            self._fail(user, f"wrong password for user {user!r}")
-            return PapCode.AUTHENTICATE_NAK
-        self._succeed(user, ZERO_HLAK, SUCCESS_MESSAGE)
-        return PapCode.AUTHENTICATE_ACK
+    def _on_verdict(self, question: Verification, verdict: Verdict, now: float) -> None:
+        code = PapCode.AUTHENTICATE_ACK if verdict.success else PapCode.AUTHENTICATE_NAK
+        text = verdict.message or (SUCCESS_MESSAGE if verdict.success else FAILURE_MESSAGE)
+        assert self._identifier is not None  # set with the question
+        self._answer = PapPacket(code, self._identifier, (encode_text(text)[:_MAX_FIELD],))
+        self._send(self._answer.encode())
+        self._finish_with(replace(verdict, message=text), keyed=False)
 
     def _give_up(self, now: float) -> None:
         self._fail(None, f"peer sent no PAP Authenticate-Request within {AUTH_WAIT_TIMEOUT:.0f} s")
@@ -162,3 +155,12 @@ class PapPeer(AuthPeer):
 
     def _give_up(self, now: float) -> None:
         self._fail(self.username, f"server did not answer {MAX_AUTH_TRANSMITS} PAP Authenticate-Requests")
+
+
+register_authenticator(
+    AuthMethod.PAP, lambda options: PapAuthenticator(name=options.name, random_bytes=options.random_bytes)
+)
+register_peer(
+    AuthMethod.PAP,
+    lambda options: PapPeer(options.username, options.password, random_bytes=options.random_bytes),
+)
