@@ -23,11 +23,10 @@ from test_client_netns import (
     ping,
     route_device,
     setup,
-    snapshot,
     wait_until,
 )
 
-from helpers.namespaces import Namespace, netns_pair
+from helpers.namespaces import Namespace, netns_pair, network_state
 
 __all__ = ["netns_pair", "setup"]
 
@@ -61,19 +60,12 @@ def kill_server(setup: Setup) -> None:
     process.wait(10)
 
 
-def veth_of(ns: Namespace) -> str:
-    """The namespace's veth end (its only link besides lo and the client's TUN)."""
-    links = json.loads(ns.run("ip", "-j", "link").stdout)
-    (name,) = [link["ifname"] for link in links if link.get("link_type") == "ether"]
-    return str(name)
-
-
 @pytest.fixture
 def leak_counter(setup: Setup) -> Iterator[tuple[Setup, str]]:
     """An nftables counter in the client namespace for packets out of the veth to anything but the
     server. The table lives in the namespace, so deleting the namespace removes it too."""
     client = setup.pair.client
-    veth = veth_of(client)
+    veth = setup.pair.client_link
     rules = (
         f"table inet {LEAK_TABLE} {{\n"
         f"  counter leaked {{ }}\n"
@@ -110,7 +102,7 @@ def test_reconnects_after_the_server_is_killed_without_leaking(leak_counter: tup
     process, log = setup.start_client("--ca-file", str(setup.cert), "--reconnect", "--default-route")
     wait_until(lambda: log.read_text().count("connected: ") == 1, "the tunnel", log)
     ping(client, SERVER_TUNNEL_IP)
-    with_tunnel = snapshot(client)
+    with_tunnel = network_state(client)
     # Traffic to the outside all the time: with the tunnel up, and above all while it is down.
     background = client.start(["ping", "-i", "0.1", "-W", "1", OUTSIDE], setup.tmp / "background.log")
     try:
@@ -122,7 +114,7 @@ def test_reconnects_after_the_server_is_killed_without_leaking(leak_counter: tup
             lambda: "connection to the server was lost" in log.read_text(), "the client to notice", log
         )
         time.sleep(2.0)  # at least one failed dial (refused) and the back-off after it
-        during = snapshot(client)
+        during = network_state(client)
         # TUN, its address and every route stay while the client dials again.
         assert during["links"] == with_tunnel["links"]
         assert during["routes"] == with_tunnel["routes"]
@@ -146,19 +138,19 @@ def test_reconnects_after_the_server_is_killed_without_leaking(leak_counter: tup
 
 def test_max_attempts_gives_up_and_leaves_nothing(setup: Setup) -> None:
     client = setup.pair.client
-    before = snapshot(client)
+    before = network_state(client)
     kill_server(setup)
     process, log = setup.start_client("--ca-file", str(setup.cert), "--reconnect", "--max-attempts", "2")
     process.wait(20)
     text = log.read_text()
     assert process.returncode == 1, text
     assert "gave up after 2 attempts" in text and "refused the connection" in text
-    assert snapshot(client) == before
+    assert network_state(client) == before
 
 
 def test_max_attempts_after_being_up_gives_up_and_leaves_nothing(setup: Setup) -> None:
     client = setup.pair.client
-    before = snapshot(client)
+    before = network_state(client)
     process, log = setup.start_client(
         "--pin-sha256", setup.pin, "--reconnect", "--max-attempts", "2", "--default-route"
     )
@@ -172,4 +164,4 @@ def test_max_attempts_after_being_up_gives_up_and_leaves_nothing(setup: Setup) -
     text = log.read_text()
     assert process.returncode == 1, text
     assert "gave up after 2 attempts" in text
-    assert snapshot(client) == before
+    assert network_state(client) == before

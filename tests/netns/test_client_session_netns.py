@@ -18,11 +18,10 @@ from test_client_netns import (
     Setup,
     ping,
     setup,
-    snapshot,
     wait_until,
 )
 
-from helpers.namespaces import checked_transfer, netns_pair
+from helpers.namespaces import checked_transfer, netns_pair, network_state
 
 __all__ = ["netns_pair", "setup"]
 
@@ -31,13 +30,13 @@ TRANSFER_SIZE = 4_000_000
 
 def test_connect_ping_transfer_disconnect(setup: Setup) -> None:
     client = setup.pair.client
-    before = snapshot(client)
+    before = network_state(client)
     process, log = setup.start_client("--ca-file", str(setup.cert), "--default-route", "--dns")
     wait_until(lambda: "connected: " in log.read_text(), "the tunnel", log)
     ping(client, SERVER_TUNNEL_IP)
     checked_transfer(client, setup.pair.server, SERVER_TUNNEL_IP, setup.tmp / "sink.log", TRANSFER_SIZE)
     setup.stop(process, signal.SIGTERM, log)
-    assert snapshot(client) == before
+    assert network_state(client) == before
 
 
 def daemon_args(setup: Setup, *extra: str) -> list[str]:
@@ -50,7 +49,7 @@ def daemon_args(setup: Setup, *extra: str) -> list[str]:
 
 def test_daemon_then_disconnect_by_ifname(setup: Setup) -> None:
     client = setup.pair.client
-    before = snapshot(client)
+    before = network_state(client)
     pid_file = default_pid_file(CLIENT_TUN)
     log_file = setup.tmp / "daemon.log"
     # The command returns only once the call is up, with the summary line on its own output.
@@ -66,7 +65,7 @@ def test_daemon_then_disconnect_by_ifname(setup: Setup) -> None:
         if (stray := running_pid(pid_file)) is not None:  # only if disconnect failed
             os.kill(stray, signal.SIGKILL)
     assert not pid_file.exists()
-    assert snapshot(client) == before
+    assert network_state(client) == before
     # What the daemon logged after detaching (-v: the end of the call) went to --log-file.
     assert "phase terminate" in log_file.read_text()
     # None runs any more: a clear message, exit code 1.
