@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,10 +157,12 @@ def test_sigint_while_dialing_leaves_nothing(setup: Setup) -> None:
     before = network_state(client)
     # A server that accepts TCP but never answers TLS, so the client is stuck in the handshake when stopped.
     mute = (
-        "import socket, time\ns = socket.create_server(('" + setup.pair.server_ip + "', 9))\ntime.sleep(60)\n"
+        "import socket, time\ns = socket.create_server(('" + setup.pair.server_ip + "', 9))\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n"
     )
-    setup.pair.server.start([sys.executable, "-c", mute], setup.tmp / "mute.log")
-    time.sleep(0.3)
+    mute_log = setup.tmp / "mute.log"
+    setup.pair.server.start([sys.executable, "-c", mute], mute_log)
+    wait_until(lambda: "ready" in mute_log.read_text(), "the mute server", mute_log)
     log = setup.tmp / "client.log"
     process = client.start(
         [PYSSTP, "connect", f"{setup.pair.server_ip}:9", "--user", "alice", "--password-file",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -104,16 +103,17 @@ def test_reconnects_after_the_server_is_killed_without_leaking(leak_counter: tup
     ping(client, SERVER_TUNNEL_IP)
     with_tunnel = network_state(client)
     # Traffic to the outside all the time: with the tunnel up, and above all while it is down.
-    background = client.start(["ping", "-i", "0.1", "-W", "1", OUTSIDE], setup.tmp / "background.log")
+    background_log = setup.tmp / "background.log"
+    background = client.start(["ping", "-i", "0.1", "-W", "1", OUTSIDE], background_log)
     try:
-        time.sleep(0.5)
+        wait_until(lambda: "PING" in background_log.read_text(), "ping to start", background_log)
         before = leaked(client)
 
         kill_server(setup)
         wait_until(
             lambda: "connection to the server was lost" in log.read_text(), "the client to notice", log
         )
-        time.sleep(2.0)  # at least one failed dial (refused) and the back-off after it
+        wait_until(lambda: "refused the connection" in log.read_text(), "a refused dial", log)
         during = network_state(client)
         # TUN, its address and every route stay while the client dials again.
         assert during["links"] == with_tunnel["links"]
