@@ -35,6 +35,12 @@ def wait_until(predicate: Callable[[], bool], what: str, log: Path, timeout: flo
         time.sleep(0.05)
 
 
+def calls_up(log: Path) -> int:
+    """How many calls ``pysstp connect`` has reported up so far in ``log``: its summary lines, whose
+    message starts with "connected: " (that text alone is in each "disconnected: " line too)."""
+    return log.read_text().count(": connected: ")
+
+
 @dataclass(frozen=True)
 class Dial:
     """Where and as whom a client dials: a server on 127.0.0.1 in ``namespace`` with its own certificate."""

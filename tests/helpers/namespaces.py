@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -108,18 +109,95 @@ class Namespace:
                 process.wait()
 
 
+def join(a: Namespace, a_link: str, a_ip: str, b: Namespace, b_link: str, b_ip: str) -> None:
+    """Join ``a`` and ``b`` by a veth pair (ends ``a_link`` at ``a_ip``/24, ``b_link`` at ``b_ip``/24),
+    bring both ends up, and return once both have settled (see :func:`wait_settled`)."""
+    run("ip", "link", "add", a_link, "netns", a.name, "type", "veth", "peer", "name", b_link, "netns", b.name)
+    for ns, link, address in ((a, a_link, a_ip), (b, b_link, b_ip)):
+        ns.run("ip", "addr", "add", f"{address}/24", "dev", link)
+        if ipv6_enabled(ns, link):
+            # Both ends are this link's only nodes, made here with unique addresses: duplicate address
+            # detection (RFC 4862 §5.4) could find nothing, and would hold each end's link-local address
+            # tentative for 1-2 s. Set while the link is down, so it applies to that address too.
+            ns.run("sysctl", "-qw", f"net.ipv6.conf.{link}.accept_dad=0")
+    for ns, link in ((a, a_link), (b, b_link)):
+        ns.run("ip", "link", "set", link, "up")
+    for ns, link in ((a, a_link), (b, b_link)):
+        wait_settled(ns, link)
+
+
+def ipv6_enabled(ns: Namespace, link: str) -> bool:
+    """Whether ``link`` in ``ns`` has IPv6 (not where the kernel has none, or it is disabled there)."""
+    result = ns.run("sysctl", "-n", f"net.ipv6.conf.{link}.disable_ipv6", check=False)
+    return result.returncode == 0 and result.stdout.strip() == "0"
+
+
+def settled(ns: Namespace, link: str) -> bool:
+    """Whether what the kernel does by itself after ``link`` goes up is done: the carrier is on (the
+    operational state is UP, so no route through it is flagged ``linkdown``) and, with IPv6, its
+    link-local address is final and has its local route. Until then the link's addresses and routes change
+    under a test that compares them before and after (the kernel adds the link-local address only once
+    the carrier is on, and its local route only once the address is no longer tentative)."""
+    (state,) = json.loads(ns.run("ip", "-j", "addr", "show", "dev", link).stdout)
+    if state["operstate"] != "UP":
+        return False
+    if not ipv6_enabled(ns, link):
+        return True
+    link_locals = [
+        info["local"]
+        for info in state["addr_info"]
+        if info["family"] == "inet6" and info["scope"] == "link" and not info.get("tentative")
+    ]
+    local_routes = json.loads(ns.run("ip", "-j", "-6", "route", "show", "table", "local", "dev", link).stdout)
+    return bool(link_locals) and link_locals[0] in [route["dst"] for route in local_routes]
+
+
+def wait_settled(ns: Namespace, link: str, timeout: float = 20.0) -> None:
+    """Wait until ``link`` in ``ns`` has :func:`settled`; fail showing its state when it does not."""
+    deadline = time.monotonic() + timeout
+    while not settled(ns, link):
+        if time.monotonic() > deadline:
+            shown = ns.run("ip", "addr", "show", "dev", link).stdout
+            raise AssertionError(f"{link} in {ns.name} did not settle within {timeout:g} s:\n{shown}")
+        time.sleep(0.05)
+
+
+def network_state(ns: Namespace) -> dict[str, object]:
+    """What a client may change in ``ns``: the names of its links, each link's addresses, the IPv4 and
+    IPv6 routes of every table, the routing rules, and resolv.conf.
+
+    Link flags and operational state are left out (the kernel changes them by itself, and the client
+    changes none of another link's), and so are the remaining lifetimes of addresses, which count down.
+    Compare states of a namespace whose links have settled (:func:`join` waits for that)."""
+
+    def ip_json(*args: str) -> list[dict[str, Any]]:
+        return list(json.loads(ns.run("ip", "-j", *args).stdout or "[]"))
+
+    addresses = {
+        link["ifname"]: [
+            {key: value for key, value in info.items() if key not in _COUNTING_DOWN}
+            for info in link["addr_info"]
+        ]
+        for link in ip_json("addr")
+    }
+    return {
+        "links": [link["ifname"] for link in ip_json("link")],
+        "addresses": addresses,
+        "routes": ip_json("-4", "route", "show", "table", "all"),
+        "routes6": ip_json("-6", "route", "show", "table", "all"),
+        "rules": ip_json("-4", "rule") + ip_json("-6", "rule"),
+        "resolv.conf": ns.run("cat", "/etc/resolv.conf", check=False).stdout,
+    }
+
+
+_COUNTING_DOWN = ("valid_life_time", "preferred_life_time")
+
+
 def attach_lan(owner: Namespace, lan: Namespace, tag: str, owner_ip: str, lan_ip: str) -> None:
     """Put ``lan`` (a new namespace) behind ``owner`` on a /24 veth, default route via ``owner``, which
     forwards. The caller deletes ``lan`` (see :func:`delete_namespace`)."""
     lan.add()
-    near, far = f"lo{tag}"[:15], f"lf{tag}"[:15]
-    run(
-        "ip", "link", "add", near, "netns", owner.name, "type", "veth", "peer", "name", far, "netns", lan.name
-    )
-    owner.run("ip", "addr", "add", f"{owner_ip}/24", "dev", near)
-    lan.run("ip", "addr", "add", f"{lan_ip}/24", "dev", far)
-    owner.run("ip", "link", "set", near, "up")
-    lan.run("ip", "link", "set", far, "up")
+    join(owner, f"lo{tag}"[:15], owner_ip, lan, f"lf{tag}"[:15], lan_ip)
     lan.run("ip", "route", "add", "default", "via", owner_ip)
     owner.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
 
@@ -132,42 +210,28 @@ def delete_namespace(ns: Namespace) -> None:
 
 @dataclass
 class Pair:
-    """Two namespaces, ``server`` (at ``server_ip``) and ``client`` (at ``client_ip``), joined by veth."""
+    """Two namespaces, ``server`` (at ``server_ip`` on its veth end ``server_link``) and ``client`` (at
+    ``client_ip`` on ``client_link``)."""
 
     server: Namespace
     client: Namespace
     server_ip: str
     client_ip: str
+    server_link: str
+    client_link: str
 
 
 def create_pair(tag: str, server_ip: str = "10.200.7.1", client_ip: str = "10.200.7.2") -> Pair:
-    """Make two namespaces named after ``tag`` (keep it unique per process) joined by a veth /24; remove
-    them with :func:`remove_pair`, which also cleans up what a half-made pair left behind."""
+    """Make two namespaces named after ``tag`` (keep it unique per process) joined by a veth /24 whose
+    ends have settled (:func:`join`); remove them with :func:`remove_pair`, which also cleans up what a
+    half-made pair left behind."""
     server, client = Namespace(f"pysstp-s{tag}"), Namespace(f"pysstp-c{tag}")
     veth_s, veth_c = f"vs{tag}"[:15], f"vc{tag}"[:15]
-    pair = Pair(server, client, server_ip, client_ip)
+    pair = Pair(server, client, server_ip, client_ip, veth_s, veth_c)
     try:
         for ns in (server, client):
             ns.add()
-        run(
-            "ip",
-            "link",
-            "add",
-            veth_s,
-            "netns",
-            server.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            veth_c,
-            "netns",
-            client.name,
-        )
-        server.run("ip", "addr", "add", f"{server_ip}/24", "dev", veth_s)
-        client.run("ip", "addr", "add", f"{client_ip}/24", "dev", veth_c)
-        server.run("ip", "link", "set", veth_s, "up")
-        client.run("ip", "link", "set", veth_c, "up")
+        join(server, veth_s, server_ip, client, veth_c, client_ip)
     except BaseException:
         remove_pair(pair)
         raise

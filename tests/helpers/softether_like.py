@@ -82,6 +82,8 @@ class SoftEtherLikeServer:
     last_rx: float = 0.0
     ip_received: list[bytes] = field(default_factory=list)
     client_echo_requests: int = 0
+    echo_responses: int = 0
+    """The client's answers to this server's echo requests."""
     buffer: bytes = b""
     challenge: bytes = b""
 
@@ -139,6 +141,9 @@ class SoftEtherLikeServer:
             return b""
         if message_type == 8:
             self.client_echo_requests += 1
+            return b""
+        if message_type == 9:  # ECHO_RESPONSE
+            self.echo_responses += 1
             return b""
         if message_type == 6:  # CALL_DISCONNECT
             self.closed = True

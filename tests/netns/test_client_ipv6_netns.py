@@ -4,19 +4,17 @@ ping -6 crosses the tunnel, and SIGINT leaves no IPv6 address or route behind.""
 
 from __future__ import annotations
 
-import json
 import re
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import IPv6Network
 from pathlib import Path
 
 import pytest
 
-from test_client_netns import CLIENT_TUN, Setup, client_setup, netns_pair, ping, snapshot, wait_until
+from test_client_netns import CLIENT_TUN, Setup, client_setup, netns_pair, ping, wait_until
 
-from helpers.namespaces import Namespace, Pair
+from helpers.namespaces import Namespace, Pair, network_state
 
 __all__ = ["netns_pair"]
 
@@ -30,27 +28,9 @@ def setup(netns_pair: Pair, tmp_path: Path) -> Iterator[Setup]:
         yield made
 
 
-def snapshot6(ns: Namespace) -> dict[str, object]:
-    """The IPv6 addresses and routes the client may change (besides :func:`snapshot`'s IPv4 view)."""
-
-    def ip_json(*args: str) -> object:
-        return json.loads(ns.run("ip", "-j", "-6", *args).stdout or "[]")
-
-    return {"addresses": ip_json("addr"), "routes": ip_json("route", "show", "table", "all")}
-
-
 def ping6(ns: Namespace, address: str) -> None:
     result = ns.run("ping", "-6", "-c", "2", "-W", "2", "-i", "0.2", address, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def restored(take: Callable[[], object], before: object, timeout: float = 5.0) -> None:
-    """The namespace is back to ``before``. The kernel unregisters a closed TUN asynchronously (it waits
-    for the last references to go), so right after the client exits the device may linger briefly."""
-    deadline = time.monotonic() + timeout
-    while (now := take()) != before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert now == before
 
 
 def ipv6_routes(ns: Namespace) -> str:
@@ -59,11 +39,7 @@ def ipv6_routes(ns: Namespace) -> str:
 
 def test_ipv6_split_tunnel_ping_and_sigint_leaves_nothing(setup: Setup) -> None:
     client = setup.pair.client
-    # The veth's own link-local address settles by itself (DAD); wait for that so the snapshots compare.
-    deadline = time.monotonic() + 10
-    while "tentative" in client.run("ip", "-6", "addr").stdout and time.monotonic() < deadline:
-        time.sleep(0.1)
-    before, before6 = snapshot(client), snapshot6(client)
+    before = network_state(client)
     process, log = setup.start_client("--ca-file", str(setup.cert), "--route", "fd99:1::/48")
     wait_until(lambda: "connected: " in log.read_text(), "the tunnel", log)
     text = log.read_text()
@@ -76,8 +52,7 @@ def test_ipv6_split_tunnel_ping_and_sigint_leaves_nothing(setup: Setup) -> None:
     assert "fd99:1::/48" in routes  # --route takes IPv6 prefixes too
     assert "default" not in routes  # no --default-route: the advertisement's default route is refused
     setup.stop(process, signal.SIGINT, log)
-    restored(lambda: snapshot(client), before)
-    restored(lambda: snapshot6(client), before6)
+    assert network_state(client) == before
 
 
 def test_ipv6_default_route_from_the_advertisement(setup: Setup) -> None:

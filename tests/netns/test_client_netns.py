@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 
 from helpers.connect_process import PYSSTP, wait_until
 from helpers.loopback import make_certificate
-from helpers.namespaces import Namespace, Pair, netns_pair
+from helpers.namespaces import Namespace, Pair, netns_pair, network_state
 from helpers.server_process import add_user, start_server
 
 __all__ = ["netns_pair"]
@@ -36,21 +35,6 @@ CLIENT_TUN = "sstpc0"
 SERVER_TUNNEL_IP = "10.77.0.1"
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 NETNS_ETC = Path("/etc/netns")
-
-
-def snapshot(ns: Namespace) -> dict[str, object]:
-    """What a client may change in its namespace (IPv4 only: the veth's IPv6 link-local address settles
-    by itself while a test runs, and the client does not touch IPv6)."""
-
-    def ip_json(*args: str) -> object:
-        return json.loads(ns.run("ip", "-j", *args).stdout or "[]")
-
-    return {
-        "links": [link["ifname"] for link in ip_json("link")],  # type: ignore[attr-defined]
-        "addresses": ip_json("-4", "addr"),
-        "routes": ip_json("-4", "route", "show", "table", "all"),
-        "resolv.conf": ns.run("cat", "/etc/resolv.conf", check=False).stdout,
-    }
 
 
 @dataclass
@@ -136,7 +120,7 @@ def route_device(ns: Namespace, address: str) -> str:
 
 def test_connect_ping_split_tunnel_and_sigint_leaves_nothing(setup: Setup) -> None:
     client = setup.pair.client
-    before = snapshot(client)
+    before = network_state(client)
     process, log = setup.start_client("--ca-file", str(setup.cert), "--route", "10.99.0.0/24")
     wait_until(lambda: "connected: " in log.read_text(), "the tunnel", log)
     text = log.read_text()
@@ -146,14 +130,14 @@ def test_connect_ping_split_tunnel_and_sigint_leaves_nothing(setup: Setup) -> No
     ping(client, SERVER_TUNNEL_IP)
     assert route_device(client, "10.99.0.7") == CLIENT_TUN  # the split tunnel
     assert route_device(client, "192.0.2.1") != CLIENT_TUN  # everything else as before
-    assert snapshot(client)["resolv.conf"] == before["resolv.conf"]  # no --dns, no change
+    assert network_state(client)["resolv.conf"] == before["resolv.conf"]  # no --dns, no change
     setup.stop(process, signal.SIGINT, log)
-    assert snapshot(client) == before
+    assert network_state(client) == before
 
 
 def test_default_route_keeps_the_server_reachable_and_dns_is_restored(setup: Setup) -> None:
     client = setup.pair.client
-    before = snapshot(client)
+    before = network_state(client)
     server_device = route_device(client, setup.pair.server_ip)
     process, log = setup.start_client("--pin-sha256", setup.pin, "--default-route", "--dns")
     wait_until(lambda: "connected: " in log.read_text(), "the tunnel", log)
@@ -161,22 +145,24 @@ def test_default_route_keeps_the_server_reachable_and_dns_is_restored(setup: Set
     assert route_device(client, "198.51.100.1") == CLIENT_TUN
     assert route_device(client, setup.pair.server_ip) == server_device  # pinned outside the tunnel
     ping(client, SERVER_TUNNEL_IP)
-    resolv = snapshot(client)["resolv.conf"]
+    resolv = network_state(client)["resolv.conf"]
     assert isinstance(resolv, str)
     assert resolv.splitlines()[1:] == [f"nameserver {SERVER_TUNNEL_IP}", "search corp.example"]
     setup.stop(process, signal.SIGTERM, log)
-    assert snapshot(client) == before
+    assert network_state(client) == before
 
 
 def test_sigint_while_dialing_leaves_nothing(setup: Setup) -> None:
     client = setup.pair.client
-    before = snapshot(client)
+    before = network_state(client)
     # A server that accepts TCP but never answers TLS, so the client is stuck in the handshake when stopped.
     mute = (
-        "import socket, time\ns = socket.create_server(('" + setup.pair.server_ip + "', 9))\ntime.sleep(60)\n"
+        "import socket, time\ns = socket.create_server(('" + setup.pair.server_ip + "', 9))\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n"
     )
-    setup.pair.server.start([sys.executable, "-c", mute], setup.tmp / "mute.log")
-    time.sleep(0.3)
+    mute_log = setup.tmp / "mute.log"
+    setup.pair.server.start([sys.executable, "-c", mute], mute_log)
+    wait_until(lambda: "ready" in mute_log.read_text(), "the mute server", mute_log)
     log = setup.tmp / "client.log"
     process = client.start(
         [PYSSTP, "connect", f"{setup.pair.server_ip}:9", "--user", "alice", "--password-file",
@@ -185,7 +171,7 @@ def test_sigint_while_dialing_leaves_nothing(setup: Setup) -> None:
     )  # fmt: skip
     wait_until(lambda: " TCP " in log.read_text(), "TCP", log)
     setup.stop(process, signal.SIGINT, log, expect=130)
-    after = snapshot(client)
+    after = network_state(client)
     assert after["links"] == before["links"] and after["resolv.conf"] == before["resolv.conf"]
 
 

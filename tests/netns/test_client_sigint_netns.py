@@ -11,7 +11,6 @@ The last case is the real ``pysstp server`` with the call up.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import sys
@@ -22,7 +21,7 @@ import pytest
 
 from test_client_netns import CLIENT_TUN, PYSSTP, Setup, setup, wait_until
 
-from helpers.namespaces import Namespace, netns_pair
+from helpers.namespaces import netns_pair, network_state
 
 __all__ = ["netns_pair", "setup"]
 
@@ -67,33 +66,6 @@ STALLS = {
 }
 
 
-def snapshot(ns: Namespace) -> dict[str, object]:
-    """Links, IPv4 and IPv6 addresses, routes of every table, and resolv.conf: all a client may touch.
-
-    Waits for IPv6 duplicate address detection on the veth to finish first, and leaves out the address
-    lifetimes, so that only real changes differ."""
-    deadline = time.monotonic() + 5
-    while "tentative" in ns.run("ip", "-6", "addr").stdout and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-    def ip_json(*args: str) -> list[dict[str, object]]:
-        return list(json.loads(ns.run("ip", "-j", *args).stdout or "[]"))
-
-    addresses = ip_json("addr")
-    for link in addresses:
-        for info in link.get("addr_info", []):  # type: ignore[attr-defined]
-            info.pop("valid_life_time", None)
-            info.pop("preferred_life_time", None)
-    return {
-        "links": [link["ifname"] for link in ip_json("link")],
-        "addresses": addresses,
-        "routes": ip_json("-4", "route", "show", "table", "all"),
-        "routes6": ip_json("-6", "route", "show", "table", "all"),
-        "rules": ip_json("rule") + ip_json("-6", "rule"),
-        "resolv.conf": ns.run("cat", "/etc/resolv.conf", check=False).stdout,
-    }
-
-
 def start_client(setup: Setup, port: str) -> tuple[Path, object]:
     log = setup.tmp / "client.log"
     process = setup.pair.client.start(
@@ -111,7 +83,7 @@ def interrupt(setup: Setup, process: object, log: Path, before: dict[str, object
     """SIGINT, a clean exit (130 before the call is up, as shells expect), and the namespace exactly as
     before."""
     setup.stop(process, signal.SIGINT, log, expect)  # type: ignore[arg-type]
-    assert snapshot(setup.pair.client) == before, log.read_text()
+    assert network_state(setup.pair.client) == before, log.read_text()
 
 
 def test_sigint_during_tcp_connect(setup: Setup) -> None:
@@ -121,7 +93,7 @@ def test_sigint_during_tcp_connect(setup: Setup) -> None:
         "nft", f"add table inet stall; add chain inet stall input {{ type filter hook input priority 0; }}; "
         f"add rule inet stall input tcp dport {STUB_PORT} counter drop",
     )  # fmt: skip
-    before = snapshot(setup.pair.client)
+    before = network_state(setup.pair.client)
     log, process = start_client(setup, STUB_PORT)
 
     def syn_dropped() -> bool:
@@ -149,7 +121,7 @@ def test_sigint_while_the_server_stalls(setup: Setup, phase: str) -> None:
         stub_log,
     )  # fmt: skip
     wait_until(lambda: "ready" in stub_log.read_text(), "the stub server", stub_log)
-    before = snapshot(setup.pair.client)
+    before = network_state(setup.pair.client)
     log, process = start_client(setup, STUB_PORT)
     wait_until(lambda: f" {last_tag} " in log.read_text(), last_tag, log)
     time.sleep(0.2)  # let the client send into the silence
@@ -158,7 +130,7 @@ def test_sigint_while_the_server_stalls(setup: Setup, phase: str) -> None:
 
 
 def test_sigint_when_connected(setup: Setup) -> None:
-    before = snapshot(setup.pair.client)
+    before = network_state(setup.pair.client)
     log, process = start_client(setup, "8443")
     wait_until(lambda: "connected: " in log.read_text(), "the tunnel", log)
     interrupt(setup, process, log, before, expect=0)
