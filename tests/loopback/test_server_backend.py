@@ -17,6 +17,7 @@ from pysstp.aaa.local import LocalBackend, StaticCredentials
 from pysstp.link import AuthenticationFailed, LinkDown, LinkUp, Verification
 from pysstp.ppp.constants import AuthMethod
 from pysstp.server.backoff import Backoff
+from pysstp.server.pool import AddressPool
 
 from helpers.loopback import Bench, start_bench
 
@@ -233,5 +234,75 @@ async def test_each_call_gets_its_own_session_id(tmp_path: Path) -> None:
         ports = {c.nas_port for c in backend.contexts}
         assert len(ids) == len(ports) == 2
         assert len({session_id[:8] for session_id in ids}) == 1  # one prefix per process
+    finally:
+        await stop(bench)
+
+
+# -- named pools (RADIUS Framed-Pool) ---------------------------------------------------------------
+
+OFFICE = IPv4Network("10.78.0.0/29")
+
+
+async def named_pool_bench(tmp_path: Path, authorization: Authorization) -> Bench:
+    return await bench_with(
+        tmp_path,
+        Granting(authorization),
+        pools={"office": AddressPool(OFFICE, IPv4Address("10.77.0.1"))},  # type: ignore[arg-type]
+    )
+
+
+async def test_framed_pool_takes_the_address_from_the_named_pool_and_gives_it_back(tmp_path: Path) -> None:
+    bench = await named_pool_bench(tmp_path, Authorization(pool="office"))
+    office = bench.app.pools["office"]
+    assert isinstance(office, AddressPool)
+    try:
+        client = await bench.connect()
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
+        up = client.first(LinkUp)
+        assert isinstance(up, LinkUp) and up.local_address == IPv4Address("10.78.0.1")
+        assert office.in_use() == {IPv4Address("10.78.0.1"): "alice"}
+        assert client.connection is not None
+        client.connection.close()
+        await wait_for(lambda: not bench.app.connections)
+        assert office.in_use() == {}
+    finally:
+        await stop(bench)
+
+
+async def test_a_fixed_address_in_a_named_pool_comes_from_that_pool(tmp_path: Path) -> None:
+    bench = await named_pool_bench(tmp_path, Authorization(address=IPv4Address("10.78.0.5")))
+    try:
+        client = await bench.connect()
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
+        assert bench.app.pools["office"].fixed_refusal(IPv4Address("10.78.0.5")) is None
+        [connection] = bench.app.connections
+        assert connection.info.address == IPv4Address("10.78.0.5")
+        assert connection.address_pool is bench.app.pools["office"]
+    finally:
+        await stop(bench)
+
+
+async def test_an_unknown_pool_refuses_the_login_with_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bench = await named_pool_bench(tmp_path, Authorization(pool="lab"))
+    try:
+        client = await bench.connect()
+        await asyncio.wait_for(client.down.wait(), TIMEOUT)
+        assert not client.up.is_set()
+        assert "pool 'lab' of user 'alice' is not in the config (named pools: office)" in caplog.text
+    finally:
+        await stop(bench)
+
+
+async def test_an_exhausted_named_pool_says_which(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bench = await named_pool_bench(tmp_path, Authorization(pool="office"))
+    office = bench.app.pools["office"]
+    while office.allocate("someone") is not None:
+        pass
+    try:
+        client = await bench.connect()
+        await asyncio.wait_for(client.down.wait(), TIMEOUT)
+        assert "no IPv4 address left in pool 'office' for user 'alice'" in caplog.text
     finally:
         await stop(bench)

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from pysstp.aaa.backend import Answer, Authorization, CallContext
+from pysstp.aaa.local import LocalBackend, StaticCredentials
+from pysstp.link import Verification
 from pysstp.ppp.events import Ipv6Up
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.server import ipv6
@@ -234,6 +237,96 @@ async def test_link_local_only_routes_without_advertising(tmp_path: Path) -> Non
         await asyncio.sleep(0.2)
         assert not any(is_advertisement(p) for p in client.received)
         assert len(bench.app.by_address) == 2  # its IPv4 address and its link-local one
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+# -- the backend's own prefix (RADIUS Framed-IPv6-Prefix) ---------------------------------------------
+
+OWN_PREFIX = IPv6Network("2001:db8:99::/64")
+
+
+class PrefixBackend:
+    """The local backend, whose yes gives alice a prefix of her own (``prefix``)."""
+
+    name = "prefix"
+
+    def __init__(self, prefix: IPv6Network) -> None:
+        self.local = LocalBackend(StaticCredentials({"alice": "alicepw", "bob": "bobpw"}))
+        self.prefix = prefix
+
+    async def verify(self, question: Verification, context: CallContext) -> Answer:
+        answer = self.local.check(question)
+        if not answer.verdict.success or question.user != "alice":
+            return answer
+        return dataclasses.replace(answer, authorization=Authorization(ipv6_prefix=self.prefix))
+
+    def finished(self, context: CallContext) -> None:
+        pass
+
+
+async def start_with_prefix(tmp_path: Path, server_prefix: IPv6Network | None, own: IPv6Network) -> Bench:
+    bench = await start(tmp_path, server_prefix)
+    bench.app.backend.inner = PrefixBackend(own)  # type: ignore[assignment]
+    return bench
+
+
+@pytest.mark.parametrize("server_prefix", [PREFIX, None], ids=["prefix", "link-local"])
+async def test_a_session_with_its_own_prefix_is_advertised_and_routed_it(
+    tmp_path: Path, server_prefix: IPv6Network | None
+) -> None:
+    bench = await start_with_prefix(tmp_path, server_prefix, OWN_PREFIX)
+    try:
+        client, _up = await connect_ipv6(bench)
+        await wait_for(lambda: any(is_advertisement(p) for p in client.received))
+        advertisement = next(p for p in client.received if is_advertisement(p))
+        assert advertisement[56:88][16:] == OWN_PREFIX.network_address.packed
+        [connection] = bench.app.connections
+        assert OWN_PREFIX in connection.info.routes
+        assert (OWN_PREFIX, connection) in bench.app.by_network
+        # Every address in the prefix reaches the session (SLAAC's and privacy addresses alike), and may
+        # leave it.
+        server = link_local_address(ipv6.SERVER_INTERFACE_ID)
+        privacy = OWN_PREFIX.network_address + 0x1234
+        inbound = ipv6_packet(server, privacy, b"to a privacy address")
+        bench.tun.inject(inbound)
+        await wait_for(lambda: inbound in client.received)
+        outbound = ipv6_packet(privacy, server, b"from it")
+        assert client.connection is not None
+        client.connection.send_ip_batch([outbound])
+        await wait_for(lambda: outbound in bench.tun.written)
+        client.connection.close()
+        await wait_for(lambda: not bench.app.connections)
+        assert not bench.app.by_network
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def test_a_prefix_that_is_not_a_64_leaves_the_servers(tmp_path: Path) -> None:
+    bench = await start_with_prefix(tmp_path, PREFIX, IPv6Network("2001:db8:99::/56"))
+    try:
+        client, _up = await connect_ipv6(bench)
+        await wait_for(lambda: any(is_advertisement(p) for p in client.received))
+        advertisement = next(p for p in client.received if is_advertisement(p))
+        assert advertisement[56:88][16:] == PREFIX.network_address.packed
+        assert not bench.app.by_network
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def test_a_prefix_routed_to_another_session_refuses_the_login(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bench = await start_with_prefix(tmp_path, PREFIX, OWN_PREFIX)
+    try:
+        await connect_ipv6(bench)
+        second = await bench.connect(ipv6=True)
+        await asyncio.wait_for(second.down.wait(), TIMEOUT)
+        assert "Framed-IPv6-Prefix 2001:db8:99::/64 is already routed to another session" in caplog.text
+        assert len(bench.app.connections) == 1
     finally:
         await bench.app.shutdown()
         bench.tun.close()

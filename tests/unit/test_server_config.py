@@ -283,7 +283,8 @@ def test_flags_override_the_file(toml_file: Path) -> None:
         ),
         (
             '[pools]\nnetwork = "10.0.0.0/24"\n',
-            "unknown setting 'pools.network' (did you mean 'pool.network'?)",
+            "pools: network: expected a table with network = \"CIDR\", not '10.0.0.0/24' (the default "
+            "pool is [pool])",
         ),
         ("colour = 1\n", "server.toml: unknown setting 'colour'"),
         ('pool = "10.0.0.0/24"\n', "server.toml: pool: expected a table ([pool] section)"),

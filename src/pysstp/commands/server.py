@@ -322,6 +322,8 @@ async def serve_with(
             # Point to point with the pool as the peer network: the kernel then routes the pool, not the
             # server address's own network, into the TUN.
             changes.add_address(tun.name, own, peer=pool_settings.network.network_address)
+        for named in settings.pools:
+            changes.add_route(named.network, ifname=tun.name)
         if settings.ipv6.enabled:
             setup_ipv6(changes, tun.name, settings.ipv6.prefix)
         set_link(tun.name, up=True)
@@ -338,6 +340,7 @@ async def serve_with(
             link_config=link_config(settings, certificate_der),
             backend=backend,
             pool=pool,
+            pools=named_pools(settings),
             tun=tun,
             dns=settings.pool.dns,
             server_address=settings.pool.server_address,
@@ -479,6 +482,7 @@ RESTART_SETTINGS = (
     "tun_name",
     "pool.network",
     "pool.server_address",
+    "pools",
     "ipv6",
     "mru",
     "max_peer_mru",
@@ -651,6 +655,11 @@ def fixed_address_problems(users: UserDatabase, pool: AddressPool) -> list[str]:
     ]
 
 
+def named_pools(settings: ServerSettings) -> dict[str, AddressPool]:
+    """The ``[pools.NAME]`` pools by name, for RADIUS Framed-Pool."""
+    return {named.name: AddressPool(named.network, settings.pool.server_address) for named in settings.pools}
+
+
 def check_host(settings: ServerSettings) -> None:
     """Refuse, before anything is changed, a pool that overlaps a network this host already has (the
     TUN would take an address the host uses, and the host's routes would compete with the tunnel's) and,
@@ -661,12 +670,20 @@ def check_host(settings: ServerSettings) -> None:
         if info.peer is not None:
             networks.append(ip_network(f"{info.peer}/{info.address.network.prefixlen}"))
         for network in networks:
-            if network.version == 4 and (network.overlaps(pool.network) or pool.server_address in network):
+            if network.version != 4:
+                continue
+            if network.overlaps(pool.network) or pool.server_address in network:
                 raise SystemSetupError(
                     f"pool {pool.network} (server {pool.server_address}) overlaps {network} on "
                     f"{info.ifname}, a network this host already has; choose a pool.network no "
                     "interface uses (see ip addr)"
                 )
+            for named in settings.pools:
+                if network.overlaps(named.network):
+                    raise SystemSetupError(
+                        f"pools.{named.name} {named.network} overlaps {network} on {info.ifname}, a "
+                        "network this host already has; choose a network no interface uses (see ip addr)"
+                    )
     egress = settings.forwarding.egress
     if settings.forwarding.mode == "nat" and egress is not None and not link_exists(egress):
         raise SystemSetupError(

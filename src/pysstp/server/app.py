@@ -17,7 +17,7 @@ import secrets
 import ssl
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -93,7 +93,9 @@ class KernelRoutes(Protocol):
 
 
 class Pool(Protocol):
-    """What the server needs of the address pool."""
+    """What the server needs of an address pool."""
+
+    network: IPv4Network
 
     def allocate(self, user: str, fixed: IPv4Address | None = None) -> IPv4Address | None: ...
 
@@ -147,10 +149,14 @@ class ServerConnection(LinkConnection):
         self.info = SessionInfo(peer="?", started=time.time())
         self.source = "?"
         self.address_key: bytes | None = None
+        self.address_pool: Pool | None = None
+        """The pool its address came from (and goes back to)."""
         self.ipv6_keys: tuple[bytes, ...] = ()
         """Its IPv6 addresses in the routing table: link-local and, with a prefix, the global one."""
         self.router_address: IPv6Address | None = None
         """The server's link-local address on this session's link, once IPv6CP is up."""
+        self.ipv6_prefix = server.ipv6_prefix
+        """The /64 its router advertisements carry: the server's, or the backend's Framed-IPv6-Prefix."""
         self.mtu_routes: tuple[IPv4Network | IPv6Network, ...] = ()
         """Host routes that carry this session's MTU, when it is below the TUN's."""
         self.auth_failure: str | None = None
@@ -297,6 +303,7 @@ class SstpServerApp:
         backend: AuthBackend,
         pool: Pool,
         tun: Tun,
+        pools: Mapping[str, Pool] | None = None,
         dns: tuple[IPv4Address, ...] = (),
         server_address: IPv4Address,
         limits: Limits | None = None,
@@ -318,6 +325,8 @@ class SstpServerApp:
         self.backend = BackoffBackend(backend, backoff or Backoff())
         """Who decides logins: the configured backend, behind the login back-off."""
         self.pool = pool
+        self.pools = dict(pools or {})
+        """Named pools, picked by the backend (RADIUS Framed-Pool)."""
         self.tun = tun
         self.dns = dns
         self.server_address = server_address
@@ -361,7 +370,8 @@ class SstpServerApp:
         self._loop.add_reader(self.tun.fd, self._on_tun_readable)
         if self.idle_timeout > 0:
             self.watch_idle(self.idle_timeout)
-        if self.ipv6_prefix is not None:
+        if self.link_config.ipv6:
+            # Also in link-local mode: sessions may have their own prefix (Framed-IPv6-Prefix).
             self._ra_timer = self._loop.call_later(ipv6.RA_INTERVAL, self._advertise_all)
         bound: list[tuple[str, int]] = []
         for host in hosts:
@@ -489,23 +499,72 @@ class SstpServerApp:
                         connection, f"user {user!r} already has {len(others)} session(s), the limit"
                     )
                 self._replace(others[: len(others) - limit + 1], connection)
-        if authorization.pool is not None:
-            log.info("%s: no named pools; pool %r is the default one", connection.peer, authorization.pool)
         fixed = authorization.address
-        if fixed is not None and (problem := self.pool.fixed_refusal(fixed)) is not None:
-            # The peer sees the first 64 bytes (LCP Terminate-Request): what is wrong goes first.
-            return self._refuse(connection, f"fixed address {problem} (user {user!r})")
-        address = self.pool.allocate(user, fixed)
+        if fixed is not None:
+            # A fixed address is taken from the pool whose network holds it, whatever Framed-Pool says.
+            pool = next((p for p in self.pools.values() if fixed in p.network), self.pool)
+            if (problem := pool.fixed_refusal(fixed)) is not None:
+                # The peer sees the first 64 bytes (LCP Terminate-Request): what is wrong goes first.
+                return self._refuse(connection, f"fixed address {problem} (user {user!r})")
+        elif authorization.pool is not None:
+            named = self.pools.get(authorization.pool)
+            if named is None:
+                known = ", ".join(sorted(self.pools)) or "none"
+                return self._refuse(
+                    connection,
+                    f"pool {authorization.pool!r} of user {user!r} is not in the config (named pools: "
+                    f"{known}); add [pools.{authorization.pool}] or correct Framed-Pool",
+                )
+            pool = named
+        else:
+            pool = self.pool
+        address = pool.allocate(user, fixed)
         if address is None:
             if fixed is not None:
                 return self._refuse(connection, f"the fixed address {fixed} of user {user!r} is in use")
-            return self._refuse(connection, f"no IPv4 address left in the pool for user {user!r}")
+            where = "the pool" if authorization.pool is None else f"pool {authorization.pool!r}"
+            return self._refuse(connection, f"no IPv4 address left in {where} for user {user!r}")
+        ipv6_prefix = self._own_ipv6_prefix(connection, authorization.ipv6_prefix)
+        if isinstance(ipv6_prefix, str):
+            pool.release(address)
+            return self._refuse(connection, f"{ipv6_prefix} (user {user!r})")
         connection.info.user = user
         connection.info.address = address
+        connection.address_pool = pool
         connection.info.routes = authorization.routes
+        if ipv6_prefix is not None:
+            # Routed to the session like a network behind it (RFC 3162 §2.3), so every address the client
+            # forms in it (SLAAC, privacy addresses) reaches it and may leave it.
+            connection.ipv6_prefix = ipv6_prefix
+            connection.info.routes += (ipv6_prefix,)
         connection.info.classes = authorization.classes
         connection.address_key = address.packed
         return ServerNetwork(self.server_address, address, authorization.dns or self.dns)
+
+    def _own_ipv6_prefix(
+        self, connection: ServerConnection, prefix: IPv6Network | None
+    ) -> IPv6Network | str | None:
+        """The session's own /64 from the backend (Framed-IPv6-Prefix), ``None`` for the server's, or
+        why the login must be refused."""
+        if prefix is None or prefix == self.ipv6_prefix:
+            return None
+        if not self.link_config.ipv6:
+            log.info("%s: IPv6 is off; Framed-IPv6-Prefix %s not used", connection.peer, prefix)
+            return None
+        if prefix.prefixlen != ipv6.SLAAC_PREFIX_LEN:
+            # SLAAC forms addresses only in a /64 (RFC 4862 §5.5.3, RFC 4291 §2.5.1).
+            log.warning(
+                "%s: Framed-IPv6-Prefix %s is not a /64; the session gets the server's prefix",
+                connection.peer,
+                prefix,
+            )
+            return None
+        if self.ipv6_prefix is not None and prefix.overlaps(self.ipv6_prefix):
+            return f"Framed-IPv6-Prefix {prefix} overlaps the server's prefix {self.ipv6_prefix}"
+        for network, owner in self.by_network:
+            if network.overlaps(prefix) and owner is not connection:
+                return f"Framed-IPv6-Prefix {prefix} is already routed to another session"
+        return prefix
 
     def _replace(self, older: list[ServerConnection], newer: ServerConnection) -> None:
         """``on_limit = "replace"``: end the user's oldest sessions for a new one. They leave the tables at
@@ -629,8 +688,9 @@ class SstpServerApp:
             if self.by_address.get(connection.address_key) is connection:
                 del self.by_address[connection.address_key]
             connection.address_key = None
-            if connection.info.address is not None:
-                self.pool.release(connection.info.address)
+            if connection.info.address is not None and connection.address_pool is not None:
+                connection.address_pool.release(connection.info.address)
+            connection.address_pool = None
         self._drop_ipv6_keys(connection)
         self._remove_mtu_routes(connection, (4,))
         for network, owner in self.by_network:
@@ -673,8 +733,8 @@ class SstpServerApp:
             log.warning("%s: unusable IPv6 interface identifier %s; no IPv6", connection.peer, peer_iid.hex())
             return
         addresses = [link_local_address(peer_iid)]
-        if self.ipv6_prefix is not None:
-            addresses.append(ipv6.interface_address(self.ipv6_prefix, peer_iid))
+        if connection.ipv6_prefix is not None:
+            addresses.append(ipv6.interface_address(connection.ipv6_prefix, peer_iid))
         keys = tuple(address.packed for address in addresses)
         if any(key in self.by_address for key in keys):
             # First come, first served: a client must not take over another session's addresses.
@@ -731,10 +791,10 @@ class SstpServerApp:
 
     def _advertise(self, connection: ServerConnection, destination: IPv6Address = ipv6.ALL_NODES) -> None:
         """Send the session a router advertisement for the prefix (none in link-local-only mode)."""
-        if self.ipv6_prefix is None or connection.router_address is None:
+        if connection.ipv6_prefix is None or connection.router_address is None:
             return
         advertisement = ipv6.router_advertisement(
-            self.ipv6_prefix,
+            connection.ipv6_prefix,
             source=connection.router_address,
             mtu=connection.mtu,
             destination=destination,

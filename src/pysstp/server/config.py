@@ -16,7 +16,7 @@ import argparse
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -138,6 +138,15 @@ class PoolSettings:
     server_address: IPv4Address = DEFAULT_POOL[1]
     """The first host of ``network`` unless set; it may lie outside ``network``."""
     dns: tuple[IPv4Address, ...] = ()
+
+
+@dataclass(frozen=True)
+class NamedPoolSettings:
+    """A named address pool (``[pools.NAME]``): a RADIUS Access-Accept picks it with Framed-Pool
+    (RFC 2869 §5.18); the server's own address stays ``pool.server_address``."""
+
+    name: str
+    network: IPv4Network
 
 
 @dataclass(frozen=True)
@@ -279,6 +288,8 @@ class ServerSettings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     eap_tls: EapTlsSettings = field(default_factory=EapTlsSettings)
     pool: PoolSettings = field(default_factory=PoolSettings)
+    pools: tuple[NamedPoolSettings, ...] = ()
+    """Named pools for RADIUS Framed-Pool, besides the default ``pool``."""
     limits: LimitSettings = field(default_factory=LimitSettings)
     forwarding: ForwardingSettings = field(default_factory=ForwardingSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -325,6 +336,53 @@ class _DaeClients(Kind):
 
     def metavar(self, default: str) -> str | None:
         return "ADDRESS=FILE"
+
+
+_POOL_KEYS = frozenset(f.name for f in fields(PoolSettings))
+
+
+@dataclass(frozen=True)
+class _NamedPools(Kind):
+    """Named pools: in the file ``[pools.NAME]`` tables with a ``network``; the flag is repeated as
+    NAME=CIDR."""
+
+    action: ClassVar[str | type[argparse.Action]] = "append"
+
+    def parse(self, value: object) -> tuple[NamedPoolSettings, ...]:
+        if not isinstance(value, dict):
+            raise wrong_type('[pools.NAME] tables with network = "CIDR"', value)
+        pools = []
+        for name, table in value.items():
+            if not isinstance(table, dict):
+                # [pools] with network = ... is most likely the default pool's [pool] misspelt.
+                hint = " (the default pool is [pool])" if name in _POOL_KEYS else ""
+                raise ValueError(f'{name}: expected a table with network = "CIDR", not {table!r}{hint}')
+            unknown = sorted(set(table) - {"network"})
+            if unknown:
+                raise ValueError(f"{name}: unknown key {unknown[0]!r} (known: network)")
+            if "network" not in table:
+                raise ValueError(f'{name}: needs network = "CIDR"')
+            try:
+                network = _pool_network(_Text().parse(table["network"]))
+            except ValueError as exc:
+                raise ValueError(f"{name}: network: {exc}") from None
+            pools.append(NamedPoolSettings(name, network))
+        return tuple(pools)
+
+    def from_flag(self, value: Any) -> object:
+        table: dict[str, dict[str, str]] = {}
+        for text in value:
+            name, equals, network = text.partition("=")
+            if not equals or not name.strip() or not network.strip():
+                raise ValueError(f"expected NAME=CIDR, not {text!r}")
+            table[name.strip()] = {"network": network.strip()}
+        return table
+
+    def show(self, value: Any) -> str:
+        return ", ".join(f"{pool.name}={pool.network}" for pool in value) or "none"
+
+    def metavar(self, default: str) -> str | None:
+        return "NAME=CIDR"
 
 
 @dataclass(frozen=True)
@@ -597,6 +655,12 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "the server's tunnel address; default: the pool's first host",
                 "ADDR",
                 show_default=False,
+            ),
+            _Setting(
+                "pools",
+                "--named-pool",
+                _NamedPools(),
+                "a named IPv4 pool that a RADIUS Access-Accept picks with Framed-Pool",
             ),
             _Setting(
                 "pool.dns",
@@ -1004,6 +1068,7 @@ def validate(settings: ServerSettings) -> None:
         raise ConfigError("no private key: set tls.key in the config file or use --key FILE")
     # The pool's own checks: big enough, server address not its network or broadcast address.
     AddressPool(settings.pool.network, settings.pool.server_address)
+    _check_named_pools(settings)
     if settings.forwarding.mode == "nat" and settings.forwarding.egress is None:
         raise ConfigError(
             "forwarding mode 'nat' needs an egress interface: set forwarding.egress or use --egress"
@@ -1039,6 +1104,26 @@ def validate(settings: ServerSettings) -> None:
     if len(os.fsencode(settings.control_socket)) > UNIX_SOCKET_PATH_MAX:
         raise ConfigError(
             f"control socket path {settings.control_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes"
+        )
+
+
+def _check_named_pools(settings: ServerSettings) -> None:
+    """Named pools: each a usable pool, none overlapping another or the default pool, and only where
+    their addresses leave the host as they are (NAT masquerades ``pool.network`` alone)."""
+    seen = [("pool.network", settings.pool.network)]
+    for named in settings.pools:
+        AddressPool(named.network, settings.pool.server_address)
+        for where, network in seen:
+            if named.network.overlaps(network):
+                raise ConfigError(
+                    f"pools.{named.name}: {named.network} overlaps {where} {network}; give each pool its own "
+                    "network"
+                )
+        seen.append((f"pools.{named.name}", named.network))
+    if settings.pools and settings.forwarding.mode == "nat":
+        raise ConfigError(
+            'named pools need forwarding.mode = "route": NAT masquerades only pool.network; remove [pools] '
+            "or route the pools' networks to this host"
         )
 
 
