@@ -28,6 +28,12 @@ SERVER_TUN = "sstp-r0"
 CLIENT_TUN = "sstpc-r0"
 SERVER_TUNNEL_IP = "10.77.0.1"
 ALICE_ADDRESS = "10.77.0.50"
+DAVE_CLASS = "0x646176652d636c617373"
+ERIN_DNS = ("192.0.2.53", "192.0.2.54")
+ERIN_MTU = 1300
+NAMED_POOL_NAME = "office"
+NAMED_POOL = "10.78.0.0/24"
+LOCKED = "Account locked until Monday"
 USERS = (
     RadiusUser(
         "alice",
@@ -42,6 +48,20 @@ USERS = (
     ),
     # FreeRADIUS starts with its default_eap_type (EAP-MSCHAPv2) unless the user says otherwise.
     RadiusUser("tls-user", check=("EAP-Type := TLS",)),
+    RadiusUser("dave", "dave-password", reply=("Idle-Timeout = 2", f"Class = {DAVE_CLASS}")),
+    RadiusUser(
+        "erin",
+        "erin-password",
+        reply=(
+            f"MS-Primary-DNS-Server = {ERIN_DNS[0]}",
+            f"MS-Secondary-DNS-Server = {ERIN_DNS[1]}",
+            f"Framed-MTU = {ERIN_MTU}",
+        ),
+    ),
+    RadiusUser("frank", "frank-password", reply=(f'Framed-Pool = "{NAMED_POOL_NAME}"',)),
+    RadiusUser(
+        "mallory", "mallory-password", check=("Auth-Type := Reject",), reply=(f'Reply-Message = "{LOCKED}"',)
+    ),
 )
 
 
@@ -192,3 +212,55 @@ def test_framed_route_and_session_timeout_take_effect(setup: Setup) -> None:
     )
     (stop,) = [r for r in detail_records(detail) if r["Acct-Status-Type"] == "Stop"]
     assert stop["Acct-Terminate-Cause"] == "Session-Timeout"
+
+
+def stop_records(setup: Setup) -> list[dict[str, str]]:
+    return [r for r in detail_records(setup.freeradius.detail) if r["Acct-Status-Type"] == "Stop"]
+
+
+def test_idle_timeout_ends_an_idle_session_and_class_is_in_its_accounting(setup: Setup) -> None:
+    server_log = setup.start_server("--auth", "mschapv2")
+    client = setup.connect("dave", "dave-password", "mschapv2")
+    client.wait_connected()
+    client.wait_exit()
+    assert "idle for 2 s; disconnecting" in server_log.read_text()
+    wait_until(lambda: stop_records(setup), "the Stop", setup.freeradius.log)
+    (stop,) = stop_records(setup)
+    assert stop["Acct-Terminate-Cause"] == "Idle-Timeout"
+    (start,) = [r for r in detail_records(setup.freeradius.detail) if r["Acct-Status-Type"] == "Start"]
+    assert start["Class"] == stop["Class"] == DAVE_CLASS
+
+
+def test_ms_dns_servers_reach_the_client_and_framed_mtu_caps_the_session(setup: Setup) -> None:
+    setup.start_server("--auth", "mschapv2", "--dns", "192.0.2.1")
+    client = setup.connect("erin", "erin-password", "mschapv2")
+    text = client.wait_connected()
+    assert f"DNS {ERIN_DNS[0]}, {ERIN_DNS[1]}" in text, text
+    ping(setup, SERVER_TUNNEL_IP)
+    status = setup.pair.server.run(PYSSTP, "status", "--socket", str(setup.tmp / "ctl.sock"), "--json")
+    (session,) = json.loads(status.stdout)
+    assert (session["user"], session["mtu"]) == ("erin", ERIN_MTU)
+
+
+def test_framed_pool_takes_the_address_from_the_named_pool(setup: Setup) -> None:
+    server_log = setup.start_server("--auth", "mschapv2", "--named-pool", f"{NAMED_POOL_NAME}={NAMED_POOL}")
+    routes = setup.pair.server.run("ip", "route", "show", NAMED_POOL).stdout
+    assert f"dev {SERVER_TUN}" in routes, routes
+    client = setup.connect("frank", "frank-password", "mschapv2")
+    client.wait_connected()
+    assert [a["local"] for a in tun_addresses(setup.pair.client, CLIENT_TUN)] == ["10.78.0.1"]
+    ping(setup, SERVER_TUNNEL_IP)
+    assert client.stop() == 0
+    setup.pair.server.processes[0].terminate()
+    setup.pair.server.processes[0].wait(20)
+    # The pool's route went with the server.
+    assert setup.pair.server.run("ip", "route", "show", NAMED_POOL).stdout == ""
+    assert "Traceback" not in server_log.read_text()
+
+
+def test_reply_message_of_a_reject_reaches_the_client(setup: Setup) -> None:
+    server_log = setup.start_server("--auth", "mschapv2")
+    client = setup.connect("mallory", "mallory-password", "mschapv2")
+    assert client.wait_exit() != 0
+    assert LOCKED in client.text()
+    assert LOCKED in server_log.read_text()

@@ -242,6 +242,20 @@ def test_auth_failure_names_the_fix() -> None:
     assert setup_failure(down, event, Phase.AUTHENTICATE, False) == auth_failure(event)
 
 
+def test_auth_failure_quotes_the_servers_own_words() -> None:
+    """A RADIUS Reply-Message reaches the user; pysstp's own generic 'Access denied' adds nothing."""
+    locked = "wrong user name or password (E=691); server says 'Account locked until Monday'"
+    event = AuthenticationFailed("alice", AuthMethod.MSCHAP_V2, locked, 691)
+    assert auth_failure(event) == (
+        "authentication failed (E=691) with MS-CHAPv2 as 'alice': wrong user name or password; "
+        "server says 'Account locked until Monday'"
+    )
+    generic = "wrong user name or password (E=691); server says 'Access denied'"
+    assert auth_failure(AuthenticationFailed("alice", AuthMethod.MSCHAP_V2, generic, 691)) == (
+        "authentication failed (E=691) with MS-CHAPv2 as 'alice': wrong user name or password"
+    )
+
+
 def test_unsupported_auth_is_explained() -> None:
     down = LinkDown("server offers only EAP-TLS authentication; we accept only MS-CHAPv2", True)
     assert "pysstp supports" in setup_failure(down, None, Phase.ESTABLISH, False)

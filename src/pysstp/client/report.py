@@ -12,6 +12,8 @@ from ipaddress import IPv6Address
 from pysstp import link
 from pysstp.client.live import si
 from pysstp.link import ABORTED_AFTER_BINDING, CallEvent, LinkDown, LinkUp
+from pysstp.ppp.auth.base import FAILURE_MESSAGE
+from pysstp.ppp.auth.mschapv2_core import SERVER_SAYS
 from pysstp.ppp.constants import AuthMethod, Protocol
 from pysstp.sstp.constants import HashProtocol
 
@@ -112,6 +114,12 @@ def auth_failure(event: link.AuthenticationFailed) -> str:
         meaning = f"{event.reason}; check the user name and password"
         if event.method is AuthMethod.PAP:
             meaning += ", or whether the server allows PAP"
+    else:
+        # The server's own words (a RADIUS Reply-Message, "account locked ..."), unless they are the
+        # generic text of a pysstp server, which the meaning already says better.
+        said = event.reason.partition(SERVER_SAYS)[2]
+        if said and said != repr(FAILURE_MESSAGE):
+            meaning += f"{SERVER_SAYS}{said}"
     return f"authentication failed{code} with {method_name(event.method)} as {event.user!r}: {meaning}"
 
 

@@ -322,11 +322,12 @@ async def serve_with(
             # Point to point with the pool as the peer network: the kernel then routes the pool, not the
             # server address's own network, into the TUN.
             changes.add_address(tun.name, own, peer=pool_settings.network.network_address)
-        for named in settings.pools:
-            changes.add_route(named.network, ifname=tun.name)
         if settings.ipv6.enabled:
             setup_ipv6(changes, tun.name, settings.ipv6.prefix)
         set_link(tun.name, up=True)
+        # Routes need the link up.
+        for named in settings.pools:
+            changes.add_route(named.network, ifname=tun.name)
         changes.set_sysctl("net.ipv4.ip_forward", 1)
         if settings.forwarding.mode == "nat" or settings.forwarding.mss_clamp:
             changes.install_nat(

@@ -132,8 +132,11 @@ class MsChapV2Client:
         failure = parse_failure(text)
         reason = describe_error(failure.error)
         if failure.message:
-            reason = f"{reason}; server says {failure.message!r}"
+            reason = f"{reason}{SERVER_SAYS}{failure.message!r}"
         return reason, failure.error
 
+
+SERVER_SAYS = "; server says "
+"""Joins a failure's reason and the server's own M= text (:meth:`MsChapV2Client.failure_reason`)."""
 
 MUTUAL_AUTHENTICATION_FAILED = "server failed mutual authentication (bad S= value)"
