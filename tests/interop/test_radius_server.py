@@ -5,6 +5,7 @@ the address comes from Framed-IP-Address, and a wrong password reaches the clien
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ ERIN_MTU = 1300
 NAMED_POOL_NAME = "office"
 NAMED_POOL = "10.78.0.0/24"
 LOCKED = "Account locked until Monday"
+SERVER_PREFIX = "fd77:77::/64"
+GINA_PREFIX = "fd99:99::/64"
 USERS = (
     RadiusUser(
         "alice",
@@ -59,6 +62,7 @@ USERS = (
         ),
     ),
     RadiusUser("frank", "frank-password", reply=(f'Framed-Pool = "{NAMED_POOL_NAME}"',)),
+    RadiusUser("gina", "gina-password", reply=(f"Framed-IPv6-Prefix = {GINA_PREFIX}",)),
     RadiusUser(
         "mallory", "mallory-password", check=("Auth-Type := Reject",), reply=(f'Reply-Message = "{LOCKED}"',)
     ),
@@ -264,3 +268,19 @@ def test_reply_message_of_a_reject_reaches_the_client(setup: Setup) -> None:
     assert client.wait_exit() != 0
     assert LOCKED in client.text()
     assert LOCKED in server_log.read_text()
+
+
+def test_framed_ipv6_prefix_is_the_prefix_the_client_forms_its_address_in(setup: Setup) -> None:
+    setup.start_server("--auth", "mschapv2", "--ipv6", SERVER_PREFIX)
+    client = setup.connect("gina", "gina-password", "mschapv2", "--default-route")
+    # The summary waits for the address the client's kernel formed from the router advertisement.
+    text = client.wait_connected()
+    found = re.search(r"connected: 10\.77\.0\.\d+ and (fd99:99::[0-9a-f:]+) via ", text)
+    assert found is not None, text
+    routes = setup.pair.server.run("ip", "-6", "route", "show", GINA_PREFIX).stdout
+    assert f"dev {SERVER_TUN}" in routes, routes
+    # Both ways through the tunnel: from the prefix's address to the server's, and back.
+    result = setup.pair.client.run("ping", "-6", "-c", "2", "-W", "2", "-i", "0.2", "fd77:77::1", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = setup.pair.server.run("ping", "-6", "-c", "2", "-W", "2", "-i", "0.2", found[1], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
