@@ -150,6 +150,14 @@ async def test_broken_files_are_each_named_and_nothing_is_applied(
     await asyncio.wait_for(client.up.wait(), TIMEOUT)
 
 
+async def test_named_pools_apply_at_restart(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    setup.config.write_text(BASE + '[pools.office]\nnetwork = "10.78.0.0/24"\n')
+    with caplog.at_level(logging.INFO, "pysstp.server"):
+        setup.reloader.reload()
+    assert "reload: pools changed; restart to apply" in messages(caplog)
+    assert setup.bench.app.pools == {}
+
+
 def test_every_setting_is_either_reloaded_or_named_as_needing_a_restart() -> None:
     keys = setting_keys(ServerSettings())
     assert sorted(keys) == sorted(_BY_KEY)

@@ -106,6 +106,12 @@ def test_a_pool_that_overlaps_a_network_of_the_host_is_refused(host: Host) -> No
     assert "sstp-c" not in host.links()
 
 
+def test_a_named_pool_that_overlaps_a_network_of_the_host_is_refused(host: Host) -> None:
+    line = host.refusal(*host.args("sstp-c", 8443, "--named-pool", "office=10.200.7.0/25"))
+    assert line.startswith("pysstp: pools.office 10.200.7.0/25 overlaps 10.200.7.0/24 on "), line
+    assert "sstp-c" not in host.links()
+
+
 def test_a_missing_egress_interface_is_refused(host: Host) -> None:
     line = host.refusal(*host.args("sstp-c", 8443, "--forwarding", "nat", "--egress", "nosuch0"))
     assert line == (
