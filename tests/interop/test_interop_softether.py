@@ -209,6 +209,7 @@ def test_default_settings_with_ipv6_offered(clients: Clients) -> None:
     assert client.stop() == 0, client.text()
 
 
+@pytest.mark.slow
 def test_slow_stays_connected_60s_answering_softether_echoes(clients: Clients) -> None:
     """SLOW (~60 s, on purpose): SoftEther sends an SSTP echo request every 2.5-4.8 s and drops a call it
     has heard nothing from for 20 s. Nothing else crosses this tunnel (IPv4 only, no traffic), so only the

@@ -80,6 +80,7 @@ def offered_suites(tmp_path: Path, tls: TlsSettings) -> list[str]:
     return [" ".join(f["finding"].split()) for f in findings if f["id"].startswith("cipher_x")]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(TESTSSL is None, reason="needs testssl.sh (Debian package testssl.sh); CI installs it")
 def test_default_server_offers_neither_cbc_nor_suites_without_forward_secrecy(tmp_path: Path) -> None:
     # An RSA certificate, so that suites with RSA key exchange could be chosen if they were offered.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.scale import markdown, run_scale
 
 from helpers.namespaces import skip_unless_netns
 
 
+@pytest.mark.slow
 def test_scale_benchmark_quick_run_reports_every_figure() -> None:
     skip_unless_netns()
     results = run_scale([20], quick=True)

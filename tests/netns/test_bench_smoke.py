@@ -28,6 +28,7 @@ FIGURES = (
 )
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     skip_unless_netns()
     if shutil.which("iperf3") is None:
