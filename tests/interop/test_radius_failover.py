@@ -200,7 +200,7 @@ def test_unsent_stop_is_spooled_and_sent_at_the_next_start(setup: Setup) -> None
     (stop,) = records(setup.first, "Stop", "alice")
     assert stop["Acct-Session-Id"] == alice_session
     assert int(stop["Acct-Delay-Time"]) > 0
-    assert not setup.spool.exists()
+    wait_until(lambda: not setup.spool.exists(), "the spool emptied", log, WAIT)
     wait_until(
         lambda: len(records(setup.first, "Accounting-On")) == 2, "Accounting-On again", setup.first.log, WAIT
     )
