@@ -252,7 +252,7 @@ async def test_all_servers_down_is_a_clear_refusal(radius_host: RadiusHost, tmp_
         await backend.client.close()
     assert not verdict.success
     assert "no RADIUS server answered" in verdict.reason
-    assert verdict.message.startswith("E=691")
+    assert verdict.message.startswith("E=645")
 
 
 def test_radclient_accounting_lands_in_the_detail_file(radius_host: RadiusHost, tmp_path: Path) -> None:

@@ -98,6 +98,24 @@ async def test_unsent_records_are_spooled_and_sent_at_the_next_start(
     assert stops[0]["Acct-Session-Id"] == ["s-1"]
 
 
+async def test_spooled_records_stay_in_the_spool_until_acknowledged(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    stop = AccountingRecord(
+        AccountingStatus.STOP, 1_000_000.0, SESSION, 30, Counters(10, 20, 1, 2), TerminateCause.LOST_CARRIER
+    )
+    spool.write_text(stop.to_json() + "\n")
+    down = client_for(free_udp_port())
+    accounting = RadiusAccounting(down, NAS, spool=spool, retry_interval=3600)
+    await accounting.start()
+    # A crash now (SIGKILL, power loss) must not lose the Stop: it is still in the file.
+    assert [AccountingRecord.from_json(line) for line in spool.read_text().splitlines()] == [stop]
+    await accounting.stop(clean=False, drain_timeout=0.5)
+    await down.close()
+    kept = [AccountingRecord.from_json(line) for line in spool.read_text().splitlines()]
+    # Written again once, not appended to what was there.
+    assert sorted(r.status.value for r in kept) == ["Accounting-On", "Stop"]
+
+
 async def test_a_full_queue_drops_interim_updates_first(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     accounting = RadiusAccounting(client_for(free_udp_port()), NAS, spool=spool, queue_size=3)

@@ -225,6 +225,21 @@ async def test_mschapv2_accept_without_keys_is_refused(
     assert "without MS-MPPE-Send-Key/Recv-Key" in caplog.text
 
 
+async def test_no_answer_refuses_mschapv2_as_the_server_unable_to_check(
+    serve: Callable[[Handler], Awaitable[tuple[FakeRadius, RadiusClient]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def answer(request: radius_packet.AuthPacket) -> list[bytes]:
+        return []
+
+    _fake, client = await serve(answer)
+    verdict = (await backend(client).verify(mschapv2(), CONTEXT)).verdict
+    assert not verdict.success
+    # Not E=691: the client would tell its user the password is wrong.
+    assert verdict.error_code == 645
+    assert verdict.message.startswith("E=645 ")
+    assert "login of 'bob' (session sess-1) refused: no RADIUS server answered (127.0.0.1:" in caplog.text
+
+
 async def test_eap_accept_without_keys_is_refused_after_a_keyed_method(
     serve: Callable[[Handler], Awaitable[tuple[FakeRadius, RadiusClient]]], caplog: pytest.LogCaptureFixture
 ) -> None:

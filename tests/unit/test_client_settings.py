@@ -256,6 +256,14 @@ def test_auth_failure_quotes_the_servers_own_words() -> None:
     )
 
 
+def test_auth_failure_of_an_unanswered_authentication_service_does_not_blame_the_password() -> None:
+    event = AuthenticationFailed("alice", AuthMethod.MSCHAP_V2, "E=645 R=0", 645)
+    assert auth_failure(event) == (
+        "authentication failed (E=645) with MS-CHAPv2 as 'alice': the server could not check the login "
+        "(its authentication service did not answer); try again later"
+    )
+
+
 def test_unsupported_auth_is_explained() -> None:
     down = LinkDown("server offers only EAP-TLS authentication; we accept only MS-CHAPv2", True)
     assert "pysstp supports" in setup_failure(down, None, Phase.ESTABLISH, False)

@@ -29,6 +29,7 @@ HASH_NAMES = {HashProtocol.SHA1: "SHA-1", HashProtocol.SHA256: "SHA-256"}
 
 # MS-CHAP failure codes (RFC 2759 §6 and Windows' RAS error numbers): what each means for the user.
 MSCHAP_ERRORS = {
+    645: "the server could not check the login (its authentication service did not answer); try again later",
     646: "the account may not log in at this time of day",
     647: "the account is disabled",
     648: "the password has expired; change it on a Windows machine of that domain",

@@ -203,8 +203,11 @@ class MsChapV2OpCode(enum.IntEnum):
 
 
 class MsChapV2Error(enum.IntEnum):
-    """The E= code of an MS-CHAPv2 Failure packet (RFC 2759 §6)."""
+    """The E= code of an MS-CHAPv2 Failure packet (RFC 2759 §6; the codes are Windows RAS errors)."""
 
+    AUTH_INTERNAL = 645
+    """Windows' ERROR_AUTH_INTERNAL: not in RFC 2759's list; sent when the authentication service
+    (RADIUS) did not answer, so the client does not blame the password (docs/radius.md)."""
     RESTRICTED_LOGON_HOURS = 646
     ACCT_DISABLED = 647
     PASSWD_EXPIRED = 648

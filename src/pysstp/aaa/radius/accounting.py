@@ -4,8 +4,9 @@ for every session, through a bounded queue that survives outages and restarts.
 Records are queued without waiting and sent in the background, a few at a time. A record that no server
 acknowledged stays queued and is sent again later with Acct-Delay-Time saying how old it is (RFC 2866
 §5.2); what is still unsent when the server stops is written to a spool file and sent at the next start,
-so an outage loses no Stop. When the queue is full, the oldest Interim-Update makes room first: a later
-one or the Stop carries newer counters anyway.
+so an outage loses no Stop. The spool file is removed only once its records are acknowledged (or written
+again at the next stop), so a crash in between does not lose them either. When the queue is full, the
+oldest Interim-Update makes room first: a later one or the Stop carries newer counters anyway.
 """
 
 from __future__ import annotations
@@ -205,6 +206,10 @@ class RadiusAccounting:
         self._slots = asyncio.Semaphore(parallel)
         self._in_flight: dict[asyncio.Task[None], AccountingRecord] = {}
         self._dispatcher: asyncio.Task[None] | None = None
+        self._spooled: dict[int, AccountingRecord] = {}
+        """The spool file's records not yet acknowledged, by identity (the record is kept alive here)."""
+        self._spool_foreign = False
+        """The spool file could not be read at start: its records are not ours to replace."""
 
     @property
     def pending(self) -> int:
@@ -214,6 +219,7 @@ class RadiusAccounting:
     async def start(self) -> None:
         """Queue what the spool file kept from the last run, then Accounting-On; start sending."""
         for record in self._read_spool():
+            self._spooled[id(record)] = record
             self._enqueue(record)
         self._enqueue(AccountingRecord(AccountingStatus.ACCOUNTING_ON, self._clock()))
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
@@ -269,6 +275,7 @@ class RadiusAccounting:
                     dropped.status.value,
                 )
             self._queue.remove(dropped)
+            self._acknowledged(dropped)
         self._queue.append(record)
         self._ready.set()
 
@@ -293,6 +300,7 @@ class RadiusAccounting:
                     await self.client.send(
                         lambda server: record.packet(self.nas, server, self._clock()), accounting=True
                     )
+                    self._acknowledged(record)
                     return
                 except RadiusUnavailable as error:
                     log.warning(
@@ -311,16 +319,23 @@ class RadiusAccounting:
             if not self.pending:
                 self._drained.set()
 
+    def _acknowledged(self, record: AccountingRecord) -> None:
+        """``record`` is done with (acknowledged, or dropped from a full queue): once none of the spool
+        file's records is left, the file goes."""
+        if self._spooled.pop(id(record), None) is not None and not self._spooled and self.spool is not None:
+            with contextlib.suppress(OSError):
+                self.spool.unlink()
+
     def _read_spool(self) -> list[AccountingRecord]:
         if self.spool is None or not self.spool.exists():
             return []
         try:
             lines = self.spool.read_text().splitlines()
-            self.spool.unlink()
         except OSError as error:
             log.error(
                 "RADIUS accounting: cannot read %s: %s; its records stay there", self.spool, error.strerror
             )
+            self._spool_foreign = True
             return []
         records = []
         for number, line in enumerate(lines, 1):
@@ -330,19 +345,32 @@ class RadiusAccounting:
                 log.error("RADIUS accounting spool %s line %d skipped: %s", self.spool, number, error)
         if records:
             log.info("RADIUS accounting: %d records from %s queued again", len(records), self.spool)
+        else:
+            # Nothing usable in it (the bad lines are logged above).
+            self.spool.unlink(missing_ok=True)
         return records
 
     def _write_spool(self, records: list[AccountingRecord]) -> None:
+        """Replace the spool file's content with ``records`` (unsent ones it held are among them);
+        append to a file that could not be read at start."""
         if not records:
+            if self.spool is not None and not self._spool_foreign:
+                with contextlib.suppress(OSError):
+                    self.spool.unlink(missing_ok=True)
             return
         if self.spool is None:
             log.error("RADIUS accounting: %d unsent records lost (no spool file is set)", len(records))
             return
         try:
             self.spool.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            descriptor = os.open(self.spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            # Written beside and renamed over, so a crash mid-write leaves the old file whole.
+            target = self.spool if self._spool_foreign else self.spool.with_name(self.spool.name + ".new")
+            mode = os.O_APPEND if self._spool_foreign else os.O_TRUNC
+            descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | mode, 0o600)
             with os.fdopen(descriptor, "a") as handle:
                 handle.writelines(record.to_json() + "\n" for record in records)
+            if target != self.spool:
+                os.replace(target, self.spool)
         except OSError as error:
             log.error(
                 "RADIUS accounting: %d unsent records lost: cannot write %s: %s",

@@ -75,7 +75,11 @@ class RadiusBackend:
         except RadiusUnavailable as error:
             log.warning("login of %r (session %s) refused: %s", question.user, context.session_id, error)
             self._eap.pop(context.session_id, None)
-            return Answer(self._refusal(question, str(error), "authentication service unavailable"))
+            return Answer(
+                self._refusal(
+                    question, str(error), "authentication service unavailable", MsChapV2Error.AUTH_INTERNAL
+                )
+            )
         reply = AccessReply(packet, server.name)
         if reply.reply_message:
             log.info("RADIUS server %s says to %r: %s", server.name, question.user, reply.reply_message)
@@ -134,12 +138,17 @@ class RadiusBackend:
         return self._refusal(question, reason, reply.reply_message or FAILURE_MESSAGE)
 
     @staticmethod
-    def _refusal(question: Verification, reason: str, message: str) -> Verdict:
-        """A ``False`` verdict in the method's words: MS-CHAPv2's E=691 text, EAP's Failure."""
+    def _refusal(
+        question: Verification,
+        reason: str,
+        message: str,
+        error: MsChapV2Error = MsChapV2Error.AUTHENTICATION_FAILURE,
+    ) -> Verdict:
+        """A ``False`` verdict in the method's words: MS-CHAPv2's Failure text with ``error``, EAP's
+        Failure."""
         proof = question.proof
         match proof:
             case MsChapV2Proof():
-                error = MsChapV2Error.AUTHENTICATION_FAILURE
                 text = format_failure(error, proof.authenticator_challenge, message)
                 return Verdict(False, question.user, text, reason=reason, error_code=int(error))
             case EapProof():

@@ -211,6 +211,7 @@ def describe_error(error: int | None) -> str:
 
 
 _ERROR_TEXT = {
+    MsChapV2Error.AUTH_INTERNAL: "the server could not check the login",
     MsChapV2Error.RESTRICTED_LOGON_HOURS: "logon not allowed at this time",
     MsChapV2Error.ACCT_DISABLED: "account disabled",
     MsChapV2Error.PASSWD_EXPIRED: "password expired",
