@@ -7,7 +7,6 @@ import logging
 import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,10 +29,8 @@ from pysstp.aaa.dae import (
     DynamicAuthorization,
     ErrorCause,
     Selector,
-    read_secret,
 )
 from pysstp.aaa.radius.dictionary import radius_dictionary
-from pysstp.errors import ConfigError
 
 SECRET = b"dae-secret"
 CLIENT = ("192.0.2.10", 40000)
@@ -299,17 +296,6 @@ def test_a_selector_names_its_attributes() -> None:
     selector = Selector(user="alice", address=IPv4Address("10.77.0.2"))
     assert str(selector) == "User-Name=alice, Framed-IP-Address=10.77.0.2"
     assert selector and not Selector()
-
-
-def test_a_secret_is_the_first_line_of_its_file(tmp_path: Path) -> None:
-    path = tmp_path / "secret"
-    path.write_bytes(b"s3cret\n")
-    assert read_secret(path) == b"s3cret"
-    path.write_bytes(b"\n")
-    with pytest.raises(ConfigError, match="is empty"):
-        read_secret(path)
-    with pytest.raises(ConfigError, match="cannot read"):
-        read_secret(tmp_path / "missing")
 
 
 # -- whatever arrives ------------------------------------------------------------------------------

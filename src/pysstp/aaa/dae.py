@@ -23,7 +23,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from pathlib import Path
 from typing import Any, Protocol, cast
 
 from pyrad.packet import (
@@ -38,7 +37,6 @@ from pyrad.packet import (
 )
 
 from pysstp.aaa.radius.dictionary import radius_dictionary
-from pysstp.errors import ConfigError
 
 log = logging.getLogger("pysstp.dae")
 
@@ -83,24 +81,6 @@ class DaeClient:
 
     address: IPv4Address | IPv6Address
     secret: bytes = field(repr=False)
-
-
-def read_secret(path: Path) -> bytes:
-    """A shared secret from a file (its first line, without the line end); raises :class:`ConfigError`.
-
-    Secrets live in files so they never appear on a command line or in ``ps``.
-    """
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the RADIUS secret file {path}: {exc.strerror or exc}; "
-            "put the shared secret on its first line"
-        ) from None
-    secret = text.splitlines()[0].strip() if text.strip() else b""
-    if not secret:
-        raise ConfigError(f"the RADIUS secret file {path} is empty; put the shared secret on its first line")
-    return secret
 
 
 def _normalise(address: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from pysstp.aaa.dae import Change, DaeClient, DaeServer, DaeSession, DynamicAuthorization, read_secret
+from pysstp.aaa.dae import Change, DaeClient, DaeServer, DaeSession, DynamicAuthorization
 from pysstp.aaa.radius.accounting import TerminateCause
+from pysstp.aaa.radius.server import read_secret
 from pysstp.errors import SystemSetupError
 from pysstp.server.app import ServerConnection, SstpServerApp
 from pysstp.server.config import DaeSettings
