@@ -95,6 +95,7 @@ async def test_config_finds_the_socket_and_json_has_every_field(
         assert await asyncio.to_thread(main, ["status", "--config", str(config)]) == 0
         table = capsys.readouterr().out
         assert "alice" in table and max(map(len, table.splitlines())) <= 70
+        assert table.splitlines()[0] == "logins decided by: local"
     finally:
         await control.stop()
         await bench.app.shutdown()

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         if answer.get("radius"):
             print(format_radius(answer["radius"]))
+        elif answer.get("backend"):
+            print(f"logins decided by: {answer['backend']}")
         print(format_table(answer["sessions"]))
         dae = answer.get("dae")
         if isinstance(dae, dict):

@@ -164,6 +164,7 @@ class ControlServer:
             answer: dict[str, Any] = {
                 "ok": True,
                 "sessions": session_rows(self.app, self.meter),
+                "backend": self.app.backend.name,
                 "dae": self.dae.state() if self.dae is not None else None,
             }
             if self.radius is not None:
