@@ -22,7 +22,7 @@ def test_radius_benchmark_quick_run_reports_both_backends() -> None:
     assert through_radius["freeradius_logins_ok"] == 5
     assert results["one_at_a_time"]["radius"]["freeradius_logins_ok"] == 10
     assert "freeradius_cpu_ms_per_connect" in through_radius
-    assert set(results["targets"]["ratios"]) == {"connect_rate", "radius_over_local"}
+    assert set(results["targets"]["ratios"]) == {"connect_rate", "server_capacity", "radius_over_local"}
     report = markdown(results)
     assert "| 5 | local | 5 | 0 |" in report
     assert "| 5 | radius | 5 | 0 |" in report
