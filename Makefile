@@ -63,8 +63,8 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-## bench: pysstp against a reference relay, plain veth and SoftEther in namespaces, then 1000 sessions and a
-## large MRU (root, about 12 min);
+## bench: pysstp against a reference relay, plain veth and SoftEther in namespaces, then 1000 sessions, the
+## connect rate through FreeRADIUS and a large MRU (root, about 13 min);
 ## writes docs/benchmarks.md (with the analysis in docs/benchmarks-notes.md) and docs/benchmarks.json
 bench: $(BENCH_STAMP) system-deps
 	$(BIN)/python -m benchmarks.run --profile --notes docs/benchmarks-notes.md $(BENCH_ARGS)

@@ -138,8 +138,12 @@ def percentiles(samples: Sequence[float]) -> tuple[float, float]:
     if not samples:
         return float("nan"), float("nan")
     ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * len(ordered)))]
-    return round(statistics.median(ordered), 3), round(p99, 3)
+    return round(statistics.median(ordered), 3), round(nearest_rank(ordered, 0.99), 3)
+
+
+def nearest_rank(ordered: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile (0.95 for p95) of the sorted, non-empty ``ordered``, by nearest rank."""
+    return ordered[min(len(ordered) - 1, round(fraction * len(ordered)))]
 
 
 def ping_under_load(target: Target, seconds: int) -> list[float]:

@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.run                 # full: 3 runs, writes docs/benchmarks.{md,json}
     .venv/bin/python -m benchmarks.run --quick --out /tmp/b   # seconds per figure, 1 run (the CI smoke)
 
-Needs root (network namespaces, TUN devices) and iperf3; SoftEther and py-spy are used when present.
+Needs root (network namespaces, TUN devices) and iperf3; SoftEther, FreeRADIUS and py-spy are used when
+present.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ROOT, mru, scale, tunnels
+from benchmarks import ROOT, mru, radius, scale, tunnels
 from benchmarks.measure import Target, cpu_use, percentiles, ping, ping_under_load, tcp, udp, udp_best_rate
 from benchmarks.report import PATHS, markdown, ratios, summarise, verdicts
 
@@ -111,9 +112,15 @@ def hottest(raw: str) -> list[tuple[str, float]]:
 
 
 def extra_sections(results: dict[str, Any]) -> str:
-    """The scale and large-MRU sections of the report (each says why when it was not run)."""
+    """The scale, RADIUS and large-MRU sections of the report (each says why when it was not run)."""
     absent = {"skipped": "not in this run"}
-    return f"{scale.markdown(results.get('scale', absent))}\n{mru.mru_markdown(results.get('mru', absent))}"
+    return "\n".join(
+        (
+            scale.markdown(results.get("scale", absent)),
+            radius.markdown(results.get("radius", absent)),
+            mru.mru_markdown(results.get("mru", absent)),
+        )
+    )
 
 
 def bench(args: argparse.Namespace, work: Path) -> dict[str, object]:
@@ -188,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--paths", default=",".join(PATHS), help="which paths to measure (default: all)")
     parser.add_argument("--no-scale", dest="scale", action="store_false", help="skip benchmarks/scale.py")
+    parser.add_argument("--no-radius", dest="radius", action="store_false", help="skip benchmarks/radius.py")
     parser.add_argument("--no-mru", dest="mru", action="store_false", help="skip benchmarks/mru.py")
     parser.add_argument("--profile", action="store_true", help="py-spy the tunnel processes afterwards")
     parser.add_argument("--uvloop", action="store_true", help="run the reference relay on uvloop")
@@ -207,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = bench(args, Path(work))
         sizes = QUICK_SCALE_SIZES if args.quick else SCALE_SIZES
         results["scale"] = scale.run_scale(sizes, args.quick) if args.scale else {"skipped": "--no-scale"}
+        radius_sizes = radius.QUICK_SIZES if args.quick else radius.DEFAULT_SIZES
+        results["radius"] = (
+            radius.run_radius(radius_sizes, args.quick) if args.radius else {"skipped": "--no-radius"}
+        )
         results["mru"] = mru.run_mru(args.quick) if args.mru else {"skipped": "--no-mru"}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(json.dumps(_json_safe(results), indent=1) + "\n")

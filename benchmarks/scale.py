@@ -3,9 +3,10 @@
 The server is the real ``pysstp server`` in a network namespace of its own, listening on the namespace's
 loopback, with its TUN device there. The load generator is one asyncio process in the same namespace that
 dials N calls with pysstp's own client link over TLS (MS-CHAPv2 and crypto binding, no TUN). Measured per
-N: the connect rate, the server's resident memory before and after (VmRSS) and so per session, and the
-server's CPU share over an idle window in which every call exchanges SSTP echoes (Hello) at a short
-interval.
+N: the connect rate, the login latency (dial to LinkUp), the server's resident memory before and after
+(VmRSS) and so per session, and the server's CPU share over an idle window in which every call exchanges
+SSTP echoes (Hello) at a short interval. :func:`dialled` and :func:`connect_figures`, the connect part, are
+also benchmarks/radius.py's, with other server options.
 
 Targets (reported as ratios, never asserted): 1000 concurrent idle sessions in one process, at most
 64 KiB of RSS per session, and at least 100 new sessions per second.
@@ -21,17 +22,22 @@ import json
 import os
 import resource
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks import ROOT
+from benchmarks.measure import nearest_rank
 from benchmarks.netns import command_line, cpu_seconds, report, rss_kib
 
 from helpers.loopback import make_certificate
-from helpers.namespaces import Namespace, delete_namespace, netns_unavailable
+from helpers.namespaces import Namespace, delete_namespace, netns_unavailable, stop_process
 from helpers.server_process import add_user, start_server
 
 TARGET_SESSIONS = 1000
@@ -68,6 +74,7 @@ async def generate(cafile: str, count: int, concurrency: int, hello: float) -> N
     )
     connections: list[LinkConnection] = []
     failures: list[str] = []
+    latencies: list[float] = []
     lost = 0
     gate = asyncio.Semaphore(concurrency)
 
@@ -86,6 +93,7 @@ async def generate(cafile: str, count: int, concurrency: int, hello: float) -> N
                     up.set_exception(ConnectError(event.reason))
 
         async with gate:
+            began = time.perf_counter()
             try:
                 connection = await dial(
                     config, "127.0.0.1", PORT, context, deliver=lambda _c, _p: None, on_event=on_event
@@ -94,12 +102,19 @@ async def generate(cafile: str, count: int, concurrency: int, hello: float) -> N
             except (ConnectError, OSError, TimeoutError) as exc:
                 failures.append(str(exc) or type(exc).__name__)
                 return
+            latencies.append(time.perf_counter() - began)
             connections.append(connection)
 
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(count)))
     seconds = time.perf_counter() - start
-    report = {"up": len(connections), "failures": len(failures), "seconds": seconds, "why": failures[:3]}
+    report = {
+        "up": len(connections),
+        "failures": len(failures),
+        "seconds": seconds,
+        "why": failures[:3],
+        "latency_ms": [round(latency * 1000, 2) for latency in latencies],
+    }
     print(json.dumps(report), flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
     # Counted before our own hang-ups, which end every call too.
@@ -120,27 +135,53 @@ def _pool(size: int) -> str:
     return f"10.96.0.0/{min(24, 32 - (size + 2).bit_length())}"
 
 
-def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: Path) -> dict[str, Any]:
-    hello = 2.0 if quick else 5.0
-    window = 4.0 if quick else 10.0
-    ns = Namespace(f"pysstp-bs{size}-{os.getpid()}")
+@dataclass
+class Dialled:
+    """The calls of :func:`dialled`, up: what the generator reported (``up``, ``failures``, ``seconds``,
+    ``why``, ``latency_ms``), the server's CPU seconds spent connecting them and its RSS before."""
+
+    server: subprocess.Popen[str]
+    generator: subprocess.Popen[str]
+    report: dict[str, Any]
+    server_cpu: float
+    rss_before_kib: int
+    closing: dict[str, Any] = field(default_factory=dict)
+    """The generator's last line (``lost_while_idle``), once the calls are closed."""
+
+
+@contextmanager
+def dialled(
+    ns: Namespace,
+    size: int,
+    work: Path,
+    cert: Path,
+    key: Path,
+    server_args: Sequence[str],
+    *,
+    hello: float,
+    concurrency: int = CONCURRENCY,
+    tag: str = "",
+) -> Iterator[Dialled]:
+    """Start ``pysstp server`` in ``ns`` on its loopback with ``server_args`` added (the user database or
+    backend), dial ``size`` calls to it from a load generator in ``ns``, ``concurrency`` negotiating at once,
+    and hand both over while the calls are up; then hang up (filling ``closing``) and stop the server."""
+    tag = tag or str(size)
+    server = start_server(
+        ns, work / f"server-{tag}.log",
+        "--cert", str(cert), "--key", str(key),
+        "--listen", "127.0.0.1", "--port", str(PORT), "--pool", _pool(size),
+        "--tun-name", "sstpb0", "--control-socket", str(work / f"ctl-{tag}.sock"),
+        "--max-sessions", str(size + 16), "--connections-per-source-per-minute", "0",
+        "--keepalive", str(hello), "--no-mss-clamp", *server_args, timeout=30,
+    )  # fmt: skip
     try:
-        ns.add()
-        server = start_server(
-            ns, work / "server.log",
-            "--cert", str(cert), "--key", str(key), "--users", str(users),
-            "--listen", "127.0.0.1", "--port", str(PORT), "--pool", _pool(size),
-            "--tun-name", "sstpb0", "--control-socket", str(work / f"ctl-{size}.sock"),
-            "--max-sessions", str(size + 16), "--connections-per-source-per-minute", "0",
-            "--keepalive", str(hello), "--no-mss-clamp", timeout=30,
-        )  # fmt: skip
         time.sleep(0.5)
         rss_before = rss_kib(server.pid)
         cpu_before = cpu_seconds(server.pid)
         generator = ns.start(
             [
                 sys.executable, "-m", "benchmarks.scale", "--generate",
-                "--cafile", str(cert), "--concurrency", str(CONCURRENCY), "--hello", str(hello), str(size),
+                "--cafile", str(cert), "--concurrency", str(concurrency), "--hello", str(hello), str(size),
             ],
             None,
             cwd=ROOT,  # where ``python -m benchmarks.scale`` finds this package
@@ -149,35 +190,59 @@ def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: P
         line = generator.stdout.readline()
         if not line:
             raise RuntimeError(f"the load generator for N={size} died (exit {generator.wait()})")
-        connected = json.loads(line)
-        connect_cpu = cpu_seconds(server.pid) - cpu_before
-        time.sleep(1.0)  # let the last calls' set-up garbage go before measuring
-        rss_after = rss_kib(server.pid)
-        server_cpu, generator_cpu = cpu_seconds(server.pid), cpu_seconds(generator.pid)
-        started = time.monotonic()
-        time.sleep(window)
-        elapsed = time.monotonic() - started
-        idle_cpu = (cpu_seconds(server.pid) - server_cpu) / elapsed * 100
-        generator_idle_cpu = (cpu_seconds(generator.pid) - generator_cpu) / elapsed * 100
+        calls = Dialled(server, generator, json.loads(line), cpu_seconds(server.pid) - cpu_before, rss_before)
+        yield calls
         generator.stdin.write("close\n")
         generator.stdin.flush()
-        closing = json.loads(generator.stdout.readline() or "{}")
+        calls.closing = json.loads(generator.stdout.readline() or "{}")
         generator.wait(30)
     finally:
-        delete_namespace(ns)
-    up = connected["up"]
+        stop_process(server)
+
+
+def connect_figures(size: int, calls: Dialled) -> dict[str, Any]:
+    """The connect figures of :func:`dialled`'s calls: rate, failures, the server's CPU per call and the
+    login latency (dial to LinkUp) percentiles."""
+    connected = calls.report
+    up, seconds = connected["up"], connected["seconds"]
+    latency = sorted(connected["latency_ms"])
     return {
         "sessions": size,
         "up": up,
         "failures": connected["failures"],
         "failure_examples": connected["why"],
-        "lost_while_idle": closing.get("lost_while_idle"),
-        "connect_seconds": round(connected["seconds"], 3),
-        "connect_rate": round(up / connected["seconds"], 1) if connected["seconds"] else 0.0,
-        "server_cpu_ms_per_connect": round(connect_cpu * 1000 / up, 2) if up else None,
+        "connect_seconds": round(seconds, 3),
+        "connect_rate": round(up / seconds, 1) if seconds else 0.0,
+        "server_cpu_ms_per_connect": round(calls.server_cpu * 1000 / up, 2) if up else None,
         # What one core could accept if the server had it to itself: the generator (as much Python work
         # per call as the server) and the other users of this machine share the same cores.
-        "server_capacity_per_core": round(up / connect_cpu, 1) if up and connect_cpu else None,
+        "server_capacity_per_core": round(up / calls.server_cpu, 1) if up and calls.server_cpu else None,
+        "login_p50_ms": round(nearest_rank(latency, 0.5), 1) if latency else None,
+        "login_p95_ms": round(nearest_rank(latency, 0.95), 1) if latency else None,
+    }
+
+
+def _measure(size: int, quick: bool, work: Path, cert: Path, key: Path, users: Path) -> dict[str, Any]:
+    hello = 2.0 if quick else 5.0
+    window = 4.0 if quick else 10.0
+    ns = Namespace(f"pysstp-bs{size}-{os.getpid()}")
+    try:
+        ns.add()
+        with dialled(ns, size, work, cert, key, ("--users", str(users)), hello=hello) as calls:
+            time.sleep(1.0)  # let the last calls' set-up garbage go before measuring
+            rss_after = rss_kib(calls.server.pid)
+            server_cpu, generator_cpu = cpu_seconds(calls.server.pid), cpu_seconds(calls.generator.pid)
+            started = time.monotonic()
+            time.sleep(window)
+            elapsed = time.monotonic() - started
+            idle_cpu = (cpu_seconds(calls.server.pid) - server_cpu) / elapsed * 100
+            generator_idle_cpu = (cpu_seconds(calls.generator.pid) - generator_cpu) / elapsed * 100
+    finally:
+        delete_namespace(ns)
+    figures = connect_figures(size, calls)
+    up, rss_before = figures["up"], calls.rss_before_kib
+    return figures | {
+        "lost_while_idle": calls.closing.get("lost_while_idle"),
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
         "kib_per_session": round((rss_after - rss_before) / up, 1) if up else None,

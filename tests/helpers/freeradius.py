@@ -3,7 +3,8 @@
 :func:`write_config` generates a self-contained configuration directory (radiusd.conf, clients, users,
 the modules pap, chap, mschap, eap with EAP-MSCHAPv2, EAP-TLS and PEAP, files and detail), so nothing of
 the system's /etc/freeradius is used and the system's own instance is never touched. :class:`FreeRadius`
-starts ``freeradius -X -d CONFDIR`` inside a :class:`~helpers.namespaces.Namespace` and stops it by PID.
+starts ``freeradius -X -d CONFDIR`` (or, for ``make bench``, ``-f``: threaded, without the trace) inside a
+:class:`~helpers.namespaces.Namespace` and stops it by PID.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from helpers.namespaces import (
     Namespace,
     attach_lan,
     delete_namespace,
+    netns_unavailable,
     run,
-    skip_unless_netns,
     stop_process,
     wait_for_text,
 )
@@ -36,18 +37,27 @@ from helpers.namespaces import (
 FREERADIUS = "freeradius"
 """Debian's name for radiusd."""
 READY = "Ready to process requests"
-"""What ``freeradius -X`` prints once it listens."""
+"""What ``freeradius`` logs once it listens (with ``-X`` and with ``-f``)."""
 SECRET = b"pysstp-radius-secret"
 """The shared secret of every client entry."""
 
 _counter = itertools.count()
 
 
+def freeradius_unavailable() -> str | None:
+    """Why FreeRADIUS cannot be run in a namespace here, or ``None`` when it can (for ``make bench``,
+    which reports rather than skips)."""
+    why = netns_unavailable()
+    if why is None and shutil.which(FREERADIUS) is None:
+        why = "needs FreeRADIUS 3.2 ('freeradius'); 'make system-deps' installs it"
+    return why
+
+
 def skip_unless_freeradius() -> None:
     """Skip (saying why) without root namespaces or without FreeRADIUS; CI has both."""
-    skip_unless_netns()
-    if shutil.which(FREERADIUS) is None:
-        pytest.skip("needs FreeRADIUS 3.2 ('freeradius'); 'make system-deps' installs it")
+    why = freeradius_unavailable()
+    if why is not None:
+        pytest.skip(why)
 
 
 @dataclass(frozen=True)
@@ -330,17 +340,19 @@ server inner-tunnel {
 
 @dataclass
 class FreeRadius:
-    """One running ``freeradius -X`` (stopped by PID with :meth:`stop`)."""
+    """One running ``freeradius -X`` (stopped by PID with :meth:`stop`); with ``debug`` off,
+    ``freeradius -f``: its thread pool and a log of one line per login, as a deployment runs it."""
 
     namespace: Namespace
     confdir: Path
     address: str
     port: int
     process: subprocess.Popen[str] | None = None
+    debug: bool = True
 
     @property
     def log(self) -> Path:
-        """Its log: the debug output of ``-X``."""
+        """Its log: the debug output of ``-X`` (with ``debug``)."""
         return self.confdir / "log" / "radius.log"
 
     @property
@@ -352,9 +364,11 @@ class FreeRadius:
         """Start it and wait until it listens."""
         self.log.unlink(missing_ok=True)
         self.log.touch()
-        # -X: one thread and the whole request trace in the log, for the test's failure message.
+        # -X: one thread and the whole request trace in the log, for the test's failure message; -f: in
+        # the foreground (stopped by PID) but otherwise as deployed, for make bench.
+        mode = "-X" if self.debug else "-f"
         self.process = self.namespace.start(
-            [FREERADIUS, "-X", "-l", str(self.log), "-d", str(self.confdir)], self.confdir / "log" / "stdout"
+            [FREERADIUS, mode, "-l", str(self.log), "-d", str(self.confdir)], self.confdir / "log" / "stdout"
         )
         wait_for_text(self.log, READY, timeout=30, process=self.process)
 
@@ -386,9 +400,10 @@ class RadiusHost:
         port: int = 1812,
         clients: Sequence[RadiusClientEntry] = (),
         server_certificate: Issued | None = None,
+        debug: bool = True,
     ) -> FreeRadius:
         """Configure and start a FreeRADIUS on ``address:port``; the test process and ``radclient`` (run
-        inside the namespace) are its clients besides ``clients``."""
+        inside the namespace) are its clients besides ``clients``. ``debug`` off: ``-f``, not ``-X``."""
         entries = [
             RadiusClientEntry("pysstp", f"{self.local_address}/32"),
             # radclient runs in the namespace: its requests come from the namespace's own address.
@@ -403,7 +418,7 @@ class RadiusHost:
             clients=entries,
             server_certificate=server_certificate,
         )
-        server = FreeRadius(self.namespace, confdir, self.address, port)
+        server = FreeRadius(self.namespace, confdir, self.address, port, debug=debug)
         self.servers.append(server)
         server.start()
         return server

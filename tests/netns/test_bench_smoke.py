@@ -41,6 +41,7 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
         "--paths",
         ",".join(PATHS),
         "--no-scale",
+        "--no-radius",
         "--no-mru",
         "--out",
         str(out),
@@ -55,7 +56,7 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     results = json.loads(out.with_suffix(".json").read_text())
-    assert set(results) >= {"meta", "runs", "summary", "ratios", "verdicts", "scale", "mru"}
+    assert set(results) >= {"meta", "runs", "summary", "ratios", "verdicts", "scale", "radius", "mru"}
     assert results["meta"]["errors"] == []
     for path in PATHS:
         for figure in FIGURES:
@@ -63,6 +64,8 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert results["summary"]["pysstp"]["cpu_server_tcp_up_1"]["n"] == 1
     assert "tcp_up_1_mbps" in results["ratios"]["pysstp/relay"]
     assert results["scale"] == {"skipped": "--no-scale"}
+    assert results["radius"] == {"skipped": "--no-radius"}
     report = out.with_suffix(".md").read_text()
     assert "| TCP 1 stream, client → server (Mbit/s) |" in report
     assert "Skipped: --no-scale." in report
+    assert "Skipped: --no-radius." in report
