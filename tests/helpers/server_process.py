@@ -26,7 +26,12 @@ def start_server(
     ns: Namespace, log: Path, *args: str, timeout: float = LISTEN_TIMEOUT
 ) -> subprocess.Popen[str]:
     """Start ``pysstp server`` with ``args`` in ``ns``, its output in ``log``, and wait until it listens
-    (failing at once, with the log, if it exits first)."""
+    (failing at once, with the log, if it exits first).
+
+    Its state file goes next to ``log`` unless ``args`` say where: a server the test kills leaves it
+    behind, and in the host's /run/pysstp it would outlive the namespace it describes."""
+    if "--state-dir" not in args:
+        args = (*args, "--state-dir", str(log.with_name(f"{log.stem}.state")))
     process = ns.start([PYSSTP, "server", *args], log)
     wait_for_text(log, "listening on", timeout, process)
     return process

@@ -17,6 +17,7 @@ import pytest
 
 from test_client_netns import (
     CLIENT_TUN,
+    SERVER_TUN,
     SERVER_TUNNEL_IP,
     Setup,
     ping,
@@ -134,6 +135,8 @@ def test_max_attempts_gives_up_and_leaves_nothing(setup: Setup) -> None:
     client = setup.pair.client
     before = network_state(client)
     kill_server(setup)
+    # What the killed server leaves for `pysstp server --cleanup` stays in the test's own directory.
+    assert len(list((setup.tmp / "server.state").glob(f"{SERVER_TUN}@*.json"))) == 1
     process, log = setup.start_client("--ca-file", str(setup.cert), "--reconnect", "--max-attempts", "2")
     process.wait(20)
     text = log.read_text()
