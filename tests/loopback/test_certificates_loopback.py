@@ -19,9 +19,9 @@ from pysstp.client.dial import ConnectError, dial
 from pysstp.client.login import ClientCertificate
 from pysstp.client.settings import TlsSettings
 from pysstp.client.tls import client_certificate_refusal, make_context
-from pysstp.commands.server import load_client_verification
 from pysstp.link import ClientConfig, LinkDown, LinkUp
 from pysstp.ppp.constants import AuthMethod
+from pysstp.server.build import load_client_verification
 from pysstp.server.config import ServerSettings
 from pysstp.server.config import TlsSettings as ServerTlsSettings
 

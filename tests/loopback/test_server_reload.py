@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from pysstp.aaa.userdb import UserDatabase
-from pysstp.commands import server as server_command
-from pysstp.commands.server import RESTART_SETTINGS, Reloader, setting_keys
 from pysstp.link import LinkUp
 from pysstp.ppp.constants import AuthMethod
+from pysstp.server import reload as server_reload
 from pysstp.server.config import _BY_KEY, ServerSettings, settings_from_args
 from pysstp.server.pool import AddressPool
+from pysstp.server.reload import RESTART_SETTINGS, Reloader, setting_keys
 
 from helpers.loopback import POOL, SERVER_ADDRESS, Bench, make_certificate, start_bench
 
@@ -59,7 +59,7 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     config.write_text(BASE)
     log_setups: list[tuple[str, str]] = []
     # The real one would take the root logger's handlers away from caplog.
-    monkeypatch.setattr(server_command, "setup_logging", lambda *a: log_setups.append(a))
+    monkeypatch.setattr(server_reload, "setup_logging", lambda *a: log_setups.append(a))
     reloader = Reloader(
         bench.app, users, AddressPool(POOL, SERVER_ADDRESS), read(config), lambda: read(config)
     )

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pysstp.aaa.userdb import UserDatabase
-from pysstp.commands.server import check_fixed_addresses
 from pysstp.link import LinkDown
+from pysstp.server.check import check_fixed_addresses
 from pysstp.server.pool import AddressPool
 
 from helpers.loopback import POOL, SERVER_ADDRESS, Bench, start_bench

@@ -1,7 +1,7 @@
 """The TLS suites a default `pysstp server` offers, as testssl.sh sees them: forward secrecy and AEAD only.
 
 testssl.sh (Debian package ``testssl.sh``) scans a listener with the TLS context that
-:func:`pysstp.commands.server.load_tls` builds from the default settings, on 127.0.0.1 (no root needed).
+:func:`pysstp.server.build.load_tls` builds from the default settings, on 127.0.0.1 (no root needed).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pysstp.commands.server import load_tls
+from pysstp.server.build import load_tls
 from pysstp.server.config import ServerSettings, TlsSettings
 from pysstp.server.listener import describe_handshake_failure
 

@@ -15,10 +15,10 @@ from pysstp.cli import build_parser, main
 from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings, settings_from_args
 from pysstp.commands.connect import read_login
-from pysstp.commands.server import load_eap_tls
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.eap_tls import IdentitySource, TlsVersion
 from pysstp.ppp.constants import AuthMethod
+from pysstp.server.build import load_eap_tls
 from pysstp.server.config import EAP_TLS_EXAMPLE, add_arguments, load
 from pysstp.server.config import settings_from_args as server_settings
 

@@ -1,0 +1,210 @@
+"""The server on this host: set the system up (TUN, addresses, routes, sysctls, nftables), serve until
+SIGTERM/SIGINT, reload on SIGHUP, and undo every change on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import Callable
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+
+from pysstp.aaa.dae import DaeServer
+from pysstp.aaa.radius import RadiusClient
+from pysstp.aaa.userdb import UserDatabase
+from pysstp.link import ip_mtu
+from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
+from pysstp.net.iproute import add_route, delete_route, make_route, set_link
+from pysstp.ppp.ipv6cp import link_local_address
+from pysstp.server.app import SstpServerApp
+from pysstp.server.backoff import Backoff
+from pysstp.server.build import (
+    auth_backend,
+    limits,
+    link_config,
+    load_tls,
+    named_pools,
+    radius_accounting,
+    radius_servers,
+    tune_backoff,
+    user_database,
+)
+from pysstp.server.check import check_fixed_addresses, check_host, listen_error
+from pysstp.server.config import ServerSettings
+from pysstp.server.control import ControlServer
+from pysstp.server.dae import start_dae
+from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
+from pysstp.server.listener import peer_text
+from pysstp.server.pool import AddressPool
+from pysstp.server.reload import Reloader
+from pysstp.server.statefile import state_file
+
+log = logging.getLogger("pysstp.server")
+
+USERS_RELOAD_INTERVAL = 2.0
+"""Seconds between checks of the user database file for edits made by `pysstp user`."""
+
+
+async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] | None = None) -> int:
+    """Everything between start-up checks and exit; every system change is undone on the way out.
+    ``reread`` reads the settings again (server.toml and the same flags) for SIGHUP."""
+    context, certificate_der = load_tls(settings)
+    users = user_database(settings)
+    pool = AddressPool(settings.pool.network, settings.pool.server_address)
+    check_fixed_addresses(users, pool)
+    journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
+    try:
+        undone = undo_journal(journal)
+        if undone:
+            log.warning("undid what a server on %s left behind: %s", settings.tun_name, ", ".join(undone))
+        return await serve_with(
+            settings, reread, context, certificate_der, users, pool, NetworkChanges(journal)
+        )
+    finally:
+        journal.close(remove=not journal.read())
+
+
+async def serve_with(
+    settings: ServerSettings,
+    reread: Callable[[], ServerSettings] | None,
+    context: ssl.SSLContext,
+    certificate_der: bytes,
+    users: UserDatabase,
+    pool: AddressPool,
+    changes: NetworkChanges,
+) -> int:
+    """Set the system up through ``changes``, serve until a signal, undo it all."""
+    app: SstpServerApp | None = None
+    control: ControlServer | None = None
+    dae: DaeServer | None = None
+    radius = RadiusClient(radius_servers(settings)) if settings.radius.servers else None
+    backend = auth_backend(settings, users, radius)
+    accounting = radius_accounting(settings, radius)
+    try:
+        check_host(settings)
+        # Sized for the largest MRU a session may get; sessions below it get routes with their own MTU.
+        tun_mtu = ip_mtu(min(settings.mru, settings.max_peer_mru))
+        tun = changes.open_tun(settings.tun_name, mtu=tun_mtu)
+        pool_settings = settings.pool
+        own = IPv4Interface(f"{pool_settings.server_address}/{pool_settings.network.prefixlen}")
+        if pool_settings.server_address in pool_settings.network:
+            changes.add_address(tun.name, own)
+        else:
+            # Point to point with the pool as the peer network: the kernel then routes the pool, not the
+            # server address's own network, into the TUN.
+            changes.add_address(tun.name, own, peer=pool_settings.network.network_address)
+        if settings.ipv6.enabled:
+            setup_ipv6(changes, tun.name, settings.ipv6.prefix)
+        set_link(tun.name, up=True)
+        # Routes need the link up.
+        for named in settings.pools:
+            changes.add_route(named.network, ifname=tun.name)
+        changes.set_sysctl("net.ipv4.ip_forward", 1)
+        if settings.forwarding.mode == "nat" or settings.forwarding.mss_clamp:
+            changes.install_nat(
+                tun.name,
+                source=settings.pool.network if settings.forwarding.mode == "nat" else None,
+                egress=settings.forwarding.egress,
+                mss="route" if settings.forwarding.mss_clamp else None,
+            )
+        app = SstpServerApp(
+            ssl_context=context,
+            link_config=link_config(settings, certificate_der),
+            backend=backend,
+            pool=pool,
+            pools=named_pools(settings),
+            tun=tun,
+            dns=settings.pool.dns,
+            server_address=settings.pool.server_address,
+            limits=limits(settings),
+            idle_timeout=settings.limits.idle_timeout,
+            backoff=tune_backoff(Backoff(), settings),
+            kernel_routes=TunRoutes(tun.name),
+            ipv6_prefix=settings.ipv6.prefix,
+            tun_mtu=tun_mtu,
+            require_client_certificate=settings.tls.verify_client_certificate == "require",
+            accounting=accounting,
+        )
+        try:
+            bound = await app.listen(settings.listen, settings.port)
+        except OSError as exc:
+            raise listen_error(settings, exc) from None
+        dae = await start_dae(app, settings.dae)
+        control = ControlServer(app, settings.control_socket, dae=dae, radius=radius)
+        await control.start()
+        if accounting is not None:
+            await accounting.accounting.start()
+        log.info(
+            "listening on %s; tunnel %s %s/%d; %s backend, %d users",
+            ", ".join(map(peer_text, bound)),
+            tun.name,
+            settings.pool.server_address,
+            settings.pool.network.prefixlen,
+            app.backend.name,
+            len(users),
+        )
+        await wait_for_signals(app, Reloader(app, users, pool, settings, reread))
+        return 0
+    finally:
+        if dae is not None:
+            dae.close()
+        if app is not None:
+            await app.shutdown()
+        if control is not None:
+            await control.stop()
+        if accounting is not None:
+            await accounting.accounting.stop()
+        if radius is not None:
+            await radius.close()
+        changes.undo()
+
+
+async def wait_for_signals(app: SstpServerApp, reloader: Reloader) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads (see :class:`Reloader`); edits to users apply live."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    users = reloader.users
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), USERS_RELOAD_INTERVAL)
+            except TimeoutError:
+                if users.reload_if_changed():
+                    log.info("user database changed on disk: %d users", len(users))
+                    check_fixed_addresses(users, reloader.pool)
+        log.info("shutting down: disconnecting %d session(s)", len(app.connections))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
+    """IPv6 on the TUN: the server's link-local address, ``<prefix>::1`` (whose /64 route sends the
+    clients' addresses into the TUN), and forwarding between the tunnel and the other interfaces."""
+    # New devices start with IPv6 off where net.ipv6.conf.default.disable_ipv6=1 (hardened hosts, some
+    # containers); the addresses below cannot be added then.
+    changes.set_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", 0)
+    changes.add_address(ifname, IPv6Interface(f"{link_local_address(SERVER_INTERFACE_ID)}/64"))
+    if prefix is not None:
+        changes.add_address(ifname, IPv6Interface(f"{interface_address(prefix, SERVER_INTERFACE_ID)}/64"))
+    changes.set_sysctl("net.ipv6.conf.all.forwarding", 1)
+
+
+class TunRoutes:
+    """Kernel routes into the server's TUN for networks behind clients (site-to-site) and for sessions
+    with an MTU below the TUN's."""
+
+    def __init__(self, ifname: str) -> None:
+        self.ifname = ifname
+
+    def add(self, network: IPv4Network | IPv6Network, mtu: int | None = None) -> None:
+        """Route ``network`` into the TUN, with packets of at most ``mtu`` bytes if given."""
+        add_route(make_route(network, ifname=self.ifname, mtu=mtu))
+
+    def remove(self, network: IPv4Network | IPv6Network) -> None:
+        """Remove that route again (it is gone anyway once the TUN closes)."""
+        delete_route(make_route(network, ifname=self.ifname), missing_ok=True)
