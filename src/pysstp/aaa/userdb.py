@@ -22,9 +22,10 @@ address raise :class:`~pysstp.errors.ConfigError` naming the file, the user and 
 found when it is saved, not when that user fails to connect.
 
 **Reloading never loses users.** :meth:`UserDatabase.reload_if_changed` is a cheap ``stat`` (mtime, size,
-inode); the server calls it every 2 s while it runs, and :meth:`UserDatabase.reload` on SIGHUP. If the new file is broken, the users loaded before stay in force: ``reload`` raises, while
-``reload_if_changed`` logs one warning per broken version of the file, keeps the problem in
-:attr:`UserDatabase.load_error` and returns ``False``.
+inode); the server calls it every 2 s while it runs, and :meth:`UserDatabase.reload` on SIGHUP. If the
+new file is broken, the users loaded before stay in force: ``reload`` raises, while ``reload_if_changed``
+logs one warning per broken version of the file, keeps the problem in :attr:`UserDatabase.load_error`
+and returns ``False``.
 
 **Writing is atomic.** Every change re-reads the file under an exclusive lock (so two ``pysstp user`` runs
 cannot lose each other's change), writes a temporary file in the same directory, fsyncs it and renames it
