@@ -206,7 +206,7 @@ class DynamicAuthorization:
         self.table = table
         self.dictionary = radius_dictionary()
         self.counters = DaeCounters()
-        self._replies: OrderedDict[tuple[str, int, int, int, bytes], tuple[float, bytes]] = OrderedDict()
+        self._replies: OrderedDict[tuple[str, int, int, bytes], tuple[float, bytes]] = OrderedDict()
 
     def handle(self, data: bytes, source: tuple[str, int], now: float, wall_clock: float) -> bytes | None:
         """The reply to one datagram from ``source`` (host, port), or ``None`` when it is dropped.
@@ -235,7 +235,9 @@ class DynamicAuthorization:
         if request.message_authenticator and not request.verify_message_authenticator():
             return self._drop(f"{peer}: {kind} with a wrong Message-Authenticator; dropped")
         self._expire(now)
-        key = (str(address), source[1], request.code, request.id, request.authenticator)
+        # Without the source port (RFC 5080 §2.2.2 keys on it): the port is not signed, so a copy replayed
+        # from another port inside the window would otherwise be done again (RFC 5176 §6.3).
+        key = (str(address), request.code, request.id, request.authenticator)
         cached = self._replies.get(key)
         if cached is not None:
             # RFC 5080 §2.2.2: a retransmission gets the same answer, and nothing is done twice.
