@@ -116,7 +116,9 @@ async def test_spooled_records_stay_in_the_spool_until_acknowledged(tmp_path: Pa
     assert sorted(r.status.value for r in kept) == ["Accounting-On", "Stop"]
 
 
-async def test_a_full_queue_drops_interim_updates_first(tmp_path: Path) -> None:
+async def test_a_full_queue_drops_interim_updates_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     spool = tmp_path / "spool"
     accounting = RadiusAccounting(client_for(free_udp_port()), NAS, spool=spool, queue_size=3)
     accounting.session_updated(SESSION, 1, Counters())
@@ -130,6 +132,8 @@ async def test_a_full_queue_drops_interim_updates_first(tmp_path: Path) -> None:
         (AccountingStatus.INTERIM_UPDATE, 3),
         (AccountingStatus.STOP, 4),
     ]
+    # The dropped Interim-Update is lost from the RADIUS server's view: the log says so.
+    assert "dropped the oldest Interim-Update record of session s-1" in caplog.text
 
 
 async def test_an_unwritable_spool_loses_the_records_with_a_log_line(

@@ -266,14 +266,15 @@ class RadiusAccounting:
 
     def _enqueue(self, record: AccountingRecord) -> None:
         if len(self._queue) >= self.queue_size:
-            dropped = next((r for r in self._queue if r.status is AccountingStatus.INTERIM_UPDATE), None)
-            if dropped is None:
-                dropped = self._queue[0]
-                log.error(
-                    "RADIUS accounting queue full (%d records): dropped the oldest %s record",
-                    self.queue_size,
-                    dropped.status.value,
-                )
+            interim = next((r for r in self._queue if r.status is AccountingStatus.INTERIM_UPDATE), None)
+            dropped = self._queue[0] if interim is None else interim
+            log.log(
+                logging.WARNING if interim is not None else logging.ERROR,
+                "RADIUS accounting queue full (%d records): dropped the oldest %s record%s",
+                self.queue_size,
+                dropped.status.value,
+                "" if dropped.session is None else f" of session {dropped.session.context.session_id}",
+            )
             self._queue.remove(dropped)
             self._acknowledged(dropped)
         self._queue.append(record)
