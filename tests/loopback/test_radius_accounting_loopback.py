@@ -116,7 +116,9 @@ async def test_spooled_records_stay_in_the_spool_until_acknowledged(tmp_path: Pa
     assert sorted(r.status.value for r in kept) == ["Accounting-On", "Stop"]
 
 
-async def test_a_full_queue_drops_interim_updates_first(tmp_path: Path) -> None:
+async def test_a_full_queue_drops_interim_updates_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     spool = tmp_path / "spool"
     accounting = RadiusAccounting(client_for(free_udp_port()), NAS, spool=spool, queue_size=3)
     accounting.session_updated(SESSION, 1, Counters())
@@ -130,6 +132,8 @@ async def test_a_full_queue_drops_interim_updates_first(tmp_path: Path) -> None:
         (AccountingStatus.INTERIM_UPDATE, 3),
         (AccountingStatus.STOP, 4),
     ]
+    # The dropped Interim-Update is lost from the RADIUS server's view: the log says so.
+    assert "dropped the oldest record (Interim-Update of session s-1)" in caplog.text
 
 
 async def test_an_unwritable_spool_loses_the_records_with_a_log_line(
@@ -141,3 +145,21 @@ async def test_an_unwritable_spool_loses_the_records_with_a_log_line(
     accounting.session_stopped(SESSION, 2, Counters(), TerminateCause.USER_REQUEST)
     await accounting.stop(clean=False)
     assert "1 unsent records lost: cannot write" in caplog.text
+
+
+async def test_a_record_that_cannot_be_encoded_is_dropped_with_a_log_line(
+    tmp_path: Path, acknowledging: AccountingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A certificate identity (local EAP-TLS) may be longer than User-Name's 253 bytes (RFC 2865 §5).
+    long_name = SessionFacts(SESSION.context, "x" * 300)
+    assert acknowledging.transport is not None
+    client = client_for(acknowledging.transport.get_extra_info("sockname")[1])
+    accounting = RadiusAccounting(client, NAS, spool=tmp_path / "spool")
+    await accounting.start()
+    accounting.session_started(long_name)
+    accounting.session_started(SESSION)
+    await accounting.stop()
+    await client.close()
+    assert "RADIUS accounting Start of session s-1 cannot be sent" in caplog.text
+    statuses = [r["Acct-Status-Type"][0] for r in acknowledging.received]
+    assert sorted(statuses) == ["Accounting-Off", "Accounting-On", "Start"]

@@ -281,6 +281,19 @@ def test_a_retransmitted_request_gets_the_same_answer_and_is_done_once() -> None
     assert table.disconnected == ["00000000000000b1"] * 2
 
 
+def test_a_copy_from_another_source_port_is_dropped_as_a_replay(caplog: pytest.LogCaptureFixture) -> None:
+    """A copy inside the window is not a new request because it comes from another port (RFC 5176 §6.3):
+    the bytes are signed by the client, the source port is not."""
+    table = Table()
+    dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
+    raw = make(User_Name="bob")
+    assert dae.handle(raw, CLIENT, NOW, WALL) is not None
+    assert dae.handle(raw, (CLIENT[0], CLIENT[1] + 1), NOW + 60, WALL + 60) is None
+    assert table.disconnected == ["00000000000000b1"]
+    assert "dropped as a possible replay" in caplog.text
+    assert dae.counters.dropped == 1
+
+
 def test_the_same_identifier_with_another_authenticator_is_a_new_request() -> None:
     table = Table()
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)

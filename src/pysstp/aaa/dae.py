@@ -206,7 +206,7 @@ class DynamicAuthorization:
         self.table = table
         self.dictionary = radius_dictionary()
         self.counters = DaeCounters()
-        self._replies: OrderedDict[tuple[str, int, int, int, bytes], tuple[float, bytes]] = OrderedDict()
+        self._replies: OrderedDict[tuple[str, int, int, bytes], tuple[float, int, bytes]] = OrderedDict()
 
     def handle(self, data: bytes, source: tuple[str, int], now: float, wall_clock: float) -> bytes | None:
         """The reply to one datagram from ``source`` (host, port), or ``None`` when it is dropped.
@@ -235,13 +235,20 @@ class DynamicAuthorization:
         if request.message_authenticator and not request.verify_message_authenticator():
             return self._drop(f"{peer}: {kind} with a wrong Message-Authenticator; dropped")
         self._expire(now)
-        key = (str(address), source[1], request.code, request.id, request.authenticator)
+        # Keyed without the source port (RFC 5080 §2.2.2 keys on it): the port is not signed, so a copy
+        # replayed from another port inside the window would otherwise be done again (RFC 5176 §6.3).
+        key = (str(address), request.code, request.id, request.authenticator)
         cached = self._replies.get(key)
         if cached is not None:
+            if cached[1] != source[1]:
+                return self._drop(
+                    f"{peer}: {kind} {request.id} already came from port {cached[1]}; dropped as a possible "
+                    "replay (a new request needs another Identifier or an Event-Timestamp)"
+                )
             # RFC 5080 §2.2.2: a retransmission gets the same answer, and nothing is done twice.
             self.counters.duplicates += 1
             log.debug("%s: %s %d again; answering as before", peer, kind, request.id)
-            return cached[1]
+            return cached[2]
         stale = self._stale_event(request, wall_clock)
         if stale is not None:
             return self._drop(f"{peer}: {kind} {stale}; dropped as a possible replay")
@@ -249,7 +256,7 @@ class DynamicAuthorization:
         if request.message_authenticator:
             reply.add_message_authenticator()
         raw: bytes = reply.ReplyPacket()
-        self._replies[key] = (now, raw)
+        self._replies[key] = (now, source[1], raw)
         if len(self._replies) > DUPLICATE_CACHE_SIZE:
             self._replies.popitem(last=False)
         return raw
@@ -262,7 +269,7 @@ class DynamicAuthorization:
 
     def _expire(self, now: float) -> None:
         while self._replies:
-            key, (when, _) = next(iter(self._replies.items()))
+            key, (when, _port, _raw) = next(iter(self._replies.items()))
             if when > now - DUPLICATE_WINDOW:
                 return
             del self._replies[key]

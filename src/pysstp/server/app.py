@@ -394,6 +394,9 @@ class SstpServerApp:
         for connection in list(self.connections):
             if connection.transport is not None and not connection.closed:
                 connection.transport.abort()
+                # abort() reports the loss only on a later loop turn, after the caller has stopped
+                # accounting: the session's Stop (and its address) must be handed over now.
+                self.forget(connection)
         if self._loop is not None:
             self._loop.remove_reader(self.tun.fd)
 

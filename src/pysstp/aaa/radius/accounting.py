@@ -266,14 +266,14 @@ class RadiusAccounting:
 
     def _enqueue(self, record: AccountingRecord) -> None:
         if len(self._queue) >= self.queue_size:
-            dropped = next((r for r in self._queue if r.status is AccountingStatus.INTERIM_UPDATE), None)
-            if dropped is None:
-                dropped = self._queue[0]
-                log.error(
-                    "RADIUS accounting queue full (%d records): dropped the oldest %s record",
-                    self.queue_size,
-                    dropped.status.value,
-                )
+            interim = next((r for r in self._queue if r.status is AccountingStatus.INTERIM_UPDATE), None)
+            dropped = self._queue[0] if interim is None else interim
+            log.log(
+                logging.WARNING if interim is not None else logging.ERROR,
+                "RADIUS accounting queue full (%d records): dropped the oldest record (%s)",
+                self.queue_size,
+                _describe(dropped),
+            )
             self._queue.remove(dropped)
             self._acknowledged(dropped)
         self._queue.append(record)
@@ -302,11 +302,16 @@ class RadiusAccounting:
                     )
                     self._acknowledged(record)
                     return
+                except ValueError as error:
+                    # pyrad cannot encode it (a value longer than an attribute holds): sending it again
+                    # would fail the same way.
+                    log.error("RADIUS accounting %s cannot be sent (%s): dropped", _describe(record), error)
+                    self._acknowledged(record)
+                    return
                 except RadiusUnavailable as error:
                     log.warning(
-                        "RADIUS accounting %s%s not acknowledged (%s): again in %.0f s",
-                        record.status.value,
-                        "" if record.session is None else f" of session {record.session.context.session_id}",
+                        "RADIUS accounting %s not acknowledged (%s): again in %.0f s",
+                        _describe(record),
                         error,
                         self.retry_interval,
                     )
@@ -382,3 +387,10 @@ class RadiusAccounting:
         log.warning(
             "RADIUS accounting: %d unsent records kept in %s for the next start", len(records), self.spool
         )
+
+
+def _describe(record: AccountingRecord) -> str:
+    """``Stop of session ID`` (or just the status) for log lines."""
+    if record.session is None:
+        return record.status.value
+    return f"{record.status.value} of session {record.session.context.session_id}"
