@@ -143,11 +143,12 @@ class Scripted:
 
 def wrapped(*verdicts: Verdict) -> tuple[BackoffBackend, Scripted, Backoff, list[float]]:
     slept: list[float] = []
+    backoff, clock = make()
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
+        clock.now += seconds
 
-    backoff, _clock = make()
     inner = Scripted(*verdicts)
     return BackoffBackend(inner, backoff, sleep), inner, backoff, slept
 
@@ -187,3 +188,30 @@ def test_a_call_that_ends_before_its_verdict_counts_as_failed() -> None:
     assert backoff.delay("192.0.2.1", "alice") == 1.0
     backend.finished(context(2))  # a call that never asked costs nothing
     assert backoff.delay("192.0.2.1", "alice") == 1.0
+
+
+def test_a_question_asked_during_the_delay_waits_for_what_is_left_of_it() -> None:
+    # A peer that renegotiates LCP while its first question waits asks again in the same call; that
+    # answer must not leave before the delay either (else one guess per call skips the back-off).
+    backend, inner, backoff, slept = wrapped(FAILED)
+    backoff.failed("192.0.2.1", "alice")
+    released = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await released.wait()
+
+    backend._sleep = sleep
+
+    async def scenario() -> None:
+        first = asyncio.create_task(backend.verify(QUESTION, context(1)))
+        await asyncio.sleep(0)  # the first question is in its delay
+        second = asyncio.create_task(backend.verify(QUESTION, context(1)))
+        first.cancel()  # the server drops the question the renegotiation made stale
+        await asyncio.sleep(0)
+        assert not second.done() and inner.asked == []
+        released.set()
+        await second
+
+    asyncio.run(scenario())
+    assert slept == [1.0, 1.0] and inner.asked == [QUESTION]

@@ -152,14 +152,17 @@ class _Attempt:
     names: set[str] = field(default_factory=set)
     asked: bool = False
     decided: bool = False
+    until: float = 0.0
+    """When the delay of the call's first question ends (:attr:`Backoff.clock` time)."""
 
 
 class BackoffBackend:
     """The login back-off around any :class:`~pysstp.aaa.backend.AuthBackend`.
 
-    The first question of a call waits for the delay its source and user earned (:meth:`Backoff.delay`)
-    before the inner backend hears it, so the answer to a login after failed ones leaves late, success
-    or failure alike, and its timing tells a guesser nothing; only that call waits. A final verdict is
+    The first question of a call sets the delay its source and user earned (:meth:`Backoff.delay`); no
+    question of the call reaches the inner backend before it has passed, so the answer to a login after
+    failed ones leaves late, success or failure alike, and its timing tells a guesser nothing; only that
+    call waits. A final verdict is
     counted: a failure with :meth:`Backoff.failed`, a success clears with :meth:`Backoff.succeeded`. A
     call that ends after it asked and before a final verdict (a guesser hanging up as soon as an inner
     verdict shows through EAP pass-through, or during the delay) counts as a failure.
@@ -186,11 +189,16 @@ class BackoffBackend:
         if not attempt.asked:
             attempt.asked = True
             delay = self.backoff.delay(attempt.source, question.user)
+            attempt.until = self.backoff.clock() + delay
             if delay:
                 log.info(
                     "%s: answering the login of %r in %.1f s", context.calling_station, question.user, delay
                 )
-                await self._sleep(delay)
+        # Every question waits out what is left: a peer that renegotiates LCP during the delay asks
+        # again in the same call, and that answer must not leave early either.
+        left = attempt.until - self.backoff.clock()
+        if left > 0:
+            await self._sleep(left)
         answer = await self.inner.verify(question, context)
         verdict = answer.verdict
         if not verdict.more and not attempt.decided:
