@@ -209,9 +209,15 @@ class PppSession:
             self.lcp.protocol_reject(protocol, packet)
         self._pump(now)
 
-    def answer(self, now: float, verdict: Verdict) -> None:
-        """The answer to the authenticator's open :class:`Verification` (ignored when none is open)."""
-        if isinstance(self.auth, Authenticator):
+    def answer(self, now: float, question: Verification, verdict: Verdict) -> None:
+        """The answer to ``question``, if it is the authenticator's open :class:`Verification`.
+
+        Anything else is ignored: a peer that renegotiates LCP while a question waits (RFC 1661 §4.1: a
+        Configure-Request in the Opened state starts LCP over) gets a new authenticator with a question
+        of its own, and the old one's answer (another challenge's S= value and keys) must not decide the
+        new exchange.
+        """
+        if isinstance(self.auth, Authenticator) and self.auth.pending is question:
             self.auth.answer(verdict, now)
             self._pump(now)
 

@@ -659,7 +659,7 @@ class SstpServerApp:
         if answer.authorization.reply_message:
             log.info("%s: the backend says %r", connection.peer, answer.authorization.reply_message)
         assert self._loop is not None
-        connection.link.answer(self._loop.time(), answer.verdict)
+        connection.link.answer(self._loop.time(), question, answer.verdict)
         connection.flush()
 
     def _limit_session(self, connection: ServerConnection) -> None:
