@@ -640,6 +640,9 @@ class SstpServerApp:
     def _verify(self, connection: ServerConnection, question: Verification) -> None:
         """Ask the backend; only this call waits for the answer."""
         connection.asked = True
+        if connection.verifying is not None:
+            # A new authenticator asks (the peer started LCP over): nobody waits for the old answer.
+            connection.verifying.cancel()
         connection.verifying = asyncio.get_running_loop().create_task(self._answer(connection, question))
 
     async def _answer(self, connection: ServerConnection, question: Verification) -> None:
