@@ -215,3 +215,31 @@ def test_a_question_asked_during_the_delay_waits_for_what_is_left_of_it() -> Non
 
     asyncio.run(scenario())
     assert slept == [1.0, 1.0] and inner.asked == [QUESTION]
+
+
+def test_a_success_clears_only_the_user_it_proves() -> None:
+    # A guesser with an account of their own asks about the victim, starts LCP over and logs in as
+    # themselves: the victim's failures, counted from other sources, must stay.
+    backend, _inner, backoff, slept = wrapped(Verdict(True, "mallory"))
+    backoff.failed("198.51.100.7", "victim")
+    released = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await released.wait()
+
+    backend._sleep = sleep
+
+    async def scenario() -> None:
+        victim = Verification(AuthMethod.PAP, "victim", PapProof("guess"))
+        first = asyncio.create_task(backend.verify(victim, context(1)))
+        await asyncio.sleep(0)
+        first.cancel()
+        second = asyncio.create_task(
+            backend.verify(Verification(AuthMethod.PAP, "mallory", PapProof("x")), context(1))
+        )
+        released.set()
+        await second
+
+    asyncio.run(scenario())
+    assert backoff.delay("203.0.113.1", "victim") == 1.0

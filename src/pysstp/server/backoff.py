@@ -149,7 +149,8 @@ class _Attempt:
     """What the wrapper knows of one call's login."""
 
     source: str
-    names: set[str] = field(default_factory=set)
+    user: str | None = None
+    """The user the call last asked about."""
     asked: bool = False
     decided: bool = False
     until: float = 0.0
@@ -185,7 +186,7 @@ class BackoffBackend:
         attempt = self._calls.get(context.session_id)
         if attempt is None:
             attempt = self._calls[context.session_id] = _Attempt(context.calling_station)
-        attempt.names.add(question.user)
+        attempt.user = question.user
         if not attempt.asked:
             attempt.asked = True
             delay = self.backoff.delay(attempt.source, question.user)
@@ -204,7 +205,9 @@ class BackoffBackend:
         if not verdict.more and not attempt.decided:
             attempt.decided = True
             if verdict.success:
-                for name in {*attempt.names, verdict.user}:
+                # Only the names this success proves: the call may have asked about others first (a
+                # peer that starts LCP over), whose failures from elsewhere must stay counted.
+                for name in {question.user, verdict.user}:
                     self.backoff.succeeded(attempt.source, name)
             else:
                 self._failed(attempt.source, verdict.user or question.user)
@@ -214,7 +217,7 @@ class BackoffBackend:
         """Count a login abandoned before its verdict; let the inner backend forget the call."""
         attempt = self._calls.pop(context.session_id, None)
         if attempt is not None and attempt.asked and not attempt.decided:
-            self._failed(attempt.source, next(iter(attempt.names), None))
+            self._failed(attempt.source, attempt.user)
         self.inner.finished(context)
 
     def _failed(self, source: str, user: str | None) -> None:
