@@ -321,6 +321,14 @@ class PppSession:
             for ncp in (self.ipcp, self.ipv6cp):
                 if ncp is not None:
                     ncp.down(now)
+            if self.phase is Phase.NETWORK and self.lcp.state in (
+                fsm.FsmState.REQ_SENT,
+                fsm.FsmState.ACK_SENT,
+            ):
+                # The peer negotiates again on the open link (RFC 1661 §4.1: RCR, RCA or RCN in Opened),
+                # which would authenticate again, but the call's crypto binding covers only its first
+                # authentication (MS-SSTP 3.2.5.2): end the call instead.
+                self._fail("peer started LCP negotiation over after authentication", now)
         elif isinstance(event, LayerFinished):
             self._finish(self.down_reason or event.reason, error=event.error or self._failure is not None)
         elif isinstance(event, ProtocolRejected):
