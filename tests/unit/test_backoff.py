@@ -243,3 +243,15 @@ def test_a_success_clears_only_the_user_it_proves() -> None:
 
     asyncio.run(scenario())
     assert backoff.delay("203.0.113.1", "victim") == 1.0
+
+
+def test_a_new_exchange_after_a_verdict_waits_and_counts_again() -> None:
+    # EAP-MSCHAPv2: the guesser's own login is decided before the peer acknowledges it; LCP started
+    # over then begins a second exchange in the same call, about the victim.
+    victim_failed = Verdict(False, "victim", reason="wrong password for user 'victim'")
+    backend, _inner, backoff, slept = wrapped(Verdict(True, "mallory"), victim_failed)
+    backoff.failed("198.51.100.7", "victim")
+    asyncio.run(backend.verify(Verification(AuthMethod.EAP_MSCHAP_V2, "mallory", PapProof("x")), context(1)))
+    asyncio.run(backend.verify(Verification(AuthMethod.EAP_MSCHAP_V2, "victim", PapProof("y")), context(1)))
+    assert slept == [1.0]  # the victim's failure from elsewhere slows the second exchange
+    assert backoff.delay("203.0.113.1", "victim") == 2.0  # and its failure is counted

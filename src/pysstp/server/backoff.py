@@ -164,7 +164,8 @@ class BackoffBackend:
     question of the call reaches the inner backend before it has passed, so the answer to a login after
     failed ones leaves late, success or failure alike, and its timing tells a guesser nothing; only that
     call waits. A final verdict is
-    counted: a failure with :meth:`Backoff.failed`, a success clears with :meth:`Backoff.succeeded`. A
+    counted: a failure with :meth:`Backoff.failed`, a success clears with :meth:`Backoff.succeeded`; a
+    question after it starts a new exchange, which waits and counts again. A
     call that ends after it asked and before a final verdict (a guesser hanging up as soon as an inner
     verdict shows through EAP pass-through, or during the delay) counts as a failure.
     """
@@ -184,7 +185,9 @@ class BackoffBackend:
     async def verify(self, question: Verification, context: CallContext) -> Answer:
         """Wait out the delay (first question of a call), ask the inner backend, count the verdict."""
         attempt = self._calls.get(context.session_id)
-        if attempt is None:
+        if attempt is None or attempt.decided:
+            # After a final verdict, a question starts a new exchange (LCP started over, e.g. before
+            # EAP-MSCHAPv2's success was acknowledged): it waits and counts like a first one.
             attempt = self._calls[context.session_id] = _Attempt(context.calling_station)
         attempt.user = question.user
         if not attempt.asked:
