@@ -580,12 +580,12 @@ class ServerLink(Link):
             not_sstp_response=config.not_sstp_response,
         )
 
-    def answer(self, now: float, verdict: Verdict) -> None:
-        """The answer to the last :class:`Verification` this link reported (the authenticator waiting for
-        it goes on; an answer nobody waits for any more is ignored)."""
+    def answer(self, now: float, question: Verification, verdict: Verdict) -> None:
+        """The answer to ``question``, a :class:`Verification` this link reported (the authenticator
+        waiting for it goes on; an answer nobody waits for any more is ignored)."""
         if self._closed:
             return
-        self.session.answer(now, verdict)
+        self.session.answer(now, question, verdict)
         self._process(now)
 
     def _on_authenticated(self, hlak: bytes, now: float) -> None:

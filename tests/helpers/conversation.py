@@ -180,7 +180,7 @@ class Conversation:
                 self._due.append((self.now + self.answer_delay, event))
         for item in [item for item in self._due if item[0] <= self.now]:
             self._due.remove(item)
-            self.server.answer(self.now, self.answerer(item[1]))
+            self.server.answer(self.now, item[1], self.answerer(item[1]))
             self.server_events.extend(self.server.take_events())
         self.client_ip.extend(self.client.take_ip_packets())
         self.server_ip.extend(self.server.take_ip_packets())

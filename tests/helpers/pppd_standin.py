@@ -157,7 +157,7 @@ class Standin:
     def _answer(self, question: Verification) -> None:
         """The local backend's answer, outside the flush that reported the question."""
         verdict = self.backend.check(question).verdict
-        self.ppp.session.answer(asyncio.get_running_loop().time(), verdict)
+        self.ppp.session.answer(asyncio.get_running_loop().time(), question, verdict)
         self.ppp.flush()
 
     async def _hand_keys(self, hlak: bytes) -> None:

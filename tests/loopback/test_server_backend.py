@@ -15,7 +15,8 @@ import pytest
 from pysstp.aaa.backend import Answer, Authorization, CallContext
 from pysstp.aaa.local import LocalBackend, StaticCredentials
 from pysstp.link import AuthenticationFailed, LinkDown, LinkUp, Verification
-from pysstp.ppp.constants import AuthMethod
+from pysstp.ppp.constants import AuthMethod, Code, Protocol
+from pysstp.ppp.packet import ControlPacket
 from pysstp.server.backoff import Backoff
 from pysstp.server.pool import AddressPool
 
@@ -136,6 +137,26 @@ async def test_a_call_that_ends_while_its_question_waits_cancels_it(tmp_path: Pa
         client.connection.transport.abort()
         await wait_for(lambda: backend.cancelled == 1)
         assert backend.finished_calls == [connection.context.session_id]
+    finally:
+        await stop(bench)
+
+
+async def test_a_question_superseded_by_an_lcp_renegotiation_is_cancelled(tmp_path: Path) -> None:
+    backend = Waiting()
+    bench = await bench_with(tmp_path, backend)
+    try:
+        client = await bench.connect()
+        await wait_for(lambda: any(c.verifying is not None for c in bench.app.connections))
+        [connection] = bench.app.connections
+        first = connection.verifying
+        # The peer starts LCP over while its question waits: a new authenticator asks a new question.
+        request = ControlPacket(Code.CONFIGURE_REQUEST, 99).encode()
+        connection.link.session.receive_packet(Protocol.LCP, request, asyncio.get_running_loop().time())
+        connection.flush()
+        await wait_for(lambda: connection.verifying not in (None, first))
+        await wait_for(lambda: backend.cancelled == 1)
+        backend.release.set()
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
     finally:
         await stop(bench)
 

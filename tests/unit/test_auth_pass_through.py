@@ -95,3 +95,21 @@ def test_a_final_packet_that_contradicts_the_verdict_is_not_sent() -> None:
     server.answer(Verdict(False, "alice", reason="no", eap=success), 0.0)
     [(_, final)] = server.take_outgoing()
     assert EapPacket.decode(final).code is EapCode.FAILURE
+
+
+def test_a_keyed_method_after_eap_md5_is_not_bound_with_zeros() -> None:
+    # FreeRADIUS proposes EAP-MD5 first (its default_eap_type); the peer Naks it for PEAP, a method
+    # with keys that we do not run ourselves. A success without keys must still be refused.
+    server = machine()
+    md5 = EapPacket(EapCode.REQUEST, 2, EapType.MD5_CHALLENGE, b"\x10" + bytes(16))
+    server.answer(Verdict(False, "alice", eap=md5.encode(), more=True), 0.0)
+    server.take_outgoing()
+    server.receive(EapPacket(EapCode.RESPONSE, 2, EapType.NAK, bytes([EapType.PEAP])).encode(), 0.0)
+    [_question] = server.take_events()
+    peap = EapPacket(EapCode.REQUEST, 3, EapType.PEAP, b"\x20")
+    server.answer(Verdict(False, "alice", eap=peap.encode(), more=True), 0.0)
+    server.receive(EapPacket(EapCode.RESPONSE, 3, EapType.PEAP, b"\x00").encode(), 0.0)
+    [_question] = server.take_events()
+    server.answer(Verdict(True, "alice", eap=EapPacket(EapCode.SUCCESS, 3).encode()), 0.0)
+    [failed] = server.take_events()
+    assert isinstance(failed, AuthenticationFailed) and "without the keys" in failed.reason

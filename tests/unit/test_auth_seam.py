@@ -15,7 +15,8 @@ from pysstp.ppp.auth import base, make_authenticator, make_peer, register_authen
 from pysstp.ppp.auth.base import ANSWER_TIMEOUT, AuthenticatorOptions
 from pysstp.ppp.auth.pap import PapAuthenticator
 from pysstp.ppp.auth.verification import ChapMd5Proof, MsChapV2Proof, PapProof
-from pysstp.ppp.constants import AuthMethod, Timer
+from pysstp.ppp.constants import AuthMethod, Code, Protocol, Timer
+from pysstp.ppp.packet import ControlPacket
 
 from helpers.auth_wire import CLIENT, SERVER, method_conversation
 from helpers.conversation import Conversation, client_config, local_answers, server_config
@@ -113,8 +114,24 @@ def test_an_answer_nobody_waits_for_is_ignored() -> None:
     assert server.take_events() == [] and server.take_outgoing() == [] and not server.finished
     conv = call(AuthMethod.PAP)
     conv.start()
-    conv.server.answer(conv.now, Verdict(False, "alice", reason="late"))
+    conv.server.answer(conv.now, conv.questions[0], Verdict(False, "alice", reason="late"))
     assert conv.events("server", LinkUp) and not conv.events("server", AuthenticationFailed)
+
+
+def test_an_lcp_renegotiation_leaves_the_old_questions_answer_unused() -> None:
+    # The first question's answer carries the S= value and keys of the first challenge; applied to the
+    # exchange the renegotiation started, the client would see a bad S= value.
+    conv = call(AuthMethod.MSCHAP_V2, answer_delay=2 * Timer.AUTH_RESTART)
+    conv.start()
+    [first] = conv.questions
+    conv.server.session.receive_packet(
+        Protocol.LCP, ControlPacket(Code.CONFIGURE_REQUEST, 99).encode(), conv.now
+    )
+    conv.advance(2 * Timer.AUTH_RESTART - 0.5)  # LCP opens again and the new Challenge is answered
+    assert len(conv.questions) == 2 and conv.questions[1] != first
+    conv.advance(4 * Timer.AUTH_RESTART)
+    assert conv.events("server", LinkUp) and conv.events("client", LinkUp)
+    assert not conv.events("client", AuthenticationFailed)
 
 
 # -- what the answer carries ------------------------------------------------------------------------

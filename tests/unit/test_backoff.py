@@ -143,11 +143,12 @@ class Scripted:
 
 def wrapped(*verdicts: Verdict) -> tuple[BackoffBackend, Scripted, Backoff, list[float]]:
     slept: list[float] = []
+    backoff, clock = make()
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
+        clock.now += seconds
 
-    backoff, _clock = make()
     inner = Scripted(*verdicts)
     return BackoffBackend(inner, backoff, sleep), inner, backoff, slept
 
@@ -187,3 +188,70 @@ def test_a_call_that_ends_before_its_verdict_counts_as_failed() -> None:
     assert backoff.delay("192.0.2.1", "alice") == 1.0
     backend.finished(context(2))  # a call that never asked costs nothing
     assert backoff.delay("192.0.2.1", "alice") == 1.0
+
+
+def test_a_question_asked_during_the_delay_waits_for_what_is_left_of_it() -> None:
+    # A peer that renegotiates LCP while its first question waits asks again in the same call; that
+    # answer must not leave before the delay either (else one guess per call skips the back-off).
+    backend, inner, backoff, slept = wrapped(FAILED)
+    backoff.failed("192.0.2.1", "alice")
+    released = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await released.wait()
+
+    backend._sleep = sleep
+
+    async def scenario() -> None:
+        first = asyncio.create_task(backend.verify(QUESTION, context(1)))
+        await asyncio.sleep(0)  # the first question is in its delay
+        second = asyncio.create_task(backend.verify(QUESTION, context(1)))
+        first.cancel()  # the server drops the question the renegotiation made stale
+        await asyncio.sleep(0)
+        assert not second.done() and inner.asked == []
+        released.set()
+        await second
+
+    asyncio.run(scenario())
+    assert slept == [1.0, 1.0] and inner.asked == [QUESTION]
+
+
+def test_a_success_clears_only_the_user_it_proves() -> None:
+    # A guesser with an account of their own asks about the victim, starts LCP over and logs in as
+    # themselves: the victim's failures, counted from other sources, must stay.
+    backend, _inner, backoff, slept = wrapped(Verdict(True, "mallory"))
+    backoff.failed("198.51.100.7", "victim")
+    released = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await released.wait()
+
+    backend._sleep = sleep
+
+    async def scenario() -> None:
+        victim = Verification(AuthMethod.PAP, "victim", PapProof("guess"))
+        first = asyncio.create_task(backend.verify(victim, context(1)))
+        await asyncio.sleep(0)
+        first.cancel()
+        second = asyncio.create_task(
+            backend.verify(Verification(AuthMethod.PAP, "mallory", PapProof("x")), context(1))
+        )
+        released.set()
+        await second
+
+    asyncio.run(scenario())
+    assert backoff.delay("203.0.113.1", "victim") == 1.0
+
+
+def test_a_new_exchange_after_a_verdict_waits_and_counts_again() -> None:
+    # EAP-MSCHAPv2: the guesser's own login is decided before the peer acknowledges it; LCP started
+    # over then begins a second exchange in the same call, about the victim.
+    victim_failed = Verdict(False, "victim", reason="wrong password for user 'victim'")
+    backend, _inner, backoff, slept = wrapped(Verdict(True, "mallory"), victim_failed)
+    backoff.failed("198.51.100.7", "victim")
+    asyncio.run(backend.verify(Verification(AuthMethod.EAP_MSCHAP_V2, "mallory", PapProof("x")), context(1)))
+    asyncio.run(backend.verify(Verification(AuthMethod.EAP_MSCHAP_V2, "victim", PapProof("y")), context(1)))
+    assert slept == [1.0]  # the victim's failure from elsewhere slows the second exchange
+    assert backoff.delay("203.0.113.1", "victim") == 2.0  # and its failure is counted

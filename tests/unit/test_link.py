@@ -5,12 +5,22 @@ from __future__ import annotations
 import pytest
 
 from pysstp.link import ABORTED_AFTER_BINDING, LinkDown, LinkUp, frame_ip_packets, ip_payload
-from pysstp.ppp.constants import AuthMethod
+from pysstp.ppp.constants import AuthMethod, Code, Protocol
 from pysstp.ppp.events import AuthenticationFailed
+from pysstp.ppp.packet import ControlPacket
+from pysstp.ppp.session import ServerNetwork
 from pysstp.sstp.constants import HashProtocol
 from pysstp.sstp.packets import EchoRequest, encode_control
 
-from helpers.conversation import DNS, SERVER_ADDRESS, Conversation, client_config, ipv4_packet, server_config
+from helpers.conversation import (
+    DNS,
+    SERVER_ADDRESS,
+    Conversation,
+    client_config,
+    ipv4_packet,
+    pool_network_for_user,
+    server_config,
+)
 
 ALL_METHODS = [
     AuthMethod.PAP,
@@ -168,6 +178,29 @@ def test_client_disconnect_is_orderly_on_both_sides() -> None:
     assert not conv.down("client").error
     assert not conv.down("server").error
     assert conv.client.is_closed and conv.server.is_closed
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_lcp_started_over_after_authentication_ends_the_call(side: str) -> None:
+    # Authenticating again would change the HLAK after the crypto binding, give the server a second
+    # address for the call and a login nothing counts: the call ends instead, without raising.
+    assigned: list[str] = []
+    pool = pool_network_for_user()
+
+    def network_for_user(user: str) -> ServerNetwork | str:
+        assigned.append(user)
+        return pool(user)
+
+    conv = Conversation.make(network_for_user=network_for_user)
+    connect(conv)
+    link = conv.client if side == "client" else conv.server
+    request = ControlPacket(Code.CONFIGURE_REQUEST, 99).encode()
+    link.session.receive_packet(Protocol.LCP, request, conv.now)
+    conv.pump()
+    conv.advance(10)
+    assert "started LCP negotiation over" in conv.down(side).reason
+    assert conv.client.is_closed and conv.server.is_closed
+    assert assigned == ["alice"]
 
 
 def test_server_disconnect_is_orderly_on_both_sides() -> None:

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pysstp.link import LinkDown, Verdict
+from pysstp.ppp.auth.base import EAP_METHODS
+from pysstp.ppp.auth.eap import EapPacket
+from pysstp.ppp.constants import AuthMethod, EapCode
 from test_link import CONNECT_REQUEST, WINDOWS_HTTP
 
-from helpers.conversation import Conversation
+from helpers.conversation import Conversation, client_config, server_config
+
+ANSWERED = [AuthMethod.PAP, AuthMethod.CHAP_MD5, AuthMethod.MSCHAP_V2, *EAP_METHODS]
+
+
+def eap_packets() -> st.SearchStrategy[bytes]:
+    """Well-formed EAP packets of any code and type, as a backend passing EAP through sends them."""
+    return st.builds(
+        lambda code, identifier, eap_type, data: EapPacket(code, identifier, eap_type, data).encode(),
+        st.sampled_from(list(EapCode)),
+        st.integers(0, 255),
+        st.integers(1, 30),
+        st.binary(max_size=20),
+    )
+
 
 chunks = st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=8)
 
@@ -74,3 +93,41 @@ def test_connected_links_survive_garbage_in_both_directions() -> None:
         conv.server.receive_data(junk, conv.now)
         conv.client.receive_data(junk, conv.now)
         conv.pump()
+
+
+verdicts = st.builds(
+    Verdict,
+    success=st.booleans(),
+    user=st.text(max_size=8),
+    message=st.text(max_size=40),
+    hlak=st.one_of(st.just(b""), st.binary(min_size=32, max_size=32), st.binary(max_size=40)),
+    reason=st.text(max_size=8),
+    error_code=st.one_of(st.none(), st.integers(0, 2**31)),
+    eap=st.one_of(st.none(), st.binary(max_size=40), eap_packets()),
+    more=st.booleans(),
+)
+"""Any answer a backend could give, well-formed or not."""
+
+answers = st.lists(st.tuples(st.floats(0, 40), st.integers(0, 3), verdicts), max_size=6)
+"""(seconds to wait, which question so far to answer, the answer)."""
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.sampled_from(ANSWERED), st.booleans(), answers)
+def test_server_link_survives_any_answer_at_any_time(
+    method: AuthMethod, pass_through: bool, script: list[tuple[float, int, Verdict]]
+) -> None:
+    mode = "pass-through" if pass_through and method in EAP_METHODS else "local"
+    conv = Conversation.make(
+        client_config(auth_methods=(method,)),
+        server_config(auth_methods=(method,), eap_mode=mode),
+        answerer=lambda question: pytest.fail("the script answers"),
+        answer_delay=1e9,
+    )
+    conv.start()
+    for wait, index, verdict in script:
+        conv.advance(wait)
+        if conv.questions:
+            conv.server.answer(conv.now, conv.questions[index % len(conv.questions)], verdict)
+        conv.pump()
+        conv.events("server", LinkDown)

@@ -209,9 +209,15 @@ class PppSession:
             self.lcp.protocol_reject(protocol, packet)
         self._pump(now)
 
-    def answer(self, now: float, verdict: Verdict) -> None:
-        """The answer to the authenticator's open :class:`Verification` (ignored when none is open)."""
-        if isinstance(self.auth, Authenticator):
+    def answer(self, now: float, question: Verification, verdict: Verdict) -> None:
+        """The answer to ``question``, if it is the authenticator's open :class:`Verification`.
+
+        Anything else is ignored: a peer that renegotiates LCP while a question waits (RFC 1661 §4.1: a
+        Configure-Request in the Opened state starts LCP over) gets a new authenticator with a question
+        of its own, and the old one's answer (another challenge's S= value and keys) must not decide the
+        new exchange.
+        """
+        if isinstance(self.auth, Authenticator) and self.auth.pending is question:
             self.auth.answer(verdict, now)
             self._pump(now)
 
@@ -315,6 +321,14 @@ class PppSession:
             for ncp in (self.ipcp, self.ipv6cp):
                 if ncp is not None:
                     ncp.down(now)
+            if self.phase is Phase.NETWORK and self.lcp.state in (
+                fsm.FsmState.REQ_SENT,
+                fsm.FsmState.ACK_SENT,
+            ):
+                # The peer negotiates again on the open link (RFC 1661 §4.1: RCR, RCA or RCN in Opened),
+                # which would authenticate again, but the call's crypto binding covers only its first
+                # authentication (MS-SSTP 3.2.5.2): end the call instead.
+                self._fail("peer started LCP negotiation over after authentication", now)
         elif isinstance(event, LayerFinished):
             self._finish(self.down_reason or event.reason, error=event.error or self._failure is not None)
         elif isinstance(event, ProtocolRejected):

@@ -643,6 +643,9 @@ class SstpServerApp:
     def _verify(self, connection: ServerConnection, question: Verification) -> None:
         """Ask the backend; only this call waits for the answer."""
         connection.asked = True
+        if connection.verifying is not None:
+            # A new authenticator asks (the peer started LCP over): nobody waits for the old answer.
+            connection.verifying.cancel()
         connection.verifying = asyncio.get_running_loop().create_task(self._answer(connection, question))
 
     async def _answer(self, connection: ServerConnection, question: Verification) -> None:
@@ -662,7 +665,7 @@ class SstpServerApp:
         if answer.authorization.reply_message:
             log.info("%s: the backend says %r", connection.peer, answer.authorization.reply_message)
         assert self._loop is not None
-        connection.link.answer(self._loop.time(), answer.verdict)
+        connection.link.answer(self._loop.time(), question, answer.verdict)
         connection.flush()
 
     def _limit_session(self, connection: ServerConnection) -> None:

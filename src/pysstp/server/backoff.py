@@ -149,18 +149,23 @@ class _Attempt:
     """What the wrapper knows of one call's login."""
 
     source: str
-    names: set[str] = field(default_factory=set)
+    user: str | None = None
+    """The user the call last asked about."""
     asked: bool = False
     decided: bool = False
+    until: float = 0.0
+    """When the delay of the call's first question ends (:attr:`Backoff.clock` time)."""
 
 
 class BackoffBackend:
     """The login back-off around any :class:`~pysstp.aaa.backend.AuthBackend`.
 
-    The first question of a call waits for the delay its source and user earned (:meth:`Backoff.delay`)
-    before the inner backend hears it, so the answer to a login after failed ones leaves late, success
-    or failure alike, and its timing tells a guesser nothing; only that call waits. A final verdict is
-    counted: a failure with :meth:`Backoff.failed`, a success clears with :meth:`Backoff.succeeded`. A
+    The first question of a call sets the delay its source and user earned (:meth:`Backoff.delay`); no
+    question of the call reaches the inner backend before it has passed, so the answer to a login after
+    failed ones leaves late, success or failure alike, and its timing tells a guesser nothing; only that
+    call waits. A final verdict is
+    counted: a failure with :meth:`Backoff.failed`, a success clears with :meth:`Backoff.succeeded`; a
+    question after it starts a new exchange, which waits and counts again. A
     call that ends after it asked and before a final verdict (a guesser hanging up as soon as an inner
     verdict shows through EAP pass-through, or during the delay) counts as a failure.
     """
@@ -180,23 +185,32 @@ class BackoffBackend:
     async def verify(self, question: Verification, context: CallContext) -> Answer:
         """Wait out the delay (first question of a call), ask the inner backend, count the verdict."""
         attempt = self._calls.get(context.session_id)
-        if attempt is None:
+        if attempt is None or attempt.decided:
+            # After a final verdict, a question starts a new exchange (LCP started over, e.g. before
+            # EAP-MSCHAPv2's success was acknowledged): it waits and counts like a first one.
             attempt = self._calls[context.session_id] = _Attempt(context.calling_station)
-        attempt.names.add(question.user)
+        attempt.user = question.user
         if not attempt.asked:
             attempt.asked = True
             delay = self.backoff.delay(attempt.source, question.user)
+            attempt.until = self.backoff.clock() + delay
             if delay:
                 log.info(
                     "%s: answering the login of %r in %.1f s", context.calling_station, question.user, delay
                 )
-                await self._sleep(delay)
+        # Every question waits out what is left: a peer that renegotiates LCP during the delay asks
+        # again in the same call, and that answer must not leave early either.
+        left = attempt.until - self.backoff.clock()
+        if left > 0:
+            await self._sleep(left)
         answer = await self.inner.verify(question, context)
         verdict = answer.verdict
         if not verdict.more and not attempt.decided:
             attempt.decided = True
             if verdict.success:
-                for name in {*attempt.names, verdict.user}:
+                # Only the names this success proves: the call may have asked about others first (a
+                # peer that starts LCP over), whose failures from elsewhere must stay counted.
+                for name in {question.user, verdict.user}:
                     self.backoff.succeeded(attempt.source, name)
             else:
                 self._failed(attempt.source, verdict.user or question.user)
@@ -206,7 +220,7 @@ class BackoffBackend:
         """Count a login abandoned before its verdict; let the inner backend forget the call."""
         attempt = self._calls.pop(context.session_id, None)
         if attempt is not None and attempt.asked and not attempt.decided:
-            self._failed(attempt.source, next(iter(attempt.names), None))
+            self._failed(attempt.source, attempt.user)
         self.inner.finished(context)
 
     def _failed(self, source: str, user: str | None) -> None:

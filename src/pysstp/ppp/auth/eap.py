@@ -227,6 +227,8 @@ class EapAuthenticator(Authenticator):
         self._tls_accepted: TlsAccepted | None = None
         self._verdict: Verdict | None = None
         self._final: EapPacket | None = None
+        self._keyed = self.method is not AuthMethod.EAP_MD5
+        """Whether the method that runs derives keys (a success then needs the HLAK)."""
 
     def start(self, now: float) -> None:
         """Send Request/Identity (retransmitted until answered)."""
@@ -280,6 +282,7 @@ class EapAuthenticator(Authenticator):
 
     def _begin(self, method: AuthMethod, now: float) -> None:
         self.method = method
+        self._keyed = method is not AuthMethod.EAP_MD5
         self._tried.add(method)
         self._stage = _Stage.METHOD
         if method is AuthMethod.EAP_MD5:
@@ -400,6 +403,10 @@ class EapAuthenticator(Authenticator):
                 return
             assert packet.type is not None  # a decoded Request always has one
             self.method = _METHOD_OF.get(packet.type, self.method)
+            if packet.type > EapType.NAK:
+                # A method of the backend's (RFC 3748 §5), maybe one we do not run ourselves (PEAP):
+                # only EAP-MD5 has no keys.
+                self._keyed = packet.type != EapType.MD5_CHALLENGE
             self._identifier = packet.identifier
             self._send_request(verdict.eap or b"", now)
             return
@@ -416,7 +423,7 @@ class EapAuthenticator(Authenticator):
         self._send(final.encode())
         if not verdict.success and not verdict.user:
             verdict = replace(verdict, user=self.identity or "")
-        self._finish_with(verdict, keyed=self.method is not AuthMethod.EAP_MD5)
+        self._finish_with(verdict, keyed=self._keyed)
 
     def _give_up(self, now: float) -> None:
         if self._stage is _Stage.IDENTITY:
