@@ -276,3 +276,20 @@ async def test_eap_state_is_carried_and_forgotten(
     await radius.verify(question, CONTEXT)
     states = [request.get("State") for request in fake.requests]
     assert states == [None, [b"state-1"], None]
+
+
+async def test_the_accepts_user_name_names_the_session_not_the_outer_identity(
+    serve: Callable[[Handler], Awaitable[tuple[FakeRadius, RadiusClient]]],
+) -> None:
+    """PEAP and TTLS clients send an anonymous outer identity; the Access-Accept's User-Name (RFC 2865
+    §5.1) is who logged in, and so the name of the session, its limits and its accounting."""
+    success = EapPacket(EapCode.SUCCESS, 3).encode()
+
+    async def answer(request: radius_packet.AuthPacket) -> list[bytes]:
+        return [reply(request, EAP_Message=success, User_Name="alice")]
+
+    _fake, client = await serve(answer)
+    response = EapPacket(EapCode.RESPONSE, 3, EapType.MD5_CHALLENGE, b"\x10" + bytes(16)).encode()
+    question = Verification(AuthMethod.EAP_MD5, "anonymous", EapProof(response))
+    verdict = (await backend(client).verify(question, CONTEXT)).verdict
+    assert verdict.success and verdict.user == "alice"

@@ -113,7 +113,7 @@ class RadiusBackend:
         authorization = reply.authorization()
         if not isinstance(question.proof, MsChapV2Proof):
             message = reply.reply_message or SUCCESS_MESSAGE
-            verdict = Verdict(True, question.user, message, ZERO_HLAK)
+            verdict = Verdict(True, reply.user_name or question.user, message, ZERO_HLAK)
             return Answer(verdict, authorization)
         success = reply.mschap2_success
         hlak = reply.hlak()
@@ -122,7 +122,7 @@ class RadiusBackend:
             reason = f"RADIUS server {reply.server} accepted {question.user!r} without {missing}"
             log.error("%s: refused (docs/radius.md: the server must send it)", reason)
             return Answer(self._refusal(question, reason, FAILURE_MESSAGE))
-        return Answer(Verdict(True, question.user, success, hlak), authorization)
+        return Answer(Verdict(True, reply.user_name or question.user, success, hlak), authorization)
 
     def _rejection(self, question: Verification, reply: AccessReply) -> Verdict:
         reason = f"RADIUS server {reply.server} rejected {question.user!r}"
@@ -183,7 +183,8 @@ class RadiusBackend:
         assert isinstance(question.proof, EapProof)
         success = eap if eap is not None else _eap_success(question.proof.packet)
         message = reply.reply_message or SUCCESS_MESSAGE
-        return Answer(Verdict(True, question.user, message, hlak, eap=success), reply.authorization())
+        user = reply.user_name or question.user  # the outer identity may be anonymous (PEAP, TTLS)
+        return Answer(Verdict(True, user, message, hlak, eap=success), reply.authorization())
 
 
 def _eap_failure(response: bytes) -> bytes:

@@ -102,6 +102,12 @@ class AccessReply:
         return " ".join(_text(value) for value in self._values("Reply-Message"))
 
     @property
+    def user_name(self) -> str | None:
+        """User-Name of an Access-Accept (RFC 2865 §5.1): who logged in, where the request's name was an
+        outer identity (PEAP's "anonymous"); accounting and the session go by it."""
+        return self._first("User-Name", _text)
+
+    @property
     def state(self) -> bytes | None:
         """State, to be sent back with the next Access-Request (RFC 2865 §5.24)."""
         return self._first("State", bytes)
