@@ -53,6 +53,9 @@ SSTP_SESSION_CREATED = re.compile(r"\[SSTP\] 127\.0\.0\.1:(\d+) -> \S+ \(TCP\): 
 HUB_SESSION = re.compile(
     r'The new session "([^"]+)" has been created\. \(IP address: [\d.]+, Port number: (\d+),'
 )
+SESSION_END_TIMEOUT = 30.0
+"""How long SoftEther may take to end a hub session after its client has gone (it takes about a second)."""
+
 SUMMARY = (
     f"connected: {SECURENAT_FIRST_LEASE} via {TUN}, DNS {SECURENAT_GATEWAY}, {{method}}, SHA-256 binding"
 )
@@ -119,6 +122,13 @@ def clients(softether: SoftEther, tmp_path: Path) -> Iterator[Clients]:
         # SIGTERM by PID, SIGKILL after 10 s; the server stays for the next test.
         softether.namespace.stop_all()
         softether.namespace.processes.clear()
+        # SoftEther ends a call's hub session a moment after the TCP connection: until it has, SecureNAT
+        # holds the call's address, and the next test's call (same user, same virtual MAC) would get the
+        # next one. Hand the next test a hub with only SecureNAT's own session.
+        deadline = time.monotonic() + SESSION_END_TIMEOUT
+        while softether.session_count() > 1:
+            assert time.monotonic() < deadline, "SoftEther kept a finished call's session"
+            time.sleep(0.2)
 
 
 @pytest.mark.parametrize(("flag", "method"), [("mschapv2", "MS-CHAPv2"), ("pap", "PAP")])
