@@ -73,7 +73,10 @@ def test_offload_offering_only_sha256_needs_only_its_hash() -> None:
         (["--proxy-source", "10.0.0.1/24"], r"'10.0.0.1/24' is not an IP address or network .*host bits"),
         (["--proxy-source", "lb.example"], r"'lb.example' is not an IP address or network"),
         (["--tls-offload"], r"^tls.offload needs the TLS terminator's certificate for the crypto binding"),
-        (["--tls-offload", "--binding-sha256", SHA256], r"^tls.binding_sha1 is needed too"),
+        (
+            ["--tls-offload", "--binding-sha256", SHA256],
+            r"^tls.binding_sha1 \(--binding-sha1\) is needed too",
+        ),
         (
             ["--tls-offload", "--binding-cert", "lb.pem", "--binding-sha256", SHA256],
             r"^set tls.binding_cert or tls.binding_sha256/binding_sha1, not both$",

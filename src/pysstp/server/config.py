@@ -1157,7 +1157,7 @@ def validate(settings: ServerSettings) -> None:
     if settings.proxy_protocol and not settings.proxy_sources:
         raise ConfigError(
             "proxy_protocol needs the load balancers allowed to send PROXY headers: set proxy_sources or use "
-            "--proxy-source ADDRESS/PREFIX"
+            "--proxy-source CIDR"
         )
     # The pool's own checks: big enough, server address not its network or broadcast address.
     AddressPool(settings.pool.network, settings.pool.server_address)
@@ -1224,8 +1224,8 @@ def _check_offload(settings: ServerSettings) -> None:
     missing = [name for name in needed if name not in given]
     if tls.binding_cert is None and missing:
         raise ConfigError(
-            f"tls.{missing[0]} is needed too: the server offers that hash for the crypto binding "
-            "(tls.hash_protocols)"
+            f"tls.{missing[0]} (--{missing[0].replace('_', '-')}) is needed too: the server offers that hash "
+            "for the crypto binding (tls.hash_protocols)"
         )
     if tls.verify_client_certificate != "none":
         raise ConfigError(
