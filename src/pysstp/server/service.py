@@ -36,6 +36,7 @@ from pysstp.server.control import ControlServer
 from pysstp.server.dae import start_dae
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
 from pysstp.server.listener import peer_text
+from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.statefile import state_file
@@ -75,6 +76,7 @@ async def serve_with(
     changes: NetworkChanges,
 ) -> int:
     """Set the system up through ``changes``, serve until a signal, undo it all."""
+    notifier = Notifier.from_environment()
     app: SstpServerApp | None = None
     control: ControlServer | None = None
     dae: DaeServer | None = None
@@ -135,16 +137,19 @@ async def serve_with(
         await control.start()
         if accounting is not None:
             await accounting.accounting.start()
+        listening = f"listening on {', '.join(map(peer_text, bound))}"
         log.info(
-            "listening on %s; tunnel %s %s/%d; %s backend, %d users",
-            ", ".join(map(peer_text, bound)),
+            "%s; tunnel %s %s/%d; %s backend, %d users",
+            listening,
             tun.name,
             settings.pool.server_address,
             settings.pool.network.prefixlen,
             app.backend.name,
             len(users),
         )
-        await wait_for_signals(app, Reloader(app, users, pool, settings, reread))
+        notifier.ready(listening)
+        notifier.start_watchdog()
+        await wait_for_signals(app, Reloader(app, users, pool, settings, reread), notifier, listening)
         return 0
     finally:
         if dae is not None:
@@ -158,16 +163,19 @@ async def serve_with(
         if radius is not None:
             await radius.close()
         changes.undo()
+        notifier.close()
 
 
-async def wait_for_signals(app: SstpServerApp, reloader: Reloader) -> None:
+async def wait_for_signals(
+    app: SstpServerApp, reloader: Reloader, notifier: Notifier, listening: str
+) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads (see :class:`Reloader`); edits to users apply live."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     users = reloader.users
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+    loop.add_signal_handler(signal.SIGHUP, reload_and_notify, reloader, notifier, listening)
     try:
         while not stop.is_set():
             try:
@@ -177,9 +185,16 @@ async def wait_for_signals(app: SstpServerApp, reloader: Reloader) -> None:
                     log.info("user database changed on disk: %d users", len(users))
                     check_fixed_addresses(users, reloader.pool)
         log.info("shutting down: disconnecting %d session(s)", len(app.connections))
+        notifier.stopping("shutting down")
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def reload_and_notify(reloader: Reloader, notifier: Notifier, status: str) -> None:
+    """SIGHUP: reload between RELOADING=1 and READY=1 to systemd."""
+    with notifier.reloading(status):
+        reloader.reload()
 
 
 def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
