@@ -64,3 +64,29 @@ def test_ready_reloading_watchdog_and_stopping_reach_the_notify_socket(
     assert received[1].startswith("RELOADING=1 | MONOTONIC_USEC=")
     assert received[2] == received[0]
     assert received[3:] == ["STOPPING=1 | STATUS=shutting down"]
+
+
+def test_a_drain_tells_systemd_it_is_stopping_and_for_how_long(
+    netns_pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = str(tmp_path / "notify")
+    manager_log = tmp_path / "manager.log"
+    netns_pair.server.start([sys.executable, "-c", _MANAGER, address], manager_log)
+    wait_for_text(manager_log, "bound")
+    cert, key, _ = make_certificate(tmp_path)
+    add_user(tmp_path / "users.toml", "alice", "alicepw")
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    log = tmp_path / "server.log"
+    server = start_server(
+        netns_pair.server, log,
+        "--cert", str(cert), "--key", str(key), "--users", str(tmp_path / "users.toml"),
+        "--listen", netns_pair.server_ip, "--port", "8443", "--tun-name", "sstp-n0",
+        "--control-socket", str(tmp_path / "ctl.sock"), "--drain-timeout", "60",
+    )  # fmt: skip
+    wait_for_text(manager_log, "READY=1")
+    server.send_signal(signal.SIGUSR2)
+    assert server.wait(30) == 0, log.read_text()  # no sessions: drained at once
+    assert datagrams(manager_log)[1:] == [
+        "STOPPING=1 | STATUS=draining: 0 session(s) left | EXTEND_TIMEOUT_USEC=63000000",
+        "STOPPING=1 | STATUS=shutting down",
+    ]
