@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
-from pysstp.aaa.backend import Answer, AuthBackend
+from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.connection import LinkConnection
 from pysstp.link import (
@@ -29,21 +27,22 @@ from pysstp.link import (
     ServerConfig,
     ServerLink,
     ServerNetwork,
-    Verdict,
     Verification,
 )
 from pysstp.ppp.constants import DEFAULT_MRU
 from pysstp.server import ipv6
 from pysstp.server.accounting import SessionAccounting
-from pysstp.server.addresses import AddressAuthority, Pool, Reservation
+from pysstp.server.addresses import AddressAuthority, Pool
 from pysstp.server.admission import Admission, Limits
 from pysstp.server.backoff import Backoff, BackoffBackend
+from pysstp.server.counters import Rates, ServerCounters
 from pysstp.server.datapath import DataPath, Tun
 from pysstp.server.listener import TlsListener
+from pysstp.server.logins import Logins
 from pysstp.server.routing import KernelRoutes, SessionRouting
 from pysstp.server.session import ServerConnection
 from pysstp.server.sessions import SessionTable
-from pysstp.server.stats import DropCause, FailureReason, ServerStats, SessionStats
+from pysstp.server.stats import FailureReason, ServerStats
 
 __all__ = ["Limits", "Pool", "ServerConnection", "SstpServerApp"]
 
@@ -51,10 +50,6 @@ SHUTDOWN_GRACE = 3.0
 """Seconds the server waits for sessions to finish CALL_DISCONNECT on shutdown."""
 IDLE_CHECK_INTERVAL = 30.0
 """The longest time between two checks for idle sessions."""
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-Rates = Mapping[ServerConnection, tuple[float, float]]
-"""Bit rates in and out per session (``control.RateMeter``)."""
 
 
 class SstpServerApp:
@@ -108,19 +103,22 @@ class SstpServerApp:
         self.connections: set[ServerConnection] = set()
         self.negotiating: set[ServerConnection] = set()
         """Admitted calls whose link is not up yet (kept apart so admission does not scan every call)."""
+        self.counters = ServerCounters()
         self.table: SessionTable[ServerConnection] = SessionTable()
         self.routing = SessionRouting(self.table, kernel_routes, tun_mtu)
         self.datapath = DataPath(tun, self.table, self.routing.advertise)
+        self.logins = Logins(
+            self.backend,
+            self.admission,
+            self.addresses,
+            self.table,
+            self.connections,
+            self.forget,
+            self.counters.failed,
+        )
         # The TLS handshake gets as long as the HTTP request that follows it.
         self.listener = TlsListener(self._new_connection, ssl_context, link_config.handshake_timeout)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.started = time.time()
-        self.connects = 0
-        """Calls that came up."""
-        self.failures: Counter[FailureReason] = Counter()
-        """Calls that did not come up, by reason (TLS handshakes are the listener's to count)."""
-        self._ended: Counter[str] = Counter()
-        """The traffic counters of sessions that have ended (:meth:`snapshot` adds those still up)."""
 
     @property
     def backoff(self) -> Backoff:
@@ -263,7 +261,7 @@ class SstpServerApp:
         connection: ServerConnection
 
         def network_for_user(user: str) -> ServerNetwork | str:
-            # The address was reserved when the backend said yes (:meth:`_reserve`).
+            # The address was reserved when the backend said yes (:class:`Logins`).
             connection.info.user = user
             return connection.network or "no address was reserved for this login"
 
@@ -278,87 +276,11 @@ class SstpServerApp:
         now = time.monotonic()
         refusal = self.admission.admit(connection.source, len(self.connections), len(self.negotiating), now)
         if refusal is not None:
-            self.count_failure(connection, refusal[0])
+            self.counters.failed(connection, refusal[0])
             return refusal[1]
         self.connections.add(connection)
         self.negotiating.add(connection)
         return None
-
-    def count_failure(self, connection: ServerConnection, reason: FailureReason) -> None:
-        """Count a call that does not come up, once, by the first reason found."""
-        if connection.failure is None:
-            connection.failure = reason
-            self.failures[reason] += 1
-
-    async def _reserve(self, connection: ServerConnection, user: str) -> ServerNetwork | str | None:
-        """The backend accepted ``user``: apply the user's session limit and reserve the addresses (the
-        address authority may answer later); ``None`` when the call ended meanwhile."""
-        others = sorted(
-            (c for c in self.connections if c.info.user == user and c is not connection),
-            key=lambda c: c.info.started,
-        )
-        decision = self.admission.for_user(user, connection.authorization.max_sessions, others)
-        if isinstance(decision, str):
-            return self._refuse(connection, decision)
-        self._replace(decision, connection)
-        self._release(connection)  # a login again on the same call (LCP renegotiated) frees the old one
-        reservation = await self.addresses.reserve(
-            user,
-            connection.authorization,
-            prefix_taken=lambda prefix: self.table.overlaps(prefix, connection),
-            log=connection.log,
-            peer=connection.peer,
-        )
-        if isinstance(reservation, str):
-            return self._refuse(connection, reservation)
-        if connection.closed or connection.link.is_closed:
-            self.addresses.release(reservation.address, reservation.pool)
-            return None
-        self._hold(connection, user, reservation)
-        return reservation.network
-
-    def _hold(self, connection: ServerConnection, user: str, reservation: Reservation) -> None:
-        info = connection.info
-        info.user = user
-        info.address = reservation.address
-        connection.address_pool = reservation.pool
-        connection.address_key = reservation.address.packed
-        info.routes = connection.authorization.routes
-        if reservation.ipv6_prefix is not None:
-            # Routed to the session like a network behind it (RFC 3162 §2.3), so every address the client
-            # forms in it (SLAAC, privacy addresses) reaches it and may leave it.
-            connection.ipv6_prefix = reservation.ipv6_prefix
-            info.routes += (reservation.ipv6_prefix,)
-        info.classes = connection.authorization.classes
-
-    def _release(self, connection: ServerConnection) -> None:
-        """Give the session's IPv4 address back and take it out of the table (idempotent)."""
-        if connection.address_key is not None:
-            self.table.remove_address(connection.address_key, connection)
-            connection.address_key = None
-        if connection.info.address is not None and connection.address_pool is not None:
-            self.addresses.release(connection.info.address, connection.address_pool)
-        connection.address_pool = None
-
-    def _replace(self, older: Iterable[ServerConnection], newer: ServerConnection) -> None:
-        """``on_limit = "replace"``: end the user's oldest sessions for a new one. They leave the tables at
-        once, so the new session can have the same fixed address and routes while they say goodbye."""
-        for connection in older:
-            connection.log.info(
-                "%s: session %s of user %r ends for the newer one from %s (on_limit = replace)",
-                connection.peer,
-                connection.info.session_id,
-                connection.info.user,
-                newer.peer,
-                extra={"event": "replaced"},
-            )
-            connection.end("replaced by a newer session of the same user", TerminateCause.ADMIN_RESET)
-            self.forget(connection)
-
-    def _refuse(self, connection: ServerConnection, reason: str) -> str:
-        self.count_failure(connection, FailureReason.ADDRESS)
-        connection.log.warning("%s: refused: %s", connection.peer, reason, extra={"event": "refused"})
-        return reason
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -367,7 +289,7 @@ class SstpServerApp:
         assert isinstance(connection, ServerConnection)
         if isinstance(event, LinkUp):
             self.negotiating.discard(connection)
-            self.connects += 1
+            self.counters.connects += 1
             connection.info.auth_method = event.auth_method.value if event.auth_method else None
             connection.info.hash_protocol = event.hash_protocol.name if event.hash_protocol else None
             self.routing.up(connection)
@@ -385,10 +307,10 @@ class SstpServerApp:
             if self.accounting is not None:
                 self.accounting.up(connection)
         elif isinstance(event, Verification):
-            self._verify(connection, event)
+            self.logins.verify(connection, event)
         elif isinstance(event, AuthenticationFailed):
             connection.auth_failure = event.reason
-            self.count_failure(connection, FailureReason.AUTHENTICATION)
+            self.counters.failed(connection, FailureReason.AUTHENTICATION)
             connection.log.warning(
                 "%s: authentication failed for %r: %s",
                 connection.peer,
@@ -415,46 +337,6 @@ class SstpServerApp:
             connection.log.log(level, "%s: call ended: %s", connection.peer, reason, extra={"event": "down"})
             self.forget(connection)
 
-    # -- authentication ----------------------------------------------------------------------------
-
-    def _verify(self, connection: ServerConnection, question: Verification) -> None:
-        """Ask the backend; only this call waits for the answer."""
-        connection.asked = True
-        if connection.verifying is not None:
-            # A new authenticator asks (the peer started LCP over): nobody waits for the old answer.
-            connection.verifying.cancel()
-        connection.verifying = asyncio.get_running_loop().create_task(self._answer(connection, question))
-
-    async def _answer(self, connection: ServerConnection, question: Verification) -> None:
-        try:
-            answer = await self.backend.verify(question, connection.context)
-        except Exception as exc:  # a broken backend refuses this login, never the server
-            connection.log.warning(
-                "%s: the authentication backend failed (%s); refusing the login",
-                connection.peer,
-                exc,
-                extra={"event": "backend_failed"},
-            )
-            reason = f"the authentication backend failed: {exc}"
-            answer = Answer(Verdict(False, question.user, reason=reason))
-        if connection.closed or connection.link.is_closed:
-            connection.verifying = None
-            return
-        if answer.verdict.success and not answer.verdict.more:
-            connection.authorization = answer.authorization
-            # The addresses are reserved before the link goes on to IPCP, which asks for them at once.
-            connection.network = await self._reserve(connection, answer.verdict.user or question.user)
-            if connection.network is None:
-                return
-        connection.verifying = None
-        if answer.authorization.reply_message:
-            connection.log.info(
-                "%s: the backend says %r", connection.peer, answer.authorization.reply_message
-            )
-        assert self._loop is not None
-        connection.link.answer(self._loop.time(), question, answer.verdict)
-        connection.flush()
-
     def _limit_session(self, connection: ServerConnection) -> None:
         """Apply the backend's per-session limits once the call is up."""
         authorization = connection.authorization
@@ -476,12 +358,12 @@ class SstpServerApp:
             # Without a LinkDown first, the TCP connection just went away.
             self.accounting.down(connection, connection.terminate_cause or TerminateCause.LOST_CARRIER)
         if connection in self.negotiating:
-            self.count_failure(connection, FailureReason.PROTOCOL)
+            self.counters.failed(connection, FailureReason.PROTOCOL)
             self.negotiating.discard(connection)
         if connection in self.connections:
             self.connections.discard(connection)
-            self._ended.update(_traffic(connection))
-        self._release(connection)
+            self.counters.ended(connection)
+        self.logins.release(connection)
         self.routing.down(connection)
 
     # -- statistics --------------------------------------------------------------------------------
@@ -489,77 +371,13 @@ class SstpServerApp:
     def snapshot(self, worker: int = 0, rates: Rates | None = None) -> ServerStats:
         """This process's counters and sessions at this moment (``rates`` from the control socket's
         sampler, when it runs)."""
-        live = sorted(self.connections, key=lambda c: c.info.started)
-        totals = Counter(self._ended)
-        for connection in live:
-            totals.update(_traffic(connection))
-        failures = {reason.value: count for reason, count in self.failures.items()}
-        if self.listener.handshake_failures:
-            failures[FailureReason.TLS_HANDSHAKE.value] = self.listener.handshake_failures
-        drops = {
-            DropCause.QUEUE_FULL.value: totals["drops"],
-            DropCause.SPOOFED_SOURCE.value: self.datapath.spoofed,
-            DropCause.NO_SESSION.value: self.datapath.tun_drops,
-            DropCause.BEFORE_BINDING.value: totals["dropped_ip"],
-        }
-        with open("/proc/self/statm") as statm:
-            rss = int(statm.read().split()[1]) * PAGE_SIZE
-        times = os.times()
-        return ServerStats(
+        return self.counters.snapshot(
             worker=worker,
-            pid=os.getpid(),
-            started=self.started,
-            sessions=tuple(self._session_stats(c, worker, (rates or {}).get(c)) for c in live),
+            live=sorted(self.connections, key=lambda c: c.info.started),
             negotiating=len(self.negotiating),
-            connects=self.connects,
-            failures=failures,
-            bytes_in=totals["bytes_in"],
-            bytes_out=totals["bytes_out"],
-            packets_in=totals["packets_in"],
-            packets_out=totals["packets_out"],
-            drops=drops,
-            rss_bytes=rss,
-            cpu_seconds=times.user + times.system,
-        )
-
-    def _session_stats(
-        self, connection: ServerConnection, worker: int, rates: tuple[float, float] | None
-    ) -> SessionStats:
-        info = connection.info
-        rate_in, rate_out = rates or (0.0, 0.0)
-        return SessionStats(
-            session_id=info.session_id,
-            peer=info.peer,
-            started=info.started,
-            up=connection.link.is_up,
-            user=info.user,
-            address=str(info.address) if info.address else None,
-            ipv6=tuple(str(ip_address(key)) for key in connection.ipv6_keys),
+            handshake_failures=self.listener.handshake_failures,
+            spoofed=self.datapath.spoofed,
+            no_session=self.datapath.tun_drops,
             backend=self.backend.name,
-            auth=info.auth_method,
-            hash=info.hash_protocol,
-            tls=info.tls,
-            mtu=connection.mtu,
-            bytes_in=connection.bytes_in,
-            bytes_out=connection.bytes_out,
-            packets_in=connection.packets_in,
-            packets_out=connection.packets_out,
-            rate_in=round(rate_in),
-            rate_out=round(rate_out),
-            drops=connection.drops,
-            routes=tuple(str(route) for route in info.routes),
-            classes=tuple(value.hex() for value in info.classes),
-            worker=worker,
+            rates=rates,
         )
-
-
-def _traffic(connection: ServerConnection) -> dict[str, int]:
-    """A session's counters that the server's totals add up."""
-    return {
-        "bytes_in": connection.bytes_in,
-        "bytes_out": connection.bytes_out,
-        "packets_in": connection.packets_in,
-        "packets_out": connection.packets_out,
-        "drops": connection.drops,
-        "dropped_ip": connection.link.dropped_ip,
-    }

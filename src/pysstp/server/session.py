@@ -16,18 +16,18 @@ import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import TYPE_CHECKING, Any
 
 from pysstp.aaa.backend import Authorization, CallContext
 from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.connection import LinkConnection
 from pysstp.link import ServerLink, ServerNetwork, ip_mtu
-from pysstp.server.stats import FailureReason
+from pysstp.server.stats import FailureReason, SessionStats
 from pysstp.sstp.http import error_response
 
 if TYPE_CHECKING:
-    from pysstp.server.addresses import Pool
+    from pysstp.server.addresses import Pool, Reservation
     from pysstp.server.app import SstpServerApp
 
 log = logging.getLogger("pysstp.server")
@@ -145,7 +145,7 @@ class ServerConnection(LinkConnection):
         server = self.server
         penalty = server.backoff.refused(self.source)
         if penalty is not None:
-            server.count_failure(self, FailureReason.BACKOFF)
+            server.counters.failed(self, FailureReason.BACKOFF)
             self.log.warning(
                 "%s: refused for %.0f s more after %d failed logins from %s (HTTP 503)",
                 self.peer,
@@ -169,7 +169,7 @@ class ServerConnection(LinkConnection):
             cipher = ssl_object.cipher()
             self.info.tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
             if server.require_client_certificate and ssl_object.getpeercert(binary_form=True) is None:
-                server.count_failure(self, FailureReason.CLIENT_CERTIFICATE)
+                server.counters.failed(self, FailureReason.CLIENT_CERTIFICATE)
                 self.log.warning(
                     "%s: refused: no TLS client certificate (verify-client-certificate = require)",
                     self.peer,
@@ -218,6 +218,61 @@ class ServerConnection(LinkConnection):
         if self._session_timer is not None:
             self._session_timer.cancel()
             self._session_timer = None
+
+    def hold(self, user: str, reservation: Reservation) -> None:
+        """The backend accepted ``user`` and the addresses are reserved: this is the session's now."""
+        info = self.info
+        info.user = user
+        info.address = reservation.address
+        self.address_pool = reservation.pool
+        self.address_key = reservation.address.packed
+        info.routes = self.authorization.routes
+        if reservation.ipv6_prefix is not None:
+            # Routed to the session like a network behind it (RFC 3162 §2.3), so every address the client
+            # forms in it (SLAAC, privacy addresses) reaches it and may leave it.
+            self.ipv6_prefix = reservation.ipv6_prefix
+            info.routes += (reservation.ipv6_prefix,)
+        info.classes = self.authorization.classes
+
+    def traffic(self) -> dict[str, int]:
+        """The counters that the server's totals add up."""
+        return {
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "packets_in": self.packets_in,
+            "packets_out": self.packets_out,
+            "drops": self.drops,
+            "dropped_ip": self.link.dropped_ip,
+        }
+
+    def stats(self, backend: str, worker: int, rates: tuple[float, float] | None) -> SessionStats:
+        """The session as the snapshot shows it (``rates`` in and out in bit/s, when sampled)."""
+        info = self.info
+        rate_in, rate_out = rates or (0.0, 0.0)
+        return SessionStats(
+            session_id=info.session_id,
+            peer=info.peer,
+            started=info.started,
+            up=self.link.is_up,
+            user=info.user,
+            address=str(info.address) if info.address else None,
+            ipv6=tuple(str(ip_address(key)) for key in self.ipv6_keys),
+            backend=backend,
+            auth=info.auth_method,
+            hash=info.hash_protocol,
+            tls=info.tls,
+            mtu=self.mtu,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            packets_in=self.packets_in,
+            packets_out=self.packets_out,
+            rate_in=round(rate_in),
+            rate_out=round(rate_out),
+            drops=self.drops,
+            routes=tuple(str(route) for route in info.routes),
+            classes=tuple(value.hex() for value in info.classes),
+            worker=worker,
+        )
 
     @property
     def idle_timeout(self) -> float:
