@@ -16,7 +16,8 @@ from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings, settings_from_args
 from pysstp.commands.connect import read_login
 from pysstp.errors import ConfigError
-from pysstp.ppp.auth.eap_tls import IdentitySource, TlsVersion
+from pysstp.ppp.auth.eap_tls import IdentitySource
+from pysstp.ppp.auth.tls_tunnel import TlsVersion
 from pysstp.ppp.constants import AuthMethod
 from pysstp.server.build import load_eap_tls
 from pysstp.server.config import EAP_TLS_EXAMPLE, add_arguments, load

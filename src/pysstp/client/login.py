@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, TlsIdentity
+from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings
+from pysstp.ppp.auth.tls_tunnel import TlsIdentity
 
 
 @dataclass(frozen=True)

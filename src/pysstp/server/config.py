@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 from pysstp.aaa.radius.server import AUTHENTICATION_PORT
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.base import EapMode
-from pysstp.ppp.auth.eap_tls import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, IdentitySource, TlsVersion
+from pysstp.ppp.auth.eap_tls import IdentitySource
+from pysstp.ppp.auth.tls_tunnel import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 from pysstp.server.pool import AddressPool
 from pysstp.settings import Bool as _Bool

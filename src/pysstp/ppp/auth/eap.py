@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import os
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from pysstp.errors import AuthError
 from pysstp.ppp.auth.base import (
@@ -37,6 +37,8 @@ from pysstp.ppp.auth.base import (
     with_keys,
 )
 from pysstp.ppp.auth.chap import chap_md5_response, decode_value_name, encode_value_name
+from pysstp.ppp.auth.eap_mschapv2 import EapMsChapV2Data, EapMsChapV2Peer
+from pysstp.ppp.auth.eap_packet import EapPacket
 from pysstp.ppp.auth.eap_tls import (
     EapTlsPeer,
     EapTlsPeerSettings,
@@ -62,7 +64,6 @@ from pysstp.ppp.constants import (
     MsChapV2OpCode,
     Protocol,
 )
-from pysstp.ppp.packet import join_packet, split_packet
 from pysstp.randomness import RandomBytes
 
 _TYPE_SIZE = 1
@@ -106,68 +107,6 @@ def _eap_mschapv2_hlak(password_hash: bytes, nt_response: bytes) -> bytes:
 
 
 # -- codec ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EapPacket:
-    """An EAP packet. Requests and Responses have a ``type`` and ``data`` (Type-Data); Success and
-    Failure have neither."""
-
-    code: EapCode
-    identifier: int
-    type: int | None = None
-    data: bytes = b""
-
-    def encode(self) -> bytes:
-        """Wire bytes: Code, Identifier, Length, then Type and Type-Data for a Request/Response."""
-        body = b"" if self.type is None else bytes([self.type]) + self.data
-        return join_packet(self.code, self.identifier, body)
-
-    @classmethod
-    def decode(cls, packet: bytes) -> EapPacket:
-        """Parse a packet; bytes past Length are PPP padding and ignored."""
-        code, identifier, body = split_packet(packet, "EAP", AuthError)
-        try:
-            eap_code = EapCode(code)
-        except ValueError:
-            raise AuthError(f"unknown EAP code {code}") from None
-        if eap_code in (EapCode.SUCCESS, EapCode.FAILURE):
-            return cls(eap_code, identifier)
-        if len(body) < _TYPE_SIZE:
-            raise AuthError(f"EAP {eap_code.name} without a Type")
-        return cls(eap_code, identifier, body[0], body[_TYPE_SIZE:])
-
-
-@dataclass(frozen=True, slots=True)
-class EapMsChapV2Data:
-    """EAP-MSCHAPv2 Type-Data: OpCode, MS-CHAPv2-ID, MS-Length and the payload.
-
-    The peer's answers to Success and Failure are the OpCode alone (``ms_id`` is then ``None``).
-    """
-
-    opcode: int
-    ms_id: int | None = None
-    payload: bytes = b""
-
-    def encode(self) -> bytes:
-        """Type-Data bytes; MS-Length counts from the OpCode on (= EAP Length - 5)."""
-        if self.ms_id is None:
-            return bytes([self.opcode])
-        return _MS_HEADER.pack(self.opcode, self.ms_id, _MS_HEADER.size + len(self.payload)) + self.payload
-
-    @classmethod
-    def decode(cls, data: bytes) -> EapMsChapV2Data:
-        """Parse Type-Data, insisting that MS-Length agrees with the EAP Length."""
-        if len(data) == 1:
-            return cls(data[0])
-        if len(data) < _MS_HEADER.size:
-            raise AuthError(f"EAP-MSCHAPv2 data of {len(data)} bytes is shorter than its header")
-        opcode, ms_id, ms_length = _MS_HEADER.unpack_from(data)
-        if ms_length != len(data):
-            raise AuthError(
-                f"EAP-MSCHAPv2 MS-Length {ms_length} disagrees with EAP Length ({len(data)} bytes)"
-            )
-        return cls(opcode, ms_id, data[_MS_HEADER.size :])
 
 
 # -- authenticator ----------------------------------------------------------------------------------
@@ -474,15 +413,13 @@ class EapPeer(AuthPeer):
         self.eap_methods = eap_methods
         self._tls = EapTlsPeer(eap_tls) if eap_tls is not None else None
         self.method = eap_methods[0]
-        self._mschapv2 = MsChapV2Client(username, password, random_bytes, _eap_mschapv2_hlak)
+        self._mschapv2 = EapMsChapV2Peer(MsChapV2Client(username, password, random_bytes, _eap_mschapv2_hlak))
         self._last_request: bytes | None = None
         self._last_response: bytes | None = None
         self._answered_identity = False
         self._md5_answered = False
-        self._mschapv2_success: str | None = None
         self._refused: list[int] = []
         self._notifications: list[str] = []
-        self._failure_after_answer: tuple[str, int | None] | None = None
 
     def _receive(self, packet: bytes, now: float) -> None:
         eap = EapPacket.decode(packet)
@@ -502,9 +439,9 @@ class EapPeer(AuthPeer):
             self._last_request, self._last_response = request, response
             self._send(response)
             self._rearm_wait(now)
-            if self._failure_after_answer is not None:
+            if self._mschapv2.failure is not None:
                 # The EAP-Failure that follows the acknowledged Failure-Request adds nothing, and may be lost.
-                reason, error_code = self._failure_after_answer
+                reason, error_code = self._mschapv2.failure
                 self._fail(self.username, reason, error_code, method=AuthMethod.EAP_MSCHAP_V2)
         elif eap.code is EapCode.SUCCESS and not self.finished:
             self._on_eap_success()
@@ -544,26 +481,14 @@ class EapPeer(AuthPeer):
                 return EapType.NAK, bytes(EAP_TYPE_OF[method] for method in self.eap_methods)
 
     def _answer_mschapv2(self, ms: EapMsChapV2Data) -> bytes | None:
-        if ms.ms_id is None:
-            raise AuthError("EAP-MSCHAPv2 request without MS-CHAPv2-ID and MS-Length")
-        if ms.opcode == MsChapV2OpCode.CHALLENGE:
-            challenge, _server_name = decode_value_name(ms.payload)
-            value = self._mschapv2.respond(challenge)
+        data = self._mschapv2.answer(ms)
+        if self._mschapv2.mutual_failure:
+            self._fail(self.username, MUTUAL_AUTHENTICATION_FAILED, method=AuthMethod.EAP_MSCHAP_V2)
+        elif ms.opcode == MsChapV2OpCode.CHALLENGE:
             self.method = AuthMethod.EAP_MSCHAP_V2
-            payload = encode_value_name(value, self.username)
-            return EapMsChapV2Data(MsChapV2OpCode.RESPONSE, ms.ms_id, payload).encode()
-        if ms.opcode == MsChapV2OpCode.SUCCESS and self._mschapv2.answered:
-            message = decode_name(ms.payload)
-            if not self._mschapv2.check_success(message):
-                self._fail(self.username, MUTUAL_AUTHENTICATION_FAILED, method=AuthMethod.EAP_MSCHAP_V2)
-                return None
-            self._mschapv2_success = self._mschapv2.success_message(message)
-            return EapMsChapV2Data(MsChapV2OpCode.SUCCESS).encode()
-        if ms.opcode == MsChapV2OpCode.FAILURE and self._mschapv2.answered:
-            self._failure_after_answer = self._mschapv2.failure_reason(decode_name(ms.payload))
-            return EapMsChapV2Data(MsChapV2OpCode.FAILURE).encode()
-        self.discarded += 1
-        return None
+        elif data is None:
+            self.discarded += 1
+        return data
 
     def _on_eap_success(self) -> None:
         if self._tls is not None and self._tls.started:
@@ -573,13 +498,13 @@ class EapPeer(AuthPeer):
             else:
                 reason = self._tls.failure or "server sent EAP-Success before the TLS handshake was over"
                 self._fail(self.username, reason, method=AuthMethod.EAP_TLS)
-        elif self._mschapv2_success is not None:
+        elif self._mschapv2.success is not None:
             self._succeed(
-                self.username, self._mschapv2.hlak, self._mschapv2_success, AuthMethod.EAP_MSCHAP_V2
+                self.username, self._mschapv2.client.hlak, self._mschapv2.success, AuthMethod.EAP_MSCHAP_V2
             )
         elif self._md5_answered:
             self._succeed(self.username, ZERO_HLAK, method=AuthMethod.EAP_MD5)
-        elif self._mschapv2.answered:
+        elif self._mschapv2.client.answered:
             self._fail(
                 self.username,
                 "server sent EAP-Success without proving it knows the password (no EAP-MSCHAPv2 Success "
@@ -597,7 +522,7 @@ class EapPeer(AuthPeer):
             names = ", ".join(dict.fromkeys(eap_type_name(t) for t in self._refused))
             planned = all(t in _PLANNED_TYPES for t in self._refused)
             reason = f"server asked for {names}, which is not supported{' yet' if planned else ''}"
-        elif self._md5_answered or self._mschapv2.answered:
+        elif self._md5_answered or self._mschapv2.client.answered:
             reason = f"server rejected the user name or password ({eap_type_name(EAP_TYPE_OF[self.method])})"
         elif self._answered_identity:
             reason = f"server rejected identity {self.username!r} (EAP-Failure)"
