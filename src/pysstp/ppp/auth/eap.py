@@ -48,6 +48,7 @@ from pysstp.ppp.auth.eap_tls import (
 )
 from pysstp.ppp.auth.keys import ZERO_HLAK, eap_mschapv2_msk, hlak_from_key_material
 from pysstp.ppp.auth.mschapv2_core import MUTUAL_AUTHENTICATION_FAILED, MsChapV2Client, MsChapV2Server
+from pysstp.ppp.auth.peap import PeapPeer, PeapPeerSettings, PeapQuestion, PeapServer, PeapServerSettings
 from pysstp.ppp.auth.verification import (
     CertificateProof,
     ChapMd5Proof,
@@ -76,6 +77,7 @@ EAP_TYPE_OF = {
     AuthMethod.EAP_MSCHAP_V2: EapType.MSCHAP_V2,
     AuthMethod.EAP_MD5: EapType.MD5_CHALLENGE,
     AuthMethod.EAP_TLS: EapType.TLS,
+    AuthMethod.PEAP: EapType.PEAP,
 }
 """The EAP Type that runs each of our EAP methods."""
 _METHOD_OF = {int(eap_type): method for method, eap_type in EAP_TYPE_OF.items()}
@@ -90,7 +92,7 @@ _TYPE_NAMES = {
     EapType.PEAP: "PEAP",
     EapType.MSCHAP_V2: "EAP-MSCHAPv2",
 }
-_PLANNED_TYPES = frozenset({EapType.TTLS, EapType.PEAP})
+_PLANNED_TYPES = frozenset({EapType.TTLS})
 """Types we will support one day: the reason then says "not supported yet"."""
 
 
@@ -139,6 +141,7 @@ class EapAuthenticator(Authenticator):
         eap_tls: EapTlsServerSettings | None = None,
         eap_mode: EapMode = "local",
         random_bytes: RandomBytes = os.urandom,
+        peap: PeapServerSettings | None = None,
     ) -> None:
         super().__init__(name=name, random_bytes=random_bytes)
         if not eap_methods:
@@ -148,8 +151,11 @@ class EapAuthenticator(Authenticator):
                 raise ValueError(f"{method!r} does not run inside EAP")
         if AuthMethod.EAP_TLS in eap_methods and eap_tls is None and eap_mode == "local":
             raise ValueError("EAP-TLS needs its certificate settings")
+        if AuthMethod.PEAP in eap_methods and peap is None and eap_mode == "local":
+            raise ValueError("PEAP needs its certificate settings")
         self.eap_methods = eap_methods
         self.eap_tls = eap_tls
+        self.peap = peap
         self.eap_mode: EapMode = eap_mode
         self.method = eap_methods[0]
         self.identity: str | None = None
@@ -164,6 +170,7 @@ class EapAuthenticator(Authenticator):
         self._ms_id = 0
         self._tls: EapTlsServer | None = None
         self._tls_accepted: TlsAccepted | None = None
+        self._peap: PeapServer | None = None
         self._verdict: Verdict | None = None
         self._final: EapPacket | None = None
         self._keyed = self.method is not AuthMethod.EAP_MD5
@@ -208,6 +215,8 @@ class EapAuthenticator(Authenticator):
                 self._on_md5_response(eap, now)
             elif self.method is AuthMethod.EAP_TLS:
                 self._on_tls_response(eap, now)
+            elif self.method is AuthMethod.PEAP:
+                self._on_peap_response(eap, now)
             else:
                 self._on_mschapv2_response(eap, now)
         else:
@@ -231,6 +240,10 @@ class EapAuthenticator(Authenticator):
             assert self.eap_tls is not None  # checked in __init__
             self._tls = EapTlsServer(self.eap_tls, self.identity or "")
             self._request(EapType.TLS, self._tls.start(), now)
+        elif method is AuthMethod.PEAP:
+            assert self.peap is not None  # checked in __init__
+            self._peap = PeapServer(self.peap, self.identity or "", self.name, self._random_bytes)
+            self._request(EapType.PEAP, self._peap.start(), now)
         else:
             self._mschapv2 = MsChapV2Server(self._random_bytes)
             payload = encode_value_name(self._mschapv2.challenge, self.name)
@@ -273,6 +286,18 @@ class EapAuthenticator(Authenticator):
         else:
             self._request(EapType.TLS, answer, now)
 
+    def _on_peap_response(self, eap: EapPacket, now: float) -> None:
+        assert self._peap is not None  # made by _begin together with the Start request
+        answer = self._peap.respond(eap.data, (self._identifier + 1) % _IDENTIFIER_MODULO)
+        if isinstance(answer, Verdict):
+            self._conclude(eap.identifier, answer)
+        elif isinstance(answer, PeapQuestion):
+            # The inner EAP-MSCHAPv2 proof, asked as any EAP-MSCHAPv2 proof is (MS-PEAP 3.3.5.2).
+            self._answering = eap.identifier
+            self._ask(self.method, answer.user, answer.proof, now)
+        else:
+            self._request(EapType.PEAP, answer, now)
+
     def _on_mschapv2_response(self, eap: EapPacket, now: float) -> None:
         ms = EapMsChapV2Data.decode(eap.data)
         if self._stage is _Stage.METHOD and ms.opcode == MsChapV2OpCode.RESPONSE and ms.ms_id is not None:
@@ -312,6 +337,9 @@ class EapAuthenticator(Authenticator):
             self._on_passed_verdict(verdict, now)
         elif self.method is AuthMethod.EAP_MSCHAP_V2:
             self._mschapv2_result(verdict, now)
+        elif self.method is AuthMethod.PEAP and self._peap is not None:
+            answer = self._peap.answer(verdict, (self._identifier + 1) % _IDENTIFIER_MODULO)
+            self._request(EapType.PEAP, answer, now)
         elif self.method is AuthMethod.EAP_TLS and self._tls_accepted is not None:
             accepted = self._tls_accepted
             if verdict.success:
@@ -404,14 +432,18 @@ class EapPeer(AuthPeer):
         eap_methods: tuple[AuthMethod, ...] = EAP_METHODS,
         eap_tls: EapTlsPeerSettings | None = None,
         random_bytes: RandomBytes = os.urandom,
+        peap: PeapPeerSettings | None = None,
     ) -> None:
         super().__init__(username, password, random_bytes=random_bytes)
         if not eap_methods or any(method not in EAP_TYPE_OF for method in eap_methods):
             raise ValueError(f"not a tuple of EAP methods: {eap_methods!r}")
         if eap_tls is None:
             eap_methods = tuple(m for m in eap_methods if m is not AuthMethod.EAP_TLS) or EAP_METHODS
+        if peap is None:
+            eap_methods = tuple(m for m in eap_methods if m is not AuthMethod.PEAP) or EAP_METHODS
         self.eap_methods = eap_methods
         self._tls = EapTlsPeer(eap_tls) if eap_tls is not None else None
+        self._peap = PeapPeer(peap, username, password, random_bytes) if peap is not None else None
         self.method = eap_methods[0]
         self._mschapv2 = EapMsChapV2Peer(MsChapV2Client(username, password, random_bytes, _eap_mschapv2_hlak))
         self._last_request: bytes | None = None
@@ -472,6 +504,14 @@ class EapPeer(AuthPeer):
                 self.method = AuthMethod.EAP_TLS
                 tls_data = self._tls.handle(eap.data)
                 return None if tls_data is None else (EapType.TLS, tls_data)
+            case EapType.PEAP if self._peap is not None:
+                self.method = AuthMethod.PEAP
+                peap_data = self._peap.handle(eap.data)
+                if self._peap.abort is not None:
+                    # A bad Crypto-Binding TLV still gets its Result TLV Failure, so that the server
+                    # learns why (MS-PEAP 3.2.5.3).
+                    self._fail(self.username, self._peap.abort)
+                return None if peap_data is None else (EapType.PEAP, peap_data)
             case EapType.MSCHAP_V2 if AuthMethod.EAP_MSCHAP_V2 in self.eap_methods:
                 data = self._answer_mschapv2(EapMsChapV2Data.decode(eap.data))
                 return None if data is None else (EapType.MSCHAP_V2, data)
@@ -491,7 +531,16 @@ class EapPeer(AuthPeer):
         return data
 
     def _on_eap_success(self) -> None:
-        if self._tls is not None and self._tls.started:
+        if self._peap is not None and self._peap.started:
+            if self._peap.hlak is not None:
+                message = self._peap.inner_success or f"PEAP ({self._peap.version})"
+                self._succeed(self.username, self._peap.hlak, message, AuthMethod.PEAP)
+            else:
+                reason = (
+                    self._peap.failure or "server sent EAP-Success before the inner method of PEAP was over"
+                )
+                self._fail(self.username, reason, method=AuthMethod.PEAP)
+        elif self._tls is not None and self._tls.started:
             if self._tls.hlak is not None:
                 message = f"EAP-TLS ({self._tls.version})"
                 self._succeed(self.username, self._tls.hlak, message, AuthMethod.EAP_TLS)
@@ -514,10 +563,15 @@ class EapPeer(AuthPeer):
             self._fail(self.username, "server sent EAP-Success without running an authentication method")
 
     def _on_eap_failure(self) -> None:
-        if self._tls is not None and self._tls.started:
+        error_code: int | None = None
+        if self._peap is not None and self._peap.started:
+            reason, error_code = self._peap.refusal(), self._peap.error_code
+        elif self._tls is not None and self._tls.started:
             reason = self._tls.failure or "server refused the EAP-TLS authentication (EAP-Failure)"
         elif EapType.TLS in self._refused and len(set(self._refused)) == 1:
             reason = "server asked for EAP-TLS, and no client certificate is configured"
+        elif EapType.PEAP in self._refused and len(set(self._refused)) == 1:
+            reason = "server asked for PEAP, which this client runs only with --auth peap"
         elif self._refused:
             names = ", ".join(dict.fromkeys(eap_type_name(t) for t in self._refused))
             planned = all(t in _PLANNED_TYPES for t in self._refused)
@@ -530,7 +584,7 @@ class EapPeer(AuthPeer):
             reason = "server refused authentication (EAP-Failure)"
         if self._notifications:
             reason += "; server says " + "; ".join(repr(text) for text in self._notifications)
-        self._fail(self.username, reason)
+        self._fail(self.username, reason, error_code)
 
     def _give_up(self, now: float) -> None:
         if self._last_response is None:
@@ -548,11 +602,16 @@ def _authenticator(options: AuthenticatorOptions) -> Authenticator:
         eap_tls=options.eap_tls,
         eap_mode=options.eap_mode,
         random_bytes=options.random_bytes,
+        peap=options.peap,
     )
 
 
 def _peer(options: PeerOptions) -> AuthPeer:
-    methods = (*EAP_METHODS, AuthMethod.EAP_TLS) if options.eap_tls is not None else EAP_METHODS
+    methods: tuple[AuthMethod, ...] = EAP_METHODS
+    if options.eap_tls is not None:
+        methods = (*methods, AuthMethod.EAP_TLS)
+    if options.peap is not None:
+        methods = (*methods, AuthMethod.PEAP)
     order = (options.method, *(m for m in methods if m is not options.method))
     return EapPeer(
         options.username,
@@ -560,6 +619,7 @@ def _peer(options: PeerOptions) -> AuthPeer:
         eap_methods=order,
         eap_tls=options.eap_tls,
         random_bytes=options.random_bytes,
+        peap=options.peap,
     )
 
 
