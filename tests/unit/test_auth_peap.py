@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pysstp.aaa.local import StaticCredentials
+from pysstp.aaa.local import LocalBackend, StaticCredentials
 from pysstp.link import LinkUp
 from pysstp.ppp.auth import eap as eap_module
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPeer
@@ -179,8 +179,6 @@ def test_hlak_is_the_compound_session_key_of_the_tunnel_and_inner_keys(
     digest = "sha384" if (connection.get_cipher_name() or "").endswith("SHA384") else "sha256"
     tunnel_key = _p_hash(digest, master, b"client EAP encryption" + client_random + server_random, 60)
     [question] = conversation.questions
-    from pysstp.aaa.local import LocalBackend
-
     isk = LocalBackend(USERS).check(question).verdict.hlak
     ipmk, _cmk = peap_compound_keys(tunnel_key, isk)
     assert server.hlak == peap_msk(ipmk)[:32]
