@@ -704,6 +704,7 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                                 AuthMethod.MSCHAP_V2,
                                 AuthMethod.EAP_MSCHAP_V2,
                                 AuthMethod.EAP_TLS,
+                                AuthMethod.PEAP,
                                 AuthMethod.PAP,
                             )
                         },
@@ -742,7 +743,7 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "eap_tls.cert",
                 "--eap-cert",
                 _Text(_path),
-                "EAP certificate chain, PEM; default: the HTTPS one (tls.cert)",
+                "certificate chain that EAP-TLS and PEAP show, PEM; default: the HTTPS one (tls.cert)",
                 "FILE",
             ),
             _Setting("eap_tls.key", "--eap-key", _Text(_path), "its key; default: tls.key", "FILE"),
