@@ -7,10 +7,11 @@ import hashlib
 import hmac
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.aaa.local import LocalBackend, StaticCredentials
+from pysstp.errors import AuthError
 from pysstp.link import LinkUp
 from pysstp.ppp.auth import eap as eap_module
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPeer
@@ -29,10 +30,11 @@ from pysstp.ppp.auth.peap import (
     inner_packet,
 )
 from pysstp.ppp.auth.tls_tunnel import EapTlsData, EapTlsFlags, TlsConnection
+from pysstp.ppp.auth.verification import Verdict
 from pysstp.ppp.constants import AuthMethod, EapCode, EapType
 from pysstp.ppp.events import Authenticated, AuthenticationFailed
 
-from helpers.auth_wire import Conversation, seeded_random
+from helpers.auth_wire import Conversation, feed_garbage, seeded_random
 from helpers.certlab import identity, lab
 from helpers.conversation import Conversation as LinkConversation
 from helpers.conversation import client_config, server_config
@@ -375,3 +377,70 @@ def test_events_are_authenticated_only_once() -> None:
     conversation = talk()
     assert [type(e) for e in conversation.server_events] == [Authenticated]
     assert [type(e) for e in conversation.client_events] == [Authenticated]
+
+
+# -- garbage ----------------------------------------------------------------------------------------
+
+
+def _open_tunnel() -> tuple[PeapServer, PeapPeer]:
+    """A server and a peer whose TLS tunnel is up (the server sent the inner Identity request)."""
+    server = PeapServer(server_settings(), "alice", "pysstp", seeded_random(1))
+    peer = PeapPeer(peer_settings(), "alice", "alicepw", seeded_random(2))
+    request: object = server.start()
+    while not peer.tunnel_open or peer.framing.sending:
+        assert isinstance(request, bytes)
+        response = peer.handle(request)
+        assert response is not None
+        request = server.respond(response, 1)
+    assert isinstance(request, bytes)
+    return server, peer
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=120), min_size=1, max_size=4))
+def test_garbage_through_the_tunnel_never_raises(inner: list[bytes]) -> None:
+    """Whatever the peer sends inside the tunnel, the server answers, refuses or asks; nothing raises
+    but its own error (the authenticator counts that as a discarded packet)."""
+    server, peer = _open_tunnel()
+    assert peer.tls is not None
+    for plaintext in inner:
+        with contextlib.suppress(AuthError):
+            server.respond(peer.framing.send(peer.tls.seal(plaintext)), 2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=120), min_size=1, max_size=4))
+def test_garbage_from_the_server_through_the_tunnel_never_raises(inner: list[bytes]) -> None:
+    server, peer = _open_tunnel()
+    for plaintext in inner:
+        with contextlib.suppress(AuthError):
+            peer.handle(server.framing.send(server.tls.seal(plaintext)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(max_size=80), max_size=8))
+def test_garbage_type_data_never_raises(packets: list[bytes]) -> None:
+    peer = EapPeer("alice", "alicepw", eap_methods=PEAP_ONLY, peap=peer_settings())
+    feed_garbage(
+        peer, [EapPacket(EapCode.REQUEST, i, EapType.PEAP, p).encode() for i, p in enumerate(packets)]
+    )
+    server = EapAuthenticator(eap_methods=PEAP_ONLY, peap=server_settings())
+    server.start(0.0)
+    server.receive(EapPacket(EapCode.RESPONSE, server._identifier, EapType.IDENTITY, b"alice").encode(), 0.0)
+    for packet in packets:
+        server.receive(EapPacket(EapCode.RESPONSE, server._identifier, EapType.PEAP, packet).encode(), 0.0)
+        server.take_outgoing()
+        server.take_events()
+
+
+def test_an_acknowledgement_where_tunnel_data_belongs_is_refused() -> None:
+    server, peer = _open_tunnel()
+    answer = server.respond(peer.framing.ack, 2)
+    assert isinstance(answer, Verdict) and not answer.success
+    assert (
+        answer.reason
+        == "peer sent a malformed inner EAP packet in PEAP (empty inner EAP packet in the PEAP tunnel)"
+    )
+    server, peer = _open_tunnel()
+    with pytest.raises(AuthError, match="empty inner EAP packet"):
+        peer.handle(server.framing.ack)

@@ -349,8 +349,10 @@ class TlsConnection:
         return self.take_output()
 
     def open(self, records: bytes) -> bytes:
-        """The application data in ``records`` (a whole flight of the other side)."""
-        self.connection.bio_write(records)
+        """The application data in ``records`` (a whole flight of the other side; an empty one, such as
+        an acknowledgement where data belongs, carries none)."""
+        if records:
+            self.connection.bio_write(records)
         return self.read()
 
     def take_output(self) -> bytes:
