@@ -14,6 +14,7 @@ from pysstp.aaa.local import LocalBackend, StaticCredentials
 from pysstp.errors import AuthError
 from pysstp.link import LinkUp
 from pysstp.ppp.auth import eap as eap_module
+from pysstp.ppp.auth import make_authenticator, make_peer
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPeer
 from pysstp.ppp.auth.eap_packet import EapPacket
 from pysstp.ppp.auth.keys import ZERO_HLAK, peap_compound_keys, peap_msk, peap_prf_plus
@@ -444,3 +445,18 @@ def test_an_acknowledgement_where_tunnel_data_belongs_is_refused() -> None:
     server, peer = _open_tunnel()
     with pytest.raises(AuthError, match="empty inner EAP packet"):
         peer.handle(server.framing.ack)
+
+
+def test_a_peap_client_naks_plain_eap_mschapv2() -> None:
+    """With --auth peap the password proof goes only through the checked tunnel."""
+    server = make_authenticator(
+        AuthMethod.EAP_MSCHAP_V2,
+        eap_methods=(AuthMethod.EAP_MSCHAP_V2, AuthMethod.PEAP),
+        peap=server_settings(),
+    )
+    client = make_peer(AuthMethod.PEAP, "alice", "alicepw", peap=peer_settings())
+    conversation = Conversation(server, client, USERS).run()
+    server_result, client_result = conversation.succeeded()
+    assert server_result.method is client_result.method is AuthMethod.PEAP
+    naks = [EapPacket.decode(p) for p in conversation.sent_by("client")]
+    assert any(p.type == EapType.NAK and p.data == bytes([EapType.PEAP]) for p in naks)

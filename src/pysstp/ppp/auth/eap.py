@@ -607,6 +607,16 @@ def _authenticator(options: AuthenticatorOptions) -> Authenticator:
 
 
 def _peer(options: PeerOptions) -> AuthPeer:
+    if options.method is AuthMethod.PEAP:
+        # Asked for PEAP, the client sends its password proof only through the tunnel whose certificate
+        # it checked: plain EAP-MSCHAPv2 (or EAP-MD5) is Naked.
+        return EapPeer(
+            options.username,
+            options.password,
+            eap_methods=(AuthMethod.PEAP,),
+            random_bytes=options.random_bytes,
+            peap=options.peap,
+        )
     methods: tuple[AuthMethod, ...] = EAP_METHODS
     if options.eap_tls is not None:
         methods = (*methods, AuthMethod.EAP_TLS)
