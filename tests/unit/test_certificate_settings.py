@@ -175,6 +175,16 @@ def test_server_peap_shows_the_eap_certificate_else_the_https_one(files: Path) -
     assert load_peap(server_settings(server(*cert, "--auth", "mschapv2"))) is None
 
 
+def test_server_peap_behind_a_tls_terminator_needs_an_eap_certificate() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    offload = ["--tls-offload", "--binding-sha256", "ab" * 32, "--binding-sha1", "cd" * 20, "--auth", "peap"]
+    with pytest.raises(ConfigError, match=r"^auth method 'peap' needs a certificate of its own behind a TLS"):
+        server_settings(parser.parse_args(offload))
+    settings = server_settings(parser.parse_args([*offload, "--eap-cert", "e.pem", "--eap-key", "e.key"]))
+    assert settings.eap_tls.cert == Path("e.pem")
+
+
 def test_server_example_loads(files: Path) -> None:
     config = files / "server.toml"
     config.write_text(EAP_TLS_EXAMPLE)

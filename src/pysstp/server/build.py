@@ -236,7 +236,7 @@ def _eap_identity(settings: ServerSettings) -> TlsIdentity:
     """The EAP certificate (eap_tls.cert), else the HTTPS one; EAP-TLS and PEAP both show it."""
     eap = settings.eap_tls
     cert, key = (eap.cert, eap.key) if eap.cert is not None else (settings.tls.cert, settings.tls.key)
-    assert cert is not None and key is not None  # validate() insists on the HTTPS certificate
+    assert cert is not None and key is not None  # validate() insists on one of the two
     return read_identity(cert, key)
 
 

@@ -1190,6 +1190,18 @@ def validate(settings: ServerSettings) -> None:
         )
     if (settings.eap_tls.cert is None) != (settings.eap_tls.key is None):
         raise ConfigError("set both eap_tls.cert and eap_tls.key (--eap-cert, --eap-key), or neither")
+    # EAP-TLS and PEAP show the EAP certificate, else the HTTPS one, which TLS offload does not have.
+    tunnels = [m.value for m in (AuthMethod.EAP_TLS, AuthMethod.PEAP) if m in settings.auth_methods]
+    if (
+        tunnels
+        and settings.eap_mode == "local"
+        and settings.eap_tls.cert is None
+        and settings.tls.cert is None
+    ):
+        raise ConfigError(
+            f"auth method '{tunnels[0]}' needs a certificate of its own behind a TLS terminator: set "
+            "eap_tls.cert and eap_tls.key (--eap-cert, --eap-key)"
+        )
     if settings.tls.verify_client_certificate != "none" and not settings.tls.client_ca:
         raise ConfigError(
             f"verify-client-certificate '{settings.tls.verify_client_certificate}' needs the CA that signs "
