@@ -383,8 +383,10 @@ def test_events_are_authenticated_only_once() -> None:
 # -- garbage ----------------------------------------------------------------------------------------
 
 
-def _open_tunnel() -> tuple[PeapServer, PeapPeer]:
-    """A server and a peer whose TLS tunnel is up (the server sent the inner Identity request)."""
+def _open_tunnel(*, identity_delivered: bool = False) -> tuple[PeapServer, PeapPeer]:
+    """A server and a peer whose TLS tunnel is up: the server sealed the inner Identity request, and with
+    ``identity_delivered`` the peer read it and the server's TLS read the answer (outside the machine,
+    which still waits for it), so that records go on in sequence both ways."""
     server = PeapServer(server_settings(), "alice", "pysstp", seeded_random(1))
     peer = PeapPeer(peer_settings(), "alice", "alicepw", seeded_random(2))
     request: object = server.start()
@@ -394,6 +396,10 @@ def _open_tunnel() -> tuple[PeapServer, PeapPeer]:
         assert response is not None
         request = server.respond(response, 1)
     assert isinstance(request, bytes)
+    if identity_delivered:
+        answer = peer.handle(request)
+        assert answer is not None
+        assert server.tls.open(EapTlsData.decode(answer).fragment) == b"\x01alice"
     return server, peer
 
 
@@ -412,7 +418,7 @@ def test_garbage_through_the_tunnel_never_raises(inner: list[bytes]) -> None:
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.binary(min_size=1, max_size=120), min_size=1, max_size=4))
 def test_garbage_from_the_server_through_the_tunnel_never_raises(inner: list[bytes]) -> None:
-    server, peer = _open_tunnel()
+    server, peer = _open_tunnel(identity_delivered=True)
     for plaintext in inner:
         with contextlib.suppress(AuthError):
             peer.handle(server.framing.send(server.tls.seal(plaintext)))
@@ -460,3 +466,15 @@ def test_a_peap_client_naks_plain_eap_mschapv2() -> None:
     assert server_result.method is client_result.method is AuthMethod.PEAP
     naks = [EapPacket.decode(p) for p in conversation.sent_by("client")]
     assert any(p.type == EapType.NAK and p.data == bytes([EapType.PEAP]) for p in naks)
+
+
+def test_capabilities_negotiation_is_naked() -> None:
+    """Windows servers may ask for MS-PEAP's Capabilities Negotiation (a vendor type, sent with its EAP
+    header, MS-PEAP 3.1.5.6) after the inner Identity; the peer declines with a Nak and goes on."""
+    server, peer = _open_tunnel(identity_delivered=True)
+    assert peer.tls is not None
+    capabilities = EapPacket(EapCode.REQUEST, 5, 254, bytes.fromhex("000137 00000022 00000000")).encode()
+    answer = peer.handle(server.framing.send(server.tls.seal(capabilities)))
+    assert answer is not None
+    assert server.tls.open(EapTlsData.decode(answer).fragment) == bytes([EapType.NAK, EapType.MSCHAP_V2])
+    assert peer.abort is None and "254" not in peer.refusal()

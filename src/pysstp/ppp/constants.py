@@ -159,6 +159,8 @@ class EapType(enum.IntEnum):
     MSCHAP_V2 = 26
     EXTENSIONS = 33
     """MS-PEAP 2.2.8: carries the Result and Crypto-Binding TLVs inside the PEAP tunnel."""
+    EXPANDED = 254
+    """RFC 3748 §5.7: a vendor's type (MS-PEAP's Capabilities Negotiation and SoH methods use it)."""
 
 
 class Timer(float, enum.Enum):

@@ -202,14 +202,19 @@ def _result(value: bytes) -> ResultStatus:
 # -- PEAPv0's inner EAP -----------------------------------------------------------------------------
 
 
+_UNCOMPRESSED = (EapType.EXTENSIONS, EapType.EXPANDED, EapType.IDENTITY)
+"""Inner types sent with their EAP header: the Extensions method, the Capabilities Negotiation and SoH
+methods (vendor types; MS-PEAP 3.1.5.6), and Identity as FreeRADIUS sends it."""
+
+
 def inner_packet(data: bytes, code: EapCode) -> EapPacket:
-    """The inner EAP packet in ``data`` (decrypted): whole when it carries its own header (Extensions
-    packets; FreeRADIUS also sends Identity so), else Type and Type-Data only (MS-PEAP 2.2.7)."""
+    """The inner EAP packet in ``data`` (decrypted): whole when it carries its own header (see
+    :data:`_UNCOMPRESSED`), else Type and Type-Data only (MS-PEAP 3.1.5.6)."""
     if (
         len(data) > _EAP_HEADER_SIZE
         and data[0] == code
         and int.from_bytes(data[2:4], "big") == len(data)
-        and data[_EAP_HEADER_SIZE] in (EapType.EXTENSIONS, EapType.IDENTITY)
+        and data[_EAP_HEADER_SIZE] in _UNCOMPRESSED
     ):
         return EapPacket.decode(data)
     if not data:
@@ -525,7 +530,10 @@ class PeapPeer(TunnelPeer):
                 ).encode()
             case _:
                 assert inner.type is not None  # requests always carry a Type
-                self._refused.append(inner.type)
+                if inner.type != EapType.EXPANDED:
+                    # MS-PEAP's Capabilities Negotiation (a vendor type) is optional: the server goes on
+                    # without it after our Nak (3.3.5.4.5), so it is no reason for a failure.
+                    self._refused.append(inner.type)
                 return _method_data(EapType.NAK, bytes([INNER_METHOD]))
 
     def _on_extensions(self, extensions: Extensions, tls: TlsConnection) -> Extensions:
