@@ -1,16 +1,17 @@
 """EAP (RFC 3748) over PPP with the methods pysstp speaks: Identity, Notification, Legacy-Nak, MD5-Challenge
-(RFC 3748 §5.4), EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2) and EAP-TLS (:mod:`.eap_tls`).
+(RFC 3748 §5.4), EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2), EAP-TLS (:mod:`.eap_tls`) and PEAP
+(:mod:`.peap`).
 
 The authenticator drives EAP: it sends Requests and retransmits them; the peer only answers, and resends
 its last Response when a Request is repeated. EAP-MSCHAPv2 uses the same MS-CHAPv2 core as plain CHAP
 (:mod:`pysstp.ppp.auth.mschapv2_core`); its HLAK is MSK[0:32], the same bytes as plain MS-CHAPv2.
 
 The authenticator runs in one of two modes (:data:`~pysstp.ppp.auth.base.EapMode`). ``local``: the
-methods run here and ask for their inner proofs (EAP-MD5's and EAP-MSCHAPv2's Responses, the name in an
-EAP-TLS certificate) at the moment they arrive. ``pass-through`` (RFC 3579 §3): after Identity, every
-EAP Response is a question with the packet as it came (:class:`~pysstp.ppp.auth.verification.EapProof`),
-and the answer's ``eap`` packet goes to the peer: a Request while ``more``, else the final Success or
-Failure.
+methods run here and ask for their inner proofs (EAP-MD5's and EAP-MSCHAPv2's Responses, PEAP's inner
+EAP-MSCHAPv2 Response, the name in an EAP-TLS certificate) at the moment they arrive. ``pass-through``
+(RFC 3579 §3): after Identity, every EAP Response is a question with the packet as it came
+(:class:`~pysstp.ppp.auth.verification.EapProof`), and the answer's ``eap`` packet goes to the peer: a
+Request while ``more``, else the final Success or Failure.
 """
 
 from __future__ import annotations
