@@ -277,8 +277,8 @@ def test_server_with_bad_compound_mac_is_refused(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(eap_module, "PeapServer", BadMacServer)
     server, client = talk().failed()
     assert client.reason.startswith("server's Crypto-Binding TLV is wrong: its Compound MAC does not match")
-    assert server.reason == (
-        "peer refused PEAP's result (Result TLV Failure): it does not trust our Crypto-Binding TLV"
+    assert (
+        server.reason == "peer answered with a Result TLV Failure: it did not accept our Crypto-Binding TLV"
     )
 
 

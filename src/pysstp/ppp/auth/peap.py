@@ -427,9 +427,7 @@ class PeapServer(TunnelServer[PeapQuestion]):
         user = verdict.user
         binding = extensions.binding
         if extensions.result is not ResultStatus.SUCCESS:
-            reason = (
-                "peer refused PEAP's result (Result TLV Failure): it does not trust our Crypto-Binding TLV"
-            )
+            reason = "peer answered with a Result TLV Failure: it did not accept our Crypto-Binding TLV"
             return self.refuse(reason, user)
         if binding is None:
             return self.refuse(
