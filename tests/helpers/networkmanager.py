@@ -125,7 +125,7 @@ class NetworkManager:
         ]
         script = (
             " && ".join(mounts)
-            + f" && exec NetworkManager --no-daemon --config {self.tmp / 'NetworkManager.conf'}"
+            + f" && exec NetworkManager --debug --config {self.tmp / 'NetworkManager.conf'}"
         )
         with self.log.open("w") as out:
             self.daemon = subprocess.Popen(

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.connect_process import PYSSTP
 from helpers.loopback import make_certificate
-from helpers.namespaces import Namespace, Pair, netns_pair, stop_process
+from helpers.namespaces import Namespace, Pair, netns_pair, run, stop_process
 from helpers.networkmanager import NetworkManager, networkmanager_unavailable, vpn_add
 from helpers.server_process import add_user, start_server
 
@@ -41,6 +42,7 @@ class Lab:
     server: object = None
 
     def start_server(self, *extra: str) -> None:
+        """``pysstp server`` in the server namespace (password logins unless ``extra`` says otherwise)."""
         self.server = start_server(
             self.pair.server, self.tmp / "server.log",
             "--cert", str(self.cert), "--key", str(self.key), "--users", str(self.users),
@@ -52,10 +54,10 @@ class Lab:
         assert self.server is not None
         stop_process(self.server)  # type: ignore[arg-type]
 
-    def data(self, *extra: str) -> list[str]:
+    def data(self, *extra: str, pin: bool = True) -> list[str]:
         """``vpn.data`` items for alice against the lab's server."""
-        return [f"gateway={self.pair.server_ip}:{PORT}", "user=alice", f"pin-sha256={self.pin}",
-                "never-default=yes", *extra]  # fmt: skip
+        return [f"gateway={self.pair.server_ip}:{PORT}", "user=alice", "never-default=yes",
+                *([f"pin-sha256={self.pin}"] if pin else []), *extra]  # fmt: skip
 
     def up(self, name: str = VPN, check: bool = True) -> str:
         result = self.nm.nmcli("--wait", "90", "connection", "up", name, check=check)
@@ -75,7 +77,6 @@ def lab(netns_pair: Pair, tmp_path: Path) -> Iterator[Lab]:
     nm = NetworkManager(netns_pair.client, nm_dir)
     made = Lab(netns_pair, tmp_path, nm, cert, key, hashlib.sha256(der).hexdigest(), users)
     try:
-        made.start_server()
         nm.start()
         nm.add_uplink(netns_pair.client_link, f"{netns_pair.client_ip}/24", netns_pair.server_ip)
         yield made
@@ -99,6 +100,7 @@ def ping(ns: Namespace, address: str) -> None:
 
 
 def test_up_reports_address_and_dns_and_down_removes_everything(lab: Lab) -> None:
+    lab.start_server()
     client = lab.pair.client
     before_links, before_routes = tun_links(client), routes(client)
     vpn_add(lab.nm, VPN, lab.data(), ["password=alicepw"])
@@ -114,3 +116,84 @@ def test_up_reports_address_and_dns_and_down_removes_everything(lab: Lab) -> Non
     lab.nm.wait(lambda: tun_links(client) == before_links, "the TUN is gone")
     lab.nm.wait(lambda: routes(client) == before_routes, "NetworkManager's routes are gone")
     lab.nm.wait(lambda: not lab.nm.service_pids(), "the plugin service exits")
+
+
+def test_wrong_password_fails_with_login_failed(lab: Lab) -> None:
+    lab.start_server()
+    vpn_add(lab.nm, VPN, lab.data(), ["password=wrong"])
+    output = lab.up(check=False)
+    # NetworkManager's login-failed reason, which nmcli words as "Invalid secrets".
+    assert "Invalid secrets" in output, output
+    log = lab.nm.log.read_text()
+    assert "dbus: failure: login-failed" in log, log
+    assert "wrong user name or password" in log, log
+    lab.nm.wait(lambda: not lab.nm.service_pids(), "the plugin service exits")
+    assert tun_links(lab.pair.client) == []
+
+
+def test_untrusted_certificate_fails_saying_so(lab: Lab) -> None:
+    lab.start_server()
+    vpn_add(lab.nm, VPN, lab.data(pin=False), ["password=alicepw"])
+    output = lab.up(check=False)
+    assert "failed" in output.lower(), output
+    log = lab.nm.log.read_text()
+    # pysstp's line is in NetworkManager's own warning, as the error of the Connect call.
+    assert "failed to connect interactively" in log and "was refused: self-signed certificate" in log, log
+    lab.nm.wait(lambda: not lab.nm.service_pids(), "the plugin service exits")
+
+
+def test_server_stopped_while_up_fails_the_vpn_and_a_new_up_works(lab: Lab) -> None:
+    lab.start_server()
+    vpn_add(lab.nm, VPN, lab.data(), ["password=alicepw"])
+    lab.up()
+    lab.stop_server()
+    lab.nm.wait(lambda: lab.nm.field(VPN, "GENERAL.STATE") == [], "NetworkManager sees the VPN end")
+    log = lab.nm.log.read_text()
+    assert "the server ended the call" in log and "set state: failed (was activated)" in log, log
+    lab.nm.wait(lambda: not lab.nm.service_pids(), "the plugin service exits")
+    lab.nm.wait(lambda: tun_links(lab.pair.client) == [], "the TUN is gone")
+    lab.start_server()
+    lab.up()
+    ping(lab.pair.client, SERVER_TUNNEL_IP)
+
+
+def test_eap_tls_with_pysstp_pki_files(lab: Lab) -> None:
+    pki = lab.tmp / "pki"
+    for args in (("init",), ("server", "vpn"), ("user", "alice")):
+        run(PYSSTP, "pki", *args, "--dir", str(pki))
+    lab.start_server(
+        "--auth", "eap-tls", "--eap-ca", str(pki / "ca.pem"), "--eap-crl", str(pki / "crl.pem"),
+        "--eap-cert", str(pki / "vpn.pem"), "--eap-key", str(pki / "vpn.key"),
+    )  # fmt: skip
+    data = [
+        f"gateway={lab.pair.server_ip}:{PORT}", f"pin-sha256={lab.pin}", "never-default=yes", "auth=eap-tls",
+        f"cert={pki / 'alice.pem'}", f"key={pki / 'alice.key'}", f"eap-ca={pki / 'ca.pem'}",
+        "eap-server-name=vpn", "password-flags=4",
+    ]  # fmt: skip
+    vpn_add(lab.nm, VPN, data)
+    lab.up()
+    ping(lab.pair.client, SERVER_TUNNEL_IP)
+
+
+def test_import_of_a_client_profile_then_up(lab: Lab) -> None:
+    lab.start_server()
+    profile = lab.tmp / "client.toml"
+    profile.write_text(
+        f"""[office]
+server = "{lab.pair.server_ip}:{PORT}"
+user = "alice"
+password-file = "alice.pw"
+pin-sha256 = "{lab.pin}"
+route = ["10.78.0.0/24"]
+dns = true
+"""
+    )
+    result = lab.nm.run(PYSSTP, "nm", "import", str(profile))
+    assert "dns: left out" in result.stderr, result.stderr
+    lab.up("office")
+    assert lab.nm.field("office", "IP4.DNS") == [SERVER_TUNNEL_IP]
+    ping(lab.pair.client, SERVER_TUNNEL_IP)
+    exported = lab.nm.run(PYSSTP, "nm", "export", "office").stdout
+    assert f'server = "{lab.pair.server_ip}:{PORT}"' in exported
+    assert 'route = ["10.78.0.0/24"]' in exported
+    assert "alicepw" not in exported

@@ -19,7 +19,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 from dbus_fast import BusType, DBusError, Message, RequestNameReply, Variant
 from dbus_fast.aio import MessageBus
@@ -29,6 +29,7 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus
 
 from pysstp.client.app import ClientApp
 from pysstp.client.dial import ConnectError
+from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings
 from pysstp.commands.connect import read_login
 from pysstp.errors import PysstpError
@@ -220,7 +221,7 @@ class VpnPlugin(ServiceInterface):
             if failure is not None:
                 raise DBusError(f"{_ERROR}.LaunchFailed", failure)
 
-    async def _run(self, settings: ClientSettings, login: Any, no_default: bool) -> None:
+    async def _run(self, settings: ClientSettings, login: Login, no_default: bool) -> None:
         changes = NetworkChanges()
         app: ClientApp | None = None
 
@@ -247,8 +248,12 @@ class VpnPlugin(ServiceInterface):
         except ConnectError as exc:
             failure = str(exc)
             log.error("%s", failure)
-            if not self._answer(failure):
-                self.Failure(PluginFailure.LOGIN_FAILED if exc.login_failed else PluginFailure.CONNECT_FAILED)
+            if exc.login_failed:
+                # Only the signal gives NetworkManager's login-failed reason; an error answer to Connect
+                # would read "the service failed to start".
+                self.Failure(PluginFailure.LOGIN_FAILED)
+            elif not self._answer(failure):
+                self.Failure(PluginFailure.CONNECT_FAILED)
         except PysstpError as exc:
             failure = str(exc)
             log.error("%s", failure)
@@ -291,8 +296,17 @@ async def serve() -> None:
     idle = asyncio.get_running_loop().call_later(
         IDLE_EXIT, lambda: None if plugin.task is not None else done.set()
     )
-    await done.wait()
+    lost = asyncio.ensure_future(bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
+    finished = asyncio.ensure_future(done.wait())
+    await asyncio.wait({lost, finished}, return_when=asyncio.FIRST_COMPLETED)
     idle.cancel()
+    if lost.done():
+        # NetworkManager (or its bus) is gone: nobody applies or removes the configuration any more.
+        log.error("lost the system bus; ending the call")
+        plugin.stop.set()
+        await finished
+        return
+    lost.cancel()
     # A round trip to the bus: its answer comes after the last signals we sent have reached it.
     await bus.call(
         Message(
