@@ -210,7 +210,7 @@ class VpnPlugin(ServiceInterface):
             login = read_login(settings, {})
         except PysstpError as exc:
             log.error("%s", exc)
-            self._finish()
+            self._finish(announce=False)
             raise DBusError(f"{_ERROR}.BadArguments", str(exc)) from None
         log.info("%s: dialing %s:%d", name, settings.host, settings.port)
         self._set_state(ServiceState.STARTING)
@@ -241,29 +241,27 @@ class VpnPlugin(ServiceInterface):
                 self.connected.set_result(None)
 
         tunnel = ReportingTunnel(settings, changes, up)
-        failure: str | None = None
+        answered = False
         try:
             app = ClientApp(settings, login, tunnel, self.stop)
             await app.run()
-        except ConnectError as exc:
-            failure = str(exc)
-            log.error("%s", failure)
-            if exc.login_failed:
+        except PysstpError as exc:
+            log.error("%s", exc)
+            if isinstance(exc, ConnectError) and exc.login_failed:
                 # Only the signal gives NetworkManager's login-failed reason; an error answer to Connect
                 # would read "the service failed to start".
                 self.Failure(PluginFailure.LOGIN_FAILED)
-            elif not self._answer(failure):
-                self.Failure(PluginFailure.CONNECT_FAILED)
-        except PysstpError as exc:
-            failure = str(exc)
-            log.error("%s", failure)
-            if not self._answer(failure):
-                self.Failure(PluginFailure.CONNECT_FAILED)
+            else:
+                answered = self._answer(str(exc))
+                if not answered:
+                    self.Failure(PluginFailure.CONNECT_FAILED)
         finally:
             tunnel.close()
             changes.undo()
             self._answer(None)
-            self._finish()
+            # After an error answer to Connect NetworkManager has failed the connection with
+            # service-start-failed; StateChanged(stopped) before that answer would make it "unknown".
+            self._finish(announce=not answered)
 
     def _answer(self, failure: str | None) -> bool:
         """Hand ``failure`` to a Connect still waiting for its answer; whether one was."""
@@ -272,8 +270,12 @@ class VpnPlugin(ServiceInterface):
         self.connected.set_result(failure)
         return True
 
-    def _finish(self) -> None:
-        self._set_state(ServiceState.STOPPED)
+    def _finish(self, announce: bool = True) -> None:
+        """The connection is over: say so (unless Connect's error answer does) and let the service exit."""
+        if announce:
+            self._set_state(ServiceState.STOPPED)
+        else:
+            self.state = ServiceState.STOPPED
         self.done.set()
 
     def _set_state(self, state: ServiceState) -> None:
