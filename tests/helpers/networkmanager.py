@@ -58,7 +58,7 @@ auth-polkit=false
 
 [logging]
 level=INFO
-domains=VPN:DEBUG
+domains=VPN:DEBUG,AGENTS:DEBUG
 """
 
 
@@ -186,14 +186,10 @@ class NetworkManager:
             time.sleep(0.2)
 
     def _note_children(self) -> None:
-        """Remember the processes NetworkManager started (the plugin service), to stop them by PID."""
-        if self.daemon is None:
-            return
-        try:
-            text = Path(f"/proc/{self.daemon.pid}/task/{self.daemon.pid}/children").read_text()
-        except OSError:
-            return
-        self.children.update(int(pid) for pid in text.split())
+        """Remember the plugin services NetworkManager started (its descendants: ``ip netns exec`` may
+        sit between), to stop them by PID."""
+        if self.daemon is not None:
+            self.children.update(pid for pid in _descendants(self.daemon.pid) if _runs(pid, SERVICE_PROGRAM))
 
     def service_pids(self) -> list[int]:
         """The plugin services NetworkManager started that still run."""
@@ -216,6 +212,22 @@ class NetworkManager:
                 os.kill(pid, signal.SIGKILL)
         if self.bus is not None:
             stop_process(self.bus)
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            children = {int(child) for child in (task / "children").read_text().split()}
+        except OSError:
+            continue
+        for child in children - found:
+            found |= {child, *_descendants(child)}
+    return found
 
 
 def _runs(pid: int, program: str) -> bool:

@@ -197,3 +197,26 @@ dns = true
     assert f'server = "{lab.pair.server_ip}:{PORT}"' in exported
     assert 'route = ["10.78.0.0/24"]' in exported
     assert "alicepw" not in exported
+
+
+def test_a_password_asked_for_at_connect_time_comes_through_the_agent(lab: Lab) -> None:
+    lab.start_server()
+    vpn_add(lab.nm, VPN, lab.data("password-flags=2"))
+    # No secret and nobody to ask (no agent): NetworkManager gives up.
+    output = lab.up(check=False)
+    assert "secrets" in output.lower(), output
+    # nmcli as the secret agent, answering the plugin's SecretsRequired from a file as the desktop's
+    # password dialog would.
+    answers = lab.tmp / "answers"
+    answers.write_text("vpn.secrets.password:alicepw\n")
+    lab.nm.nmcli("--wait", "90", "connection", "up", VPN, "passwd-file", str(answers))
+    ping(lab.pair.client, SERVER_TUNNEL_IP)
+
+
+def test_a_mistake_in_vpn_data_is_pysstps_one_line_in_networkmanagers_log(lab: Lab) -> None:
+    lab.start_server()
+    vpn_add(lab.nm, VPN, lab.data("colour=blue"), ["password=alicepw"])
+    output = lab.up(check=False)
+    assert "The VPN service failed to start" in output, output
+    assert "vpn.data [work]: unknown key 'colour'" in lab.nm.log.read_text()
+    lab.nm.wait(lambda: not lab.nm.service_pids(), "the plugin service exits")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 from pathlib import Path
 
-from pysstp.errors import ConfigError
+from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.prompt import read_password_file
 from pysstp.settings import read_toml
 
@@ -55,6 +56,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     exp.set_defaults(func=run_export)
 
 
+def need_dbus() -> None:
+    """The commands that talk D-Bus need the ``nm`` extra; say how to get it instead of a traceback."""
+    if importlib.util.find_spec("dbus_fast") is None:
+        raise SystemSetupError("pysstp nm needs the D-Bus library dbus-fast: pip install 'pysstp[nm]'")
+
+
 def run_install(args: argparse.Namespace) -> int:
     """Write the files; say where."""
     from pysstp.nm.plugin import install, service_program
@@ -76,6 +83,7 @@ def run_uninstall(args: argparse.Namespace) -> int:
 
 def run_service(args: argparse.Namespace) -> int:
     """Run the service (as ``pysstp-nm-service`` does)."""
+    need_dbus()
     from pysstp.nm.service import main
 
     return main()
@@ -83,6 +91,7 @@ def run_service(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """Read the profile, add the connection, print the notes."""
+    need_dbus()
     from pysstp.nm.connection import add_connection
     from pysstp.nm.vpn_setting import from_profile
 
@@ -111,6 +120,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Print the connection as a TOML profile."""
+    need_dbus()
     from pysstp.nm.connection import read_connection
     from pysstp.nm.vpn_setting import to_profile
 

@@ -38,7 +38,14 @@ from pysstp.logsetup import setup_logging
 from pysstp.net.changes import NetworkChanges
 from pysstp.nm import report
 from pysstp.nm.tunnel import ReportingTunnel, free_ifname
-from pysstp.nm.vpn_setting import SERVICE_TYPE, client_settings, missing_secrets, never_default
+from pysstp.nm.vpn_setting import (
+    GATEWAY,
+    SERVICE_TYPE,
+    asks_every_time,
+    client_settings,
+    missing_secrets,
+    never_default,
+)
 
 log = logging.getLogger("pysstp.nm")
 
@@ -99,14 +106,23 @@ class VpnPlugin(ServiceInterface):
         self.task: asyncio.Task[None] | None = None
         self.connected: asyncio.Future[str | None] | None = None
         """Resolves when the call is up (``None``) or failed before (pysstp's line)."""
+        self.asked = False
+        """Whether ``SecretsRequired`` went out and ``NewSecrets`` is awaited."""
 
     # -- methods NetworkManager calls ---------------------------------------------------------------
 
     @dbus_method()
     def NeedSecrets(self, settings: ConnectionDict) -> DBusStr:
-        """The setting whose secrets are missing (``"vpn"``), or ``""`` when dialing can start."""
+        """The setting whose secrets are missing (``"vpn"``), or ``""`` when dialing can start.
+
+        A password asked for at every connect (``password-flags=2``) is not reported missing here:
+        :meth:`ConnectInteractive` asks for it with ``SecretsRequired``, whose hints name the secret, so
+        any secret agent (nmcli's too) can answer without a pysstp dialog of its own.
+        """
         data, secrets, name = vpn_setting(settings)
-        return "vpn" if missing_secrets(data, secrets, name) else ""
+        if not missing_secrets(data, secrets, name) or asks_every_time(data):
+            return ""
+        return "vpn"
 
     @dbus_method()
     async def Connect(self, connection: ConnectionDict) -> None:
@@ -115,12 +131,26 @@ class VpnPlugin(ServiceInterface):
 
     @dbus_method()
     async def ConnectInteractive(self, connection: ConnectionDict, details: VarDict) -> None:
-        """As :meth:`Connect`: pysstp asks for nothing during the call (a password comes via NeedSecrets)."""
+        """As :meth:`Connect`, but first ask for a missing password (``SecretsRequired``; the answer
+        comes with :meth:`NewSecrets`)."""
+        data, secrets, name = vpn_setting(connection)
+        missing = missing_secrets(data, secrets, name)
+        if missing and self.task is None:
+            self.asked = True
+            user = data.get("user", "")
+            self.SecretsRequired(f"Password for {user} on {data.get(GATEWAY, '')}", missing)
+            return
         await self._connect(connection)
 
     @dbus_method()
-    def NewSecrets(self, connection: ConnectionDict) -> None:
-        """Nothing: pysstp never asks for secrets during a call (no SecretsRequired)."""
+    async def NewSecrets(self, connection: ConnectionDict) -> None:
+        """The secrets :meth:`ConnectInteractive` asked for: dial with them."""
+        if not self.asked:
+            raise DBusError(f"{_ERROR}.WrongState", "no secrets were asked for")
+        self.asked = False
+        # Answer at once: NetworkManager moves the connection back to "connect" when this returns, and
+        # would miss a Config sent before. Failures from here on are signals.
+        await self._connect(connection, wait=False)
 
     @dbus_method()
     async def Disconnect(self) -> None:
@@ -200,10 +230,15 @@ class VpnPlugin(ServiceInterface):
 
     # -- the call -----------------------------------------------------------------------------------
 
-    async def _connect(self, connection: Mapping[str, Mapping[str, Variant]]) -> None:
+    async def _connect(self, connection: Mapping[str, Mapping[str, Variant]], wait: bool = True) -> None:
+        """Start the call; with ``wait``, answer when it is up, failed (the D-Bus error) or after
+        :data:`CONNECT_REPLY_WAIT`."""
         if self.task is not None:
             raise DBusError(f"{_ERROR}.AlreadyStarted", "this service already runs a connection")
         data, secrets, name = vpn_setting(connection)
+        if missing_secrets(data, secrets, name):
+            self._finish(announce=False)
+            raise DBusError(f"{_ERROR}.NoSecrets", f"{name}: no password (vpn.secrets password)")
         try:
             settings = client_settings(data, secrets, name)
             settings = dataclasses.replace(settings, ifname=free_ifname())
@@ -214,8 +249,10 @@ class VpnPlugin(ServiceInterface):
             raise DBusError(f"{_ERROR}.BadArguments", str(exc)) from None
         log.info("%s: dialing %s:%d", name, settings.host, settings.port)
         self._set_state(ServiceState.STARTING)
-        self.connected = asyncio.get_running_loop().create_future()
         self.task = asyncio.ensure_future(self._run(settings, login, never_default(data)))
+        if not wait:
+            return
+        self.connected = asyncio.get_running_loop().create_future()
         with contextlib.suppress(TimeoutError):
             failure = await asyncio.wait_for(asyncio.shield(self.connected), CONNECT_REPLY_WAIT)
             if failure is not None:
@@ -306,7 +343,8 @@ async def serve() -> None:
         # NetworkManager (or its bus) is gone: nobody applies or removes the configuration any more.
         log.error("lost the system bus; ending the call")
         plugin.stop.set()
-        await finished
+        if plugin.task is not None:
+            await plugin.task
         return
     lost.cancel()
     # A round trip to the bus: its answer comes after the last signals we sent have reached it.

@@ -137,6 +137,11 @@ def missing_secrets(data: Mapping[str, str], secrets: Mapping[str, str], name: s
     return [PASSWORD] if settings.needs_password else []
 
 
+def asks_every_time(data: Mapping[str, str]) -> bool:
+    """Whether the password is asked for at every connect (``password-flags`` has ``NOT_SAVED``)."""
+    return SecretFlags.NOT_SAVED in VpnSetting(data).password_flags
+
+
 def _typed(key: str, text: str, name: str) -> object:
     """A ``vpn.data`` string as the type its profile key has."""
     if key in _BOOL_KEYS:
