@@ -22,6 +22,7 @@ from pysstp.nm.vpn_setting import (
     SERVICE_TYPE,
     SecretFlags,
     VpnSetting,
+    asks_every_time,
     client_settings,
     from_profile,
     missing_secrets,
@@ -94,12 +95,21 @@ def test_need_secrets_asks_for_a_password_only_when_one_is_needed(
     assert missing_secrets(data, secrets, "work") == missing
 
 
+def test_relative_files_of_a_profile_are_stored_absolute() -> None:
+    table = {"server": "h", "cert": "alice.pem", "key": "/etc/pysstp/alice.key", "key-passphrase-file": "-"}
+    setting, _ = from_profile(table, None, Path("/etc/pysstp"))
+    assert setting.data["cert"] == "/etc/pysstp/alice.pem"
+    assert setting.data["key"] == "/etc/pysstp/alice.key"
+    assert setting.data["key-passphrase-file"] == "-"
+
+
 def test_password_flags_and_never_default() -> None:
     assert (
         VpnSetting({"password-flags": "3"}).password_flags == SecretFlags.AGENT_OWNED | SecretFlags.NOT_SAVED
     )
     assert VpnSetting({}).password_flags == SecretFlags.NONE
     assert never_default({"never-default": "yes"}) and not never_default({})
+    assert asks_every_time({"password-flags": "2"}) and not asks_every_time({"password-flags": "1"})
 
 
 def test_a_profile_becomes_vpn_data_with_notes_for_what_networkmanager_does_itself() -> None:
@@ -216,3 +226,13 @@ def test_pysstp_nm_import_names_the_profile_when_the_file_has_several(
     profiles.write_text('[a]\nserver = "h"\n[b]\nserver = "h"\n')
     assert main(["nm", "import", str(profiles)]) == 1
     assert "name the profile to import: one of a, b" in capsys.readouterr().err
+
+
+def test_pysstp_nm_import_checks_the_profile_before_adding_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profiles = tmp_path / "client.toml"
+    profiles.write_text('[work]\nserver = "h"\nuser = "alice"\nmru = 5\n')
+    assert main(["nm", "import", str(profiles)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pysstp: {profiles} [work]: ") and "mru" in err and err.count("\n") == 1

@@ -93,7 +93,7 @@ def run_import(args: argparse.Namespace) -> int:
     """Read the profile, add the connection, print the notes."""
     need_dbus()
     from pysstp.nm.connection import add_connection
-    from pysstp.nm.vpn_setting import from_profile
+    from pysstp.nm.vpn_setting import client_settings, from_profile
 
     document = read_toml(args.file)
     names = [key for key, value in document.items() if isinstance(value, dict)]
@@ -106,11 +106,13 @@ def run_import(args: argparse.Namespace) -> int:
     password = None
     if isinstance(table.get("password-file"), str) and table["password-file"] != "-":
         password = read_password_file(str(args.file.parent / table["password-file"]))
+    name = args.name or profile
     try:
-        setting, notes = from_profile(table, password)
+        setting, notes = from_profile(table, password, args.file.resolve().parent)
+        # The checks Connect would make, now rather than at the first connect.
+        client_settings(setting.data, setting.secrets, name)
     except (ConfigError, ValueError) as exc:
         raise ConfigError(f"{args.file} [{profile}]: {exc}") from None
-    name = args.name or profile
     asyncio.run(add_connection(name, setting))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

@@ -31,6 +31,7 @@ PASSWORD_FLAGS = "password-flags"
 _BOOL_KEYS = frozenset({"insecure", "no-sni", NEVER_DEFAULT})
 _INT_KEYS = frozenset({"mru"})
 _LIST_KEYS = frozenset({"auth"})
+_PATH_KEYS = frozenset({"cert", "key", "key-passphrase-file", "eap-ca", "ca-file"})
 _TEXT_KEYS = frozenset(
     {
         "user",
@@ -157,10 +158,14 @@ def _typed(key: str, text: str, name: str) -> object:
     return text
 
 
-def from_profile(table: Mapping[str, Any], password: str | None) -> tuple[VpnSetting, list[str]]:
+def from_profile(
+    table: Mapping[str, Any], password: str | None, base: Path = Path("/")
+) -> tuple[VpnSetting, list[str]]:
     """A profile table (TOML values, not yet checked) as a connection's ``vpn`` setting, with one note per
     profile key that NetworkManager handles its own way. ``password``: the one its ``password-file`` holds
-    (saved with the connection), or ``None`` (then NetworkManager asks every time)."""
+    (saved with the connection), or ``None`` (then NetworkManager asks every time). Relative file names
+    are taken from ``base`` (the profile's directory, as ``pysstp connect`` does) and stored absolute,
+    since the service does not run there."""
     data: dict[str, str] = {}
     notes: list[str] = []
     routes: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -171,6 +176,8 @@ def from_profile(table: Mapping[str, Any], password: str | None) -> tuple[VpnSet
             data[NEVER_DEFAULT] = "no" if value else "yes"
         elif key == "route":
             routes = tuple(parse_route(str(entry)) for entry in value)
+        elif key in _PATH_KEYS and isinstance(value, str) and value != "-":
+            data[key] = str(base / Path(value).expanduser())
         elif key in DATA_KEYS:
             data[key] = _text(value)
         elif key in _PROFILE_ONLY:
