@@ -32,7 +32,7 @@ from pysstp.client.dial import ConnectError
 from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings
 from pysstp.commands.connect import read_login
-from pysstp.errors import PysstpError
+from pysstp.errors import PysstpError, SystemSetupError
 from pysstp.link import LinkUp
 from pysstp.logsetup import setup_logging
 from pysstp.net.changes import NetworkChanges
@@ -323,11 +323,20 @@ class VpnPlugin(ServiceInterface):
 
 async def serve() -> None:
     """Own the service's bus name until one connection has come and gone (or none came)."""
-    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    except OSError as exc:
+        raise SystemSetupError(f"cannot reach the system bus: {exc.strerror}") from None
     done = asyncio.Event()
     plugin = VpnPlugin(done)
     bus.export(PATH, plugin)
-    reply = await bus.request_name(SERVICE_TYPE)
+    try:
+        reply = await bus.request_name(SERVICE_TYPE)
+    except DBusError as exc:
+        bus.disconnect()
+        raise SystemSetupError(
+            f"the system bus refused {SERVICE_TYPE} ({exc.text}); run as root, after pysstp nm install"
+        ) from None
     if reply != RequestNameReply.PRIMARY_OWNER:
         bus.disconnect()
         raise PysstpError(f"another process already owns {SERVICE_TYPE} on the system bus")
