@@ -109,6 +109,8 @@ def test_up_reports_address_and_dns_and_down_removes_everything(lab: Lab) -> Non
     (address,) = lab.nm.field(VPN, "IP4.ADDRESS")
     assert address.startswith("10.78.0.") and address.endswith("/32"), address
     assert lab.nm.field(VPN, "IP4.DNS") == [SERVER_TUNNEL_IP]
+    # NetworkManager's resolv.conf (under its private /run: rc-manager=unmanaged) has the server's DNS.
+    assert f"nameserver {SERVER_TUNNEL_IP}" in lab.nm.run("cat", "/run/NetworkManager/resolv.conf").stdout
     (tun,) = tun_links(client)
     assert address.split("/")[0] in client.run("ip", "addr", "show", tun).stdout
     ping(client, SERVER_TUNNEL_IP)

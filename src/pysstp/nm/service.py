@@ -154,9 +154,11 @@ class VpnPlugin(ServiceInterface):
 
     @dbus_method()
     async def Disconnect(self) -> None:
-        """End the call in order; NetworkManager removes what it applied."""
+        """End the call in order; NetworkManager removes what it applied. Before a call (while the
+        password is being asked for) the service just ends."""
         if self.task is None:
-            raise DBusError(f"{_ERROR}.WrongState", "not connected")
+            self._finish()
+            return
         self._set_state(ServiceState.STOPPING)
         self.stop.set()
         with contextlib.suppress(asyncio.CancelledError):
