@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from pysstp.errors import SystemSetupError
-from pysstp.server.metrics import CONTENT_TYPE, MetricsServer, serve_metrics
+from pysstp.server.metrics import CONTENT_TYPE, MetricsServer, start_metrics
 from pysstp.server.stats import ServerStats
 
 SNAPSHOTS = [ServerStats(worker=0, pid=1, started=0.0, connects=3), ServerStats(worker=1, pid=2, started=0.0)]
@@ -121,8 +121,7 @@ async def test_stop_ends_a_connection_whose_request_is_unfinished() -> None:
 
 
 async def test_unset_serves_nothing() -> None:
-    async with serve_metrics(None, snapshots, lambda: False) as server:
-        assert server is None
+    assert await start_metrics(None, snapshots, lambda: False) is None
 
 
 async def test_an_address_in_use_is_one_clear_line() -> None:
@@ -131,8 +130,7 @@ async def test_an_address_in_use_is_one_clear_line() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(SystemSetupError) as info:
-            async with serve_metrics(("127.0.0.1", port), snapshots, lambda: False):
-                pass
+            await start_metrics(("127.0.0.1", port), snapshots, lambda: False)
     assert str(info.value) == (
         f"cannot serve metrics on 127.0.0.1:{port}: Address already in use; set metrics.listen (--metrics) "
         "to a free address of this host"

@@ -15,7 +15,7 @@ import logging
 import os
 import platform
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
@@ -241,34 +241,29 @@ class MetricsServer:
         return _response("404 Not Found")
 
 
-@contextlib.asynccontextmanager
-async def serve_metrics(
+async def start_metrics(
     listen: tuple[str, int] | None, snapshots: Snapshots, draining: Callable[[], bool]
-) -> AsyncIterator[MetricsServer | None]:
-    """A :class:`MetricsServer` on ``listen`` (``[metrics] listen``) while the block runs; none when unset.
+) -> MetricsServer | None:
+    """A started :class:`MetricsServer` on ``listen`` (``[metrics] listen``), or ``None`` when unset.
 
     Raises :class:`SystemSetupError` when the address cannot be bound.
     """
     if listen is None:
-        yield None
-        return
+        return None
     host, port = listen
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     server = MetricsServer(snapshots, draining)
     try:
         await server.start(host, port)
     except OSError as exc:
+        # asyncio rewords the kernel's error; its errno is the kernel's.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise SystemSetupError(
-            # asyncio rewords the kernel's error; its errno is the kernel's.
-            f"cannot serve metrics on {address}: {os.strerror(exc.errno) if exc.errno else exc}; set "
-            "metrics.listen (--metrics) to a "
-            "free address of this host"
+            f"cannot serve metrics on {address}: {reason}; set metrics.listen (--metrics) to a free address "
+            "of this host"
         ) from None
     log.info("metrics on http://%s/metrics, health check on http://%s/health", address, address)
-    try:
-        yield server
-    finally:
-        await server.stop()
+    return server
 
 
 def _response(
