@@ -8,7 +8,6 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 
 from pysstp.aaa.dae import DaeServer
@@ -135,13 +134,14 @@ async def serve_with(
             require_client_certificate=settings.tls.verify_client_certificate == "require",
             accounting=accounting,
             proxy_sources=settings.proxy_sources if settings.proxy_protocol else None,
+            radius=radius,
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
             raise listen_error(settings, exc) from None
         dae = await start_dae(app, settings.dae)
-        metrics = await start_metrics(settings.metrics.listen, snapshots(app, radius), lambda: app.draining)
+        metrics = await start_metrics(settings.metrics.listen, snapshots(app), lambda: app.draining)
         stop = asyncio.Event()
         reloader = Reloader(app, users, pool, settings, reread)
         drain = Drain(app, lambda: reloader.settings.limits.drain_timeout, stop.set, notifier)
@@ -223,11 +223,11 @@ def reload_and_notify(reloader: Reloader, notifier: Notifier, status: str) -> No
         reloader.reload()
 
 
-def snapshots(app: SstpServerApp, radius: RadiusClient | None) -> Snapshots:
-    """This process's snapshot with its RADIUS servers' counts, for the metrics."""
+def snapshots(app: SstpServerApp) -> Snapshots:
+    """This process's snapshot, for the metrics."""
 
     async def take() -> list[ServerStats]:
-        return [replace(app.snapshot(), radius=radius.stats() if radius is not None else ())]
+        return [app.snapshot()]
 
     return take
 
