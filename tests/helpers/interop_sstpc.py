@@ -127,6 +127,10 @@ class SstpcOptions:
     """Verify the server with this CA (``--ca-cert``); None means ``--cert-warn``."""
     plugin_hlak: bytes | None = None
     """Hand sstpc these 32 bytes instead of the session's HLAK (to test a wrong binding)."""
+    host: str = "127.0.0.1"
+    """The server's address."""
+    netns: str | None = None
+    """Run sstpc in this network namespace (its plugin socket is a file, reachable from any)."""
 
 
 class SstpcPeer:
@@ -171,7 +175,10 @@ class SstpcPeer:
         """The sstpc command line."""
         assert SSTPC is not None
         verify = ["--ca-cert", str(self.options.ca_cert)] if self.options.ca_cert else ["--cert-warn"]
+        # ``ip netns exec`` execs sstpc, so the PID stays sstpc's own and stop() still stops it.
+        netns = ["ip", "netns", "exec", self.options.netns] if self.options.netns else []
         return [
+            *netns,
             SSTPC,
             "--log-stderr",
             "--log-level",
@@ -180,7 +187,7 @@ class SstpcPeer:
             "--ipparam",
             self.ipparam,
             *verify,
-            f"127.0.0.1:{self.options.port}",
+            f"{self.options.host}:{self.options.port}",
         ]
 
     async def start(self) -> None:
