@@ -5,8 +5,10 @@ each node behind it, and a namespace for each client, every one on its own veth 
 which routes. HAProxy runs in TCP mode with ``send-proxy-v2`` and health checks (``check``) on both
 nodes, so each node must take the client's real address from the PROXY v2 header and answer HAProxy's
 checks (a PROXY v2 LOCAL header, then the close) without a word; HAProxy also terminates TLS in front of a
-node that speaks plain HTTP (``tls.offload``) with HAProxy's certificate for the crypto binding.
-The configurations here are the ones docs/scaling.md shows.
+node that speaks plain HTTP (``tls.offload``) with HAProxy's certificate for the crypto binding, for
+``pysstp connect`` in a client namespace and for sstpc, which runs in the test process (see
+:mod:`interop_sstpc`) on a link of its own to the load balancer. The configurations here are the ones
+docs/scaling.md shows.
 """
 
 from __future__ import annotations
@@ -387,8 +389,8 @@ def test_clients_of_a_stopped_node_come_back_on_the_other(farm: Farm) -> None:
     clients = [farm.add_client(f"user{i}") for i in range(1, 5)]
     start_balanced(farm)
     for client in clients:
-        # The node's shutdown ends its calls in order (CALL_DISCONNECT), which only
-        # --reconnect-after-kick dials again after.
+        # The node's shutdown ends its calls in order (LCP Terminate-Request), after which only
+        # --reconnect-after-kick dials again.
         farm.connect(client, "--reconnect", "--reconnect-after-kick")
     for client in clients:
         assert client.connect is not None
