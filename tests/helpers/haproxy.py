@@ -25,6 +25,8 @@ from helpers.namespaces import Namespace, netns_unavailable, stop_process
 HAPROXY = "haproxy"
 START_TIMEOUT = 20.0
 """Seconds for HAProxy to listen."""
+BACKEND = "nodes"
+"""The name of the one backend."""
 
 
 def haproxy_unavailable() -> str | None:
@@ -88,9 +90,9 @@ def write_config(
         "",
         "frontend sstp",
         f"    bind {bind}",
-        "    default_backend nodes",
+        f"    default_backend {BACKEND}",
         "",
-        "backend nodes",
+        f"backend {BACKEND}",
         "    balance roundrobin",
         *(f"    {option}" for option in backend_options),
         *(server.line() for server in servers),
@@ -181,7 +183,7 @@ class HAProxy:
         by server name."""
         text = self.ask("show stat").lstrip("# ")
         rows = csv.DictReader(text.splitlines())
-        return {row["svname"]: row for row in rows if row["pxname"] == "nodes" and row["svname"] != "BACKEND"}
+        return {row["svname"]: row for row in rows if row["pxname"] == BACKEND and row["svname"] != "BACKEND"}
 
     def describe(self) -> str:
         """Its configuration and log, for failure messages."""
