@@ -21,7 +21,6 @@ V1_PREFIX = b"PROXY "
 V1_MAX_LENGTH = 107
 """The longest version 1 line with its CRLF (proxy-protocol.txt §2.1: "PROXY UNKNOWN" and two IPv6
 addresses and ports)."""
-V1_MIN_LENGTH = len(b"PROXY UNKNOWN\r\n")
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_FIXED_LENGTH = 16
