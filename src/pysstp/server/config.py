@@ -1210,6 +1210,12 @@ def validate(settings: ServerSettings) -> None:
             "proxy_protocol needs the load balancers allowed to send PROXY headers: set proxy_sources or use "
             "--proxy-source CIDR"
         )
+    if settings.proxy_sources and not settings.proxy_protocol:
+        # Silently unused, it would look like a restriction on who may connect, which it is not.
+        raise ConfigError(
+            "proxy_sources is only for proxy_protocol = true (--proxy-protocol); without it every source "
+            "may connect and no PROXY header is read"
+        )
     # The pool's own checks: big enough, server address not its network or broadcast address.
     AddressPool(settings.pool.network, settings.pool.server_address)
     _check_named_pools(settings)
