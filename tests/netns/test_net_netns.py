@@ -320,6 +320,21 @@ def test_routes_added_and_deleted(veth: str) -> None:
     ]
 
 
+def test_unreachable_route_journaled_and_undone(veth: str, tmp_path: Path) -> None:
+    """The workers' pool route: without a session's host route, its addresses are unreachable here
+    instead of leaving by the default route; undone from the journal after a crash too."""
+    journal = ChangeJournal.open(tmp_path / "pool.json")
+    changes = NetworkChanges(journal)
+    changes.add_route("10.77.0.0/24", unreachable=True)
+    assert "unreachable 10.77.0.0/24 proto static" in _run("ip", "route")
+    assert journal.read()[0]["unreachable"] is True
+    changes.undo()
+    assert "unreachable" not in _run("ip", "route")
+    with pytest.raises(ValueError, match="no device and no gateway"):
+        make_route("10.77.0.0/24", ifname=veth, unreachable=True)
+    journal.close(remove=True)
+
+
 def test_ipv6_route(veth: str) -> None:
     iproute.add_address(make_address(veth, "fd00:9::1/64"))
     iproute.add_route(make_route("fd01::/64", gateway="fd00:9::2", metric=10))
