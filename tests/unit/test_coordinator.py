@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from ipaddress import IPv4Address, IPv4Network
 
 from hypothesis import given, settings
@@ -29,35 +28,33 @@ def granted(answer: Granted | Refused) -> Lease:
 
 def test_workers_share_one_address_space() -> None:
     shared = coordinator()
-    first = granted(shared.reserve(0, Claim("s1", "alice")))
-    second = granted(shared.reserve(1, Claim("s1", "bob")))
+    first = granted(shared.reserve(0, Claim("alice")))
+    second = granted(shared.reserve(1, Claim("bob")))
     assert (first.address, second.address) == (IPv4Address("10.77.0.2"), IPv4Address("10.77.0.3"))
     assert (first.worker, second.worker) == (0, 1)
 
 
-def test_a_session_asking_again_keeps_its_address() -> None:
+def test_only_the_worker_holding_a_lease_releases_it() -> None:
     shared = coordinator()
-    lease = granted(shared.reserve(0, Claim("s1", "alice")))
-    assert granted(shared.reserve(0, Claim("s1", "alice"))) == lease
-    assert len(shared.leases()) == 1
+    lease = granted(shared.reserve(0, Claim("alice")))
+    assert shared.release(1, lease.number) is None
+    assert shared.release(0, lease.number) == lease
+    assert shared.release(0, lease.number) is None
 
 
 def test_no_worker_is_refused_while_any_address_is_free() -> None:
     shared = coordinator("10.77.0.0/29")  # .2 to .6: five addresses
-    for number in range(5):
-        granted(shared.reserve(number % 2, Claim(f"s{number}", f"user{number}")))
-    assert shared.reserve(0, Claim("s9", "late")) == Refused(
-        "no IPv4 address left in the pool for user 'late'"
-    )
-    shared.release(1, "s1")
-    assert granted(shared.reserve(0, Claim("s9", "late"))).address == IPv4Address("10.77.0.3")
+    leases = [granted(shared.reserve(number % 2, Claim(f"user{number}"))) for number in range(5)]
+    assert shared.reserve(0, Claim("late")) == Refused("no IPv4 address left in the pool for user 'late'")
+    shared.release(1, leases[1].number)
+    assert granted(shared.reserve(0, Claim("late"))).address == IPv4Address("10.77.0.3")
 
 
 def test_the_user_limit_counts_sessions_on_every_worker() -> None:
     shared = coordinator()
-    granted(shared.reserve(0, Claim("s1", "alice", limit=2)))
-    granted(shared.reserve(1, Claim("s1", "alice", limit=2)))
-    assert shared.reserve(1, Claim("s2", "alice", limit=2)) == Refused(
+    granted(shared.reserve(0, Claim("alice", limit=2)))
+    granted(shared.reserve(1, Claim("alice", limit=2)))
+    assert shared.reserve(1, Claim("alice", limit=2)) == Refused(
         "user 'alice' already has 2 session(s), the limit"
     )
     assert shared.sessions_of("alice") == 2
@@ -65,39 +62,38 @@ def test_the_user_limit_counts_sessions_on_every_worker() -> None:
 
 def test_replace_takes_the_oldest_session_wherever_it_runs() -> None:
     shared = coordinator()
-    old = granted(shared.reserve(1, Claim("s1", "alice", fixed=IPv4Address("10.77.0.5"))))
-    answer = shared.reserve(
-        0, Claim("s7", "alice", fixed=IPv4Address("10.77.0.5"), limit=1, on_limit="replace")
-    )
+    old = granted(shared.reserve(1, Claim("alice", fixed=IPv4Address("10.77.0.5"))))
+    answer = shared.reserve(0, Claim("alice", fixed=IPv4Address("10.77.0.5"), limit=1, on_limit="replace"))
     assert isinstance(answer, Granted)
     assert answer.replaced == (old,)
     assert answer.lease.address == IPv4Address("10.77.0.5")
-    assert shared.release(1, "s1") is None  # its worker ends it later; its address is already the new one's
-    assert [lease.session_id for lease in shared.leases()] == ["s7"]
+    # Its worker ends it later, and releases a lease that is gone: the new one keeps the address.
+    assert shared.release(1, old.number) is None
+    assert shared.leases() == [answer.lease]
 
 
 def test_fixed_addresses_and_named_pools() -> None:
     shared = coordinator(staff="10.88.0.0/29")
-    assert granted(shared.reserve(0, Claim("s1", "a", pool="staff"))).address == IPv4Address("10.88.0.1")
-    fixed = granted(shared.reserve(1, Claim("s2", "b", fixed=IPv4Address("10.88.0.6"))))
+    assert granted(shared.reserve(0, Claim("a", pool="staff"))).address == IPv4Address("10.88.0.1")
+    fixed = granted(shared.reserve(1, Claim("b", fixed=IPv4Address("10.88.0.6"))))
     assert (fixed.address, fixed.pool) == (IPv4Address("10.88.0.6"), "staff")
-    assert shared.reserve(0, Claim("s3", "c", fixed=IPv4Address("10.88.0.6"))) == Refused(
+    assert shared.reserve(0, Claim("c", fixed=IPv4Address("10.88.0.6"))) == Refused(
         "the fixed address 10.88.0.6 of user 'c' is in use"
     )
-    assert shared.reserve(0, Claim("s4", "d", fixed=SERVER)) == Refused(
+    assert shared.reserve(0, Claim("d", fixed=SERVER)) == Refused(
         "fixed address 10.77.0.1 is the server's own tunnel address (user 'd')"
     )
-    refused = shared.reserve(0, Claim("s5", "e", pool="guests"))
+    refused = shared.reserve(0, Claim("e", pool="guests"))
     assert isinstance(refused, Refused)
     assert refused.reason.startswith("pool 'guests' of user 'e' is not in the config (named pools: staff)")
-    shared.release(1, "s2")
-    assert granted(shared.reserve(0, Claim("s6", "f", fixed=IPv4Address("10.88.0.6")))).worker == 0
+    shared.release(1, fixed.number)
+    assert granted(shared.reserve(0, Claim("f", fixed=IPv4Address("10.88.0.6")))).worker == 0
 
 
 def test_a_dead_workers_addresses_are_free_and_the_others_keep_theirs() -> None:
     shared = coordinator()
-    kept = granted(shared.reserve(0, Claim("s1", "alice")))
-    lost = [granted(shared.reserve(1, Claim(f"s{n}", "bob"))) for n in range(2)]
+    kept = granted(shared.reserve(0, Claim("alice")))
+    lost = [granted(shared.reserve(1, Claim("bob"))) for _ in range(2)]
     assert shared.worker_gone(1) == lost
     assert shared.leases() == [kept]
     assert shared.sessions_of("bob") == 0
@@ -107,13 +103,12 @@ def test_a_dead_workers_addresses_are_free_and_the_others_keep_theirs() -> None:
 @given(st.lists(st.tuples(st.integers(0, 2), st.booleans()), max_size=60))
 def test_released_addresses_come_back(steps: list[tuple[int, bool]]) -> None:
     shared = coordinator("10.77.0.0/28")
-    numbers = itertools.count()
     for worker, release in steps:
         leases = shared.leases()
         if release and leases:
-            shared.release(leases[0].worker, leases[0].session_id)
+            shared.release(leases[0].worker, leases[0].number)
         else:
-            shared.reserve(worker, Claim(f"s{next(numbers)}", "u"))
+            shared.reserve(worker, Claim("u"))
     assert shared.pool.free_count + len(shared.leases()) == shared.pool.size
 
 
@@ -126,7 +121,6 @@ class Workers(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.shared = coordinator("10.77.0.0/28", extra="10.88.0.0/30")
-        self.numbers = itertools.count()
 
     @rule(
         worker=st.integers(0, 2),
@@ -142,7 +136,6 @@ class Workers(RuleBasedStateMachine):
         chosen = self.shared.pool if pool is None else self.shared.pools[pool]
         room = chosen.free_count
         claim = Claim(
-            f"s{next(self.numbers)}",
             user,
             fixed=fixed,
             pool=pool,
@@ -163,8 +156,8 @@ class Workers(RuleBasedStateMachine):
     def release(self, pick: int) -> None:
         leases = self.shared.leases()
         lease = leases[pick % len(leases)]
-        assert self.shared.release(lease.worker, lease.session_id) == lease
-        assert self.shared.release(lease.worker, lease.session_id) is None
+        assert self.shared.release(lease.worker, lease.number) == lease
+        assert self.shared.release(lease.worker, lease.number) is None
 
     @rule(worker=st.integers(0, 2))
     def worker_dies(self, worker: int) -> None:

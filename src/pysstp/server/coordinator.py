@@ -12,6 +12,7 @@ Pure logic: the supervisor feeds it the workers' requests and carries its answer
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -32,7 +33,6 @@ class Claim:
     it does.
     """
 
-    session_id: str
     user: str
     fixed: IPv4Address | None = None
     pool: str | None = None
@@ -42,10 +42,12 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """An address held by session ``session_id`` of worker ``worker``."""
+    """An address held by a session of worker ``worker``; ``number`` names the lease (an address may be
+    leased again, to a newer session of the same user on the same worker, before the older one is
+    gone)."""
 
+    number: int
     worker: int
-    session_id: str
     user: str
     address: IPv4Address
     pool: str | None
@@ -74,8 +76,9 @@ class Coordinator:
     def __init__(self, pool: AddressPool, pools: Mapping[str, AddressPool] | None = None) -> None:
         self.pool = pool
         self.pools = dict(pools or {})
-        self._leases: dict[tuple[int, str], Lease] = {}
-        self._by_user: dict[str, dict[tuple[int, str], Lease]] = {}
+        self._numbers = itertools.count(1)
+        self._leases: dict[int, Lease] = {}
+        self._by_user: dict[str, dict[int, Lease]] = {}
         """Each user's leases, oldest first (dicts keep insertion order)."""
 
     def leases(self) -> list[Lease]:
@@ -87,11 +90,7 @@ class Coordinator:
         return len(self._by_user.get(user, ()))
 
     def reserve(self, worker: int, claim: Claim) -> Granted | Refused:
-        """An address for the claim, or why not. A session asking again keeps the address it has."""
-        key = (worker, claim.session_id)
-        held = self._leases.get(key)
-        if held is not None:
-            return Granted(held)
+        """An address for a session of ``worker``, or why not."""
         replaced: tuple[Lease, ...] = ()
         others = list(self._by_user.get(claim.user, {}).values())
         if claim.limit and len(others) >= claim.limit:
@@ -111,16 +110,18 @@ class Coordinator:
                 return Refused(f"the fixed address {claim.fixed} of user {claim.user!r} is in use")
             where = "the pool" if name is None else f"pool {name!r}"
             return Refused(f"no IPv4 address left in {where} for user {claim.user!r}")
-        lease = Lease(worker, claim.session_id, claim.user, address, name)
-        self._leases[key] = lease
-        self._by_user.setdefault(claim.user, {})[key] = lease
+        lease = Lease(next(self._numbers), worker, claim.user, address, name)
+        self._leases[lease.number] = lease
+        self._by_user.setdefault(claim.user, {})[lease.number] = lease
         return Granted(lease, replaced)
 
-    def release(self, worker: int, session_id: str) -> Lease | None:
-        """The session has ended: its address is free again. Releasing twice does nothing."""
-        lease = self._leases.get((worker, session_id))
-        if lease is not None:
-            self._drop(lease)
+    def release(self, worker: int, number: int) -> Lease | None:
+        """A session of ``worker`` has ended: the address of its lease is free again. Releasing twice,
+        a lease another session replaced, or another worker's lease does nothing."""
+        lease = self._leases.get(number)
+        if lease is None or lease.worker != worker:
+            return None
+        self._drop(lease)
         return lease
 
     def worker_gone(self, worker: int) -> list[Lease]:
@@ -154,10 +155,9 @@ class Coordinator:
         return claim.pool, named
 
     def _drop(self, lease: Lease) -> None:
-        key = (lease.worker, lease.session_id)
-        del self._leases[key]
+        del self._leases[lease.number]
         mine = self._by_user[lease.user]
-        del mine[key]
+        del mine[lease.number]
         if not mine:
             del self._by_user[lease.user]
         pool = self.pool if lease.pool is None else self.pools[lease.pool]
