@@ -441,6 +441,19 @@ def test_a_dae_client_flag_without_a_file_says_what_is_expected() -> None:
     assert str(info.value) == "--dae-client: expected ADDRESS=SECRET-FILE, not '192.0.2.10'"
 
 
+def test_drain_timeout_from_file_and_flag(toml_file: Path) -> None:
+    assert ServerSettings().limits.drain_timeout == 300.0
+    toml_file.write_text("[limits]\ndrain_timeout = 60\n")
+    assert settings(*CERT_FLAGS, "--config", str(toml_file)).limits.drain_timeout == 60.0
+    assert (
+        settings(*CERT_FLAGS, "--config", str(toml_file), "--drain-timeout", "5").limits.drain_timeout == 5.0
+    )
+    toml_file.write_text("[limits]\ndrain_timeout = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load(toml_file)
+    assert "limits.drain_timeout: must be more than 0 seconds, not 0" in str(info.value)
+
+
 # -- workers ---------------------------------------------------------------------------------------
 
 

@@ -51,10 +51,32 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     """Query the server and print the answer."""
+    message: dict[str, Any] = {"command": "kick", "target": args.kick} if args.kick else {"command": "status"}
+    answer = ask(control_socket(args), message)
+    if args.kick:
+        print(f"disconnected {answer['kicked']} session(s) matching {args.kick!r}")
+        return 0 if answer["kicked"] else 1
+    if args.json:
+        print(json.dumps(answer["sessions"], indent=2))
+    else:
+        if answer.get("draining"):
+            print("draining: accepting no new calls; the server exits when these sessions have ended")
+        if answer.get("radius"):
+            print(format_radius(answer["radius"]))
+        elif answer.get("backend"):
+            print(f"logins decided by: {answer['backend']}")
+        print(format_table(answer["sessions"]))
+        dae = answer.get("dae")
+        if isinstance(dae, dict):
+            print(dae_line(dae))
+    return 0
+
+
+def ask(path: Path, message: dict[str, Any]) -> dict[str, Any]:
+    """A running server's answer to ``message`` on its control socket at ``path``; every way that can
+    fail (no server, no permission, a refusal) is one :class:`ConfigError` line saying what to do."""
     from pysstp.server.control import request
 
-    path = control_socket(args)
-    message: dict[str, Any] = {"command": "kick", "target": args.kick} if args.kick else {"command": "status"}
     try:
         answer = asyncio.run(request(path, message))
     except (FileNotFoundError, ConnectionRefusedError):
@@ -73,21 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path} did not answer as a pysstp server does")
     if not answer.get("ok"):
         raise ConfigError(f"server refused: {answer.get('error', 'no reason given')}")
-    if args.kick:
-        print(f"disconnected {answer['kicked']} session(s) matching {args.kick!r}")
-        return 0 if answer["kicked"] else 1
-    if args.json:
-        print(json.dumps(answer["sessions"], indent=2))
-    else:
-        if answer.get("radius"):
-            print(format_radius(answer["radius"]))
-        elif answer.get("backend"):
-            print(f"logins decided by: {answer['backend']}")
-        print(format_table(answer["sessions"]))
-        dae = answer.get("dae")
-        if isinstance(dae, dict):
-            print(dae_line(dae))
-    return 0
+    return answer
 
 
 def dae_line(state: dict[str, Any]) -> str:

@@ -348,6 +348,8 @@ class SstpServerApp:
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         # The TLS handshake gets as long as the HTTP request that follows it.
         self.listener = TlsListener(self._new_connection, ssl_context, link_config.handshake_timeout)
+        self.draining = False
+        """Accepting no new calls (see :meth:`drain`); the health endpoint answers 503."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tun_drops = 0
         self.spoofed = 0
@@ -377,6 +379,12 @@ class SstpServerApp:
         for host in hosts:
             bound += await self.listener.open(host, port)
         return bound
+
+    async def drain(self) -> None:
+        """Stop accepting calls (the listening sockets close, so the kernel refuses new connections);
+        established calls go on."""
+        self.draining = True
+        await self.listener.close()
 
     async def shutdown(self, reason: str = "server shutting down") -> None:
         """Stop accepting, disconnect every session in order, wait a little for them, then close."""

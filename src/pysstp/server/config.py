@@ -183,6 +183,8 @@ class LimitSettings:
     login_refusal: float = 600.0
     on_limit: Literal["deny", "replace"] = "deny"
     """A login beyond a user's session limit is refused, or ends the user's oldest session."""
+    drain_timeout: float = 300.0
+    """A drain (SIGUSR2, ``pysstp drain``) disconnects the sessions still there after this long."""
 
 
 @dataclass(frozen=True)
@@ -889,6 +891,13 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 _Choice({"deny": "deny", "replace": "replace"}),
                 "a login beyond a user's session limit: refused (deny), or the user's oldest session ends "
                 "for it (replace)",
+            ),
+            _Setting(
+                "limits.drain_timeout",
+                "--drain-timeout",
+                _Seconds(),
+                "a drain (SIGUSR2, pysstp drain) disconnects the sessions still there after this long",
+                "SECONDS",
             ),
             _Setting("keepalive", "--keepalive", _Seconds(), "SSTP hello interval", "SECONDS"),
         ),

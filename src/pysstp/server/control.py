@@ -2,7 +2,8 @@
 
 One JSON object per line each way over a Unix socket that only root (or the socket's group) can open:
 ``{"command": "status"}`` → ``{"ok": true, "sessions": [...], "dae": {...} | null}``;
-``{"command": "kick", "target": "alice" | "10.77.0.5"}`` → ``{"ok": true, "kicked": n}``.
+``{"command": "kick", "target": "alice" | "10.77.0.5"}`` → ``{"ok": true, "kicked": n}``;
+``{"command": "drain"}`` → ``{"ok": true, "started": bool, "sessions": n}`` (see :mod:`pysstp.server.drain`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import ipaddress
 import json
 import logging
 import os
+import socket
+import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +113,11 @@ class ControlServer:
         *,
         dae: DaeServer | None = None,
         radius: RadiusClient | None = None,
+        drain: Callable[[str], bool] | None = None,
     ) -> None:
         self.app = app
+        self.drain = drain
+        """Starts a drain, given who asked; False when one is already on (``None``: cannot drain)."""
         self.path = path
         self.dae = dae
         """The Dynamic Authorization listener, whose state ``status`` reports (``None``: off)."""
@@ -146,15 +153,16 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 5)
-            writer.write(json.dumps(self.answer(line[:MAX_REQUEST])).encode() + b"\n")
+            who = asker(writer.get_extra_info("socket"))
+            writer.write(json.dumps(self.answer(line[:MAX_REQUEST], who)).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()
 
-    def answer(self, line: bytes) -> dict[str, Any]:
-        """The reply to one request line."""
+    def answer(self, line: bytes, who: str = "the control socket") -> dict[str, Any]:
+        """The reply to one request line from ``who`` (for the log)."""
         try:
             request = json.loads(line)
             command = request["command"]
@@ -166,6 +174,7 @@ class ControlServer:
                 "sessions": session_rows(self.app, self.meter),
                 "backend": self.app.backend.name,
                 "dae": self.dae.state() if self.dae is not None else None,
+                "draining": self.app.draining,
             }
             if self.radius is not None:
                 answer["radius"] = [
@@ -178,7 +187,20 @@ class ControlServer:
             if not isinstance(target, str) or not target:
                 return {"ok": False, "error": "kick needs a 'target' (user name or address)"}
             return {"ok": True, "kicked": kick(self.app, target)}
+        if command == "drain" and self.drain is not None:
+            return {"ok": True, "started": self.drain(who), "sessions": len(self.app.connections)}
         return {"ok": False, "error": f"unknown command {command!r}"}
+
+
+def asker(sock: Any) -> str:
+    """Who is on the other end of a control connection (asyncio's socket of it, or ``None``): its user
+    and process, from the kernel (SO_PEERCRED, unix(7))."""
+    try:
+        credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (AttributeError, OSError):
+        return "the control socket"
+    pid, uid, _gid = struct.unpack("3i", credentials)
+    return f"the control socket (uid {uid}, pid {pid})"
 
 
 async def request(path: Path, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:

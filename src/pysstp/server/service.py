@@ -34,8 +34,10 @@ from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import ServerSettings
 from pysstp.server.control import ControlServer
 from pysstp.server.dae import start_dae
+from pysstp.server.drain import Drain
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
 from pysstp.server.listener import peer_text
+from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.statefile import state_file
@@ -74,8 +76,10 @@ async def serve_with(
     pool: AddressPool,
     changes: NetworkChanges,
 ) -> int:
-    """Set the system up through ``changes``, serve until a signal, undo it all."""
+    """Set the system up through ``changes``, serve until a signal or the end of a drain, undo it all."""
+    notifier = Notifier.from_environment()
     app: SstpServerApp | None = None
+    drain: Drain | None = None
     control: ControlServer | None = None
     dae: DaeServer | None = None
     radius = RadiusClient(radius_servers(settings)) if settings.radius.servers else None
@@ -131,22 +135,30 @@ async def serve_with(
         except OSError as exc:
             raise listen_error(settings, exc) from None
         dae = await start_dae(app, settings.dae)
-        control = ControlServer(app, settings.control_socket, dae=dae, radius=radius)
+        stop = asyncio.Event()
+        reloader = Reloader(app, users, pool, settings, reread)
+        drain = Drain(app, lambda: reloader.settings.limits.drain_timeout, stop.set, notifier)
+        control = ControlServer(app, settings.control_socket, dae=dae, radius=radius, drain=drain.start)
         await control.start()
         if accounting is not None:
             await accounting.accounting.start()
+        listening = f"listening on {', '.join(map(peer_text, bound))}"
         log.info(
-            "listening on %s; tunnel %s %s/%d; %s backend, %d users",
-            ", ".join(map(peer_text, bound)),
+            "%s; tunnel %s %s/%d; %s backend, %d users",
+            listening,
             tun.name,
             settings.pool.server_address,
             settings.pool.network.prefixlen,
             app.backend.name,
             len(users),
         )
-        await wait_for_signals(app, Reloader(app, users, pool, settings, reread))
+        notifier.ready(listening)
+        notifier.start_watchdog()
+        await wait_for_signals(app, reloader, stop, drain, notifier, listening)
         return 0
     finally:
+        if drain is not None:
+            drain.cancel()
         if dae is not None:
             dae.close()
         if app is not None:
@@ -158,16 +170,25 @@ async def serve_with(
         if radius is not None:
             await radius.close()
         changes.undo()
+        notifier.close()
 
 
-async def wait_for_signals(app: SstpServerApp, reloader: Reloader) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads (see :class:`Reloader`); edits to users apply live."""
+async def wait_for_signals(
+    app: SstpServerApp,
+    reloader: Reloader,
+    stop: asyncio.Event,
+    drain: Drain,
+    notifier: Notifier,
+    listening: str,
+) -> None:
+    """Run until SIGTERM/SIGINT or until ``stop`` is set (the end of a drain); SIGHUP reloads (see
+    :class:`Reloader`), SIGUSR2 drains (see :class:`Drain`); edits to users apply live."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     users = reloader.users
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+    loop.add_signal_handler(signal.SIGHUP, reload_and_notify, reloader, notifier, listening)
+    loop.add_signal_handler(signal.SIGUSR2, drain.start, "SIGUSR2")
     try:
         while not stop.is_set():
             try:
@@ -177,9 +198,20 @@ async def wait_for_signals(app: SstpServerApp, reloader: Reloader) -> None:
                     log.info("user database changed on disk: %d users", len(users))
                     check_fixed_addresses(users, reloader.pool)
         log.info("shutting down: disconnecting %d session(s)", len(app.connections))
+        notifier.stopping("shutting down")
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
             loop.remove_signal_handler(signum)
+
+
+def reload_and_notify(reloader: Reloader, notifier: Notifier, status: str) -> None:
+    """SIGHUP: reload between RELOADING=1 and READY=1 to systemd; a draining server (which has told
+    systemd it is stopping) only reloads."""
+    if reloader.app.draining:
+        reloader.reload()
+        return
+    with notifier.reloading(status):
+        reloader.reload()
 
 
 def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
