@@ -21,6 +21,9 @@ examples:
                                      (first a line with each RADIUS server's state, when there are some)
                                      (and Acct-Session-Id on a wide terminal), then Dynamic Authorization
   pysstp status --json               every field of every session as JSON, for scripts
+  pysstp status --full               the whole answer as JSON: the sessions, the server's counters
+                                     (connects, failures by reason, bytes, packets, drops by cause, RSS,
+                                     CPU), RADIUS servers and Dynamic Authorization
   pysstp status --config /etc/pysstp/server.toml    the server whose control_socket that file sets
   pysstp status --kick alice         disconnect every session of user alice (CALL_DISCONNECT)
   pysstp status --kick 10.77.0.5     disconnect the session that has this address
@@ -46,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--kick", metavar="USER|ADDRESS", help="disconnect the matching sessions")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--full", action="store_true", help="print the server's whole answer as JSON (sessions and counters)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -56,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if args.kick:
         print(f"disconnected {answer['kicked']} session(s) matching {args.kick!r}")
         return 0 if answer["kicked"] else 1
-    if args.json:
+    if args.full:
+        print(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
+    elif args.json:
         print(json.dumps(answer["sessions"], indent=2))
     else:
         if answer.get("draining"):
