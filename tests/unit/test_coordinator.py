@@ -8,17 +8,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from pysstp.server.addresses import AddressAuthority
+from pysstp.server.admission import Limits
 from pysstp.server.coordinator import Claim, Coordinator, Granted, Lease, Refused
 from pysstp.server.pool import AddressPool
 
 SERVER = IPv4Address("10.77.0.1")
 
 
-def coordinator(network: str = "10.77.0.0/29", **named: str) -> Coordinator:
-    return Coordinator(
+def coordinator(network: str = "10.77.0.0/29", limits: Limits | None = None, **named: str) -> Coordinator:
+    authority = AddressAuthority(
         AddressPool(IPv4Network(network), SERVER),
         {name: AddressPool(IPv4Network(net), SERVER) for name, net in named.items()},
+        server_address=SERVER,
     )
+    return Coordinator(authority, limits or Limits())
 
 
 def granted(answer: Granted | Refused) -> Lease:
@@ -51,19 +55,19 @@ def test_no_worker_is_refused_while_any_address_is_free() -> None:
 
 
 def test_the_user_limit_counts_sessions_on_every_worker() -> None:
-    shared = coordinator()
-    granted(shared.reserve(0, Claim("alice", limit=2)))
-    granted(shared.reserve(1, Claim("alice", limit=2)))
-    assert shared.reserve(1, Claim("alice", limit=2)) == Refused(
-        "user 'alice' already has 2 session(s), the limit"
-    )
+    shared = coordinator(limits=Limits(max_sessions_per_user=2))
+    granted(shared.reserve(0, Claim("alice")))
+    granted(shared.reserve(1, Claim("alice")))
+    assert shared.reserve(1, Claim("alice")) == Refused("user 'alice' already has 2 session(s), the limit")
     assert shared.sessions_of("alice") == 2
+    # The backend's own limit for the user wins over the server's.
+    granted(shared.reserve(1, Claim("alice", own_limit=3)))
 
 
 def test_replace_takes_the_oldest_session_wherever_it_runs() -> None:
-    shared = coordinator()
+    shared = coordinator(limits=Limits(on_limit="replace"))
     old = granted(shared.reserve(1, Claim("alice", fixed=IPv4Address("10.77.0.5"))))
-    answer = shared.reserve(0, Claim("alice", fixed=IPv4Address("10.77.0.5"), limit=1, on_limit="replace"))
+    answer = shared.reserve(0, Claim("alice", fixed=IPv4Address("10.77.0.5"), own_limit=1))
     assert isinstance(answer, Granted)
     assert answer.replaced == (old,)
     assert answer.lease.address == IPv4Address("10.77.0.5")
@@ -76,7 +80,7 @@ def test_fixed_addresses_and_named_pools() -> None:
     shared = coordinator(staff="10.88.0.0/29")
     assert granted(shared.reserve(0, Claim("a", pool="staff"))).address == IPv4Address("10.88.0.1")
     fixed = granted(shared.reserve(1, Claim("b", fixed=IPv4Address("10.88.0.6"))))
-    assert (fixed.address, fixed.pool) == (IPv4Address("10.88.0.6"), "staff")
+    assert (fixed.address, fixed.pool) == (IPv4Address("10.88.0.6"), shared.addresses.pools["staff"])
     assert shared.reserve(0, Claim("c", fixed=IPv4Address("10.88.0.6"))) == Refused(
         "the fixed address 10.88.0.6 of user 'c' is in use"
     )
@@ -97,7 +101,7 @@ def test_a_dead_workers_addresses_are_free_and_the_others_keep_theirs() -> None:
     assert shared.worker_gone(1) == lost
     assert shared.leases() == [kept]
     assert shared.sessions_of("bob") == 0
-    assert shared.pool.free_count == shared.pool.size - 1
+    assert shared.addresses.pool.free_count == shared.addresses.pool.size - 1
 
 
 @given(st.lists(st.tuples(st.integers(0, 2), st.booleans()), max_size=60))
@@ -109,7 +113,8 @@ def test_released_addresses_come_back(steps: list[tuple[int, bool]]) -> None:
             shared.release(leases[0].worker, leases[0].number)
         else:
             shared.reserve(worker, Claim("u"))
-    assert shared.pool.free_count + len(shared.leases()) == shared.pool.size
+    pool = shared.addresses.pool
+    assert pool.free_count + len(shared.leases()) == pool.size
 
 
 class Workers(RuleBasedStateMachine):
@@ -133,15 +138,10 @@ class Workers(RuleBasedStateMachine):
         self, worker: int, user: str, pool: str | None, fixed: IPv4Address | None, limited: str
     ) -> None:
         before = self.shared.sessions_of(user)
-        chosen = self.shared.pool if pool is None else self.shared.pools[pool]
+        chosen = self.shared.addresses.pool if pool is None else self.shared.addresses.pools[pool]
         room = chosen.free_count
-        claim = Claim(
-            user,
-            fixed=fixed,
-            pool=pool,
-            limit=0 if limited == "no" else self.LIMIT,
-            on_limit="replace" if limited == "replace" else "deny",
-        )
+        self.shared.admission.limits = Limits(on_limit="replace" if limited == "replace" else "deny")
+        claim = Claim(user, fixed=fixed, pool=pool, own_limit=None if limited == "no" else self.LIMIT)
         answer = self.shared.reserve(worker, claim)
         if isinstance(answer, Refused):
             if answer.reason.startswith("no IPv4 address left"):
@@ -169,8 +169,9 @@ class Workers(RuleBasedStateMachine):
         leases = self.shared.leases()
         addresses = [lease.address for lease in leases]
         assert len(addresses) == len(set(addresses))
-        for name, pool in [(None, self.shared.pool), *self.shared.pools.items()]:
-            held = {lease.address for lease in leases if lease.pool == name}
+        authority = self.shared.addresses
+        for pool in (authority.pool, *authority.pools.values()):
+            held = {lease.address for lease in leases if lease.pool is pool}
             assert set(pool.in_use()) == held
         assert sum(self.shared.sessions_of(u) for u in ("alice", "bob", "carol")) == len(leases)
 

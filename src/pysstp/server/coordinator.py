@@ -7,37 +7,37 @@ user's session limit counts sessions everywhere. Workers ask here (over their
 the answer is an address, or why not. A worker that dies loses its leases all at once, so its addresses
 are free again while the other workers' sessions keep theirs (docs/scaling.md, "Workers").
 
-Pure logic: the supervisor feeds it the workers' requests and carries its answers back.
+Pure logic, with the single server's own rules: the address authority's pools
+(:class:`~pysstp.server.addresses.AddressAuthority`) and admission's per-user limit
+(:meth:`~pysstp.server.admission.Admission.for_user`). The supervisor feeds it the workers' requests and
+carries its answers back.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import logging
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Literal
 
-from pysstp.server.pool import AddressPool
+from pysstp.aaa.backend import Authorization
+from pysstp.server.addresses import AddressAuthority, Pool
+from pysstp.server.admission import Admission, Limits
 
-OnLimit = Literal["deny", "replace"]
-"""What a login beyond a user's session limit does (``limits.on_limit``)."""
+_QUIET = logging.LoggerAdapter(logging.getLogger("pysstp.server"))
+"""For the authority's IPv6 notes, which never come: each worker checks its sessions' prefixes."""
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A worker asks for an address for one session of ``user``.
-
-    ``fixed`` is the backend's address for the user, ``pool`` the named pool it picked (RADIUS
-    Framed-Pool); ``limit`` is the user's session limit (0: none) and ``on_limit`` what a session beyond
-    it does.
-    """
+    """A worker asks for an address for one session of ``user``: ``fixed`` is the backend's address for
+    the user, ``pool`` the named pool it picked (RADIUS Framed-Pool), ``own_limit`` the backend's session
+    limit for the user (the user file's ``max_sessions``), which overrides ``max_sessions_per_user``."""
 
     user: str
     fixed: IPv4Address | None = None
     pool: str | None = None
-    limit: int = 0
-    on_limit: OnLimit = "deny"
+    own_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +50,8 @@ class Lease:
     worker: int
     user: str
     address: IPv4Address
-    pool: str | None
-    """The named pool it came from; ``None`` for the default pool."""
+    pool: Pool
+    """The pool it goes back to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +71,13 @@ class Refused:
 
 
 class Coordinator:
-    """Leases of addresses from the default ``pool`` and the named ``pools``, per worker and per user."""
+    """Leases of the addresses ``addresses`` hands out (the server's pools), per worker and per user,
+    with the users' session limits of ``limits``."""
 
-    def __init__(self, pool: AddressPool, pools: Mapping[str, AddressPool] | None = None) -> None:
-        self.pool = pool
-        self.pools = dict(pools or {})
+    def __init__(self, addresses: AddressAuthority, limits: Limits) -> None:
+        self.addresses = addresses
+        self.admission = Admission(limits)
+        """The users' session limits (``admit`` is each worker's, for its own calls)."""
         self._numbers = itertools.count(1)
         self._leases: dict[int, Lease] = {}
         self._by_user: dict[str, dict[int, Lease]] = {}
@@ -91,29 +93,26 @@ class Coordinator:
 
     def reserve(self, worker: int, claim: Claim) -> Granted | Refused:
         """An address for a session of ``worker``, or why not."""
-        replaced: tuple[Lease, ...] = ()
         others = list(self._by_user.get(claim.user, {}).values())
-        if claim.limit and len(others) >= claim.limit:
-            if claim.on_limit == "deny":
-                return Refused(f"user {claim.user!r} already has {len(others)} session(s), the limit")
-            # The oldest go, and at once: the new session may take over their fixed address.
-            replaced = tuple(others[: len(others) - claim.limit + 1])
-            for lease in replaced:
-                self._drop(lease)
-        picked = self._pick_pool(claim)
-        if isinstance(picked, Refused):
-            return picked
-        name, pool = picked
-        address = pool.allocate(claim.user, claim.fixed)
-        if address is None:
-            if claim.fixed is not None:
-                return Refused(f"the fixed address {claim.fixed} of user {claim.user!r} is in use")
-            where = "the pool" if name is None else f"pool {name!r}"
-            return Refused(f"no IPv4 address left in {where} for user {claim.user!r}")
-        lease = Lease(next(self._numbers), worker, claim.user, address, name)
+        decision = self.admission.for_user(claim.user, claim.own_limit, others)
+        if isinstance(decision, str):
+            return Refused(decision)
+        # The oldest go, and at once: the new session may take over their fixed address.
+        for lease in decision:
+            self._drop(lease)
+        reservation = self.addresses.reserve_now(
+            claim.user,
+            Authorization(address=claim.fixed, pool=claim.pool),
+            prefix_taken=lambda _prefix: False,
+            log=_QUIET,
+            peer=f"worker {worker}",
+        )
+        if isinstance(reservation, str):
+            return Refused(reservation)
+        lease = Lease(next(self._numbers), worker, claim.user, reservation.address, reservation.pool)
         self._leases[lease.number] = lease
         self._by_user.setdefault(claim.user, {})[lease.number] = lease
-        return Granted(lease, replaced)
+        return Granted(lease, tuple(decision))
 
     def release(self, worker: int, number: int) -> Lease | None:
         """A session of ``worker`` has ended: the address of its lease is free again. Releasing twice,
@@ -131,34 +130,10 @@ class Coordinator:
             self._drop(lease)
         return gone
 
-    def _pick_pool(self, claim: Claim) -> tuple[str | None, AddressPool] | Refused:
-        """The pool the claim's address comes from: the one holding its fixed address, else the named
-        pool it picked, else the default pool."""
-        fixed = claim.fixed
-        if fixed is not None:
-            # A fixed address is taken from the pool whose network holds it, whatever Framed-Pool says.
-            found = next(((n, p) for n, p in self.pools.items() if fixed in p.network), None)
-            name, pool = found if found is not None else (None, self.pool)
-            problem = pool.fixed_refusal(fixed)
-            if problem is not None:
-                return Refused(f"fixed address {problem} (user {claim.user!r})")
-            return name, pool
-        if claim.pool is None:
-            return None, self.pool
-        named = self.pools.get(claim.pool)
-        if named is None:
-            known = ", ".join(sorted(self.pools)) or "none"
-            return Refused(
-                f"pool {claim.pool!r} of user {claim.user!r} is not in the config (named pools: {known}); "
-                f"add [pools.{claim.pool}] or correct Framed-Pool"
-            )
-        return claim.pool, named
-
     def _drop(self, lease: Lease) -> None:
         del self._leases[lease.number]
         mine = self._by_user[lease.user]
         del mine[lease.number]
         if not mine:
             del self._by_user[lease.user]
-        pool = self.pool if lease.pool is None else self.pools[lease.pool]
-        pool.release(lease.address)
+        self.addresses.release(lease.address, lease.pool)
