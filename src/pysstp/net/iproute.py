@@ -208,6 +208,11 @@ def add_route(route: Route) -> None:
     _run(f"add route {route}", lambda ipr: ipr.route("add", **_route_spec(ipr, route)))
 
 
+def replace_route(route: Route) -> None:
+    """Add a route, or change the one with the same destination (``ip route replace``)."""
+    _run(f"replace route {route}", lambda ipr: ipr.route("replace", **_route_spec(ipr, route)))
+
+
 def delete_route(route: Route, *, missing_ok: bool = False) -> None:
     """Remove a route; with ``missing_ok`` a route (or interface) that is already gone is fine."""
     _delete(f"delete route {route}", lambda ipr: ipr.route("del", **_route_spec(ipr, route)), missing_ok)

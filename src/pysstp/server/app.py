@@ -75,6 +75,7 @@ class SstpServerApp:
         require_client_certificate: bool = False,
         accounting: SessionAccounting | None = None,
         proxy_sources: Sequence[IPv4Network | IPv6Network] | None = None,
+        addresses: AddressAuthority | None = None,
     ) -> None:
         self.ssl_context = ssl_context
         self.accounting = accounting
@@ -86,7 +87,7 @@ class SstpServerApp:
         self.backend = BackoffBackend(backend, backoff or Backoff())
         """Who decides logins: the configured backend, behind the login back-off."""
         self.admission = Admission(limits or Limits())
-        self.addresses = AddressAuthority(
+        self.addresses = addresses or AddressAuthority(
             pool,
             pools or {},
             server_address=server_address,
@@ -94,6 +95,8 @@ class SstpServerApp:
             ipv6=link_config.ipv6,
             ipv6_prefix=ipv6_prefix,
         )
+        """Who gives sessions their addresses: the pools here, unless another authority is handed in (a
+        worker's, which asks the supervisor: docs/scaling.md, "Workers")."""
         self.tun = tun
         self.idle_timeout = idle_timeout
         self._idle_timer: asyncio.TimerHandle | None = None
