@@ -19,7 +19,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
-from ipaddress import ip_address, ip_interface
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_interface
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from pysstp.net.iproute import AddressInfo, make_address, make_route
 from pysstp.net.nat import install_nat, make_nat_rules, remove_nat
 from pysstp.net.sysctl import read_sysctl, write_sysctl
 from pysstp.net.tun import TUN_PATH, TunDevice
+from pysstp.server.worker import WorkerRoutes
 
 _serial = itertools.count()
 
@@ -333,6 +334,25 @@ def test_unreachable_route_journaled_and_undone(veth: str, tmp_path: Path) -> No
     with pytest.raises(ValueError, match="no device and no gateway"):
         make_route("10.77.0.0/24", ifname=veth, unreachable=True)
     journal.close(remove=True)
+
+
+def test_a_workers_session_route_carries_its_mtu_and_outlives_it(veth: str) -> None:
+    """A worker routes each session address into its TUN; the session's MTU route is that same route
+    with an MTU, and removing the MTU leaves the route (pysstp.server.worker.WorkerRoutes)."""
+    routes = WorkerRoutes(veth)
+    address = IPv4Address("10.77.0.9")
+    routes.hold(address)
+    assert "10.77.0.9 dev va proto static scope link" in _run("ip", "route")
+    routes.add(IPv4Network("10.77.0.9/32"), mtu=1300)
+    assert "10.77.0.9 dev va proto static scope link mtu 1300" in _run("ip", "route")
+    routes.remove(IPv4Network("10.77.0.9/32"))
+    table = _run("ip", "route")
+    assert "10.77.0.9 dev va proto static scope link" in table and "mtu 1300" not in table
+    routes.let_go(address)
+    assert "10.77.0.9" not in _run("ip", "route")
+    routes.add(IPv4Network("10.88.0.0/24"))  # a network behind a client: added and removed as it is
+    routes.remove(IPv4Network("10.88.0.0/24"))
+    assert "10.88.0.0" not in _run("ip", "route")
 
 
 def test_ipv6_route(veth: str) -> None:
