@@ -104,7 +104,7 @@ class Workers:
             PYSSTP, "status", "--json", "--socket", str(self.tmp / "ctl.sock"), check=False
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        rows: list[dict[str, object]] = json.loads(result.stdout)
+        rows: list[dict[str, object]] = json.loads(result.stdout)["sessions"]
         return rows
 
     def wait_for_sessions(self, count: int) -> list[dict[str, object]]:

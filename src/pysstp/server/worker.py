@@ -357,6 +357,7 @@ async def serve_worker(
             backoff=worker.backoff,
             kernel_routes=routes,
             accounting=accounting,
+            radius=radius,
             addresses=CoordinatedAuthority(
                 pool,
                 named_pools(settings),
