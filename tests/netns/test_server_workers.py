@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.connect_process import PYSSTP
 from helpers.loopback import make_certificate
@@ -37,8 +38,14 @@ CLIENT = str(Path(__file__).parents[1] / "helpers" / "tunnel_client.py")
 PORT = "8443"
 TUN = "sstp-w"
 SERVER_TUNNEL_IP = "10.77.0.1"
+METRICS = "127.0.0.1:9150"
 DEADLINE = 30.0
 """Seconds any awaited state may take (a worker restarts in about 1 s plus its start-up)."""
+
+_GET = """\
+import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())
+"""
 
 _STORM = """\
 import asyncio, json, ssl, sys
@@ -161,7 +168,7 @@ def call_on_worker(workers: Workers, index: int, start: Callable[[], Path]) -> s
 
 def test_sessions_on_two_workers_talk_show_in_status_and_are_kicked(workers: Workers, lan: Namespace) -> None:
     before = network_state(workers.pair.server)
-    workers.start_server()
+    workers.start_server("--metrics", METRICS)
     pair = workers.pair
     alice = call_on_worker(
         workers, 0, lambda: workers.start_client(pair.client, pair.server_ip, "wa", "alice", "alicepw")
@@ -172,6 +179,15 @@ def test_sessions_on_two_workers_talk_show_in_status_and_are_kicked(workers: Wor
     rows = {row["user"]: row for row in workers.wait_for_sessions(2)}
     assert (rows["alice"]["worker"], rows["bob"]["worker"]) == (0, 1)
     assert (rows["alice"]["address"], rows["bob"]["address"]) == (alice, bob)
+    # One scrape of the supervisor's metrics address has every worker's series.
+    body = pair.server.run(sys.executable, "-c", _GET, f"http://{METRICS}/metrics").stdout
+    sessions = {
+        sample.labels["worker"]: sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == "pysstp_sessions" and sample.labels["auth_method"] == "mschapv2"
+    }
+    assert sessions == {"0": 1.0, "1": 1.0}
     # From one worker's client to the other's: through the kernel, between the two workers' TUNs.
     pair.client.run("ip", "route", "add", "10.77.0.0/24", "dev", "wa")
     lan.run("ip", "route", "add", "10.77.0.0/24", "dev", "wb")

@@ -11,12 +11,12 @@ import pytest
 from pysstp.server.config import ServerSettings
 from pysstp.server.supervisor import (
     decode_settings,
-    encode_settings,
     merge_answers,
     worker_count,
     worker_tun_name,
     worker_tun_pattern,
 )
+from pysstp.server.workerchannel import pack
 
 
 def test_worker_tun_names_fit_the_kernel_and_share_a_prefix() -> None:
@@ -38,7 +38,7 @@ def test_auto_is_one_worker_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_reach_a_worker_unchanged() -> None:
     settings = dataclasses.replace(ServerSettings(), workers=2, users=Path("/etc/pysstp/users.toml"))
-    assert decode_settings(encode_settings(settings)) == settings
+    assert decode_settings(pack(settings)) == settings
 
 
 def test_status_answers_are_joined_and_counted() -> None:

@@ -16,13 +16,11 @@ everything (docs/scaling.md, "Workers").
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import json
 import logging
 import os
-import pickle
 import signal
 import socket
 import sys
@@ -42,11 +40,13 @@ from pysstp.server.config import MAX_WORKERS, ServerSettings
 from pysstp.server.control import MAX_REQUEST, asker
 from pysstp.server.coordinator import Claim, Coordinator, Granted
 from pysstp.server.listener import listening_sockets, peer_text
+from pysstp.server.metrics import MetricsServer, start_metrics
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import RESTART_SETTINGS, keep_settings
 from pysstp.server.statefile import state_file
-from pysstp.server.workerchannel import Channel, Message
+from pysstp.server.stats import ServerStats
+from pysstp.server.workerchannel import Channel, Message, pack, unpack
 
 log = logging.getLogger("pysstp.server")
 
@@ -81,14 +81,9 @@ def worker_tun_pattern(tun_name: str) -> str:
     return worker_tun_name(tun_name, 0)[:-1] + "*"
 
 
-def encode_settings(settings: ServerSettings) -> str:
-    """The settings as the channel carries them to a worker (a process of the same program)."""
-    return base64.b64encode(pickle.dumps(settings)).decode()
-
-
 def decode_settings(text: str) -> ServerSettings:
-    """What :func:`encode_settings` made, back."""
-    settings = pickle.loads(base64.b64decode(text))
+    """Settings a worker got from the supervisor (:func:`~pysstp.server.workerchannel.pack`)."""
+    settings = unpack(text)
     assert isinstance(settings, ServerSettings)
     return settings
 
@@ -211,6 +206,7 @@ class Supervisor:
         """systemd hears from the supervisor only (the workers' environment no longer names it)."""
         self._stop = asyncio.Event()
         self._control: asyncio.AbstractServer | None = None
+        self._metrics: MetricsServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def run(self) -> None:
@@ -222,6 +218,9 @@ class Supervisor:
             for worker in self.workers:
                 await self._wait_ready(worker)
             await self._open_control()
+            self._metrics = await start_metrics(
+                self.settings.metrics.listen, self.snapshots, lambda: self.draining
+            )
             listening = f"listening on {', '.join(peer_text(s.getsockname()) for s in self.sockets)}"
             log.info(
                 "%s; %d workers on %s; %s/%d",
@@ -245,6 +244,8 @@ class Supervisor:
                 loop.remove_signal_handler(signum)
             self.stopping = True
             await self._close_control()
+            if self._metrics is not None:
+                await self._metrics.stop()
             await asyncio.gather(*(self._end(worker) for worker in self.workers))
             for task in list(self._tasks):
                 task.cancel()
@@ -278,7 +279,7 @@ class Supervisor:
             {
                 "op": "start",
                 "index": worker.index,
-                "settings": encode_settings(self.settings),
+                "settings": pack(self.settings),
                 "listeners": listeners,
             }
         )
@@ -434,10 +435,19 @@ class Supervisor:
         # The coordinator's limits follow; what needs a restart stays as it runs, in the workers too.
         self.settings = keep_settings(settings, self.started, RESTART_SETTINGS)
         self.coordinator.admission.limits = limits(self.settings)
-        encoded = encode_settings(settings)
+        encoded = pack(settings)
         for worker in self.workers:
             if worker.channel is not None and not worker.channel.closed:
                 worker.channel.tell({"op": "reload", "settings": encoded})
+
+    async def snapshots(self) -> list[ServerStats]:
+        """Every running worker's stats snapshot, for the metrics (each labelled with its worker)."""
+        running = self._running()
+        answers = await asyncio.gather(
+            *(w.channel.ask({"op": "snapshot"}) for w in running if w.channel is not None),
+            return_exceptions=True,
+        )
+        return [unpack(a["stats"]) for a in answers if isinstance(a, dict) and "stats" in a]
 
     # -- drain -----------------------------------------------------------------------------------------
 
@@ -498,11 +508,7 @@ class Supervisor:
     async def _fan_out(self, request: dict[str, Any], who: str) -> list[dict[str, Any]]:
         """Every running worker's answer to a control request (a worker that died meanwhile has nothing
         to show or kick, and is left out)."""
-        running = [
-            w
-            for w in self.workers
-            if w.channel is not None and not w.channel.closed and w.ready is not None and w.ready.done()
-        ]
+        running = self._running()
         answers = await asyncio.gather(
             *(self._ask_worker(w, request, who) for w in running), return_exceptions=True
         )
@@ -515,6 +521,14 @@ class Supervisor:
                     row["worker"] = worker.index
             replies.append(answer)
         return replies
+
+    def _running(self) -> list[Worker]:
+        """The workers that have started and are still there."""
+        return [
+            w
+            for w in self.workers
+            if w.channel is not None and not w.channel.closed and w.ready is not None and w.ready.done()
+        ]
 
     async def _ask_worker(self, worker: Worker, request: dict[str, Any], who: str) -> dict[str, Any]:
         assert worker.channel is not None

@@ -58,7 +58,7 @@ from pysstp.server.reload import Reloader
 from pysstp.server.service import TunRoutes, server_app, setup_ipv6, wait_for_signals
 from pysstp.server.statefile import state_file
 from pysstp.server.supervisor import decode_settings, worker_tun_name
-from pysstp.server.workerchannel import Channel, Message
+from pysstp.server.workerchannel import Channel, Message, pack
 
 log = logging.getLogger("pysstp.server")
 
@@ -228,6 +228,10 @@ class WorkerProcess:
             if self.control is None:
                 return {"ok": False, "error": "this worker is still starting"}
             return self.control.answer(json.dumps(message["request"]).encode(), message["who"])
+        elif op == "snapshot":
+            if self.app is None or self.control is None:
+                return {}
+            return {"stats": pack(self.app.snapshot(self.index, self.control.meter.rates))}
         elif op == "replace":
             self.replace(IPv4Address(message["address"]))
         elif op == "login":

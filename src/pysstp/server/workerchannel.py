@@ -9,10 +9,12 @@ still waiting fails with :class:`ChannelClosed` and :meth:`Channel.serve` return
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
 import logging
+import pickle
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +27,17 @@ Handler = Callable[[Message], Awaitable[Message | None]]
 
 LINE_LIMIT = 64 * 1024 * 1024
 """Longest line: a status answer carries every session of the worker (about 600 bytes each)."""
+
+
+def pack(value: object) -> str:
+    """A Python value (settings, a stats snapshot) as text for a message to the other process, which
+    runs the same program (so a pickle is safe and keeps every type)."""
+    return base64.b64encode(pickle.dumps(value)).decode()
+
+
+def unpack(text: str) -> Any:
+    """What :func:`pack` made, back."""
+    return pickle.loads(base64.b64decode(text))
 
 
 class ChannelClosed(ConnectionError):
