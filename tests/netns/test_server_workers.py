@@ -158,10 +158,18 @@ def ping(ns: Namespace, address: str) -> None:
 
 def call_on_worker(workers: Workers, index: int, start: Callable[[], Path]) -> str:
     """Start a client while only worker ``index`` accepts (the other one is stopped); its address."""
+    return up_address(call_on_worker_log(workers, index, start, "UP "))
+
+
+def call_on_worker_log(workers: Workers, index: int, start: Callable[[], Path], until: str = "DOWN ") -> Path:
+    """Start a client while only worker ``index`` accepts (the other one is stopped), until its log
+    shows ``until``; its log."""
     other = workers.worker_pid(1 - index)
     run("kill", "-STOP", str(other))
     try:
-        return up_address(start())
+        log = start()
+        wait_for_text(log, until, DEADLINE)
+        return log
     finally:
         run("kill", "-CONT", str(other))
 
@@ -296,3 +304,22 @@ def test_sighup_and_drain_reach_every_worker(workers: Workers, lan: Namespace) -
     assert workers.server.wait(30) == 0, workers.log.read_text()
     assert "drained: every worker has ended" in workers.log.read_text()
     assert network_state(pair.server) == before
+
+
+def test_a_source_refused_on_one_worker_is_refused_by_the_other(workers: Workers) -> None:
+    workers.start_server("--max-login-failures-per-source", "2", "--login-delay", "0")
+    pair = workers.pair
+
+    def client(name: str, password: str) -> Callable[[], Path]:
+        return lambda: workers.start_client(pair.client, pair.server_ip, name, "alice", password)
+
+    for name in ("f1", "f2"):
+        call_on_worker_log(workers, 0, client(name, "wrong"))
+    # A status round trip through every worker: worker 1 has taken in worker 0's failures before it.
+    workers.status()
+    refused = call_on_worker_log(workers, 1, client("f3", "alicepw"))
+    assert "DOWN 1 HTTP handshake failed: HTTP status 503 Service Unavailable" in refused.read_text()
+    assert re.search(
+        r"pysstp\.server\[1\]: 10\.200\.7\.2:\d+: refused for \d+ s more after 2 failed",
+        workers.log.read_text(),
+    )
