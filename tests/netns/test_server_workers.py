@@ -323,3 +323,24 @@ def test_a_source_refused_on_one_worker_is_refused_by_the_other(workers: Workers
         r"pysstp\.server\[1\]: 10\.200\.7\.2:\d+: refused for \d+ s more after 2 failed",
         workers.log.read_text(),
     )
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_one_line(workers: Workers) -> None:
+    pair = workers.pair
+    pair.server.run("ip", "link", "add", f"{TUN}-1", "type", "veth", "peer", "name", "wkpeer")  # taken
+    before = network_state(pair.server)
+    key = workers.cert.with_name("key.pem")
+    log = workers.tmp / "failed.log"
+    server = pair.server.start(
+        [PYSSTP, "server", "--cert", str(workers.cert), "--key", str(key), "--users", str(workers.users),
+         "--listen", pair.server_ip, "--port", PORT, "--tun-name", TUN, "--workers", "2",
+         "--control-socket", str(workers.tmp / "ctl.sock"), "--state-dir", str(workers.tmp / "state")],
+        log,
+    )  # fmt: skip
+    assert server.wait(60) == 1, log.read_text()
+    errors = [line for line in log.read_text().splitlines() if line.startswith("pysstp: ")]
+    assert len(errors) == 1 and f"{TUN}-1" in errors[0], log.read_text()
+    assert "Traceback" not in log.read_text()
+    assert network_state(pair.server) == before
+    assert pair.server.run("nft", "list", "tables").stdout == ""
+    assert list((workers.tmp / "state").iterdir()) == []
