@@ -78,6 +78,7 @@ class SstpServerApp:
         accounting: SessionAccounting | None = None,
         proxy_sources: Sequence[IPv4Network | IPv6Network] | None = None,
         radius: RadiusClient | None = None,
+        addresses: AddressAuthority | None = None,
     ) -> None:
         self.ssl_context = ssl_context
         self.radius = radius
@@ -91,7 +92,7 @@ class SstpServerApp:
         self.backend = BackoffBackend(backend, backoff or Backoff())
         """Who decides logins: the configured backend, behind the login back-off."""
         self.admission = Admission(limits or Limits())
-        self.addresses = AddressAuthority(
+        self.addresses = addresses or AddressAuthority(
             pool,
             pools or {},
             server_address=server_address,
@@ -99,6 +100,8 @@ class SstpServerApp:
             ipv6=link_config.ipv6,
             ipv6_prefix=ipv6_prefix,
         )
+        """Who gives sessions their addresses: the pools here, unless another authority is handed in (a
+        worker's, which asks the supervisor: docs/scaling.md, "Workers")."""
         self.tun = tun
         self.idle_timeout = idle_timeout
         self._idle_timer: asyncio.TimerHandle | None = None
