@@ -268,7 +268,7 @@ def test_ms_dns_servers_reach_the_client_and_framed_mtu_caps_the_session(setup: 
     assert f"DNS {ERIN_DNS[0]}, {ERIN_DNS[1]}" in text, text
     ping(setup, SERVER_TUNNEL_IP)
     status = setup.pair.server.run(PYSSTP, "status", "--socket", str(setup.tmp / "ctl.sock"), "--json")
-    (session,) = json.loads(status.stdout)
+    (session,) = json.loads(status.stdout)["sessions"]
     assert (session["user"], session["mtu"]) == ("erin", ERIN_MTU)
 
 

@@ -88,7 +88,7 @@ async def test_config_finds_the_socket_and_json_has_every_field(
         client = await bench.connect()
         await asyncio.wait_for(client.up.wait(), TIMEOUT)
         assert await asyncio.to_thread(main, ["status", "--config", str(config), "--json"]) == 0
-        (row,) = json.loads(capsys.readouterr().out)
+        (row,) = json.loads(capsys.readouterr().out)["sessions"]
         assert set(row) == set(SESSION)
         assert row["user"] == "alice" and row["mtu"] > 0 and row["started"] > 0
         assert row["backend"] == "local" and re.fullmatch("[0-9A-F]{16}", row["session_id"])
@@ -175,7 +175,7 @@ async def test_status_counts_connects_failures_and_traffic_of_ended_sessions(
         assert set(server["drops"]) == {"queue_full", "spoofed_source", "no_session", "before_binding"}
         assert server["rss_bytes"] > 0 and server["cpu_seconds"] > 0 and server["negotiating"] == 0
         assert "sessions" not in server
-        assert await asyncio.to_thread(main, ["status", "--socket", str(control.path), "--full"]) == 0
+        assert await asyncio.to_thread(main, ["status", "--socket", str(control.path), "--json"]) == 0
         full = json.loads(capsys.readouterr().out)
         assert full["sessions"] == [] and full["server"]["connects"] == 1
     finally:

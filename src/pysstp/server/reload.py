@@ -22,6 +22,7 @@ log = logging.getLogger("pysstp.server")
 RESTART_SETTINGS = (
     "listen",
     "port",
+    "workers",
     "tun_name",
     "pool.network",
     "pool.server_address",
@@ -48,6 +49,7 @@ RESTART_SETTINGS = (
     "dae.listen",
     "dae.port",
     "dae.clients",
+    "metrics.listen",
     "proxy_protocol",
     "proxy_sources",
     "tls.offload",
