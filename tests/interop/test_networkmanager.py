@@ -222,3 +222,32 @@ def test_a_mistake_in_vpn_data_is_pysstps_one_line_in_networkmanagers_log(lab: L
     assert "The VPN service failed to start" in output, output
     assert "vpn.data [work]: unknown key 'colour'" in lab.nm.log.read_text()
     lab.nm.wait(lambda: not lab.nm.service_pids(), "the plugin service exits")
+
+
+@pytest.mark.parametrize("gateway", ["blackhole", "nothing-listens"])
+def test_a_gateway_that_does_not_answer_fails_with_networkmanagers_connect_timeout(
+    lab: Lab, gateway: str
+) -> None:
+    if gateway == "blackhole":
+        address = "198.51.100.7"
+        lab.pair.client.run("ip", "route", "add", "blackhole", f"{address}/32")
+    else:
+        address = lab.pair.server_ip  # no server started: the port refuses
+    data = [f"gateway={address}:{PORT}", "user=alice", "never-default=yes", f"pin-sha256={lab.pin}"]
+    # vpn.timeout bounds the attempts (NetworkManager's default is 60 s).
+    vpn_add(lab.nm, VPN, data, ["password=alicepw"], "vpn.timeout", "10")
+    output = lab.up(check=False)
+    log = lab.nm.log.read_text()
+    assert "connect timeout exceeded" in log, output + log
+    assert "The connection attempt timed out" in output, output  # nmcli's words for connect-timeout
+    # pysstp's line for each attempt, and the last one again when NetworkManager gave up.
+    expected = (
+        f"TCP: cannot connect to {address}:{PORT}: invalid argument"  # the kernel's answer to a blackhole
+        if gateway == "blackhole"
+        else f"TCP: {address}:{PORT} refused the connection"
+    )
+    assert expected in log and "dialing again until NetworkManager's connect timeout" in log, log
+    lab.nm.wait(lambda: not lab.nm.service_pids(), "the plugin service exits")
+    log = lab.nm.log.read_text()
+    assert "gave up after" in log.split("connect timeout exceeded", 1)[1], log
+    assert tun_links(lab.pair.client) == []

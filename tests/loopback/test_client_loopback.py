@@ -176,8 +176,11 @@ async def test_refused_port_names_host_and_port() -> None:
         port = probe.getsockname()[1]
     settings = ClientSettings(host="127.0.0.1", port=port, user="a")
     app = ClientApp(settings, ALICE, RecordingTunnel(), asyncio.Event())  # type: ignore[arg-type]
-    with pytest.raises(ConnectError, match=f"TCP: 127.0.0.1:{port} refused the connection: check the host"):
+    with pytest.raises(
+        ConnectError, match=f"TCP: 127.0.0.1:{port} refused the connection: check the host"
+    ) as caught:
         await app.run()
+    assert caught.value.no_answer  # the NetworkManager plugin dials again until its connect timeout
 
 
 async def test_app_reports_each_step_then_the_summary_and_hangs_up_on_stop(

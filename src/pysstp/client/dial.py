@@ -39,12 +39,16 @@ MAX_PROXY_RESPONSE = 16 * 1024
 class ConnectError(PysstpError):
     """The call could not be placed. ``retry`` is False when dialing again cannot help (a refused
     certificate), so ``--reconnect`` gives up instead of hammering the server. ``login_failed``: the
-    server refused the login (the NetworkManager plugin reports that reason)."""
+    server refused the login; ``no_answer``: TCP to the server (or proxy) could not be opened at all (the
+    NetworkManager plugin reports both as NetworkManager's own reasons)."""
 
-    def __init__(self, message: str, *, retry: bool = True, login_failed: bool = False) -> None:
+    def __init__(
+        self, message: str, *, retry: bool = True, login_failed: bool = False, no_answer: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry = retry
         self.login_failed = login_failed
+        self.no_answer = no_answer
 
 
 class ClientConnection(LinkConnection):
@@ -236,17 +240,19 @@ async def _connect(host: str, port: int, timeout: float, layer: str) -> socket.s
     if all(isinstance(exc, ConnectionRefusedError) for exc in failures):
         raise ConnectError(
             f"{layer}: {target} refused the connection: check the host and the port "
-            f"(SSTP servers usually listen on 443), and that the server is running"
+            f"(SSTP servers usually listen on 443), and that the server is running",
+            no_answer=True,
         )
     if all(isinstance(exc, TimeoutError) for exc in failures):
         raise ConnectError(
-            f"{layer}: no answer from {target} within {timeout:g} s: check the host, port and firewall"
+            f"{layer}: no answer from {target} within {timeout:g} s: check the host, port and firewall",
+            no_answer=True,
         )
     reasons = [f"{_os_reason(exc)} ({address})" for exc, address in zip(failures, tried, strict=True)]
     if len(failures) == 1:
         reasons = [_os_reason(failures[0])]
     hint = _UNREACHABLE_HINT if any(exc.errno in _UNREACHABLE for exc in failures) else "check the host"
-    raise ConnectError(f"{layer}: cannot connect to {target}: {', '.join(reasons)}: {hint}")
+    raise ConnectError(f"{layer}: cannot connect to {target}: {', '.join(reasons)}: {hint}", no_answer=True)
 
 
 async def _proxy_connect(sock: socket.socket, host: str, port: int, proxy: ProxySettings) -> str:

@@ -27,7 +27,7 @@ from dbus_fast.annotations import DBusSignature, DBusStr, DBusUInt32
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
 
-from pysstp.client.app import ClientApp
+from pysstp.client.app import ClientApp, backoff_delay
 from pysstp.client.dial import ConnectError
 from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings
@@ -283,7 +283,7 @@ class VpnPlugin(ServiceInterface):
         answered = False
         try:
             app = ClientApp(settings, login, tunnel, self.stop)
-            await app.run()
+            await self._dial_until_answered(app)
         except PysstpError as exc:
             log.error("%s", exc)
             if isinstance(exc, ConnectError) and exc.login_failed:
@@ -301,6 +301,31 @@ class VpnPlugin(ServiceInterface):
             # After an error answer to Connect NetworkManager has failed the connection with
             # service-start-failed; StateChanged(stopped) before that answer would make it "unknown".
             self._finish(announce=not answered)
+
+    async def _dial_until_answered(self, app: ClientApp) -> None:
+        """Run the call; while the gateway does not answer at all (TCP refused, unreachable or silent),
+        dial again until NetworkManager's connect timeout (``vpn.timeout``) gives up and disconnects, so
+        that NetworkManager fails the connection with its connect-timeout reason (a ``Failure`` signal
+        could only say connect-failed, which NetworkManager words as "unknown"). Each attempt's line goes
+        to the log, the last one again when NetworkManager gives up."""
+        attempt = 0
+        while True:
+            try:
+                await app.run()
+            except ConnectError as exc:
+                if not exc.no_answer or self.stop.is_set():
+                    raise
+                attempt += 1
+                log.warning("%s; dialing again until NetworkManager's connect timeout", exc)
+                # Connect succeeds now: NetworkManager's connect timeout starts when Connect returns.
+                self._answer(None)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), backoff_delay(attempt))
+                if self.stop.is_set():
+                    log.error("gave up after %d attempts: %s", attempt, exc)
+                    return
+                continue
+            return
 
     def _answer(self, failure: str | None) -> bool:
         """Hand ``failure`` to a Connect still waiting for its answer; whether one was."""
