@@ -160,7 +160,9 @@ class NetworkManager:
     def field(self, name: str, what: str) -> list[str]:
         """The values of ``what`` (e.g. ``IP4.ADDRESS``) of connection ``name``, one per line."""
         output = self.nmcli("--get-values", what, "connection", "show", name, check=False).stdout
-        return [line for part in output.splitlines() for line in part.split(" | ") if line]
+        # --get-values escapes the colons of IPv6 addresses.
+        lines = [line for part in output.splitlines() for line in part.split(" | ") if line]
+        return [line.replace("\\:", ":") for line in lines]
 
     def add_uplink(self, link: str, address: str, gateway: str) -> None:
         """The primary connection a VPN needs: ``link`` with a static address and a gateway."""
@@ -240,9 +242,11 @@ def _runs(pid: int, program: str) -> bool:
 def vpn_add(
     nm: NetworkManager, name: str, data: Sequence[str], secrets: Sequence[str] = (), *extra: str
 ) -> None:
-    """``nmcli connection add type vpn vpn-type pysstp`` with ``vpn.data`` and ``vpn.secrets`` items."""
+    """``nmcli connection add type vpn vpn-type pysstp`` with ``vpn.data`` and ``vpn.secrets`` items
+    (IPv4 only unless ``extra`` sets ``ipv6.method``)."""
+    ipv6 = [] if "ipv6.method" in extra else ["ipv6.method", "ignore"]
     args = ["connection", "add", "type", "vpn", "vpn-type", "pysstp", "con-name", name,
-            "vpn.data", ", ".join(data), "ipv6.method", "ignore", *extra]  # fmt: skip
+            "vpn.data", ", ".join(data), *ipv6, *extra]  # fmt: skip
     if secrets:
         args += ["vpn.secrets", ", ".join(secrets)]
     nm.nmcli(*args)

@@ -12,6 +12,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from ipaddress import IPv6Interface, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ PORT = "8443"
 POOL = "10.78.0.0/24"
 SERVER_TUNNEL_IP = "10.78.0.1"
 VPN = "work"
+IPV6_PREFIX = IPv6Network("fd78:78::/64")
 
 
 @dataclass
@@ -99,6 +101,11 @@ def ping(ns: Namespace, address: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def ping6(ns: Namespace, address: str) -> None:
+    result = ns.run("ping", "-6", "-c", "2", "-W", "2", "-i", "0.2", address, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_up_reports_address_and_dns_and_down_removes_everything(lab: Lab) -> None:
     lab.start_server()
     client = lab.pair.client
@@ -118,6 +125,45 @@ def test_up_reports_address_and_dns_and_down_removes_everything(lab: Lab) -> Non
     lab.nm.wait(lambda: tun_links(client) == before_links, "the TUN is gone")
     lab.nm.wait(lambda: routes(client) == before_routes, "NetworkManager's routes are gone")
     lab.nm.wait(lambda: not lab.nm.service_pids(), "the plugin service exits")
+
+
+def ipv6_state(ns: Namespace) -> list[str]:
+    return sorted(
+        ns.run("ip", "-6", "route", "show", "table", "all").stdout.splitlines()
+        + ns.run("ip", "-6", "addr", "show").stdout.splitlines()
+    )
+
+
+def test_ipv6_from_the_servers_advertisement_is_applied_by_networkmanager(lab: Lab) -> None:
+    lab.start_server("--ipv6", str(IPV6_PREFIX))
+    client = lab.pair.client
+    before = ipv6_state(client)
+    vpn_add(lab.nm, VPN, lab.data(), ["password=alicepw"], "ipv6.method", "auto")
+    lab.up()
+    (address,) = lab.nm.field(VPN, "IP6.ADDRESS")
+    # SLAAC's address from the advertised prefix and IPv6CP's interface identifier, as a /64.
+    assert IPv6Interface(address).network == IPV6_PREFIX, address
+    (tun,) = tun_links(client)
+    assert address in client.run("ip", "-6", "addr", "show", "dev", tun).stdout
+    ping6(client, str(IPV6_PREFIX[1]))  # the server's own address in the prefix
+    ping(client, SERVER_TUNNEL_IP)  # and IPv4 as before
+    # never-default=yes: no IPv6 default route through the VPN either.
+    assert "default" not in client.run("ip", "-6", "route", "show", "dev", tun).stdout
+    lab.nm.nmcli("connection", "down", VPN)
+    lab.nm.wait(lambda: tun_links(client) == [], "the TUN is gone")
+    lab.nm.wait(lambda: ipv6_state(client) == before, "the IPv6 address and routes are gone")
+
+
+def test_a_server_without_ipv6_gives_an_ipv4_connection_with_ipv6_method_auto(lab: Lab) -> None:
+    lab.start_server()
+    vpn_add(lab.nm, VPN, lab.data(), ["password=alicepw"], "ipv6.method", "auto")
+    lab.up()
+    assert lab.nm.field(VPN, "GENERAL.STATE") == ["activated"]
+    assert lab.nm.field(VPN, "IP6.ADDRESS") == []
+    log = lab.nm.log.read_text()
+    # IPv6CP rejected: reported as IPv4 only at once (NetworkManager does not wait for an Ip6Config).
+    assert "the server does not offer IPv6 (it rejected IPv6CP)" in log, log
+    ping(lab.pair.client, SERVER_TUNNEL_IP)
 
 
 def test_wrong_password_fails_with_login_failed(lab: Lab) -> None:

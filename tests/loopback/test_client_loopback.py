@@ -31,7 +31,7 @@ from pysstp.commands import connect as connect_command
 from pysstp.connection import LinkConnection
 from pysstp.errors import ConfigError
 from pysstp.link import SERVER_SHUTTING_DOWN, ClientConfig, LinkUp
-from pysstp.ppp.constants import AuthMethod
+from pysstp.ppp.constants import AuthMethod, Protocol
 from pysstp.ppp.events import Ipv4Up, Ipv6Up
 from pysstp.server.control import kick
 
@@ -60,6 +60,9 @@ class RecordingTunnel:
 
     def network_up(self, event: Ipv4Up | Ipv6Up) -> None:
         self.networks.append(event)
+
+    def network_down(self, protocol: Protocol) -> None:
+        pass
 
     def ipv6_address(self) -> IPv6Address | None:
         return None

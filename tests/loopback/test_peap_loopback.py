@@ -43,6 +43,9 @@ class Tunnel:
     def network_up(self, event: object) -> None:
         pass
 
+    def network_down(self, protocol: object) -> None:
+        pass
+
     def ipv6_address(self) -> None:
         return None
 

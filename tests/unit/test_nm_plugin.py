@@ -3,21 +3,25 @@ profiles, the signal dictionaries, the ``.name`` file, and the connection dictio
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import sys
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
 from dbus_fast import Variant
 
 from pysstp.cli import main
+from pysstp.client.settings import ClientSettings
 from pysstp.errors import ConfigError
-from pysstp.link import LinkUp
+from pysstp.link import Ipv6Up, LinkUp
+from pysstp.net.changes import NetworkChanges
 from pysstp.nm.connection import connection_dict, vpn_setting_of
 from pysstp.nm.plugin import NAME_FILE, POLICY_FILE, install, name_file, uninstall
-from pysstp.nm.report import generic_config, in_addr, ip4_config
+from pysstp.nm.report import generic_config, in_addr, ip4_config, ip6_config
 from pysstp.nm.service import vpn_setting
+from pysstp.nm.tunnel import ReportingTunnel
 from pysstp.nm.vpn_setting import (
     SERVICE_TYPE,
     SecretFlags,
@@ -28,8 +32,10 @@ from pysstp.nm.vpn_setting import (
     missing_secrets,
     never_default,
     to_profile,
+    wants_ipv6,
 )
-from pysstp.ppp.constants import AuthMethod
+from pysstp.ppp.constants import AuthMethod, Protocol
+from pysstp.server.ipv6 import advertised_prefix, router_advertisement
 
 PIN = "ab" * 32
 
@@ -236,3 +242,103 @@ def test_pysstp_nm_import_checks_the_profile_before_adding_it(
     assert main(["nm", "import", str(profiles)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"pysstp: {profiles} [work]: ") and "mru" in err and err.count("\n") == 1
+
+
+LOCAL_IID = bytes.fromhex("021122fffe334455")
+PEER_IID = bytes.fromhex("0000000000000001")
+PREFIX = IPv6Network("fd78:78::/64")
+
+
+def test_the_ip6_config_signal_has_the_slaac_address_from_the_advertised_prefix() -> None:
+    config = ip6_config(LOCAL_IID, PEER_IID, PREFIX, never_default=True)
+    assert IPv6Address(bytes(config["address"].value)) == IPv6Address("fd78:78::211:22ff:fe33:4455")
+    assert config["prefix"] == Variant("u", 64)
+    assert IPv6Address(bytes(config["gateway"].value)) == IPv6Address("fe80::1")
+    assert config["never-default"].value is True
+    # A server with link-local IPv6 only: the address IPv6CP's identifier gives.
+    link_local = ip6_config(LOCAL_IID, PEER_IID, None, never_default=False)
+    assert IPv6Address(bytes(link_local["address"].value)) == IPv6Address("fe80::211:22ff:fe33:4455")
+    assert generic_config("sstp0", "192.0.2.10", 1400, has_ip6=True)["has-ip6"].value is True
+
+
+def test_the_connections_ipv6_method_decides_whether_ipv6cp_is_offered() -> None:
+    assert wants_ipv6("auto") and not wants_ipv6("ignore") and not wants_ipv6("disabled")
+    data = {"gateway": "h", "user": "alice"}
+    assert client_settings(data, {}, "work", ipv6=True).ipv6
+    assert not client_settings(data, {}, "work").ipv6
+
+
+def test_the_advertised_prefix_is_read_from_a_router_advertisement() -> None:
+    packet = router_advertisement(PREFIX, source=IPv6Address("fe80::1"), mtu=1400)
+    assert advertised_prefix(packet) == PREFIX
+    assert advertised_prefix(packet[: 40 + 16 + 20]) is None  # the prefix option cut short
+    assert advertised_prefix(bytes(80)) is None
+
+
+class Reports:
+    """What the tunnel reported, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def config(self, up: LinkUp, ifname: str, has_ip6: bool) -> None:
+        self.sent.append(("config", has_ip6))
+
+    def ip6(self, ipv6: Ipv6Up, prefix: IPv6Network | None) -> None:
+        self.sent.append(("ip6", prefix))
+
+
+class FakeTun:
+    name = "sstp9"
+
+    def write_batch(self, packets: list[memoryview]) -> None:
+        pass
+
+
+def reporting_tunnel(reports: Reports, ipv6: bool = True) -> ReportingTunnel:
+    settings = ClientSettings(host="h", user="alice", ipv6=ipv6)
+    tunnel = ReportingTunnel(settings, NetworkChanges(), reports)
+    tunnel.tun = FakeTun()  # type: ignore[assignment]
+    return tunnel
+
+
+async def test_config_waits_for_ipv6cp_and_ip6_config_for_the_advertisement() -> None:
+    reports = Reports()
+    tunnel = reporting_tunnel(reports)
+    tunnel.apply(up())
+    assert reports.sent == []  # IPv6CP has not settled
+    tunnel.network_up(Ipv6Up(LOCAL_IID, PEER_IID))
+    assert reports.sent == [("config", True)]
+    advertisement = router_advertisement(PREFIX, source=IPv6Address("fe80::1"), mtu=1400)
+    tunnel.deliver(None, [memoryview(b"\x45" + bytes(40)), memoryview(advertisement)])  # type: ignore[arg-type]
+    assert reports.sent == [("config", True), ("ip6", PREFIX)]
+    tunnel.close()
+
+
+async def test_a_rejected_ipv6cp_reports_ipv4_only_at_once() -> None:
+    reports = Reports()
+    tunnel = reporting_tunnel(reports)
+    tunnel.apply(up())
+    tunnel.network_down(Protocol.IPV6CP)
+    assert reports.sent == [("config", False)]
+    tunnel.close()
+    reports = Reports()
+    tunnel = reporting_tunnel(reports, ipv6=False)
+    tunnel.apply(up())
+    assert reports.sent == [("config", False)]
+    tunnel.close()
+
+
+async def test_without_an_advertisement_the_link_local_address_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("pysstp.nm.tunnel.RA_WAIT", 0.0)
+    reports = Reports()
+    tunnel = reporting_tunnel(reports)
+    tunnel.network_up(Ipv6Up(LOCAL_IID, PEER_IID))  # IPv6CP first, the call up after
+    tunnel.apply(up())
+    assert reports.sent == [("config", True)]
+    while len(reports.sent) < 2:
+        await asyncio.sleep(0.01)
+    assert reports.sent == [("config", True), ("ip6", None)]
+    tunnel.close()

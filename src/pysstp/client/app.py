@@ -33,6 +33,7 @@ from pysstp.link import (
     Ipv6Up,
     LinkDown,
     LinkUp,
+    NetworkProtocolDown,
     Phase,
     PhaseChanged,
 )
@@ -267,6 +268,8 @@ class ClientApp:
                 call.ipv4.set_result(event)
             if call.applied:
                 self.tunnel.network_up(event)
+        if isinstance(event, NetworkProtocolDown):
+            self.tunnel.network_down(event.protocol)
         if isinstance(event, AuthenticationFailed):
             call.auth_failure = event
         elif isinstance(event, PhaseChanged) and event.phase not in (Phase.TERMINATE, Phase.DEAD):

@@ -31,6 +31,7 @@ from pysstp.link import Ipv4Up, Ipv6Up, LinkUp
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import list_addresses, route_to, set_link
 from pysstp.net.tun import TunDevice
+from pysstp.ppp.constants import Protocol
 from pysstp.ppp.ipv6cp import link_local_address
 
 log = logging.getLogger("pysstp.client")
@@ -121,6 +122,10 @@ class Tunnel:
         self.changes.add_address(self.tun.name, IPv6Interface(f"{address}/64"))
         self._link_local = address
         log.info("IPv6: %s on %s; the address from the router advertisement follows", address, self.tun.name)
+
+    def network_down(self, protocol: Protocol) -> None:
+        """IPCP or IPv6CP closed or was rejected (before or after :meth:`apply`): nothing to change here,
+        what the call set up stays until it ends."""
 
     def _prepare_ipv6(self, ifname: str) -> None:
         """Per-device IPv6 settings, before the link goes up (they vanish with the device)."""

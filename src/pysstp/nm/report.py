@@ -1,19 +1,22 @@
-"""What the plugin tells NetworkManager about a call: the ``Config`` and ``Ip4Config`` signal dictionaries.
+"""What the plugin tells NetworkManager about a call: the ``Config``, ``Ip4Config`` and ``Ip6Config``
+signal dictionaries.
 
-The keys are NetworkManager's (``NM_VPN_PLUGIN_CONFIG_*`` and ``NM_VPN_PLUGIN_IP4_CONFIG_*`` in its
-nm-vpn-dbus-interface.h). IPv4 addresses travel as a ``u`` holding the four address bytes in network order,
-as ``in_addr_t`` does; an IPv6 gateway as ``ay``.
+The keys are NetworkManager's (``NM_VPN_PLUGIN_CONFIG_*``, ``NM_VPN_PLUGIN_IP4_CONFIG_*`` and
+``NM_VPN_PLUGIN_IP6_CONFIG_*`` in its nm-vpn-dbus-interface.h). IPv4 addresses travel as a ``u`` holding the
+four address bytes in network order, as ``in_addr_t`` does; IPv6 addresses as ``ay``.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from dbus_fast import Variant
 
 from pysstp.link import LinkUp
+from pysstp.ppp.ipv6cp import link_local_address
+from pysstp.server.ipv6 import SLAAC_PREFIX_LEN, interface_address
 
 
 def in_addr(address: IPv4Address) -> int:
@@ -21,8 +24,9 @@ def in_addr(address: IPv4Address) -> int:
     return int.from_bytes(address.packed, sys.byteorder)
 
 
-def generic_config(ifname: str, server: str, mtu: int) -> dict[str, Variant]:
-    """The ``Config`` signal: the TUN, the server NetworkManager keeps reachable outside it, the MTU."""
+def generic_config(ifname: str, server: str, mtu: int, has_ip6: bool = False) -> dict[str, Variant]:
+    """The ``Config`` signal: the TUN, the server NetworkManager keeps reachable outside it, the MTU, and
+    whether an ``Ip6Config`` follows (NetworkManager then waits for it before the connection is up)."""
     gateway = ip_address(server)
     return {
         "tundev": Variant("s", ifname),
@@ -33,7 +37,7 @@ def generic_config(ifname: str, server: str, mtu: int) -> dict[str, Variant]:
         ),
         "mtu": Variant("u", mtu),
         "has-ip4": Variant("b", True),
-        "has-ip6": Variant("b", False),
+        "has-ip6": Variant("b", has_ip6),
     }
 
 
@@ -62,3 +66,28 @@ def ip4_config(
     if domains:
         config["domains"] = Variant("as", list(domains))
     return config
+
+
+def ip6_config(
+    local_interface_id: bytes,
+    peer_interface_id: bytes,
+    prefix: IPv6Network | None,
+    never_default: bool,
+) -> dict[str, Variant]:
+    """The ``Ip6Config`` signal: the address SLAAC forms from the server's advertised ``prefix`` and
+    IPv6CP's interface identifier (RFC 4862 §5.5.3; the only one the server routes to us besides the
+    link-local one), or the link-local address when the server advertises no prefix; a /64 either way,
+    so the kernel routes the server's own addresses on the link. The gateway is the server's link-local
+    address, as its router advertisements come from there. NetworkManager's ``Ip6Config`` carries one
+    address, so the TUN has no second (link-local) one: nothing on a point-to-point link needs it."""
+    address = (
+        interface_address(prefix, local_interface_id)
+        if prefix is not None
+        else link_local_address(local_interface_id)
+    )
+    return {
+        "address": Variant("ay", address.packed),
+        "prefix": Variant("u", SLAAC_PREFIX_LEN),
+        "gateway": Variant("ay", link_local_address(peer_interface_id).packed),
+        "never-default": Variant("b", never_default),
+    }

@@ -4,9 +4,9 @@ NetworkManager runs the ``program`` of the plugin's ``.name`` file (:mod:`pysstp
 service's bus name, asks :meth:`NeedSecrets` until the secrets suffice, then calls :meth:`ConnectInteractive`
 (or :meth:`Connect`). The service dials with :class:`~pysstp.client.app.ClientApp`, without reconnecting
 (NetworkManager's autoconnect decides about dialing again), through a
-:class:`~pysstp.nm.tunnel.ReportingTunnel`; the ``Config`` and ``Ip4Config`` signals carry the call to
-NetworkManager, ``StateChanged`` and ``Failure`` its end. One service runs one connection and exits once it
-is over, as libnm's plugins do.
+:class:`~pysstp.nm.tunnel.ReportingTunnel`; the ``Config``, ``Ip4Config`` and ``Ip6Config`` signals carry
+the call to NetworkManager, ``StateChanged`` and ``Failure`` its end. One service runs one connection and
+exits once it is over, as libnm's plugins do.
 
 D-Bus through dbus-fast: asyncio like the rest of pysstp, pure Python with optional C speed-ups, and no
 GObject main loop to run beside asyncio (libnm's NMVpnServicePlugin through PyGObject would need one).
@@ -19,6 +19,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Mapping
+from ipaddress import IPv6Network, ip_address
 from typing import Annotated
 
 from dbus_fast import BusType, DBusError, Message, RequestNameReply, Variant
@@ -33,7 +34,7 @@ from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings
 from pysstp.commands.connect import read_login
 from pysstp.errors import PysstpError, SystemSetupError
-from pysstp.link import LinkUp
+from pysstp.link import Ipv6Up, LinkUp
 from pysstp.logsetup import setup_logging
 from pysstp.net.changes import NetworkChanges
 from pysstp.nm import report
@@ -45,6 +46,7 @@ from pysstp.nm.vpn_setting import (
     client_settings,
     missing_secrets,
     never_default,
+    wants_ipv6,
 )
 
 log = logging.getLogger("pysstp.nm")
@@ -210,7 +212,7 @@ class VpnPlugin(ServiceInterface):
 
     @dbus_signal()
     def Ip6Config(self, config: dict[str, Variant]) -> VarDict:
-        """IPv6 configuration (never sent: the plugin carries IPv4)."""
+        """IPv6 address, gateway (the server's link-local address), never-default."""
         return config
 
     @dbus_signal()
@@ -242,7 +244,8 @@ class VpnPlugin(ServiceInterface):
             self._finish(announce=False)
             raise DBusError(f"{_ERROR}.NoSecrets", f"{name}: no password (vpn.secrets password)")
         try:
-            settings = client_settings(data, secrets, name)
+            method = connection.get("ipv6", {}).get("method", Variant("s", "auto")).value
+            settings = client_settings(data, secrets, name, ipv6=wants_ipv6(str(method)))
             settings = dataclasses.replace(settings, ifname=free_ifname())
             login = read_login(settings, {})
         except PysstpError as exc:
@@ -262,27 +265,11 @@ class VpnPlugin(ServiceInterface):
 
     async def _run(self, settings: ClientSettings, login: Login, no_default: bool) -> None:
         changes = NetworkChanges()
-        app: ClientApp | None = None
-
-        def up(call: LinkUp, ifname: str) -> None:
-            assert app is not None
-            if call.local_address is None or call.peer_address is None:
-                log.error("IPCP: the server gave no IPv4 address; the plugin carries IPv4 only")
-                self.Failure(PluginFailure.BAD_IP_CONFIG)
-                self.stop.set()
-                return
-            self.Config(report.generic_config(ifname, app.address, call.mtu))
-            # The routes and search domains the server pushes go here as ip4_config's routes= and
-            # domains= once the client learns them (DHCPINFORM, issue 14).
-            self.Ip4Config(report.ip4_config(call, no_default))
-            self._set_state(ServiceState.STARTED)
-            if self.connected is not None and not self.connected.done():
-                self.connected.set_result(None)
-
-        tunnel = ReportingTunnel(settings, changes, up)
+        reporter = _Reporter(self, no_default)
+        tunnel = ReportingTunnel(settings, changes, reporter)
         answered = False
         try:
-            app = ClientApp(settings, login, tunnel, self.stop)
+            app = reporter.app = ClientApp(settings, login, tunnel, self.stop)
             await self._dial_until_answered(app)
         except PysstpError as exc:
             log.error("%s", exc)
@@ -346,6 +333,43 @@ class VpnPlugin(ServiceInterface):
         if state != self.state:
             self.state = state
             self.StateChanged(int(state))
+
+
+class _Reporter:
+    """The call as NetworkManager's signals (:class:`~pysstp.nm.tunnel.Report`)."""
+
+    def __init__(self, plugin: VpnPlugin, never_default: bool) -> None:
+        self.plugin = plugin
+        self.never_default = never_default
+        self.app: ClientApp | None = None
+
+    def config(self, up: LinkUp, ifname: str, has_ip6: bool) -> None:
+        """``Config`` and ``Ip4Config``; the service has started (NetworkManager waits for an ``Ip6Config``
+        as well when ``has_ip6``)."""
+        plugin = self.plugin
+        assert self.app is not None
+        if up.local_address is None or up.peer_address is None:
+            log.error("IPCP: the server gave no IPv4 address; the plugin needs IPv4")
+            plugin.Failure(PluginFailure.BAD_IP_CONFIG)
+            plugin.stop.set()
+            return
+        plugin.Config(report.generic_config(ifname, self.app.address, up.mtu, has_ip6))
+        # The routes and search domains the server pushes go here as ip4_config's routes= and
+        # domains= once the client learns them (DHCPINFORM, issue 14).
+        plugin.Ip4Config(report.ip4_config(up, self.never_default))
+        plugin._set_state(ServiceState.STARTED)
+        plugin._answer(None)
+
+    def ip6(self, ipv6: Ipv6Up, prefix: IPv6Network | None) -> None:
+        """``Ip6Config``."""
+        config = report.ip6_config(
+            ipv6.local_interface_id, ipv6.peer_interface_id, prefix, self.never_default
+        )
+        log.info(
+            "IPv6: %s reported to NetworkManager",
+            ip_address(bytes(config["address"].value)),
+        )
+        self.plugin.Ip6Config(config)
 
 
 async def serve() -> None:

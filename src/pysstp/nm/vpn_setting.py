@@ -55,7 +55,7 @@ _PROFILE_ONLY = {
     "password-insecure-cmdline": "the password is a secret of the connection",
     "ifname": "pysstp picks a free sstpN device",
     "dns": "NetworkManager always applies the server's DNS servers",
-    "ipv6": "the plugin carries IPv4",
+    "ipv6": "the connection's ipv6.method decides (ignore: IPv4 only)",
     "reconnect": "NetworkManager's autoconnect dials again",
     "reconnect-after-kick": "NetworkManager's autoconnect dials again",
     "max-attempts": "NetworkManager's connection.autoconnect-retries counts attempts",
@@ -97,9 +97,12 @@ class VpnSetting:
         return SecretFlags(int(text)) if text.isdigit() else SecretFlags.NONE
 
 
-def client_settings(data: Mapping[str, str], secrets: Mapping[str, str], name: str) -> ClientSettings:
-    """The settings ``pysstp connect`` would get from ``vpn.data`` and ``vpn.secrets``; a mistake is one
-    :class:`ConfigError` line naming the key (``name``: the connection's id)."""
+def client_settings(
+    data: Mapping[str, str], secrets: Mapping[str, str], name: str, ipv6: bool = False
+) -> ClientSettings:
+    """The settings ``pysstp connect`` would get from ``vpn.data`` and ``vpn.secrets``, offering IPv6
+    (IPv6CP) when ``ipv6``; a mistake is one :class:`ConfigError` line naming the key (``name``: the
+    connection's id)."""
     values: dict[str, Any] = {"server": data.get(GATEWAY, "")}
     for key, text in data.items():
         if key in (GATEWAY, NEVER_DEFAULT) or key.endswith("-flags"):
@@ -113,10 +116,15 @@ def client_settings(data: Mapping[str, str], secrets: Mapping[str, str], name: s
         raise ConfigError(f"vpn.data [{name}]: no gateway; add vpn.data gateway=HOST[:PORT]")
     profile = load_profile({name: values}, Path("vpn.data"), name)
     assert profile is not None  # the table is there
-    # IPv4 only: NetworkManager would need the IPv6CP interface identifier and the router advertisement.
-    settings = dataclasses.replace(build_settings(profile, {}), ipv6=False)
+    settings = dataclasses.replace(build_settings(profile, {}), ipv6=ipv6)
     password = secrets.get(PASSWORD)
     return dataclasses.replace(settings, password=password) if password else settings
+
+
+def wants_ipv6(ipv6_method: str) -> bool:
+    """Whether the connection's ``ipv6.method`` lets the VPN carry IPv6 (``auto``, NetworkManager's
+    default, does; ``ignore`` and ``disabled`` do not)."""
+    return ipv6_method not in ("ignore", "disabled")
 
 
 def never_default(data: Mapping[str, str]) -> bool:
