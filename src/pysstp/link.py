@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
@@ -36,7 +36,6 @@ from pysstp.ppp.frame import encode_frame
 from pysstp.ppp.session import NetworkForUser, PppConfig, PppSession, ServerNetwork, SessionOutput
 from pysstp.randomness import RandomBytes
 from pysstp.sstp import events as sstp_events
-from pysstp.sstp.binding import certificate_hash
 from pysstp.sstp.constants import HEADER_LEN, MAX_PACKET_LEN, VERSION, HashProtocol, Status, Timer
 from pysstp.sstp.events import (
     CallConnectAcked,
@@ -218,7 +217,9 @@ class ServerConfig:
     """What a server link needs to answer one call, the same for every call (the per-call parts are
     :class:`ServerLink`'s other arguments)."""
 
-    certificate_der: bytes = field(repr=False)
+    certificate_hashes: Mapping[HashProtocol, bytes] = field(repr=False)
+    """The hashes of the certificate clients see in TLS, which their crypto binding carries
+    (:func:`~pysstp.sstp.binding.certificate_hashes`; with TLS offloaded, the terminator's)."""
     auth_methods: tuple[AuthMethod, ...] = ()
     hash_protocols: HashProtocol = HashProtocol.SHA1 | HashProtocol.SHA256
     mru: int = DEFAULT_MRU
@@ -570,7 +571,7 @@ class ServerLink(Link):
         )
         self.config = config
         self.sstp = SstpServer(
-            cert_hashes={proto: certificate_hash(config.certificate_der, proto) for proto in HashProtocol},
+            cert_hashes=config.certificate_hashes,
             hash_protocols=config.hash_protocols,
             hello_interval=config.hello_interval,
             negotiation_timeout=config.negotiation_timeout,

@@ -17,7 +17,7 @@ import secrets
 import ssl
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -177,7 +177,7 @@ class ServerConnection(LinkConnection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admission control happens here, before the link says anything."""
-        peername = transport.get_extra_info("peername")
+        peername = self.peername(transport)
         self.peer = self.info.peer = f"{peername[0]}:{peername[1]}" if peername else "unknown peer"
         self.source = str(peername[0]) if peername else "?"
         sockname = transport.get_extra_info("sockname")
@@ -298,7 +298,7 @@ class SstpServerApp:
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None,
         link_config: ServerConfig,
         backend: AuthBackend,
         pool: Pool,
@@ -314,6 +314,7 @@ class SstpServerApp:
         tun_mtu: int = DEFAULT_MRU,
         require_client_certificate: bool = False,
         accounting: SessionAccounting | None = None,
+        proxy_sources: Sequence[IPv4Network | IPv6Network] | None = None,
     ) -> None:
         self.ssl_context = ssl_context
         self.accounting = accounting
@@ -347,7 +348,9 @@ class SstpServerApp:
         self.by_network: list[tuple[IPv4Network | IPv6Network, ServerConnection]] = []
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         # The TLS handshake gets as long as the HTTP request that follows it.
-        self.listener = TlsListener(self._new_connection, ssl_context, link_config.handshake_timeout)
+        self.listener = TlsListener(
+            self._new_connection, ssl_context, link_config.handshake_timeout, proxy_sources
+        )
         self.draining = False
         """Accepting no new calls (see :meth:`drain`); the health endpoint answers 503."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -411,7 +414,7 @@ class SstpServerApp:
     def reconfigure(
         self,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None,
         link_config: ServerConfig,
         dns: tuple[IPv4Address, ...],
         limits: Limits,

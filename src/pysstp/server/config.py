@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -109,6 +109,14 @@ class TlsSettings:
     """Ask for a TLS client certificate in the HTTPS handshake; Windows' built-in client never sends one."""
     client_ca: tuple[Path, ...] = ()
     client_crl: tuple[Path, ...] = ()
+    offload: bool = False
+    """Plain HTTP behind a TLS terminator (docs/scaling.md): no TLS here, no ``cert`` and ``key`` needed."""
+    binding_cert: Path | None = None
+    """With ``offload``: the terminator's certificate, whose hashes the clients' crypto bindings carry."""
+    binding_sha256: bytes | None = None
+    """With ``offload``, instead of ``binding_cert``: the SHA-256 of the terminator's certificate."""
+    binding_sha1: bytes | None = None
+    """With ``offload``, instead of ``binding_cert``: the SHA-1 of the terminator's certificate."""
 
     @property
     def cipher_list(self) -> str:
@@ -277,6 +285,10 @@ class ServerSettings:
 
     listen: tuple[str, ...] = ("0.0.0.0", "::")
     port: int = 443
+    proxy_protocol: bool = False
+    """Every connection starts with a PROXY protocol header (version 1 or 2) from a load balancer."""
+    proxy_sources: tuple[IPv4Network | IPv6Network, ...] = ()
+    """The load balancers allowed to send PROXY headers; required with ``proxy_protocol``."""
     users: Path = Path("/etc/pysstp/users.toml")
     backend: str = "local"
     """Who decides logins: ``local`` (the users file) or ``radius`` (the ``[radius]`` servers)."""
@@ -506,6 +518,33 @@ def _ciphers(text: str) -> str:
     return text
 
 
+def _proxy_source(text: str) -> IPv4Network | IPv6Network:
+    try:
+        return ip_network(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{text!r} is not an IP address or network such as 192.0.2.10 or 10.0.0.0/24 ({exc})"
+        ) from None
+
+
+def _sha_hex(length: int) -> Callable[[str], bytes]:
+    """A hash in hex, as ``openssl x509 -fingerprint`` prints it (colons allowed) or without colons."""
+
+    def parse(text: str) -> bytes:
+        digits = text.replace(":", "")
+        try:
+            value = bytes.fromhex(digits)
+        except ValueError:
+            value = b""
+        if len(value) != length or len(digits) != 2 * length:
+            raise ValueError(
+                f"expected {length} bytes in hex ({2 * length} digits, colons allowed), not {text!r}"
+            )
+        return value
+
+    return parse
+
+
 def _redirect_url(text: str) -> str:
     parts = urlsplit(text)
     # The URL goes into a Location header: a control character or space would split or break it.
@@ -645,6 +684,48 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 _List(_Text(_path)),
                 "CRLs for TLS client certificates, PEM",
                 "FILE",
+            ),
+            _Setting(
+                "tls.offload",
+                "--tls-offload",
+                _Bool(),
+                "serve plain HTTP: a TLS terminator in front (HAProxy, nginx) does TLS; needs the "
+                "terminator's certificate for the crypto binding (--binding-cert or --binding-sha256/-sha1)",
+            ),
+            _Setting(
+                "tls.binding_cert",
+                "--binding-cert",
+                _Text(_path),
+                "with --tls-offload: the TLS terminator's certificate, PEM (clients bind to its hashes)",
+                "FILE",
+            ),
+            _Setting(
+                "tls.binding_sha256",
+                "--binding-sha256",
+                _Text(_sha_hex(32)),
+                "with --tls-offload, instead of --binding-cert: SHA-256 of the terminator's certificate, hex",
+                "HEX",
+            ),
+            _Setting(
+                "tls.binding_sha1",
+                "--binding-sha1",
+                _Text(_sha_hex(20)),
+                "with --tls-offload, instead of --binding-cert: SHA-1 of the terminator's certificate, hex",
+                "HEX",
+            ),
+            _Setting(
+                "proxy_protocol",
+                "--proxy-protocol",
+                _Bool(),
+                "every connection starts with a PROXY protocol header (v1 or v2) from a load balancer, "
+                "whose client address then counts; needs --proxy-source",
+            ),
+            _Setting(
+                "proxy_sources",
+                "--proxy-source",
+                _List(_Text(_proxy_source)),
+                "a load balancer (address or network) allowed to send PROXY headers; others are refused",
+                "CIDR",
             ),
             _Setting(
                 "http.redirect",
@@ -1105,10 +1186,22 @@ def _build(values: Mapping[str, Any]) -> ServerSettings:
 
 def validate(settings: ServerSettings) -> None:
     """Check what no single setting can check alone; raise :class:`ConfigError` for the first problem."""
-    if settings.tls.cert is None:
+    if settings.tls.offload:
+        _check_offload(settings)
+    elif settings.tls.cert is None:
         raise ConfigError("no certificate: set tls.cert in the config file or use --cert FILE")
-    if settings.tls.key is None:
+    elif settings.tls.key is None:
         raise ConfigError("no private key: set tls.key in the config file or use --key FILE")
+    elif _binding_settings(settings.tls):
+        raise ConfigError(
+            f"tls.{_binding_settings(settings.tls)[0]} is only for tls.offload = true (--tls-offload); the "
+            "crypto binding otherwise uses tls.cert"
+        )
+    if settings.proxy_protocol and not settings.proxy_sources:
+        raise ConfigError(
+            "proxy_protocol needs the load balancers allowed to send PROXY headers: set proxy_sources or use "
+            "--proxy-source CIDR"
+        )
     # The pool's own checks: big enough, server address not its network or broadcast address.
     AddressPool(settings.pool.network, settings.pool.server_address)
     _check_named_pools(settings)
@@ -1147,6 +1240,50 @@ def validate(settings: ServerSettings) -> None:
     if len(os.fsencode(settings.control_socket)) > UNIX_SOCKET_PATH_MAX:
         raise ConfigError(
             f"control socket path {settings.control_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes"
+        )
+
+
+def _binding_settings(tls: TlsSettings) -> list[str]:
+    """The names of the crypto-binding settings that are set."""
+    return [
+        name for name in ("binding_cert", "binding_sha256", "binding_sha1") if getattr(tls, name) is not None
+    ]
+
+
+def _check_offload(settings: ServerSettings) -> None:
+    """TLS offload: the terminator's certificate, by file or by hashes, and nothing that needs TLS here."""
+    tls = settings.tls
+    hashes = {"binding_sha256": HashProtocol.SHA256, "binding_sha1": HashProtocol.SHA1}
+    needed = [name for name, proto in hashes.items() if proto in tls.hash_protocols]
+    given = _binding_settings(tls)
+    if tls.binding_cert is not None and len(given) > 1:
+        raise ConfigError("set tls.binding_cert or tls.binding_sha256/binding_sha1, not both")
+    if not given:
+        raise ConfigError(
+            "tls.offload needs the TLS terminator's certificate for the crypto binding: set "
+            "tls.binding_cert (--binding-cert FILE) or tls.binding_sha256 and tls.binding_sha1 "
+            "(--binding-sha256/--binding-sha1)"
+        )
+    missing = [name for name in needed if name not in given]
+    if tls.binding_cert is None and missing:
+        raise ConfigError(
+            f"tls.{missing[0]} (--{missing[0].replace('_', '-')}) is needed too: the server offers that hash "
+            "for the crypto binding (tls.hash_protocols)"
+        )
+    if tls.verify_client_certificate != "none":
+        raise ConfigError(
+            "tls.verify_client_certificate needs TLS in this server; with tls.offload the terminator checks "
+            "client certificates"
+        )
+    if (
+        AuthMethod.EAP_TLS in settings.auth_methods
+        and settings.eap_mode == "local"
+        and settings.eap_tls.cert is None
+        and tls.cert is None
+    ):
+        raise ConfigError(
+            "EAP-TLS needs a server certificate: with tls.offload there is no tls.cert, so set eap_tls.cert "
+            "and eap_tls.key (--eap-cert, --eap-key)"
         )
 
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from types import TracebackType
 
@@ -42,6 +42,7 @@ from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.statefile import state_file
+from pysstp.sstp.constants import HashProtocol
 
 log = logging.getLogger("pysstp.server")
 
@@ -53,7 +54,7 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
     """Everything between start-up checks and exit; every system change is undone on the way out.
     ``reread`` reads the settings again (server.toml and the same flags) for SIGHUP."""
     with Signals() as signals:
-        context, certificate_der = load_tls(settings)
+        context, certificate_hashes = load_tls(settings)
         users = user_database(settings)
         pool = AddressPool(settings.pool.network, settings.pool.server_address)
         check_fixed_addresses(users, pool)
@@ -63,7 +64,7 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
             if undone:
                 log.warning("undid what a server on %s left behind: %s", settings.tun_name, ", ".join(undone))
             return await serve_with(
-                settings, reread, signals, context, certificate_der, users, pool, NetworkChanges(journal)
+                settings, reread, signals, context, certificate_hashes, users, pool, NetworkChanges(journal)
             )
         finally:
             journal.close(remove=not journal.read())
@@ -73,8 +74,8 @@ async def serve_with(
     settings: ServerSettings,
     reread: Callable[[], ServerSettings] | None,
     signals: Signals,
-    context: ssl.SSLContext,
-    certificate_der: bytes,
+    context: ssl.SSLContext | None,
+    certificate_hashes: Mapping[HashProtocol, bytes],
     users: UserDatabase,
     pool: AddressPool,
     changes: NetworkChanges,
@@ -117,7 +118,7 @@ async def serve_with(
             )
         app = SstpServerApp(
             ssl_context=context,
-            link_config=link_config(settings, certificate_der),
+            link_config=link_config(settings, certificate_hashes),
             backend=backend,
             pool=pool,
             pools=named_pools(settings),
@@ -132,6 +133,7 @@ async def serve_with(
             tun_mtu=tun_mtu,
             require_client_certificate=settings.tls.verify_client_certificate == "require",
             accounting=accounting,
+            proxy_sources=settings.proxy_sources if settings.proxy_protocol else None,
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
