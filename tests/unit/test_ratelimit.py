@@ -6,9 +6,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pysstp.server.ratelimit import BURST_WINDOW, MIN_BURST_PACKETS, TokenBucket, parse_bit_rate
+from pysstp.server.ratelimit import (
+    BURST_WINDOW,
+    MIN_BURST_PACKETS,
+    TokenBucket,
+    parse_bit_rate,
+    session_bucket,
+)
 
 MTU = 1500
+
+
+def allow(bucket: TokenBucket, size: int, now: float) -> bool:
+    """Whether one packet of ``size`` bytes passes at ``now``."""
+    passed, _ = bucket.police([bytes(size)], now)
+    return bool(passed)
 
 
 @pytest.mark.parametrize(
@@ -33,10 +45,10 @@ def test_the_burst_is_a_window_of_the_rate_but_at_least_two_packets() -> None:
 
 def test_a_full_bucket_passes_its_burst_then_the_rate() -> None:
     bucket = TokenBucket(8_000_000, MTU, 0.0)  # 1 MB/s, burst 100 kB
-    passed = sum(bucket.allow(1000, 0.0) for _ in range(200))
+    passed = sum(allow(bucket, 1000, 0.0) for _ in range(200))
     assert passed == 100
-    assert not bucket.allow(1000, 0.0005)  # half a packet's worth of tokens
-    assert bucket.allow(1000, 0.001)
+    assert not allow(bucket, 1000, 0.0005)  # half a packet's worth of tokens
+    assert allow(bucket, 1000, 0.001)
 
 
 def test_police_keeps_the_order_and_counts_the_drops() -> None:
@@ -65,7 +77,7 @@ def test_never_more_than_rate_times_time_plus_burst_passes(
     now, passed = start, 0
     for gap, size in arrivals:
         now += gap
-        if bucket.allow(size, now):
+        if allow(bucket, size, now):
             passed += size
         assert passed <= rate / 8 * (now - start) + bucket.burst + 1e-6 * (now - start + 1) * rate
 
@@ -77,6 +89,16 @@ def test_a_sender_that_always_has_more_gets_the_rate_and_the_burst(rate: int, se
     bucket = TokenBucket(rate, MTU, 0.0)
     passed, steps = 0, 200
     for step in range(steps + 1):
-        while bucket.allow(MTU, seconds * step / steps):
+        while allow(bucket, MTU, seconds * step / steps):
             passed += MTU
     assert passed > rate / 8 * seconds + bucket.burst - MTU - 1e-6 * rate
+
+
+def test_a_users_own_limit_wins_over_the_servers_and_zero_is_no_bucket() -> None:
+    assert session_bucket(None, 0, MTU, 0.0) is None
+    assert session_bucket(0, 20_000_000, MTU, 0.0) is None  # the user is exempt
+    server = session_bucket(None, 20_000_000, MTU, 0.0)
+    own = session_bucket(5_000_000, 20_000_000, MTU, 0.0)
+    assert server is not None and server.rate == 20_000_000
+    assert own is not None and own.rate == 5_000_000
+    assert session_bucket(1_000_000, 0, MTU, 0.0) is not None

@@ -38,34 +38,49 @@ class TokenBucket:
     """A policer for one direction of one session, in bytes.
 
     Tokens fill at ``rate`` bits/s up to the burst; a packet passes when the bucket holds its size, and
-    takes that many tokens. Over any interval of ``t`` seconds no more than ``rate / 8 * t + burst`` bytes
-    pass (the bucket starts full).
+    takes that many tokens (:meth:`police`). Over any interval of ``t`` seconds no more than
+    ``rate / 8 * t + burst`` bytes pass (the bucket starts full).
     """
 
-    __slots__ = ("burst", "bytes_per_second", "tokens", "updated")
+    __slots__ = ("burst", "bytes_per_second", "rate", "tokens", "updated")
 
     def __init__(self, rate: int, mtu: int, now: float) -> None:
         if rate <= 0:
             raise ValueError(f"a rate limit must be more than 0 bit/s, not {rate}")
+        self.rate = rate
+        """The limit in bit/s."""
         self.bytes_per_second = rate / 8
         self.burst = max(self.bytes_per_second * BURST_WINDOW, MIN_BURST_PACKETS * mtu)
         """The most tokens (bytes) the bucket holds."""
         self.tokens = self.burst
         self.updated = now
 
-    def allow(self, size: int, now: float) -> bool:
-        """Whether a packet of ``size`` bytes passes at ``now`` (seconds, never earlier than a time
-        passed before); if so its bytes are taken."""
+    def police(self, packets: list[Packet], now: float) -> tuple[list[Packet], int]:
+        """The packets of one batch that pass at ``now`` (seconds, never earlier than a time passed
+        before), in order, and how many were dropped. A packet passes when the bucket holds its size,
+        which it takes."""
+        self._refill(now)
+        tokens = self.tokens
+        passed: list[Packet] = []
+        keep = passed.append
+        for packet in packets:
+            size = len(packet)
+            if tokens >= size:
+                tokens -= size
+                keep(packet)
+        self.tokens = tokens
+        return passed, len(packets) - len(passed)
+
+    def _refill(self, now: float) -> None:
         elapsed = now - self.updated
         if elapsed > 0:
             self.tokens = min(self.burst, self.tokens + elapsed * self.bytes_per_second)
             self.updated = now
-        if self.tokens >= size:
-            self.tokens -= size
-            return True
-        return False
 
-    def police(self, packets: list[Packet], now: float) -> tuple[list[Packet], int]:
-        """The packets of one batch that pass at ``now``, and how many were dropped."""
-        passed = [packet for packet in packets if self.allow(len(packet), now)]
-        return passed, len(packets) - len(passed)
+
+def session_bucket(own: int | None, server: int, mtu: int, now: float) -> TokenBucket | None:
+    """The bucket for one direction of a session whose packets are at most ``mtu`` bytes: the user's
+    ``own`` limit (from the user file or RADIUS) where there is one, else the ``server``'s; ``None`` when
+    that is 0 (unlimited), so that the data path takes the unlimited branch."""
+    rate = server if own is None else own
+    return TokenBucket(rate, mtu, now) if rate > 0 else None
