@@ -44,9 +44,10 @@ def test_the_burst_is_a_window_of_the_rate_but_at_least_two_packets() -> None:
 
 
 def test_a_full_bucket_passes_its_burst_then_the_rate() -> None:
-    bucket = TokenBucket(8_000_000, MTU, 0.0)  # 1 MB/s, burst 100 kB
-    passed = sum(allow(bucket, 1000, 0.0) for _ in range(200))
-    assert passed == 100
+    bucket = TokenBucket(8_000_000, MTU, 0.0)  # 1 MB/s
+    burst_packets = round(1_000_000 * BURST_WINDOW / 1000)
+    passed = sum(allow(bucket, 1000, 0.0) for _ in range(2 * burst_packets))
+    assert passed == burst_packets
     assert not allow(bucket, 1000, 0.0005)  # half a packet's worth of tokens
     assert allow(bucket, 1000, 0.001)
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from typing import TypeVar
 
-BURST_WINDOW = 0.1
-"""Seconds of traffic at the full rate that the bucket holds: the burst a session may send at once."""
+BURST_WINDOW = 0.2
+"""Seconds of traffic at the full rate that the bucket holds: the burst a session may send at once. With
+100 ms one TCP stream through a 20 Mbit/s session got only 10-12 Mbit/s (the outer connection's buffers
+hold more than that burst); with 200 ms it gets the limit from 5 Mbit/s to 100 Mbit/s (docs/scaling.md)."""
 MIN_BURST_PACKETS = 2
 """The burst is at least this many packets of the session's MTU, so that low rates still pass whole
 packets back to back."""
