@@ -399,9 +399,9 @@ def test_clients_of_a_stopped_node_come_back_on_the_other(farm: Farm) -> None:
     clients = [farm.add_client(f"user{i}") for i in range(1, 5)]
     start_balanced(farm)
     for client in clients:
-        # The node's shutdown ends its calls in order (LCP Terminate-Request), after which only
-        # --reconnect-after-kick dials again.
-        farm.connect(client, "--reconnect", "--reconnect-after-kick")
+        # The node's shutdown ends its calls in order (LCP Terminate-Request "server shutting down"),
+        # after which --reconnect dials again.
+        farm.connect(client, "--reconnect")
     for client in clients:
         assert client.connect is not None
         client.connect.wait_connected()
