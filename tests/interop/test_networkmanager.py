@@ -293,7 +293,9 @@ def test_a_gateway_that_does_not_answer_fails_with_networkmanagers_connect_timeo
         else f"TCP: {address}:{PORT} refused the connection"
     )
     assert expected in log and "dialing again until NetworkManager's connect timeout" in log, log
+    lab.nm.wait(
+        lambda: "gave up after" in lab.nm.log.read_text().split("connect timeout exceeded", 1)[1],
+        "pysstp's last line after NetworkManager's timeout",
+    )
     lab.nm.wait(lambda: not lab.nm.service_pids(), "the plugin service exits")
-    log = lab.nm.log.read_text()
-    assert "gave up after" in log.split("connect timeout exceeded", 1)[1], log
     assert tun_links(lab.pair.client) == []

@@ -296,23 +296,23 @@ class VpnPlugin(ServiceInterface):
         could only say connect-failed, which NetworkManager words as "unknown"). Each attempt's line goes
         to the log, the last one again when NetworkManager gives up."""
         attempt = 0
-        while True:
+        last: ConnectError | None = None
+        while not self.stop.is_set():
             try:
                 await app.run()
             except ConnectError as exc:
                 if not exc.no_answer or self.stop.is_set():
                     raise
-                attempt += 1
+                attempt, last = attempt + 1, exc
                 log.warning("%s; dialing again until NetworkManager's connect timeout", exc)
                 # Connect succeeds now: NetworkManager's connect timeout starts when Connect returns.
                 self._answer(None)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), backoff_delay(attempt))
-                if self.stop.is_set():
-                    log.error("gave up after %d attempts: %s", attempt, exc)
-                    return
                 continue
-            return
+            break
+        if last is not None and app.last_up is None:
+            log.error("gave up after %d attempts: %s", attempt, last)
 
     def _answer(self, failure: str | None) -> bool:
         """Hand ``failure`` to a Connect still waiting for its answer; whether one was."""
