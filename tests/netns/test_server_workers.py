@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -215,6 +216,44 @@ def test_sessions_on_two_workers_talk_show_in_status_and_are_kicked(workers: Wor
     assert pair.server.run("nft", "list", "tables").stdout == ""
     assert pair.server.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"  # attach_lan's
     assert list((workers.tmp / "state").iterdir()) == []
+
+
+@pytest.mark.skipif(shutil.which("radclient") is None, reason="radclient is not installed (freeradius-utils)")
+def test_radclient_disconnects_a_session_on_each_worker(workers: Workers, lan: Namespace) -> None:
+    secret = workers.tmp / "dae.secret"
+    secret.write_text("dae-s3cret\n")
+    workers.start_server(
+        "--dae-client", f"127.0.0.1={secret}", "--dae-listen", "127.0.0.1", "--dae-port", "3799"
+    )
+    pair = workers.pair
+    call_on_worker(
+        workers, 0, lambda: workers.start_client(pair.client, pair.server_ip, "wa", "alice", "alicepw")
+    )
+    call_on_worker(workers, 1, lambda: workers.start_client(lan, pair.server_ip, "wb", "bob", "bobpw"))
+    rows = {row["user"]: row for row in workers.wait_for_sessions(2)}
+    assert (rows["alice"]["worker"], rows["bob"]["worker"]) == (0, 1)
+    status = pair.server.run(PYSSTP, "status", "--socket", str(workers.tmp / "ctl.sock"))
+    assert "dynamic authorization: listening on 127.0.0.1:3799 for 1 client(s)" in status.stdout
+
+    def radclient(kind: str, attributes: str) -> str:
+        request = workers.tmp / "request.txt"
+        request.write_text(attributes + "\n")
+        answer = pair.server.run(
+            "radclient", "-x", "-r", "1", "-t", "10", "-S", str(secret), "-f", str(request),
+            "127.0.0.1:3799", kind, check=False,
+        )  # fmt: skip
+        return answer.stdout + answer.stderr
+
+    for user, log in (("bob", "client-wb.log"), ("alice", "client-wa.log")):
+        answer = radclient("disconnect", f"User-Name={user}")
+        assert "Received Disconnect-ACK" in answer, answer
+        wait_for_text(workers.tmp / log, "DOWN 0", DEADLINE)
+    # No worker has a session of carol: the answers of both make the NAK.
+    answer = radclient("disconnect", "User-Name=carol")
+    assert "Received Disconnect-NAK" in answer and "Session-Context-Not-Found" in answer, answer
+    status = pair.server.run(PYSSTP, "status", "--json", "--socket", str(workers.tmp / "ctl.sock"))
+    dae = json.loads(status.stdout)["dae"]
+    assert (dae["acks"], dae["naks"]) == (2, 1), dae
 
 
 def test_a_killed_worker_is_restarted_and_the_other_keeps_its_sessions(

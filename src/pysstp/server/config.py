@@ -1311,11 +1311,6 @@ def _check_workers(settings: ServerSettings) -> None:
     """What several worker processes cannot do yet (docs/scaling.md, "Workers")."""
     if settings.workers == 1:
         return
-    if settings.dae.clients:
-        raise ConfigError(
-            "dynamic authorization (dae.clients) needs workers = 1: one process must hold its UDP port "
-            "and every session"
-        )
     if settings.ipv6.prefix is not None:
         raise ConfigError(
             f"ipv6 = {settings.ipv6.prefix} needs workers = 1; with several workers use ipv6 = "

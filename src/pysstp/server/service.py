@@ -37,7 +37,7 @@ from pysstp.server.build import (
 from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import ServerSettings
 from pysstp.server.control import ControlServer
-from pysstp.server.dae import start_dae
+from pysstp.server.dae import ServerSessions, start_dae
 from pysstp.server.drain import Drain
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
 from pysstp.server.listener import peer_text
@@ -141,7 +141,7 @@ async def serve_with(
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
             raise listen_error(settings, exc) from None
-        dae = await start_dae(app, settings.dae)
+        dae = await start_dae(ServerSessions(app), settings.dae)
         metrics = await start_metrics(settings.metrics.listen, snapshots(app), lambda: app.draining)
         stop = asyncio.Event()
         reloader = Reloader(app, users, pool, settings, reread)

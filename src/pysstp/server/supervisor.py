@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+from pysstp.aaa.dae import DaeServer
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.ifname import MAX_IFNAME_BYTES
@@ -39,6 +40,7 @@ from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import MAX_WORKERS, ServerSettings
 from pysstp.server.control import MAX_REQUEST, asker
 from pysstp.server.coordinator import Claim, Coordinator, Granted
+from pysstp.server.dae import Ask, WorkerSessions, start_dae
 from pysstp.server.listener import listening_sockets, peer_text
 from pysstp.server.metrics import MetricsServer, start_metrics
 from pysstp.server.notify import Notifier
@@ -207,6 +209,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._control: asyncio.AbstractServer | None = None
         self._metrics: MetricsServer | None = None
+        self._dae: DaeServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def run(self) -> None:
@@ -218,6 +221,7 @@ class Supervisor:
             for worker in self.workers:
                 await self._wait_ready(worker)
             await self._open_control()
+            self._dae = await start_dae(WorkerSessions(self._askers), self.settings.dae)
             self._metrics = await start_metrics(
                 self.settings.metrics.listen, self.snapshots, lambda: self.draining
             )
@@ -244,6 +248,8 @@ class Supervisor:
                 loop.remove_signal_handler(signum)
             self.stopping = True
             await self._close_control()
+            if self._dae is not None:
+                self._dae.close()
             if self._metrics is not None:
                 await self._metrics.stop()
             await asyncio.gather(*(self._end(worker) for worker in self.workers))
@@ -503,7 +509,10 @@ class Supervisor:
             return {"ok": False, "error": "request must be a JSON object with a 'command'"}
         if command == "drain":
             return await self.drain(who)
-        return merge_answers(await self._fan_out(request, who))
+        answer = merge_answers(await self._fan_out(request, who))
+        if answer.get("ok") and "dae" in answer:  # the listener is the supervisor's
+            answer["dae"] = self._dae.state() if self._dae is not None else None
+        return answer
 
     async def _fan_out(self, request: dict[str, Any], who: str) -> list[dict[str, Any]]:
         """Every running worker's answer to a control request (a worker that died meanwhile has nothing
@@ -521,6 +530,10 @@ class Supervisor:
                     row["worker"] = worker.index
             replies.append(answer)
         return replies
+
+    def _askers(self) -> list[Ask]:
+        """A way to ask each running worker (Dynamic Authorization acts on every worker's sessions)."""
+        return [w.channel.ask for w in self._running() if w.channel is not None]
 
     def _running(self) -> list[Worker]:
         """The workers that have started and are still there."""

@@ -51,6 +51,7 @@ from pysstp.server.build import (
 )
 from pysstp.server.config import ServerSettings
 from pysstp.server.control import RATE_INTERVAL, ControlServer
+from pysstp.server.dae import ServerSessions, act_on_request
 from pysstp.server.drain import Drain
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
@@ -235,7 +236,8 @@ class WorkerProcess:
         """Between start and shutdown: the line closing then means the supervisor is gone."""
 
     async def handle(self, message: Message) -> Message | None:
-        """The supervisor's start, control requests, replaced sessions, logins and reloads."""
+        """The supervisor's start, control requests, Dynamic Authorization, replaced sessions, logins and
+        reloads."""
         op = message.get("op")
         if op == "start":
             if not self.start.done():
@@ -248,6 +250,10 @@ class WorkerProcess:
             if self.app is None or self.control is None:
                 return {}
             return {"stats": pack(self.app.snapshot(self.index, self.control.meter.rates))}
+        elif op == "dae":
+            if self.app is None:
+                return {"sessions": []}
+            return await act_on_request(ServerSessions(self.app), message)
         elif op == "replace":
             self.replace(IPv4Address(message["address"]))
         elif op == "login":
