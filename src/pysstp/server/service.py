@@ -8,7 +8,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 
 from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.dae import DaeServer
@@ -273,15 +273,22 @@ def snapshots(app: SstpServerApp) -> Snapshots:
     return take
 
 
-def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
+def setup_ipv6(
+    changes: NetworkChanges, ifname: str, prefix: IPv6Network | None, *, on_link: bool = True
+) -> None:
     """IPv6 on the TUN: the server's link-local address, ``<prefix>::1`` (whose /64 route sends the
-    clients' addresses into the TUN), and forwarding between the tunnel and the other interfaces."""
+    clients' addresses into the TUN; without ``on_link`` a /128, and each session's address is routed
+    here on its own: a worker's :meth:`TunRoutes.hold`), and forwarding between the tunnel and the other
+    interfaces."""
     # New devices start with IPv6 off where net.ipv6.conf.default.disable_ipv6=1 (hardened hosts, some
     # containers); the addresses below cannot be added then.
     changes.set_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", 0)
     changes.add_address(ifname, IPv6Interface(f"{link_local_address(SERVER_INTERFACE_ID)}/64"))
     if prefix is not None:
-        changes.add_address(ifname, IPv6Interface(f"{interface_address(prefix, SERVER_INTERFACE_ID)}/64"))
+        length = prefix.prefixlen if on_link else prefix.max_prefixlen
+        changes.add_address(
+            ifname, IPv6Interface(f"{interface_address(prefix, SERVER_INTERFACE_ID)}/{length}")
+        )
     changes.set_sysctl("net.ipv6.conf.all.forwarding", 1)
 
 
@@ -299,3 +306,9 @@ class TunRoutes:
     def remove(self, network: IPv4Network | IPv6Network) -> None:
         """Remove that route again (it is gone anyway once the TUN closes)."""
         delete_route(make_route(network, ifname=self.ifname), missing_ok=True)
+
+    def hold(self, address: IPv4Address | IPv6Address) -> None:
+        """Nothing to do: the TUN's own routes (the pool's, the prefix's /64) cover a session's address."""
+
+    def let_go(self, address: IPv4Address | IPv6Address) -> None:
+        """Nothing to do (:meth:`hold`)."""

@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any
 
 from pysstp.aaa.dae import DaeServer
@@ -140,12 +140,16 @@ def undo_worker_journal(settings: ServerSettings, index: int) -> list[str]:
 
 def share_host(changes: NetworkChanges, settings: ServerSettings) -> None:
     """What every worker's calls need of the host: forwarding (also between the workers' TUNs), the
-    nftables table for all TUNs, and the pools answered as unreachable unless a session holds the
-    address (its worker's host route is more specific)."""
+    nftables table for all TUNs, and the pools and the IPv6 prefix answered as unreachable unless a
+    session holds the address (its worker's host route is more specific)."""
     changes.set_sysctl("net.ipv4.ip_forward", 1)
     if settings.ipv6.enabled:
         changes.set_sysctl("net.ipv6.conf.all.forwarding", 1)
-    for network in (settings.pool.network, *(named.network for named in settings.pools)):
+    networks: list[IPv4Network | IPv6Network] = [settings.pool.network]
+    networks += [named.network for named in settings.pools]
+    if settings.ipv6.prefix is not None:
+        networks.append(settings.ipv6.prefix)
+    for network in networks:
         changes.add_route(network, unreachable=True)
     if settings.forwarding.mode == "nat" or settings.forwarding.mss_clamp:
         changes.install_nat(

@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Any
 
 from pysstp.aaa.backend import Authorization
@@ -94,23 +94,25 @@ class SharedBackoff(Backoff):
 
 
 class WorkerRoutes(TunRoutes):
-    """The routes into this worker's TUN: each session address it holds as a host route (so the kernel
-    sends that address here), and what :class:`TunRoutes` adds. A session's MTU route is that same host
-    route with an MTU, so it replaces it, and its removal puts the plain host route back."""
+    """The routes into this worker's TUN: each session address it holds (IPv4, and the global IPv6
+    address from the server's prefix) as a host route (so the kernel sends that address here), and what
+    :class:`TunRoutes` adds. A session's MTU route is that same host route with an MTU, so it replaces
+    it, and its removal puts the plain host route back."""
 
     def __init__(self, ifname: str) -> None:
         super().__init__(ifname)
-        self.held: set[IPv4Network] = set()
+        self.held: set[IPv4Network | IPv6Network] = set()
 
-    def hold(self, address: IPv4Address) -> None:
-        """Route ``address`` here while a session holds it."""
-        network = IPv4Network(address)
+    def hold(self, address: IPv4Address | IPv6Address) -> None:
+        """Route ``address`` here while a session holds it (refused by the kernel when another worker's
+        session holds it: the route exists into that worker's TUN)."""
+        network = ip_network(address)
         add_route(make_route(network, ifname=self.ifname))
         self.held.add(network)
 
-    def let_go(self, address: IPv4Address) -> None:
+    def let_go(self, address: IPv4Address | IPv6Address) -> None:
         """The session is gone: so is its address's route."""
-        network = IPv4Network(address)
+        network = ip_network(address)
         self.held.discard(network)
         delete_route(make_route(network, ifname=self.ifname), missing_ok=True)
 
@@ -367,7 +369,9 @@ async def serve_worker(
         # The server's address on every worker's TUN: the host's own, whichever TUN a packet came in by.
         changes.add_address(tun.name, IPv4Interface(f"{settings.pool.server_address}/32"))
         if settings.ipv6.enabled:
-            setup_ipv6(changes, tun.name, settings.ipv6.prefix)
+            # No /64 into this TUN: each session's address is routed to the worker that holds it, the
+            # rest of the prefix is the supervisor's unreachable route.
+            setup_ipv6(changes, tun.name, settings.ipv6.prefix, on_link=False)
         set_link(tun.name, up=True)
         routes = WorkerRoutes(tun.name)
         worker.backoff = SharedBackoff(channel=worker.channel)
