@@ -57,6 +57,7 @@ from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.service import TunRoutes, server_app, setup_ipv6, wait_for_signals
+from pysstp.server.session import CALL_NUMBERS
 from pysstp.server.statefile import state_file
 from pysstp.server.supervisor import decode_settings, worker_tun_name
 from pysstp.server.workerchannel import Channel, Message, pack
@@ -314,6 +315,7 @@ async def work(sock: socket.socket) -> int:
     serving.add_done_callback(worker.supervisor_gone)
     start = await worker.start
     index = worker.index = int(start["index"])
+    CALL_NUMBERS.worker = index
     settings = worker_settings(decode_settings(start["settings"]), index)
     worker.settings = settings
     setup_logging(settings.log.level, settings.log.format)
