@@ -1335,26 +1335,9 @@ def validate(settings: ServerSettings) -> None:
                 f"RADIUS server {server} has no secret: set radius.secret_file (--radius-secret-file) or "
                 "its own secret_file"
             )
-    _check_workers(settings)
     if len(os.fsencode(settings.control_socket)) > UNIX_SOCKET_PATH_MAX:
         raise ConfigError(
             f"control socket path {settings.control_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes"
-        )
-
-
-def _check_workers(settings: ServerSettings) -> None:
-    """What several worker processes cannot do yet (docs/scaling.md, "Workers")."""
-    if settings.workers == 1:
-        return
-    if settings.dae.clients:
-        raise ConfigError(
-            "dynamic authorization (dae.clients) needs workers = 1: one process must hold its UDP port "
-            "and every session"
-        )
-    if settings.ipv6.prefix is not None:
-        raise ConfigError(
-            f"ipv6 = {settings.ipv6.prefix} needs workers = 1; with several workers use ipv6 = "
-            '"link-local" or "off"'
         )
 
 

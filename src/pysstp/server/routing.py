@@ -22,12 +22,17 @@ from pysstp.server.sessions import SessionTable
 
 
 class KernelRoutes(Protocol):
-    """Routes into the TUN added and removed per session: networks behind a client (site-to-site), and
-    host routes that give a session a smaller MTU than the TUN's."""
+    """Routes into the TUN added and removed per session: networks behind a client (site-to-site), host
+    routes that give a session a smaller MTU than the TUN's, and the session's own addresses where no
+    route of the TUN covers them (several workers, docs/scaling.md "Workers")."""
 
     def add(self, network: IPv4Network | IPv6Network, mtu: int | None = None) -> None: ...
 
     def remove(self, network: IPv4Network | IPv6Network) -> None: ...
+
+    def hold(self, address: IPv4Address | IPv6Address) -> None: ...
+
+    def let_go(self, address: IPv4Address | IPv6Address) -> None: ...
 
 
 class SessionRouting:
@@ -112,6 +117,9 @@ class SessionRouting:
                 "%s: IPv6 address %s belongs to another session; no IPv6", connection.peer, addresses[0]
             )
             return False
+        if not self._hold(connection, addresses[1:]):
+            self.table.release(keys)
+            return False
         connection.ipv6_keys = keys
         connection.router_address = link_local_address(event.local_interface_id)
         self.limit_path_mtu(connection, addresses)
@@ -120,12 +128,37 @@ class SessionRouting:
         )
         return True
 
+    def _hold(self, connection: ServerConnection, addresses: list[IPv6Address]) -> bool:
+        """Route the session's global address into the TUN; ``False`` when the kernel refuses (the
+        address is routed to another worker's session)."""
+        if self.kernel_routes is None:
+            return True
+        for address in addresses:
+            try:
+                self.kernel_routes.hold(address)
+            except PysstpError as exc:
+                connection.log.warning(
+                    "%s: cannot route IPv6 address %s to this session (%s); no IPv6",
+                    connection.peer,
+                    address,
+                    exc,
+                )
+                return False
+        return True
+
     def ipv6_down(self, connection: ServerConnection) -> None:
-        """Take the session's IPv6 addresses out of the table (idempotent)."""
+        """Take the session's IPv6 addresses out of the table and their routes out of the kernel
+        (idempotent)."""
         self.table.release(connection.ipv6_keys)
+        self._remove_mtu_routes(connection, (6,))
+        if self.kernel_routes is not None:
+            for key in connection.ipv6_keys[1:]:  # after the link-local one: the global address
+                try:
+                    self.kernel_routes.let_go(IPv6Address(key))
+                except PysstpError as exc:
+                    connection.log.warning("%s: could not remove route %s: %s", connection.peer, key, exc)
         connection.ipv6_keys = ()
         connection.router_address = None
-        self._remove_mtu_routes(connection, (6,))
 
     def advertise(self, connection: ServerConnection, destination: IPv6Address = ipv6.ALL_NODES) -> None:
         """Send the session a router advertisement for the prefix (none in link-local-only mode)."""

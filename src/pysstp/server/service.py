@@ -8,7 +8,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from types import TracebackType
 
 from pysstp.aaa.backend import AuthBackend
@@ -38,7 +38,7 @@ from pysstp.server.build import (
 from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import ServerSettings
 from pysstp.server.control import ControlServer
-from pysstp.server.dae import start_dae
+from pysstp.server.dae import ServerSessions, start_dae
 from pysstp.server.drain import Drain
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
 from pysstp.server.listener import peer_text
@@ -144,7 +144,7 @@ async def serve_with(
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
             raise listen_error(settings, exc) from None
-        dae = await start_dae(app, settings.dae)
+        dae = await start_dae(ServerSessions(app), settings.dae)
         metrics = await start_metrics(settings.metrics.listen, snapshots(app), lambda: app.draining)
         reloader = Reloader(app, users, pool, settings, reread)
         drain = Drain(app, lambda: reloader.settings.limits.drain_timeout, signals.stop.set, notifier)
@@ -321,15 +321,22 @@ def snapshots(app: SstpServerApp) -> Snapshots:
     return take
 
 
-def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
+def setup_ipv6(
+    changes: NetworkChanges, ifname: str, prefix: IPv6Network | None, *, on_link: bool = True
+) -> None:
     """IPv6 on the TUN: the server's link-local address, ``<prefix>::1`` (whose /64 route sends the
-    clients' addresses into the TUN), and forwarding between the tunnel and the other interfaces."""
+    clients' addresses into the TUN; without ``on_link`` a /128, and each session's address is routed
+    here on its own: a worker's :meth:`TunRoutes.hold`), and forwarding between the tunnel and the other
+    interfaces."""
     # New devices start with IPv6 off where net.ipv6.conf.default.disable_ipv6=1 (hardened hosts, some
     # containers); the addresses below cannot be added then.
     changes.set_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", 0)
     changes.add_address(ifname, IPv6Interface(f"{link_local_address(SERVER_INTERFACE_ID)}/64"))
     if prefix is not None:
-        changes.add_address(ifname, IPv6Interface(f"{interface_address(prefix, SERVER_INTERFACE_ID)}/64"))
+        length = prefix.prefixlen if on_link else prefix.max_prefixlen
+        changes.add_address(
+            ifname, IPv6Interface(f"{interface_address(prefix, SERVER_INTERFACE_ID)}/{length}")
+        )
     changes.set_sysctl("net.ipv6.conf.all.forwarding", 1)
 
 
@@ -347,3 +354,9 @@ class TunRoutes:
     def remove(self, network: IPv4Network | IPv6Network) -> None:
         """Remove that route again (it is gone anyway once the TUN closes)."""
         delete_route(make_route(network, ifname=self.ifname), missing_ok=True)
+
+    def hold(self, address: IPv4Address | IPv6Address) -> None:
+        """Nothing to do: the TUN's own routes (the pool's, the prefix's /64) cover a session's address."""
+
+    def let_go(self, address: IPv4Address | IPv6Address) -> None:
+        """Nothing to do (:meth:`hold`)."""

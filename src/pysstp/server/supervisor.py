@@ -27,9 +27,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any
 
+from pysstp.aaa.dae import DaeServer
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.ifname import MAX_IFNAME_BYTES
@@ -39,6 +40,7 @@ from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import MAX_WORKERS, ServerSettings
 from pysstp.server.control import MAX_REQUEST, asker
 from pysstp.server.coordinator import Claim, Coordinator, Granted
+from pysstp.server.dae import Ask, WorkerSessions, start_dae
 from pysstp.server.listener import listening_sockets, peer_text
 from pysstp.server.metrics import MetricsServer, start_metrics
 from pysstp.server.notify import Notifier
@@ -138,12 +140,16 @@ def undo_worker_journal(settings: ServerSettings, index: int) -> list[str]:
 
 def share_host(changes: NetworkChanges, settings: ServerSettings) -> None:
     """What every worker's calls need of the host: forwarding (also between the workers' TUNs), the
-    nftables table for all TUNs, and the pools answered as unreachable unless a session holds the
-    address (its worker's host route is more specific)."""
+    nftables table for all TUNs, and the pools and the IPv6 prefix answered as unreachable unless a
+    session holds the address (its worker's host route is more specific)."""
     changes.set_sysctl("net.ipv4.ip_forward", 1)
     if settings.ipv6.enabled:
         changes.set_sysctl("net.ipv6.conf.all.forwarding", 1)
-    for network in (settings.pool.network, *(named.network for named in settings.pools)):
+    networks: list[IPv4Network | IPv6Network] = [settings.pool.network]
+    networks += [named.network for named in settings.pools]
+    if settings.ipv6.prefix is not None:
+        networks.append(settings.ipv6.prefix)
+    for network in networks:
         changes.add_route(network, unreachable=True)
     if settings.forwarding.mode == "nat" or settings.forwarding.mss_clamp:
         changes.install_nat(
@@ -207,6 +213,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._control: asyncio.AbstractServer | None = None
         self._metrics: MetricsServer | None = None
+        self._dae: DaeServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def run(self) -> None:
@@ -218,6 +225,7 @@ class Supervisor:
             for worker in self.workers:
                 await self._wait_ready(worker)
             await self._open_control()
+            self._dae = await start_dae(WorkerSessions(self._askers), self.settings.dae)
             self._metrics = await start_metrics(
                 self.settings.metrics.listen, self.snapshots, lambda: self.draining
             )
@@ -244,6 +252,8 @@ class Supervisor:
                 loop.remove_signal_handler(signum)
             self.stopping = True
             await self._close_control()
+            if self._dae is not None:
+                self._dae.close()
             if self._metrics is not None:
                 await self._metrics.stop()
             await asyncio.gather(*(self._end(worker) for worker in self.workers))
@@ -503,7 +513,10 @@ class Supervisor:
             return {"ok": False, "error": "request must be a JSON object with a 'command'"}
         if command == "drain":
             return await self.drain(who)
-        return merge_answers(await self._fan_out(request, who))
+        answer = merge_answers(await self._fan_out(request, who))
+        if answer.get("ok") and "dae" in answer:  # the listener is the supervisor's
+            answer["dae"] = self._dae.state() if self._dae is not None else None
+        return answer
 
     async def _fan_out(self, request: dict[str, Any], who: str) -> list[dict[str, Any]]:
         """Every running worker's answer to a control request (a worker that died meanwhile has nothing
@@ -521,6 +534,10 @@ class Supervisor:
                     row["worker"] = worker.index
             replies.append(answer)
         return replies
+
+    def _askers(self) -> list[Ask]:
+        """A way to ask each running worker (Dynamic Authorization acts on every worker's sessions)."""
+        return [w.channel.ask for w in self._running() if w.channel is not None]
 
     def _running(self) -> list[Worker]:
         """The workers that have started and are still there."""
