@@ -12,6 +12,7 @@ import struct
 from ipaddress import IPv6Address, IPv6Network
 
 from pysstp.ppp.constants import INTERFACE_IDENTIFIER_SIZE
+from pysstp.udp import internet_checksum
 
 HEADER_LEN = 40
 SOURCE = slice(8, 24)
@@ -57,16 +58,6 @@ def interface_address(prefix: IPv6Network, interface_id: bytes) -> IPv6Address:
 def is_ipv6(packet: bytes | memoryview) -> bool:
     """Whether ``packet`` is long enough to be IPv6 and says it is."""
     return len(packet) >= HEADER_LEN and packet[0] >> 4 == 6
-
-
-def internet_checksum(data: bytes) -> int:
-    """The 16-bit one's complement of the one's complement sum (RFC 1071), as carried in the header."""
-    if len(data) % 2:
-        data += b"\x00"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _pseudo_header(source: bytes, destination: bytes, length: int) -> bytes:
