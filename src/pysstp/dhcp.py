@@ -10,6 +10,7 @@ cookie, options, RFC 2132) and the classless route encoding; no sockets (the IPv
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -288,6 +289,23 @@ def decode_classless_routes(value: bytes) -> tuple[ClasslessRoute, ...]:
 def encode_text(text: str) -> bytes:
     """An NVT ASCII option value (option 15, RFC 2132 §3.17)."""
     return text.encode("ascii")
+
+
+def domain_name(text: str) -> str:
+    """``text`` if it can be option 15's DNS suffix: ASCII letters, digits and hyphens in dot-separated
+    labels of 1-63 characters, 253 at most (RFC 1035 §2.3.1, §2.3.4); else :class:`ValueError`."""
+    name = text.rstrip(".")
+    labels = name.split(".")
+    if (
+        not name
+        or len(name) > 253
+        or any(not 0 < len(label) < 64 or not _LABEL.fullmatch(label) for label in labels)
+    ):
+        raise ValueError(f"{text!r} is not a domain name such as corp.example")
+    return name
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 
 
 def decode_text(value: bytes, code: int) -> str:

@@ -67,6 +67,15 @@ def build(datagram: Datagram, ttl: int = DEFAULT_TTL) -> bytes:
     return header + udp
 
 
+def destination_port(packet: bytes | memoryview) -> int | None:
+    """The UDP destination port of an IPv4 ``packet`` known to carry UDP, without checking anything else;
+    ``None`` if it has none to read (a later fragment, or too short)."""
+    header_len = (packet[0] & 0x0F) * 4
+    if int.from_bytes(packet[6:8], "big") & _FRAGMENT_OFFSET or len(packet) < header_len + UDP_HEADER_LEN:
+        return None
+    return int.from_bytes(packet[header_len + 2 : header_len + 4], "big")
+
+
 def parse(packet: bytes | memoryview) -> Datagram:
     """The UDP datagram in an IPv4 ``packet``, its checksums verified (a zero UDP checksum means none).
 

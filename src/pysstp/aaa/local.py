@@ -205,4 +205,10 @@ class LocalBackend:
         entry = self.users(user) if self.users is not None else None
         if entry is None:
             return Authorization()
-        return Authorization(address=entry.address, routes=entry.routes, max_sessions=entry.max_sessions)
+        return Authorization(
+            address=entry.address,
+            routes=entry.routes,
+            max_sessions=entry.max_sessions,
+            push_routes=entry.push_routes,
+            domain=entry.domain,
+        )

@@ -7,6 +7,8 @@ The file (``/etc/pysstp/users.toml`` by default) has one table per user::
     enabled = true                                 # optional, default true
     address = "10.77.0.50"                         # optional: this user always gets this IPv4 address
     routes = ["192.168.50.0/24"]                   # optional: networks behind this client (site-to-site)
+    push_routes = ["10.99.0.0/16"]                 # optional: networks the client routes into the tunnel
+    domain = "corp.example"                        # optional: DNS suffix for the client
     max_sessions = 2                               # optional: default is the server's per-user limit
 
     [users."CORP\\bob"]                            # any name without control characters
@@ -49,6 +51,8 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
+from pysstp.aaa.backend import pushed_network
+from pysstp.dhcp import domain_name
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 
@@ -66,7 +70,7 @@ MAX_PASSWORD_CHARS = 256
 FILE_MODE = 0o600
 """Mode of a new file: NT hashes are password equivalents for MS-CHAPv2."""
 
-FIELDS = ("nt_hash", "enabled", "address", "routes", "max_sessions")
+FIELDS = ("nt_hash", "enabled", "address", "routes", "push_routes", "domain", "max_sessions")
 """The keys a ``[users.NAME]`` table may hold, in the order they are written."""
 
 _NT_HASH = re.compile(r"[0-9a-fA-F]{32}")
@@ -83,6 +87,8 @@ HEADER = """\
 #
 # [users.NAME] fields: nt_hash = "32 hex digits"; optional: enabled = true|false, address = "fixed IPv4
 # address", routes = ["networks behind this client", ...], max_sessions = N.
+# push_routes = ["networks the client routes into the tunnel", ...] and domain = "DNS suffix" replace the
+# server's push.routes and push.domain for this user.
 """
 
 
@@ -98,6 +104,11 @@ class UserEntry:
     the pool."""
     routes: tuple[IpNetwork, ...] = ()
     """Networks behind this client, routed into its session while it is connected."""
+    push_routes: tuple[IpNetwork, ...] = ()
+    """Networks this client routes into the tunnel (DHCPINFORM, router advertisements); empty: the
+    server's ``push.routes``."""
+    domain: str = ""
+    """DNS suffix pushed to this client; empty: the server's ``push.domain``."""
     max_sessions: int | None = None
     """Sessions this user may hold at once; ``None``: the server's default."""
 
@@ -201,6 +212,8 @@ class UserDatabase:
         *,
         address: str | IPv4Address | None = None,
         routes: Iterable[str | IpNetwork] = (),
+        push_routes: Iterable[str | IpNetwork] = (),
+        domain: str = "",
         enabled: bool = True,
         max_sessions: int | None = None,
     ) -> UserEntry:
@@ -209,6 +222,9 @@ class UserDatabase:
         if address is not None:
             table["address"] = str(address)
         table["routes"] = [str(route) for route in routes]
+        table["push_routes"] = [str(route) for route in push_routes]
+        if domain:
+            table["domain"] = domain
         if max_sessions is not None:
             table["max_sessions"] = max_sessions
         entry = _entry_from_table(self.path, name, table)
@@ -318,6 +334,8 @@ def _parse_entry(name: str, table: object) -> UserEntry:
         enabled=_parse_enabled(table.get("enabled", True)),
         address=_parse_address(table.get("address")),
         routes=_parse_routes(table.get("routes", [])),
+        push_routes=_parse_push_routes(table.get("push_routes", [])),
+        domain=_parse_domain(table.get("domain", "")),
         max_sessions=_parse_max_sessions(table.get("max_sessions")),
     )
 
@@ -370,6 +388,33 @@ def _parse_routes(value: object) -> tuple[IpNetwork, ...]:
         if route not in routes:
             routes.append(route)
     return tuple(routes)
+
+
+def _parse_push_routes(value: object) -> tuple[IpNetwork, ...]:
+    if not isinstance(value, list):
+        raise _Invalid(f'push_routes is {value!r}, not a list like ["10.99.0.0/16"]')
+    routes: list[IpNetwork] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise _Invalid(f'push route {item!r} is not a string like "10.99.0.0/16"')
+        try:
+            route = pushed_network(item)
+        except ValueError as exc:
+            raise _Invalid(f"push route: {exc}") from None
+        if route not in routes:
+            routes.append(route)
+    return tuple(routes)
+
+
+def _parse_domain(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f'domain is {value!r}, not a string like "corp.example"')
+    if not value:
+        return ""
+    try:
+        return domain_name(value)
+    except ValueError as exc:
+        raise _Invalid(f"domain: {exc}") from None
 
 
 def _parse_max_sessions(value: object) -> int | None:
@@ -488,6 +533,10 @@ def _render(users: Iterable[UserEntry]) -> str:
             lines.append(f'address = "{entry.address}"')
         if entry.routes:
             lines.append("routes = [" + ", ".join(f'"{route}"' for route in entry.routes) + "]")
+        if entry.push_routes:
+            lines.append("push_routes = [" + ", ".join(f'"{route}"' for route in entry.push_routes) + "]")
+        if entry.domain:
+            lines.append(f'domain = "{entry.domain}"')
         if entry.max_sessions is not None:
             lines.append(f"max_sessions = {entry.max_sessions}")
         blocks.append("\n".join(lines) + "\n")

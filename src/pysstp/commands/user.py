@@ -25,6 +25,7 @@ examples:
   pysstp user add alice                              # asks for the password twice
   pysstp user add branch1 --address 10.77.0.50 --route 192.168.50.0/24 --config /etc/pysstp/server.toml
   pysstp user add bob --password-file /root/bob.pw   # first line of the file is the password
+  pysstp user add dave --push-route 10.99.0.0/16 --domain corp.example   # split tunnel for dave
   echo 'S3cret!' | pysstp user add carol --password-file -
   PYSSTP_PASSWORD='S3cret!' pysstp user passwd carol
   pysstp user disable bob
@@ -96,6 +97,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=[],
         help="a network behind this client, routed to it while connected (repeatable; site-to-site)",
     )
+    add.add_argument(
+        "--push-route",
+        metavar="CIDR",
+        action="append",
+        default=[],
+        help="a network this client routes into the tunnel (repeatable; split tunnel); replaces the "
+        "server's push.routes for this user",
+    )
+    add.add_argument(
+        "--domain", metavar="DOMAIN", default="", help="DNS suffix for this client instead of push.domain"
+    )
     add.add_argument("--max-sessions", metavar="N", type=int, help="sessions this user may hold at once")
     add.add_argument("--disabled", action="store_true", help="add the user disabled")
     add.set_defaults(func=run_add)
@@ -119,6 +131,8 @@ def run_add(args: argparse.Namespace) -> int:
         read_password(args.password_file),
         address=args.address,
         routes=args.route,
+        push_routes=args.push_route,
+        domain=args.domain,
         enabled=not args.disabled,
         max_sessions=args.max_sessions,
     )

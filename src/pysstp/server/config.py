@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+from pysstp.aaa.backend import pushed_network
 from pysstp.aaa.radius.server import AUTHENTICATION_PORT
+from pysstp.dhcp import domain_name
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.base import EapMode
 from pysstp.ppp.auth.eap_tls import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, IdentitySource, TlsVersion
@@ -146,6 +148,18 @@ class PoolSettings:
     server_address: IPv4Address = DEFAULT_POOL[1]
     """The first host of ``network`` unless set; it may lie outside ``network``."""
     dns: tuple[IPv4Address, ...] = ()
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """What the server pushes besides IPCP (docs/server.md, "Routes and domain for clients"): routes into
+    the tunnel (IPv4 by the DHCPINFORM answer, IPv6 in router advertisements), the DNS suffix, WINS
+    servers, and IPv6 DNS servers for router advertisements."""
+
+    routes: tuple[IPv4Network | IPv6Network, ...] = ()
+    domain: str = ""
+    wins: tuple[IPv4Address, ...] = ()
+    ipv6_dns: tuple[IPv6Address, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -304,6 +318,7 @@ class ServerSettings:
     pool: PoolSettings = field(default_factory=PoolSettings)
     pools: tuple[NamedPoolSettings, ...] = ()
     """Named pools for RADIUS Framed-Pool, besides the default ``pool``."""
+    push: PushSettings = field(default_factory=PushSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     forwarding: ForwardingSettings = field(default_factory=ForwardingSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -507,6 +522,16 @@ def _proxy_source(text: str) -> IPv4Network | IPv6Network:
         raise ValueError(
             f"{text!r} is not an IP address or network such as 192.0.2.10 or 10.0.0.0/24 ({exc})"
         ) from None
+
+
+def _unicast_ipv6(text: str) -> IPv6Address:
+    try:
+        address = IPv6Address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv6 address") from None
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        raise ValueError(f"{address} is not a unicast address")
+    return address
 
 
 def _sha_hex(length: int) -> Callable[[str], bytes]:
@@ -769,6 +794,40 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 _Integer(MIN_MRU, MAX_MRU),
                 "largest MRU a client may ask",
                 "BYTES",
+            ),
+        ),
+    ),
+    (
+        "pushed to clients (split tunnel; docs/server.md)",
+        (
+            _Setting(
+                "push.routes",
+                "--push-route",
+                _List(_Text(pushed_network), allow_empty=True),
+                "a network clients route into the tunnel: IPv4 in the answer to DHCPINFORM (options 121 and "
+                "249), IPv6 in router advertisements (RFC 4191)",
+                "CIDR",
+            ),
+            _Setting(
+                "push.domain",
+                "--push-domain",
+                _Text(domain_name),
+                "DNS suffix for clients: option 15 of the DHCPINFORM answer, DNSSL in router advertisements",
+                "DOMAIN",
+            ),
+            _Setting(
+                "push.wins",
+                "--push-wins",
+                _List(_Text(_unicast_ipv4), allow_empty=True),
+                "WINS server in the DHCPINFORM answer (option 44)",
+                "ADDR",
+            ),
+            _Setting(
+                "push.ipv6_dns",
+                "--push-ipv6-dns",
+                _List(_Text(_unicast_ipv6), allow_empty=True),
+                "IPv6 DNS server in router advertisements (RDNSS, RFC 8106)",
+                "ADDR",
             ),
         ),
     ),
