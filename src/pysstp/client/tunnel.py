@@ -20,12 +20,14 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, ip_address
 from pathlib import Path
 
+from pysstp.client.inform import InformExchange
 from pysstp.client.live import Counters
 from pysstp.client.settings import ClientSettings
 from pysstp.connection import LinkConnection
+from pysstp.dhcp import Configuration
 from pysstp.errors import SystemSetupError
 from pysstp.link import Ipv4Up, Ipv6Up, LinkUp
 from pysstp.net.changes import NetworkChanges
@@ -60,6 +62,16 @@ class Tunnel:
         self._link_local: IPv6Address | None = None
         self._pinned: set[str] = set()
         self._reading = False
+        self._server_ip: str | None = None
+        self._dns_servers: tuple[IPv4Address, ...] = ()
+        self._resolv_conf: str | None = None
+        """The resolv.conf pysstp found (when it writes its own), to build the next version from."""
+        self._exchange: InformExchange | None = None
+        self._answered: asyncio.Future[Configuration] | None = None
+        self._pushed = NetworkChanges()
+        """What the server's DHCPINFORM answer changed (routes, search domain): undone when the call ends,
+        so a reconnect starts clean."""
+        changes.record("routes and search domain from the server", self._pushed.undo)
 
     # -- bring-up ----------------------------------------------------------------------------------
 
@@ -67,6 +79,7 @@ class Tunnel:
         """Keep ``server_ip`` (the server, or the proxy) reachable outside the tunnel: with
         ``--default-route``, pin the route the kernel uses now. Call before :meth:`apply` installs the
         tunnel's routes."""
+        self._server_ip = server_ip
         if not self.settings.default_route or server_ip in self._pinned:
             return
         current = route_to(server_ip)
@@ -158,20 +171,100 @@ class Tunnel:
         if not servers:
             log.warning("DNS: the server offered no DNS servers; --dns has nothing to apply")
             return
-        resolvectl = shutil.which("resolvectl")
-        if RESOLVED_RUNTIME.is_dir() and resolvectl is not None:
+        self._dns_servers = tuple(servers)
+        resolvectl = _resolvectl_command()
+        if resolvectl is not None:
             self._resolvectl(resolvectl, "dns", self.tun.name, *map(str, servers))
             if self.settings.default_route:
-                # "~." makes this link the one for every domain, as the routes make it for every address.
-                self._resolvectl(resolvectl, "domain", self.tun.name, "~.")
+                self._resolvectl(resolvectl, "domain", self.tun.name, *self._routing_domains())
             name = self.tun.name
             self.changes.record(
                 f"systemd-resolved DNS on {name}", lambda: self._resolvectl(resolvectl, "revert", name)
             )
             log.info("DNS: %s on %s (systemd-resolved)", ", ".join(map(str, servers)), name)
             return
-        self.changes.replace_file(RESOLV_CONF, resolv_conf(servers, _read_text(RESOLV_CONF), self.tun.name))
+        self._resolv_conf = _read_text(RESOLV_CONF)
+        self.changes.replace_file(RESOLV_CONF, resolv_conf(servers, self._resolv_conf, self.tun.name))
         log.info("DNS: %s in %s", ", ".join(map(str, servers)), RESOLV_CONF)
+
+    def _routing_domains(self) -> tuple[str, ...]:
+        # "~." makes this link the one for every domain, as the routes make it for every address.
+        return ("~.",) if self.settings.default_route else ()
+
+    def _apply_search_domain(self, domain: str) -> None:
+        """The server's DNS suffix as a search domain, where ``--dns`` put its name servers."""
+        assert self.tun is not None
+        name = self.tun.name
+        resolvectl = _resolvectl_command()
+        if resolvectl is not None:
+            self._resolvectl(resolvectl, "domain", name, domain, *self._routing_domains())
+            self._pushed.record(
+                f"search domain {domain} on {name}",
+                # An empty name clears the list; none at all would only show it.
+                lambda: self._resolvectl(resolvectl, "domain", name, *(self._routing_domains() or ("",))),
+            )
+            log.info("DNS: search domain %s on %s (systemd-resolved)", domain, name)
+            return
+        assert self._resolv_conf is not None
+        self._pushed.replace_file(
+            RESOLV_CONF, resolv_conf(self._dns_servers, self._resolv_conf, name, search=(domain,))
+        )
+        log.info("DNS: search domain %s in %s", domain, RESOLV_CONF)
+
+    # -- what the server pushes --------------------------------------------------------------------
+
+    def expect(self, exchange: InformExchange) -> asyncio.Future[Configuration]:
+        """Watch the packets from the server for the answer to ``exchange`` until it comes (the future)
+        or :meth:`stop_expecting`."""
+        self._exchange = exchange
+        self._answered = asyncio.get_running_loop().create_future()
+        return self._answered
+
+    def stop_expecting(self) -> None:
+        """The exchange is over: the data path goes back to writing everything to the TUN unseen."""
+        self._exchange = None
+        self._answered = None
+
+    def _take_answer(self, packets: list[memoryview]) -> list[memoryview]:
+        """The packets without the DHCP answer, which settles the waiting exchange."""
+        exchange, answered = self._exchange, self._answered
+        assert exchange is not None and answered is not None
+        rest = []
+        for packet in packets:
+            if exchange.is_candidate(packet):
+                configuration = exchange.answer(packet)
+                if configuration is not None:
+                    if not answered.done():
+                        answered.set_result(configuration)
+                    continue
+            rest.append(packet)
+        return rest
+
+    def apply_pushed(self, configuration: Configuration) -> None:
+        """Take the server's classless routes (not those ``--route`` covers, which win, nor one that
+        would carry the tunnel's own packets) and, with ``--dns``, its DNS suffix."""
+        assert self.tun is not None
+        self._pushed.undo()
+        server = ip_address(self._server_ip) if self._server_ip is not None else None
+        for route in configuration.routes:
+            network = route.network
+            if network.prefixlen == 0:
+                log.info("route: the server pushes a default route; only --default-route sends everything")
+                continue
+            if any(network.overlaps(own) for own in self.settings.routes if own.version == 4):
+                log.info("route: %s from the server overlaps a --route, which wins; not added", network)
+                continue
+            if server is not None and server in network:
+                log.warning("route: %s from the server holds the server itself; not added", network)
+                continue
+            self._pushed.add_route(network, ifname=self.tun.name)
+            log.info("route: %s via %s (from the server)", network, self.tun.name)
+        if configuration.domain and self.settings.dns and self._dns_servers:
+            self._apply_search_domain(configuration.domain)
+
+    def withdraw_pushed(self) -> None:
+        """The call ended: take back what the server's answer changed."""
+        self._pushed.undo()
 
     @staticmethod
     def _resolvectl(command: str, *args: str) -> None:
@@ -187,6 +280,8 @@ class Tunnel:
 
     def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
         """IP packets from the server (one TLS read): into the kernel."""
+        if self._exchange is not None:
+            packets = self._take_answer(packets)
         if self.tun is not None:
             self.tun.write_batch(packets)
             self.bytes_in += sum(map(len, packets))
@@ -230,14 +325,28 @@ class Tunnel:
         self.connection = None
 
 
-def resolv_conf(servers: Sequence[IPv4Address], old: str, ifname: str) -> str:
-    """The resolv.conf to write: the server's name servers, with the old file's search and options."""
+def resolv_conf(servers: Sequence[IPv4Address], old: str, ifname: str, search: Sequence[str] = ()) -> str:
+    """The resolv.conf to write: the server's name servers, with the old file's search and options; the
+    server's ``search`` domains go first on the one search line (the resolver reads only the last)."""
     kept = [
         line for line in old.splitlines() if line.split()[:1] and line.split()[0] in _KEPT_RESOLV_KEYWORDS
     ]
     lines = [f"# written by pysstp connect for {ifname}; put back when it exits"]
     lines += [f"nameserver {server}" for server in servers]
+    if search:
+        old_domains = [
+            word for line in kept if line.split()[0] in ("search", "domain") for word in line.split()[1:]
+        ]
+        kept = [line for line in kept if line.split()[0] not in ("search", "domain")]
+        domains = list(dict.fromkeys([*search, *old_domains]))
+        lines.append("search " + " ".join(domains))
     return "\n".join(lines + kept) + "\n"
+
+
+def _resolvectl_command() -> str | None:
+    """resolvectl, when systemd-resolved runs; ``None`` means resolv.conf."""
+    resolvectl = shutil.which("resolvectl")
+    return resolvectl if RESOLVED_RUNTIME.is_dir() and resolvectl is not None else None
 
 
 def _read_text(path: Path) -> str:
