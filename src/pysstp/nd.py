@@ -3,7 +3,8 @@
 the client. Pure functions on bytes.
 
 Linux applies Route Information options itself (``accept_ra_rt_info_max_plen``), but leaves RDNSS and
-DNSSL to user space, so the client reads them from the advertisement (:func:`read_options`).
+DNSSL to user space, so the client reads them from the advertisement (:func:`read_options`, fed by a raw
+ICMPv6 socket: :mod:`pysstp.client.advertisements`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ OPTION_RDNSS = 25
 OPTION_DNSSL = 31
 UNIT = 8
 """Neighbour Discovery option lengths count units of 8 bytes (RFC 4861 §4.6)."""
-IPV6_HEADER_LEN = 40
-NEXT_HEADER_ICMPV6 = 58
 ROUTER_ADVERTISEMENT = 134
 RA_HEADER_LEN = 16
 """Type, code, checksum, hop limit, flags, router lifetime, reachable time, retransmission timer."""
@@ -70,21 +69,15 @@ def _wire_name(domain: str) -> bytes:
     return b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
 
 
-def is_router_advertisement(packet: bytes | memoryview) -> bool:
-    """Whether an IPv6 ``packet`` carries ICMPv6 type 134 (a cheap look at fixed offsets, nothing checked)."""
-    return (
-        len(packet) >= IPV6_HEADER_LEN + RA_HEADER_LEN
-        and packet[6] == NEXT_HEADER_ICMPV6
-        and packet[IPV6_HEADER_LEN] == ROUTER_ADVERTISEMENT
-    )
-
-
-def read_options(packet: bytes | memoryview) -> Advertised:
-    """The RDNSS, DNSSL and Route Information options of a router advertisement (a whole IPv6 packet whose
-    :func:`is_router_advertisement` is true). Raises :class:`NdError` if the options are malformed."""
-    data = bytes(packet)
-    end = min(len(data), IPV6_HEADER_LEN + int.from_bytes(data[4:6], "big"))
-    position = IPV6_HEADER_LEN + RA_HEADER_LEN
+def read_options(message: bytes | memoryview) -> Advertised:
+    """The RDNSS, DNSSL and Route Information options of a router advertisement: the ICMPv6 message, as a
+    raw ICMPv6 socket reads it (or an IPv6 packet from offset 40). Raises :class:`NdError` if it is not a
+    router advertisement or its options are malformed."""
+    data = bytes(message)
+    if len(data) < RA_HEADER_LEN or data[0] != ROUTER_ADVERTISEMENT:
+        raise NdError("not a router advertisement")
+    end = len(data)
+    position = RA_HEADER_LEN
     dns: list[IPv6Address] = []
     domains: list[str] = []
     routes: list[IPv6Network] = []

@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import asyncio
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from pysstp import dhcp, udp
 from pysstp.client import inform as client_inform
+from pysstp.client import tunnel as tunnel_module
 from pysstp.client.inform import InformExchange
 from pysstp.client.settings import ClientSettings, settings_from_args
 from pysstp.client.tunnel import Tunnel, resolv_conf
+from pysstp.nd import Advertised
 from pysstp.net.changes import NetworkChanges
 from pysstp.server import inform
 from pysstp.server.inform import Push, Session
@@ -139,3 +143,35 @@ def test_no_server_routes_flag() -> None:
     assert not settings_from_args(
         parser.parse_args(["vpn.example", "--user", "u", "--no-server-routes"])
     ).server_routes
+
+
+def test_pushed_dns_goes_into_resolv_conf_and_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 192.0.2.53\nsearch home.example\n")
+    monkeypatch.setattr(tunnel_module, "RESOLV_CONF", resolv)
+    monkeypatch.setattr(tunnel_module, "_resolvectl_command", lambda: None)
+    changes = NetworkChanges()
+    tunnel = Tunnel(ClientSettings(host="vpn.example", user="u", dns=True), changes)
+    tunnel.tun = SimpleNamespace(name="sstp0")  # type: ignore[assignment]
+    tunnel._apply_dns([SERVER])
+    assert "search" not in resolv.read_text().split("nameserver 10.77.0.1")[0]
+    tunnel.apply_pushed(dhcp.Configuration(server=SERVER, domain="corp.example"))
+    assert "search corp.example home.example" in resolv.read_text()
+    tunnel._advertisement(Advertised(dns=(IPv6Address("2001:db8::53"),), domains=("lab.example",)))
+    text = resolv.read_text()
+    assert "nameserver 2001:db8::53" in text and "search corp.example lab.example home.example" in text
+    tunnel.withdraw_pushed()
+    assert resolv.read_text().splitlines()[1:] == ["nameserver 10.77.0.1", "search home.example"]
+    changes.undo()
+    assert resolv.read_text() == "nameserver 192.0.2.53\nsearch home.example\n"
+
+
+def test_pushed_domain_needs_dns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 192.0.2.53\n")
+    monkeypatch.setattr(tunnel_module, "RESOLV_CONF", resolv)
+    monkeypatch.setattr(tunnel_module, "_resolvectl_command", lambda: None)
+    tunnel = Tunnel(ClientSettings(host="vpn.example", user="u"), NetworkChanges())
+    tunnel.tun = SimpleNamespace(name="sstp0")  # type: ignore[assignment]
+    tunnel.apply_pushed(dhcp.Configuration(server=SERVER, domain="corp.example"))
+    assert resolv.read_text() == "nameserver 192.0.2.53\n"

@@ -23,13 +23,15 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, ip_address
 from pathlib import Path
 
+from pysstp.client.advertisements import AdvertisementListener
 from pysstp.client.inform import InformExchange
 from pysstp.client.live import Counters
 from pysstp.client.settings import ClientSettings
 from pysstp.connection import LinkConnection
 from pysstp.dhcp import Configuration
-from pysstp.errors import SystemSetupError
+from pysstp.errors import PysstpError, SystemSetupError
 from pysstp.link import Ipv4Up, Ipv6Up, LinkUp
+from pysstp.nd import Advertised
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import list_addresses, route_to, set_link
 from pysstp.net.tun import TunDevice
@@ -68,6 +70,12 @@ class Tunnel:
         """The resolv.conf pysstp found (when it writes its own), to build the next version from."""
         self._exchange: InformExchange | None = None
         self._answered: asyncio.Future[Configuration] | None = None
+        self._dhcp_domain = ""
+        self._advertised = Advertised()
+        """The RDNSS and DNSSL of the server's last router advertisement."""
+        self._pushed_dns: tuple[tuple[str, ...], tuple[IPv6Address, ...]] = ((), ())
+        """The search domains and IPv6 name servers applied now."""
+        self._listener: AdvertisementListener | None = None
         self._pushed = NetworkChanges()
         """What the server's DHCPINFORM answer changed (routes, search domain): undone when the call ends,
         so a reconnect starts clean."""
@@ -147,6 +155,13 @@ class Tunnel:
         self.changes.set_sysctl(f"{conf}/accept_ra", 2)
         # The advertisement's default route only when asked for, as with IPv4's --default-route.
         self.changes.set_sysctl(f"{conf}/accept_ra_defrtr", int(self.settings.default_route))
+        if self.settings.server_routes:
+            # Route Information options (RFC 4191) of any prefix length: the server's pushed IPv6 routes.
+            self.changes.set_sysctl(f"{conf}/accept_ra_rt_info_max_plen", 128)
+            if self.settings.dns:
+                # The kernel leaves RDNSS and DNSSL to user space.
+                self._listener = AdvertisementListener(ifname, self._advertisement)
+                self._listener.open()
 
     def ipv6_address(self) -> IPv6Address | None:
         """The TUN's global IPv6 address (formed by the kernel from the advertisement), else its
@@ -191,25 +206,55 @@ class Tunnel:
         # "~." makes this link the one for every domain, as the routes make it for every address.
         return ("~.",) if self.settings.default_route else ()
 
-    def _apply_search_domain(self, domain: str) -> None:
-        """The server's DNS suffix as a search domain, where ``--dns`` put its name servers."""
+    def _apply_pushed_dns(self) -> None:
+        """Add the server's search domains (DHCP option 15, DNSSL) and IPv6 name servers (RDNSS) to what
+        ``--dns`` applied, when they changed; the call's end takes them back."""
         assert self.tun is not None
+        domains = tuple(dict.fromkeys(d for d in (self._dhcp_domain, *self._advertised.domains) if d))
+        dns6 = self._advertised.dns
+        if not self.settings.dns or (domains, dns6) == self._pushed_dns:
+            return
+        self._pushed_dns = (domains, dns6)
         name = self.tun.name
+        servers: tuple[IPv4Address | IPv6Address, ...] = (*self._dns_servers, *dns6)
         resolvectl = _resolvectl_command()
         if resolvectl is not None:
-            self._resolvectl(resolvectl, "domain", name, domain, *self._routing_domains())
-            self._pushed.record(
-                f"search domain {domain} on {name}",
-                # An empty name clears the list; none at all would only show it.
-                lambda: self._resolvectl(resolvectl, "domain", name, *(self._routing_domains() or ("",))),
+            self._resolvectl(resolvectl, "dns", name, *map(str, servers))
+            self._resolvectl(resolvectl, "domain", name, *domains, *self._routing_domains())
+            base = self._dns_servers
+
+            def back() -> None:
+                if base:
+                    self._resolvectl(resolvectl, "dns", name, *map(str, base))
+                    # An empty name clears the list; none at all would only show it.
+                    self._resolvectl(resolvectl, "domain", name, *(self._routing_domains() or ("",)))
+                else:
+                    self._resolvectl(resolvectl, "revert", name)
+
+            self._pushed.record(f"DNS from the server on {name}", back)
+            where = f"{name} (systemd-resolved)"
+        else:
+            if self._resolv_conf is None:
+                self._resolv_conf = _read_text(RESOLV_CONF)
+            self._pushed.replace_file(
+                RESOLV_CONF, resolv_conf(servers, self._resolv_conf, name, search=domains)
             )
-            log.info("DNS: search domain %s on %s (systemd-resolved)", domain, name)
-            return
-        assert self._resolv_conf is not None
-        self._pushed.replace_file(
-            RESOLV_CONF, resolv_conf(self._dns_servers, self._resolv_conf, name, search=(domain,))
+            where = str(RESOLV_CONF)
+        log.info(
+            "DNS: %s from the server in %s",
+            ", ".join([*(f"search {d}" for d in domains), *map(str, dns6)]) or "nothing more",
+            where,
         )
-        log.info("DNS: search domain %s in %s", domain, RESOLV_CONF)
+
+    def _advertisement(self, options: Advertised) -> None:
+        """A router advertisement from the server: its DNS servers and search domains (RFC 8106)."""
+        if options.dns == self._advertised.dns and options.domains == self._advertised.domains:
+            return
+        self._advertised = options
+        try:
+            self._apply_pushed_dns()
+        except PysstpError as exc:
+            log.warning("DNS: could not apply the server's router advertisement: %s", exc)
 
     # -- what the server pushes --------------------------------------------------------------------
 
@@ -259,12 +304,15 @@ class Tunnel:
                 continue
             self._pushed.add_route(network, ifname=self.tun.name)
             log.info("route: %s via %s (from the server)", network, self.tun.name)
-        if configuration.domain and self.settings.dns and self._dns_servers:
-            self._apply_search_domain(configuration.domain)
+        self._dhcp_domain = configuration.domain
+        self._apply_pushed_dns()
 
     def withdraw_pushed(self) -> None:
-        """The call ended: take back what the server's answer changed."""
+        """The call ended: take back what the server's answer and advertisements changed."""
         self._pushed.undo()
+        self._dhcp_domain = ""
+        self._advertised = Advertised()
+        self._pushed_dns = ((), ())
 
     @staticmethod
     def _resolvectl(command: str, *args: str) -> None:
@@ -321,11 +369,15 @@ class Tunnel:
 
     def close(self) -> None:
         """Stop the data path (the TUN itself goes with the changes' undo)."""
+        if self._listener is not None:
+            self._listener.close()
         self._stop_reading()
         self.connection = None
 
 
-def resolv_conf(servers: Sequence[IPv4Address], old: str, ifname: str, search: Sequence[str] = ()) -> str:
+def resolv_conf(
+    servers: Sequence[IPv4Address | IPv6Address], old: str, ifname: str, search: Sequence[str] = ()
+) -> str:
     """The resolv.conf to write: the server's name servers, with the old file's search and options; the
     server's ``search`` domains go first on the one search line (the resolver reads only the last)."""
     kept = [
