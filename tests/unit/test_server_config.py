@@ -22,6 +22,7 @@ from pysstp.server.config import (
     load,
     settings_from_args,
 )
+from pysstp.server.inform import Push
 from pysstp.sstp.constants import HashProtocol
 
 CERT_FLAGS = ["--cert", "/etc/pysstp/fullchain.pem", "--key", "/etc/pysstp/key.pem"]
@@ -460,7 +461,7 @@ def test_push_settings_from_file_and_flags(toml_file: Path) -> None:
         'wins = ["10.0.0.44"]\nipv6_dns = ["2001:db8::53"]\n'
     )
     result = settings(*CERT_FLAGS, "--config", str(toml_file))
-    assert result.push == config.PushSettings(
+    assert result.push == Push(
         routes=(IPv4Network("10.99.0.0/16"), IPv6Network("2001:db8:99::/48")),
         domain="corp.example",
         wins=(IPv4Address("10.0.0.44"),),
@@ -468,7 +469,7 @@ def test_push_settings_from_file_and_flags(toml_file: Path) -> None:
     )
     result = settings(*CERT_FLAGS, "--config", str(toml_file), "--push-route", "10.98.0.0/16")
     assert result.push.routes == (IPv4Network("10.98.0.0/16"),)
-    assert ServerSettings().push == config.PushSettings()
+    assert ServerSettings().push == Push()
 
 
 @pytest.mark.parametrize(

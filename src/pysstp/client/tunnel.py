@@ -289,7 +289,6 @@ class Tunnel:
         """Take the server's classless routes (not those ``--route`` covers, which win, nor one that
         would carry the tunnel's own packets) and, with ``--dns``, its DNS suffix."""
         assert self.tun is not None
-        self._pushed.undo()
         server = ip_address(self._server_ip) if self._server_ip is not None else None
         for route in configuration.routes:
             network = route.network

@@ -45,8 +45,11 @@ from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.server import ipv6
 from pysstp.server.accounting import SessionAccounting
 from pysstp.server.backoff import Backoff, BackoffBackend
+from pysstp.server.inform import Push, Responder
+from pysstp.server.inform import Session as InformSession
 from pysstp.server.listener import TlsListener
 from pysstp.sstp.http import error_response
+from pysstp.udp import PROTOCOL_UDP
 
 log = logging.getLogger("pysstp.server")
 
@@ -315,6 +318,7 @@ class SstpServerApp:
         require_client_certificate: bool = False,
         accounting: SessionAccounting | None = None,
         proxy_sources: Sequence[IPv4Network | IPv6Network] | None = None,
+        push: Push | None = None,
     ) -> None:
         self.ssl_context = ssl_context
         self.accounting = accounting
@@ -352,6 +356,10 @@ class SstpServerApp:
             self._new_connection, ssl_context, link_config.handshake_timeout, proxy_sources
         )
         self.draining = False
+        self.push = push or Push()
+        """What clients are told besides IPCP: routes, DNS suffix, WINS, IPv6 DNS (``[push]``)."""
+        self.inform: Responder[ServerConnection] = Responder(server_address, self._inform_session)
+        """Answers DHCPINFORMs from the sessions (docs/server.md, "Routes and domain for clients")."""
         """Accepting no new calls (see :meth:`drain`); the health endpoint answers 503."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tun_drops = 0
@@ -420,6 +428,7 @@ class SstpServerApp:
         limits: Limits,
         idle_timeout: float,
         require_client_certificate: bool,
+        push: Push | None = None,
     ) -> None:
         """Apply a reloaded configuration (SIGHUP). TLS, the link settings and DNS hold for calls accepted
         from now on, limits and timeouts at once; established calls keep what they negotiated."""
@@ -427,6 +436,8 @@ class SstpServerApp:
         self.listener.handshake_timeout = link_config.handshake_timeout
         self.link_config = link_config
         self.dns = dns
+        if push is not None:
+            self.push = push
         self.limits = limits
         self.require_client_certificate = require_client_certificate
         if idle_timeout != self.idle_timeout:
@@ -807,16 +818,37 @@ class SstpServerApp:
         connection.mtu_routes = tuple(n for n in connection.mtu_routes if n.version not in versions)
 
     def _advertise(self, connection: ServerConnection, destination: IPv6Address = ipv6.ALL_NODES) -> None:
-        """Send the session a router advertisement for the prefix (none in link-local-only mode)."""
-        if connection.ipv6_prefix is None or connection.router_address is None:
+        """Send the session a router advertisement: the prefix, and the pushed IPv6 DNS servers, domain
+        and routes (in link-local-only mode without those, none at all)."""
+        if connection.router_address is None:
+            return
+        push = self._push_for(connection)
+        routes = tuple(n for n in push.routes if isinstance(n, IPv6Network))
+        if connection.ipv6_prefix is None and not (routes or push.ipv6_dns):
             return
         advertisement = ipv6.router_advertisement(
             connection.ipv6_prefix,
             source=connection.router_address,
             mtu=connection.mtu,
             destination=destination,
+            dns=push.ipv6_dns,
+            domains=(push.domain,) if push.domain else (),
+            routes=routes,
         )
         connection.send_ip_batch([advertisement])
+
+    def _push_for(self, connection: ServerConnection) -> Push:
+        """The server's push with the session's own routes and domain from the backend."""
+        authorization = connection.authorization
+        return self.push.for_user(authorization.push_routes, authorization.domain)
+
+    def _inform_session(self, connection: ServerConnection) -> InformSession | None:
+        """What the answer to this session's DHCPINFORM holds; ``None`` before it has an address."""
+        address, pool = connection.info.address, connection.address_pool
+        if address is None or pool is None:
+            return None
+        dns = connection.authorization.dns or self.dns
+        return InformSession(address, self.server_address, pool.network, dns, self._push_for(connection))
 
     def _advertise_all(self) -> None:
         """Unsolicited advertisements at an interval, so clients' default route and prefix stay fresh."""
@@ -856,9 +888,11 @@ class SstpServerApp:
     # -- data path ---------------------------------------------------------------------------------
 
     def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
-        """IP packets from a session: to the TUN, those whose source belongs to that session."""
+        """IP packets from a session: to the TUN, those whose source belongs to that session; DHCP to the
+        server is answered here."""
         assert isinstance(connection, ServerConnection)
         own = connection.address_key or b""
+        inform = self.inform
         accepted: list[memoryview] = []
         accept = accepted.append
         for packet in packets:
@@ -867,6 +901,13 @@ class SstpServerApp:
                 # differs.
                 if packet[12:16] != own and not self._routed_from(connection, bytes(packet[12:16])):
                     self.spoofed += 1
+                    continue
+                # Only UDP to the broadcast or the server's address looks further (a DHCPINFORM?).
+                if (
+                    packet[9] == PROTOCOL_UDP
+                    and packet[16:20] in inform.targets
+                    and inform.take(connection, packet)
+                ):
                     continue
             elif not self._accept_ipv6(connection, packet):
                 continue

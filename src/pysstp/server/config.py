@@ -29,6 +29,7 @@ from pysstp.errors import ConfigError
 from pysstp.ppp.auth.base import EapMode
 from pysstp.ppp.auth.eap_tls import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, IdentitySource, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
+from pysstp.server.inform import Push
 from pysstp.server.pool import AddressPool
 from pysstp.settings import Bool as _Bool
 from pysstp.settings import Choice as _Choice
@@ -148,18 +149,6 @@ class PoolSettings:
     server_address: IPv4Address = DEFAULT_POOL[1]
     """The first host of ``network`` unless set; it may lie outside ``network``."""
     dns: tuple[IPv4Address, ...] = ()
-
-
-@dataclass(frozen=True)
-class PushSettings:
-    """What the server pushes besides IPCP (docs/server.md, "Routes and domain for clients"): routes into
-    the tunnel (IPv4 by the DHCPINFORM answer, IPv6 in router advertisements), the DNS suffix, WINS
-    servers, and IPv6 DNS servers for router advertisements."""
-
-    routes: tuple[IPv4Network | IPv6Network, ...] = ()
-    domain: str = ""
-    wins: tuple[IPv4Address, ...] = ()
-    ipv6_dns: tuple[IPv6Address, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -318,7 +307,8 @@ class ServerSettings:
     pool: PoolSettings = field(default_factory=PoolSettings)
     pools: tuple[NamedPoolSettings, ...] = ()
     """Named pools for RADIUS Framed-Pool, besides the default ``pool``."""
-    push: PushSettings = field(default_factory=PushSettings)
+    push: Push = field(default_factory=Push)
+    """Routes, DNS suffix, WINS and IPv6 DNS servers pushed to clients (docs/server.md)."""
     limits: LimitSettings = field(default_factory=LimitSettings)
     forwarding: ForwardingSettings = field(default_factory=ForwardingSettings)
     log: LogSettings = field(default_factory=LogSettings)

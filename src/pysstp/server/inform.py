@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Generic, Protocol, TypeVar
 
 from pysstp import dhcp, udp
@@ -29,12 +29,18 @@ class NotAnswered(ProtocolError):
 
 @dataclass(frozen=True, slots=True)
 class Push:
-    """What the server pushes besides IPCP's address and name servers: routes into the tunnel (IPv4 ones by
-    DHCP, IPv6 ones in router advertisements), the DNS suffix, WINS servers."""
+    """What the server pushes besides IPCP's address and name servers (the ``[push]`` settings): routes
+    into the tunnel (IPv4 ones by DHCP, IPv6 ones in router advertisements), the DNS suffix (DHCP option
+    15, DNSSL), WINS servers (option 44) and IPv6 name servers (RDNSS)."""
 
     routes: tuple[IPv4Network | IPv6Network, ...] = ()
     domain: str = ""
     wins: tuple[IPv4Address, ...] = ()
+    ipv6_dns: tuple[IPv6Address, ...] = ()
+
+    def for_user(self, routes: tuple[IPv4Network | IPv6Network, ...], domain: str) -> Push:
+        """This push with a user's own routes and domain (user database, RADIUS) where they are set."""
+        return replace(self, routes=routes or self.routes, domain=domain or self.domain)
 
     @property
     def ipv4_routes(self) -> tuple[IPv4Network, ...]:

@@ -131,6 +131,7 @@ async def serve_with(
             require_client_certificate=settings.tls.verify_client_certificate == "require",
             accounting=accounting,
             proxy_sources=settings.proxy_sources if settings.proxy_protocol else None,
+            push=settings.push,
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
