@@ -20,6 +20,7 @@ from ipaddress import IPv4Address
 
 from pysstp.ppp.auth.base import EapMode
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
+from pysstp.ppp.auth.peap import PeapPeerSettings, PeapServerSettings
 from pysstp.ppp.auth.verification import Verdict, Verification
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Phase, Role
 from pysstp.ppp.events import (
@@ -210,6 +211,7 @@ class ClientConfig:
     lcp_echo_interval: float | None = None
     correlation_id: str | None = None
     eap_tls: EapTlsPeerSettings | None = None
+    peap: PeapPeerSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,7 @@ class ServerConfig:
     http_date: Callable[[], str] | None = None
     not_sstp_response: bytes | None = None
     eap_tls: EapTlsServerSettings | None = None
+    peap: PeapServerSettings | None = None
     eap_mode: EapMode = "local"
     """``pass-through``: EAP runs in the authentication backend (RFC 3579), which must answer
     :class:`~pysstp.ppp.auth.verification.EapProof` questions (RADIUS does, the local backend does not)."""
@@ -512,6 +515,7 @@ class ClientLink(Link):
                     password=config.password,
                     request_dns=config.request_dns,
                     eap_tls_peer=config.eap_tls,
+                    peap_peer=config.peap,
                 ),
                 random_bytes=random_bytes,
             )
@@ -564,6 +568,7 @@ class ServerLink(Link):
                     network_for_user=network_for_user,
                     server_name=config.server_name,
                     eap_tls_server=config.eap_tls,
+                    peap_server=config.peap,
                     eap_mode=config.eap_mode,
                 ),
                 random_bytes=random_bytes,

@@ -316,7 +316,7 @@ def test_flags_override_the_file(toml_file: Path) -> None:
         ('auth_methods = ["chap"]\n', "auth_methods: 'chap' needs the plaintext password"),
         (
             'auth_methods = ["mschap"]\n',
-            "must be one of 'mschapv2', 'eap-mschapv2', 'eap-tls', 'pap', not 'mschap'",
+            "must be one of 'mschapv2', 'eap-mschapv2', 'eap-tls', 'peap', 'pap', not 'mschap'",
         ),
         ("auth_methods = []\n", "auth_methods: must not be empty"),
         ('ipv6 = "on"\n', "ipv6: must be 'off', 'link-local' or an IPv6 prefix"),

@@ -20,7 +20,11 @@ examples:
   pysstp status                      list sessions: user, address, peer, uptime, bytes, rates, drops
                                      (first a line with each RADIUS server's state, when there are some)
                                      (and Acct-Session-Id on a wide terminal), then Dynamic Authorization
-  pysstp status --json               every field of every session as JSON, for scripts
+  pysstp status --json               the whole answer as JSON, for scripts: every field of every
+                                     session ("sessions"), the server's counters ("server": connects,
+                                     failures by reason, bytes, packets, drops by cause, RSS, CPU),
+                                     "draining", RADIUS servers and Dynamic Authorization
+  pysstp status --json | jq -r '.sessions[] | [.user, .address] | @tsv'
   pysstp status --config /etc/pysstp/server.toml    the server whose control_socket that file sets
   pysstp status --kick alice         disconnect every session of user alice (CALL_DISCONNECT)
   pysstp status --kick 10.77.0.5     disconnect the session that has this address
@@ -45,7 +49,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--config", type=Path, metavar="FILE", help="the server's server.toml, to find its control socket"
     )
     parser.add_argument("--kick", metavar="USER|ADDRESS", help="disconnect the matching sessions")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the server's whole answer as JSON instead of a table: the sessions, the counters "
+        '("server"), draining, the backend, RADIUS and DAE state',
+    )
     parser.set_defaults(func=run)
 
 
@@ -57,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"disconnected {answer['kicked']} session(s) matching {args.kick!r}")
         return 0 if answer["kicked"] else 1
     if args.json:
-        print(json.dumps(answer["sessions"], indent=2))
+        print(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
     else:
         if answer.get("draining"):
             print("draining: accepting no new calls; the server exits when these sessions have ended")

@@ -26,6 +26,9 @@ from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError
 from pysstp.link import ServerConfig
 from pysstp.ppp.auth.eap_tls import EapTlsServerSettings
+from pysstp.ppp.auth.peap import PeapServerSettings
+from pysstp.ppp.auth.tls_tunnel import TlsIdentity
+from pysstp.ppp.constants import AuthMethod
 from pysstp.server.accounting import SessionAccounting
 from pysstp.server.app import Limits
 from pysstp.server.backoff import Backoff
@@ -53,6 +56,7 @@ def link_config(settings: ServerSettings, certificate_hashes: Mapping[HashProtoc
         http_date=lambda: email.utils.formatdate(usegmt=True),
         not_sstp_response=not_sstp_response(settings),
         eap_tls=load_eap_tls(settings),
+        peap=load_peap(settings),
         eap_mode=settings.eap_mode,
     )
 
@@ -204,11 +208,9 @@ def load_eap_tls(settings: ServerSettings) -> EapTlsServerSettings | None:
     eap = settings.eap_tls
     if not eap.ca:
         return None
-    cert, key = (eap.cert, eap.key) if eap.cert is not None else (settings.tls.cert, settings.tls.key)
-    assert cert is not None and key is not None  # validate() insists on the HTTPS certificate
     try:
         return EapTlsServerSettings(
-            identity=read_identity(cert, key),
+            identity=_eap_identity(settings),
             trusted_cas=tuple(c for path in eap.ca for c in read_certificates(path, "CA file")),
             crls=tuple(crl for path in eap.crl for crl in read_crls(path)),
             identity_source=eap.identity,
@@ -218,6 +220,24 @@ def load_eap_tls(settings: ServerSettings) -> EapTlsServerSettings | None:
         )
     except ValueError as exc:
         raise ConfigError(f"EAP-TLS: {exc}") from None
+
+
+def load_peap(settings: ServerSettings) -> PeapServerSettings | None:
+    """The certificate PEAP's TLS tunnel shows (``None`` unless PEAP runs here: listed, EAP local)."""
+    if AuthMethod.PEAP not in settings.auth_methods or settings.eap_mode != "local":
+        return None
+    try:
+        return PeapServerSettings(_eap_identity(settings), fragment_size=settings.eap_tls.fragment_size)
+    except ValueError as exc:
+        raise ConfigError(f"PEAP: {exc}") from None
+
+
+def _eap_identity(settings: ServerSettings) -> TlsIdentity:
+    """The EAP certificate (eap_tls.cert), else the HTTPS one; EAP-TLS and PEAP both show it."""
+    eap = settings.eap_tls
+    cert, key = (eap.cert, eap.key) if eap.cert is not None else (settings.tls.cert, settings.tls.key)
+    assert cert is not None and key is not None  # validate() insists on one of the two
+    return read_identity(cert, key)
 
 
 def load_certificate(context: ssl.SSLContext, cert: Path, key: Path) -> bytes:

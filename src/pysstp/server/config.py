@@ -27,7 +27,8 @@ from pysstp.aaa.radius.server import AUTHENTICATION_PORT
 from pysstp.dhcp import domain_name
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.base import EapMode
-from pysstp.ppp.auth.eap_tls import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, IdentitySource, TlsVersion
+from pysstp.ppp.auth.eap_tls import IdentitySource
+from pysstp.ppp.auth.tls_tunnel import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 from pysstp.server.inform import Push
 from pysstp.server.pool import AddressPool
@@ -835,6 +836,7 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                                 AuthMethod.MSCHAP_V2,
                                 AuthMethod.EAP_MSCHAP_V2,
                                 AuthMethod.EAP_TLS,
+                                AuthMethod.PEAP,
                                 AuthMethod.PAP,
                             )
                         },
@@ -873,7 +875,7 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "eap_tls.cert",
                 "--eap-cert",
                 _Text(_path),
-                "EAP certificate chain, PEM; default: the HTTPS one (tls.cert)",
+                "certificate chain that EAP-TLS and PEAP show, PEM; default: the HTTPS one (tls.cert)",
                 "FILE",
             ),
             _Setting("eap_tls.key", "--eap-key", _Text(_path), "its key; default: tls.key", "FILE"),
@@ -1237,6 +1239,18 @@ def validate(settings: ServerSettings) -> None:
         )
     if (settings.eap_tls.cert is None) != (settings.eap_tls.key is None):
         raise ConfigError("set both eap_tls.cert and eap_tls.key (--eap-cert, --eap-key), or neither")
+    # EAP-TLS and PEAP show the EAP certificate, else the HTTPS one, which TLS offload does not have.
+    tunnels = [m.value for m in (AuthMethod.EAP_TLS, AuthMethod.PEAP) if m in settings.auth_methods]
+    if (
+        tunnels
+        and settings.eap_mode == "local"
+        and settings.eap_tls.cert is None
+        and settings.tls.cert is None
+    ):
+        raise ConfigError(
+            f"auth method '{tunnels[0]}' needs a certificate of its own behind a TLS terminator: set "
+            "eap_tls.cert and eap_tls.key (--eap-cert, --eap-key)"
+        )
     if settings.tls.verify_client_certificate != "none" and not settings.tls.client_ca:
         raise ConfigError(
             f"verify-client-certificate '{settings.tls.verify_client_certificate}' needs the CA that signs "
