@@ -6,8 +6,10 @@ behind."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from pysstp import nd
 from test_client_netns import (
     CLIENT_TUN,
+    PYSSTP,
     SERVER_TUNNEL_IP,
     Setup,
     client_setup,
@@ -150,3 +153,37 @@ SOLICIT = (
     "s.sendto(bytes((133, 0, 0, 0, 0, 0, 0, 0)), ('ff02::2', 0, 0, socket.if_nametoindex('{ifname}')))\n"
 )
 """A Router Solicitation (RFC 4861 §4.1); the kernel fills in the ICMPv6 checksum of raw ICMPv6 sockets."""
+
+
+DHCP_REQUEST = """
+import socket, sys
+from ipaddress import IPv4Address
+from pysstp import dhcp
+ifname, address, server = sys.argv[1], IPv4Address(sys.argv[2]), sys.argv[3]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+s.bind((str(address), dhcp.CLIENT_PORT))
+request = dhcp.Message(op=dhcp.BOOTREQUEST, xid=7, ciaddr=address, options=((53, bytes((3,))),))
+s.sendto(dhcp.build(request), (server, dhcp.SERVER_PORT))
+"""
+
+
+def test_other_dhcp_is_dropped_and_counted(setup: Setup) -> None:
+    process, log = setup.start_client("--ca-file", str(setup.cert), "--no-ipv6")
+    wait_until(lambda: "(from the server)" in log.read_text(), "the pushed route", log)
+    address = str(setup.pair.client.run("ip", "-j", "-4", "addr", "show", "dev", CLIENT_TUN).stdout)
+    local = json.loads(address)[0]["addr_info"][0]["local"]
+    setup.pair.client.run(sys.executable, "-c", DHCP_REQUEST, CLIENT_TUN, local, SERVER_TUNNEL_IP)
+
+    def dhcp_drops() -> int:
+        status = setup.pair.server.run(
+            PYSSTP, "status", "--socket", str(setup.tmp / "ctl.sock"), "--json"
+        ).stdout
+        return int(json.loads(status)["server"]["drops"]["dhcp"])
+
+    wait_until(lambda: dhcp_drops() == 1, "the DHCPREQUEST to be counted", setup.tmp / "server.log")
+    assert (
+        "DHCP packet dropped: DHCP REQUEST; only DHCPINFORM is answered"
+        in (setup.tmp / "server.log").read_text()
+    )
+    setup.stop(process, signal.SIGINT, log)

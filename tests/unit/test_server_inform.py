@@ -127,6 +127,7 @@ def test_responder_answers_drops_and_counts() -> None:
     connection = FakeConnection()
     responder: Responder[FakeConnection] = Responder(SERVER, lambda c: SESSION)
     assert responder.targets == (b"\xff\xff\xff\xff", SERVER.packed)
+    assert responder.last_octets == {255, 1}
     assert responder.take(connection, memoryview(inform_packet()))
     assert len(connection.sent) == 1 and responder.dropped == 0
     assert responder.take(connection, memoryview(inform_packet(source=IPv4Address("192.168.50.7"))))

@@ -65,7 +65,7 @@ class DataPath:
         assert isinstance(connection, ServerConnection)
         own = connection.address_key or b""
         inform = self.inform
-        targets = inform.targets
+        targets, last_octets, udp_protocol = inform.targets, inform.last_octets, PROTOCOL_UDP
         accepted: list[memoryview] = []
         accept = accepted.append
         for packet in packets:
@@ -75,8 +75,14 @@ class DataPath:
                 if packet[12:16] != own and not routed_from(connection.info.routes, bytes(packet[12:16])):
                     self.spoofed += 1
                     continue
-                # Only UDP to the broadcast or the server's address is looked at further.
-                if packet[9] == PROTOCOL_UDP and packet[16:20] in targets and inform.take(connection, packet):
+                # Only UDP to the broadcast or the server's address is looked at further; the last octet
+                # first, an int compare, since slicing the address costs more than the check's worth.
+                if (
+                    packet[9] == udp_protocol
+                    and packet[19] in last_octets
+                    and packet[16:20] in targets
+                    and inform.take(connection, packet)
+                ):
                     continue
             elif not self._accept_ipv6(connection, packet):
                 continue

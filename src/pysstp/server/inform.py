@@ -121,6 +121,8 @@ class Responder(Generic[C]):
     def __init__(self, server_address: IPv4Address, session_of: Callable[[C], Session | None]) -> None:
         self.targets = (udp.BROADCAST.packed, server_address.packed)
         """Destinations of a DHCPINFORM: the limited broadcast (Windows) or the server's tunnel address."""
+        self.last_octets = frozenset(target[3] for target in self.targets)
+        """Their last octets: what the data path compares first."""
         self.session_of = session_of
         """The answer's inputs for a connection; ``None`` while it has no IPv4 address."""
         self.dropped = 0
