@@ -254,7 +254,8 @@ DHCP_PUSH = (
 )
 DHCP_DEFAULT = (
     "DhcpSet /START:192.168.30.10 /END:192.168.30.200 /MASK:255.255.255.0 /EXPIRE:7200 "
-    f'/GW:{SECURENAT_GATEWAY} /DNS:{SECURENAT_GATEWAY} /DNS2:none /DOMAIN:"" /LOG:yes /PUSHROUTE:""'
+    # An empty value after the colon clears a setting ("" is refused as an invalid parameter).
+    f"/GW:{SECURENAT_GATEWAY} /DNS:{SECURENAT_GATEWAY} /DNS2:none /DOMAIN: /LOG:yes /PUSHROUTE:"
 )
 WINDOWS_INFORM = """
 import socket, sys
@@ -299,8 +300,13 @@ def test_securenat_answers_a_windows_inform_and_the_client_applies_its_routes(cl
         assert {1, 6, 15, 54, 121, 249} <= codes, sorted(codes)
         configuration = dhcp.configuration(ack)
         assert configuration.domain == "corp.example"
-        assert [str(r.network) for r in configuration.routes] == [PUSHED_NETWORK]
+        # SecureNAT adds a route to its own subnet when it has no default gateway to give (docs/interop.md).
+        assert [(str(r.network), str(r.router)) for r in configuration.routes] == [
+            (PUSHED_NETWORK, SECURENAT_GATEWAY),
+            ("192.168.30.0/24", SECURENAT_GATEWAY),
+        ]
         assert ack.option(121) == ack.option(249)
+        assert "route: 192.168.30.0/24 via" in client.text()
         assert client.stop() == 0, client.text()
     finally:
         server.vpncmd(DHCP_DEFAULT, hub=HUB)
