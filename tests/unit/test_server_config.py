@@ -487,3 +487,25 @@ def test_push_mistakes(flags: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         settings(*CERT_FLAGS, *flags)
     assert message in str(info.value)
+
+
+def test_metrics_are_off_unless_an_address_is_set(toml_file: Path) -> None:
+    assert settings(*CERT_FLAGS).metrics.listen is None
+    toml_file.write_text(EXAMPLE_CONFIG + '\n[metrics]\nlisten = "[::1]:9090"\n')
+    assert settings("--config", str(toml_file)).metrics.listen == ("::1", 9090)
+    assert settings("--config", str(toml_file), "--metrics", "0.0.0.0:9100").metrics.listen == (
+        "0.0.0.0",
+        9100,
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["localhost:9090", "::1:9090", "[127.0.0.1]:9090", "127.0.0.1", "[::1]:0", "127.0.0.1:x"]
+)
+def test_a_metrics_address_is_addr_colon_port(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(*CERT_FLAGS, "--metrics", text)
+    assert str(info.value) == (
+        "--metrics: expected ADDR:PORT with an IP address and a port from 1 to 65535 (such as 127.0.0.1:9090 "
+        f"or [::1]:9090), not {text!r}"
+    )

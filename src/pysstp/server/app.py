@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.radius.accounting import TerminateCause
+from pysstp.aaa.radius.client import RadiusClient
 from pysstp.connection import LinkConnection
 from pysstp.link import (
     AuthenticationFailed,
@@ -78,8 +79,11 @@ class SstpServerApp:
         accounting: SessionAccounting | None = None,
         proxy_sources: Sequence[IPv4Network | IPv6Network] | None = None,
         push: Push | None = None,
+        radius: RadiusClient | None = None,
     ) -> None:
         self.ssl_context = ssl_context
+        self.radius = radius
+        """The RADIUS client, if configured: :meth:`snapshot` carries its servers' counts."""
         self.accounting = accounting
         """RADIUS accounting of the sessions, if configured."""
         self.require_client_certificate = require_client_certificate
@@ -415,4 +419,5 @@ class SstpServerApp:
             backend=self.backend.name,
             rates=rates,
             draining=self.draining,
+            radius=self.radius.stats() if self.radius is not None else (),
         )

@@ -279,6 +279,14 @@ class DaeSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The HTTP address of ``GET /metrics`` (Prometheus) and ``GET /health`` (load balancers); off unset."""
+
+    listen: tuple[str, int] | None = None
+    """Address and port."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything ``pysstp server`` can be told; see ``pysstp server --help`` for each setting."""
 
@@ -316,6 +324,7 @@ class ServerSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
     dae: DaeSettings = field(default_factory=DaeSettings)
     radius: RadiusSettings = field(default_factory=RadiusSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 @dataclass(frozen=True)
@@ -443,6 +452,29 @@ def _listen_address(text: str) -> str:
         return str(ip_address(text))
     except ValueError:
         raise ValueError(f"{text!r} is not an IP address (such as 0.0.0.0, :: or 192.0.2.1)") from None
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    """``ADDR:PORT``, with an IPv6 address in brackets (``[::1]:9090``)."""
+    host, colon, port = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        address = None
+    # Without brackets, where an IPv6 address ends and the port begins is ambiguous.
+    if (
+        not colon
+        or address is None
+        or (address.version == 6) != bracketed
+        or not port.isdecimal()
+        or not 1 <= int(port) <= 65535
+    ):
+        raise ValueError(
+            "expected ADDR:PORT with an IP address and a port from 1 to 65535 (such as 127.0.0.1:9090 or "
+            f"[::1]:9090), not {text!r}"
+        )
+    return str(address), int(port)
 
 
 def _unicast_ipv4(text: str) -> IPv4Address:
@@ -1045,6 +1077,14 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
             _Setting("log.format", "--log-format", _Choice({"text": "text", "json": "json"}), "log format"),
             _Setting(
                 "control_socket", "--control-socket", _Text(_path), "Unix socket for pysstp status", "PATH"
+            ),
+            _Setting(
+                "metrics.listen",
+                "--metrics",
+                _Text(_metrics_address),
+                "serve Prometheus metrics (GET /metrics) and the health check for load balancers "
+                "(GET /health: 200 accepting, 503 draining) over HTTP here; unset = off (docs/scaling.md)",
+                "ADDR:PORT",
             ),
             _Setting(
                 "state_dir",

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from pysstp.aaa.radius.client import RadiusServerStats
 from pysstp.server.session import ServerConnection
 from pysstp.server.stats import DropCause, FailureReason, ServerStats
 
@@ -55,6 +56,7 @@ class ServerCounters:
         backend: str,
         rates: Rates | None = None,
         draining: bool = False,
+        radius: tuple[RadiusServerStats, ...] = (),
     ) -> ServerStats:
         """The counts with the sessions ``live`` now, and the data path's and listener's own counts."""
         totals = Counter(self._ended)
@@ -92,4 +94,5 @@ class ServerCounters:
             rss_bytes=rss,
             cpu_seconds=times.user + times.system,
             draining=draining,
+            radius=radius,
         )

@@ -48,6 +48,7 @@ RESTART_SETTINGS = (
     "dae.listen",
     "dae.port",
     "dae.clients",
+    "metrics.listen",
     "proxy_protocol",
     "proxy_sources",
     "tls.offload",

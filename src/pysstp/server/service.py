@@ -37,10 +37,12 @@ from pysstp.server.dae import start_dae
 from pysstp.server.drain import Drain
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
 from pysstp.server.listener import peer_text
+from pysstp.server.metrics import MetricsServer, Snapshots, start_metrics
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.statefile import state_file
+from pysstp.server.stats import ServerStats
 from pysstp.sstp.constants import HashProtocol
 
 log = logging.getLogger("pysstp.server")
@@ -83,6 +85,7 @@ async def serve_with(
     drain: Drain | None = None
     control: ControlServer | None = None
     dae: DaeServer | None = None
+    metrics: MetricsServer | None = None
     radius = RadiusClient(radius_servers(settings)) if settings.radius.servers else None
     backend = auth_backend(settings, users, radius)
     accounting = radius_accounting(settings, radius)
@@ -132,12 +135,14 @@ async def serve_with(
             accounting=accounting,
             proxy_sources=settings.proxy_sources if settings.proxy_protocol else None,
             push=settings.push,
+            radius=radius,
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
             raise listen_error(settings, exc) from None
         dae = await start_dae(app, settings.dae)
+        metrics = await start_metrics(settings.metrics.listen, snapshots(app), lambda: app.draining)
         stop = asyncio.Event()
         reloader = Reloader(app, users, pool, settings, reread)
         drain = Drain(app, lambda: reloader.settings.limits.drain_timeout, stop.set, notifier)
@@ -162,6 +167,8 @@ async def serve_with(
     finally:
         if drain is not None:
             drain.cancel()
+        if metrics is not None:
+            await metrics.stop()
         if dae is not None:
             dae.close()
         if app is not None:
@@ -215,6 +222,15 @@ def reload_and_notify(reloader: Reloader, notifier: Notifier, status: str) -> No
         return
     with notifier.reloading(status):
         reloader.reload()
+
+
+def snapshots(app: SstpServerApp) -> Snapshots:
+    """This process's snapshot, for the metrics."""
+
+    async def take() -> list[ServerStats]:
+        return [app.snapshot()]
+
+    return take
 
 
 def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
