@@ -28,6 +28,7 @@ from test_client_netns import (
     route_device,
     wait_until,
 )
+from test_client_reconnect import kill_server, restart_server
 
 from helpers.namespaces import Namespace, Pair, network_state
 
@@ -187,3 +188,18 @@ def test_other_dhcp_is_dropped_and_counted(setup: Setup) -> None:
         in (setup.tmp / "server.log").read_text()
     )
     setup.stop(process, signal.SIGINT, log)
+
+
+def test_pushed_route_goes_with_the_call_and_comes_back_with_the_next(setup: Setup) -> None:
+    client = setup.pair.client
+    before = network_state(client)
+    process, log = setup.start_client("--ca-file", str(setup.cert), "--no-ipv6", "--reconnect")
+    wait_until(lambda: "(from the server)" in log.read_text(), "the pushed route", log)
+    kill_server(setup)
+    # The call is over: the server's route goes with it (the TUN and --route stay for the next call).
+    wait_until(lambda: route_device(client, "10.99.7.7") != CLIENT_TUN, "the pushed route to go", log)
+    restart_server(setup)
+    wait_until(lambda: log.read_text().count("(from the server)") == 2, "the route from the next call", log)
+    assert route_device(client, "10.99.7.7") == CLIENT_TUN
+    setup.stop(process, signal.SIGINT, log)
+    assert network_state(client) == before
