@@ -76,7 +76,9 @@ def respond(packet: bytes | memoryview, session: Session) -> bytes | None:
         return None
     datagram = udp.parse(packet)
     if datagram.source != session.address or datagram.source_port != dhcp.CLIENT_PORT:
-        raise NotAnswered(f"from {datagram.source}:{datagram.source_port}, not the session's own address")
+        raise NotAnswered(
+            f"from {datagram.source}:{datagram.source_port}, not the session's own address and port 68"
+        )
     inform = dhcp.parse(datagram.payload)
     if inform.op != dhcp.BOOTREQUEST or inform.message_type is not dhcp.MessageType.INFORM:
         kind = inform.message_type.name if inform.message_type is not None else "no message type"
