@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pysstp import dhcp, udp
 from pysstp.client import inform as client_inform
@@ -175,3 +177,12 @@ def test_pushed_domain_needs_dns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     tunnel.tun = SimpleNamespace(name="sstp0")  # type: ignore[assignment]
     tunnel.apply_pushed(dhcp.Configuration(server=SERVER, domain="corp.example"))
     assert resolv.read_text() == "nameserver 192.0.2.53\n"
+
+
+@given(st.binary(max_size=400))
+def test_the_data_path_check_never_raises(data: bytes) -> None:
+    exchange = InformExchange(LOCAL)
+    header = udp.build(udp.Datagram(SERVER, LOCAL, 67, 68, b""))[:20]
+    for packet in (data, header + data):
+        if exchange.is_candidate(packet):
+            assert exchange.answer(packet) is None or isinstance(exchange.answer(packet), dhcp.Configuration)

@@ -3,13 +3,17 @@ what it leaves to the TUN."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pysstp import dhcp, udp
 from pysstp.dhcp import ClasslessRoute, MessageType, Option
+from pysstp.errors import ProtocolError
 from pysstp.server import inform
 from pysstp.server.inform import NotAnswered, Push, Responder, Session
 from pysstp.udp import Datagram
@@ -140,3 +144,19 @@ def test_responder_leaves_a_session_without_address_alone() -> None:
     responder: Responder[FakeConnection] = Responder(SERVER, lambda c: None)
     assert not responder.take(FakeConnection(), memoryview(inform_packet()))
     assert responder.dropped == 0
+
+
+@given(st.binary(max_size=400), st.sampled_from([udp.BROADCAST, SERVER]))
+def test_respond_raises_only_protocol_errors(payload: bytes, destination: IPv4Address) -> None:
+    packets = [
+        udp.build(Datagram(CLIENT, destination, dhcp.CLIENT_PORT, dhcp.SERVER_PORT, payload)),
+        udp.build(
+            Datagram(
+                CLIENT, destination, dhcp.CLIENT_PORT, dhcp.SERVER_PORT, inform_packet()[28:268] + payload
+            )
+        ),
+        udp.build(Datagram(CLIENT, destination, 68, 67, b""))[:20] + payload,
+    ]
+    for packet in packets:
+        with contextlib.suppress(ProtocolError):
+            inform.respond(packet, SESSION)
