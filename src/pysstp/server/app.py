@@ -20,6 +20,7 @@ from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.aaa.radius.client import RadiusClient
 from pysstp.connection import LinkConnection
 from pysstp.link import (
+    SERVER_SHUTTING_DOWN,
     AuthenticationFailed,
     CallEvent,
     Ipv6Up,
@@ -195,7 +196,7 @@ class SstpServerApp:
         self.draining = True
         await self.listener.close()
 
-    async def shutdown(self, reason: str = "server shutting down") -> None:
+    async def shutdown(self, reason: str = SERVER_SHUTTING_DOWN) -> None:
         """Stop accepting, disconnect every session in order, wait a little for them, then close."""
         await self.listener.close()
         if self._idle_timer is not None:
