@@ -10,6 +10,10 @@ route: together they cover everything, they win over any default route by being 
 user's own default route is never touched, so there is nothing to restore if pysstp is killed with
 SIGKILL (the TUN vanishes with the process, and its routes with it). Before that, a host route to the
 server is pinned through the gateway in use, so the tunnel's own packets do not enter the tunnel.
+
+What the server pushes (its DHCPINFORM answer's routes and domain, its router advertisements' DNS
+servers and search domains: docs/client.md) goes into a second ``NetworkChanges``, taken back when each
+call ends, so a reconnect starts from the user's own settings.
 """
 
 from __future__ import annotations
