@@ -95,7 +95,7 @@ class Node:
     def sessions(self) -> list[dict[str, Any]]:
         """``pysstp status --json``: the node's calls."""
         answer = run(PYSSTP, "status", "--socket", str(self.control_socket), "--json")
-        return list(json.loads(answer.stdout))
+        return list(json.loads(answer.stdout)["sessions"])
 
     def peers(self) -> dict[str, str]:
         """The address each user's call up on this node comes from, as the node sees it."""
@@ -446,6 +446,18 @@ def test_pysstp_connect_through_haproxy_terminating_tls(farm: Farm) -> None:
     # have ended the call, and let no packet through before it.
     ping(client, node.tunnel_address)
     assert node.peers() == {client.user: client.address}
+    assert node.warnings() == [], node.log.read_text()
+
+
+def test_haproxy_on_a_dual_stack_socket_names_an_ipv4_client_ipv4_mapped(farm: Farm) -> None:
+    """Bound ``v4v6`` on ``[::]``, HAProxy writes an IPv4 client in a PROXY v1 header as inet_ntop does,
+    ``TCP6 ::ffff:a.b.c.d``: the node takes it as that IPv4 client."""
+    client = farm.add_client("alice")
+    node = farm.nodes[0]
+    farm.start_node(node, *own_certificate(farm.tmp))
+    farm.start_haproxy(f"[::]:{PORT} v4v6", [Backend(node.name, node.address, PORT, "send-proxy")])
+    farm.connect(client).wait_connected()
+    wait_until(lambda: node.peers() == {client.user: client.address}, "the call up", node.log, STEP_TIMEOUT)
     assert node.warnings() == [], node.log.read_text()
 
 

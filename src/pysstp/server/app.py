@@ -81,6 +81,7 @@ class SstpServerApp:
         proxy_sources: Sequence[IPv4Network | IPv6Network] | None = None,
         push: Push | None = None,
         radius: RadiusClient | None = None,
+        addresses: AddressAuthority | None = None,
     ) -> None:
         self.ssl_context = ssl_context
         self.radius = radius
@@ -94,7 +95,7 @@ class SstpServerApp:
         self.backend = BackoffBackend(backend, backoff or Backoff())
         """Who decides logins: the configured backend, behind the login back-off."""
         self.admission = Admission(limits or Limits())
-        self.addresses = AddressAuthority(
+        self.addresses = addresses or AddressAuthority(
             pool,
             pools or {},
             server_address=server_address,
@@ -102,6 +103,8 @@ class SstpServerApp:
             ipv6=link_config.ipv6,
             ipv6_prefix=ipv6_prefix,
         )
+        """Who gives sessions their addresses: the pools here, unless another authority is handed in (a
+        worker's, which asks the supervisor: docs/scaling.md, "Workers")."""
         self.tun = tun
         self.idle_timeout = idle_timeout
         self._idle_timer: asyncio.TimerHandle | None = None
