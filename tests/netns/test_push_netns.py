@@ -203,3 +203,17 @@ def test_pushed_route_goes_with_the_call_and_comes_back_with_the_next(setup: Set
     assert route_device(client, "10.99.7.7") == CLIENT_TUN
     setup.stop(process, signal.SIGINT, log)
     assert network_state(client) == before
+
+
+def test_workers_answer_their_own_sessions(netns_pair: Pair, tmp_path: Path) -> None:
+    """With worker processes (docs/scaling.md), the worker that holds the session answers its DHCPINFORM."""
+    network_behind(netns_pair.server)
+    with client_setup(netns_pair, tmp_path, *PUSH, "--workers", "2") as setup:
+        client = setup.pair.client
+        before = network_state(client)
+        process, log = setup.start_client("--ca-file", str(setup.cert), "--dns", "--no-ipv6")
+        wait_until(lambda: "(from the server)" in log.read_text(), "the pushed route", log)
+        assert route_device(client, "10.99.7.7") == CLIENT_TUN
+        ping(client, BEHIND)
+        setup.stop(process, signal.SIGINT, log)
+        assert network_state(client) == before
