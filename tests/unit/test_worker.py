@@ -3,9 +3,12 @@ that asks the coordinator and routes what it gets into the worker's TUN."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
+
+import pytest
 
 from pysstp.aaa.backend import Authorization
 from pysstp.server.addresses import Reservation
@@ -107,4 +110,32 @@ async def test_a_replaced_session_releases_its_own_lease() -> None:
     assert routes.held == [IPv4Address("10.77.0.9")]  # still the new session's
     addresses.release(new.address, new.pool)
     assert channel.told == [{"op": "release", "lease": 1}, {"op": "release", "lease": 2}]
+    assert routes.held == []
+
+
+class SlowChannel(FakeChannel):
+    """A coordinator that answers only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer: asyncio.Future[dict[str, Any]] | None = None
+
+    async def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.asked.append(message)
+        self.answer = asyncio.get_running_loop().create_future()
+        return await self.answer
+
+
+async def test_a_lease_that_arrives_after_its_call_ended_is_given_back() -> None:
+    channel, routes = SlowChannel(), FakeRoutes()
+    asking = asyncio.ensure_future(reserve(authority(channel, routes), "alice"))  # type: ignore[arg-type]
+    while channel.answer is None:
+        await asyncio.sleep(0)
+    asking.cancel()  # the call ended while the coordinator was choosing
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    channel.answer.set_result({"address": "10.77.0.9", "lease": 7})
+    for _ in range(10):  # the ask finishes, then its done callback runs: a few loop turns
+        await asyncio.sleep(0)
+    assert channel.told == [{"op": "release", "lease": 7}]
     assert routes.held == []

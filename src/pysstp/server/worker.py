@@ -163,15 +163,23 @@ class CoordinatedAuthority(AddressAuthority):
         peer: str,
     ) -> Reservation | str:
         """Ask the coordinator; route what it gives into this worker's TUN."""
-        answer = await self.channel.ask(
-            {
-                "op": "reserve",
-                "user": user,
-                "fixed": str(authorization.address) if authorization.address else None,
-                "pool": authorization.pool,
-                "max_sessions": authorization.max_sessions,
-            }
+        asking = asyncio.ensure_future(
+            self.channel.ask(
+                {
+                    "op": "reserve",
+                    "user": user,
+                    "fixed": str(authorization.address) if authorization.address else None,
+                    "pool": authorization.pool,
+                    "max_sessions": authorization.max_sessions,
+                }
+            )
         )
+        try:
+            answer = await asyncio.shield(asking)
+        except asyncio.CancelledError:
+            # The call ended while the coordinator was choosing: whatever it leased then is nobody's.
+            asking.add_done_callback(self._release_late)
+            raise
         if "refused" in answer:
             return str(answer["refused"])
         address, number = IPv4Address(answer["address"]), int(answer["lease"])
@@ -189,6 +197,14 @@ class CoordinatedAuthority(AddressAuthority):
             return f"{ipv6_prefix} (user {user!r})"
         network = ServerNetwork(self.server_address, address, authorization.dns or self.dns)
         return Reservation(address, self.pool, network, ipv6_prefix)
+
+    def _release_late(self, asking: asyncio.Future[Message]) -> None:
+        """Give back a lease that arrived after its call had gone."""
+        if asking.cancelled() or asking.exception() is not None:
+            return
+        answer = asking.result()
+        if "lease" in answer:
+            self.channel.tell({"op": "release", "lease": int(answer["lease"])})
 
     def release(self, address: IPv4Address, pool: Any) -> None:
         """Give the address back to the coordinator and stop routing it here."""
