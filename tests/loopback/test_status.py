@@ -37,6 +37,9 @@ SESSION: dict[str, Any] = {
     "packets_in": 1,
     "packets_out": 2,
     "drops": 12345,
+    "rate_drops": 0,
+    "limit_in": 0,
+    "limit_out": 0,
     "auth": "eap-mschapv2",
     "hash": "SHA256",
     "tls": "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256",
@@ -177,6 +180,7 @@ async def test_status_counts_connects_failures_and_traffic_of_ended_sessions(
             "spoofed_source",
             "no_session",
             "before_binding",
+            "rate_limit",
             "dhcp",
         }
         assert server["rss_bytes"] > 0 and server["cpu_seconds"] > 0 and server["negotiating"] == 0

@@ -10,6 +10,8 @@ The file (``/etc/pysstp/users.toml`` by default) has one table per user::
     push_routes = ["10.99.0.0/16"]                 # optional: networks the client routes into the tunnel
     domain = "corp.example"                        # optional: DNS suffix for the client
     max_sessions = 2                               # optional: default is the server's per-user limit
+    rate_in = 10000000                             # optional: bit/s this user may send, 0 = unlimited
+    rate_out = 20000000                            # optional: bit/s this user may receive, 0 = unlimited
 
     [users."CORP\\bob"]                            # any name without control characters
     nt_hash = "..."
@@ -70,7 +72,17 @@ MAX_PASSWORD_CHARS = 256
 FILE_MODE = 0o600
 """Mode of a new file: NT hashes are password equivalents for MS-CHAPv2."""
 
-FIELDS = ("nt_hash", "enabled", "address", "routes", "push_routes", "domain", "max_sessions")
+FIELDS = (
+    "nt_hash",
+    "enabled",
+    "address",
+    "routes",
+    "push_routes",
+    "domain",
+    "max_sessions",
+    "rate_in",
+    "rate_out",
+)
 """The keys a ``[users.NAME]`` table may hold, in the order they are written."""
 
 _NT_HASH = re.compile(r"[0-9a-fA-F]{32}")
@@ -86,7 +98,8 @@ HEADER = """\
 # if the server reads it through its group).
 #
 # [users.NAME] fields: nt_hash = "32 hex digits"; optional: enabled = true|false, address = "fixed IPv4
-# address", routes = ["networks behind this client", ...], max_sessions = N.
+# address", routes = ["networks behind this client", ...], max_sessions = N, rate_in = BIT/S (client to
+# server) and rate_out = BIT/S (server to client), 0 = unlimited.
 # push_routes = ["networks the client routes into the tunnel", ...] and domain = "DNS suffix" replace the
 # server's push.routes and push.domain for this user.
 """
@@ -111,6 +124,12 @@ class UserEntry:
     """DNS suffix pushed to this client; empty: the server's ``push.domain``."""
     max_sessions: int | None = None
     """Sessions this user may hold at once; ``None``: the server's default."""
+    rate_in: int | None = None
+    """Bit/s each session of this user may send (client to server), 0 = unlimited; ``None``: the
+    server's ``limits.rate_in``."""
+    rate_out: int | None = None
+    """Bit/s each session of this user may receive (server to client), 0 = unlimited; ``None``: the
+    server's ``limits.rate_out``."""
 
 
 class UserDatabase:
@@ -216,6 +235,8 @@ class UserDatabase:
         domain: str = "",
         enabled: bool = True,
         max_sessions: int | None = None,
+        rate_in: int | None = None,
+        rate_out: int | None = None,
     ) -> UserEntry:
         """Add a new user; :class:`ConfigError` if the name is taken or any value is invalid."""
         table: dict[str, object] = {"nt_hash": _hash_password(password).hex(), "enabled": enabled}
@@ -225,8 +246,8 @@ class UserDatabase:
         table["push_routes"] = [str(route) for route in push_routes]
         if domain:
             table["domain"] = domain
-        if max_sessions is not None:
-            table["max_sessions"] = max_sessions
+        optional = {"max_sessions": max_sessions, "rate_in": rate_in, "rate_out": rate_out}
+        table.update((key, value) for key, value in optional.items() if value is not None)
         entry = _entry_from_table(self.path, name, table)
 
         def change(users: dict[str, UserEntry]) -> None:
@@ -252,6 +273,39 @@ class UserDatabase:
     def set_enabled(self, name: str, enabled: bool) -> None:
         """Enable or disable an existing user; a disabled user is refused as if unknown."""
         self._update(name, lambda entry: replace(entry, enabled=enabled))
+
+    def set_rates(self, name: str, *, rate_in: int | None = None, rate_out: int | None = None) -> None:
+        """Set an existing user's rate limits (bit/s, 0 = unlimited); ``None`` leaves one as it is."""
+        try:
+            new_in, new_out = _parse_rate("rate_in", rate_in), _parse_rate("rate_out", rate_out)
+        except _Invalid as exc:
+            raise ConfigError(f"{self.path}: user '{name}': {exc}") from None
+        self._update(
+            name,
+            lambda entry: replace(
+                entry,
+                rate_in=entry.rate_in if new_in is None else new_in,
+                rate_out=entry.rate_out if new_out is None else new_out,
+            ),
+        )
+
+    def set_push(
+        self, name: str, *, push_routes: Iterable[str] | None = None, domain: str | None = None
+    ) -> None:
+        """Set an existing user's pushed routes and domain; ``None`` leaves one as it is, empty clears it."""
+        try:
+            routes = None if push_routes is None else _parse_push_routes([r for r in push_routes if r])
+            new_domain = None if domain is None else _parse_domain(domain)
+        except _Invalid as exc:
+            raise ConfigError(f"{self.path}: user '{name}': {exc}") from None
+        self._update(
+            name,
+            lambda entry: replace(
+                entry,
+                push_routes=entry.push_routes if routes is None else routes,
+                domain=entry.domain if new_domain is None else new_domain,
+            ),
+        )
 
     def _update(self, name: str, change: Callable[[UserEntry], UserEntry]) -> None:
         def apply(users: dict[str, UserEntry]) -> None:
@@ -337,6 +391,8 @@ def _parse_entry(name: str, table: object) -> UserEntry:
         push_routes=_parse_push_routes(table.get("push_routes", [])),
         domain=_parse_domain(table.get("domain", "")),
         max_sessions=_parse_max_sessions(table.get("max_sessions")),
+        rate_in=_parse_rate("rate_in", table.get("rate_in")),
+        rate_out=_parse_rate("rate_out", table.get("rate_out")),
     )
 
 
@@ -423,6 +479,14 @@ def _parse_max_sessions(value: object) -> int | None:
     # bool is an int in Python, but `max_sessions = true` is a mistake, not 1.
     if type(value) is not int or value < 1:
         raise _Invalid(f"max_sessions is {value!r}, not a whole number of at least 1")
+    return value
+
+
+def _parse_rate(key: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise _Invalid(f"{key} is {value!r}, not a whole number of bit/s (0 = unlimited)")
     return value
 
 
@@ -537,8 +601,10 @@ def _render(users: Iterable[UserEntry]) -> str:
             lines.append("push_routes = [" + ", ".join(f'"{route}"' for route in entry.push_routes) + "]")
         if entry.domain:
             lines.append(f'domain = "{entry.domain}"')
-        if entry.max_sessions is not None:
-            lines.append(f"max_sessions = {entry.max_sessions}")
+        for key in ("max_sessions", "rate_in", "rate_out"):
+            value = getattr(entry, key)
+            if value is not None:
+                lines.append(f"{key} = {value}")
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
 

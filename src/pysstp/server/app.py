@@ -43,6 +43,7 @@ from pysstp.server.inform import Push, Responder
 from pysstp.server.inform import Session as InformSession
 from pysstp.server.listener import TlsListener
 from pysstp.server.logins import Logins
+from pysstp.server.ratelimit import session_bucket
 from pysstp.server.routing import KernelRoutes, SessionRouting
 from pysstp.server.session import ServerConnection
 from pysstp.server.sessions import SessionTable
@@ -367,6 +368,9 @@ class SstpServerApp:
     def _limit_session(self, connection: ServerConnection) -> None:
         """Apply the backend's per-session limits once the call is up."""
         authorization = connection.authorization
+        limits, now = self.limits, time.monotonic()
+        connection.rate_in = session_bucket(authorization.rate_in, limits.rate_in, connection.mtu, now)
+        connection.rate_out = session_bucket(authorization.rate_out, limits.rate_out, connection.mtu, now)
         if authorization.idle_timeout:
             self.watch_idle(authorization.idle_timeout)
         if authorization.session_timeout:

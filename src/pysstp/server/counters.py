@@ -74,6 +74,7 @@ class ServerCounters:
             # The links' count: IP that arrived, or was to be sent, before the call could carry it.
             DropCause.BEFORE_BINDING.value: totals["dropped_ip"],
             DropCause.DHCP.value: dhcp,
+            DropCause.RATE_LIMIT.value: totals["rate_drops"],
         }
         with open("/proc/self/statm") as statm:
             rss = int(statm.read().split()[1]) * PAGE_SIZE
