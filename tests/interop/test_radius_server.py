@@ -77,8 +77,8 @@ USERS = (
     ),
     # Pushed routes and domain (docs/radius.md): pysstp's Cisco-AVPairs and RFC 6911's IPv6 route.
     RadiusUser(
-        "hank",
-        "hank-password",
+        "ivan",
+        "ivan-password",
         reply=(
             'Cisco-AVPair += "pysstp:push-route=10.99.0.0/16"',
             'Cisco-AVPair += "pysstp:domain=hank.example"',
@@ -340,7 +340,7 @@ def test_framed_ipv6_prefix_is_the_prefix_the_client_forms_its_address_in(setup:
 
 def test_pushed_routes_from_the_access_accept_replace_the_servers(setup: Setup) -> None:
     log = setup.start_server("--auth", "mschapv2", "--push-route", "10.50.0.0/16", "--dns", SERVER_TUNNEL_IP)
-    client = setup.connect("hank", "hank-password", "mschapv2", "--no-ipv6")
+    client = setup.connect("ivan", "ivan-password", "mschapv2", "--no-ipv6")
     client.wait_connected()
     wait_until(lambda: "(from the server)" in client.text(), "the pushed route", client.log)
     text = client.text()
