@@ -191,6 +191,7 @@ async def test_status_counts_connects_failures_and_traffic_of_ended_sessions(
             "no_session",
             "before_binding",
             "rate_limit",
+            "dhcp",
         }
         assert server["rss_bytes"] > 0 and server["cpu_seconds"] > 0 and server["negotiating"] == 0
         assert "sessions" not in server

@@ -48,7 +48,7 @@ def test_ended_sessions_stay_in_the_totals_and_drops_have_their_causes() -> None
     counters = ServerCounters()
     ended: Any = Call(bytes_in=1000, drops=3, dropped_ip=2, rate_drops=6)
     counters.ended(ended)
-    stats = snapshot(counters, spoofed=4, no_session=5)
+    stats = snapshot(counters, spoofed=4, no_session=5, dhcp=7)
     assert stats.bytes_in == 1000
     assert stats.drops == {
         "queue_full": 3,
@@ -56,5 +56,6 @@ def test_ended_sessions_stay_in_the_totals_and_drops_have_their_causes() -> None
         "no_session": 5,
         "before_binding": 2,
         "rate_limit": 6,
+        "dhcp": 7,
     }
     assert stats.rss_bytes > 0 and stats.cpu_seconds > 0 and stats.sessions == ()

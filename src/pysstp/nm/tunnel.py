@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from pysstp.client.settings import ClientSettings
 from pysstp.client.tunnel import Tunnel
+from pysstp.dhcp import Configuration
 from pysstp.link import Ipv4Up, Ipv6Up, LinkUp
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import set_link
@@ -52,3 +53,9 @@ class ReportingTunnel(Tunnel):
 
     def network_up(self, event: Ipv4Up | Ipv6Up) -> None:
         """Nothing: the report of :meth:`apply` has the IPv4 address (the plugin carries no IPv6)."""
+
+    def apply_pushed(self, configuration: Configuration) -> None:
+        """Nothing: the routes and domain of the server's DHCPINFORM answer would have to reach
+        NetworkManager in the report (not done yet); adding them here would fight NetworkManager's own."""
+        if configuration.routes or configuration.domain:
+            log.info("the server pushes routes or a domain; not applied under NetworkManager (yet)")

@@ -52,6 +52,7 @@ class ServerCounters:
         proxy_header_failures: int = 0,
         spoofed: int,
         no_session: int,
+        dhcp: int = 0,
         backend: str,
         rates: Rates | None = None,
         draining: bool = False,
@@ -72,6 +73,7 @@ class ServerCounters:
             DropCause.NO_SESSION.value: no_session,
             # The links' count: IP that arrived, or was to be sent, before the call could carry it.
             DropCause.BEFORE_BINDING.value: totals["dropped_ip"],
+            DropCause.DHCP.value: dhcp,
             DropCause.RATE_LIMIT.value: totals["rate_drops"],
         }
         with open("/proc/self/statm") as statm:

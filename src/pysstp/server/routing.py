@@ -17,6 +17,7 @@ from pysstp.errors import PysstpError
 from pysstp.link import Ipv6Up
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.server import ipv6
+from pysstp.server.inform import Push
 from pysstp.server.session import ServerConnection
 from pysstp.server.sessions import SessionTable
 
@@ -45,6 +46,8 @@ class SessionRouting:
         self.kernel_routes = kernel_routes
         self.tun_mtu = tun_mtu
         """The TUN device's MTU: the largest MTU any session may have (see :meth:`limit_path_mtu`)."""
+        self.push = Push()
+        """What the server pushes (``[push]``); router advertisements carry its IPv6 part."""
 
     def up(self, connection: ServerConnection) -> None:
         """The call is up: route its IPv4 address, with its MTU, and the networks behind it."""
@@ -161,16 +164,29 @@ class SessionRouting:
         connection.router_address = None
 
     def advertise(self, connection: ServerConnection, destination: IPv6Address = ipv6.ALL_NODES) -> None:
-        """Send the session a router advertisement for the prefix (none in link-local-only mode)."""
-        if connection.ipv6_prefix is None or connection.router_address is None:
+        """Send the session a router advertisement: the prefix, and the pushed IPv6 DNS servers, domain
+        and routes (in link-local-only mode without those, none at all)."""
+        if connection.router_address is None:
+            return
+        push = self.push_for(connection)
+        routes = push.ipv6_routes
+        if connection.ipv6_prefix is None and not (routes or push.ipv6_dns):
             return
         advertisement = ipv6.router_advertisement(
             connection.ipv6_prefix,
             source=connection.router_address,
             mtu=connection.mtu,
             destination=destination,
+            dns=push.ipv6_dns,
+            domains=(push.domain,) if push.domain else (),
+            routes=routes,
         )
         connection.send_ip_batch([advertisement])
+
+    def push_for(self, connection: ServerConnection) -> Push:
+        """The server's push with the session's own routes and domain from the backend."""
+        authorization = connection.authorization
+        return self.push.for_user(authorization.push_routes, authorization.domain)
 
     # -- per-session MTU ---------------------------------------------------------------------------
 

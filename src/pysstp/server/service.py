@@ -229,6 +229,7 @@ def server_app(
         proxy_sources=settings.proxy_sources if settings.proxy_protocol else None,
         radius=radius,
         addresses=addresses,
+        push=settings.push,
     )
 
 

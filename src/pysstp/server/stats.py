@@ -46,6 +46,9 @@ class DropCause(StrEnum):
     """From a client before the crypto binding completed (MS-SSTP 3.2.5.2)."""
     RATE_LIMIT = "rate_limit"
     """Beyond the session's rate limit."""
+    DHCP = "dhcp"
+    """To the server's DHCP port and not answered: malformed, not a DHCPINFORM, or not from the session's
+    own address (docs/server.md, "Routes and domain for clients")."""
 
 
 @dataclass(frozen=True)
