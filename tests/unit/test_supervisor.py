@@ -3,20 +3,34 @@ handed to a worker."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
+import socket
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
+from pysstp.server import supervisor as supervisor_module
+from pysstp.server.addresses import AddressAuthority
+from pysstp.server.admission import Limits
 from pysstp.server.config import ServerSettings
+from pysstp.server.coordinator import Coordinator
+from pysstp.server.pool import AddressPool
+from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import (
+    Supervisor,
     decode_settings,
     merge_answers,
     worker_count,
     worker_tun_name,
     worker_tun_pattern,
 )
-from pysstp.server.workerchannel import pack
+from pysstp.server.workerchannel import Channel, Handler, Message, pack
+
+SERVER = IPv4Address("10.77.0.1")
+POOL = IPv4Network("10.77.0.0/29")
 
 
 def test_worker_tun_names_fit_the_kernel_and_share_a_prefix() -> None:
@@ -73,3 +87,50 @@ def test_an_error_from_any_worker_is_the_answer() -> None:
     error = {"ok": False, "error": "kick needs a 'target' (user name or address)"}
     assert merge_answers([{"ok": True, "kicked": 0}, error]) == error
     assert merge_answers([]) == {"ok": False, "error": "no worker is running"}
+
+
+async def served_channel(sock: socket.socket, handle: Handler, tasks: list[asyncio.Task[None]]) -> Channel:
+    channel = Channel(sock, handle)
+    await channel.open()
+    tasks.append(asyncio.create_task(channel.serve()))
+    return channel
+
+
+async def running_supervisor(
+    count: int, tasks: list[asyncio.Task[None]]
+) -> tuple[Supervisor, list[socket.socket]]:
+    """A supervisor whose ``count`` workers have started, with the worker ends of their lines."""
+    shared = Coordinator(AddressAuthority(AddressPool(POOL, SERVER), {}, server_address=SERVER), Limits())
+    supervisor = Supervisor(dataclasses.replace(ServerSettings(), workers=count), None, [], shared)
+    ends: list[socket.socket] = []
+    for worker in supervisor.workers:
+        ours, theirs = socket.socketpair()
+        ends.append(theirs)
+        worker.channel = await served_channel(ours, functools.partial(supervisor._handle, worker), tasks)
+        worker.ready = asyncio.get_running_loop().create_future()
+        worker.ready.set_result(None)
+    return supervisor, ends
+
+
+async def test_a_worker_that_does_not_answer_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor_module, "ANSWER_TIMEOUT", 0.2)
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, (answering, silent) = await running_supervisor(2, tasks)
+
+    async def worker_zero(message: Message) -> Message | None:
+        if message["op"] == "snapshot":
+            return {"stats": pack(ServerStats(worker=0, pid=1, started=0.0))}
+        return {"ok": True, "sessions": [{"started": 1.0}]}
+
+    await served_channel(answering, worker_zero, tasks)
+    # Worker 1 never reads its line (its loop is stuck): status and the scrape still get worker 0's.
+    answer = await asyncio.wait_for(supervisor.answer(b'{"command": "status"}'), 60)
+    assert answer == {"ok": True, "sessions": [{"started": 1.0, "worker": 0}]}
+    assert [stats.worker for stats in await asyncio.wait_for(supervisor.snapshots(), 60)] == [0]
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()
+    silent.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

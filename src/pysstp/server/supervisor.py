@@ -60,6 +60,10 @@ up to :data:`MAX_RESTART_DELAY`."""
 MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 60.0
 """A worker that ran this long before dying is restarted after :data:`RESTART_DELAY` again."""
+ANSWER_TIMEOUT = 3.0
+"""Seconds a worker has to answer a control request or a scrape. One that does not (its loop stuck, the
+process stopped) is left out of the answer, which then still reaches ``pysstp status`` within the
+client's own 5 s."""
 
 
 def worker_count(settings: ServerSettings) -> int:
@@ -442,10 +446,8 @@ class Supervisor:
 
     async def snapshots(self) -> list[ServerStats]:
         """Every running worker's stats snapshot, for the metrics (each labelled with its worker)."""
-        running = self._running()
         answers = await asyncio.gather(
-            *(w.channel.ask({"op": "snapshot"}) for w in running if w.channel is not None),
-            return_exceptions=True,
+            *(self._ask(w, {"op": "snapshot"}) for w in self._running()), return_exceptions=True
         )
         return [unpack(a["stats"]) for a in answers if isinstance(a, dict) and "stats" in a]
 
@@ -531,8 +533,20 @@ class Supervisor:
         ]
 
     async def _ask_worker(self, worker: Worker, request: dict[str, Any], who: str) -> dict[str, Any]:
+        return await self._ask(worker, {"op": "control", "request": request, "who": who})
+
+    async def _ask(self, worker: Worker, message: Message) -> Message:
+        """``worker``'s answer to ``message``, or :class:`TimeoutError` after :data:`ANSWER_TIMEOUT`."""
         assert worker.channel is not None
-        return await worker.channel.ask({"op": "control", "request": request, "who": who})
+        try:
+            return await asyncio.wait_for(worker.channel.ask(message), ANSWER_TIMEOUT)
+        except TimeoutError:
+            log.warning(
+                "worker %d did not answer within %.0f s; left out of this answer",
+                worker.index,
+                ANSWER_TIMEOUT,
+            )
+            raise
 
 
 def merge_answers(answers: list[dict[str, Any]]) -> dict[str, Any]:
