@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from pysstp.errors import SystemSetupError
 from pysstp.server import supervisor as supervisor_module
 from pysstp.server.addresses import AddressAuthority
 from pysstp.server.admission import Limits
 from pysstp.server.config import ServerSettings
-from pysstp.server.coordinator import Coordinator
+from pysstp.server.coordinator import Claim, Coordinator, Granted
 from pysstp.server.pool import AddressPool
 from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import (
@@ -131,6 +132,44 @@ async def test_a_worker_that_does_not_answer_is_left_out(monkeypatch: pytest.Mon
         assert worker.channel is not None
         worker.channel.close()
     silent.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_worker_hung_at_start_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor_module, "START_TIMEOUT", 0.2)
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    worker = supervisor.workers[0]
+    worker.ready = asyncio.get_running_loop().create_future()
+    worker.process = await asyncio.create_subprocess_exec("sleep", "600")
+    with pytest.raises(SystemSetupError, match="did not start within"):
+        await asyncio.wait_for(supervisor._wait_ready(worker), 60)
+    # Not left running beside the one the restart starts next.
+    assert worker.process.returncode is not None
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_the_end_of_a_replaced_process_frees_nothing_of_its_successor(tmp_path: Path) -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    supervisor.settings = dataclasses.replace(supervisor.settings, state_dir=tmp_path)
+    worker = supervisor.workers[0]
+    worker.delay = 3600.0
+    lease = supervisor.coordinator.reserve(0, Claim("alice"))
+    assert isinstance(lease, Granted)
+    # A process a restart gave up on ends after its successor has started and taken a lease.
+    replaced = await asyncio.create_subprocess_exec("true")
+    worker.process = await asyncio.create_subprocess_exec("sleep", "600")
+    await asyncio.wait_for(supervisor._watch(worker, replaced), 60)
+    assert supervisor.coordinator.leases() == [lease.lease]
+    assert worker.channel is not None and not worker.channel.closed
+    worker.process.kill()
+    await worker.process.wait()
+    worker.channel.close()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

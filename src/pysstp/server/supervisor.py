@@ -310,11 +310,17 @@ class Supervisor:
             raise SystemSetupError(
                 worker.error or f"worker {worker.index} exited ({worker.process.returncode}) while starting"
             )
+        # Hung while starting: it must be gone before its journal is undone and another takes its place.
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.kill()
+        await worker.process.wait()
         raise SystemSetupError(f"worker {worker.index} did not start within {START_TIMEOUT:.0f} s")
 
     async def _watch(self, worker: Worker, process: asyncio.subprocess.Process) -> None:
         """When the worker's process ends outside a shutdown: free what it held, start it again."""
         code = await process.wait()
+        if process is not worker.process:
+            return  # a process that a restart has already replaced
         if worker.channel is not None:
             worker.channel.close()
         if self.stopping or worker.ready is None or not worker.ready.done():
