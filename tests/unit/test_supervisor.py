@@ -173,3 +173,20 @@ async def test_the_end_of_a_replaced_process_frees_nothing_of_its_successor(tmp_
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_dead_workers_last_request_leases_nothing() -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    worker = supervisor.workers[0]
+    assert worker.channel is not None
+    # The worker's process has ended (its line is closed, its leases freed); a request it sent just
+    # before is handled only now.
+    worker.channel.close()
+    supervisor.coordinator.worker_gone(0)
+    answer = await supervisor._handle(worker, {"op": "reserve", "user": "alice"})
+    assert answer is not None and "refused" in answer
+    assert supervisor.coordinator.leases() == []
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -410,6 +410,9 @@ class Supervisor:
         return None
 
     def _reserve(self, worker: Worker, message: Message) -> Message:
+        if worker.channel is None or worker.channel.closed:
+            # Read before the worker died, handled after its leases were freed: nobody would free this one.
+            return {"refused": f"worker {worker.index} has ended"}
         claim = Claim(
             message["user"],
             fixed=IPv4Address(message["fixed"]) if message.get("fixed") else None,
