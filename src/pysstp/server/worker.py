@@ -58,7 +58,7 @@ from pysstp.server.reload import Reloader
 from pysstp.server.service import TunRoutes, server_app, setup_ipv6, wait_for_signals
 from pysstp.server.statefile import state_file
 from pysstp.server.supervisor import decode_settings, worker_tun_name
-from pysstp.server.workerchannel import Channel, Message, pack
+from pysstp.server.workerchannel import Channel, ChannelClosed, Message, pack
 
 log = logging.getLogger("pysstp.server")
 
@@ -277,8 +277,11 @@ class WorkerProcess:
                 self.app.forget(connection)
 
     def supervisor_gone(self, _task: object) -> None:
-        """The line to the supervisor has closed: while serving, stop as on SIGTERM."""
-        if self.serving:
+        """The line to the supervisor has closed: while serving, stop as on SIGTERM; before the start
+        message, there is nothing to start."""
+        if not self.start.done():
+            self.start.set_exception(ChannelClosed("the supervisor has gone away before the start"))
+        elif self.serving:
             os.kill(os.getpid(), signal.SIGTERM)
 
     def reread(self) -> ServerSettings:
@@ -304,7 +307,10 @@ async def work(sock: socket.socket) -> int:
     serving = asyncio.get_running_loop().create_task(worker.channel.serve())
     # The supervisor gone (the line closed) while serving: stop as on SIGTERM.
     serving.add_done_callback(worker.supervisor_gone)
-    start = await worker.start
+    try:
+        start = await worker.start
+    except ChannelClosed:
+        return 1
     index = worker.index = int(start["index"])
     settings = worker_settings(decode_settings(start["settings"]), index)
     worker.settings = settings
