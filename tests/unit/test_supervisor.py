@@ -16,8 +16,10 @@ from pysstp.errors import SystemSetupError
 from pysstp.server import supervisor as supervisor_module
 from pysstp.server.addresses import AddressAuthority
 from pysstp.server.admission import Limits
+from pysstp.server.app import SHUTDOWN_GRACE
 from pysstp.server.config import ServerSettings
 from pysstp.server.coordinator import Claim, Coordinator, Granted
+from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import (
@@ -187,6 +189,36 @@ async def test_a_dead_workers_last_request_leases_nothing() -> None:
     answer = await supervisor._handle(worker, {"op": "reserve", "user": "alice"})
     assert answer is not None and "refused" in answer
     assert supervisor.coordinator.leases() == []
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_drain_extends_systemds_stop_timeout_to_the_drains_deadline(tmp_path: Path) -> None:
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(tmp_path / "notify"))
+    manager.settimeout(10)
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, ends = await running_supervisor(1, tasks)
+    supervisor.settings = dataclasses.replace(
+        supervisor.settings, limits=dataclasses.replace(supervisor.settings.limits, drain_timeout=600.0)
+    )
+    supervisor.notifier = Notifier(str(tmp_path / "notify"))
+
+    async def draining(message: Message) -> Message | None:
+        return {"ok": True, "sessions": 0, "started": True}
+
+    await served_channel(ends[0], draining, tasks)
+    assert (await asyncio.wait_for(supervisor.drain("SIGUSR2"), 60))["ok"]
+    fields = manager.recv(4096).decode().split("\n")
+    # STOPPING=1 starts TimeoutStopSec= (90 s by default), which would kill a drain of 600 s.
+    assert "STOPPING=1" in fields
+    assert f"EXTEND_TIMEOUT_USEC={round((600.0 + SHUTDOWN_GRACE) * 1_000_000)}" in fields
+    supervisor.notifier.close()
+    manager.close()
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -34,6 +34,7 @@ from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.ifname import MAX_IFNAME_BYTES
 from pysstp.server.addresses import AddressAuthority
+from pysstp.server.app import SHUTDOWN_GRACE
 from pysstp.server.build import limits, load_tls, named_pools, user_database
 from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import MAX_WORKERS, ServerSettings
@@ -471,7 +472,9 @@ class Supervisor:
             self.draining = True
             for sock in self.sockets:
                 sock.close()
-            self.notifier.stopping("draining")
+            # As a single server's drain does (server/drain.py): systemd's stop timeout, which STOPPING=1
+            # starts, must not end the drain before the workers' own deadline does.
+            self.notifier.stopping("draining", self.settings.limits.drain_timeout + SHUTDOWN_GRACE)
         merged = merge_answers(await self._fan_out({"command": "drain"}, by))
         if merged.get("ok"):
             merged["started"] = first
