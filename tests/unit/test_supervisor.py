@@ -24,6 +24,7 @@ from pysstp.server.pool import AddressPool
 from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import (
     Supervisor,
+    Worker,
     decode_settings,
     merge_answers,
     worker_count,
@@ -219,6 +220,55 @@ async def test_a_drain_extends_systemds_stop_timeout_to_the_drains_deadline(tmp_
     for worker in supervisor.workers:
         assert worker.channel is not None
         worker.channel.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_worker_back_while_a_drain_began_drains_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    supervisor.settings = dataclasses.replace(supervisor.settings, state_dir=tmp_path)
+    worker = supervisor.workers[0]
+    worker.delay = 0.0
+    worker.process = await asyncio.create_subprocess_exec("true")
+    asked: list[Message] = []
+
+    async def restarted(message: Message) -> Message | None:
+        asked.append(message)
+        return {"ok": True, "sessions": 0, "started": True}
+
+    async def start(worker: Worker) -> None:
+        ours, theirs = socket.socketpair()
+        worker.channel = await served_channel(ours, functools.partial(supervisor._handle, worker), tasks)
+        await served_channel(theirs, restarted, tasks)
+
+    async def ready(worker: Worker) -> None:
+        supervisor.draining = True  # the drain's fan-out went out while this worker was starting
+
+    monkeypatch.setattr(supervisor, "_start", start)
+    monkeypatch.setattr(supervisor, "_wait_ready", ready)
+    await asyncio.wait_for(supervisor._watch(worker, worker.process), 60)
+    assert [message["request"] for message in asked] == [{"command": "drain"}]
+    assert worker.channel is not None
+    worker.channel.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_drain_with_every_worker_dead_ends_the_supervisor() -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(2, tasks)
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()  # both died; their restarts wait
+        worker.process = await asyncio.create_subprocess_exec("true")
+        await worker.process.wait()
+    await asyncio.wait_for(supervisor.drain("SIGUSR2"), 60)
+    assert supervisor._stop.is_set()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -328,9 +328,7 @@ class Supervisor:
             return  # stopping, or it never started: run() reports that
         if self.draining:
             self.coordinator.worker_gone(worker.index)
-            if all(w.process is None or w.process.returncode is not None for w in self.workers):
-                log.info("drained: every worker has ended")
-                self._stop.set()
+            self._end_drain_if_drained()
             return
         leases = self.coordinator.worker_gone(worker.index)
         undone = undo_worker_journal(self.settings, worker.index)
@@ -366,6 +364,10 @@ class Supervisor:
                 continue
             assert worker.process is not None
             log.info("worker %d is back (pid %d)", worker.index, worker.process.pid)
+            if self.draining:
+                # The drain began while it started, and its fan-out did not reach it.
+                with contextlib.suppress(ConnectionError, TimeoutError):
+                    await self._ask_worker(worker, {"command": "drain"}, "the drain of the other workers")
             return
 
     def _background(self, coroutine: Any) -> None:
@@ -478,7 +480,15 @@ class Supervisor:
         merged = merge_answers(await self._fan_out({"command": "drain"}, by))
         if merged.get("ok"):
             merged["started"] = first
+        # No worker left to end it (all of them dead, their restarts now called off).
+        self._end_drain_if_drained()
         return merged
+
+    def _end_drain_if_drained(self) -> None:
+        """While draining: stop once every worker's process has ended."""
+        if all(w.process is None or w.process.returncode is not None for w in self.workers):
+            log.info("drained: every worker has ended")
+            self._stop.set()
 
     # -- the control socket ----------------------------------------------------------------------------
 
