@@ -265,10 +265,10 @@ def reload_and_notify(reloader: Reloader, notifier: Notifier, status: str) -> No
 
 
 def snapshots(app: SstpServerApp) -> Snapshots:
-    """This process's snapshot, for the metrics."""
+    """This process's snapshot, for the metrics (which need the counts, not the list of sessions)."""
 
     async def take() -> list[ServerStats]:
-        return [app.snapshot()]
+        return [app.snapshot(sessions=False)]
 
     return take
 

@@ -247,7 +247,7 @@ class WorkerProcess:
         elif op == "snapshot":
             if self.app is None or self.control is None:
                 return {}
-            return {"stats": pack(self.app.snapshot(self.index, self.control.meter.rates))}
+            return {"stats": pack(self.app.snapshot(self.index, sessions=False))}
         elif op == "replace":
             self.replace(IPv4Address(message["address"]))
         elif op == "login":
