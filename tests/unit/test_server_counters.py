@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
 from pysstp.server.counters import ServerCounters
 from pysstp.server.session import SessionInfo
-from pysstp.server.stats import FailureReason
+from pysstp.server.stats import FailureReason, ServerStats
 
 
 class Call:
@@ -72,4 +73,5 @@ def test_the_metrics_snapshot_counts_sessions_by_method_without_listing_them() -
     stats = counters.snapshot(worker=0, live=live, backend="local", sessions=False, **values)
     assert stats.sessions == ()
     assert stats.up_by_auth == {"mschapv2": 2, "none": 1}
+    assert ServerStats.from_json(json.loads(json.dumps(stats.to_json()))) == stats
     assert (stats.bytes_in, stats.drops["queue_full"]) == (1012, 1)

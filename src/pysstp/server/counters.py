@@ -88,7 +88,8 @@ class ServerCounters:
             pid=os.getpid(),
             started=self.started,
             sessions=tuple(c.stats(backend, worker, (rates or {}).get(c)) for c in live) if sessions else (),
-            up_by_auth=Counter(c.info.auth_method or NO_AUTH for c in live if c.link.is_up),
+            # A plain dict: dataclasses.asdict (to_json) rebuilds a Counter from its items as keys.
+            up_by_auth=dict(Counter(c.info.auth_method or NO_AUTH for c in live if c.link.is_up)),
             negotiating=negotiating,
             connects=self.connects,
             failures=failures,
