@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pysstp.errors import SystemSetupError
+from pysstp.net.changes import ChangeJournal
 from pysstp.server import supervisor as supervisor_module
 from pysstp.server.addresses import AddressAuthority
 from pysstp.server.admission import Limits
@@ -21,12 +22,14 @@ from pysstp.server.config import ServerSettings
 from pysstp.server.coordinator import Claim, Coordinator, Granted
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
+from pysstp.server.statefile import state_file
 from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import (
     Supervisor,
     Worker,
     decode_settings,
     merge_answers,
+    undo_left_behind,
     worker_count,
     worker_tun_name,
     worker_tun_pattern,
@@ -272,3 +275,22 @@ async def test_a_drain_with_every_worker_dead_ends_the_supervisor() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_a_killed_supervisors_sysctls_get_the_hosts_values_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: dict[str, str] = {}
+    monkeypatch.setattr("pysstp.net.changes.sysctl_path", lambda key: tmp_path)
+    monkeypatch.setattr("pysstp.net.changes.write_sysctl", lambda key, value: written.update({key: value}))
+    settings = dataclasses.replace(ServerSettings(), state_dir=tmp_path)
+    forwarding = "net.ipv6.conf.all.forwarding"
+    # The supervisor set it first (the host had 0), then a worker set it again (and found 1).
+    journal = ChangeJournal.open(state_file(tmp_path, settings.tun_name))
+    journal.write([{"kind": "sysctl", "key": forwarding, "previous": "0"}])
+    worker = ChangeJournal.open(state_file(tmp_path, worker_tun_name(settings.tun_name, 0)))
+    worker.write([{"kind": "sysctl", "key": forwarding, "previous": "1"}])
+    worker.close(remove=False)
+    assert undo_left_behind(settings, journal) == [f"sysctl {forwarding}=1", f"sysctl {forwarding}=0"]
+    assert written == {forwarding: "0"}
+    journal.close(remove=True)

@@ -101,9 +101,7 @@ async def supervise(settings: ServerSettings, reread: Callable[[], ServerSetting
     check_fixed_addresses(user_database(settings), pool)
     journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
     try:
-        undone = undo_journal(journal)
-        for index in range(MAX_WORKERS):
-            undone += undo_worker_journal(settings, index)
+        undone = undo_left_behind(settings, journal)
         if undone:
             log.warning("undid what a server on %s left behind: %s", settings.tun_name, ", ".join(undone))
         changes = NetworkChanges(journal)
@@ -126,6 +124,17 @@ async def supervise(settings: ServerSettings, reread: Callable[[], ServerSetting
         return 0
     finally:
         journal.close(remove=not journal.read())
+
+
+def undo_left_behind(settings: ServerSettings, journal: ChangeJournal) -> list[str]:
+    """Undo what a killed supervisor (``journal``) and its workers recorded; return what was undone. The
+    workers' journals go first, as their changes came after the supervisor's: a host-wide sysctl that a
+    worker set again (IPv6 forwarding) holds the supervisor's value as its previous one, and the host's
+    own value is the supervisor's to put back."""
+    undone: list[str] = []
+    for index in range(MAX_WORKERS):
+        undone += undo_worker_journal(settings, index)
+    return undone + undo_journal(journal)
 
 
 def undo_worker_journal(settings: ServerSettings, index: int) -> list[str]:
