@@ -38,6 +38,9 @@ REQUEST_TIMEOUT = 10.0
 """Seconds a scraper has to send its request line and headers."""
 MAX_HEADER_LINES = 100
 """A request with more header lines than this is refused (bounded work per connection)."""
+MAX_CONNECTIONS = 64
+"""Connections answered at once; one beyond is closed unanswered (a flood of idle connections holds at
+most this many of the process's files, each for :data:`REQUEST_TIMEOUT`)."""
 
 Snapshots = Callable[[], Awaitable[Sequence[ServerStats]]]
 """Returns the snapshot of every worker (or of the only process), taken now."""
@@ -201,6 +204,9 @@ class MetricsServer:
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._answering) >= MAX_CONNECTIONS:
+            writer.close()
+            return
         self._answering[task] = writer
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
