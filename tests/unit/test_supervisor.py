@@ -294,3 +294,47 @@ def test_a_killed_supervisors_sysctls_get_the_hosts_values_back(
     assert undo_left_behind(settings, journal) == [f"sysctl {forwarding}=1", f"sysctl {forwarding}=0"]
     assert written == {forwarding: "0"}
     journal.close(remove=True)
+
+
+async def test_a_reload_is_framed_by_reloading_and_ready_for_systemd(tmp_path: Path) -> None:
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(tmp_path / "notify"))
+    manager.settimeout(10)
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    supervisor.notifier = Notifier(str(tmp_path / "notify"))
+    supervisor.listening = "listening on 0.0.0.0:443"
+    supervisor.reload()
+    assert manager.recv(4096).decode().startswith("RELOADING=1\n")
+    assert manager.recv(4096).decode() == "READY=1\nSTATUS=listening on 0.0.0.0:443"
+    supervisor.notifier.close()
+    manager.close()
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_worker_that_cannot_be_started_leaks_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    pairs: list[tuple[socket.socket, socket.socket]] = []
+    real = socket.socketpair
+
+    def socketpair() -> tuple[socket.socket, socket.socket]:
+        pairs.append(real())
+        return pairs[-1]
+
+    async def cannot_fork(*args: object, **kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("socket.socketpair", socketpair)
+    monkeypatch.setattr("asyncio.create_subprocess_exec", cannot_fork)
+    with pytest.raises(OSError):
+        await supervisor._start(supervisor.workers[0])
+    assert [sock.fileno() for sock in pairs[0]] == [-1, -1]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

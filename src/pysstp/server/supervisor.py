@@ -216,6 +216,8 @@ class Supervisor:
         self.workers = [Worker(index) for index in range(worker_count(settings))]
         self.stopping = False
         self.draining = False
+        self.listening = ""
+        """The status line systemd shows while the workers serve."""
         self.notifier = Notifier.from_environment()
         """systemd hears from the supervisor only (the workers' environment no longer names it)."""
         self._stop = asyncio.Event()
@@ -236,6 +238,7 @@ class Supervisor:
                 self.settings.metrics.listen, self.snapshots, lambda: self.draining
             )
             listening = f"listening on {', '.join(peer_text(s.getsockname()) for s in self.sockets)}"
+            self.listening = listening
             log.info(
                 "%s; %d workers on %s; %s/%d",
                 listening,
@@ -281,6 +284,9 @@ class Supervisor:
                 # workers in order, not every process at once.
                 start_new_session=True,
             )
+        except BaseException:
+            ours.close()  # a restart tried again and again (out of memory, of processes) must not leak it
+            raise
         finally:
             theirs.close()
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
@@ -451,7 +457,15 @@ class Supervisor:
 
     def reload(self) -> None:
         """Read the settings again and hand them to every worker, which applies them as a single server
-        does on SIGHUP (docs/server.md, "Reloading")."""
+        does on SIGHUP (docs/server.md, "Reloading"); systemd hears RELOADING=1 and READY=1 around it,
+        as from a single server (a draining supervisor has told it STOPPING=1, and only reloads)."""
+        if self.draining:
+            self._reload()
+            return
+        with self.notifier.reloading(self.listening):
+            self._reload()
+
+    def _reload(self) -> None:
         try:
             settings = self.reread() if self.reread is not None else self.settings
         except ConfigError as exc:
