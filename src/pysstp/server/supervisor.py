@@ -535,7 +535,7 @@ class Supervisor:
             who = asker(writer.get_extra_info("socket"))
             writer.write(json.dumps(await self.answer(line[:MAX_REQUEST], who)).encode() + b"\n")
             await writer.drain()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, ValueError):  # ValueError: a line beyond the reader's limit
             pass
         finally:
             writer.close()
