@@ -10,14 +10,14 @@ BENCH_STAMP := $(VENV)/.installed-bench
 # Debian packages the network tests use (namespaces, NAT rules). Installed only when missing, and only as
 # root; elsewhere the tests that need them skip and say why.
 DEBIAN_PACKAGES := iproute2 nftables iputils-ping procps sstp-client softether-vpnserver softether-vpncmd \
-  iperf3 ethtool testssl.sh freeradius freeradius-utils hostapd eapoltest haproxy
+  iperf3 ethtool testssl.sh freeradius freeradius-utils hostapd eapoltest haproxy network-manager dbus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,nm]'
 	touch $(STAMP)
 
 ## system-deps: install the Debian packages above when running as root and one is missing

@@ -37,6 +37,7 @@ NAMED_POOL = "10.78.0.0/24"
 LOCKED = "Account locked until Monday"
 SERVER_PREFIX = "fd77:77::/64"
 GINA_PREFIX = "fd99:99::/64"
+HANK_RATES = (2_000_000, 10_000_000)
 USERS = (
     RadiusUser(
         "alice",
@@ -66,6 +67,11 @@ USERS = (
     ),
     RadiusUser("frank", "frank-password", reply=(f'Framed-Pool = "{NAMED_POOL_NAME}"',)),
     RadiusUser("gina", "gina-password", reply=(f"Framed-IPv6-Prefix = {GINA_PREFIX}",)),
+    RadiusUser(
+        "hank",
+        "hank-password",
+        reply=(f"WISPr-Bandwidth-Max-Up = {HANK_RATES[0]}", f"WISPr-Bandwidth-Max-Down = {HANK_RATES[1]}"),
+    ),
     RadiusUser(
         "mallory", "mallory-password", check=("Auth-Type := Reject",), reply=(f'Reply-Message = "{LOCKED}"',)
     ),
@@ -270,6 +276,16 @@ def test_ms_dns_servers_reach_the_client_and_framed_mtu_caps_the_session(setup: 
     status = setup.pair.server.run(PYSSTP, "status", "--socket", str(setup.tmp / "ctl.sock"), "--json")
     (session,) = json.loads(status.stdout)["sessions"]
     assert (session["user"], session["mtu"]) == ("erin", ERIN_MTU)
+
+
+def test_wispr_bandwidth_limits_the_session_each_way(setup: Setup) -> None:
+    setup.start_server("--auth", "mschapv2", "--rate-in", "1M", "--rate-out", "1M")
+    client = setup.connect("hank", "hank-password", "mschapv2")
+    client.wait_connected()
+    status = setup.pair.server.run(PYSSTP, "status", "--socket", str(setup.tmp / "ctl.sock"), "--json")
+    (session,) = json.loads(status.stdout)["sessions"]
+    # Max-Up is what the client sends: the server's "in".
+    assert (session["user"], session["limit_in"], session["limit_out"]) == ("hank", *HANK_RATES)
 
 
 def test_framed_pool_takes_the_address_from_the_named_pool(setup: Setup) -> None:

@@ -123,7 +123,7 @@ async def test_self_signed_is_refused_by_default_with_the_flag_that_accepts_it(b
     with pytest.raises(ConnectError) as caught:
         await dial_with(bench, TlsSettings())
     message = str(caught.value)
-    assert caught.value.retry is False
+    assert caught.value.retry is False and not caught.value.login_failed
     assert message.startswith(f"TLS: the certificate of 127.0.0.1:{bench.port} was refused: self")
     assert "subject:  CN=sstp.test" in message and "issuer:   CN=sstp.test" in message
     assert "valid:" in message
@@ -219,6 +219,7 @@ async def test_wrong_password_is_final_even_with_reconnect(bench: Bench) -> None
     assert str(caught.value) == (
         "authentication failed (E=691) with MS-CHAPv2 as 'alice': wrong user name or password"
     )
+    assert caught.value.login_failed  # the NetworkManager plugin's login-failed reason
 
 
 async def test_forced_pap_against_a_server_without_it(bench: Bench) -> None:

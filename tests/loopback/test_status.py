@@ -37,6 +37,9 @@ SESSION: dict[str, Any] = {
     "packets_in": 1,
     "packets_out": 2,
     "drops": 12345,
+    "rate_drops": 0,
+    "limit_in": 0,
+    "limit_out": 0,
     "auth": "eap-mschapv2",
     "hash": "SHA256",
     "tls": "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256",
@@ -172,7 +175,13 @@ async def test_status_counts_connects_failures_and_traffic_of_ended_sessions(
         server = control.answer(b'{"command": "status"}')["server"]
         assert (server["connects"], server["failures"]) == (1, {"authentication": 1})
         assert server["bytes_in"] > 0 and server["packets_in"] == 0  # the control packets are counted
-        assert set(server["drops"]) == {"queue_full", "spoofed_source", "no_session", "before_binding"}
+        assert set(server["drops"]) == {
+            "queue_full",
+            "spoofed_source",
+            "no_session",
+            "before_binding",
+            "rate_limit",
+        }
         assert server["rss_bytes"] > 0 and server["cpu_seconds"] > 0 and server["negotiating"] == 0
         assert "sessions" not in server
         assert await asyncio.to_thread(main, ["status", "--socket", str(control.path), "--json"]) == 0

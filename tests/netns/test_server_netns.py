@@ -22,6 +22,7 @@ from helpers.namespaces import (
     checked_transfer,
     delete_namespace,
     netns_pair,
+    network_state,
     run,
     wait_for_text,
 )
@@ -130,6 +131,41 @@ def test_sigterm_disconnects_clients_and_restores_the_system(setup: Setup) -> No
     forwarding = setup.pair.server.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip()
     assert forwarding == "0"
     assert not (setup.tmp / "ctl.sock").exists()
+
+
+def test_signals_during_shutdown_leave_the_host_clean(setup: Setup) -> None:
+    """A second SIGTERM and a SIGHUP while the server shuts down are logged and ignored: the shutdown
+    runs to its end and undoes everything (they used to end the process with Python's default action)."""
+    before = (network_state(setup.pair.server), nft_tables(setup.pair.server), ip_forward(setup.pair.server))
+    server_log = setup.start_server()
+    client_log = setup.start_client("sstpc0", "alice", "alicepw")
+    wait_for_line(client_log, "UP ")
+    server, client = setup.pair.server.processes[0], setup.pair.client.processes[0]
+    # A stopped client answers no CALL_DISCONNECT: the server's shutdown waits for it (its grace period),
+    # so the signals below arrive while it runs.
+    client.send_signal(signal.SIGSTOP)
+    try:
+        server.terminate()
+        wait_for_text(server_log, "shutting down: disconnecting")
+        server.terminate()
+        server.send_signal(signal.SIGHUP)
+        server.wait(30)
+    finally:
+        client.send_signal(signal.SIGCONT)
+    log = server_log.read_text()
+    assert server.returncode == 0, log
+    assert "SIGTERM: already shutting down" in log
+    assert "SIGHUP ignored: shutting down" in log
+    after = (network_state(setup.pair.server), nft_tables(setup.pair.server), ip_forward(setup.pair.server))
+    assert after == before
+
+
+def nft_tables(ns: Namespace) -> str:
+    return ns.run("nft", "list", "tables").stdout
+
+
+def ip_forward(ns: Namespace) -> str:
+    return ns.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip()
 
 
 def test_user_add_then_del(setup: Setup) -> None:

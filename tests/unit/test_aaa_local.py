@@ -31,7 +31,15 @@ PEER_CHALLENGE = bytes(range(16, 32))
 @pytest.fixture
 def db(tmp_path: Path) -> UserDatabase:
     db = UserDatabase(tmp_path / "users.toml", create=True)
-    db.add("alice", "alicepw", address="10.77.0.50", routes=["192.168.50.0/24"], max_sessions=2)
+    db.add(
+        "alice",
+        "alicepw",
+        address="10.77.0.50",
+        routes=["192.168.50.0/24"],
+        max_sessions=2,
+        rate_in=1_000_000,
+        rate_out=0,
+    )
     db.add("bob", "bobpw", enabled=False)
     return db
 
@@ -49,7 +57,11 @@ def test_mschapv2_from_the_hash_gives_s_and_the_hlak(db: UserDatabase, method: A
     nt_response = generate_nt_response(CHALLENGE, PEER_CHALLENGE, "alice", nt_password_hash("alicepw"))
     assert verdict.hlak == mschapv2_hlak(nt_password_hash("alicepw"), nt_response)
     assert answer.authorization == Authorization(
-        address=IPv4Address("10.77.0.50"), routes=(IPv4Network("192.168.50.0/24"),), max_sessions=2
+        address=IPv4Address("10.77.0.50"),
+        routes=(IPv4Network("192.168.50.0/24"),),
+        max_sessions=2,
+        rate_in=1_000_000,
+        rate_out=0,
     )
 
 

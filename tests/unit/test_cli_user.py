@@ -79,9 +79,9 @@ def test_round_trip_add_list_passwd_del(
     code, out, _ = user(capsys, users, "list")
     assert code == 0
     assert out.splitlines() == [
-        "NAME     ENABLED  ADDRESS    ROUTES           MAX SESSIONS",
-        "alice    yes      -          -                -",
-        "branch1  yes      10.0.0.50  192.168.50.0/24  -",
+        "NAME     ENABLED  ADDRESS    ROUTES           MAX SESSIONS  RATE IN  RATE OUT",
+        "alice    yes      -          -                -             -        -",
+        "branch1  yes      10.0.0.50  192.168.50.0/24  -             -        -",
     ]
     assert nt_password_hash(PASSWORD).hex() not in out
 
@@ -116,7 +116,23 @@ def test_enable_disable(capsys: pytest.CaptureFixture[str], users: Path, passwor
     assert UserDatabase(users).nt_hash("bob") == nt_password_hash(PASSWORD)
     assert user(capsys, users, "disable", "bob") == (0, f"disabled user 'bob' in {users}\n", "")
     _, out, _ = user(capsys, users, "list")
-    assert out.splitlines()[1].split() == ["bob", "no", "-", "-", "-"]
+    assert out.splitlines()[1].split() == ["bob", "no", "-", "-", "-", "-", "-"]
+
+
+def test_rate_limits_on_add_and_set(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None
+) -> None:
+    assert user(capsys, users, "add", "bob", "--rate-in", "2M", "--rate-out", "0")[0] == 0
+    entry = UserDatabase(users).require("bob")
+    assert (entry.rate_in, entry.rate_out) == (2_000_000, 0)
+    assert user(capsys, users, "set", "bob", "--rate-out", "512k") == (
+        0,
+        f"user 'bob' in {users}: rate in 2 Mbit/s, rate out 512 kbit/s\n",
+        "",
+    )
+    assert UserDatabase(users).require("bob").rate_out == 512_000
+    _, out, _ = user(capsys, users, "list")
+    assert out.splitlines()[1].split()[-4:] == ["2", "Mbit/s", "512", "kbit/s"]
 
 
 def test_password_from_stdin_file(
@@ -184,6 +200,9 @@ def test_database_path_from_the_environment(
         ),
         (["add", "bob", "--route", "10.1.2.3/8"], "route '10.1.2.3/8' has host bits set"),
         (["add", "bob", "--max-sessions", "0"], "max_sessions is 0"),
+        (["add", "bob", "--rate-in", "fast"], "--rate-in: 'fast' is not a bit rate like 10M, 512k or 0"),
+        (["set", "alice"], "nothing to set: give --rate-in and/or --rate-out"),
+        (["set", "nobody", "--rate-out", "1M"], "no user 'nobody'"),
         (["add", ""], "a user name cannot be empty"),
         (["del", "nobody"], "no user 'nobody'"),
         (["passwd", "nobody"], "no user 'nobody'"),

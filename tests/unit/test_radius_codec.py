@@ -125,6 +125,12 @@ def test_authorization_from_an_accept(caplog: pytest.LogCaptureFixture) -> None:
     assert "ignored attributes Termination-Action" in caplog.text
 
 
+def test_rate_limits_from_wispr_bandwidth_attributes() -> None:
+    auth = accept(WISPr_Bandwidth_Max_Up=2_000_000, WISPr_Bandwidth_Max_Down=10_000_000).authorization()
+    assert (auth.rate_in, auth.rate_out) == (2_000_000, 10_000_000)
+    assert (accept().authorization().rate_in, accept().authorization().rate_out) == (None, None)
+
+
 def test_mppe_keys_are_salt_decrypted() -> None:
     receive, send = bytes(range(16)), bytes(range(16, 48))
     reply = accept(MS_MPPE_Recv_Key=receive, MS_MPPE_Send_Key=send)

@@ -454,6 +454,36 @@ def test_drain_timeout_from_file_and_flag(toml_file: Path) -> None:
     assert "limits.drain_timeout: must be more than 0 seconds, not 0" in str(info.value)
 
 
+def test_rate_limits_from_file_and_flag(toml_file: Path) -> None:
+    assert (ServerSettings().limits.rate_in, ServerSettings().limits.rate_out) == (0, 0)
+    toml_file.write_text('[limits]\nrate_in = 2000000\nrate_out = "10M"\n')
+    loaded = settings(*CERT_FLAGS, "--config", str(toml_file)).limits
+    assert (loaded.rate_in, loaded.rate_out) == (2_000_000, 10_000_000)
+    flagged = settings(*CERT_FLAGS, "--config", str(toml_file), "--rate-in", "512k", "--rate-out", "0").limits
+    assert (flagged.rate_in, flagged.rate_out) == (512_000, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rate_in = -1", "limits.rate_in: must be 0 (unlimited) or more bit/s, not -1"),
+        ('rate_out = "fast"', "limits.rate_out: 'fast' is not a bit rate like 10M, 512k or 0 (unlimited)"),
+        ("rate_in = 1.5", 'limits.rate_in: expected bit/s, like 10000000 or "10M"'),
+    ],
+)
+def test_a_bad_rate_limit_says_what_is_expected(toml_file: Path, text: str, message: str) -> None:
+    toml_file.write_text(f"[limits]\n{text}\n")
+    with pytest.raises(ConfigError) as info:
+        load(toml_file)
+    assert message in str(info.value)
+
+
+def test_a_bad_rate_flag_is_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(*CERT_FLAGS, "--rate-out", "10 MB")
+    assert str(info.value) == "--rate-out: '10 MB' is not a bit rate like 10M, 512k or 0 (unlimited)"
+
+
 def test_metrics_are_off_unless_an_address_is_set(toml_file: Path) -> None:
     assert settings(*CERT_FLAGS).metrics.listen is None
     toml_file.write_text(EXAMPLE_CONFIG + '\n[metrics]\nlisten = "[::1]:9090"\n')

@@ -15,7 +15,14 @@ class Call:
     """Stands in for a ServerConnection: what the counters read of one."""
 
     def __init__(
-        self, bytes_in: int = 0, drops: int = 0, dropped_ip: int = 0, auth: str | None = None, up: bool = True
+        self,
+        bytes_in: int = 0,
+        drops: int = 0,
+        dropped_ip: int = 0,
+        rate_drops: int = 0,
+        *,
+        auth: str | None = None,
+        up: bool = True,
     ) -> None:
         self.failure: FailureReason | None = None
         self.info = SessionInfo(peer="192.0.2.1:5000", started=0.0, auth_method=auth)
@@ -27,6 +34,7 @@ class Call:
             "packets_out": 0,
             "drops": drops,
             "dropped_ip": dropped_ip,
+            "rate_drops": rate_drops,
         }
 
     def traffic(self) -> dict[str, int]:
@@ -52,11 +60,17 @@ def test_a_call_fails_once_by_the_first_reason() -> None:
 
 def test_ended_sessions_stay_in_the_totals_and_drops_have_their_causes() -> None:
     counters = ServerCounters()
-    ended: Any = Call(bytes_in=1000, drops=3, dropped_ip=2)
+    ended: Any = Call(bytes_in=1000, drops=3, dropped_ip=2, rate_drops=6)
     counters.ended(ended)
     stats = snapshot(counters, spoofed=4, no_session=5)
     assert stats.bytes_in == 1000
-    assert stats.drops == {"queue_full": 3, "spoofed_source": 4, "no_session": 5, "before_binding": 2}
+    assert stats.drops == {
+        "queue_full": 3,
+        "spoofed_source": 4,
+        "no_session": 5,
+        "before_binding": 2,
+        "rate_limit": 6,
+    }
     assert stats.rss_bytes > 0 and stats.cpu_seconds > 0 and stats.sessions == ()
 
 

@@ -147,6 +147,28 @@ def test_optional_fields_have_defaults(path: Path) -> None:
     assert UserDatabase(path).entries() == [UserEntry("carol", bytes([0xAB]) * 16, max_sessions=3)]
 
 
+def test_rate_limits_are_kept_and_changed(db: UserDatabase, path: Path) -> None:
+    assert (db.require("alice").rate_in, db.require("alice").rate_out) == (None, None)
+    db.add("bob", "pw", rate_in=10_000_000, rate_out=0)
+    assert "rate_in = 10000000\nrate_out = 0\n" in path.read_text()
+    db.set_rates("bob", rate_out=512_000)
+    db.set_rates("alice", rate_in=0)
+    reread = UserDatabase(path)
+    assert (reread.require("bob").rate_in, reread.require("bob").rate_out) == (10_000_000, 512_000)
+    assert (reread.require("alice").rate_in, reread.require("alice").rate_out) == (0, None)
+    with pytest.raises(ConfigError, match="user 'bob': rate_out is -5, not a whole number of bit/s"):
+        db.set_rates("bob", rate_out=-5)
+    with pytest.raises(ConfigError, match="no user 'carol'"):
+        db.set_rates("carol", rate_in=1)
+
+
+def test_a_rate_limit_in_the_file_is_a_whole_number(path: Path) -> None:
+    path.parent.mkdir()
+    write(path, f'[users.carol]\nnt_hash = "{"AB" * 16}"\nrate_in = "10M"\n')
+    with pytest.raises(ConfigError, match="user 'carol': rate_in is '10M', not a whole number of bit/s"):
+        UserDatabase(path)
+
+
 def test_repeated_routes_are_kept_once(db: UserDatabase) -> None:
     entry = db.add("bob", "pw", routes=["10.9.0.0/16", IPv4Network("10.9.0.0/16")])
     assert entry.routes == (IPv4Network("10.9.0.0/16"),)
@@ -193,6 +215,7 @@ def test_duplicate_and_unknown_users_are_config_errors(db: UserDatabase) -> None
         ("bob", "pw", {"routes": ["nonsense"]}, "route 'nonsense' is not an IP network"),
         ("bob", "pw", {"routes": ["0.0.0.0/0"]}, "would send all traffic to this client"),
         ("bob", "pw", {"max_sessions": 0}, "max_sessions is 0, not a whole number of at least 1"),
+        ("bob", "pw", {"rate_in": -1}, "rate_in is -1, not a whole number of bit/s"),
     ],
 )
 def test_invalid_additions_change_nothing(

@@ -51,6 +51,12 @@ class Authorization:
     """Framed-MTU."""
     max_sessions: int | None = None
     """Sessions this user may hold at once (the user file's ``max_sessions``)."""
+    rate_in: int | None = None
+    """Bit/s the session may send, client to server, 0 = unlimited (the user file's ``rate_in``,
+    WISPr-Bandwidth-Max-Up)."""
+    rate_out: int | None = None
+    """Bit/s the session may receive, server to client, 0 = unlimited (the user file's ``rate_out``,
+    WISPr-Bandwidth-Max-Down)."""
     reply_message: str = ""
     """Reply-Message: logged, and part of the client's failure text on a refusal."""
 

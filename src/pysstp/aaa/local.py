@@ -205,4 +205,10 @@ class LocalBackend:
         entry = self.users(user) if self.users is not None else None
         if entry is None:
             return Authorization()
-        return Authorization(address=entry.address, routes=entry.routes, max_sessions=entry.max_sessions)
+        return Authorization(
+            address=entry.address,
+            routes=entry.routes,
+            max_sessions=entry.max_sessions,
+            rate_in=entry.rate_in,
+            rate_out=entry.rate_out,
+        )

@@ -8,6 +8,8 @@ The file (``/etc/pysstp/users.toml`` by default) has one table per user::
     address = "10.77.0.50"                         # optional: this user always gets this IPv4 address
     routes = ["192.168.50.0/24"]                   # optional: networks behind this client (site-to-site)
     max_sessions = 2                               # optional: default is the server's per-user limit
+    rate_in = 10000000                             # optional: bit/s this user may send, 0 = unlimited
+    rate_out = 20000000                            # optional: bit/s this user may receive, 0 = unlimited
 
     [users."CORP\\bob"]                            # any name without control characters
     nt_hash = "..."
@@ -66,7 +68,7 @@ MAX_PASSWORD_CHARS = 256
 FILE_MODE = 0o600
 """Mode of a new file: NT hashes are password equivalents for MS-CHAPv2."""
 
-FIELDS = ("nt_hash", "enabled", "address", "routes", "max_sessions")
+FIELDS = ("nt_hash", "enabled", "address", "routes", "max_sessions", "rate_in", "rate_out")
 """The keys a ``[users.NAME]`` table may hold, in the order they are written."""
 
 _NT_HASH = re.compile(r"[0-9a-fA-F]{32}")
@@ -82,7 +84,8 @@ HEADER = """\
 # if the server reads it through its group).
 #
 # [users.NAME] fields: nt_hash = "32 hex digits"; optional: enabled = true|false, address = "fixed IPv4
-# address", routes = ["networks behind this client", ...], max_sessions = N.
+# address", routes = ["networks behind this client", ...], max_sessions = N, rate_in = BIT/S (client to
+# server) and rate_out = BIT/S (server to client), 0 = unlimited.
 """
 
 
@@ -100,6 +103,12 @@ class UserEntry:
     """Networks behind this client, routed into its session while it is connected."""
     max_sessions: int | None = None
     """Sessions this user may hold at once; ``None``: the server's default."""
+    rate_in: int | None = None
+    """Bit/s each session of this user may send (client to server), 0 = unlimited; ``None``: the
+    server's ``limits.rate_in``."""
+    rate_out: int | None = None
+    """Bit/s each session of this user may receive (server to client), 0 = unlimited; ``None``: the
+    server's ``limits.rate_out``."""
 
 
 class UserDatabase:
@@ -203,14 +212,16 @@ class UserDatabase:
         routes: Iterable[str | IpNetwork] = (),
         enabled: bool = True,
         max_sessions: int | None = None,
+        rate_in: int | None = None,
+        rate_out: int | None = None,
     ) -> UserEntry:
         """Add a new user; :class:`ConfigError` if the name is taken or any value is invalid."""
         table: dict[str, object] = {"nt_hash": _hash_password(password).hex(), "enabled": enabled}
         if address is not None:
             table["address"] = str(address)
         table["routes"] = [str(route) for route in routes]
-        if max_sessions is not None:
-            table["max_sessions"] = max_sessions
+        optional = {"max_sessions": max_sessions, "rate_in": rate_in, "rate_out": rate_out}
+        table.update((key, value) for key, value in optional.items() if value is not None)
         entry = _entry_from_table(self.path, name, table)
 
         def change(users: dict[str, UserEntry]) -> None:
@@ -236,6 +247,21 @@ class UserDatabase:
     def set_enabled(self, name: str, enabled: bool) -> None:
         """Enable or disable an existing user; a disabled user is refused as if unknown."""
         self._update(name, lambda entry: replace(entry, enabled=enabled))
+
+    def set_rates(self, name: str, *, rate_in: int | None = None, rate_out: int | None = None) -> None:
+        """Set an existing user's rate limits (bit/s, 0 = unlimited); ``None`` leaves one as it is."""
+        try:
+            new_in, new_out = _parse_rate("rate_in", rate_in), _parse_rate("rate_out", rate_out)
+        except _Invalid as exc:
+            raise ConfigError(f"{self.path}: user '{name}': {exc}") from None
+        self._update(
+            name,
+            lambda entry: replace(
+                entry,
+                rate_in=entry.rate_in if new_in is None else new_in,
+                rate_out=entry.rate_out if new_out is None else new_out,
+            ),
+        )
 
     def _update(self, name: str, change: Callable[[UserEntry], UserEntry]) -> None:
         def apply(users: dict[str, UserEntry]) -> None:
@@ -319,6 +345,8 @@ def _parse_entry(name: str, table: object) -> UserEntry:
         address=_parse_address(table.get("address")),
         routes=_parse_routes(table.get("routes", [])),
         max_sessions=_parse_max_sessions(table.get("max_sessions")),
+        rate_in=_parse_rate("rate_in", table.get("rate_in")),
+        rate_out=_parse_rate("rate_out", table.get("rate_out")),
     )
 
 
@@ -378,6 +406,14 @@ def _parse_max_sessions(value: object) -> int | None:
     # bool is an int in Python, but `max_sessions = true` is a mistake, not 1.
     if type(value) is not int or value < 1:
         raise _Invalid(f"max_sessions is {value!r}, not a whole number of at least 1")
+    return value
+
+
+def _parse_rate(key: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise _Invalid(f"{key} is {value!r}, not a whole number of bit/s (0 = unlimited)")
     return value
 
 
@@ -488,8 +524,10 @@ def _render(users: Iterable[UserEntry]) -> str:
             lines.append(f'address = "{entry.address}"')
         if entry.routes:
             lines.append("routes = [" + ", ".join(f'"{route}"' for route in entry.routes) + "]")
-        if entry.max_sessions is not None:
-            lines.append(f"max_sessions = {entry.max_sessions}")
+        for key in ("max_sessions", "rate_in", "rate_out"):
+            value = getattr(entry, key)
+            if value is not None:
+                lines.append(f"{key} = {value}")
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
 

@@ -189,6 +189,7 @@ class ClientApp:
                 raise ConnectError(
                     setup_failure(up, call.auth_failure, call.phase, bool(self.settings.auth_methods)),
                     retry=call.auth_failure is None,
+                    login_failed=call.auth_failure is not None,
                 )
             assert isinstance(up, LinkUp)  # what call.up holds
             if up.local_address is None and self.settings.ipv6:

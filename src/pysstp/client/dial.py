@@ -38,11 +38,13 @@ MAX_PROXY_RESPONSE = 16 * 1024
 
 class ConnectError(PysstpError):
     """The call could not be placed. ``retry`` is False when dialing again cannot help (a refused
-    certificate), so ``--reconnect`` gives up instead of hammering the server."""
+    certificate), so ``--reconnect`` gives up instead of hammering the server. ``login_failed``: the
+    server refused the login (the NetworkManager plugin reports that reason)."""
 
-    def __init__(self, message: str, *, retry: bool = True) -> None:
+    def __init__(self, message: str, *, retry: bool = True, login_failed: bool = False) -> None:
         super().__init__(message)
         self.retry = retry
+        self.login_failed = login_failed
 
 
 class ClientConnection(LinkConnection):

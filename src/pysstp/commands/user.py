@@ -11,10 +11,12 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from pysstp.aaa.userdb import UserDatabase
+from pysstp.client.live import si
 from pysstp.errors import ConfigError
 from pysstp.prompt import PASSWORD_ENV, ask_secret, read_password_file
 from pysstp.server.config import ServerSettings, settings_from_file
 from pysstp.server.pool import AddressPool
+from pysstp.server.ratelimit import parse_bit_rate
 
 DEFAULT_USERS = Path("/etc/pysstp/users.toml")
 USERS_ENV = "PYSSTP_USERS"
@@ -25,6 +27,7 @@ examples:
   pysstp user add alice                              # asks for the password twice
   pysstp user add branch1 --address 10.77.0.50 --route 192.168.50.0/24 --config /etc/pysstp/server.toml
   pysstp user add bob --password-file /root/bob.pw   # first line of the file is the password
+  pysstp user set bob --rate-in 2M --rate-out 10M    # bit/s bob may send and receive; 0 = unlimited
   echo 'S3cret!' | pysstp user add carol --password-file -
   PYSSTP_PASSWORD='S3cret!' pysstp user passwd carol
   pysstp user disable bob
@@ -70,6 +73,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     password.add_argument(
         "--password-file", metavar="FILE", help="read the password from the first line of FILE (- for stdin)"
     )
+    rates = argparse.ArgumentParser(add_help=False)
+    rates.add_argument(
+        "--rate-in",
+        metavar="BITS",
+        help="bit/s this user's sessions may send, client to server (e.g. 2M, 512k), 0 = unlimited "
+        "(default: the server's limits.rate_in)",
+    )
+    rates.add_argument(
+        "--rate-out",
+        metavar="BITS",
+        help="bit/s this user's sessions may receive, server to client, 0 = unlimited "
+        "(default: the server's limits.rate_out)",
+    )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
 
     def action(
@@ -87,7 +103,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             sub.add_argument("name", metavar="NAME", help="user name as typed on the client (e.g. alice)")
         return sub
 
-    add = action("add", "Add a user.", [common, password], PASSWORD_SOURCES)
+    add = action("add", "Add a user.", [common, password, rates], PASSWORD_SOURCES)
     add.add_argument("--address", metavar="A", help="fixed IPv4 tunnel address for this user")
     add.add_argument(
         "--route",
@@ -104,6 +120,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     action("passwd", "Change a user's password.", [common, password], PASSWORD_SOURCES).set_defaults(
         func=run_passwd
     )
+    action("set", "Change a user's rate limits.", [common, rates]).set_defaults(func=run_set)
     action("enable", "Let a disabled user connect again.", [common]).set_defaults(func=run_enable)
     action("disable", "Refuse a user without removing them.", [common]).set_defaults(func=run_disable)
 
@@ -121,6 +138,8 @@ def run_add(args: argparse.Namespace) -> int:
         routes=args.route,
         enabled=not args.disabled,
         max_sessions=args.max_sessions,
+        rate_in=rate_flag(args.rate_in, "--rate-in"),
+        rate_out=rate_flag(args.rate_out, "--rate-out"),
     )
     state = "disabled " if args.disabled else ""
     print(f"added {state}user '{args.name}' to {db.path}")
@@ -137,7 +156,7 @@ def run_del(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """``pysstp user list``: one row per user, in file order."""
-    rows = [("NAME", "ENABLED", "ADDRESS", "ROUTES", "MAX SESSIONS")]
+    rows = [("NAME", "ENABLED", "ADDRESS", "ROUTES", "MAX SESSIONS", "RATE IN", "RATE OUT")]
     for entry in open_database(args).entries():
         rows.append(
             (
@@ -146,12 +165,46 @@ def run_list(args: argparse.Namespace) -> int:
                 str(entry.address or "-"),
                 ",".join(map(str, entry.routes)) or "-",
                 str(entry.max_sessions or "-"),
+                "-" if entry.rate_in is None else rate_text(entry.rate_in),
+                "-" if entry.rate_out is None else rate_text(entry.rate_out),
             )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def run_set(args: argparse.Namespace) -> int:
+    """``pysstp user set``: the rate limits given; the others stay as they are."""
+    rate_in, rate_out = rate_flag(args.rate_in, "--rate-in"), rate_flag(args.rate_out, "--rate-out")
+    if rate_in is None and rate_out is None:
+        raise ConfigError("nothing to set: give --rate-in and/or --rate-out (bit/s, e.g. 10M; 0 = unlimited)")
+    db = open_database(args)
+    db.set_rates(args.name, rate_in=rate_in, rate_out=rate_out)
+    entry = db.require(args.name)
+    print(
+        f"user '{args.name}' in {db.path}: rate in {rate_text(entry.rate_in)}, "
+        f"rate out {rate_text(entry.rate_out)}"
+    )
+    return 0
+
+
+def rate_flag(text: str | None, flag: str) -> int | None:
+    """Bit/s from ``--rate-in``/``--rate-out``, or ``None`` when the flag is not given."""
+    if text is None:
+        return None
+    try:
+        return parse_bit_rate(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
+def rate_text(bits: int | None) -> str:
+    """A user's rate limit as ``pysstp user`` shows it."""
+    if bits is None:
+        return "the server's"
+    return "unlimited" if bits == 0 else si(bits, "bit/s")
 
 
 def run_passwd(args: argparse.Namespace) -> int:

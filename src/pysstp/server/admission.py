@@ -28,7 +28,7 @@ SOURCE_WINDOW = 60.0
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-server admission limits; 0 means unlimited."""
+    """Per-server limits; 0 means unlimited."""
 
     max_sessions: int = 1000
     max_sessions_per_user: int = 0
@@ -36,6 +36,10 @@ class Limits:
     connections_per_source_per_minute: int = 60
     on_limit: OnLimit = "deny"
     """What happens when a user's session limit is reached (``max_sessions_per_user`` or the user's own)."""
+    rate_in: int = 0
+    """Bit/s each session may send, unless its user has a limit of its own (``server/ratelimit.py``)."""
+    rate_out: int = 0
+    """Bit/s each session may receive, likewise."""
 
 
 class Admission:

@@ -41,6 +41,7 @@ from pysstp.server.counters import Rates, ServerCounters
 from pysstp.server.datapath import DataPath, Tun
 from pysstp.server.listener import TlsListener
 from pysstp.server.logins import Logins
+from pysstp.server.ratelimit import session_bucket
 from pysstp.server.routing import KernelRoutes, SessionRouting
 from pysstp.server.session import ServerConnection
 from pysstp.server.sessions import SessionTable
@@ -359,6 +360,9 @@ class SstpServerApp:
     def _limit_session(self, connection: ServerConnection) -> None:
         """Apply the backend's per-session limits once the call is up."""
         authorization = connection.authorization
+        limits, now = self.limits, time.monotonic()
+        connection.rate_in = session_bucket(authorization.rate_in, limits.rate_in, connection.mtu, now)
+        connection.rate_out = session_bucket(authorization.rate_out, limits.rate_out, connection.mtu, now)
         if authorization.idle_timeout:
             self.watch_idle(authorization.idle_timeout)
         if authorization.session_timeout:

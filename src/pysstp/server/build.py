@@ -117,6 +117,8 @@ def limits(settings: ServerSettings) -> Limits:
         max_negotiating=settings.limits.max_handshakes,
         connections_per_source_per_minute=settings.limits.connections_per_source_per_minute,
         on_limit=settings.limits.on_limit,
+        rate_in=settings.limits.rate_in,
+        rate_out=settings.limits.rate_out,
     )
 
 

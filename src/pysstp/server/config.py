@@ -29,6 +29,7 @@ from pysstp.ppp.auth.eap_tls import IdentitySource
 from pysstp.ppp.auth.tls_tunnel import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 from pysstp.server.pool import AddressPool
+from pysstp.server.ratelimit import parse_bit_rate
 from pysstp.settings import Bool as _Bool
 from pysstp.settings import Choice as _Choice
 from pysstp.settings import FlagList as _FlagList
@@ -194,6 +195,10 @@ class LimitSettings:
     """A login beyond a user's session limit is refused, or ends the user's oldest session."""
     drain_timeout: float = 300.0
     """A drain (SIGUSR2, ``pysstp drain``) disconnects the sessions still there after this long."""
+    rate_in: int = 0
+    """Bit/s each session may send (client to server), 0 = unlimited; a user's own limit overrides it."""
+    rate_out: int = 0
+    """Bit/s each session may receive (server to client), 0 = unlimited; a user's own limit overrides it."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +356,20 @@ class _Workers(Kind):
 
     def metavar(self, default: str) -> str | None:
         return "{N,auto}"
+
+
+@dataclass(frozen=True)
+class _BitRate(Kind):
+    """Bits per second: a whole number, or text with an SI prefix (``"10M"``, ``"512k"``); 0 = unlimited."""
+
+    def parse(self, value: object) -> int:
+        if isinstance(value, str):
+            return parse_bit_rate(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong_type('bit/s, like 10000000 or "10M"', value)
+        if value < 0:
+            raise ValueError(f"must be 0 (unlimited) or more bit/s, not {value}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -1013,6 +1032,22 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 _Seconds(),
                 "a drain (SIGUSR2, pysstp drain) disconnects the sessions still there after this long",
                 "SECONDS",
+            ),
+            _Setting(
+                "limits.rate_in",
+                "--rate-in",
+                _BitRate(),
+                "bit/s each session may send, client to server (e.g. 10M, 512k; packets beyond are "
+                "dropped), 0 = unlimited; a user's own rate_in overrides it",
+                "BITS",
+            ),
+            _Setting(
+                "limits.rate_out",
+                "--rate-out",
+                _BitRate(),
+                "bit/s each session may receive, server to client, 0 = unlimited; a user's own rate_out "
+                "overrides it",
+                "BITS",
             ),
             _Setting("keepalive", "--keepalive", _Seconds(), "SSTP hello interval", "SECONDS"),
         ),

@@ -79,6 +79,7 @@ class ServerCounters:
             DropCause.NO_SESSION.value: no_session,
             # The links' count: IP that arrived, or was to be sent, before the call could carry it.
             DropCause.BEFORE_BINDING.value: totals["dropped_ip"],
+            DropCause.RATE_LIMIT.value: totals["rate_drops"],
         }
         with open("/proc/self/statm") as statm:
             rss = int(statm.read().split()[1]) * PAGE_SIZE

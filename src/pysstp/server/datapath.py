@@ -8,12 +8,14 @@ packet at full rate (``make bench``): the common case stays inline, without a ca
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 from pysstp.connection import LinkConnection
 from pysstp.server import ipv6
+from pysstp.server.ratelimit import Packet, TokenBucket
 from pysstp.server.session import ServerConnection
 from pysstp.server.sessions import SessionTable, routed_from
 
@@ -65,6 +67,9 @@ class DataPath:
             elif not self._accept_ipv6(connection, packet):
                 continue
             accept(packet)
+        # Checked once per batch: a session without a limit pays nothing more (docs/scaling.md).
+        if connection.rate_in is not None:
+            accepted = police(connection, connection.rate_in, accepted)
         self.tun.write_batch(accepted)
 
     def _accept_ipv6(self, connection: ServerConnection, packet: memoryview) -> bool:
@@ -107,4 +112,15 @@ class DataPath:
             else:
                 batch.append(packet)
         for connection, packets in batches.items():
+            if connection.rate_out is not None:
+                packets = police(connection, connection.rate_out, packets)
+                if not packets:
+                    continue
             connection.send_ip_batch(packets)
+
+
+def police(connection: ServerConnection, bucket: TokenBucket, packets: list[Packet]) -> list[Packet]:
+    """The packets of one batch within the session's rate limit; the others are dropped and counted."""
+    passed, dropped = bucket.police(packets, time.monotonic())
+    connection.rate_drops += dropped
+    return passed

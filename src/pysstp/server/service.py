@@ -9,6 +9,7 @@ import signal
 import ssl
 from collections.abc import Callable, Mapping
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from types import TracebackType
 
 from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.dae import DaeServer
@@ -62,25 +63,27 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
     workers, this process is their supervisor (:mod:`pysstp.server.supervisor`)."""
     if worker_count(settings) > 1:
         return await supervise(settings, reread)
-    context, certificate_hashes = load_tls(settings)
-    users = user_database(settings)
-    pool = AddressPool(settings.pool.network, settings.pool.server_address)
-    check_fixed_addresses(users, pool)
-    journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
-    try:
-        undone = undo_journal(journal)
-        if undone:
-            log.warning("undid what a server on %s left behind: %s", settings.tun_name, ", ".join(undone))
-        return await serve_with(
-            settings, reread, context, certificate_hashes, users, pool, NetworkChanges(journal)
-        )
-    finally:
-        journal.close(remove=not journal.read())
+    with Signals() as signals:
+        context, certificate_hashes = load_tls(settings)
+        users = user_database(settings)
+        pool = AddressPool(settings.pool.network, settings.pool.server_address)
+        check_fixed_addresses(users, pool)
+        journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
+        try:
+            undone = undo_journal(journal)
+            if undone:
+                log.warning("undid what a server on %s left behind: %s", settings.tun_name, ", ".join(undone))
+            return await serve_with(
+                settings, reread, signals, context, certificate_hashes, users, pool, NetworkChanges(journal)
+            )
+        finally:
+            journal.close(remove=not journal.read())
 
 
 async def serve_with(
     settings: ServerSettings,
     reread: Callable[[], ServerSettings] | None,
+    signals: Signals,
     context: ssl.SSLContext | None,
     certificate_hashes: Mapping[HashProtocol, bytes],
     users: UserDatabase,
@@ -143,9 +146,8 @@ async def serve_with(
             raise listen_error(settings, exc) from None
         dae = await start_dae(app, settings.dae)
         metrics = await start_metrics(settings.metrics.listen, snapshots(app), lambda: app.draining)
-        stop = asyncio.Event()
         reloader = Reloader(app, users, pool, settings, reread)
-        drain = Drain(app, lambda: reloader.settings.limits.drain_timeout, stop.set, notifier)
+        drain = Drain(app, lambda: reloader.settings.limits.drain_timeout, signals.stop.set, notifier)
         control = ControlServer(app, settings.control_socket, dae=dae, radius=radius, drain=drain.start)
         await control.start()
         if accounting is not None:
@@ -162,9 +164,16 @@ async def serve_with(
         )
         notifier.ready(listening)
         notifier.start_watchdog()
-        await wait_for_signals(app, reloader, stop, drain, notifier, listening)
+        signals.serving(
+            reload=lambda: reload_and_notify(reloader, notifier, listening),
+            drain=lambda: drain.start("SIGUSR2"),
+        )
+        await wait_for_changes(app, reloader, signals.stop, notifier)
         return 0
     finally:
+        # From here on SIGTERM/SIGINT/SIGHUP/SIGUSR2 are only logged (see Signals): the undo below runs
+        # to its end.
+        signals.stop.set()
         if drain is not None:
             drain.cancel()
         if metrics is not None:
@@ -223,35 +232,74 @@ def server_app(
     )
 
 
-async def wait_for_signals(
-    app: SstpServerApp,
-    reloader: Reloader,
-    stop: asyncio.Event,
-    drain: Drain,
-    notifier: Notifier,
-    listening: str,
-) -> None:
-    """Run until SIGTERM/SIGINT or until ``stop`` is set (the end of a drain); SIGHUP reloads (see
-    :class:`Reloader`), SIGUSR2 drains (see :class:`Drain`); edits to users apply live."""
-    loop = asyncio.get_running_loop()
-    users = reloader.users
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload_and_notify, reloader, notifier, listening)
-    loop.add_signal_handler(signal.SIGUSR2, drain.start, "SIGUSR2")
-    try:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), USERS_RELOAD_INTERVAL)
-            except TimeoutError:
-                if users.reload_if_changed():
-                    log.info("user database changed on disk: %d users", len(users))
-                    check_fixed_addresses(users, reloader.pool)
-        log.info("shutting down: disconnecting %d session(s)", len(app.connections))
-        notifier.stopping("shutting down")
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
+class Signals:
+    """SIGTERM, SIGINT, SIGHUP and SIGUSR2 for the whole of :func:`serve`, from before the first change
+    to the system until after the last one is undone.
+
+    With Python's default action a signal in start-up or shutdown would end the process between the
+    two and leave the TUN, nftables, sysctls and routes behind (the next start undoes them from the
+    state file, but the host should not depend on a next start). SIGTERM/SIGINT set :attr:`stop`; one
+    during start-up stops the server once it has started, a repeated one is logged and changes
+    nothing. SIGHUP (reload) and SIGUSR2 (drain) act only while the server runs (:meth:`serving`)."""
+
+    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+
+    def __init__(self, stop: asyncio.Event | None = None) -> None:
+        self.stop = stop or asyncio.Event()
+        """Set by SIGTERM/SIGINT, by the end of a drain, and when shutdown begins."""
+        self._actions: dict[signal.Signals, Callable[[], object]] = {}
+
+    def __enter__(self) -> Signals:
+        loop = asyncio.get_running_loop()
+        for signum in self.HANDLED:
+            loop.add_signal_handler(signum, self.received, signum)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self.HANDLED:
             loop.remove_signal_handler(signum)
+
+    def serving(self, reload: Callable[[], object], drain: Callable[[], object]) -> None:
+        """The server runs: SIGHUP calls ``reload``, SIGUSR2 ``drain``, until :attr:`stop` is set."""
+        self._actions = {signal.SIGHUP: reload, signal.SIGUSR2: drain}
+
+    def received(self, signum: signal.Signals) -> None:
+        """Act on ``signum`` as the phase of the server allows (called by the event loop)."""
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            if self.stop.is_set():
+                log.info("%s: already shutting down", signum.name)
+            elif not self._actions:
+                log.info("%s during start-up: shutting down once started", signum.name)
+            self.stop.set()
+        elif self.stop.is_set():
+            log.info("%s ignored: shutting down", signum.name)
+        elif signum not in self._actions:
+            log.info("%s ignored: still starting", signum.name)
+        else:
+            self._actions[signum]()
+
+
+async def wait_for_changes(
+    app: SstpServerApp, reloader: Reloader, stop: asyncio.Event, notifier: Notifier
+) -> None:
+    """Run until ``stop`` is set (SIGTERM/SIGINT or the end of a drain, see :class:`Signals`); edits to
+    the user database apply live."""
+    users = reloader.users
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), USERS_RELOAD_INTERVAL)
+        except TimeoutError:
+            if users.reload_if_changed():
+                log.info("user database changed on disk: %d users", len(users))
+                check_fixed_addresses(users, reloader.pool)
+    log.info("shutting down: disconnecting %d session(s)", len(app.connections))
+    notifier.stopping("shutting down")
 
 
 def reload_and_notify(reloader: Reloader, notifier: Notifier, status: str) -> None:

@@ -23,6 +23,7 @@ from pysstp.aaa.backend import Authorization, CallContext
 from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.connection import LinkConnection
 from pysstp.link import ServerLink, ServerNetwork, ip_mtu
+from pysstp.server.ratelimit import TokenBucket
 from pysstp.server.stats import FailureReason, SessionStats
 from pysstp.sstp.http import error_response
 
@@ -129,6 +130,12 @@ class ServerConnection(LinkConnection):
         self.asked = False
         """A question went to the backend: it hears :meth:`AuthBackend.finished` when the call ends."""
         self._session_timer: asyncio.TimerHandle | None = None
+        self.rate_in: TokenBucket | None = None
+        """The policer of what the client sends, when the session has a limit (set when it comes up)."""
+        self.rate_out: TokenBucket | None = None
+        """The policer of what the client receives, likewise."""
+        self.rate_drops = 0
+        """IP packets either way dropped by those policers."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admission control happens here, before the link says anything."""
@@ -243,6 +250,7 @@ class ServerConnection(LinkConnection):
             "packets_out": self.packets_out,
             "drops": self.drops,
             "dropped_ip": self.link.dropped_ip,
+            "rate_drops": self.rate_drops,
         }
 
     def stats(self, backend: str, worker: int, rates: tuple[float, float] | None) -> SessionStats:
@@ -269,6 +277,9 @@ class ServerConnection(LinkConnection):
             rate_in=round(rate_in),
             rate_out=round(rate_out),
             drops=self.drops,
+            rate_drops=self.rate_drops,
+            limit_in=self.rate_in.rate if self.rate_in is not None else 0,
+            limit_out=self.rate_out.rate if self.rate_out is not None else 0,
             routes=tuple(str(route) for route in info.routes),
             classes=tuple(value.hex() for value in info.classes),
             worker=worker,

@@ -74,6 +74,13 @@ class SessionStats:
     rate_in: int = 0
     rate_out: int = 0
     drops: int = 0
+    """IP packets to the client dropped because its TLS side was backed up (``queue_full``)."""
+    rate_drops: int = 0
+    """IP packets either way dropped by the session's rate limits (``rate_limit``)."""
+    limit_in: int = 0
+    """The session's rate limit client to server, bit/s; 0 = unlimited."""
+    limit_out: int = 0
+    """The session's rate limit server to client, bit/s; 0 = unlimited."""
     routes: tuple[str, ...] = ()
     classes: tuple[str, ...] = ()
     """The backend's Class values, hex."""

@@ -55,7 +55,14 @@ from pysstp.server.drain import Drain
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
-from pysstp.server.service import TunRoutes, server_app, setup_ipv6, wait_for_signals
+from pysstp.server.service import (
+    Signals,
+    TunRoutes,
+    reload_and_notify,
+    server_app,
+    setup_ipv6,
+    wait_for_changes,
+)
 from pysstp.server.statefile import state_file
 from pysstp.server.supervisor import decode_settings, worker_tun_name
 from pysstp.server.workerchannel import Channel, ChannelClosed, Message, pack
@@ -410,7 +417,12 @@ async def serve_worker(
             await accounting.accounting.start()
         log.info("worker ready on %s", tun.name)
         worker.channel.tell({"op": "ready"})
-        await wait_for_signals(app, reloader, stop, drain, notifier, f"worker on {tun.name}")
+        with Signals(stop) as signals:
+            signals.serving(
+                reload=lambda: reload_and_notify(reloader, notifier, f"worker on {tun.name}"),
+                drain=lambda: drain.start("SIGUSR2"),
+            )
+            await wait_for_changes(app, reloader, stop, notifier)
         return 0
     finally:
         if drain is not None:

@@ -1,5 +1,8 @@
 """What an Access-Accept, -Reject or -Challenge says (RFC 2865 §4.2-4.4, RFC 2548, RFC 3162, RFC 3579).
 
+Rate limits come from WISPr-Bandwidth-Max-Up and -Max-Down (vendor 14122, bit/s; 0 = unlimited), the
+pair FreeRADIUS ships a dictionary for and hotspot RADIUS servers already send.
+
 The reply has already been checked (:mod:`pysstp.aaa.radius.client`); here its attributes become the
 text for the peer, the keys for the crypto binding and the :class:`~pysstp.aaa.backend.Authorization`.
 A malformed attribute is ignored with a log line, like an unknown one: it never fails the login by itself.
@@ -42,6 +45,8 @@ _HONOURED = frozenset(
         "MS-Secondary-DNS-Server",
         "Framed-MTU",
         "Reply-Message",
+        "WISPr-Bandwidth-Max-Up",
+        "WISPr-Bandwidth-Max-Down",
         # What the authentication itself uses:
         "Message-Authenticator",
         "EAP-Message",
@@ -184,6 +189,9 @@ class AccessReply:
             dns=tuple(dns),
             mtu=self._first("Framed-MTU", int),
             reply_message=self.reply_message,
+            # WISPr's names are the user's view: up is what the client sends.
+            rate_in=self._first("WISPr-Bandwidth-Max-Up", int),
+            rate_out=self._first("WISPr-Bandwidth-Max-Down", int),
         )
 
 
