@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from pysstp.server.config import ServerSettings
 from pysstp.server.control import ControlServer
+from pysstp.server.signals import Signals
 from pysstp.server.supervisor import Supervisor
 
 
@@ -37,7 +38,8 @@ async def test_a_single_servers_control_socket_closes_an_oversized_request(tmp_p
 
 
 async def test_the_supervisors_control_socket_closes_an_oversized_request() -> None:
-    supervisor = Supervisor(dataclasses.replace(ServerSettings(), workers=2), None, [], cast(Any, None))
+    settings = dataclasses.replace(ServerSettings(), workers=2)
+    supervisor = Supervisor(settings, None, [], cast(Any, None), Signals())
     writer = Writer()
     await supervisor._serve_control(oversized(), cast(Any, writer))
     assert writer.closed

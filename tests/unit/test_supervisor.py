@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
+import os
+import signal
 import socket
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -22,6 +25,7 @@ from pysstp.server.config import ServerSettings
 from pysstp.server.coordinator import Claim, Coordinator, Granted
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
+from pysstp.server.signals import Signals
 from pysstp.server.statefile import state_file
 from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import (
@@ -108,7 +112,7 @@ async def running_supervisor(
 ) -> tuple[Supervisor, list[socket.socket]]:
     """A supervisor whose ``count`` workers have started, with the worker ends of their lines."""
     shared = Coordinator(AddressAuthority(AddressPool(POOL, SERVER), {}, server_address=SERVER), Limits())
-    supervisor = Supervisor(dataclasses.replace(ServerSettings(), workers=count), None, [], shared)
+    supervisor = Supervisor(dataclasses.replace(ServerSettings(), workers=count), None, [], shared, Signals())
     ends: list[socket.socket] = []
     for worker in supervisor.workers:
         ours, theirs = socket.socketpair()
@@ -338,3 +342,48 @@ async def test_a_worker_that_cannot_be_started_leaks_no_line(monkeypatch: pytest
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_signals_in_start_up_and_shutdown_do_not_end_the_supervisor_early(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pysstp.server")
+    tasks: list[asyncio.Task[None]] = []
+    shared = Coordinator(AddressAuthority(AddressPool(POOL, SERVER), {}, server_address=SERVER), Limits())
+    ended: list[int] = []
+
+    async def start(worker: Worker) -> None:
+        pass
+
+    async def wait_ready(worker: Worker) -> None:
+        # Python's default action for SIGTERM would end the process here, with the host half set up.
+        if worker.index == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(supervisor._stop.wait(), 60)
+
+    async def end(worker: Worker) -> None:
+        if worker.index == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(6000):
+                if "SIGHUP ignored" in caplog.text:
+                    break
+                await asyncio.sleep(0.01)
+        ended.append(worker.index)
+
+    async def nothing() -> None:
+        pass
+
+    with Signals() as signals:
+        settings = dataclasses.replace(ServerSettings(), workers=2)
+        supervisor = Supervisor(settings, None, [], shared, signals)
+        monkeypatch.setattr(supervisor, "_start", start)
+        monkeypatch.setattr(supervisor, "_wait_ready", wait_ready)
+        monkeypatch.setattr(supervisor, "_end", end)
+        monkeypatch.setattr(supervisor, "_open_control", nothing)
+        await asyncio.wait_for(supervisor.run(), 60)
+    assert sorted(ended) == [0, 1]
+    assert "SIGTERM during start-up: shutting down once started" in caplog.text
+    assert "SIGHUP ignored: shutting down" in caplog.text
+    for task in tasks:
+        task.cancel()

@@ -45,6 +45,7 @@ from pysstp.server.metrics import MetricsServer, start_metrics
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import RESTART_SETTINGS, keep_settings
+from pysstp.server.signals import Signals
 from pysstp.server.statefile import state_file
 from pysstp.server.stats import ServerStats
 from pysstp.server.workerchannel import Channel, Message, pack, unpack
@@ -99,6 +100,18 @@ async def supervise(settings: ServerSettings, reread: Callable[[], ServerSetting
     load_tls(settings)  # a bad certificate is one clear line now, not one per worker
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
     check_fixed_addresses(user_database(settings), pool)
+    # As for a single server (service.serve): no signal ends the process between a change and its undo.
+    with Signals() as signals:
+        return await supervise_with(settings, reread, pool, signals)
+
+
+async def supervise_with(
+    settings: ServerSettings,
+    reread: Callable[[], ServerSettings] | None,
+    pool: AddressPool,
+    signals: Signals,
+) -> int:
+    """:func:`supervise` once the settings are checked, with ``signals`` handled."""
     journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
     try:
         undone = undo_left_behind(settings, journal)
@@ -114,7 +127,7 @@ async def supervise(settings: ServerSettings, reread: Callable[[], ServerSetting
                     pool, named_pools(settings), server_address=settings.pool.server_address
                 )
                 coordinator = Coordinator(authority, limits(settings))
-                supervisor = Supervisor(settings, reread, sockets, coordinator)
+                supervisor = Supervisor(settings, reread, sockets, coordinator, signals)
                 await supervisor.run()
             finally:
                 for sock in sockets:
@@ -206,6 +219,7 @@ class Supervisor:
         reread: Callable[[], ServerSettings] | None,
         sockets: list[socket.socket],
         coordinator: Coordinator,
+        signals: Signals,
     ) -> None:
         self.settings = settings
         self.started = settings
@@ -220,14 +234,15 @@ class Supervisor:
         """The status line systemd shows while the workers serve."""
         self.notifier = Notifier.from_environment()
         """systemd hears from the supervisor only (the workers' environment no longer names it)."""
-        self._stop = asyncio.Event()
+        self.signals = signals
+        self._stop = signals.stop
+        """SIGTERM/SIGINT (also during start-up), the end of a drain."""
         self._control: asyncio.AbstractServer | None = None
         self._metrics: MetricsServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def run(self) -> None:
         """Start every worker, serve until SIGTERM/SIGINT or the end of a drain, stop them all."""
-        loop = asyncio.get_running_loop()
         try:
             for worker in self.workers:
                 await self._start(worker)
@@ -249,16 +264,12 @@ class Supervisor:
             )
             self.notifier.ready(listening)
             self.notifier.start_watchdog()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, self._stop.set)
-            loop.add_signal_handler(signal.SIGHUP, self.reload)
-            loop.add_signal_handler(signal.SIGUSR2, lambda: self._background(self.drain("SIGUSR2")))
+            self.signals.serving(reload=self.reload, drain=lambda: self._background(self.drain("SIGUSR2")))
             await self._stop.wait()
             log.info("shutting down: stopping %d workers", len(self.workers))
             self.notifier.stopping("shutting down")
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
-                loop.remove_signal_handler(signum)
+            self._stop.set()  # from here on a signal is only logged (see Signals)
             self.stopping = True
             await self._close_control()
             if self._metrics is not None:

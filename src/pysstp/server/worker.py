@@ -56,13 +56,13 @@ from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.service import (
-    Signals,
     TunRoutes,
     reload_and_notify,
     server_app,
     setup_ipv6,
     wait_for_changes,
 )
+from pysstp.server.signals import Signals
 from pysstp.server.statefile import state_file
 from pysstp.server.supervisor import decode_settings, worker_tun_name
 from pysstp.server.workerchannel import Channel, ChannelClosed, Message, pack
