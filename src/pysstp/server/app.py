@@ -412,12 +412,14 @@ class SstpServerApp:
 
     # -- statistics --------------------------------------------------------------------------------
 
-    def snapshot(self, worker: int = 0, rates: Rates | None = None) -> ServerStats:
+    def snapshot(self, worker: int = 0, rates: Rates | None = None, *, sessions: bool = True) -> ServerStats:
         """This process's counters and sessions at this moment (``rates`` from the control socket's
-        sampler, when it runs)."""
+        sampler, when it runs); without ``sessions`` only the counts (for the metrics)."""
         return self.counters.snapshot(
             worker=worker,
-            live=sorted(self.connections, key=lambda c: c.info.started),
+            live=sorted(self.connections, key=lambda c: c.info.started)
+            if sessions
+            else tuple(self.connections),
             negotiating=len(self.negotiating),
             handshake_failures=self.listener.handshake_failures,
             proxy_header_failures=self.listener.proxy_header_failures,
@@ -428,4 +430,5 @@ class SstpServerApp:
             rates=rates,
             draining=self.draining,
             radius=self.radius.stats() if self.radius is not None else (),
+            sessions=sessions,
         )

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import ssl
 from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-from types import TracebackType
 
 from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.dae import DaeServer
@@ -46,6 +44,7 @@ from pysstp.server.metrics import MetricsServer, Snapshots, start_metrics
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
+from pysstp.server.signals import Signals
 from pysstp.server.statefile import state_file
 from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import supervise, worker_count
@@ -233,59 +232,6 @@ def server_app(
     )
 
 
-class Signals:
-    """SIGTERM, SIGINT, SIGHUP and SIGUSR2 for the whole of :func:`serve`, from before the first change
-    to the system until after the last one is undone.
-
-    With Python's default action a signal in start-up or shutdown would end the process between the
-    two and leave the TUN, nftables, sysctls and routes behind (the next start undoes them from the
-    state file, but the host should not depend on a next start). SIGTERM/SIGINT set :attr:`stop`; one
-    during start-up stops the server once it has started, a repeated one is logged and changes
-    nothing. SIGHUP (reload) and SIGUSR2 (drain) act only while the server runs (:meth:`serving`)."""
-
-    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
-
-    def __init__(self, stop: asyncio.Event | None = None) -> None:
-        self.stop = stop or asyncio.Event()
-        """Set by SIGTERM/SIGINT, by the end of a drain, and when shutdown begins."""
-        self._actions: dict[signal.Signals, Callable[[], object]] = {}
-
-    def __enter__(self) -> Signals:
-        loop = asyncio.get_running_loop()
-        for signum in self.HANDLED:
-            loop.add_signal_handler(signum, self.received, signum)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in self.HANDLED:
-            loop.remove_signal_handler(signum)
-
-    def serving(self, reload: Callable[[], object], drain: Callable[[], object]) -> None:
-        """The server runs: SIGHUP calls ``reload``, SIGUSR2 ``drain``, until :attr:`stop` is set."""
-        self._actions = {signal.SIGHUP: reload, signal.SIGUSR2: drain}
-
-    def received(self, signum: signal.Signals) -> None:
-        """Act on ``signum`` as the phase of the server allows (called by the event loop)."""
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            if self.stop.is_set():
-                log.info("%s: already shutting down", signum.name)
-            elif not self._actions:
-                log.info("%s during start-up: shutting down once started", signum.name)
-            self.stop.set()
-        elif self.stop.is_set():
-            log.info("%s ignored: shutting down", signum.name)
-        elif signum not in self._actions:
-            log.info("%s ignored: still starting", signum.name)
-        else:
-            self._actions[signum]()
-
-
 async def wait_for_changes(
     app: SstpServerApp, reloader: Reloader, stop: asyncio.Event, notifier: Notifier
 ) -> None:
@@ -314,10 +260,10 @@ def reload_and_notify(reloader: Reloader, notifier: Notifier, status: str) -> No
 
 
 def snapshots(app: SstpServerApp) -> Snapshots:
-    """This process's snapshot, for the metrics."""
+    """This process's snapshot, for the metrics (which need the counts, not the list of sessions)."""
 
     async def take() -> list[ServerStats]:
-        return [app.snapshot()]
+        return [app.snapshot(sessions=False)]
 
     return take
 

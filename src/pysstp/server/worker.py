@@ -57,7 +57,6 @@ from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.service import (
-    Signals,
     TunRoutes,
     reload_and_notify,
     server_app,
@@ -65,9 +64,10 @@ from pysstp.server.service import (
     wait_for_changes,
 )
 from pysstp.server.session import CALL_NUMBERS
+from pysstp.server.signals import Signals
 from pysstp.server.statefile import state_file
 from pysstp.server.supervisor import decode_settings, worker_tun_name
-from pysstp.server.workerchannel import Channel, Message, pack
+from pysstp.server.workerchannel import Channel, ChannelClosed, Message, pack
 
 log = logging.getLogger("pysstp.server")
 
@@ -259,7 +259,7 @@ class WorkerProcess:
         elif op == "snapshot":
             if self.app is None or self.control is None:
                 return {}
-            return {"stats": pack(self.app.snapshot(self.index, self.control.meter.rates))}
+            return {"stats": pack(self.app.snapshot(self.index, sessions=False))}
         elif op == "dae":
             if self.app is None:
                 return {"sessions": []}
@@ -293,8 +293,11 @@ class WorkerProcess:
                 self.app.forget(connection)
 
     def supervisor_gone(self, _task: object) -> None:
-        """The line to the supervisor has closed: while serving, stop as on SIGTERM."""
-        if self.serving:
+        """The line to the supervisor has closed: while serving, stop as on SIGTERM; before the start
+        message, there is nothing to start."""
+        if not self.start.done():
+            self.start.set_exception(ChannelClosed("the supervisor has gone away before the start"))
+        elif self.serving:
             os.kill(os.getpid(), signal.SIGTERM)
 
     def reread(self) -> ServerSettings:
@@ -320,7 +323,10 @@ async def work(sock: socket.socket) -> int:
     serving = asyncio.get_running_loop().create_task(worker.channel.serve())
     # The supervisor gone (the line closed) while serving: stop as on SIGTERM.
     serving.add_done_callback(worker.supervisor_gone)
-    start = await worker.start
+    try:
+        start = await worker.start
+    except ChannelClosed:
+        return 1
     index = worker.index = int(start["index"])
     CALL_NUMBERS.worker = index
     settings = worker_settings(decode_settings(start["settings"]), index)
