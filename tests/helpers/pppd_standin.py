@@ -39,7 +39,7 @@ from pysstp.ppp.auth.verification import Verification
 from pysstp.ppp.constants import AuthMethod, Role
 from pysstp.ppp.events import Authenticated, SessionDown
 from pysstp.ppp.session import PppConfig, PppSession, ServerNetwork, SessionOutput
-from pysstp.server.ipv6 import internet_checksum
+from pysstp.udp import internet_checksum
 
 from helpers.hdlc_ppp import HdlcPpp, hand_keys_to_plugin_socket, plugin_message_for_hlak
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from pysstp import dhcp
 
 from helpers.connect_process import (
     ConnectProcess,
@@ -35,6 +38,7 @@ from helpers.connect_process import (
     wait_until,
 )
 from helpers.softether import (
+    HUB,
     PASSWORD,
     SECURENAT_FIRST_LEASE,
     SECURENAT_GATEWAY,
@@ -239,3 +243,70 @@ def test_slow_stays_connected_60s_answering_softether_echoes(clients: Clients) -
     result = clients.server.namespace.run("ping", "-c", "1", "-W", "3", SECURENAT_GATEWAY, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert client.stop() == 0, client.text()
+
+
+# SecureNAT's DHCP server set up as issue 14 describes: no default gateway, a domain, one pushed route.
+PUSHED_NETWORK = "10.99.0.0/16"
+DHCP_PUSH = (
+    "DhcpSet /START:192.168.30.10 /END:192.168.30.200 /MASK:255.255.255.0 /EXPIRE:7200 /GW:none "
+    f"/DNS:{SECURENAT_GATEWAY} /DNS2:none /DOMAIN:corp.example /LOG:yes "
+    f'/PUSHROUTE:"10.99.0.0/255.255.0.0/{SECURENAT_GATEWAY}"'
+)
+DHCP_DEFAULT = (
+    "DhcpSet /START:192.168.30.10 /END:192.168.30.200 /MASK:255.255.255.0 /EXPIRE:7200 "
+    # An empty value after the colon clears a setting ("" is refused as an invalid parameter).
+    f"/GW:{SECURENAT_GATEWAY} /DNS:{SECURENAT_GATEWAY} /DNS2:none /DOMAIN: /LOG:yes /PUSHROUTE:"
+)
+WINDOWS_INFORM = """
+import socket, sys
+from ipaddress import IPv4Address
+from pysstp import dhcp
+ifname, address = sys.argv[1], IPv4Address(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.bind((str(address), dhcp.CLIENT_PORT))
+s.settimeout(3)
+inform = dhcp.build(dhcp.windows_inform(0x5A1C3E07, address, bytes.fromhex("0250f2000003"), "DESKTOP"))
+for _ in range(3):
+    s.sendto(inform, ("255.255.255.255", dhcp.SERVER_PORT))
+    try:
+        print(s.recv(4096).hex())
+        break
+    except TimeoutError:
+        continue
+"""
+
+
+def test_securenat_answers_a_windows_inform_and_the_client_applies_its_routes(clients: Clients) -> None:
+    """SoftEther's SecureNAT answers DHCPINFORM itself (docs/interop.md): our Windows-like INFORM gets
+    options 1, 6, 15, 54, 121 and 249, and pysstp connect takes the pushed route."""
+    server = clients.server
+    server.vpncmd(DHCP_PUSH, hub=HUB)
+    try:
+        client = clients.start("--no-ipv6")
+        client.wait_connected()
+        wait_until(lambda: "(from the server)" in client.text(), "the pushed route", client.log, 15.0)
+        assert f"route: {PUSHED_NETWORK} via {TUN} (from the server)" in client.text()
+        route = json.loads(server.namespace.run("ip", "-j", "route", "get", "10.99.1.1").stdout)
+        assert route[0]["dev"] == TUN
+        result = server.namespace.run(
+            sys.executable, "-c", WINDOWS_INFORM, TUN, SECURENAT_FIRST_LEASE, check=False
+        )
+        assert result.stdout.strip(), result.stdout + result.stderr + client.text()
+        ack = dhcp.parse(bytes.fromhex(result.stdout.strip()))
+        assert ack.message_type is dhcp.MessageType.ACK
+        codes = {code for code, _ in ack.options}
+        assert {1, 6, 15, 54, 121, 249} <= codes, sorted(codes)
+        configuration = dhcp.configuration(ack)
+        assert configuration.domain == "corp.example"
+        # SecureNAT adds a route to its own subnet when it has no default gateway to give (docs/interop.md).
+        assert [(str(r.network), str(r.router)) for r in configuration.routes] == [
+            (PUSHED_NETWORK, SECURENAT_GATEWAY),
+            ("192.168.30.0/24", SECURENAT_GATEWAY),
+        ]
+        assert ack.option(121) == ack.option(249)
+        assert "route: 192.168.30.0/24 via" in client.text()
+        assert client.stop() == 0, client.text()
+    finally:
+        server.vpncmd(DHCP_DEFAULT, hub=HUB)

@@ -75,6 +75,16 @@ USERS = (
     RadiusUser(
         "mallory", "mallory-password", check=("Auth-Type := Reject",), reply=(f'Reply-Message = "{LOCKED}"',)
     ),
+    # Pushed routes and domain (docs/radius.md): pysstp's Cisco-AVPairs and RFC 6911's IPv6 route.
+    RadiusUser(
+        "ivan",
+        "ivan-password",
+        reply=(
+            'Cisco-AVPair += "pysstp:push-route=10.99.0.0/16"',
+            'Cisco-AVPair += "pysstp:domain=hank.example"',
+            "Route-IPv6-Information = fd99:98::/48",
+        ),
+    ),
 )
 
 
@@ -326,3 +336,18 @@ def test_framed_ipv6_prefix_is_the_prefix_the_client_forms_its_address_in(setup:
     assert result.returncode == 0, result.stdout + result.stderr
     result = setup.pair.server.run("ping", "-6", "-c", "2", "-W", "2", "-i", "0.2", found[1], check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pushed_routes_from_the_access_accept_replace_the_servers(setup: Setup) -> None:
+    log = setup.start_server("--auth", "mschapv2", "--push-route", "10.50.0.0/16", "--dns", SERVER_TUNNEL_IP)
+    client = setup.connect("ivan", "ivan-password", "mschapv2", "--no-ipv6")
+    client.wait_connected()
+    wait_until(lambda: "(from the server)" in client.text(), "the pushed route", client.log)
+    text = client.text()
+    assert f"route: 10.99.0.0/16 via {CLIENT_TUN} (from the server)" in text
+    assert "10.50.0.0/16" not in text  # the user's routes replace the server's
+    routes = setup.pair.client.run("ip", "-4", "route", "show", "dev", CLIENT_TUN).stdout
+    assert "10.99.0.0/16" in routes and "10.50.0.0/16" not in routes
+    # FreeRADIUS's encoding of all three was understood (a malformed one is ignored with a warning).
+    server_log = log.read_text()
+    assert "ignored Cisco-AVPair" not in server_log and "ignored Route-IPv6-Information" not in server_log

@@ -24,11 +24,13 @@ import pytest
 from pysstp.client import live
 from pysstp.client.app import ClientApp
 from pysstp.client.dial import ConnectError, dial, open_tcp
+from pysstp.client.inform import InformExchange
 from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings, TlsSettings
 from pysstp.client.tls import make_context
 from pysstp.commands import connect as connect_command
 from pysstp.connection import LinkConnection
+from pysstp.dhcp import Configuration
 from pysstp.errors import ConfigError
 from pysstp.link import SERVER_SHUTTING_DOWN, ClientConfig, LinkUp
 from pysstp.ppp.constants import AuthMethod, Protocol
@@ -74,6 +76,19 @@ class RecordingTunnel:
         self.received.extend(map(bytes, packets))
 
     def set_backpressure(self, paused: bool) -> None:
+        pass
+
+    def expect(self, exchange: InformExchange) -> asyncio.Future[Configuration]:
+        # The DHCPINFORM's answer is the real Tunnel's to find (tests/unit/test_client_inform.py).
+        return asyncio.get_running_loop().create_future()
+
+    def stop_expecting(self) -> None:
+        pass
+
+    def apply_pushed(self, configuration: Configuration) -> None:
+        pass
+
+    def withdraw_pushed(self) -> None:
         pass
 
 

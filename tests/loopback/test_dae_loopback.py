@@ -223,12 +223,12 @@ async def test_a_dae_port_in_use_is_one_line(tmp_path: Path) -> None:
             listen="127.0.0.1", port=port, clients=(DaeClientSettings(IPv4Address("127.0.0.1"), secret),)
         )
         with pytest.raises(SystemSetupError) as info:
-            await start_dae(bench.app, dae)
+            await start_dae(ServerSessions(bench.app), dae)
         assert str(info.value) == (
             f"cannot listen for dynamic authorization on 127.0.0.1 UDP port {port}: it is in use "
             "(set dae.listen and dae.port)"
         )
-        assert await start_dae(bench.app, DaeSettings()) is None  # no clients: off
+        assert await start_dae(ServerSessions(bench.app), DaeSettings()) is None  # no clients: off
     finally:
         taken.close()
         await bench.app.shutdown()

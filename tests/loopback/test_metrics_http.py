@@ -4,6 +4,7 @@ connection that sends nothing, and a clear error for an address in use."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Sequence
 
@@ -135,3 +136,24 @@ async def test_an_address_in_use_is_one_clear_line() -> None:
         f"cannot serve metrics on 127.0.0.1:{port}: Address already in use; set metrics.listen (--metrics) "
         "to a free address of this host"
     )
+
+
+async def test_connections_beyond_the_limit_are_closed_unanswered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pysstp.server.metrics.MAX_CONNECTIONS", 2)
+    server = MetricsServer(snapshots, lambda: False)
+    address = await server.start("127.0.0.1", 0)
+    idle = [await asyncio.open_connection(*address) for _ in range(2)]
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(b"GET /health HTTP/1.0\r\n\r\n")
+    with contextlib.suppress(ConnectionResetError):  # closed with the request unread: a reset
+        assert await asyncio.wait_for(reader.read(), 60) == b""
+    writer.close()
+    # An idle one gone, there is room again.
+    idle[0][1].close()
+    for _ in range(6000):
+        if len(server._answering) < 2:
+            break
+        await asyncio.sleep(0.01)
+    assert (await fetch(address, b"GET /health HTTP/1.0\r\n\r\n"))[0] == "HTTP/1.0 200 OK"
+    idle[1][1].close()
+    await server.stop()

@@ -21,42 +21,11 @@ from pysstp.link import ServerConfig
 from pysstp.server.build import load_peap
 from pysstp.server.config import add_arguments
 from pysstp.server.config import settings_from_args as server_settings_from_args
+from test_client_loopback import RecordingTunnel as Tunnel
 
 from helpers.loopback import SERVER_ADDRESS, Bench, start_bench
 
 TIMEOUT = 10
-
-
-class Tunnel:
-    """Stands in for :class:`pysstp.client.tunnel.Tunnel`: records the call coming up."""
-
-    def __init__(self) -> None:
-        self.applied: list[object] = []
-        self.connection: object = None
-
-    def pin_server(self, server_ip: str) -> None:
-        pass
-
-    def apply(self, up: object) -> None:
-        self.applied.append(up)
-
-    def network_up(self, event: object) -> None:
-        pass
-
-    def network_down(self, protocol: object) -> None:
-        pass
-
-    def ipv6_address(self) -> None:
-        return None
-
-    def attach(self, connection: object) -> None:
-        self.connection = connection
-
-    def deliver(self, connection: object, packets: object) -> None:
-        pass
-
-    def set_backpressure(self, paused: bool) -> None:
-        pass
 
 
 async def peap_bench(tmp_path: Path) -> Bench:

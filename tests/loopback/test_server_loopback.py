@@ -8,7 +8,7 @@ import errno
 import logging
 import socket
 import struct
-from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -561,6 +561,12 @@ class RecordedRoutes:
 
     def remove(self, network: IPv4Network | IPv6Network) -> None:
         del self.installed[network]
+
+    def hold(self, address: IPv4Address | IPv6Address) -> None:
+        """The TUN's own routes cover it (a single server)."""
+
+    def let_go(self, address: IPv4Address | IPv6Address) -> None:
+        """As :meth:`hold`."""
 
 
 async def test_session_below_the_tun_mtu_gets_a_route_with_its_own_mtu(tmp_path: Path) -> None:

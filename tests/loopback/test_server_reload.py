@@ -9,7 +9,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
@@ -169,3 +169,12 @@ def test_every_setting_is_either_reloaded_or_named_as_needing_a_restart() -> Non
     keys = setting_keys(ServerSettings())
     assert sorted(keys) == sorted(_BY_KEY)
     assert set(RESTART_SETTINGS) <= set(keys)
+
+
+async def test_pushed_routes_and_domain_apply_at_once(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    setup.config.write_text(BASE + '[push]\nroutes = ["10.99.0.0/16"]\ndomain = "corp.example"\n')
+    with caplog.at_level(logging.INFO, "pysstp.server"):
+        setup.reloader.reload()
+    push = setup.bench.app.routing.push
+    assert (push.routes, push.domain) == ((IPv4Network("10.99.0.0/16"),), "corp.example")
+    assert "changed: push.routes, push.domain" in messages(caplog)[-1]

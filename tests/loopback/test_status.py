@@ -74,6 +74,16 @@ def test_columns_go_least_needed_first() -> None:
     assert "TLSv1.3" in at_125 and "CHACHA20" not in at_125  # the cipher goes before the version
 
 
+def test_several_workers_get_a_worker_column_after_the_address() -> None:
+    rows = [{**SESSION, "worker": 0}, {**SESSION, "user": "bob", "worker": 1}]
+    table = format_table(rows, width=200)
+    assert header(table).split()[:3] == ["USER", "ADDRESS", "WORKER"]
+    assert [line.split()[2] for line in table.splitlines()[1:]] == ["0", "1"]
+    # Narrower, it goes after the drops and before the byte counts.
+    assert header(format_table(rows, width=110)).split()[:3] == ["USER", "ADDRESS", "PEER"]
+    assert "WORKER" not in header(format_table([SESSION], width=200))  # one process: no column
+
+
 def test_a_terminal_too_narrow_for_any_table_still_gets_user_and_address() -> None:
     table = format_table([SESSION], width=10)
     assert header(table).split() == ["USER", "ADDRESS"]
@@ -181,6 +191,7 @@ async def test_status_counts_connects_failures_and_traffic_of_ended_sessions(
             "no_session",
             "before_binding",
             "rate_limit",
+            "dhcp",
         }
         assert server["rss_bytes"] > 0 and server["cpu_seconds"] > 0 and server["negotiating"] == 0
         assert "sessions" not in server

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -101,9 +103,14 @@ class Workers:
         assert started, self.log.read_text()
         return int(started[-1])
 
-    def start_client(self, ns: Namespace, server_ip: str, name: str, user: str, password: str) -> Path:
+    def start_client(
+        self, ns: Namespace, server_ip: str, name: str, user: str, password: str, *extra: str
+    ) -> Path:
         log = self.tmp / f"client-{name}.log"
-        ns.start([sys.executable, CLIENT, server_ip, PORT, str(self.cert), user, password, "auto", name], log)
+        ns.start(
+            [sys.executable, CLIENT, server_ip, PORT, str(self.cert), user, password, "auto", name, *extra],
+            log,
+        )
         return log
 
     def status(self) -> list[dict[str, object]]:
@@ -215,6 +222,100 @@ def test_sessions_on_two_workers_talk_show_in_status_and_are_kicked(workers: Wor
     assert pair.server.run("nft", "list", "tables").stdout == ""
     assert pair.server.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"  # attach_lan's
     assert list((workers.tmp / "state").iterdir()) == []
+
+
+def wait_for_output(ns: Namespace, command: tuple[str, ...], text: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while text not in (output := ns.run(*command).stdout):
+        assert time.monotonic() < deadline, f"no {text!r} in {' '.join(command)}:\n{output}"
+        time.sleep(0.1)
+
+
+def test_ipv6_prefix_sessions_on_two_workers_reach_each_other(workers: Workers, lan: Namespace) -> None:
+    prefix = IPv6Network("fd77:77::/64")
+    before = network_state(workers.pair.server)
+    workers.start_server("--ipv6", str(prefix))
+    pair = workers.pair
+
+    def client(ns: Namespace, name: str, user: str) -> Callable[[], Path]:
+        return lambda: workers.start_client(ns, pair.server_ip, name, user, f"{user}pw", "ipv6")
+
+    logs = {
+        "wa": call_on_worker_log(workers, 0, client(pair.client, "wa", "alice"), "UP6 "),
+        "wb": call_on_worker_log(workers, 1, client(lan, "wb", "bob"), "UP6 "),
+    }
+    rows = {row["user"]: row for row in workers.wait_for_sessions(2)}
+    assert (rows["alice"]["worker"], rows["bob"]["worker"]) == (0, 1)
+    link_local = {
+        name: IPv6Address(
+            next(line for line in log.read_text().splitlines() if line.startswith("UP6 ")).split()[1]
+        )
+        for name, log in logs.items()
+    }
+    address = {
+        name: IPv6Address(prefix.network_address.packed[:8] + ll.packed[8:])
+        for name, ll in link_local.items()
+    }
+    for ns, name in ((pair.client, "wa"), (lan, "wb")):
+        # The client's kernel forms its address from the advertisement of its own worker.
+        wait_for_output(ns, ("ip", "-6", "addr", "show", "dev", name), f"{address[name]}/64")
+    routes = pair.server.run("ip", "-6", "route").stdout
+    assert f"unreachable {prefix}" in routes, routes
+    assert f"{address['wa']} dev {TUN}-0" in routes and f"{address['wb']} dev {TUN}-1" in routes, routes
+    # From one worker's client to the other's, to the server, and from the server to each.
+    ping(pair.client, str(address["wb"]))
+    ping(lan, str(address["wa"]))
+    ping(pair.client, str(prefix[1]))
+    ping(lan, str(prefix[1]))
+    ping(pair.server, str(address["wa"]))
+    ping(pair.server, f"{link_local['wb']}%{TUN}-1")
+    # A session's end takes its address's route; the server's end takes the prefix's.
+    pair.server.run(PYSSTP, "status", "--kick", "bob", "--socket", str(workers.tmp / "ctl.sock"))
+    wait_for_text(logs["wb"], "DOWN ", DEADLINE)
+    workers.wait_for_sessions(1)
+    assert str(address["wb"]) not in pair.server.run("ip", "-6", "route").stdout
+    assert workers.server is not None
+    workers.server.terminate()
+    assert workers.server.wait(30) == 0, workers.log.read_text()
+    assert network_state(pair.server) == before
+
+
+@pytest.mark.skipif(shutil.which("radclient") is None, reason="radclient is not installed (freeradius-utils)")
+def test_radclient_disconnects_a_session_on_each_worker(workers: Workers, lan: Namespace) -> None:
+    secret = workers.tmp / "dae.secret"
+    secret.write_text("dae-s3cret\n")
+    workers.start_server(
+        "--dae-client", f"127.0.0.1={secret}", "--dae-listen", "127.0.0.1", "--dae-port", "3799"
+    )
+    pair = workers.pair
+    call_on_worker(
+        workers, 0, lambda: workers.start_client(pair.client, pair.server_ip, "wa", "alice", "alicepw")
+    )
+    call_on_worker(workers, 1, lambda: workers.start_client(lan, pair.server_ip, "wb", "bob", "bobpw"))
+    rows = {row["user"]: row for row in workers.wait_for_sessions(2)}
+    assert (rows["alice"]["worker"], rows["bob"]["worker"]) == (0, 1)
+    status = pair.server.run(PYSSTP, "status", "--socket", str(workers.tmp / "ctl.sock"))
+    assert "dynamic authorization: listening on 127.0.0.1:3799 for 1 client(s)" in status.stdout
+
+    def radclient(kind: str, attributes: str) -> str:
+        request = workers.tmp / "request.txt"
+        request.write_text(attributes + "\n")
+        answer = pair.server.run(
+            "radclient", "-x", "-r", "1", "-t", "10", "-S", str(secret), "-f", str(request),
+            "127.0.0.1:3799", kind, check=False,
+        )  # fmt: skip
+        return answer.stdout + answer.stderr
+
+    for user, log in (("bob", "client-wb.log"), ("alice", "client-wa.log")):
+        answer = radclient("disconnect", f"User-Name={user}")
+        assert "Received Disconnect-ACK" in answer, answer
+        wait_for_text(workers.tmp / log, "DOWN 0", DEADLINE)
+    # No worker has a session of carol: the answers of both make the NAK.
+    answer = radclient("disconnect", "User-Name=carol")
+    assert "Received Disconnect-NAK" in answer and "Session-Context-Not-Found" in answer, answer
+    status = pair.server.run(PYSSTP, "status", "--json", "--socket", str(workers.tmp / "ctl.sock"))
+    dae = json.loads(status.stdout)["dae"]
+    assert (dae["acks"], dae["naks"]) == (2, 1), dae
 
 
 def test_a_killed_worker_is_restarted_and_the_other_keeps_its_sessions(

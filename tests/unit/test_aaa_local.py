@@ -124,3 +124,11 @@ def test_certificates_ask_only_for_the_user(db: UserDatabase) -> None:
     assert ask("alice", True) == (True, "")
     certificate = backend.check(Verification(AuthMethod.EAP_TLS, "alice", CertificateProof(b"der")))
     assert certificate.authorization.address == IPv4Address("10.77.0.50")
+
+
+def test_push_routes_and_domain_reach_the_authorization(db: UserDatabase) -> None:
+    db.add("dave", "davepw", push_routes=["10.99.0.0/16"], domain="corp.example")
+    answer = LocalBackend(db, db.entry).check(mschapv2("dave", "davepw"))
+    assert answer.authorization.push_routes == (IPv4Network("10.99.0.0/16"),)
+    assert answer.authorization.domain == "corp.example"
+    assert answer.authorization.routes == ()

@@ -344,3 +344,37 @@ def test_config_names_the_database_and_the_pool_an_address_must_lie_in(
     assert entry is not None and str(entry.address) == "10.9.0.5"
     code, out, _ = run(capsys, "user", "list", "--config", str(server_toml))
     assert code == 0 and "10.9.0.5" in out
+
+
+def test_add_with_push_routes_and_domain(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None
+) -> None:
+    flags = ["--push-route", "10.99.0.0/16", "--push-route", "2001:db8:99::/48", "--domain", "corp.example"]
+    assert user(capsys, users, "add", "dave", *flags)[0] == 0
+    entry = UserDatabase(users).entry("dave")
+    assert entry is not None
+    assert [str(n) for n in entry.push_routes] == ["10.99.0.0/16", "2001:db8:99::/48"]
+    assert entry.domain == "corp.example"
+    fails_with(user(capsys, users, "add", "erin", "--domain", "not a domain"), "is not a domain name")
+
+
+def test_set_changes_pushed_routes_and_domain(
+    capsys: pytest.CaptureFixture[str], users: Path, password_env: None
+) -> None:
+    assert user(capsys, users, "add", "dave", "--rate-in", "2M")[0] == 0
+    code, out, _ = user(
+        capsys, users, "set", "dave", "--push-route", "10.99.0.0/16", "--domain", "corp.example"
+    )
+    assert code == 0
+    assert out == (
+        f"user 'dave' in {users}: rate in 2 Mbit/s, rate out the server's, pushed routes 10.99.0.0/16, "
+        "domain corp.example\n"
+    )
+    entry = UserDatabase(users).entry("dave")
+    assert entry is not None and entry.rate_in == 2_000_000
+    assert [str(n) for n in entry.push_routes] == ["10.99.0.0/16"] and entry.domain == "corp.example"
+    # '' clears back to the server's.
+    assert user(capsys, users, "set", "dave", "--push-route", "", "--domain", "")[0] == 0
+    entry = UserDatabase(users).entry("dave")
+    assert entry is not None and (entry.push_routes, entry.domain) == ((), "")
+    fails_with(user(capsys, users, "set", "dave", "--push-route", "10.1.2.3/8"), "is not a network")

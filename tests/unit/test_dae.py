@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import struct
@@ -28,6 +29,7 @@ from pysstp.aaa.dae import (
     DaeSession,
     DynamicAuthorization,
     ErrorCause,
+    LocalSessions,
     Selector,
 )
 from pysstp.aaa.radius.dictionary import radius_dictionary
@@ -48,7 +50,7 @@ class Session:
 
 
 @dataclass
-class Table:
+class Table(LocalSessions):
     """A session table that records what was done to it."""
 
     known: list[Session] = field(
@@ -71,6 +73,13 @@ class Table:
         self.changed.append((session.session_id, change))
 
 
+def handle(
+    dae: DynamicAuthorization, raw: bytes, source: tuple[str, int], now: float, wall: float
+) -> bytes | None:
+    """The reply of ``dae`` to one datagram, on an event loop of its own."""
+    return asyncio.run(dae.handle(raw, source, now, wall))
+
+
 def make(
     code: int = DisconnectRequest, *, secret: bytes = SECRET, ma: bool = False, **attributes: Any
 ) -> bytes:
@@ -86,7 +95,7 @@ def answer(raw: bytes, table: Table | None = None) -> tuple[CoAPacket | None, Ta
     """The decoded and verified reply to ``raw`` from CLIENT (None: dropped)."""
     table = table or Table()
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
-    reply = dae.handle(raw, CLIENT, NOW, WALL)
+    reply = handle(dae, raw, CLIENT, NOW, WALL)
     return (decode(raw, reply) if reply is not None else None), table, dae
 
 
@@ -212,14 +221,14 @@ def test_a_request_from_an_unknown_client_is_dropped_and_logged(caplog: pytest.L
     table = Table()
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
     with caplog.at_level(logging.WARNING, "pysstp.dae"):
-        assert dae.handle(make(User_Name="alice"), ("192.0.2.99", 40000), NOW, WALL) is None
+        assert handle(dae, make(User_Name="alice"), ("192.0.2.99", 40000), NOW, WALL) is None
     assert "192.0.2.99:40000: not a dynamic authorization client" in caplog.text
     assert table.disconnected == [] and dae.counters.dropped == 1
 
 
 def test_a_client_seen_through_a_dual_stack_socket_is_known() -> None:
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], Table())
-    assert dae.handle(make(User_Name="alice"), ("::ffff:192.0.2.10", 40000), NOW, WALL) is not None
+    assert handle(dae, make(User_Name="alice"), ("::ffff:192.0.2.10", 40000), NOW, WALL) is not None
 
 
 def test_a_wrong_request_authenticator_is_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -271,13 +280,13 @@ def test_a_retransmitted_request_gets_the_same_answer_and_is_done_once() -> None
     table = Table()
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
     raw = make(User_Name="bob")
-    first = dae.handle(raw, CLIENT, NOW, WALL)
-    again = dae.handle(raw, CLIENT, NOW + 2, WALL + 2)
+    first = handle(dae, raw, CLIENT, NOW, WALL)
+    again = handle(dae, raw, CLIENT, NOW + 2, WALL + 2)
     assert first is not None and again == first
     assert table.disconnected == ["00000000000000b1"]
     assert dae.counters.duplicates == 1
     # Long after, the same bytes are a new request.
-    dae.handle(raw, CLIENT, NOW + 301, WALL + 2)
+    handle(dae, raw, CLIENT, NOW + 301, WALL + 2)
     assert table.disconnected == ["00000000000000b1"] * 2
 
 
@@ -287,18 +296,45 @@ def test_a_copy_from_another_source_port_is_dropped_as_a_replay(caplog: pytest.L
     table = Table()
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
     raw = make(User_Name="bob")
-    assert dae.handle(raw, CLIENT, NOW, WALL) is not None
-    assert dae.handle(raw, (CLIENT[0], CLIENT[1] + 1), NOW + 60, WALL + 60) is None
+    assert handle(dae, raw, CLIENT, NOW, WALL) is not None
+    assert handle(dae, raw, (CLIENT[0], CLIENT[1] + 1), NOW + 60, WALL + 60) is None
     assert table.disconnected == ["00000000000000b1"]
     assert "dropped as a possible replay" in caplog.text
     assert dae.counters.dropped == 1
 
 
+class SlowTable:
+    """Sessions in other processes: each request is answered when ``go`` is set."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.acted: list[Selector] = []
+
+    async def act(self, selector: Selector, change: Change | None, reason: str) -> list[str]:
+        self.acted.append(selector)
+        await self.go.wait()
+        return ["00000000000000b1"]
+
+
+async def test_a_retransmission_while_the_first_copy_is_answered_gets_the_same_answer() -> None:
+    table = SlowTable()
+    dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
+    raw = make(User_Name="bob")
+    first = asyncio.ensure_future(dae.handle(raw, CLIENT, NOW, WALL))
+    again = asyncio.ensure_future(dae.handle(raw, CLIENT, NOW + 1, WALL + 1))
+    while not table.acted:
+        await asyncio.sleep(0)
+    table.go.set()
+    answers = await asyncio.gather(first, again)
+    assert answers[0] is not None and answers[0] == answers[1]
+    assert len(table.acted) == 1 and dae.counters.duplicates == 1
+
+
 def test_the_same_identifier_with_another_authenticator_is_a_new_request() -> None:
     table = Table()
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], table)
-    dae.handle(make(User_Name="bob"), CLIENT, NOW, WALL)
-    dae.handle(make(Acct_Session_Id="00000000000000a1"), CLIENT, NOW, WALL)  # id 7 again
+    handle(dae, make(User_Name="bob"), CLIENT, NOW, WALL)
+    handle(dae, make(Acct_Session_Id="00000000000000a1"), CLIENT, NOW, WALL)  # id 7 again
     assert table.disconnected == ["00000000000000b1", "00000000000000a1"]
 
 
@@ -337,7 +373,7 @@ def test_no_request_makes_the_handler_raise(
     if len(body) > 4000:
         return
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], Table())
-    reply = dae.handle(signed(code, body), CLIENT, NOW, WALL)
+    reply = handle(dae, signed(code, body), CLIENT, NOW, WALL)
     assert reply is None or reply[0] in (DisconnectACK, DisconnectNAK, CoAACK, CoANAK)
 
 
@@ -345,7 +381,7 @@ def test_no_request_makes_the_handler_raise(
 @given(st.binary(max_size=100))
 def test_no_datagram_makes_the_handler_raise(data: bytes) -> None:
     dae = DynamicAuthorization([DaeClient(IPv4Address(CLIENT[0]), SECRET)], Table())
-    assert dae.handle(data, CLIENT, NOW, WALL) is None
+    assert handle(dae, data, CLIENT, NOW, WALL) is None
 
 
 def test_a_change_names_its_attributes() -> None:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pysstp import __version__
 from pysstp.aaa.radius.client import DURATION_BUCKETS, RadiusServerStats
 from pysstp.server.metrics import exposition
-from pysstp.server.stats import DropCause, FailureReason, ServerStats, SessionStats
+from pysstp.server.stats import NO_AUTH, DropCause, FailureReason, ServerStats
 
 DASHBOARD = Path(__file__).parents[2] / "contrib" / "grafana-pysstp.json"
 
@@ -35,10 +35,6 @@ def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
     return name, frozenset(labels.items())
 
 
-def session(auth: str | None, *, up: bool = True) -> SessionStats:
-    return SessionStats(session_id="s", peer="192.0.2.1:5000", started=0.0, up=up, auth=auth)
-
-
 def radius(
     server: str, access: int, accounting: int, timeouts: int, durations: list[int], total: float
 ) -> RadiusServerStats:
@@ -51,7 +47,7 @@ WORKER_0 = ServerStats(
     worker=0,
     pid=100,
     started=1.0,
-    sessions=(session("mschapv2"), session("mschapv2"), session("eap-tls"), session(None, up=False)),
+    up_by_auth={"mschapv2": 2, "eap-tls": 1},
     negotiating=1,
     connects=7,
     failures={"authentication": 3, "tls_handshake": 1},
@@ -71,7 +67,7 @@ WORKER_1 = ServerStats(
     worker=1,
     pid=101,
     started=1.0,
-    sessions=(session("pap"),),
+    up_by_auth={"pap": 1},
     connects=2,
     failures={"address": 1},
     bytes_in=5,
@@ -124,7 +120,7 @@ def test_every_reason_cause_and_method_is_there_from_the_start() -> None:
 
 
 def test_a_session_without_a_method_and_an_unknown_reason_still_show() -> None:
-    stats = ServerStats(worker=0, pid=1, started=0.0, sessions=(session(None),), failures={"new_reason": 1})
+    stats = ServerStats(worker=0, pid=1, started=0.0, up_by_auth={NO_AUTH: 1}, failures={"new_reason": 1})
     result = samples([stats])
     assert result[key("pysstp_sessions", auth_method="none", worker="0")] == 1
     assert result[key("pysstp_call_failures_total", reason="new_reason", worker="0")] == 1

@@ -176,3 +176,26 @@ def test_no_attribute_makes_an_accept_raise(attributes: list[tuple[int, bytes]])
     accepted.authorization()
     accepted.hlak()
     _ = (accepted.mschap2_success, accepted.mschap_error, accepted.eap_message, accepted.state)
+
+
+def test_pushed_routes_and_domain_from_an_accept(caplog: pytest.LogCaptureFixture) -> None:
+    reply = accept(
+        Framed_Route=["192.168.50.0/24"],
+        Cisco_AVPair=[
+            "pysstp:push-route=10.99.0.0/16",
+            "pysstp:push-route=2001:db8:98::/48",
+            "pysstp:domain=corp.example",
+            "ip:addr-pool=other",
+            "pysstp:push-route=10.1.2.3/8",
+        ],
+        Route_IPv6_Information="2001:db8:99::/48",
+    )
+    auth = reply.authorization()
+    assert auth.routes == (IPv4Network("192.168.50.0/24"),)
+    assert auth.push_routes == (
+        IPv4Network("10.99.0.0/16"),
+        IPv6Network("2001:db8:98::/48"),
+        IPv6Network("2001:db8:99::/48"),
+    )
+    assert auth.domain == "corp.example"
+    assert "ignored Cisco-AVPair 'pysstp:push-route=10.1.2.3/8'" in caplog.text

@@ -22,6 +22,7 @@ from pysstp.server.config import (
     load,
     settings_from_args,
 )
+from pysstp.server.inform import Push
 from pysstp.sstp.constants import HashProtocol
 
 CERT_FLAGS = ["--cert", "/etc/pysstp/fullchain.pem", "--key", "/etc/pysstp/key.pem"]
@@ -454,6 +455,40 @@ def test_drain_timeout_from_file_and_flag(toml_file: Path) -> None:
     assert "limits.drain_timeout: must be more than 0 seconds, not 0" in str(info.value)
 
 
+def test_push_settings_from_file_and_flags(toml_file: Path) -> None:
+    toml_file.write_text(
+        '[push]\nroutes = ["10.99.0.0/16", "2001:db8:99::/48"]\ndomain = "corp.example."\n'
+        'wins = ["10.0.0.44"]\nipv6_dns = ["2001:db8::53"]\n'
+    )
+    result = settings(*CERT_FLAGS, "--config", str(toml_file))
+    assert result.push == Push(
+        routes=(IPv4Network("10.99.0.0/16"), IPv6Network("2001:db8:99::/48")),
+        domain="corp.example",
+        wins=(IPv4Address("10.0.0.44"),),
+        ipv6_dns=(ip_address("2001:db8::53"),),
+    )
+    result = settings(*CERT_FLAGS, "--config", str(toml_file), "--push-route", "10.98.0.0/16")
+    assert result.push.routes == (IPv4Network("10.98.0.0/16"),)
+    assert ServerSettings().push == Push()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--push-route", "10.99.0.1/16"], "--push-route: '10.99.0.1/16' is not a network such as"),
+        (["--push-route", "224.0.0.0/4"], "--push-route: 224.0.0.0/4 cannot be routed into the tunnel"),
+        (["--push-domain", "corp example"], "--push-domain: 'corp example' is not a domain name"),
+        (["--push-domain=corp..example"], "is not a domain name"),
+        (["--push-wins", "wins.example"], "--push-wins: 'wins.example' is not an IPv4 address"),
+        (["--push-ipv6-dns", "ff02::1"], "--push-ipv6-dns: ff02::1 is not a unicast address"),
+    ],
+)
+def test_push_mistakes(flags: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(*CERT_FLAGS, *flags)
+    assert message in str(info.value)
+
+
 def test_rate_limits_from_file_and_flag(toml_file: Path) -> None:
     assert (ServerSettings().limits.rate_in, ServerSettings().limits.rate_out) == (0, 0)
     toml_file.write_text('[limits]\nrate_in = 2000000\nrate_out = "10M"\n')
@@ -517,16 +552,19 @@ def test_workers_from_the_file_and_the_flag(toml_file: Path) -> None:
     assert settings(*CERT_FLAGS, "--workers", "auto").workers == "auto"
 
 
+def test_dynamic_authorization_with_several_workers() -> None:
+    """The supervisor holds the DAE port and asks every worker (docs/scaling.md, "Workers")."""
+    result = settings(*CERT_FLAGS, "--workers", "2", "--dae-client", "192.0.2.1=/s/a")
+    assert result.workers == 2 and len(result.dae.clients) == 1
+    # An IPv6 prefix too: each session's address is routed to its worker.
+    assert settings(*CERT_FLAGS, "--workers", "auto", "--ipv6", "2001:db8:1::/64").workers == "auto"
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--workers", "0"], '--workers: must be between 1 and 64 or "auto", not 0'),
         (["--workers", "many"], "--workers: expected an integer or \"auto\", not 'many'"),
-        (
-            ["--workers", "2", "--dae-client", "192.0.2.1=/s/a"],
-            "dynamic authorization (dae.clients) needs workers = 1",
-        ),
-        (["--workers", "auto", "--ipv6", "2001:db8:1::/64"], "ipv6 = 2001:db8:1::/64 needs workers = 1"),
     ],
 )
 def test_workers_mistakes(flags: list[str], message: str) -> None:

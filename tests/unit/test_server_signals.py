@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from pysstp.server.service import Signals
+from pysstp.server.signals import Signals
 
 
 async def test_in_start_up_sigterm_stops_once_started_and_reload_or_drain_are_ignored(

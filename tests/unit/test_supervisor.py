@@ -3,20 +3,45 @@ handed to a worker."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
+import logging
+import os
+import signal
+import socket
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
+from pysstp.errors import SystemSetupError
+from pysstp.net.changes import ChangeJournal
+from pysstp.server import supervisor as supervisor_module
+from pysstp.server.addresses import AddressAuthority
+from pysstp.server.admission import Limits
+from pysstp.server.app import SHUTDOWN_GRACE
 from pysstp.server.config import ServerSettings
+from pysstp.server.coordinator import Claim, Coordinator, Granted
+from pysstp.server.notify import Notifier
+from pysstp.server.pool import AddressPool
+from pysstp.server.signals import Signals
+from pysstp.server.statefile import state_file
+from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import (
+    Supervisor,
+    Worker,
     decode_settings,
     merge_answers,
+    undo_left_behind,
     worker_count,
     worker_tun_name,
     worker_tun_pattern,
 )
-from pysstp.server.workerchannel import pack
+from pysstp.server.workerchannel import Channel, Handler, Message, pack
+
+SERVER = IPv4Address("10.77.0.1")
+POOL = IPv4Network("10.77.0.0/29")
 
 
 def test_worker_tun_names_fit_the_kernel_and_share_a_prefix() -> None:
@@ -73,3 +98,292 @@ def test_an_error_from_any_worker_is_the_answer() -> None:
     error = {"ok": False, "error": "kick needs a 'target' (user name or address)"}
     assert merge_answers([{"ok": True, "kicked": 0}, error]) == error
     assert merge_answers([]) == {"ok": False, "error": "no worker is running"}
+
+
+async def served_channel(sock: socket.socket, handle: Handler, tasks: list[asyncio.Task[None]]) -> Channel:
+    channel = Channel(sock, handle)
+    await channel.open()
+    tasks.append(asyncio.create_task(channel.serve()))
+    return channel
+
+
+async def running_supervisor(
+    count: int, tasks: list[asyncio.Task[None]]
+) -> tuple[Supervisor, list[socket.socket]]:
+    """A supervisor whose ``count`` workers have started, with the worker ends of their lines."""
+    shared = Coordinator(AddressAuthority(AddressPool(POOL, SERVER), {}, server_address=SERVER), Limits())
+    supervisor = Supervisor(dataclasses.replace(ServerSettings(), workers=count), None, [], shared, Signals())
+    ends: list[socket.socket] = []
+    for worker in supervisor.workers:
+        ours, theirs = socket.socketpair()
+        ends.append(theirs)
+        worker.channel = await served_channel(ours, functools.partial(supervisor._handle, worker), tasks)
+        worker.ready = asyncio.get_running_loop().create_future()
+        worker.ready.set_result(None)
+    return supervisor, ends
+
+
+async def test_a_worker_that_does_not_answer_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor_module, "ANSWER_TIMEOUT", 0.2)
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, (answering, silent) = await running_supervisor(2, tasks)
+
+    async def worker_zero(message: Message) -> Message | None:
+        if message["op"] == "snapshot":
+            return {"stats": pack(ServerStats(worker=0, pid=1, started=0.0))}
+        return {"ok": True, "sessions": [{"started": 1.0}]}
+
+    await served_channel(answering, worker_zero, tasks)
+    # Worker 1 never reads its line (its loop is stuck): status and the scrape still get worker 0's.
+    answer = await asyncio.wait_for(supervisor.answer(b'{"command": "status"}'), 60)
+    assert answer == {"ok": True, "sessions": [{"started": 1.0, "worker": 0}]}
+    assert [stats.worker for stats in await asyncio.wait_for(supervisor.snapshots(), 60)] == [0]
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()
+    silent.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_worker_hung_at_start_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor_module, "START_TIMEOUT", 0.2)
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    worker = supervisor.workers[0]
+    worker.ready = asyncio.get_running_loop().create_future()
+    worker.process = await asyncio.create_subprocess_exec("sleep", "600")
+    with pytest.raises(SystemSetupError, match="did not start within"):
+        await asyncio.wait_for(supervisor._wait_ready(worker), 60)
+    # Not left running beside the one the restart starts next.
+    assert worker.process.returncode is not None
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_the_end_of_a_replaced_process_frees_nothing_of_its_successor(tmp_path: Path) -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    supervisor.settings = dataclasses.replace(supervisor.settings, state_dir=tmp_path)
+    worker = supervisor.workers[0]
+    worker.delay = 3600.0
+    lease = supervisor.coordinator.reserve(0, Claim("alice"))
+    assert isinstance(lease, Granted)
+    # A process a restart gave up on ends after its successor has started and taken a lease.
+    replaced = await asyncio.create_subprocess_exec("true")
+    worker.process = await asyncio.create_subprocess_exec("sleep", "600")
+    await asyncio.wait_for(supervisor._watch(worker, replaced), 60)
+    assert supervisor.coordinator.leases() == [lease.lease]
+    assert worker.channel is not None and not worker.channel.closed
+    worker.process.kill()
+    await worker.process.wait()
+    worker.channel.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_dead_workers_last_request_leases_nothing() -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    worker = supervisor.workers[0]
+    assert worker.channel is not None
+    # The worker's process has ended (its line is closed, its leases freed); a request it sent just
+    # before is handled only now.
+    worker.channel.close()
+    supervisor.coordinator.worker_gone(0)
+    answer = await supervisor._handle(worker, {"op": "reserve", "user": "alice"})
+    assert answer is not None and "refused" in answer
+    assert supervisor.coordinator.leases() == []
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_drain_extends_systemds_stop_timeout_to_the_drains_deadline(tmp_path: Path) -> None:
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(tmp_path / "notify"))
+    manager.settimeout(10)
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, ends = await running_supervisor(1, tasks)
+    supervisor.settings = dataclasses.replace(
+        supervisor.settings, limits=dataclasses.replace(supervisor.settings.limits, drain_timeout=600.0)
+    )
+    supervisor.notifier = Notifier(str(tmp_path / "notify"))
+
+    async def draining(message: Message) -> Message | None:
+        return {"ok": True, "sessions": 0, "started": True}
+
+    await served_channel(ends[0], draining, tasks)
+    assert (await asyncio.wait_for(supervisor.drain("SIGUSR2"), 60))["ok"]
+    fields = manager.recv(4096).decode().split("\n")
+    # STOPPING=1 starts TimeoutStopSec= (90 s by default), which would kill a drain of 600 s.
+    assert "STOPPING=1" in fields
+    assert f"EXTEND_TIMEOUT_USEC={round((600.0 + SHUTDOWN_GRACE) * 1_000_000)}" in fields
+    supervisor.notifier.close()
+    manager.close()
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_worker_back_while_a_drain_began_drains_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    supervisor.settings = dataclasses.replace(supervisor.settings, state_dir=tmp_path)
+    worker = supervisor.workers[0]
+    worker.delay = 0.0
+    worker.process = await asyncio.create_subprocess_exec("true")
+    asked: list[Message] = []
+
+    async def restarted(message: Message) -> Message | None:
+        asked.append(message)
+        return {"ok": True, "sessions": 0, "started": True}
+
+    async def start(worker: Worker) -> None:
+        ours, theirs = socket.socketpair()
+        worker.channel = await served_channel(ours, functools.partial(supervisor._handle, worker), tasks)
+        await served_channel(theirs, restarted, tasks)
+
+    async def ready(worker: Worker) -> None:
+        supervisor.draining = True  # the drain's fan-out went out while this worker was starting
+
+    monkeypatch.setattr(supervisor, "_start", start)
+    monkeypatch.setattr(supervisor, "_wait_ready", ready)
+    await asyncio.wait_for(supervisor._watch(worker, worker.process), 60)
+    assert [message["request"] for message in asked] == [{"command": "drain"}]
+    assert worker.channel is not None
+    worker.channel.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_drain_with_every_worker_dead_ends_the_supervisor() -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(2, tasks)
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()  # both died; their restarts wait
+        worker.process = await asyncio.create_subprocess_exec("true")
+        await worker.process.wait()
+    await asyncio.wait_for(supervisor.drain("SIGUSR2"), 60)
+    assert supervisor._stop.is_set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_a_killed_supervisors_sysctls_get_the_hosts_values_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: dict[str, str] = {}
+    monkeypatch.setattr("pysstp.net.changes.sysctl_path", lambda key: tmp_path)
+    monkeypatch.setattr("pysstp.net.changes.write_sysctl", lambda key, value: written.update({key: value}))
+    settings = dataclasses.replace(ServerSettings(), state_dir=tmp_path)
+    forwarding = "net.ipv6.conf.all.forwarding"
+    # The supervisor set it first (the host had 0), then a worker set it again (and found 1).
+    journal = ChangeJournal.open(state_file(tmp_path, settings.tun_name))
+    journal.write([{"kind": "sysctl", "key": forwarding, "previous": "0"}])
+    worker = ChangeJournal.open(state_file(tmp_path, worker_tun_name(settings.tun_name, 0)))
+    worker.write([{"kind": "sysctl", "key": forwarding, "previous": "1"}])
+    worker.close(remove=False)
+    assert undo_left_behind(settings, journal) == [f"sysctl {forwarding}=1", f"sysctl {forwarding}=0"]
+    assert written == {forwarding: "0"}
+    journal.close(remove=True)
+
+
+async def test_a_reload_is_framed_by_reloading_and_ready_for_systemd(tmp_path: Path) -> None:
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(tmp_path / "notify"))
+    manager.settimeout(10)
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    supervisor.notifier = Notifier(str(tmp_path / "notify"))
+    supervisor.listening = "listening on 0.0.0.0:443"
+    supervisor.reload()
+    assert manager.recv(4096).decode().startswith("RELOADING=1\n")
+    assert manager.recv(4096).decode() == "READY=1\nSTATUS=listening on 0.0.0.0:443"
+    supervisor.notifier.close()
+    manager.close()
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_worker_that_cannot_be_started_leaks_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks: list[asyncio.Task[None]] = []
+    supervisor, _ = await running_supervisor(1, tasks)
+    pairs: list[tuple[socket.socket, socket.socket]] = []
+    real = socket.socketpair
+
+    def socketpair() -> tuple[socket.socket, socket.socket]:
+        pairs.append(real())
+        return pairs[-1]
+
+    async def cannot_fork(*args: object, **kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("socket.socketpair", socketpair)
+    monkeypatch.setattr("asyncio.create_subprocess_exec", cannot_fork)
+    with pytest.raises(OSError):
+        await supervisor._start(supervisor.workers[0])
+    assert [sock.fileno() for sock in pairs[0]] == [-1, -1]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_signals_in_start_up_and_shutdown_do_not_end_the_supervisor_early(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pysstp.server")
+    tasks: list[asyncio.Task[None]] = []
+    shared = Coordinator(AddressAuthority(AddressPool(POOL, SERVER), {}, server_address=SERVER), Limits())
+    ended: list[int] = []
+
+    async def start(worker: Worker) -> None:
+        pass
+
+    async def wait_ready(worker: Worker) -> None:
+        # Python's default action for SIGTERM would end the process here, with the host half set up.
+        if worker.index == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(supervisor._stop.wait(), 60)
+
+    async def end(worker: Worker) -> None:
+        if worker.index == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(6000):
+                if "SIGHUP ignored" in caplog.text:
+                    break
+                await asyncio.sleep(0.01)
+        ended.append(worker.index)
+
+    async def nothing() -> None:
+        pass
+
+    with Signals() as signals:
+        settings = dataclasses.replace(ServerSettings(), workers=2)
+        supervisor = Supervisor(settings, None, [], shared, signals)
+        monkeypatch.setattr(supervisor, "_start", start)
+        monkeypatch.setattr(supervisor, "_wait_ready", wait_ready)
+        monkeypatch.setattr(supervisor, "_end", end)
+        monkeypatch.setattr(supervisor, "_open_control", nothing)
+        await asyncio.wait_for(supervisor.run(), 60)
+    assert sorted(ended) == [0, 1]
+    assert "SIGTERM during start-up: shutting down once started" in caplog.text
+    assert "SIGHUP ignored: shutting down" in caplog.text
+    for task in tasks:
+        task.cancel()

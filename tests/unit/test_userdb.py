@@ -441,3 +441,41 @@ def test_chap_md5_cannot_work_without_a_plaintext(db: UserDatabase) -> None:
 def test_disabled_user_cannot_connect(db: UserDatabase) -> None:
     db.set_enabled("alice", False)
     assert dial(db, PASSWORD).events("server", AuthenticationFailed)
+
+
+def test_push_routes_and_domain_round_trip(db: UserDatabase, path: Path) -> None:
+    db.add("dave", PASSWORD, push_routes=["10.99.0.0/16", "2001:db8:99::/48"], domain="corp.example")
+    entry = UserDatabase(path).entry("dave")
+    assert entry is not None
+    assert entry.push_routes == (IPv4Network("10.99.0.0/16"), IPv6Network("2001:db8:99::/48"))
+    assert entry.domain == "corp.example"
+    assert entry.routes == ()
+    assert 'push_routes = ["10.99.0.0/16", "2001:db8:99::/48"]' in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ('push_routes = "10.0.0.0/8"', "push_routes is '10.0.0.0/8', not a list"),
+        ('push_routes = ["10.0.0.1/8"]', "push route: '10.0.0.1/8' is not a network"),
+        ('push_routes = ["ff00::/8"]', "push route: ff00::/8 cannot be routed"),
+        ('domain = "corp example"', "domain: 'corp example' is not a domain name"),
+        ("domain = 5", "domain is 5, not a string"),
+    ],
+)
+def test_invalid_push_fields(path: Path, fields: str, message: str) -> None:
+    path.parent.mkdir()
+    write(path, f'[users.bob]\nnt_hash = "{GOOD_HASH}"\n{fields}\n')
+    with pytest.raises(ConfigError, match=f"user 'bob': {re.escape(message)}"):
+        UserDatabase(path)
+
+
+def test_set_push_leaves_what_is_not_given(db: UserDatabase, path: Path) -> None:
+    db.set_push("alice", push_routes=["10.99.0.0/16"])
+    db.set_push("alice", domain="corp.example")
+    entry = UserDatabase(path).entry("alice")
+    assert entry is not None
+    assert (entry.push_routes, entry.domain) == ((IPv4Network("10.99.0.0/16"),), "corp.example")
+    assert entry.routes == (IPv4Network("192.168.50.0/24"), IPv6Network("2001:db8:5::/48"))
+    with pytest.raises(ConfigError, match="user 'alice': domain: 'a b' is not a domain name"):
+        db.set_push("alice", domain="a b")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from pysstp.aaa.backend import Authorization
 from pysstp.server.addresses import Reservation
 from pysstp.server.pool import AddressPool
-from pysstp.server.worker import CoordinatedAuthority, SharedBackoff
+from pysstp.server.worker import CoordinatedAuthority, SharedBackoff, work
 
 SERVER = IPv4Address("10.77.0.1")
 LOG = logging.LoggerAdapter(logging.getLogger("test"))
@@ -139,3 +140,10 @@ async def test_a_lease_that_arrives_after_its_call_ended_is_given_back() -> None
         await asyncio.sleep(0)
     assert channel.told == [{"op": "release", "lease": 7}]
     assert routes.held == []
+
+
+async def test_a_worker_whose_supervisor_is_gone_before_the_start_exits() -> None:
+    ours, theirs = socket.socketpair()
+    working = asyncio.create_task(work(theirs))
+    ours.close()  # the supervisor was killed before it sent the start
+    assert await asyncio.wait_for(working, 60) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
@@ -65,3 +66,16 @@ async def test_a_closed_line_fails_the_questions_waiting() -> None:
     with pytest.raises(ChannelClosed):
         await left.ask({"op": "double", "value": 1})
     left.tell({"op": "dropped"})  # no error: notices to a gone process are dropped
+
+
+async def test_a_line_that_is_not_a_message_is_skipped() -> None:
+    a, b = socket.socketpair()
+    channel = Channel(a, lambda message: asyncio.sleep(0, {"echo": message}))
+    await channel.open()
+    serving = asyncio.create_task(channel.serve())
+    reader, writer = await asyncio.open_unix_connection(sock=b)
+    writer.write(b'[1, 2]\n"re"\n{"re": [1]}\nnot json\n{"id": 1, "op": "x"}\n')
+    # The line is still open: the request after the bad lines is answered.
+    assert json.loads(await asyncio.wait_for(reader.readline(), 60)) == {"re": 1, "echo": {"op": "x"}}
+    writer.close()
+    await asyncio.wait_for(serving, 60)

@@ -14,12 +14,26 @@ back-off as a wrapper around either (:mod:`pysstp.server.backoff`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from typing import Protocol
 
 from pysstp.ppp.auth.verification import Verdict, Verification
 
 IpNetwork = IPv4Network | IPv6Network
+
+
+def pushed_network(text: str) -> IpNetwork:
+    """``text`` as a network a client may be told to route into the tunnel (``push.routes``, a user's
+    ``push_routes``, RADIUS); :class:`ValueError` saying what is wrong otherwise."""
+    try:
+        network = ip_network(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{text!r} is not a network such as 10.99.0.0/16 or 2001:db8:99::/48 ({exc})"
+        ) from None
+    if network.is_multicast or network.is_loopback or network.is_link_local:
+        raise ValueError(f"{network} cannot be routed into the tunnel")
+    return network
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +61,11 @@ class Authorization:
     """Class attributes, echoed in every accounting request of the session (RFC 2865 §5.25)."""
     dns: tuple[IPv4Address, ...] = ()
     """DNS servers for the client (MS-Primary/Secondary-DNS-Server)."""
+    push_routes: tuple[IpNetwork, ...] = ()
+    """Networks the client routes into the tunnel (split tunnel: DHCPINFORM options 121/249, router
+    advertisements); not :attr:`routes`, which lie behind the client. Empty: the server's ``push.routes``."""
+    domain: str = ""
+    """DNS suffix for the client (DHCPINFORM option 15, DNSSL); empty: the server's ``push.domain``."""
     mtu: int | None = None
     """Framed-MTU."""
     max_sessions: int | None = None

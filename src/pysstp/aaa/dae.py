@@ -6,7 +6,8 @@ limits with a CoA-Request, sent to the server's UDP port 3799. The protocol live
 (Request Authenticator, Message-Authenticator, Event-Timestamp: RFC 5176 §2.3, §3.4, §6.3), which sessions it
 names (:class:`Selector`, RFC 5176 §3: all the identification attributes given must match), and the answer
 (ACK, or NAK with an Error-Cause). What a session is and how it ends is the server's: it hands in a
-:class:`SessionTable`.
+:class:`SessionTable`, whose sessions may live in this process (:class:`LocalSessions`) or in several
+worker processes that are asked in turn (docs/scaling.md, "Workers").
 
 :class:`DynamicAuthorization` turns one datagram into the reply bytes (or ``None``: dropped) without a
 socket, so every rule is tested packet by packet; :class:`DaeServer` is its asyncio UDP listener.
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import struct
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -164,17 +166,36 @@ class Change:
 class SessionTable(Protocol):
     """The server's sessions, as Dynamic Authorization needs them."""
 
+    async def act(self, selector: Selector, change: Change | None, reason: str) -> list[str]:
+        """End (``change`` is ``None``; in order, with the terminate cause Admin-Reset, RFC 2866 §5.10) or
+        change every session ``selector`` matches; return their Acct-Session-Ids (none: no such session)."""
+        ...
+
+
+class LocalSessions(ABC):
+    """A :class:`SessionTable` of the sessions in this process."""
+
+    @abstractmethod
     def sessions(self) -> Iterable[DaeSession]:
         """Every session that exists (up, or authenticated and coming up)."""
-        ...
 
+    @abstractmethod
     def disconnect(self, session: DaeSession, reason: str) -> None:
-        """End ``session`` in order, with the terminate cause Admin-Reset (RFC 2866 §5.10)."""
-        ...
+        """End ``session`` in order, with the terminate cause Admin-Reset."""
 
+    @abstractmethod
     def change(self, session: DaeSession, change: Change) -> None:
         """Apply a CoA's change to a live session."""
-        ...
+
+    async def act(self, selector: Selector, change: Change | None, reason: str) -> list[str]:
+        """End or change the matching sessions at once."""
+        matched = [session for session in self.sessions() if selector.matches(session)]
+        for session in matched:
+            if change is None:
+                self.disconnect(session, reason)
+            else:
+                self.change(session, change)
+        return [session.session_id for session in matched]
 
 
 # -- the protocol ----------------------------------------------------------------------------------
@@ -206,9 +227,15 @@ class DynamicAuthorization:
         self.table = table
         self.dictionary = radius_dictionary()
         self.counters = DaeCounters()
-        self._replies: OrderedDict[tuple[str, int, int, bytes], tuple[float, int, bytes]] = OrderedDict()
+        self._replies: OrderedDict[tuple[str, int, int, bytes], tuple[float, int, asyncio.Future[bytes]]] = (
+            OrderedDict()
+        )
+        """Each request's reply by its key, from the moment it is taken on (the sessions may be in other
+        processes, so a retransmission can arrive while the first copy is still being answered)."""
 
-    def handle(self, data: bytes, source: tuple[str, int], now: float, wall_clock: float) -> bytes | None:
+    async def handle(
+        self, data: bytes, source: tuple[str, int], now: float, wall_clock: float
+    ) -> bytes | None:
         """The reply to one datagram from ``source`` (host, port), or ``None`` when it is dropped.
 
         ``now`` is a monotonic clock (the duplicate window), ``wall_clock`` seconds since the epoch (the
@@ -248,17 +275,24 @@ class DynamicAuthorization:
             # RFC 5080 §2.2.2: a retransmission gets the same answer, and nothing is done twice.
             self.counters.duplicates += 1
             log.debug("%s: %s %d again; answering as before", peer, kind, request.id)
-            return cached[2]
+            return await asyncio.shield(cached[2])
         stale = self._stale_event(request, wall_clock)
         if stale is not None:
             return self._drop(f"{peer}: {kind} {stale}; dropped as a possible replay")
-        reply = self._answer(request, kind, peer)
-        if request.message_authenticator:
-            reply.add_message_authenticator()
-        raw: bytes = reply.ReplyPacket()
-        self._replies[key] = (now, source[1], raw)
+        answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._replies[key] = (now, source[1], answered)
         if len(self._replies) > DUPLICATE_CACHE_SIZE:
             self._replies.popitem(last=False)
+        try:
+            reply = await self._answer(request, kind, peer)
+            if request.message_authenticator:
+                reply.add_message_authenticator()
+            raw: bytes = reply.ReplyPacket()
+            answered.set_result(raw)
+        finally:
+            if not answered.done():  # failed: a retransmission is a new request
+                answered.cancel()
+                self._replies.pop(key, None)
         return raw
 
     def _drop(self, message: str) -> bytes | None:
@@ -286,12 +320,13 @@ class DynamicAuthorization:
                 return f"with an Event-Timestamp {wall_clock - float(stamp):+.0f} s away from our clock"
         return None
 
-    def _answer(self, request: CoAPacket, kind: str, peer: str) -> CoAPacket:
+    async def _answer(self, request: CoAPacket, kind: str, peer: str) -> CoAPacket:
         disconnect = request.code == DisconnectRequest
         reply = request.CreateReply()
         try:
             selector, change = self._read(request, disconnect)
-            sessions = [s for s in self.table.sessions() if selector.matches(s)]
+            reason = f"disconnected by a Disconnect-Request from {peer}"
+            sessions = await self.table.act(selector, None if disconnect else change, reason)
             if not sessions:
                 raise _Refusal(ErrorCause.SESSION_CONTEXT_NOT_FOUND, f"no session matches {selector}")
         except _Refusal as refusal:
@@ -301,13 +336,11 @@ class DynamicAuthorization:
             reply["Error-Cause"] = refusal.cause.value
             return reply
         self.counters.acks += 1
-        for session in sessions:
+        for session_id in sessions:
             if disconnect:
-                log.info("%s: Disconnect-Request for session %s (%s)", peer, session.session_id, selector)
-                self.table.disconnect(session, f"disconnected by a Disconnect-Request from {peer}")
+                log.info("%s: Disconnect-Request for session %s (%s)", peer, session_id, selector)
             else:
-                log.info("%s: CoA-Request for session %s: %s", peer, session.session_id, change)
-                self.table.change(session, change)
+                log.info("%s: CoA-Request for session %s: %s", peer, session_id, change)
         reply.code = DisconnectACK if disconnect else CoAACK
         return reply
 
@@ -364,6 +397,7 @@ class DaeServer(asyncio.DatagramProtocol):
         self.authorization = authorization
         self.transport: asyncio.DatagramTransport | None = None
         self.bound: tuple[str, int] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int = DAE_PORT) -> tuple[str, int]:
         """Listen on ``host``:``port``; return the bound address. Raises :class:`OSError`."""
@@ -385,6 +419,8 @@ class DaeServer(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        for task in self._tasks:
+            task.cancel()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """The socket is bound."""
@@ -392,10 +428,15 @@ class DaeServer(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        """One request: answer it (or not) at once; ending a session does not wait for its goodbye."""
-        loop = asyncio.get_running_loop()
+        """One request: answer it (or not) in a task of its own; ending a session does not wait for its
+        goodbye."""
+        task = asyncio.get_running_loop().create_task(self._reply(data, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reply(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         source = (str(addr[0]), int(addr[1]))
-        reply = self.authorization.handle(data, source, loop.time(), time.time())
+        reply = await self.authorization.handle(data, source, asyncio.get_running_loop().time(), time.time())
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 

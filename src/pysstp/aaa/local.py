@@ -209,6 +209,8 @@ class LocalBackend:
             address=entry.address,
             routes=entry.routes,
             max_sessions=entry.max_sessions,
+            push_routes=entry.push_routes,
+            domain=entry.domain,
             rate_in=entry.rate_in,
             rate_out=entry.rate_out,
         )

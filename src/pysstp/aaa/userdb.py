@@ -7,6 +7,8 @@ The file (``/etc/pysstp/users.toml`` by default) has one table per user::
     enabled = true                                 # optional, default true
     address = "10.77.0.50"                         # optional: this user always gets this IPv4 address
     routes = ["192.168.50.0/24"]                   # optional: networks behind this client (site-to-site)
+    push_routes = ["10.99.0.0/16"]                 # optional: networks the client routes into the tunnel
+    domain = "corp.example"                        # optional: DNS suffix for the client
     max_sessions = 2                               # optional: default is the server's per-user limit
     rate_in = 10000000                             # optional: bit/s this user may send, 0 = unlimited
     rate_out = 20000000                            # optional: bit/s this user may receive, 0 = unlimited
@@ -51,6 +53,8 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
+from pysstp.aaa.backend import pushed_network
+from pysstp.dhcp import domain_name
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.mschapv2 import nt_password_hash
 
@@ -68,7 +72,17 @@ MAX_PASSWORD_CHARS = 256
 FILE_MODE = 0o600
 """Mode of a new file: NT hashes are password equivalents for MS-CHAPv2."""
 
-FIELDS = ("nt_hash", "enabled", "address", "routes", "max_sessions", "rate_in", "rate_out")
+FIELDS = (
+    "nt_hash",
+    "enabled",
+    "address",
+    "routes",
+    "push_routes",
+    "domain",
+    "max_sessions",
+    "rate_in",
+    "rate_out",
+)
 """The keys a ``[users.NAME]`` table may hold, in the order they are written."""
 
 _NT_HASH = re.compile(r"[0-9a-fA-F]{32}")
@@ -86,6 +100,8 @@ HEADER = """\
 # [users.NAME] fields: nt_hash = "32 hex digits"; optional: enabled = true|false, address = "fixed IPv4
 # address", routes = ["networks behind this client", ...], max_sessions = N, rate_in = BIT/S (client to
 # server) and rate_out = BIT/S (server to client), 0 = unlimited.
+# push_routes = ["networks the client routes into the tunnel", ...] and domain = "DNS suffix" replace the
+# server's push.routes and push.domain for this user.
 """
 
 
@@ -101,6 +117,11 @@ class UserEntry:
     the pool."""
     routes: tuple[IpNetwork, ...] = ()
     """Networks behind this client, routed into its session while it is connected."""
+    push_routes: tuple[IpNetwork, ...] = ()
+    """Networks this client routes into the tunnel (DHCPINFORM, router advertisements); empty: the
+    server's ``push.routes``."""
+    domain: str = ""
+    """DNS suffix pushed to this client; empty: the server's ``push.domain``."""
     max_sessions: int | None = None
     """Sessions this user may hold at once; ``None``: the server's default."""
     rate_in: int | None = None
@@ -210,6 +231,8 @@ class UserDatabase:
         *,
         address: str | IPv4Address | None = None,
         routes: Iterable[str | IpNetwork] = (),
+        push_routes: Iterable[str | IpNetwork] = (),
+        domain: str = "",
         enabled: bool = True,
         max_sessions: int | None = None,
         rate_in: int | None = None,
@@ -220,6 +243,9 @@ class UserDatabase:
         if address is not None:
             table["address"] = str(address)
         table["routes"] = [str(route) for route in routes]
+        table["push_routes"] = [str(route) for route in push_routes]
+        if domain:
+            table["domain"] = domain
         optional = {"max_sessions": max_sessions, "rate_in": rate_in, "rate_out": rate_out}
         table.update((key, value) for key, value in optional.items() if value is not None)
         entry = _entry_from_table(self.path, name, table)
@@ -260,6 +286,24 @@ class UserDatabase:
                 entry,
                 rate_in=entry.rate_in if new_in is None else new_in,
                 rate_out=entry.rate_out if new_out is None else new_out,
+            ),
+        )
+
+    def set_push(
+        self, name: str, *, push_routes: Iterable[str] | None = None, domain: str | None = None
+    ) -> None:
+        """Set an existing user's pushed routes and domain; ``None`` leaves one as it is, empty clears it."""
+        try:
+            routes = None if push_routes is None else _parse_push_routes([r for r in push_routes if r])
+            new_domain = None if domain is None else _parse_domain(domain)
+        except _Invalid as exc:
+            raise ConfigError(f"{self.path}: user '{name}': {exc}") from None
+        self._update(
+            name,
+            lambda entry: replace(
+                entry,
+                push_routes=entry.push_routes if routes is None else routes,
+                domain=entry.domain if new_domain is None else new_domain,
             ),
         )
 
@@ -344,6 +388,8 @@ def _parse_entry(name: str, table: object) -> UserEntry:
         enabled=_parse_enabled(table.get("enabled", True)),
         address=_parse_address(table.get("address")),
         routes=_parse_routes(table.get("routes", [])),
+        push_routes=_parse_push_routes(table.get("push_routes", [])),
+        domain=_parse_domain(table.get("domain", "")),
         max_sessions=_parse_max_sessions(table.get("max_sessions")),
         rate_in=_parse_rate("rate_in", table.get("rate_in")),
         rate_out=_parse_rate("rate_out", table.get("rate_out")),
@@ -398,6 +444,33 @@ def _parse_routes(value: object) -> tuple[IpNetwork, ...]:
         if route not in routes:
             routes.append(route)
     return tuple(routes)
+
+
+def _parse_push_routes(value: object) -> tuple[IpNetwork, ...]:
+    if not isinstance(value, list):
+        raise _Invalid(f'push_routes is {value!r}, not a list like ["10.99.0.0/16"]')
+    routes: list[IpNetwork] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise _Invalid(f'push route {item!r} is not a string like "10.99.0.0/16"')
+        try:
+            route = pushed_network(item)
+        except ValueError as exc:
+            raise _Invalid(f"push route: {exc}") from None
+        if route not in routes:
+            routes.append(route)
+    return tuple(routes)
+
+
+def _parse_domain(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f'domain is {value!r}, not a string like "corp.example"')
+    if not value:
+        return ""
+    try:
+        return domain_name(value)
+    except ValueError as exc:
+        raise _Invalid(f"domain: {exc}") from None
 
 
 def _parse_max_sessions(value: object) -> int | None:
@@ -524,6 +597,10 @@ def _render(users: Iterable[UserEntry]) -> str:
             lines.append(f'address = "{entry.address}"')
         if entry.routes:
             lines.append("routes = [" + ", ".join(f'"{route}"' for route in entry.routes) + "]")
+        if entry.push_routes:
+            lines.append("push_routes = [" + ", ".join(f'"{route}"' for route in entry.push_routes) + "]")
+        if entry.domain:
+            lines.append(f'domain = "{entry.domain}"')
         for key in ("max_sessions", "rate_in", "rate_out"):
             value = getattr(entry, key)
             if value is not None:

@@ -16,14 +16,16 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address
+from ipaddress import IPv4Address, IPv6Address
 
 from pysstp.client.dial import ClientConnection, ConnectError, dial
+from pysstp.client.inform import InformExchange, ask
 from pysstp.client.login import Login
 from pysstp.client.report import call_ended, describe, setup_failure, summary
 from pysstp.client.settings import ClientSettings
 from pysstp.client.tls import make_context
 from pysstp.client.tunnel import Tunnel
+from pysstp.errors import PysstpError
 from pysstp.link import (
     SERVER_SHUTTING_DOWN,
     AuthenticationFailed,
@@ -77,6 +79,8 @@ class _Call:
     """Set while waiting for IPCP after IPv6CP opened first."""
     up_since: float | None = None
     """Loop time of the summary line; ``None`` while the call is not up."""
+    inform: asyncio.Task[None] | None = None
+    """The DHCPINFORM exchange with the server, while it runs."""
 
 
 class ClientApp:
@@ -203,6 +207,9 @@ class ClientApp:
             call.applied = True
             self.tunnel.attach(connection)
             self.last_up = up
+            if self.settings.server_routes and up.local_address is not None:
+                # In the background: a server that never answers must not delay the call.
+                call.inform = loop.create_task(self._inform(connection, up.local_address))
             ipv6 = await self._ipv6_address(call)
             log.info("%s (%.2f s)", summary(up, self.settings.ifname, ipv6), loop.time() - call.started)
             call.up_since = loop.time()
@@ -211,6 +218,10 @@ class ClientApp:
             down = await self._until(call.down)
             return down if isinstance(down, LinkDown) else None
         finally:
+            if call.inform is not None:
+                call.inform.cancel()
+            self.tunnel.stop_expecting()
+            self.tunnel.withdraw_pushed()
             self.tunnel.attach(None)
             await self._hang_up(call)
             if call.up_since is not None:
@@ -218,6 +229,21 @@ class ClientApp:
                     "%s",
                     call_ended(loop.time() - call.up_since, connection.bytes_in, connection.bytes_out),
                 )
+
+    async def _inform(self, connection: ClientConnection, local: IPv4Address) -> None:
+        """Ask the server for its routes and DNS suffix (DHCPINFORM) and apply what it answers."""
+        exchange = InformExchange(local)
+        answered = self.tunnel.expect(exchange)
+        try:
+            configuration = await ask(exchange, lambda packet: connection.send_ip_batch([packet]), answered)
+        finally:
+            self.tunnel.stop_expecting()
+        if configuration is None:
+            return
+        try:
+            self.tunnel.apply_pushed(configuration)
+        except PysstpError as exc:
+            log.warning("could not apply the server's routes and search domain: %s", exc)
 
     async def _dial(self, call: _Call) -> ClientConnection | None:
         """Dial, unless stopped first (then ``None``)."""

@@ -132,6 +132,9 @@ class ClientSettings:
     ifname: str = DEFAULT_IFNAME
     routes: tuple[IPv4Network | IPv6Network, ...] = ()
     default_route: bool = False
+    server_routes: bool = True
+    """Take the routes the server pushes (DHCPINFORM options 121/249, router advertisements' Route
+    Information) and, with ``dns``, its search domain."""
     ipv6: bool = True
     mru: int = DEFAULT_MRU
     """The PPP MRU we ask for, and the largest the server may ask us for (so both directions match)."""
@@ -405,6 +408,13 @@ _GROUPS: Groups = (
                 "reachable)",
             ),
             Setting(
+                "no-server-routes",
+                "--no-server-routes",
+                Switch(),
+                "do not take the routes the server pushes (DHCPINFORM, router advertisements), nor, with "
+                "--dns, its search domain",
+            ),
+            Setting(
                 "ipv6", "--ipv6", Bool(), "offer IPv6 (IPv6CP); it is used when the server offers it too"
             ),
             Setting(
@@ -580,6 +590,7 @@ def build_settings(values: Mapping[str, Any], environ: Mapping[str, str]) -> Cli
         ifname=ifname,
         routes=values.get("route", ()),
         default_route=values.get("default-route", False),
+        server_routes=not values.get("no-server-routes", False),
         ipv6=values.get("ipv6", True),
         mru=values.get("mru", DEFAULT_MRU),
         dns=values.get("dns", False),

@@ -10,6 +10,10 @@ route: together they cover everything, they win over any default route by being 
 user's own default route is never touched, so there is nothing to restore if pysstp is killed with
 SIGKILL (the TUN vanishes with the process, and its routes with it). Before that, a host route to the
 server is pinned through the gateway in use, so the tunnel's own packets do not enter the tunnel.
+
+What the server pushes (its DHCPINFORM answer's routes and domain, its router advertisements' DNS
+servers and search domains: docs/client.md) goes into a second ``NetworkChanges``, taken back when each
+call ends, so a reconnect starts from the user's own settings.
 """
 
 from __future__ import annotations
@@ -20,14 +24,18 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, ip_address
 from pathlib import Path
 
+from pysstp.client.advertisements import AdvertisementListener
+from pysstp.client.inform import InformExchange
 from pysstp.client.live import Counters
 from pysstp.client.settings import ClientSettings
 from pysstp.connection import LinkConnection
-from pysstp.errors import SystemSetupError
+from pysstp.dhcp import Configuration
+from pysstp.errors import PysstpError, SystemSetupError
 from pysstp.link import Ipv4Up, Ipv6Up, LinkUp
+from pysstp.nd import Advertised
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import list_addresses, route_to, set_link
 from pysstp.net.tun import TunDevice
@@ -61,6 +69,22 @@ class Tunnel:
         self._link_local: IPv6Address | None = None
         self._pinned: set[str] = set()
         self._reading = False
+        self._server_ip: str | None = None
+        self._dns_servers: tuple[IPv4Address, ...] = ()
+        self._resolv_conf: str | None = None
+        """The resolv.conf pysstp found (when it writes its own), to build the next version from."""
+        self._exchange: InformExchange | None = None
+        self._answered: asyncio.Future[Configuration] | None = None
+        self._dhcp_domain = ""
+        self._advertised = Advertised()
+        """The RDNSS and DNSSL of the server's last router advertisement."""
+        self._pushed_dns: tuple[tuple[str, ...], tuple[IPv6Address, ...]] = ((), ())
+        """The search domains and IPv6 name servers applied now."""
+        self._listener: AdvertisementListener | None = None
+        self._pushed = NetworkChanges()
+        """What the server's DHCPINFORM answer changed (routes, search domain): undone when the call ends,
+        so a reconnect starts clean."""
+        changes.record("routes and search domain from the server", self._pushed.undo)
 
     # -- bring-up ----------------------------------------------------------------------------------
 
@@ -68,6 +92,7 @@ class Tunnel:
         """Keep ``server_ip`` (the server, or the proxy) reachable outside the tunnel: with
         ``--default-route``, pin the route the kernel uses now. Call before :meth:`apply` installs the
         tunnel's routes."""
+        self._server_ip = server_ip
         if not self.settings.default_route or server_ip in self._pinned:
             return
         current = route_to(server_ip)
@@ -139,6 +164,13 @@ class Tunnel:
         self.changes.set_sysctl(f"{conf}/accept_ra", 2)
         # The advertisement's default route only when asked for, as with IPv4's --default-route.
         self.changes.set_sysctl(f"{conf}/accept_ra_defrtr", int(self.settings.default_route))
+        if self.settings.server_routes:
+            # Route Information options (RFC 4191) of any prefix length: the server's pushed IPv6 routes.
+            self.changes.set_sysctl(f"{conf}/accept_ra_rt_info_max_plen", 128)
+            if self.settings.dns:
+                # The kernel leaves RDNSS and DNSSL to user space.
+                self._listener = AdvertisementListener(ifname, self._advertisement)
+                self._listener.open()
 
     def ipv6_address(self) -> IPv6Address | None:
         """The TUN's global IPv6 address (formed by the kernel from the advertisement), else its
@@ -163,20 +195,132 @@ class Tunnel:
         if not servers:
             log.warning("DNS: the server offered no DNS servers; --dns has nothing to apply")
             return
-        resolvectl = shutil.which("resolvectl")
-        if RESOLVED_RUNTIME.is_dir() and resolvectl is not None:
+        self._dns_servers = tuple(servers)
+        resolvectl = _resolvectl_command()
+        if resolvectl is not None:
             self._resolvectl(resolvectl, "dns", self.tun.name, *map(str, servers))
             if self.settings.default_route:
-                # "~." makes this link the one for every domain, as the routes make it for every address.
-                self._resolvectl(resolvectl, "domain", self.tun.name, "~.")
+                self._resolvectl(resolvectl, "domain", self.tun.name, *self._routing_domains())
             name = self.tun.name
             self.changes.record(
                 f"systemd-resolved DNS on {name}", lambda: self._resolvectl(resolvectl, "revert", name)
             )
             log.info("DNS: %s on %s (systemd-resolved)", ", ".join(map(str, servers)), name)
             return
-        self.changes.replace_file(RESOLV_CONF, resolv_conf(servers, _read_text(RESOLV_CONF), self.tun.name))
+        self._resolv_conf = _read_text(RESOLV_CONF)
+        self.changes.replace_file(RESOLV_CONF, resolv_conf(servers, self._resolv_conf, self.tun.name))
         log.info("DNS: %s in %s", ", ".join(map(str, servers)), RESOLV_CONF)
+
+    def _routing_domains(self) -> tuple[str, ...]:
+        # "~." makes this link the one for every domain, as the routes make it for every address.
+        return ("~.",) if self.settings.default_route else ()
+
+    def _apply_pushed_dns(self) -> None:
+        """Add the server's search domains (DHCP option 15, DNSSL) and IPv6 name servers (RDNSS) to what
+        ``--dns`` applied, when they changed; the call's end takes them back."""
+        assert self.tun is not None
+        domains = tuple(dict.fromkeys(d for d in (self._dhcp_domain, *self._advertised.domains) if d))
+        dns6 = self._advertised.dns
+        if not self.settings.dns or (domains, dns6) == self._pushed_dns:
+            return
+        self._pushed_dns = (domains, dns6)
+        name = self.tun.name
+        servers: tuple[IPv4Address | IPv6Address, ...] = (*self._dns_servers, *dns6)
+        resolvectl = _resolvectl_command()
+        if resolvectl is not None:
+            self._resolvectl(resolvectl, "dns", name, *map(str, servers))
+            self._resolvectl(resolvectl, "domain", name, *domains, *self._routing_domains())
+            base = self._dns_servers
+
+            def back() -> None:
+                if base:
+                    self._resolvectl(resolvectl, "dns", name, *map(str, base))
+                    # An empty name clears the list; none at all would only show it.
+                    self._resolvectl(resolvectl, "domain", name, *(self._routing_domains() or ("",)))
+                else:
+                    self._resolvectl(resolvectl, "revert", name)
+
+            self._pushed.record(f"DNS from the server on {name}", back)
+            where = f"{name} (systemd-resolved)"
+        else:
+            if self._resolv_conf is None:
+                self._resolv_conf = _read_text(RESOLV_CONF)
+            self._pushed.replace_file(
+                RESOLV_CONF, resolv_conf(servers, self._resolv_conf, name, search=domains)
+            )
+            where = str(RESOLV_CONF)
+        log.info(
+            "DNS: %s from the server in %s",
+            ", ".join([*(f"search {d}" for d in domains), *map(str, dns6)]) or "nothing more",
+            where,
+        )
+
+    def _advertisement(self, options: Advertised) -> None:
+        """A router advertisement from the server: its DNS servers and search domains (RFC 8106)."""
+        if options.dns == self._advertised.dns and options.domains == self._advertised.domains:
+            return
+        self._advertised = options
+        try:
+            self._apply_pushed_dns()
+        except PysstpError as exc:
+            log.warning("DNS: could not apply the server's router advertisement: %s", exc)
+
+    # -- what the server pushes --------------------------------------------------------------------
+
+    def expect(self, exchange: InformExchange) -> asyncio.Future[Configuration]:
+        """Watch the packets from the server for the answer to ``exchange`` until it comes (the future)
+        or :meth:`stop_expecting`."""
+        self._exchange = exchange
+        self._answered = asyncio.get_running_loop().create_future()
+        return self._answered
+
+    def stop_expecting(self) -> None:
+        """The exchange is over: the data path goes back to writing everything to the TUN unseen."""
+        self._exchange = None
+        self._answered = None
+
+    def _take_answer(self, packets: list[memoryview]) -> list[memoryview]:
+        """The packets without the DHCP answer, which settles the waiting exchange."""
+        exchange, answered = self._exchange, self._answered
+        assert exchange is not None and answered is not None
+        rest = []
+        for packet in packets:
+            if exchange.is_candidate(packet):
+                configuration = exchange.answer(packet)
+                if configuration is not None:
+                    if not answered.done():
+                        answered.set_result(configuration)
+                    continue
+            rest.append(packet)
+        return rest
+
+    def apply_pushed(self, configuration: Configuration) -> None:
+        """Take the server's classless routes (not those ``--route`` covers, which win, nor one that
+        would carry the tunnel's own packets) and, with ``--dns``, its DNS suffix."""
+        assert self.tun is not None
+        server = ip_address(self._server_ip) if self._server_ip is not None else None
+        for route in configuration.routes:
+            network = route.network
+            if network.prefixlen == 0:
+                log.info("route: the server pushes a default route; only --default-route sends everything")
+                continue
+            if any(network.overlaps(own) for own in self.settings.routes if own.version == 4):
+                log.info("route: %s from the server overlaps a --route, which wins; not added", network)
+                continue
+            if server is not None and server in network:
+                log.warning("route: %s from the server holds the server itself; not added", network)
+                continue
+            self._pushed.add_route(network, ifname=self.tun.name)
+            log.info("route: %s via %s (from the server)", network, self.tun.name)
+        self._dhcp_domain = configuration.domain
+        self._apply_pushed_dns()
+
+    def withdraw_pushed(self) -> None:
+        """The call ended: take back what the server's answer and advertisements changed."""
+        self._pushed.undo()
+        self._dhcp_domain = ""
+        self._advertised = Advertised()
+        self._pushed_dns = ((), ())
 
     @staticmethod
     def _resolvectl(command: str, *args: str) -> None:
@@ -192,6 +336,8 @@ class Tunnel:
 
     def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
         """IP packets from the server (one TLS read): into the kernel."""
+        if self._exchange is not None:
+            packets = self._take_answer(packets)
         if self.tun is not None:
             self.tun.write_batch(packets)
             self.bytes_in += sum(map(len, packets))
@@ -231,18 +377,36 @@ class Tunnel:
 
     def close(self) -> None:
         """Stop the data path (the TUN itself goes with the changes' undo)."""
+        if self._listener is not None:
+            self._listener.close()
         self._stop_reading()
         self.connection = None
 
 
-def resolv_conf(servers: Sequence[IPv4Address], old: str, ifname: str) -> str:
-    """The resolv.conf to write: the server's name servers, with the old file's search and options."""
+def resolv_conf(
+    servers: Sequence[IPv4Address | IPv6Address], old: str, ifname: str, search: Sequence[str] = ()
+) -> str:
+    """The resolv.conf to write: the server's name servers, with the old file's search and options; the
+    server's ``search`` domains go first on the one search line (the resolver reads only the last)."""
     kept = [
         line for line in old.splitlines() if line.split()[:1] and line.split()[0] in _KEPT_RESOLV_KEYWORDS
     ]
     lines = [f"# written by pysstp connect for {ifname}; put back when it exits"]
     lines += [f"nameserver {server}" for server in servers]
+    if search:
+        old_domains = [
+            word for line in kept if line.split()[0] in ("search", "domain") for word in line.split()[1:]
+        ]
+        kept = [line for line in kept if line.split()[0] not in ("search", "domain")]
+        domains = list(dict.fromkeys([*search, *old_domains]))
+        lines.append("search " + " ".join(domains))
     return "\n".join(lines + kept) + "\n"
+
+
+def _resolvectl_command() -> str | None:
+    """resolvectl, when systemd-resolved runs; ``None`` means resolv.conf."""
+    resolvectl = shutil.which("resolvectl")
+    return resolvectl if RESOLVED_RUNTIME.is_dir() and resolvectl is not None else None
 
 
 def _read_text(path: Path) -> str:

@@ -145,12 +145,17 @@ COLUMNS: dict[str, Cell] = {
 }
 """The table's columns, left to right; ``--json`` has every field and more (packets, hash, routes...)."""
 
+WORKER_COLUMN: tuple[str, Cell] = ("WORKER", lambda s: str(s["worker"]))
+"""With several workers each session's worker (its index, as in the log's ``pysstp.server[1]``), after
+ADDRESS."""
+
 NARROWER: tuple[tuple[tuple[str, ...], Cell | None], ...] = (
     (("SESSION ID",), None),  # Acct-Session-Id: for matching RADIUS accounting and Disconnect-Requests
     (("TLS",), lambda s: (s["tls"] or "-").split()[0]),  # the version without the cipher
     (("TLS",), None),
     (("AUTH",), None),
     (("DROPS",), None),
+    (("WORKER",), None),
     (("RATE IN", "RATE OUT"), None),
     (("IN", "OUT"), None),
     (("UPTIME",), None),
@@ -176,6 +181,10 @@ def format_table(sessions: list[dict[str, Any]], width: int | None = None) -> st
     if width is None:
         width = shutil.get_terminal_size().columns
     columns = dict(COLUMNS)
+    if any("worker" in s for s in sessions):  # the supervisor of several workers names each one's
+        cells = list(COLUMNS.items())
+        at = list(COLUMNS).index("ADDRESS") + 1
+        columns = dict([*cells[:at], WORKER_COLUMN, *cells[at:]])
     steps = iter(NARROWER)
     while True:
         text = _render(sessions, columns)
@@ -185,7 +194,7 @@ def format_table(sessions: list[dict[str, Any]], width: int | None = None) -> st
         names, cell = step
         for name in names:
             if cell is None:
-                del columns[name]
+                columns.pop(name, None)  # WORKER is there with several workers only
             else:
                 columns[name] = cell
 

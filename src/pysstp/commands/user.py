@@ -27,6 +27,7 @@ examples:
   pysstp user add alice                              # asks for the password twice
   pysstp user add branch1 --address 10.77.0.50 --route 192.168.50.0/24 --config /etc/pysstp/server.toml
   pysstp user add bob --password-file /root/bob.pw   # first line of the file is the password
+  pysstp user add dave --push-route 10.99.0.0/16 --domain corp.example   # split tunnel for dave
   pysstp user set bob --rate-in 2M --rate-out 10M    # bit/s bob may send and receive; 0 = unlimited
   echo 'S3cret!' | pysstp user add carol --password-file -
   PYSSTP_PASSWORD='S3cret!' pysstp user passwd carol
@@ -39,6 +40,9 @@ hashes, never a password. A running server picks every change up without a resta
 must lie in the server's pool and not be its own address: with --config it is checked here, and the
 server logs a user whose address it cannot route (that user gets no session).
 """
+
+SERVERS = "the server's"
+"""What ``pysstp user set`` says of a pushed setting the user has none of its own of."""
 
 PASSWORD_SOURCES = f"""\
 The password is the first line of --password-file (- for stdin), else ${PASSWORD_ENV}, else it is asked
@@ -103,7 +107,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             sub.add_argument("name", metavar="NAME", help="user name as typed on the client (e.g. alice)")
         return sub
 
-    add = action("add", "Add a user.", [common, password, rates], PASSWORD_SOURCES)
+    push = argparse.ArgumentParser(add_help=False)
+    push.add_argument(
+        "--push-route",
+        metavar="CIDR",
+        action="append",
+        help="a network this client routes into the tunnel (repeatable; split tunnel); replaces the "
+        "server's push.routes for this user ('' for none of its own)",
+    )
+    push.add_argument(
+        "--domain", metavar="DOMAIN", help="DNS suffix for this client instead of push.domain ('' for none)"
+    )
+    add = action("add", "Add a user.", [common, password, rates, push], PASSWORD_SOURCES)
     add.add_argument("--address", metavar="A", help="fixed IPv4 tunnel address for this user")
     add.add_argument(
         "--route",
@@ -120,7 +135,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     action("passwd", "Change a user's password.", [common, password], PASSWORD_SOURCES).set_defaults(
         func=run_passwd
     )
-    action("set", "Change a user's rate limits.", [common, rates]).set_defaults(func=run_set)
+    summary = "Change a user's rate limits, pushed routes or domain."
+    action("set", summary, [common, rates, push]).set_defaults(func=run_set)
     action("enable", "Let a disabled user connect again.", [common]).set_defaults(func=run_enable)
     action("disable", "Refuse a user without removing them.", [common]).set_defaults(func=run_disable)
 
@@ -136,6 +152,8 @@ def run_add(args: argparse.Namespace) -> int:
         read_password(args.password_file),
         address=args.address,
         routes=args.route,
+        push_routes=[route for route in args.push_route or () if route],
+        domain=args.domain or "",
         enabled=not args.disabled,
         max_sessions=args.max_sessions,
         rate_in=rate_flag(args.rate_in, "--rate-in"),
@@ -176,17 +194,25 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_set(args: argparse.Namespace) -> int:
-    """``pysstp user set``: the rate limits given; the others stay as they are."""
+    """``pysstp user set``: the rate limits, pushed routes and domain given; the others stay as they are."""
     rate_in, rate_out = rate_flag(args.rate_in, "--rate-in"), rate_flag(args.rate_out, "--rate-out")
-    if rate_in is None and rate_out is None:
-        raise ConfigError("nothing to set: give --rate-in and/or --rate-out (bit/s, e.g. 10M; 0 = unlimited)")
+    pushed = args.push_route is not None or args.domain is not None
+    if rate_in is None and rate_out is None and not pushed:
+        raise ConfigError(
+            "nothing to set: give --rate-in and/or --rate-out (bit/s, e.g. 10M; 0 = unlimited), "
+            "--push-route or --domain"
+        )
     db = open_database(args)
-    db.set_rates(args.name, rate_in=rate_in, rate_out=rate_out)
+    if rate_in is not None or rate_out is not None:
+        db.set_rates(args.name, rate_in=rate_in, rate_out=rate_out)
+    if pushed:
+        db.set_push(args.name, push_routes=args.push_route, domain=args.domain)
     entry = db.require(args.name)
-    print(
-        f"user '{args.name}' in {db.path}: rate in {rate_text(entry.rate_in)}, "
-        f"rate out {rate_text(entry.rate_out)}"
-    )
+    said = f"rate in {rate_text(entry.rate_in)}, rate out {rate_text(entry.rate_out)}"
+    if pushed:
+        routes = ", ".join(map(str, entry.push_routes)) or SERVERS
+        said += f", pushed routes {routes}, domain {entry.domain or SERVERS}"
+    print(f"user '{args.name}' in {db.path}: {said}")
     return 0
 
 

@@ -39,6 +39,8 @@ from pysstp.server.admission import Admission, Limits
 from pysstp.server.backoff import Backoff, BackoffBackend
 from pysstp.server.counters import Rates, ServerCounters
 from pysstp.server.datapath import DataPath, Tun
+from pysstp.server.inform import Push, Responder
+from pysstp.server.inform import Session as InformSession
 from pysstp.server.listener import TlsListener
 from pysstp.server.logins import Logins
 from pysstp.server.ratelimit import session_bucket
@@ -78,6 +80,7 @@ class SstpServerApp:
         require_client_certificate: bool = False,
         accounting: SessionAccounting | None = None,
         proxy_sources: Sequence[IPv4Network | IPv6Network] | None = None,
+        push: Push | None = None,
         radius: RadiusClient | None = None,
         addresses: AddressAuthority | None = None,
     ) -> None:
@@ -116,7 +119,9 @@ class SstpServerApp:
         self.counters = ServerCounters()
         self.table: SessionTable[ServerConnection] = SessionTable()
         self.routing = SessionRouting(self.table, kernel_routes, tun_mtu)
-        self.datapath = DataPath(tun, self.table, self.routing.advertise)
+        self.routing.push = push or Push()
+        self.inform: Responder[ServerConnection] = Responder(server_address, self._inform_session)
+        self.datapath = DataPath(tun, self.table, self.routing.advertise, self.inform)
         self.logins = Logins(
             self.backend,
             self.admission,
@@ -226,6 +231,7 @@ class SstpServerApp:
         limits: Limits,
         idle_timeout: float,
         require_client_certificate: bool,
+        push: Push | None = None,
     ) -> None:
         """Apply a reloaded configuration (SIGHUP). TLS, the link settings and DNS hold for calls accepted
         from now on, limits and timeouts at once; established calls keep what they negotiated."""
@@ -233,6 +239,8 @@ class SstpServerApp:
         self.listener.handshake_timeout = link_config.handshake_timeout
         self.link_config = link_config
         self.addresses.dns = dns
+        if push is not None:
+            self.routing.push = push
         self.admission.limits = limits
         self.require_client_certificate = require_client_certificate
         if idle_timeout != self.idle_timeout:
@@ -389,21 +397,38 @@ class SstpServerApp:
         self.logins.release(connection)
         self.routing.down(connection)
 
+    def _inform_session(self, connection: ServerConnection) -> InformSession | None:
+        """What the answer to this session's DHCPINFORM holds; ``None`` before it has an address."""
+        address, pool = connection.info.address, connection.address_pool
+        if address is None or pool is None:
+            return None
+        return InformSession(
+            address,
+            self.addresses.server_address,
+            pool.network,
+            connection.authorization.dns or self.dns,
+            self.routing.push_for(connection),
+        )
+
     # -- statistics --------------------------------------------------------------------------------
 
-    def snapshot(self, worker: int = 0, rates: Rates | None = None) -> ServerStats:
+    def snapshot(self, worker: int = 0, rates: Rates | None = None, *, sessions: bool = True) -> ServerStats:
         """This process's counters and sessions at this moment (``rates`` from the control socket's
-        sampler, when it runs)."""
+        sampler, when it runs); without ``sessions`` only the counts (for the metrics)."""
         return self.counters.snapshot(
             worker=worker,
-            live=sorted(self.connections, key=lambda c: c.info.started),
+            live=sorted(self.connections, key=lambda c: c.info.started)
+            if sessions
+            else tuple(self.connections),
             negotiating=len(self.negotiating),
             handshake_failures=self.listener.handshake_failures,
             proxy_header_failures=self.listener.proxy_header_failures,
             spoofed=self.datapath.spoofed,
             no_session=self.datapath.tun_drops,
+            dhcp=self.inform.dropped,
             backend=self.backend.name,
             rates=rates,
             draining=self.draining,
             radius=self.radius.stats() if self.radius is not None else (),
+            sessions=sessions,
         )

@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+from pysstp.aaa.backend import pushed_network
 from pysstp.aaa.radius.server import AUTHENTICATION_PORT
+from pysstp.dhcp import domain_name
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.base import EapMode
 from pysstp.ppp.auth.eap_tls import IdentitySource
 from pysstp.ppp.auth.tls_tunnel import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
+from pysstp.server.inform import Push
 from pysstp.server.pool import AddressPool
 from pysstp.server.ratelimit import parse_bit_rate
 from pysstp.settings import Bool as _Bool
@@ -324,6 +327,8 @@ class ServerSettings:
     pool: PoolSettings = field(default_factory=PoolSettings)
     pools: tuple[NamedPoolSettings, ...] = ()
     """Named pools for RADIUS Framed-Pool, besides the default ``pool``."""
+    push: Push = field(default_factory=Push)
+    """Routes, DNS suffix, WINS and IPv6 DNS servers pushed to clients (docs/server.md)."""
     limits: LimitSettings = field(default_factory=LimitSettings)
     forwarding: ForwardingSettings = field(default_factory=ForwardingSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -592,6 +597,16 @@ def _proxy_source(text: str) -> IPv4Network | IPv6Network:
         ) from None
 
 
+def _unicast_ipv6(text: str) -> IPv6Address:
+    try:
+        address = IPv6Address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv6 address") from None
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        raise ValueError(f"{address} is not a unicast address")
+    return address
+
+
 def _sha_hex(length: int) -> Callable[[str], bytes]:
     """A hash in hex, as ``openssl x509 -fingerprint`` prints it (colons allowed) or without colons."""
 
@@ -858,6 +873,40 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 _Integer(MIN_MRU, MAX_MRU),
                 "largest MRU a client may ask",
                 "BYTES",
+            ),
+        ),
+    ),
+    (
+        "pushed to clients (split tunnel; docs/server.md)",
+        (
+            _Setting(
+                "push.routes",
+                "--push-route",
+                _List(_Text(pushed_network), allow_empty=True),
+                "a network clients route into the tunnel: IPv4 in the answer to DHCPINFORM (options 121 and "
+                "249), IPv6 in router advertisements (RFC 4191)",
+                "CIDR",
+            ),
+            _Setting(
+                "push.domain",
+                "--push-domain",
+                _Text(domain_name),
+                "DNS suffix for clients: option 15 of the DHCPINFORM answer, DNSSL in router advertisements",
+                "DOMAIN",
+            ),
+            _Setting(
+                "push.wins",
+                "--push-wins",
+                _List(_Text(_unicast_ipv4), allow_empty=True),
+                "WINS server in the DHCPINFORM answer (option 44)",
+                "ADDR",
+            ),
+            _Setting(
+                "push.ipv6_dns",
+                "--push-ipv6-dns",
+                _List(_Text(_unicast_ipv6), allow_empty=True),
+                "IPv6 DNS server in router advertisements (RDNSS, RFC 8106)",
+                "ADDR",
             ),
         ),
     ),
@@ -1335,26 +1384,9 @@ def validate(settings: ServerSettings) -> None:
                 f"RADIUS server {server} has no secret: set radius.secret_file (--radius-secret-file) or "
                 "its own secret_file"
             )
-    _check_workers(settings)
     if len(os.fsencode(settings.control_socket)) > UNIX_SOCKET_PATH_MAX:
         raise ConfigError(
             f"control socket path {settings.control_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes"
-        )
-
-
-def _check_workers(settings: ServerSettings) -> None:
-    """What several worker processes cannot do yet (docs/scaling.md, "Workers")."""
-    if settings.workers == 1:
-        return
-    if settings.dae.clients:
-        raise ConfigError(
-            "dynamic authorization (dae.clients) needs workers = 1: one process must hold its UDP port "
-            "and every session"
-        )
-    if settings.ipv6.prefix is not None:
-        raise ConfigError(
-            f"ipv6 = {settings.ipv6.prefix} needs workers = 1; with several workers use ipv6 = "
-            '"link-local" or "off"'
         )
 
 

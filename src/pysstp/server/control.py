@@ -143,7 +143,7 @@ class ControlServer:
             who = asker(writer.get_extra_info("socket"))
             writer.write(json.dumps(self.answer(line[:MAX_REQUEST], who)).encode() + b"\n")
             await writer.drain()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, ValueError):  # ValueError: a line beyond the reader's limit
             pass
         finally:
             writer.close()

@@ -15,9 +15,11 @@ from typing import Protocol
 
 from pysstp.connection import LinkConnection
 from pysstp.server import ipv6
+from pysstp.server.inform import Responder
 from pysstp.server.ratelimit import Packet, TokenBucket
 from pysstp.server.session import ServerConnection
 from pysstp.server.sessions import SessionTable, routed_from
+from pysstp.udp import PROTOCOL_UDP
 
 TUN_BATCH = 64
 """Packets read from the TUN per wake-up: enough to coalesce writes, few enough to stay fair."""
@@ -41,20 +43,31 @@ Advertise = Callable[[ServerConnection, IPv6Address], None]
 class DataPath:
     """Moves packets between the TUN and the sessions of a :class:`SessionTable`."""
 
-    def __init__(self, tun: Tun, table: SessionTable[ServerConnection], advertise: Advertise) -> None:
+    def __init__(
+        self,
+        tun: Tun,
+        table: SessionTable[ServerConnection],
+        advertise: Advertise,
+        inform: Responder[ServerConnection],
+    ) -> None:
         self.tun = tun
         self.table = table
         self.advertise = advertise
         """Answers a session's Router Solicitation: on each session's link the server is the router."""
+        self.inform = inform
+        """Answers a session's DHCPINFORM (docs/server.md, "Routes and domain for clients")."""
         self.tun_drops = 0
         """Packets read from the TUN that no session holds the destination of."""
         self.spoofed = 0
         """Packets from sessions dropped because their source is not the session's (or they are not IP)."""
 
     def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
-        """IP packets from a session: to the TUN, those whose source belongs to that session."""
+        """IP packets from a session: to the TUN, those whose source belongs to that session; a DHCPINFORM
+        is answered here."""
         assert isinstance(connection, ServerConnection)
         own = connection.address_key or b""
+        inform = self.inform
+        targets, last_octets, udp_protocol = inform.targets, inform.last_octets, PROTOCOL_UDP
         accepted: list[memoryview] = []
         accept = accepted.append
         for packet in packets:
@@ -63,6 +76,15 @@ class DataPath:
                 # differs.
                 if packet[12:16] != own and not routed_from(connection.info.routes, bytes(packet[12:16])):
                     self.spoofed += 1
+                    continue
+                # Only UDP to the broadcast or the server's address is looked at further; the last octet
+                # first, an int compare, since slicing the address costs more than the check's worth.
+                if (
+                    packet[9] == udp_protocol
+                    and packet[19] in last_octets
+                    and packet[16:20] in targets
+                    and inform.take(connection, packet)
+                ):
                     continue
             elif not self._accept_ipv6(connection, packet):
                 continue

@@ -2,16 +2,20 @@
 
 Each session is a point-to-point PPP link on which the server is the router. Once IPv6CP is up the server
 announces the configured /64 in a Router Advertisement (on-link and autonomous, so the client forms
-``<prefix>::<its interface identifier>`` by SLAAC, RFC 4862), repeats it every :data:`RA_INTERVAL`, and
-answers Router Solicitations. Pure functions on bytes: no sockets, no clock.
+``<prefix>::<its interface identifier>`` by SLAAC, RFC 4862), with the pushed DNS servers, search domain
+and IPv6 routes (:mod:`pysstp.nd`), repeats it every :data:`RA_INTERVAL`, and answers Router
+Solicitations. Pure functions on bytes: no sockets, no clock.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from ipaddress import IPv6Address, IPv6Network
 
+from pysstp import nd
 from pysstp.ppp.constants import INTERFACE_IDENTIFIER_SIZE
+from pysstp.udp import internet_checksum
 
 HEADER_LEN = 40
 SOURCE = slice(8, 24)
@@ -59,44 +63,39 @@ def is_ipv6(packet: bytes | memoryview) -> bool:
     return len(packet) >= HEADER_LEN and packet[0] >> 4 == 6
 
 
-def internet_checksum(data: bytes) -> int:
-    """The 16-bit one's complement of the one's complement sum (RFC 1071), as carried in the header."""
-    if len(data) % 2:
-        data += b"\x00"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _pseudo_header(source: bytes, destination: bytes, length: int) -> bytes:
     """What ICMPv6 checksums cover besides the message itself (RFC 8200 §8.1)."""
     return source + destination + struct.pack("!I3xB", length, NEXT_HEADER_ICMPV6)
 
 
 def router_advertisement(
-    prefix: IPv6Network, *, source: IPv6Address, mtu: int, destination: IPv6Address = ALL_NODES
+    prefix: IPv6Network | None,
+    *,
+    source: IPv6Address,
+    mtu: int,
+    destination: IPv6Address = ALL_NODES,
+    dns: Sequence[IPv6Address] = (),
+    domains: Sequence[str] = (),
+    routes: Sequence[IPv6Network] = (),
 ) -> bytes:
     """A complete IPv6 packet: a Router Advertisement from ``source`` (the server's link-local address on
-    that link) announcing ``prefix`` for SLAAC and the link's MTU."""
-    if prefix.prefixlen != SLAAC_PREFIX_LEN:
-        raise ValueError(f"SLAAC needs a /64 prefix, not /{prefix.prefixlen}")
-    prefix_option = struct.pack(
-        "!BBBBIII16s",
-        OPTION_PREFIX_INFORMATION,
-        4,  # length in units of 8 bytes
-        SLAAC_PREFIX_LEN,
-        PREFIX_FLAG_ON_LINK | PREFIX_FLAG_AUTONOMOUS,
-        PREFIX_VALID_LIFETIME,
-        PREFIX_PREFERRED_LIFETIME,
-        0,
-        prefix.network_address.packed,
-    )
-    mtu_option = struct.pack("!BBHI", OPTION_MTU, 1, 0, mtu)
+    that link) announcing ``prefix`` for SLAAC (and the server as default router), the link's MTU, and the
+    pushed DNS servers, search domains (RFC 8106) and routes (RFC 4191). Without a prefix the server is not
+    a default router (router lifetime 0): the advertisement only carries the options."""
+    options = _prefix_option(prefix) if prefix is not None else b""
+    options += struct.pack("!BBHI", OPTION_MTU, 1, 0, mtu)
+    # RFC 8106 §5.1: lifetimes of at least 3 x MaxRtrAdvInterval, so one lost advertisement changes nothing.
+    if dns:
+        options += nd.rdnss(dns, ROUTER_LIFETIME)
+    if domains:
+        options += nd.dnssl(domains, ROUTER_LIFETIME)
+    for route in routes:
+        options += nd.route_information(route, ROUTER_LIFETIME)
     # Current hop limit 0 (unspecified: the client keeps its own), no M/O flags (no DHCPv6), reachable
     # time and retransmit timer 0 (unspecified).
-    body = struct.pack("!BBHBBHII", ROUTER_ADVERTISEMENT, 0, 0, 0, 0, ROUTER_LIFETIME, 0, 0)
-    message = body + prefix_option + mtu_option
+    lifetime = ROUTER_LIFETIME if prefix is not None else 0
+    body = struct.pack("!BBHBBHII", ROUTER_ADVERTISEMENT, 0, 0, 0, 0, lifetime, 0, 0)
+    message = body + options
     checksum = internet_checksum(_pseudo_header(source.packed, destination.packed, len(message)) + message)
     message = message[:2] + checksum.to_bytes(2, "big") + message[4:]
     header = struct.pack(
@@ -109,6 +108,22 @@ def router_advertisement(
         destination.packed,
     )
     return header + message
+
+
+def _prefix_option(prefix: IPv6Network) -> bytes:
+    if prefix.prefixlen != SLAAC_PREFIX_LEN:
+        raise ValueError(f"SLAAC needs a /64 prefix, not /{prefix.prefixlen}")
+    return struct.pack(
+        "!BBBBIII16s",
+        OPTION_PREFIX_INFORMATION,
+        4,  # length in units of 8 bytes
+        SLAAC_PREFIX_LEN,
+        PREFIX_FLAG_ON_LINK | PREFIX_FLAG_AUTONOMOUS,
+        PREFIX_VALID_LIFETIME,
+        PREFIX_PREFERRED_LIFETIME,
+        0,
+        prefix.network_address.packed,
+    )
 
 
 def is_router_solicitation(packet: bytes | memoryview) -> bool:

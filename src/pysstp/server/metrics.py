@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import platform
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -39,9 +38,9 @@ REQUEST_TIMEOUT = 10.0
 """Seconds a scraper has to send its request line and headers."""
 MAX_HEADER_LINES = 100
 """A request with more header lines than this is refused (bounded work per connection)."""
-
-NO_AUTH = "none"
-"""The ``auth_method`` label of a session that authenticated with no method."""
+MAX_CONNECTIONS = 64
+"""Connections answered at once; one beyond is closed unanswered (a flood of idle connections holds at
+most this many of the process's files, each for :data:`REQUEST_TIMEOUT`)."""
 
 Snapshots = Callable[[], Awaitable[Sequence[ServerStats]]]
 """Returns the snapshot of every worker (or of the only process), taken now."""
@@ -95,9 +94,8 @@ class StatsCollector:
         )
         for stats in snapshots:
             worker = str(stats.worker)
-            by_method = Counter(session.auth or NO_AUTH for session in stats.sessions if session.up)
-            for method in dict.fromkeys([*(m.value for m in AuthMethod), *by_method]):
-                sessions.add_metric([method, worker], by_method[method])
+            for method, count in _every((m.value for m in AuthMethod), stats.up_by_auth):
+                sessions.add_metric([method, worker], count)
             handshakes.add_metric([worker], stats.negotiating)
             connects.add_metric([worker], stats.connects)
             for reason, count in _every((reason.value for reason in FailureReason), stats.failures):
@@ -206,6 +204,9 @@ class MetricsServer:
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._answering) >= MAX_CONNECTIONS:
+            writer.close()
+            return
         self._answering[task] = writer
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):

@@ -121,6 +121,7 @@ class Reloader:
             limits=limits(settings),
             idle_timeout=settings.limits.idle_timeout,
             require_client_certificate=settings.tls.verify_client_certificate == "require",
+            push=settings.push,
         )
         tune_backoff(self.app.backoff, settings)
         if settings.log != self.settings.log:

@@ -17,17 +17,23 @@ from pysstp.errors import PysstpError
 from pysstp.link import Ipv6Up
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.server import ipv6
+from pysstp.server.inform import Push
 from pysstp.server.session import ServerConnection
 from pysstp.server.sessions import SessionTable
 
 
 class KernelRoutes(Protocol):
-    """Routes into the TUN added and removed per session: networks behind a client (site-to-site), and
-    host routes that give a session a smaller MTU than the TUN's."""
+    """Routes into the TUN added and removed per session: networks behind a client (site-to-site), host
+    routes that give a session a smaller MTU than the TUN's, and the session's own addresses where no
+    route of the TUN covers them (several workers, docs/scaling.md "Workers")."""
 
     def add(self, network: IPv4Network | IPv6Network, mtu: int | None = None) -> None: ...
 
     def remove(self, network: IPv4Network | IPv6Network) -> None: ...
+
+    def hold(self, address: IPv4Address | IPv6Address) -> None: ...
+
+    def let_go(self, address: IPv4Address | IPv6Address) -> None: ...
 
 
 class SessionRouting:
@@ -40,6 +46,8 @@ class SessionRouting:
         self.kernel_routes = kernel_routes
         self.tun_mtu = tun_mtu
         """The TUN device's MTU: the largest MTU any session may have (see :meth:`limit_path_mtu`)."""
+        self.push = Push()
+        """What the server pushes (``[push]``); router advertisements carry its IPv6 part."""
 
     def up(self, connection: ServerConnection) -> None:
         """The call is up: route its IPv4 address, with its MTU, and the networks behind it."""
@@ -112,6 +120,9 @@ class SessionRouting:
                 "%s: IPv6 address %s belongs to another session; no IPv6", connection.peer, addresses[0]
             )
             return False
+        if not self._hold(connection, addresses[1:]):
+            self.table.release(keys)
+            return False
         connection.ipv6_keys = keys
         connection.router_address = link_local_address(event.local_interface_id)
         self.limit_path_mtu(connection, addresses)
@@ -120,24 +131,62 @@ class SessionRouting:
         )
         return True
 
+    def _hold(self, connection: ServerConnection, addresses: list[IPv6Address]) -> bool:
+        """Route the session's global address into the TUN; ``False`` when the kernel refuses (the
+        address is routed to another worker's session)."""
+        if self.kernel_routes is None:
+            return True
+        for address in addresses:
+            try:
+                self.kernel_routes.hold(address)
+            except PysstpError as exc:
+                connection.log.warning(
+                    "%s: cannot route IPv6 address %s to this session (%s); no IPv6",
+                    connection.peer,
+                    address,
+                    exc,
+                )
+                return False
+        return True
+
     def ipv6_down(self, connection: ServerConnection) -> None:
-        """Take the session's IPv6 addresses out of the table (idempotent)."""
+        """Take the session's IPv6 addresses out of the table and their routes out of the kernel
+        (idempotent)."""
         self.table.release(connection.ipv6_keys)
+        self._remove_mtu_routes(connection, (6,))
+        if self.kernel_routes is not None:
+            for key in connection.ipv6_keys[1:]:  # after the link-local one: the global address
+                try:
+                    self.kernel_routes.let_go(IPv6Address(key))
+                except PysstpError as exc:
+                    connection.log.warning("%s: could not remove route %s: %s", connection.peer, key, exc)
         connection.ipv6_keys = ()
         connection.router_address = None
-        self._remove_mtu_routes(connection, (6,))
 
     def advertise(self, connection: ServerConnection, destination: IPv6Address = ipv6.ALL_NODES) -> None:
-        """Send the session a router advertisement for the prefix (none in link-local-only mode)."""
-        if connection.ipv6_prefix is None or connection.router_address is None:
+        """Send the session a router advertisement: the prefix, and the pushed IPv6 DNS servers, domain
+        and routes (in link-local-only mode without those, none at all)."""
+        if connection.router_address is None:
+            return
+        push = self.push_for(connection)
+        routes = push.ipv6_routes
+        if connection.ipv6_prefix is None and not (routes or push.ipv6_dns):
             return
         advertisement = ipv6.router_advertisement(
             connection.ipv6_prefix,
             source=connection.router_address,
             mtu=connection.mtu,
             destination=destination,
+            dns=push.ipv6_dns,
+            domains=(push.domain,) if push.domain else (),
+            routes=routes,
         )
         connection.send_ip_batch([advertisement])
+
+    def push_for(self, connection: ServerConnection) -> Push:
+        """The server's push with the session's own routes and domain from the backend."""
+        authorization = connection.authorization
+        return self.push.for_user(authorization.push_routes, authorization.domain)
 
     # -- per-session MTU ---------------------------------------------------------------------------
 

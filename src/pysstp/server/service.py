@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import ssl
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
-from types import TracebackType
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 
 from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.dae import DaeServer
@@ -38,7 +36,7 @@ from pysstp.server.build import (
 from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import ServerSettings
 from pysstp.server.control import ControlServer
-from pysstp.server.dae import start_dae
+from pysstp.server.dae import ServerSessions, start_dae
 from pysstp.server.drain import Drain
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
 from pysstp.server.listener import peer_text
@@ -46,6 +44,7 @@ from pysstp.server.metrics import MetricsServer, Snapshots, start_metrics
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
+from pysstp.server.signals import Signals
 from pysstp.server.statefile import state_file
 from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import supervise, worker_count
@@ -144,7 +143,7 @@ async def serve_with(
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
             raise listen_error(settings, exc) from None
-        dae = await start_dae(app, settings.dae)
+        dae = await start_dae(ServerSessions(app), settings.dae)
         metrics = await start_metrics(settings.metrics.listen, snapshots(app), lambda: app.draining)
         reloader = Reloader(app, users, pool, settings, reread)
         drain = Drain(app, lambda: reloader.settings.limits.drain_timeout, signals.stop.set, notifier)
@@ -229,60 +228,8 @@ def server_app(
         proxy_sources=settings.proxy_sources if settings.proxy_protocol else None,
         radius=radius,
         addresses=addresses,
+        push=settings.push,
     )
-
-
-class Signals:
-    """SIGTERM, SIGINT, SIGHUP and SIGUSR2 for the whole of :func:`serve`, from before the first change
-    to the system until after the last one is undone.
-
-    With Python's default action a signal in start-up or shutdown would end the process between the
-    two and leave the TUN, nftables, sysctls and routes behind (the next start undoes them from the
-    state file, but the host should not depend on a next start). SIGTERM/SIGINT set :attr:`stop`; one
-    during start-up stops the server once it has started, a repeated one is logged and changes
-    nothing. SIGHUP (reload) and SIGUSR2 (drain) act only while the server runs (:meth:`serving`)."""
-
-    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
-
-    def __init__(self, stop: asyncio.Event | None = None) -> None:
-        self.stop = stop or asyncio.Event()
-        """Set by SIGTERM/SIGINT, by the end of a drain, and when shutdown begins."""
-        self._actions: dict[signal.Signals, Callable[[], object]] = {}
-
-    def __enter__(self) -> Signals:
-        loop = asyncio.get_running_loop()
-        for signum in self.HANDLED:
-            loop.add_signal_handler(signum, self.received, signum)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in self.HANDLED:
-            loop.remove_signal_handler(signum)
-
-    def serving(self, reload: Callable[[], object], drain: Callable[[], object]) -> None:
-        """The server runs: SIGHUP calls ``reload``, SIGUSR2 ``drain``, until :attr:`stop` is set."""
-        self._actions = {signal.SIGHUP: reload, signal.SIGUSR2: drain}
-
-    def received(self, signum: signal.Signals) -> None:
-        """Act on ``signum`` as the phase of the server allows (called by the event loop)."""
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            if self.stop.is_set():
-                log.info("%s: already shutting down", signum.name)
-            elif not self._actions:
-                log.info("%s during start-up: shutting down once started", signum.name)
-            self.stop.set()
-        elif self.stop.is_set():
-            log.info("%s ignored: shutting down", signum.name)
-        elif signum not in self._actions:
-            log.info("%s ignored: still starting", signum.name)
-        else:
-            self._actions[signum]()
 
 
 async def wait_for_changes(
@@ -313,23 +260,30 @@ def reload_and_notify(reloader: Reloader, notifier: Notifier, status: str) -> No
 
 
 def snapshots(app: SstpServerApp) -> Snapshots:
-    """This process's snapshot, for the metrics."""
+    """This process's snapshot, for the metrics (which need the counts, not the list of sessions)."""
 
     async def take() -> list[ServerStats]:
-        return [app.snapshot()]
+        return [app.snapshot(sessions=False)]
 
     return take
 
 
-def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:
+def setup_ipv6(
+    changes: NetworkChanges, ifname: str, prefix: IPv6Network | None, *, on_link: bool = True
+) -> None:
     """IPv6 on the TUN: the server's link-local address, ``<prefix>::1`` (whose /64 route sends the
-    clients' addresses into the TUN), and forwarding between the tunnel and the other interfaces."""
+    clients' addresses into the TUN; without ``on_link`` a /128, and each session's address is routed
+    here on its own: a worker's :meth:`TunRoutes.hold`), and forwarding between the tunnel and the other
+    interfaces."""
     # New devices start with IPv6 off where net.ipv6.conf.default.disable_ipv6=1 (hardened hosts, some
     # containers); the addresses below cannot be added then.
     changes.set_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", 0)
     changes.add_address(ifname, IPv6Interface(f"{link_local_address(SERVER_INTERFACE_ID)}/64"))
     if prefix is not None:
-        changes.add_address(ifname, IPv6Interface(f"{interface_address(prefix, SERVER_INTERFACE_ID)}/64"))
+        length = prefix.prefixlen if on_link else prefix.max_prefixlen
+        changes.add_address(
+            ifname, IPv6Interface(f"{interface_address(prefix, SERVER_INTERFACE_ID)}/{length}")
+        )
     changes.set_sysctl("net.ipv6.conf.all.forwarding", 1)
 
 
@@ -347,3 +301,9 @@ class TunRoutes:
     def remove(self, network: IPv4Network | IPv6Network) -> None:
         """Remove that route again (it is gone anyway once the TUN closes)."""
         delete_route(make_route(network, ifname=self.ifname), missing_ok=True)
+
+    def hold(self, address: IPv4Address | IPv6Address) -> None:
+        """Nothing to do: the TUN's own routes (the pool's, the prefix's /64) cover a session's address."""
+
+    def let_go(self, address: IPv4Address | IPv6Address) -> None:
+        """Nothing to do (:meth:`hold`)."""

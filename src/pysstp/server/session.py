@@ -23,6 +23,7 @@ from pysstp.aaa.backend import Authorization, CallContext
 from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.connection import LinkConnection
 from pysstp.link import ServerLink, ServerNetwork, ip_mtu
+from pysstp.server.config import MAX_WORKERS
 from pysstp.server.ratelimit import TokenBucket
 from pysstp.server.stats import FailureReason, SessionStats
 from pysstp.sstp.http import error_response
@@ -35,12 +36,38 @@ log = logging.getLogger("pysstp.server")
 
 _SESSION_PREFIX = secrets.randbits(32)
 """Makes this process's Acct-Session-Ids differ from those of its earlier runs (RFC 2866 §5.5)."""
-_CALL_NUMBERS = itertools.count(1)
+WORKER_BITS = (MAX_WORKERS - 1).bit_length()
+"""With several workers, the high bits of a call number (NAS-Port, 32 bits) are the worker's index."""
+CALL_BITS = 32 - WORKER_BITS
+"""The bits left for the count of a worker's calls (wrapping after 2**26)."""
+
+
+@dataclass
+class CallNumbers:
+    """Numbers calls: NAS-Port and the low half of the Acct-Session-Id. With several workers each
+    number carries its worker's index in the high :data:`WORKER_BITS` bits, so the numbers of all
+    workers differ (docs/scaling.md, "Workers")."""
+
+    worker: int | None = None
+    """This process's worker index (set once, at the worker's start); ``None`` for a single server."""
+    count: itertools.count[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
+
+    def next(self) -> int:
+        """The next call's number."""
+        number = next(self.count)
+        if self.worker is None:
+            return number
+        return self.worker << CALL_BITS | number & ((1 << CALL_BITS) - 1)
+
+
+CALL_NUMBERS = CallNumbers()
+"""This process's call numbers."""
 
 
 def new_call_number() -> int:
-    """A number per call, unique in this process: NAS-Port and the low half of the Acct-Session-Id."""
-    return next(_CALL_NUMBERS)
+    """A number per call, unique in this process (and across workers): NAS-Port and the low half of the
+    Acct-Session-Id."""
+    return CALL_NUMBERS.next()
 
 
 def session_id(number: int) -> str:

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import struct
 from pathlib import Path
 
 from pysstp.errors import SystemSetupError
-from pysstp.net.changes import ChangeJournal, undo_journal
+from pysstp.net.changes import ChangeJournal
 from pysstp.net.ifname import check_ifname
 from pysstp.server.config import ServerSettings, load
 
@@ -56,9 +57,15 @@ def cleanup(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"nothing to clean up: no state file {path}")
         return 0
+    # The supervisor of ``workers = N`` imports this module.
+    from pysstp.server.supervisor import undo_left_behind
+
     journal = ChangeJournal.open(path)
     try:
-        undone = undo_journal(journal)
+        # With workers, theirs too (a single server has none).
+        undone = undo_left_behind(
+            dataclasses.replace(defaults, tun_name=tun_name, state_dir=state_dir), journal
+        )
     finally:
         left = journal.read()
         journal.close(remove=not left)

@@ -14,6 +14,9 @@ from typing import Any
 
 from pysstp.aaa.radius.client import RadiusServerStats
 
+NO_AUTH = "none"
+"""The authentication method of a session that authenticated with no method (``up_by_auth``)."""
+
 
 class FailureReason(StrEnum):
     """Why a call did not come up (the ``reason`` label of ``pysstp_call_failures_total``)."""
@@ -46,6 +49,9 @@ class DropCause(StrEnum):
     """From a client before the crypto binding completed (MS-SSTP 3.2.5.2)."""
     RATE_LIMIT = "rate_limit"
     """Beyond the session's rate limit."""
+    DHCP = "dhcp"
+    """To the server's DHCP port and not answered: malformed, not a DHCPINFORM, or not from the session's
+    own address (docs/server.md, "Routes and domain for clients")."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,8 @@ class ServerStats:
     """One server process (a worker, or the only process) at one moment.
 
     Counters count since the process started and include sessions that have ended; ``sessions`` lists
-    the calls of this moment (negotiating ones with ``up`` false).
+    the calls of this moment (negotiating ones with ``up`` false), unless the snapshot was taken without
+    them (for the metrics, which need only the counts: ``up_by_auth``).
     """
 
     worker: int
@@ -97,6 +104,8 @@ class ServerStats:
     started: float
     """When the process started (Unix seconds)."""
     sessions: tuple[SessionStats, ...] = ()
+    up_by_auth: Mapping[str, int] = field(default_factory=dict)
+    """Calls that are up, by authentication method (:data:`NO_AUTH` for none)."""
     negotiating: int = 0
     """Calls accepted whose link is not up yet (TLS, HTTP, LCP, authentication in progress)."""
     connects: int = 0
@@ -134,6 +143,7 @@ class ServerStats:
             )
             for session in values.get("sessions", ())
         )
+        values["up_by_auth"] = dict(values.get("up_by_auth", {}))
         values["failures"] = dict(values.get("failures", {}))
         values["drops"] = dict(values.get("drops", {}))
         values["radius"] = tuple(

@@ -27,23 +27,27 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any
 
+from pysstp.aaa.dae import DaeServer
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.ifname import MAX_IFNAME_BYTES
 from pysstp.server.addresses import AddressAuthority
+from pysstp.server.app import SHUTDOWN_GRACE
 from pysstp.server.build import limits, load_tls, named_pools, user_database
 from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import MAX_WORKERS, ServerSettings
 from pysstp.server.control import MAX_REQUEST, asker
 from pysstp.server.coordinator import Claim, Coordinator, Granted
+from pysstp.server.dae import Ask, WorkerSessions, start_dae
 from pysstp.server.listener import listening_sockets, peer_text
 from pysstp.server.metrics import MetricsServer, start_metrics
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import RESTART_SETTINGS, keep_settings
+from pysstp.server.signals import Signals
 from pysstp.server.statefile import state_file
 from pysstp.server.stats import ServerStats
 from pysstp.server.workerchannel import Channel, Message, pack, unpack
@@ -60,6 +64,10 @@ up to :data:`MAX_RESTART_DELAY`."""
 MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 60.0
 """A worker that ran this long before dying is restarted after :data:`RESTART_DELAY` again."""
+ANSWER_TIMEOUT = 3.0
+"""Seconds a worker has to answer a control request or a scrape. One that does not (its loop stuck, the
+process stopped) is left out of the answer, which then still reaches ``pysstp status`` within the
+client's own 5 s."""
 
 
 def worker_count(settings: ServerSettings) -> int:
@@ -94,11 +102,21 @@ async def supervise(settings: ServerSettings, reread: Callable[[], ServerSetting
     load_tls(settings)  # a bad certificate is one clear line now, not one per worker
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
     check_fixed_addresses(user_database(settings), pool)
+    # As for a single server (service.serve): no signal ends the process between a change and its undo.
+    with Signals() as signals:
+        return await supervise_with(settings, reread, pool, signals)
+
+
+async def supervise_with(
+    settings: ServerSettings,
+    reread: Callable[[], ServerSettings] | None,
+    pool: AddressPool,
+    signals: Signals,
+) -> int:
+    """:func:`supervise` once the settings are checked, with ``signals`` handled."""
     journal = ChangeJournal.open(state_file(settings.state_dir, settings.tun_name))
     try:
-        undone = undo_journal(journal)
-        for index in range(MAX_WORKERS):
-            undone += undo_worker_journal(settings, index)
+        undone = undo_left_behind(settings, journal)
         if undone:
             log.warning("undid what a server on %s left behind: %s", settings.tun_name, ", ".join(undone))
         changes = NetworkChanges(journal)
@@ -111,7 +129,7 @@ async def supervise(settings: ServerSettings, reread: Callable[[], ServerSetting
                     pool, named_pools(settings), server_address=settings.pool.server_address
                 )
                 coordinator = Coordinator(authority, limits(settings))
-                supervisor = Supervisor(settings, reread, sockets, coordinator)
+                supervisor = Supervisor(settings, reread, sockets, coordinator, signals)
                 await supervisor.run()
             finally:
                 for sock in sockets:
@@ -121,6 +139,17 @@ async def supervise(settings: ServerSettings, reread: Callable[[], ServerSetting
         return 0
     finally:
         journal.close(remove=not journal.read())
+
+
+def undo_left_behind(settings: ServerSettings, journal: ChangeJournal) -> list[str]:
+    """Undo what a killed supervisor (``journal``) and its workers recorded; return what was undone. The
+    workers' journals go first, as their changes came after the supervisor's: a host-wide sysctl that a
+    worker set again (IPv6 forwarding) holds the supervisor's value as its previous one, and the host's
+    own value is the supervisor's to put back."""
+    undone: list[str] = []
+    for index in range(MAX_WORKERS):
+        undone += undo_worker_journal(settings, index)
+    return undone + undo_journal(journal)
 
 
 def undo_worker_journal(settings: ServerSettings, index: int) -> list[str]:
@@ -138,12 +167,16 @@ def undo_worker_journal(settings: ServerSettings, index: int) -> list[str]:
 
 def share_host(changes: NetworkChanges, settings: ServerSettings) -> None:
     """What every worker's calls need of the host: forwarding (also between the workers' TUNs), the
-    nftables table for all TUNs, and the pools answered as unreachable unless a session holds the
-    address (its worker's host route is more specific)."""
+    nftables table for all TUNs, and the pools and the IPv6 prefix answered as unreachable unless a
+    session holds the address (its worker's host route is more specific)."""
     changes.set_sysctl("net.ipv4.ip_forward", 1)
     if settings.ipv6.enabled:
         changes.set_sysctl("net.ipv6.conf.all.forwarding", 1)
-    for network in (settings.pool.network, *(named.network for named in settings.pools)):
+    networks: list[IPv4Network | IPv6Network] = [settings.pool.network]
+    networks += [named.network for named in settings.pools]
+    if settings.ipv6.prefix is not None:
+        networks.append(settings.ipv6.prefix)
+    for network in networks:
         changes.add_route(network, unreachable=True)
     if settings.forwarding.mode == "nat" or settings.forwarding.mss_clamp:
         changes.install_nat(
@@ -192,6 +225,7 @@ class Supervisor:
         reread: Callable[[], ServerSettings] | None,
         sockets: list[socket.socket],
         coordinator: Coordinator,
+        signals: Signals,
     ) -> None:
         self.settings = settings
         self.started = settings
@@ -202,26 +236,32 @@ class Supervisor:
         self.workers = [Worker(index) for index in range(worker_count(settings))]
         self.stopping = False
         self.draining = False
+        self.listening = ""
+        """The status line systemd shows while the workers serve."""
         self.notifier = Notifier.from_environment()
         """systemd hears from the supervisor only (the workers' environment no longer names it)."""
-        self._stop = asyncio.Event()
+        self.signals = signals
+        self._stop = signals.stop
+        """SIGTERM/SIGINT (also during start-up), the end of a drain."""
         self._control: asyncio.AbstractServer | None = None
         self._metrics: MetricsServer | None = None
+        self._dae: DaeServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def run(self) -> None:
         """Start every worker, serve until SIGTERM/SIGINT or the end of a drain, stop them all."""
-        loop = asyncio.get_running_loop()
         try:
             for worker in self.workers:
                 await self._start(worker)
             for worker in self.workers:
                 await self._wait_ready(worker)
             await self._open_control()
+            self._dae = await start_dae(WorkerSessions(self._askers), self.settings.dae)
             self._metrics = await start_metrics(
                 self.settings.metrics.listen, self.snapshots, lambda: self.draining
             )
             listening = f"listening on {', '.join(peer_text(s.getsockname()) for s in self.sockets)}"
+            self.listening = listening
             log.info(
                 "%s; %d workers on %s; %s/%d",
                 listening,
@@ -232,18 +272,16 @@ class Supervisor:
             )
             self.notifier.ready(listening)
             self.notifier.start_watchdog()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, self._stop.set)
-            loop.add_signal_handler(signal.SIGHUP, self.reload)
-            loop.add_signal_handler(signal.SIGUSR2, lambda: self._background(self.drain("SIGUSR2")))
+            self.signals.serving(reload=self.reload, drain=lambda: self._background(self.drain("SIGUSR2")))
             await self._stop.wait()
             log.info("shutting down: stopping %d workers", len(self.workers))
             self.notifier.stopping("shutting down")
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
-                loop.remove_signal_handler(signum)
+            self._stop.set()  # from here on a signal is only logged (see Signals)
             self.stopping = True
             await self._close_control()
+            if self._dae is not None:
+                self._dae.close()
             if self._metrics is not None:
                 await self._metrics.stop()
             await asyncio.gather(*(self._end(worker) for worker in self.workers))
@@ -267,6 +305,9 @@ class Supervisor:
                 # workers in order, not every process at once.
                 start_new_session=True,
             )
+        except BaseException:
+            ours.close()  # a restart tried again and again (out of memory, of processes) must not leak it
+            raise
         finally:
             theirs.close()
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
@@ -306,20 +347,24 @@ class Supervisor:
             raise SystemSetupError(
                 worker.error or f"worker {worker.index} exited ({worker.process.returncode}) while starting"
             )
+        # Hung while starting: it must be gone before its journal is undone and another takes its place.
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.kill()
+        await worker.process.wait()
         raise SystemSetupError(f"worker {worker.index} did not start within {START_TIMEOUT:.0f} s")
 
     async def _watch(self, worker: Worker, process: asyncio.subprocess.Process) -> None:
         """When the worker's process ends outside a shutdown: free what it held, start it again."""
         code = await process.wait()
+        if process is not worker.process:
+            return  # a process that a restart has already replaced
         if worker.channel is not None:
             worker.channel.close()
         if self.stopping or worker.ready is None or not worker.ready.done():
             return  # stopping, or it never started: run() reports that
         if self.draining:
             self.coordinator.worker_gone(worker.index)
-            if all(w.process is None or w.process.returncode is not None for w in self.workers):
-                log.info("drained: every worker has ended")
-                self._stop.set()
+            self._end_drain_if_drained()
             return
         leases = self.coordinator.worker_gone(worker.index)
         undone = undo_worker_journal(self.settings, worker.index)
@@ -355,6 +400,10 @@ class Supervisor:
                 continue
             assert worker.process is not None
             log.info("worker %d is back (pid %d)", worker.index, worker.process.pid)
+            if self.draining:
+                # The drain began while it started, and its fan-out did not reach it.
+                with contextlib.suppress(ConnectionError, TimeoutError):
+                    await self._ask_worker(worker, {"command": "drain"}, "the drain of the other workers")
             return
 
     def _background(self, coroutine: Any) -> None:
@@ -400,6 +449,9 @@ class Supervisor:
         return None
 
     def _reserve(self, worker: Worker, message: Message) -> Message:
+        if worker.channel is None or worker.channel.closed:
+            # Read before the worker died, handled after its leases were freed: nobody would free this one.
+            return {"refused": f"worker {worker.index} has ended"}
         claim = Claim(
             message["user"],
             fixed=IPv4Address(message["fixed"]) if message.get("fixed") else None,
@@ -426,7 +478,15 @@ class Supervisor:
 
     def reload(self) -> None:
         """Read the settings again and hand them to every worker, which applies them as a single server
-        does on SIGHUP (docs/server.md, "Reloading")."""
+        does on SIGHUP (docs/server.md, "Reloading"); systemd hears RELOADING=1 and READY=1 around it,
+        as from a single server (a draining supervisor has told it STOPPING=1, and only reloads)."""
+        if self.draining:
+            self._reload()
+            return
+        with self.notifier.reloading(self.listening):
+            self._reload()
+
+    def _reload(self) -> None:
         try:
             settings = self.reread() if self.reread is not None else self.settings
         except ConfigError as exc:
@@ -442,10 +502,8 @@ class Supervisor:
 
     async def snapshots(self) -> list[ServerStats]:
         """Every running worker's stats snapshot, for the metrics (each labelled with its worker)."""
-        running = self._running()
         answers = await asyncio.gather(
-            *(w.channel.ask({"op": "snapshot"}) for w in running if w.channel is not None),
-            return_exceptions=True,
+            *(self._ask(w, {"op": "snapshot"}) for w in self._running()), return_exceptions=True
         )
         return [unpack(a["stats"]) for a in answers if isinstance(a, dict) and "stats" in a]
 
@@ -460,11 +518,21 @@ class Supervisor:
             self.draining = True
             for sock in self.sockets:
                 sock.close()
-            self.notifier.stopping("draining")
+            # As a single server's drain does (server/drain.py): systemd's stop timeout, which STOPPING=1
+            # starts, must not end the drain before the workers' own deadline does.
+            self.notifier.stopping("draining", self.settings.limits.drain_timeout + SHUTDOWN_GRACE)
         merged = merge_answers(await self._fan_out({"command": "drain"}, by))
         if merged.get("ok"):
             merged["started"] = first
+        # No worker left to end it (all of them dead, their restarts now called off).
+        self._end_drain_if_drained()
         return merged
+
+    def _end_drain_if_drained(self) -> None:
+        """While draining: stop once every worker's process has ended."""
+        if all(w.process is None or w.process.returncode is not None for w in self.workers):
+            log.info("drained: every worker has ended")
+            self._stop.set()
 
     # -- the control socket ----------------------------------------------------------------------------
 
@@ -488,7 +556,7 @@ class Supervisor:
             who = asker(writer.get_extra_info("socket"))
             writer.write(json.dumps(await self.answer(line[:MAX_REQUEST], who)).encode() + b"\n")
             await writer.drain()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, ValueError):  # ValueError: a line beyond the reader's limit
             pass
         finally:
             writer.close()
@@ -503,7 +571,10 @@ class Supervisor:
             return {"ok": False, "error": "request must be a JSON object with a 'command'"}
         if command == "drain":
             return await self.drain(who)
-        return merge_answers(await self._fan_out(request, who))
+        answer = merge_answers(await self._fan_out(request, who))
+        if answer.get("ok") and "dae" in answer:  # the listener is the supervisor's
+            answer["dae"] = self._dae.state() if self._dae is not None else None
+        return answer
 
     async def _fan_out(self, request: dict[str, Any], who: str) -> list[dict[str, Any]]:
         """Every running worker's answer to a control request (a worker that died meanwhile has nothing
@@ -522,6 +593,10 @@ class Supervisor:
             replies.append(answer)
         return replies
 
+    def _askers(self) -> list[Ask]:
+        """A way to ask each running worker (Dynamic Authorization acts on every worker's sessions)."""
+        return [w.channel.ask for w in self._running() if w.channel is not None]
+
     def _running(self) -> list[Worker]:
         """The workers that have started and are still there."""
         return [
@@ -531,8 +606,20 @@ class Supervisor:
         ]
 
     async def _ask_worker(self, worker: Worker, request: dict[str, Any], who: str) -> dict[str, Any]:
+        return await self._ask(worker, {"op": "control", "request": request, "who": who})
+
+    async def _ask(self, worker: Worker, message: Message) -> Message:
+        """``worker``'s answer to ``message``, or :class:`TimeoutError` after :data:`ANSWER_TIMEOUT`."""
         assert worker.channel is not None
-        return await worker.channel.ask({"op": "control", "request": request, "who": who})
+        try:
+            return await asyncio.wait_for(worker.channel.ask(message), ANSWER_TIMEOUT)
+        except TimeoutError:
+            log.warning(
+                "worker %d did not answer within %.0f s; left out of this answer",
+                worker.index,
+                ANSWER_TIMEOUT,
+            )
+            raise
 
 
 def merge_answers(answers: list[dict[str, Any]]) -> dict[str, Any]:

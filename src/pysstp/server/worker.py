@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Any
 
 from pysstp.aaa.backend import Authorization
@@ -51,21 +51,23 @@ from pysstp.server.build import (
 )
 from pysstp.server.config import ServerSettings
 from pysstp.server.control import RATE_INTERVAL, ControlServer
+from pysstp.server.dae import ServerSessions, act_on_request
 from pysstp.server.drain import Drain
 from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.service import (
-    Signals,
     TunRoutes,
     reload_and_notify,
     server_app,
     setup_ipv6,
     wait_for_changes,
 )
+from pysstp.server.session import CALL_NUMBERS
+from pysstp.server.signals import Signals
 from pysstp.server.statefile import state_file
 from pysstp.server.supervisor import decode_settings, worker_tun_name
-from pysstp.server.workerchannel import Channel, Message, pack
+from pysstp.server.workerchannel import Channel, ChannelClosed, Message, pack
 
 log = logging.getLogger("pysstp.server")
 
@@ -100,23 +102,25 @@ class SharedBackoff(Backoff):
 
 
 class WorkerRoutes(TunRoutes):
-    """The routes into this worker's TUN: each session address it holds as a host route (so the kernel
-    sends that address here), and what :class:`TunRoutes` adds. A session's MTU route is that same host
-    route with an MTU, so it replaces it, and its removal puts the plain host route back."""
+    """The routes into this worker's TUN: each session address it holds (IPv4, and the global IPv6
+    address from the server's prefix) as a host route (so the kernel sends that address here), and what
+    :class:`TunRoutes` adds. A session's MTU route is that same host route with an MTU, so it replaces
+    it, and its removal puts the plain host route back."""
 
     def __init__(self, ifname: str) -> None:
         super().__init__(ifname)
-        self.held: set[IPv4Network] = set()
+        self.held: set[IPv4Network | IPv6Network] = set()
 
-    def hold(self, address: IPv4Address) -> None:
-        """Route ``address`` here while a session holds it."""
-        network = IPv4Network(address)
+    def hold(self, address: IPv4Address | IPv6Address) -> None:
+        """Route ``address`` here while a session holds it (refused by the kernel when another worker's
+        session holds it: the route exists into that worker's TUN)."""
+        network = ip_network(address)
         add_route(make_route(network, ifname=self.ifname))
         self.held.add(network)
 
-    def let_go(self, address: IPv4Address) -> None:
+    def let_go(self, address: IPv4Address | IPv6Address) -> None:
         """The session is gone: so is its address's route."""
-        network = IPv4Network(address)
+        network = ip_network(address)
         self.held.discard(network)
         delete_route(make_route(network, ifname=self.ifname), missing_ok=True)
 
@@ -242,7 +246,8 @@ class WorkerProcess:
         """Between start and shutdown: the line closing then means the supervisor is gone."""
 
     async def handle(self, message: Message) -> Message | None:
-        """The supervisor's start, control requests, replaced sessions, logins and reloads."""
+        """The supervisor's start, control requests, Dynamic Authorization, replaced sessions, logins and
+        reloads."""
         op = message.get("op")
         if op == "start":
             if not self.start.done():
@@ -254,7 +259,11 @@ class WorkerProcess:
         elif op == "snapshot":
             if self.app is None or self.control is None:
                 return {}
-            return {"stats": pack(self.app.snapshot(self.index, self.control.meter.rates))}
+            return {"stats": pack(self.app.snapshot(self.index, sessions=False))}
+        elif op == "dae":
+            if self.app is None:
+                return {"sessions": []}
+            return await act_on_request(ServerSessions(self.app), message)
         elif op == "replace":
             self.replace(IPv4Address(message["address"]))
         elif op == "login":
@@ -284,8 +293,11 @@ class WorkerProcess:
                 self.app.forget(connection)
 
     def supervisor_gone(self, _task: object) -> None:
-        """The line to the supervisor has closed: while serving, stop as on SIGTERM."""
-        if self.serving:
+        """The line to the supervisor has closed: while serving, stop as on SIGTERM; before the start
+        message, there is nothing to start."""
+        if not self.start.done():
+            self.start.set_exception(ChannelClosed("the supervisor has gone away before the start"))
+        elif self.serving:
             os.kill(os.getpid(), signal.SIGTERM)
 
     def reread(self) -> ServerSettings:
@@ -311,8 +323,12 @@ async def work(sock: socket.socket) -> int:
     serving = asyncio.get_running_loop().create_task(worker.channel.serve())
     # The supervisor gone (the line closed) while serving: stop as on SIGTERM.
     serving.add_done_callback(worker.supervisor_gone)
-    start = await worker.start
+    try:
+        start = await worker.start
+    except ChannelClosed:
+        return 1
     index = worker.index = int(start["index"])
+    CALL_NUMBERS.worker = index
     settings = worker_settings(decode_settings(start["settings"]), index)
     worker.settings = settings
     setup_logging(settings.log.level, settings.log.format)
@@ -368,7 +384,9 @@ async def serve_worker(
         # The server's address on every worker's TUN: the host's own, whichever TUN a packet came in by.
         changes.add_address(tun.name, IPv4Interface(f"{settings.pool.server_address}/32"))
         if settings.ipv6.enabled:
-            setup_ipv6(changes, tun.name, settings.ipv6.prefix)
+            # No /64 into this TUN: each session's address is routed to the worker that holds it, the
+            # rest of the prefix is the supervisor's unreachable route.
+            setup_ipv6(changes, tun.name, settings.ipv6.prefix, on_link=False)
         set_link(tun.name, up=True)
         routes = WorkerRoutes(tun.name)
         worker.backoff = SharedBackoff(channel=worker.channel)

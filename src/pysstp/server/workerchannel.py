@@ -85,10 +85,12 @@ class Channel:
                 try:
                     message = json.loads(line)
                 except ValueError:
-                    log.error("worker channel: not JSON: %.80r", line)
+                    message = None
+                if not isinstance(message, dict):
+                    log.error("worker channel: not a JSON object: %.80r", line)
                     continue
                 if "re" in message:
-                    waiting = self._waiting.get(message.pop("re"))
+                    waiting = self._waiting.get(message.pop("re")) if isinstance(message["re"], int) else None
                     if waiting is not None and not waiting.done():
                         waiting.set_result(message)
                 else:

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 from pyrad import packet as radius_packet
 
-from pysstp.aaa.backend import Authorization, IpNetwork
+from pysstp.aaa.backend import Authorization, IpNetwork, pushed_network
 from pysstp.aaa.radius.eap_message import join_eap_message
+from pysstp.dhcp import domain_name
 from pysstp.ppp.auth.keys import MASTER_KEY_SIZE, hlak_from_key_material
 from pysstp.ppp.constants import HLAK_SIZE
 
@@ -37,6 +38,8 @@ _HONOURED = frozenset(
         "Framed-Route",
         "Framed-IPv6-Route",
         "Framed-IPv6-Prefix",
+        "Route-IPv6-Information",
+        "Cisco-AVPair",
         "Session-Timeout",
         "Idle-Timeout",
         "Acct-Interim-Interval",
@@ -65,6 +68,11 @@ _HONOURED = frozenset(
         "Framed-Protocol",
     }
 )
+
+PUSH_ROUTE_PAIR = "pysstp:push-route="
+"""Cisco-AVPair prefix of an IPv4 or IPv6 network the client routes into the tunnel (docs/radius.md)."""
+DOMAIN_PAIR = "pysstp:domain="
+"""Cisco-AVPair prefix of the DNS suffix pushed to the client (docs/radius.md)."""
 
 T = TypeVar("T")
 
@@ -172,6 +180,7 @@ class AccessReply:
                     log.warning("RADIUS server %s: ignored %s %r", self.server, name, value)
                 else:
                     routes.append(route)
+        push_routes, domain = self._pushed()
         dns = [
             server
             for name in ("MS-Primary-DNS-Server", "MS-Secondary-DNS-Server")
@@ -187,12 +196,35 @@ class AccessReply:
             interim_interval=self._first("Acct-Interim-Interval", float),
             classes=tuple(bytes(value) for value in self._values("Class")),
             dns=tuple(dns),
+            push_routes=push_routes,
+            domain=domain,
             mtu=self._first("Framed-MTU", int),
             reply_message=self.reply_message,
             # WISPr's names are the user's view: up is what the client sends.
             rate_in=self._first("WISPr-Bandwidth-Max-Up", int),
             rate_out=self._first("WISPr-Bandwidth-Max-Down", int),
         )
+
+    def _pushed(self) -> tuple[tuple[IpNetwork, ...], str]:
+        """Pushed routes (Cisco-AVPair ``pysstp:push-route=``, Route-IPv6-Information of RFC 6911 §3.3)
+        and the domain (Cisco-AVPair ``pysstp:domain=``); other AV-pairs are not ours and are skipped."""
+        routes: list[IpNetwork] = []
+        domain = ""
+        for value in self._values("Cisco-AVPair"):
+            pair = _text(value)
+            try:
+                if pair.startswith(PUSH_ROUTE_PAIR):
+                    routes.append(pushed_network(pair.removeprefix(PUSH_ROUTE_PAIR)))
+                elif pair.startswith(DOMAIN_PAIR):
+                    domain = domain_name(pair.removeprefix(DOMAIN_PAIR))
+            except ValueError as error:
+                log.warning("RADIUS server %s: ignored Cisco-AVPair %r: %s", self.server, pair, error)
+        for value in self._values("Route-IPv6-Information"):
+            try:
+                routes.append(pushed_network(_text(value)))
+            except ValueError as error:
+                log.warning("RADIUS server %s: ignored Route-IPv6-Information: %s", self.server, error)
+        return tuple(routes), domain
 
 
 def _text(value: str | bytes) -> str:

@@ -1,0 +1,45 @@
+"""The control socket's connections, of a single server and of the supervisor of workers: a request line
+beyond the reader's limit closes that connection quietly (no traceback in the server's log)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any, cast
+
+from pysstp.server.config import ServerSettings
+from pysstp.server.control import ControlServer
+from pysstp.server.signals import Signals
+from pysstp.server.supervisor import Supervisor
+
+
+class Writer:
+    """Stands in for the connection's StreamWriter."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def oversized() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=64 * 1024)
+    reader.feed_data(b"x" * 100_000 + b"\n")
+    reader.feed_eof()
+    return reader
+
+
+async def test_a_single_servers_control_socket_closes_an_oversized_request(tmp_path: Path) -> None:
+    control = ControlServer(cast(Any, None), tmp_path / "ctl.sock")
+    writer = Writer()
+    await control._serve(oversized(), cast(Any, writer))
+    assert writer.closed
+
+
+async def test_the_supervisors_control_socket_closes_an_oversized_request() -> None:
+    settings = dataclasses.replace(ServerSettings(), workers=2)
+    supervisor = Supervisor(settings, None, [], cast(Any, None), Signals())
+    writer = Writer()
+    await supervisor._serve_control(oversized(), cast(Any, writer))
+    assert writer.closed
