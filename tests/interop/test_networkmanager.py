@@ -166,6 +166,24 @@ def test_a_server_without_ipv6_gives_an_ipv4_connection_with_ipv6_method_auto(la
     ping(lab.pair.client, SERVER_TUNNEL_IP)
 
 
+def test_routes_and_domain_the_server_pushes_are_applied_by_networkmanager(lab: Lab) -> None:
+    lab.start_server("--push-route", "10.99.0.0/16", "--push-domain", "corp.test")
+    client = lab.pair.client
+    before = routes(client)
+    vpn_add(lab.nm, VPN, lab.data(), ["password=alicepw"])
+    lab.up()
+    (tun,) = tun_links(client)
+    # The DHCPINFORM answer comes after the call is up; NetworkManager applies the second Ip4Config.
+    lab.nm.wait(
+        lambda: "10.99.0.0/16" in client.run("ip", "route", "show", "dev", tun).stdout, "the pushed route"
+    )
+    assert any("10.99.0.0/16" in route for route in lab.nm.field(VPN, "IP4.ROUTE"))
+    lab.nm.wait(lambda: lab.nm.field(VPN, "IP4.DOMAIN") == ["corp.test"], "the pushed domain")
+    assert "search corp.test" in lab.nm.run("cat", "/run/NetworkManager/resolv.conf").stdout
+    lab.nm.nmcli("connection", "down", VPN)
+    lab.nm.wait(lambda: routes(client) == before, "NetworkManager's routes are gone")
+
+
 def test_wrong_password_fails_with_login_failed(lab: Lab) -> None:
     lab.start_server()
     vpn_add(lab.nm, VPN, lab.data(), ["password=wrong"])

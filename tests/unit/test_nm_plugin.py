@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import stat
 import sys
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from dbus_fast import Variant
 
 from pysstp.cli import main
 from pysstp.client.settings import ClientSettings
+from pysstp.dhcp import ClasslessRoute, Configuration
 from pysstp.errors import ConfigError
 from pysstp.link import Ipv6Up, LinkUp
 from pysstp.net.changes import NetworkChanges
@@ -287,6 +289,9 @@ class Reports:
     def ip6(self, ipv6: Ipv6Up, prefix: IPv6Network | None) -> None:
         self.sent.append(("ip6", prefix))
 
+    def pushed(self, routes: Sequence[IPv4Network], domains: Sequence[str]) -> None:
+        self.sent.append(("pushed", (list(routes), list(domains))))
+
 
 class FakeTun:
     name = "sstp9"
@@ -341,4 +346,18 @@ async def test_without_an_advertisement_the_link_local_address_is_reported(
     while len(reports.sent) < 2:
         await asyncio.sleep(0.01)
     assert reports.sent == [("config", True), ("ip6", None)]
+    tunnel.close()
+
+
+async def test_the_servers_routes_and_domain_are_reported_without_a_default_route() -> None:
+    reports = Reports()
+    tunnel = reporting_tunnel(reports, ipv6=False)
+    tunnel.apply(up())
+    route = ClasslessRoute(IPv4Network("10.99.0.0/16"), IPv4Address("0.0.0.0"))
+    default = ClasslessRoute(IPv4Network("0.0.0.0/0"), IPv4Address("0.0.0.0"))
+    server = IPv4Address("10.0.0.1")
+    tunnel.apply_pushed(Configuration(server, routes=(default, route), domain="corp.test"))
+    assert reports.sent[-1] == ("pushed", ([IPv4Network("10.99.0.0/16")], ["corp.test"]))
+    tunnel.apply_pushed(Configuration(server, routes=(default,)))  # nothing left to report
+    assert len(reports.sent) == 2
     tunnel.close()

@@ -18,8 +18,8 @@ import contextlib
 import dataclasses
 import enum
 import logging
-from collections.abc import Mapping
-from ipaddress import IPv6Network, ip_address
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated
 
 from dbus_fast import BusType, DBusError, Message, RequestNameReply, Variant
@@ -342,6 +342,7 @@ class _Reporter:
         self.plugin = plugin
         self.never_default = never_default
         self.app: ClientApp | None = None
+        self.up: LinkUp | None = None
 
     def config(self, up: LinkUp, ifname: str, has_ip6: bool) -> None:
         """``Config`` and ``Ip4Config``; the service has started (NetworkManager waits for an ``Ip6Config``
@@ -354,11 +355,21 @@ class _Reporter:
             plugin.stop.set()
             return
         plugin.Config(report.generic_config(ifname, self.app.address, up.mtu, has_ip6))
-        # The routes and search domains the server pushes go here as ip4_config's routes= and
-        # domains= once the client learns them (DHCPINFORM, issue 14).
         plugin.Ip4Config(report.ip4_config(up, self.never_default))
+        self.up = up
         plugin._set_state(ServiceState.STARTED)
         plugin._answer(None)
+
+    def pushed(self, routes: Sequence[IPv4Network], domains: Sequence[str]) -> None:
+        """``Ip4Config`` again, now with the server's routes and search domain (NetworkManager takes a
+        new one while the connection is up and applies the difference)."""
+        if self.up is None:
+            return
+        self.plugin.Ip4Config(report.ip4_config(self.up, self.never_default, routes, domains))
+        log.info(
+            "the server's %s reported to NetworkManager",
+            ", ".join([*(f"route {route}" for route in routes), *(f"domain {d}" for d in domains)]),
+        )
 
     def ip6(self, ipv6: Ipv6Up, prefix: IPv6Network | None) -> None:
         """``Ip6Config``."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
-from ipaddress import IPv6Network
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Network, IPv6Network
 from typing import Protocol as Interface
 
 from pysstp.client.settings import ClientSettings
 from pysstp.client.tunnel import Tunnel
 from pysstp.connection import LinkConnection
+from pysstp.dhcp import Configuration
 from pysstp.link import Ipv4Up, Ipv6Up, LinkUp
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import set_link
@@ -43,6 +44,9 @@ class Report(Interface):
 
     def ip6(self, ipv6: Ipv6Up, prefix: IPv6Network | None) -> None:
         """IPv6CP is open and the advertised prefix known (``None``: link-local only): ``Ip6Config``."""
+
+    def pushed(self, routes: Sequence[IPv4Network], domains: Sequence[str]) -> None:
+        """The server's DHCPINFORM answer: ``Ip4Config`` again, with its routes and search domain."""
 
 
 def free_ifname(prefix: str = IFNAME_PREFIX) -> str:
@@ -109,6 +113,20 @@ class ReportingTunnel(Tunnel):
             self._ipv6_settled = True
             self._watching = False
             self._report()
+
+    def apply_pushed(self, configuration: Configuration) -> None:
+        """The routes and domain of the server's DHCPINFORM answer go to NetworkManager, which applies
+        them with the rest (``ipv4.ignore-auto-routes`` and ``ipv4.ignore-auto-dns`` refuse them there);
+        a pushed default route is left out, as ``pysstp connect`` leaves it out: ``never-default``
+        decides that."""
+        routes = []
+        for route in configuration.routes:
+            if route.network.prefixlen == 0:
+                log.info("route: the server pushes a default route; never-default=no sends everything")
+                continue
+            routes.append(route.network)
+        if routes or configuration.domain:
+            self.report.pushed(routes, [configuration.domain] if configuration.domain else [])
 
     def deliver(self, connection: LinkConnection, packets: list[memoryview]) -> None:
         """As :class:`Tunnel`, and until the server's router advertisement came, look for it."""
