@@ -1,6 +1,7 @@
 """Router advertisement options that configure a client beyond SLAAC: DNS servers and search domains
 (RDNSS and DNSSL, RFC 8106) and routes (Route Information, RFC 4191), written by the server and read by
-the client. Pure functions on bytes.
+the client, and the SLAAC prefix (Prefix Information, RFC 4861 §4.6.2), which the NetworkManager plugin
+reads. Pure functions on bytes.
 
 Linux applies Route Information options itself (``accept_ra_rt_info_max_plen``), but leaves RDNSS and
 DNSSL to user space, so the client reads them from the advertisement (:func:`read_options`, fed by a raw
@@ -16,6 +17,10 @@ from ipaddress import IPv6Address, IPv6Network
 
 from pysstp.errors import ProtocolError
 
+OPTION_PREFIX_INFORMATION = 3
+PREFIX_FLAG_ON_LINK = 0x80
+PREFIX_FLAG_AUTONOMOUS = 0x40
+SLAAC_PREFIX_LEN = 64
 OPTION_ROUTE_INFORMATION = 24
 OPTION_RDNSS = 25
 OPTION_DNSSL = 31
@@ -34,11 +39,14 @@ class NdError(ProtocolError):
 @dataclass(frozen=True, slots=True)
 class Advertised:
     """What a router advertisement's RDNSS, DNSSL and Route Information options say (those with lifetime
-    0, which withdraw earlier ones, are left out)."""
+    0, which withdraw earlier ones, are left out), and the /64 its Prefix Information offers for SLAAC
+    (the first with the autonomous flag and a valid lifetime, RFC 4862 §5.5.3; the kernel forms
+    ``pysstp connect``'s address from it, the NetworkManager plugin reads it)."""
 
     dns: tuple[IPv6Address, ...] = ()
     domains: tuple[str, ...] = ()
     routes: tuple[IPv6Network, ...] = ()
+    prefix: IPv6Network | None = None
 
 
 def rdnss(servers: Sequence[IPv6Address], lifetime: int) -> bytes:
@@ -81,6 +89,7 @@ def read_options(message: bytes | memoryview) -> Advertised:
     dns: list[IPv6Address] = []
     domains: list[str] = []
     routes: list[IPv6Network] = []
+    prefix: IPv6Network | None = None
     while position + 2 <= end:
         kind, units = data[position], data[position + 1]
         if units == 0 or position + units * UNIT > end:
@@ -95,7 +104,17 @@ def read_options(message: bytes | memoryview) -> Advertised:
             route = _read_route(body)
             if route is not None:
                 routes.append(route)
-    return Advertised(tuple(dns), tuple(domains), tuple(routes))
+        elif kind == OPTION_PREFIX_INFORMATION and prefix is None:
+            prefix = _read_prefix(body)
+    return Advertised(tuple(dns), tuple(domains), tuple(routes), prefix)
+
+
+def _read_prefix(body: bytes) -> IPv6Network | None:
+    if len(body) != 32:
+        raise NdError(f"Prefix Information option of {len(body)} bytes")
+    if body[2] != SLAAC_PREFIX_LEN or not body[3] & PREFIX_FLAG_AUTONOMOUS or _lifetime(body) == 0:
+        return None
+    return IPv6Network((body[16:32], SLAAC_PREFIX_LEN), strict=False)
 
 
 def _lifetime(body: bytes) -> int:

@@ -30,6 +30,7 @@ POOL = "10.78.0.0/24"
 SERVER_TUNNEL_IP = "10.78.0.1"
 VPN = "work"
 IPV6_PREFIX = IPv6Network("fd78:78::/64")
+IPV6_DNS = "fd78:78::53"
 
 
 @dataclass
@@ -135,7 +136,10 @@ def ipv6_state(ns: Namespace) -> list[str]:
 
 
 def test_ipv6_from_the_servers_advertisement_is_applied_by_networkmanager(lab: Lab) -> None:
-    lab.start_server("--ipv6", str(IPV6_PREFIX))
+    # The advertisement also pushes an IPv6 route and DNS server (RFC 4191, RFC 8106).
+    lab.start_server(
+        "--ipv6", str(IPV6_PREFIX), "--push-route", "fd99:99::/48", "--push-ipv6-dns", IPV6_DNS
+    )  # fmt: skip
     client = lab.pair.client
     before = ipv6_state(client)
     vpn_add(lab.nm, VPN, lab.data(), ["password=alicepw"], "ipv6.method", "auto")
@@ -147,8 +151,11 @@ def test_ipv6_from_the_servers_advertisement_is_applied_by_networkmanager(lab: L
     assert address in client.run("ip", "-6", "addr", "show", "dev", tun).stdout
     ping6(client, str(IPV6_PREFIX[1]))  # the server's own address in the prefix
     ping(client, SERVER_TUNNEL_IP)  # and IPv4 as before
-    # never-default=yes: no IPv6 default route through the VPN either.
-    assert "default" not in client.run("ip", "-6", "route", "show", "dev", tun).stdout
+    tun_routes = client.run("ip", "-6", "route", "show", "dev", tun).stdout
+    # never-default=yes: no IPv6 default route through the VPN either; the pushed route is there.
+    assert "default" not in tun_routes and "fd99:99::/48" in tun_routes, tun_routes
+    assert lab.nm.field(VPN, "IP6.DNS") == [IPV6_DNS]
+    assert f"nameserver {IPV6_DNS}" in lab.nm.run("cat", "/run/NetworkManager/resolv.conf").stdout
     lab.nm.nmcli("connection", "down", VPN)
     lab.nm.wait(lambda: tun_links(client) == [], "the TUN is gone")
     lab.nm.wait(lambda: ipv6_state(client) == before, "the IPv6 address and routes are gone")

@@ -60,20 +60,20 @@ def test_advertisement_carries_and_reads_back_the_options() -> None:
         internet_checksum(ipv6._pseudo_header(packet[8:24], packet[24:40], len(packet) - 40) + packet[40:])
         == 0
     )
-    assert nd.read_options(packet[40:]) == Advertised(DNS, ("corp.example", "lab.example"), ROUTES)
+    assert nd.read_options(packet[40:]) == Advertised(DNS, ("corp.example", "lab.example"), ROUTES, PREFIX)
 
 
 def test_advertisement_without_a_prefix_is_not_a_default_router() -> None:
     packet = ipv6.router_advertisement(None, source=ROUTER, mtu=1400, routes=ROUTES[:1])
     assert struct.unpack_from("!H", packet, 40 + 6)[0] == 0
     assert set(options(packet)) == {5, 24}
-    assert nd.read_options(packet[40:]).routes == ROUTES[:1]
+    assert nd.read_options(packet[40:]) == Advertised(routes=ROUTES[:1])
 
 
 def test_the_plain_advertisement_is_unchanged() -> None:
     packet = ipv6.router_advertisement(PREFIX, source=ROUTER, mtu=1400)
     assert set(options(packet)) == {3, 5}
-    assert nd.read_options(packet[40:]) == Advertised()
+    assert nd.read_options(packet[40:]) == Advertised(prefix=PREFIX)
 
 
 def test_zero_lifetimes_withdraw() -> None:
@@ -122,7 +122,7 @@ def test_round_trip(dns: list[IPv6Address], domains: list[str], routes: list[IPv
     packet = ipv6.router_advertisement(
         PREFIX, source=ROUTER, mtu=1400, dns=dns, domains=domains, routes=routes
     )
-    assert nd.read_options(packet[40:]) == Advertised(tuple(dns), tuple(domains), tuple(routes))
+    assert nd.read_options(packet[40:]) == Advertised(tuple(dns), tuple(domains), tuple(routes), PREFIX)
 
 
 @given(st.binary(max_size=200))

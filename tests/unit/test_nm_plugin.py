@@ -18,6 +18,7 @@ from pysstp.client.settings import ClientSettings
 from pysstp.dhcp import ClasslessRoute, Configuration
 from pysstp.errors import ConfigError
 from pysstp.link import Ipv6Up, LinkUp
+from pysstp.nd import Advertised, NdError, read_options
 from pysstp.net.changes import NetworkChanges
 from pysstp.nm.connection import connection_dict, vpn_setting_of
 from pysstp.nm.plugin import NAME_FILE, POLICY_FILE, install, name_file, uninstall
@@ -37,7 +38,7 @@ from pysstp.nm.vpn_setting import (
     wants_ipv6,
 )
 from pysstp.ppp.constants import AuthMethod, Protocol
-from pysstp.server.ipv6 import advertised_prefix, router_advertisement
+from pysstp.server.ipv6 import router_advertisement
 
 PIN = "ab" * 32
 
@@ -252,13 +253,19 @@ PREFIX = IPv6Network("fd78:78::/64")
 
 
 def test_the_ip6_config_signal_has_the_slaac_address_from_the_advertised_prefix() -> None:
-    config = ip6_config(LOCAL_IID, PEER_IID, PREFIX, never_default=True)
+    config = ip6_config(LOCAL_IID, PEER_IID, Advertised(prefix=PREFIX), never_default=True)
     assert IPv6Address(bytes(config["address"].value)) == IPv6Address("fd78:78::211:22ff:fe33:4455")
     assert config["prefix"] == Variant("u", 64)
     assert IPv6Address(bytes(config["gateway"].value)) == IPv6Address("fe80::1")
     assert config["never-default"].value is True
+    assert "dns" not in config and "domains" not in config and "routes" not in config
+    pushed = Advertised((IPv6Address("fd78:78::53"),), ("corp.test",), (IPv6Network("fd99:99::/48"),), PREFIX)
+    config = ip6_config(LOCAL_IID, PEER_IID, pushed, never_default=True)
+    assert config["dns"] == Variant("aay", [IPv6Address("fd78:78::53").packed])
+    assert config["domains"] == Variant("as", ["corp.test"])
+    assert config["routes"].value == [[IPv6Address("fd99:99::").packed, 48, bytes(16), 0]]
     # A server with link-local IPv6 only: the address IPv6CP's identifier gives.
-    link_local = ip6_config(LOCAL_IID, PEER_IID, None, never_default=False)
+    link_local = ip6_config(LOCAL_IID, PEER_IID, Advertised(), never_default=False)
     assert IPv6Address(bytes(link_local["address"].value)) == IPv6Address("fe80::211:22ff:fe33:4455")
     assert generic_config("sstp0", "192.0.2.10", 1400, has_ip6=True)["has-ip6"].value is True
 
@@ -272,9 +279,12 @@ def test_the_connections_ipv6_method_decides_whether_ipv6cp_is_offered() -> None
 
 def test_the_advertised_prefix_is_read_from_a_router_advertisement() -> None:
     packet = router_advertisement(PREFIX, source=IPv6Address("fe80::1"), mtu=1400)
-    assert advertised_prefix(packet) == PREFIX
-    assert advertised_prefix(packet[: 40 + 16 + 20]) is None  # the prefix option cut short
-    assert advertised_prefix(bytes(80)) is None
+    assert read_options(packet[40:]).prefix == PREFIX
+    with pytest.raises(NdError):
+        read_options(packet[40 : 40 + 16 + 20])  # the prefix option cut short
+    assert (
+        read_options(router_advertisement(None, source=IPv6Address("fe80::1"), mtu=1400)[40:]).prefix is None
+    )
 
 
 class Reports:
@@ -286,8 +296,8 @@ class Reports:
     def config(self, up: LinkUp, ifname: str, has_ip6: bool) -> None:
         self.sent.append(("config", has_ip6))
 
-    def ip6(self, ipv6: Ipv6Up, prefix: IPv6Network | None) -> None:
-        self.sent.append(("ip6", prefix))
+    def ip6(self, ipv6: Ipv6Up, advertised: Advertised) -> None:
+        self.sent.append(("ip6", advertised.prefix))
 
     def pushed(self, routes: Sequence[IPv4Network], domains: Sequence[str]) -> None:
         self.sent.append(("pushed", (list(routes), list(domains))))

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 
 from dbus_fast import Variant
 
 from pysstp.link import LinkUp
+from pysstp.nd import Advertised
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.server.ipv6 import SLAAC_PREFIX_LEN, interface_address
 
@@ -71,23 +72,36 @@ def ip4_config(
 def ip6_config(
     local_interface_id: bytes,
     peer_interface_id: bytes,
-    prefix: IPv6Network | None,
+    advertised: Advertised,
     never_default: bool,
 ) -> dict[str, Variant]:
-    """The ``Ip6Config`` signal: the address SLAAC forms from the server's advertised ``prefix`` and
+    """The ``Ip6Config`` signal: the address SLAAC forms from the prefix the server ``advertised`` and
     IPv6CP's interface identifier (RFC 4862 §5.5.3; the only one the server routes to us besides the
     link-local one), or the link-local address when the server advertises no prefix; a /64 either way,
     so the kernel routes the server's own addresses on the link. The gateway is the server's link-local
     address, as its router advertisements come from there. NetworkManager's ``Ip6Config`` carries one
     address, so the TUN has no second (link-local) one: nothing on a point-to-point link needs it."""
     address = (
-        interface_address(prefix, local_interface_id)
-        if prefix is not None
+        interface_address(advertised.prefix, local_interface_id)
+        if advertised.prefix is not None
         else link_local_address(local_interface_id)
     )
-    return {
+    config = {
         "address": Variant("ay", address.packed),
         "prefix": Variant("u", SLAAC_PREFIX_LEN),
         "gateway": Variant("ay", link_local_address(peer_interface_id).packed),
         "never-default": Variant("b", never_default),
     }
+    # The advertisement's DNS servers, search domains (RFC 8106) and routes (RFC 4191), as the server
+    # pushes them.
+    if advertised.dns:
+        config["dns"] = Variant("aay", [server.packed for server in advertised.dns])
+    if advertised.domains:
+        config["domains"] = Variant("as", list(advertised.domains))
+    if advertised.routes:
+        # (network, prefix length, next hop (::, the link itself), metric (NetworkManager's own))
+        config["routes"] = Variant(
+            "a(ayuayu)",
+            [[route.network_address.packed, route.prefixlen, bytes(16), 0] for route in advertised.routes],
+        )
+    return config

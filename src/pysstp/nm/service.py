@@ -19,7 +19,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Mapping, Sequence
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Network, ip_address
 from typing import Annotated
 
 from dbus_fast import BusType, DBusError, Message, RequestNameReply, Variant
@@ -36,6 +36,7 @@ from pysstp.commands.connect import read_login
 from pysstp.errors import PysstpError, SystemSetupError
 from pysstp.link import Ipv6Up, LinkUp
 from pysstp.logsetup import setup_logging
+from pysstp.nd import Advertised
 from pysstp.net.changes import NetworkChanges
 from pysstp.nm import report
 from pysstp.nm.tunnel import ReportingTunnel, free_ifname
@@ -371,10 +372,10 @@ class _Reporter:
             ", ".join([*(f"route {route}" for route in routes), *(f"domain {d}" for d in domains)]),
         )
 
-    def ip6(self, ipv6: Ipv6Up, prefix: IPv6Network | None) -> None:
+    def ip6(self, ipv6: Ipv6Up, advertised: Advertised) -> None:
         """``Ip6Config``."""
         config = report.ip6_config(
-            ipv6.local_interface_id, ipv6.peer_interface_id, prefix, self.never_default
+            ipv6.local_interface_id, ipv6.peer_interface_id, advertised, self.never_default
         )
         log.info(
             "IPv6: %s reported to NetworkManager",

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Network
 from typing import Protocol as Interface
 
 from pysstp.client.settings import ClientSettings
@@ -20,10 +20,11 @@ from pysstp.client.tunnel import Tunnel
 from pysstp.connection import LinkConnection
 from pysstp.dhcp import Configuration
 from pysstp.link import Ipv4Up, Ipv6Up, LinkUp
+from pysstp.nd import Advertised, NdError, read_options
 from pysstp.net.changes import NetworkChanges
 from pysstp.net.iproute import set_link
 from pysstp.ppp.constants import Protocol
-from pysstp.server.ipv6 import advertised_prefix
+from pysstp.server.ipv6 import HEADER_LEN, ND_HOP_LIMIT, NEXT_HEADER_ICMPV6, ROUTER_ADVERTISEMENT
 
 log = logging.getLogger("pysstp.nm")
 
@@ -42,8 +43,9 @@ class Report(Interface):
     def config(self, up: LinkUp, ifname: str, has_ip6: bool) -> None:
         """The call is up on ``ifname``: ``Config`` and ``Ip4Config``."""
 
-    def ip6(self, ipv6: Ipv6Up, prefix: IPv6Network | None) -> None:
-        """IPv6CP is open and the advertised prefix known (``None``: link-local only): ``Ip6Config``."""
+    def ip6(self, ipv6: Ipv6Up, advertised: Advertised) -> None:
+        """IPv6CP is open and the server's router advertisement read (empty: link-local only):
+        ``Ip6Config``."""
 
     def pushed(self, routes: Sequence[IPv4Network], domains: Sequence[str]) -> None:
         """The server's DHCPINFORM answer: ``Ip4Config`` again, with its routes and search domain."""
@@ -73,7 +75,7 @@ class ReportingTunnel(Tunnel):
         self._ipv6_settled = not settings.ipv6
         self._has_ip6: bool | None = None
         """What ``Config`` said (``None``: not sent yet)."""
-        self._prefix: IPv6Network | None = None
+        self._advertised = Advertised()
         self._watching = settings.ipv6
         """Whether packets from the server are still searched for a router advertisement."""
         self._ip6_reported = False
@@ -132,9 +134,9 @@ class ReportingTunnel(Tunnel):
         """As :class:`Tunnel`, and until the server's router advertisement came, look for it."""
         if self._watching:
             for packet in packets:
-                prefix = advertised_prefix(packet)
-                if prefix is not None:
-                    self._prefix = prefix
+                advertised = _advertisement(packet)
+                if advertised is not None:
+                    self._advertised = advertised
                     self._watching = False
                     self._report()
                     break
@@ -158,7 +160,7 @@ class ReportingTunnel(Tunnel):
                 self._later(RA_WAIT, self._advertisement_given_up)
         if self._has_ip6 and self._ipv6 is not None and not self._ip6_reported and not self._watching:
             self._ip6_reported = True
-            self.report.ip6(self._ipv6, self._prefix)
+            self.report.ip6(self._ipv6, self._advertised)
 
     def _ipv6cp_given_up(self) -> None:
         if not self._ipv6_settled:
@@ -175,3 +177,21 @@ class ReportingTunnel(Tunnel):
 
     def _later(self, delay: float, callback: Callable[[], None]) -> None:
         self._timers.append(asyncio.get_running_loop().call_later(delay, callback))
+
+
+def _advertisement(packet: memoryview) -> Advertised | None:
+    """What a router advertisement from the server says; ``None`` for any other packet, or a malformed
+    advertisement (RFC 4861 §6.1.2: ignored)."""
+    if (
+        len(packet) <= HEADER_LEN
+        or packet[0] >> 4 != 6
+        or packet[6] != NEXT_HEADER_ICMPV6
+        or packet[7] != ND_HOP_LIMIT
+        or packet[HEADER_LEN] != ROUTER_ADVERTISEMENT
+    ):
+        return None
+    try:
+        return read_options(packet[HEADER_LEN : HEADER_LEN + int.from_bytes(packet[4:6], "big")])
+    except NdError as exc:
+        log.info("IPv6: ignored a router advertisement: %s", exc)
+        return None

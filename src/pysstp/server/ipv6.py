@@ -28,11 +28,11 @@ forwarded from another link (RFC 4861 §6.1)."""
 
 ROUTER_SOLICITATION = 133
 ROUTER_ADVERTISEMENT = 134
-OPTION_PREFIX_INFORMATION = 3
+OPTION_PREFIX_INFORMATION = nd.OPTION_PREFIX_INFORMATION
 OPTION_MTU = 5
-PREFIX_FLAG_ON_LINK = 0x80
-PREFIX_FLAG_AUTONOMOUS = 0x40
-SLAAC_PREFIX_LEN = 64
+PREFIX_FLAG_ON_LINK = nd.PREFIX_FLAG_ON_LINK
+PREFIX_FLAG_AUTONOMOUS = nd.PREFIX_FLAG_AUTONOMOUS
+SLAAC_PREFIX_LEN = nd.SLAAC_PREFIX_LEN
 
 ALL_NODES = IPv6Address("ff02::1")
 
@@ -140,36 +140,3 @@ def is_router_solicitation(packet: bytes | memoryview) -> bool:
     message = data[HEADER_LEN : HEADER_LEN + int.from_bytes(data[4:6], "big")]
     # Summed with the checksum field in place, a correct message leaves nothing: the complement is zero.
     return internet_checksum(_pseudo_header(data[SOURCE], data[DESTINATION], len(message)) + message) == 0
-
-
-def advertised_prefix(packet: bytes | memoryview) -> IPv6Network | None:
-    """The /64 a Router Advertisement offers for SLAAC (its first Prefix Information option with the
-    autonomous flag and a valid lifetime, RFC 4862 §5.5.3), as the NetworkManager plugin reads the server's
-    advertisements; ``None`` for any other packet, or one without such a prefix."""
-    if (
-        len(packet) < HEADER_LEN + 16
-        or packet[0] >> 4 != 6
-        or packet[6] != NEXT_HEADER_ICMPV6
-        or packet[7] != ND_HOP_LIMIT
-        or packet[HEADER_LEN] != ROUTER_ADVERTISEMENT
-        or packet[HEADER_LEN + 1] != 0
-    ):
-        return None
-    data = bytes(packet)
-    end = min(len(data), HEADER_LEN + int.from_bytes(data[4:6], "big"))
-    position = HEADER_LEN + 16  # past type, code, checksum, hop limit, flags, lifetime and timers
-    while position + 2 <= end:
-        kind, length = data[position], data[position + 1] * 8
-        if length == 0 or position + length > end:
-            return None  # RFC 4861 §6.1.2: a malformed option invalidates the advertisement
-        option = data[position : position + length]
-        position += length
-        if (
-            kind == OPTION_PREFIX_INFORMATION
-            and length == 32
-            and option[2] == SLAAC_PREFIX_LEN
-            and option[3] & PREFIX_FLAG_AUTONOMOUS
-            and int.from_bytes(option[4:8], "big") > 0
-        ):
-            return IPv6Network((option[16:32], SLAAC_PREFIX_LEN), strict=False)
-    return None
