@@ -13,7 +13,9 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -50,3 +52,41 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     # After the command name: state is field 3 of stat(5), utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a server's workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and the processes below it, summed, in KiB."""
+    return sum(_quietly(rss_kib, p, 0) for p in tree(pid))
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds ``pid`` and the processes below it have used so far, summed."""
+    return sum(_quietly(cpu_seconds, p, 0.0) for p in tree(pid))
+
+
+def _quietly(read: Callable[[int], _T], pid: int, gone: _T) -> _T:
+    """``read(pid)``, or ``gone`` when the process ended meanwhile (a worker restarting)."""
+    try:
+        return read(pid)
+    except (OSError, RuntimeError):
+        return gone
