@@ -67,6 +67,27 @@ def adapt_tls_transport(transport: asyncio.BaseTransport) -> None:
 class LinkConnection(asyncio.Protocol):
     """One SSTP call on one TLS connection."""
 
+    __slots__ = (
+        "_fast",
+        "_loop",
+        "_paused",
+        "_timer",
+        "_timer_at",
+        "bytes_in",
+        "bytes_out",
+        "closed",
+        "deliver",
+        "down",
+        "drops",
+        "last_ip",
+        "link",
+        "on_event",
+        "packets_in",
+        "packets_out",
+        "peer",
+        "transport",
+    )
+
     def __init__(
         self,
         link: Link,

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import IPv4Address
+from types import MappingProxyType
 
 from pysstp.ppp.auth.base import EapMode
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
@@ -239,12 +241,34 @@ class ServerConfig:
     """``pass-through``: EAP runs in the authentication backend (RFC 3579), which must answer
     :class:`~pysstp.ppp.auth.verification.EapProof` questions (RADIUS does, the local backend does not)."""
 
+    @cached_property
+    def certificate_hashes(self) -> Mapping[HashProtocol, bytes]:
+        """The certificate's hash by every hash protocol (MS-SSTP 3.2.5.2.2), computed once: every call's
+        crypto binding checks against the same ones, and a copy per call cost memory per session."""
+        return MappingProxyType(
+            {proto: certificate_hash(self.certificate_der, proto) for proto in HashProtocol}
+        )
+
 
 # Links --------------------------------------------------------------------------------------------
 
 
 class Link:
     """What client and server links share: the glue between the SSTP machine and the PPP session."""
+
+    __slots__ = (
+        "_binding_sent",
+        "_closed",
+        "_down_error",
+        "_down_reason",
+        "_events",
+        "_http_done",
+        "_ip_in",
+        "_up",
+        "dropped_ip",
+        "hash_protocol",
+        "session",
+    )
 
     sstp: SstpClient | SstpServer
 
@@ -494,6 +518,8 @@ def _status_text(status: StatusInfo | None) -> str:
 class ClientLink(Link):
     """The dialing side of one call."""
 
+    __slots__ = ("config", "sstp")
+
     sstp: SstpClient
 
     def __init__(self, config: ClientConfig, *, random_bytes: RandomBytes = os.urandom) -> None:
@@ -538,6 +564,8 @@ class ClientLink(Link):
 class ServerLink(Link):
     """The answering side of one call."""
 
+    __slots__ = ("config", "sstp")
+
     sstp: SstpServer
 
     def __init__(
@@ -570,7 +598,7 @@ class ServerLink(Link):
         )
         self.config = config
         self.sstp = SstpServer(
-            cert_hashes={proto: certificate_hash(config.certificate_der, proto) for proto in HashProtocol},
+            cert_hashes=config.certificate_hashes,
             hash_protocols=config.hash_protocols,
             hello_interval=config.hello_interval,
             negotiation_timeout=config.negotiation_timeout,

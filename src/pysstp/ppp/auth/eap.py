@@ -190,6 +190,26 @@ class EapAuthenticator(Authenticator):
     final EAP-Success/EAP-Failure (draft-kamath §2), so that the peer can check our S= value first.
     """
 
+    __slots__ = (
+        "_answering",
+        "_final",
+        "_identifier",
+        "_keyed",
+        "_md5_challenge",
+        "_ms_id",
+        "_mschapv2",
+        "_stage",
+        "_tls",
+        "_tls_accepted",
+        "_tried",
+        "_verdict",
+        "eap_methods",
+        "eap_mode",
+        "eap_tls",
+        "identity",
+        "method",
+    )
+
     protocol = Protocol.EAP
 
     def __init__(
@@ -454,6 +474,21 @@ class EapPeer(AuthPeer):
     server's S= value checked). Its Identifier is not checked: some servers do not copy it, and our own
     state already says whether success is earned.
     """
+
+    __slots__ = (
+        "_answered_identity",
+        "_failure_after_answer",
+        "_last_request",
+        "_last_response",
+        "_md5_answered",
+        "_mschapv2",
+        "_mschapv2_success",
+        "_notifications",
+        "_refused",
+        "_tls",
+        "eap_methods",
+        "method",
+    )
 
     protocol = Protocol.EAP
 
