@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
+from typing import cast
 
 from pysstp.errors import DelineationError
 from pysstp.link import CallEvent, Link, LinkDown, frame_ip_packets
@@ -121,7 +122,9 @@ class LinkConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """TLS is up: let the link start."""
-        assert isinstance(transport, asyncio.Transport)
+        # A cast, not an isinstance check: uvloop's TLS transport has a Transport's methods without
+        # deriving from asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         adapt_tls_transport(transport)
         # Pause where dropping starts (asyncio's TLS default is 512 KiB): the client then stops reading

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ctypes
 import logging
 import resource
@@ -11,7 +10,7 @@ import resource
 from pysstp.errors import SystemSetupError
 from pysstp.logsetup import setup_logging
 from pysstp.net.caps import CAP_NET_ADMIN, has_capability
-from pysstp.runtime import freeze_start_up_objects
+from pysstp.runtime import freeze_start_up_objects, run_event_loop
 from pysstp.server.check import check
 from pysstp.server.config import HELP_EPILOG, add_arguments, settings_from_args
 from pysstp.server.service import serve
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     return_large_buffers_to_the_system()
     raise_file_limit(settings.limits.max_sessions)
     freeze_start_up_objects()
-    return asyncio.run(serve(settings, reread=lambda: settings_from_args(args)))
+    return run_event_loop(serve(settings, reread=lambda: settings_from_args(args)))
 
 
 FILES_BESIDES_SESSIONS = 64

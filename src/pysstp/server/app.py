@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from pysstp.aaa.backend import Answer, AuthBackend, Authorization, CallContext
 from pysstp.aaa.radius.accounting import TerminateCause
@@ -196,7 +196,8 @@ class ServerConnection(LinkConnection):
                 penalty.failures,
                 self.source,
             )
-            assert isinstance(transport, asyncio.Transport)
+            # uvloop's TLS transport does not derive from asyncio.Transport (see LinkConnection).
+            transport = cast(asyncio.Transport, transport)
             transport.set_protocol(RefusedCall(transport, self.server.link_config.handshake_timeout))
             self.closed = True
             return

@@ -17,6 +17,7 @@ from pysstp.link import ip_mtu
 from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.iproute import add_route, delete_route, make_route, set_link
 from pysstp.ppp.ipv6cp import link_local_address
+from pysstp.runtime import loop_name
 from pysstp.server.app import SstpServerApp
 from pysstp.server.backoff import Backoff
 from pysstp.server.build import (
@@ -136,13 +137,14 @@ async def serve_with(
         if accounting is not None:
             await accounting.accounting.start()
         log.info(
-            "listening on %s; tunnel %s %s/%d; %s backend, %d users",
+            "listening on %s; tunnel %s %s/%d; %s backend, %d users; event loop %s",
             ", ".join(map(peer_text, bound)),
             tun.name,
             settings.pool.server_address,
             settings.pool.network.prefixlen,
             app.backend.name,
             len(users),
+            loop_name(asyncio.get_running_loop()),
         )
         await wait_for_signals(app, Reloader(app, users, pool, settings, reread))
         return 0
