@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pysstp.runtime import LOOP_ENVIRONMENT
 
 _T = TypeVar("_T")
 
@@ -90,3 +93,18 @@ def _quietly(read: Callable[[int], _T], pid: int, gone: _T) -> _T:
         return read(pid)
     except (OSError, RuntimeError):
         return gone
+
+
+@contextmanager
+def event_loop(name: str) -> Iterator[None]:
+    """pysstp processes started inside the block run on the event loop ``name`` (``asyncio`` or ``uvloop``;
+    see :data:`pysstp.runtime.LOOP_ENVIRONMENT`)."""
+    before = os.environ.get(LOOP_ENVIRONMENT)
+    os.environ[LOOP_ENVIRONMENT] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[LOOP_ENVIRONMENT]
+        else:
+            os.environ[LOOP_ENVIRONMENT] = before

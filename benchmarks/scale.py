@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
 import socket
 import ssl
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks import ROOT
 from benchmarks.measure import nearest_rank
-from benchmarks.netns import command_line, cpu_seconds, report, tree_cpu_seconds, tree_rss_kib
+from benchmarks.netns import command_line, cpu_seconds, event_loop, report, tree_cpu_seconds, tree_rss_kib
 
 from helpers.loopback import make_certificate
 from helpers.namespaces import Namespace, delete_namespace, netns_unavailable, stop_process
@@ -64,6 +65,7 @@ class Goals:
 SMALL_GOALS = Goals(sessions=1000, kib_per_session=64, connect_rate=100.0, capacity_per_core=100.0)
 LARGE_GOALS = Goals(sessions=100_000, kib_per_session=24, connect_rate=100.0, capacity_per_core=600.0)
 TITLE = "Scale: idle sessions in one server"
+LARGE_TITLE = "Scale: 100,000 idle sessions"
 DEFAULT_SIZES = [100, 500, 1000]
 LARGE_SIZE = 100_000
 PORT = 8443
@@ -221,6 +223,8 @@ class Dialled:
     report: dict[str, Any]
     server_cpu: float
     rss_before_kib: int
+    loop_name: str = "?"
+    """The event loop the server says it runs (its log)."""
     closing: dict[str, Any] = field(default_factory=dict)
     """The generators' last lines summed (``lost_while_idle``), once the calls are closed."""
 
@@ -235,6 +239,13 @@ class Dialled:
     def generator_cpu_seconds(self) -> float:
         """CPU seconds the generators have used so far."""
         return sum(cpu_seconds(generator.pid) for generator in self.generators)
+
+
+def loop_in_log(log: Path) -> str:
+    """The event loop a ``pysstp server`` log names (``event loop NAME`` at the end of its listening
+    line), or ``?``."""
+    found = re.search(r"; event loop (.+)", log.read_text(errors="replace"))
+    return found.group(1).strip() if found else "?"
 
 
 def _merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -262,19 +273,21 @@ def dialled(
     concurrency: int = CONCURRENCY,
     tag: str = "",
     workers: int = 1,
+    loop: str = "asyncio",
 ) -> Iterator[Dialled]:
     """Start ``pysstp server`` in ``ns`` on its loopback with ``server_args`` added (the user database or
-    backend; ``--workers`` when ``workers`` is not 1), dial ``size`` calls to it from load generators in
-    ``ns`` (one per :data:`CALLS_PER_GENERATOR` calls, each from a loopback address of its own),
-    ``concurrency`` negotiating at once in all, and hand everything over while the calls are up; then hang
-    up (filling ``closing``) and stop the server."""
+    backend; ``--workers`` when ``workers`` is not 1), on the event loop ``loop``, dial ``size`` calls to
+    it from load generators in ``ns`` (one per :data:`CALLS_PER_GENERATOR` calls, each from a loopback
+    address of its own), ``concurrency`` negotiating at once in all, and hand everything over while the
+    calls are up; then hang up (filling ``closing``) and stop the server."""
     tag = tag or str(size)
     count = generators_for(size)
     raise_hard_file_limit(file_limit_for(size))
     # One source address has the ports of this range only (28,000 by default): widen it for this
     # namespace alone.
     ns.run("sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535")
-    server = start_server(
+    with event_loop(loop):
+        server = start_server(
         ns, work / f"server-{tag}.log",
         "--cert", str(cert), "--key", str(key),
         "--listen", SERVER_HOST, "--port", str(PORT), "--pool", _pool(size),
@@ -282,7 +295,7 @@ def dialled(
         "--max-sessions", str(size + 16), "--connections-per-source-per-minute", "0",
         "--keepalive", str(hello), "--no-mss-clamp",
         *(["--workers", str(workers)] if workers != 1 else []), *server_args, timeout=30,
-    )  # fmt: skip
+        )  # fmt: skip
     generators: list[subprocess.Popen[str]] = []
     try:
         time.sleep(0.5)
@@ -306,6 +319,7 @@ def dialled(
             reports.append(json.loads(line))
         server_cpu = tree_cpu_seconds(server.pid) - cpu_before
         calls = Dialled(server, generators, _merge_reports(reports), server_cpu, rss_before)
+        calls.loop_name = loop_in_log(work / f"server-{tag}.log")
         yield calls
         for generator in generators:
             assert generator.stdin is not None
@@ -346,7 +360,15 @@ def connect_figures(size: int, calls: Dialled) -> dict[str, Any]:
 
 
 def _measure(
-    size: int, hello: float, quick: bool, workers: int, work: Path, cert: Path, key: Path, users: Path
+    size: int,
+    hello: float,
+    quick: bool,
+    workers: int,
+    loop: str,
+    work: Path,
+    cert: Path,
+    key: Path,
+    users: Path,
 ) -> dict[str, Any]:
     # A window of at least one Hello interval, so that every call's Hello falls inside it.
     window = 4.0 if quick else max(10.0, hello)
@@ -355,7 +377,9 @@ def _measure(
     try:
         ns.add()
         server_args = ("--users", str(users))
-        with dialled(ns, size, work, cert, key, server_args, hello=hello, workers=workers) as calls:
+        with dialled(
+            ns, size, work, cert, key, server_args, hello=hello, workers=workers, loop=loop
+        ) as calls:
             time.sleep(1.0 + size / 10000)  # let the last calls' set-up garbage go before measuring
             rss_after = calls.server_rss_kib()
             server_cpu, generator_cpu = calls.server_cpu_seconds(), calls.generator_cpu_seconds()
@@ -370,6 +394,8 @@ def _measure(
     up, rss_before = figures["up"], calls.rss_before_kib
     return figures | {
         "workers": workers,
+        "loop": loop,
+        "loop_name": calls.loop_name,
         "generators": len(calls.generators),
         "lost_while_idle": calls.closing.get("lost_while_idle"),
         "rss_before_kib": rss_before,
@@ -395,6 +421,7 @@ def run_scale(
     workers: Sequence[int] = (1,),
     goals: Goals = SMALL_GOALS,
     title: str = TITLE,
+    loops: Sequence[str] = ("asyncio",),
 ) -> dict[str, Any]:
     """Measure each N in ``sizes`` with a fresh server for each worker count in ``workers``, every call
     sending Hellos every ``hello`` seconds (default 2 s quick, else 5 s); JSON-able results (``skipped``
@@ -411,7 +438,8 @@ def run_scale(
         add_user(users, USER, PASSWORD)
         for size in sizes:
             for count in workers:
-                runs.append(_measure(size, hello, quick, count, work, cert, key, users))
+                for loop in loops:
+                    runs.append(_measure(size, hello, quick, count, loop, work, cert, key, users))
     return {
         "title": title,
         "quick": quick,
@@ -463,14 +491,15 @@ def markdown(results: dict[str, Any]) -> str:
         "other cores the connect rate approaches the capacity (times the workers). Load averages are "
         "before / after each run; numbers taken under load are noisy.",
         "",
-        "| N | workers | up | failures | connect rate (sessions/s) | server CPU per connect (ms) "
+        "| N | workers | loop | up | failures | connect rate (sessions/s) | server CPU per connect (ms) "
         "| server capacity (sessions/s per core) | RSS before (MiB) | RSS after (MiB) "
         "| RSS per session (KiB) | idle CPU (%) | Hello every (s) | load before / after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in results["runs"]:
         lines.append(
-            f"| {run['sessions']:,} | {run.get('workers', 1)} | {run['up']:,} | {run['failures']} "
+            f"| {run['sessions']:,} | {run.get('workers', 1)} | {run.get('loop_name', '?')} "
+            f"| {run['up']:,} | {run['failures']} "
             f"| {run['connect_rate']} | {run['server_cpu_ms_per_connect']} "
             f"| {run['server_capacity_per_core']} "
             f"| {run['rss_before_kib'] / 1024:.1f} | {run['rss_after_kib'] / 1024:.1f} "
@@ -507,6 +536,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", default="1", help="the server's worker counts to measure, comma-separated (default 1)"
     )
+    parser.add_argument(
+        "--loops",
+        default="asyncio",
+        help="the server's event loops to measure: asyncio, uvloop (comma-separated)",
+    )
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cafile", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help=argparse.SUPPRESS)
@@ -519,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = args.sizes or DEFAULT_SIZES
     workers = [int(n) for n in args.workers.split(",")]
-    results = run_scale(sizes, args.quick, args.hello, workers, goals_for(max(sizes)))
+    loops = args.loops.split(",")
+    results = run_scale(sizes, args.quick, args.hello, workers, goals_for(max(sizes)), loops=loops)
     return report(results, markdown, args.json)
 
 
