@@ -73,7 +73,7 @@ SERVER_HOST = "127.0.0.1"
 USER, PASSWORD = "bench", "bench-password"
 CONCURRENCY = 64
 """Calls the generators have in negotiation at once, in all (the server admits up to 256 by default)."""
-CALLS_PER_GENERATOR = 25_000
+CALLS_PER_GENERATOR = 10_000
 """Calls one load-generator process dials (from one source address)."""
 FILE_RESERVE = 256
 """Open files a process needs besides one socket per call (listeners, TUN, logs, the event loop)."""
@@ -195,8 +195,11 @@ def _pool(size: int) -> str:
 
 
 def generators_for(size: int) -> int:
-    """How many load-generator processes dial ``size`` calls: one per :data:`CALLS_PER_GENERATOR`."""
-    return max(1, -(-size // CALLS_PER_GENERATOR))
+    """How many load-generator processes dial ``size`` calls: one per :data:`CALLS_PER_GENERATOR`, and
+    none with more calls than the open-file limit lets a process hold."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    per_generator = min(CALLS_PER_GENERATOR, hard - FILE_RESERVE)
+    return max(1, -(-size // per_generator))
 
 
 def file_limit_for(size: int) -> int:
@@ -204,12 +207,18 @@ def file_limit_for(size: int) -> int:
     return size + FILE_RESERVE
 
 
-def raise_hard_file_limit(needed: int) -> None:
-    """Let this process's children (the server, the generators) open ``needed`` files: raise the hard
-    limit (root may, up to ``fs.nr_open``), which they inherit and raise their soft limit to."""
+def sessions_that_fit(size: int) -> int:
+    """``size``, or fewer when the server could not open that many files: raise the hard open-file limit
+    that this process's children (the server, the generators) inherit, which root may do up to
+    ``fs.nr_open``, but only with CAP_SYS_RESOURCE (a container may lack it)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = file_limit_for(size)
     if hard < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, needed))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, needed))
+        except (ValueError, OSError):
+            return min(size, hard - FILE_RESERVE)
+    return size
 
 
 @dataclass
@@ -282,7 +291,6 @@ def dialled(
     calls are up; then hang up (filling ``closing``) and stop the server."""
     tag = tag or str(size)
     count = generators_for(size)
-    raise_hard_file_limit(file_limit_for(size))
     # One source address has the ports of this range only (28,000 by default): widen it for this
     # namespace alone.
     ns.run("sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535")
@@ -370,6 +378,8 @@ def _measure(
     key: Path,
     users: Path,
 ) -> dict[str, Any]:
+    asked = size
+    size = sessions_that_fit(size)
     # A window of at least one Hello interval, so that every call's Hello falls inside it.
     window = 4.0 if quick else max(10.0, hello)
     ns = Namespace(f"pysstp-bs{size}-{os.getpid()}")
@@ -393,6 +403,8 @@ def _measure(
     figures = connect_figures(size, calls)
     up, rss_before = figures["up"], calls.rss_before_kib
     return figures | {
+        "asked": asked,
+        "file_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
         "workers": workers,
         "loop": loop,
         "loop_name": calls.loop_name,
@@ -506,6 +518,16 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {run['kib_per_session']} | {run['idle_cpu_percent']} | {run['hello_interval_s']:g} "
             f"| {run.get('load_before', '?')} / {run.get('load_after', '?')} |"
         )
+    for run in results["runs"]:
+        if run.get("asked", run["sessions"]) > run["sessions"]:
+            lines += [
+                "",
+                f"N = {run['asked']:,} was asked, but no process here may open more than "
+                f"{run['file_limit']:,} files (the hard RLIMIT_NOFILE, which only CAP_SYS_RESOURCE could "
+                f"raise), so one server held {run['sessions']:,}. At the RSS per session measured, "
+                f"{run['asked']:,} would take about "
+                f"{(run['kib_per_session'] or 0) * run['asked'] / 1024 / 1024:.1f} GiB.",
+            ]
     targets = results.get("targets")
     if targets:
         ratios = targets["ratios"]

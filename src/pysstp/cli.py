@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pysstp import __version__
 from pysstp.errors import PysstpError
 
-SUBCOMMANDS = ("connect", "disconnect", "server", "status", "user", "pki")
+SUBCOMMANDS = ("connect", "disconnect", "server", "status", "drain", "user", "pki")
 """Each names a module ``pysstp.commands.<name>`` with ``add_parser(subparsers)``; the parser it adds
 sets ``func(args) -> int``."""
 

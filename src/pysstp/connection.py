@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from pysstp.errors import DelineationError
 from pysstp.link import CallEvent, Link, LinkDown, frame_ip_packets
@@ -51,11 +51,15 @@ def adapt_tls_transport(transport: asyncio.BaseTransport) -> None:
     receive buffer per connection; with a thousand idle calls that is most of the server's memory. The
     buffer only lives from the ``recv_into`` that fills it to the ``buffer_updated`` that copies it into
     OpenSSL, both in one callback of the thread's event loop, so one buffer per thread serves every
-    connection. Other TLS transports (uvloop's) are left alone.
+    connection. A plain TCP transport (TLS offloaded, docs/scaling.md) reads 256 KiB at a time as well,
+    each into a new bytes object: its reads become :data:`TLS_READ_SIZE` too. Other transports (uvloop's)
+    are left alone.
     """
     ssl_protocol = getattr(transport, "_ssl_protocol", None)
     own = getattr(ssl_protocol, "_ssl_buffer", None)
     if not isinstance(own, bytearray):
+        if ssl_protocol is None and isinstance(getattr(transport, "max_size", None), int):
+            transport.max_size = TLS_READ_SIZE  # type: ignore[attr-defined]
         return
     shared: memoryview | None = getattr(_receive_buffers, "view", None)
     if shared is None:
@@ -80,6 +84,7 @@ class LinkConnection(asyncio.Protocol):
         "deliver",
         "down",
         "drops",
+        "forwarded_peer",
         "last_ip",
         "link",
         "on_event",
@@ -102,6 +107,9 @@ class LinkConnection(asyncio.Protocol):
         self.on_event = on_event
         self.peer = peer_label
         self.transport: asyncio.Transport | None = None
+        self.forwarded_peer: tuple[str, int] | None = None
+        """The client's address as a load balancer in front reported it (PROXY protocol, set by the
+        server's listener before the connection is made); it replaces the TCP peer's everywhere."""
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -135,11 +143,15 @@ class LinkConnection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Inner protocols time their own retransmissions; Nagle on the outer TCP only adds delay.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peername = transport.get_extra_info("peername")
+        peername = self.peername(transport)
         if peername:
             self.peer = f"{peername[0]}:{peername[1]}"
         self.started(self._loop.time())
         self.flush()
+
+    def peername(self, transport: asyncio.BaseTransport) -> Any:
+        """The peer's address: the client's as a trusted load balancer forwarded it, else the TCP peer's."""
+        return self.forwarded_peer or transport.get_extra_info("peername")
 
     def started(self, now: float) -> None:
         """Start the link (server: its timers; client: the HTTP request); the client checks TLS first."""

@@ -16,12 +16,11 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from ipaddress import IPv4Address
-from types import MappingProxyType
 
 from pysstp.ppp.auth.base import EapMode
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
+from pysstp.ppp.auth.peap import PeapPeerSettings, PeapServerSettings
 from pysstp.ppp.auth.verification import Verdict, Verification
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Phase, Role
 from pysstp.ppp.events import (
@@ -38,7 +37,6 @@ from pysstp.ppp.frame import encode_frame
 from pysstp.ppp.session import NetworkForUser, PppConfig, PppSession, ServerNetwork, SessionOutput
 from pysstp.randomness import RandomBytes
 from pysstp.sstp import events as sstp_events
-from pysstp.sstp.binding import certificate_hash
 from pysstp.sstp.constants import HEADER_LEN, MAX_PACKET_LEN, VERSION, HashProtocol, Status, Timer
 from pysstp.sstp.events import (
     CallConnectAcked,
@@ -213,6 +211,7 @@ class ClientConfig:
     lcp_echo_interval: float | None = None
     correlation_id: str | None = None
     eap_tls: EapTlsPeerSettings | None = None
+    peap: PeapPeerSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,9 @@ class ServerConfig:
     """What a server link needs to answer one call, the same for every call (the per-call parts are
     :class:`ServerLink`'s other arguments)."""
 
-    certificate_der: bytes = field(repr=False)
+    certificate_hashes: Mapping[HashProtocol, bytes] = field(repr=False)
+    """The hashes of the certificate clients see in TLS, which their crypto binding carries
+    (:func:`~pysstp.sstp.binding.certificate_hashes`; with TLS offloaded, the terminator's)."""
     auth_methods: tuple[AuthMethod, ...] = ()
     hash_protocols: HashProtocol = HashProtocol.SHA1 | HashProtocol.SHA256
     mru: int = DEFAULT_MRU
@@ -237,17 +238,10 @@ class ServerConfig:
     http_date: Callable[[], str] | None = None
     not_sstp_response: bytes | None = None
     eap_tls: EapTlsServerSettings | None = None
+    peap: PeapServerSettings | None = None
     eap_mode: EapMode = "local"
     """``pass-through``: EAP runs in the authentication backend (RFC 3579), which must answer
     :class:`~pysstp.ppp.auth.verification.EapProof` questions (RADIUS does, the local backend does not)."""
-
-    @cached_property
-    def certificate_hashes(self) -> Mapping[HashProtocol, bytes]:
-        """The certificate's hash by every hash protocol (MS-SSTP 3.2.5.2.2), computed once: every call's
-        crypto binding checks against the same ones, and a copy per call cost memory per session."""
-        return MappingProxyType(
-            {proto: certificate_hash(self.certificate_der, proto) for proto in HashProtocol}
-        )
 
 
 # Links --------------------------------------------------------------------------------------------
@@ -537,6 +531,7 @@ class ClientLink(Link):
                     password=config.password,
                     request_dns=config.request_dns,
                     eap_tls_peer=config.eap_tls,
+                    peap_peer=config.peap,
                 ),
                 random_bytes=random_bytes,
             )
@@ -591,6 +586,7 @@ class ServerLink(Link):
                     network_for_user=network_for_user,
                     server_name=config.server_name,
                     eap_tls_server=config.eap_tls,
+                    peap_server=config.peap,
                     eap_mode=config.eap_mode,
                 ),
                 random_bytes=random_bytes,

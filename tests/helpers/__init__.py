@@ -7,7 +7,9 @@
 * In network namespaces (root): ``namespaces`` (namespaces joined by veth, settled before use, always
   removed), ``server_process`` and ``connect_process`` (the real ``pysstp`` commands), ``tunnel_client``
   (a minimal tunnel client run as a script).
-* Real third-party peers: ``interop_sstpc``, ``softether``, ``interop_sorz`` with ``pppd_standin``.
+* Real third-party peers: ``interop_sstpc``, ``softether``, ``interop_sorz`` with ``pppd_standin``;
+  RADIUS servers ``freeradius`` and ``hostapd`` (its EAP server: PEAP with crypto binding), with
+  ``radius_eap`` driving an EAP peer through a RADIUS backend.
 
 ``tests/`` is on the import path (pyproject's ``pythonpath``; ``benchmarks/__init__.py`` for the benchmark),
 so a test imports them as ``from helpers.namespaces import Namespace``.

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from pysstp.aaa.pki import Issued, issue_server, issue_user, make_ca, make_crl
-from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings, TlsIdentity, TlsVersion
+from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
+from pysstp.ppp.auth.tls_tunnel import TlsIdentity, TlsVersion
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pysstp.link import (
     Verdict,
     Verification,
 )
+from pysstp.sstp.binding import certificate_hashes
 
 CERT_DER = b"0\x82 pretend this is the DER of the server's leaf certificate"
 POOL = [IPv4Address("10.0.0.5"), IPv4Address("10.0.0.6")]
@@ -68,7 +69,7 @@ def pool_network_for_user() -> NetworkForUser:
 
 def server_config(**overrides: object) -> ServerConfig:
     """A server link configuration for CERT_DER."""
-    settings: dict[str, object] = {"certificate_der": CERT_DER}
+    settings: dict[str, object] = {"certificate_hashes": certificate_hashes(CERT_DER)}
     settings.update(overrides)
     return ServerConfig(**settings)  # type: ignore[arg-type]
 

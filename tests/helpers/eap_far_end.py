@@ -8,6 +8,7 @@ from dataclasses import replace
 from pysstp.aaa.backend import Answer, CallContext
 from pysstp.aaa.local import CredentialStore
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPacket
+from pysstp.ppp.auth.peap import PeapServerSettings
 from pysstp.ppp.auth.verification import EapProof, Verdict, Verification
 from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.events import Authenticated
@@ -24,9 +25,11 @@ class EapFarEnd:
         self,
         credentials: CredentialStore,
         methods: tuple[AuthMethod, ...] = (AuthMethod.EAP_MSCHAP_V2, AuthMethod.EAP_MD5),
+        peap: PeapServerSettings | None = None,
     ) -> None:
         self.credentials = credentials
         self.methods = methods
+        self.peap = peap
         self.servers: dict[str, EapAuthenticator] = {}
         self.seen: list[EapPacket] = []
         self.finished_calls: list[str] = []
@@ -40,7 +43,7 @@ class EapFarEnd:
         server = self.servers.get(call)
         if server is None:
             server = self.servers[call] = EapAuthenticator(
-                eap_methods=self.methods, random_bytes=seeded_random(9)
+                eap_methods=self.methods, random_bytes=seeded_random(9), peap=self.peap
             )
             server.start(0.0)
             [(_, request)] = server.take_outgoing()

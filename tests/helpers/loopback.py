@@ -25,6 +25,7 @@ from pysstp.connection import LinkConnection
 from pysstp.link import CallEvent, ClientConfig, LinkDown, LinkUp, ServerConfig
 from pysstp.server.app import Limits, SstpServerApp
 from pysstp.server.pool import AddressPool
+from pysstp.sstp.binding import certificate_hashes
 
 SERVER_ADDRESS = IPv4Address("10.77.0.1")
 POOL = IPv4Network("10.77.0.0/24")
@@ -154,21 +155,23 @@ async def start_bench(
     pool: IPv4Network = POOL,
     credentials: CredentialStore | None = None,
     backend: AuthBackend | None = None,
-    **app_options: float,
+    offload: bool = False,
+    **app_options: object,
 ) -> Bench:
     """A server on 127.0.0.1 with users alice/alicepw and bob/bobpw (or ``users``, or ``credentials``: a
-    user database gives the users' authorization too), behind the local backend (or ``backend``)."""
+    user database gives the users' authorization too), behind the local backend (or ``backend``).
+    With ``offload`` it serves plain HTTP, for a TLS terminator with the bench's certificate in front."""
     cert_path, key_path, der = make_certificate(tmp_path)
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert_path, key_path)
     if credentials is None:
         credentials = StaticCredentials(users or {"alice": "alicepw", "bob": "bobpw"})
-    link_config = ServerConfig(certificate_der=der)
+    link_config = ServerConfig(certificate_hashes=certificate_hashes(der))
     if configure is not None:
         link_config = configure(link_config)
     tun = FakeTun()
     app = SstpServerApp(
-        ssl_context=server_context,
+        ssl_context=None if offload else server_context,
         link_config=link_config,
         backend=backend or LocalBackend(credentials, getattr(credentials, "entry", None)),
         pool=AddressPool(pool, SERVER_ADDRESS),

@@ -14,22 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from pysstp.aaa.backend import Answer, CallContext
+from pysstp.aaa.backend import CallContext
 from pysstp.aaa.radius.backend import RadiusBackend
 from pysstp.aaa.radius.client import RadiusClient
 from pysstp.aaa.radius.request import NasIdentity
 from pysstp.aaa.radius.server import RadiusServer
 from pysstp.ppp.auth.chap import chap_md5_response
-from pysstp.ppp.auth.eap import EapPacket, EapPeer
+from pysstp.ppp.auth.eap import EapPeer
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings
 from pysstp.ppp.auth.keys import ZERO_HLAK, mschapv2_hlak
 from pysstp.ppp.auth.mschapv2 import generate_authenticator_response, generate_nt_response, nt_password_hash
-from pysstp.ppp.auth.verification import ChapMd5Proof, EapProof, MsChapV2Proof, PapProof, Verification
-from pysstp.ppp.constants import AuthMethod, EapCode, EapType
+from pysstp.ppp.auth.verification import ChapMd5Proof, MsChapV2Proof, PapProof, Verification
+from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.events import Authenticated, AuthenticationFailed
 
 from helpers import certlab
 from helpers.freeradius import SECRET, FreeRadius, RadiusHost, RadiusUser, radius_host, second_radius_host
+from helpers.radius_eap import run_eap
 
 __all__ = ["radius_host", "second_radius_host"]  # fixtures
 
@@ -170,35 +171,11 @@ async def test_mschapv2_wrong_password_says_e691(backend: RadiusBackend, freerad
     assert answer.verdict.message.startswith("E=691")
 
 
-async def run_eap(
-    backend: RadiusBackend, peer: EapPeer, user: str, method: AuthMethod
-) -> tuple[list[Answer], Authenticated | AuthenticationFailed]:
-    """Drive ``peer`` against the backend as the server's EAP pass-through would: Request/Identity
-    from us, then every Response to RADIUS and every EAP packet from RADIUS to the peer."""
-    now = 0.0
-    peer.start(now)
-    request = EapPacket(EapCode.REQUEST, 1, EapType.IDENTITY).encode()
-    answers: list[Answer] = []
-    for _ in range(64):
-        peer.receive(request, now)
-        events = peer.take_events()
-        if events:
-            assert isinstance(events[0], Authenticated | AuthenticationFailed)
-            return answers, events[0]
-        outgoing = peer.take_outgoing()
-        assert len(outgoing) == 1, outgoing
-        answer = await backend.verify(Verification(method, user, EapProof(outgoing[0][1])), CONTEXT)
-        answers.append(answer)
-        assert answer.verdict.eap is not None, answer
-        request = answer.verdict.eap
-    raise AssertionError("the EAP exchange did not end in 64 round trips")
-
-
 async def test_eap_mschapv2_through_the_challenge_loop(
     backend: RadiusBackend, freeradius: FreeRadius
 ) -> None:
     peer = EapPeer("bob", "bob-password", eap_methods=(AuthMethod.EAP_MSCHAP_V2,))
-    answers, result = await run_eap(backend, peer, "bob", AuthMethod.EAP_MSCHAP_V2)
+    answers, result = await run_eap(backend, peer, "bob", AuthMethod.EAP_MSCHAP_V2, CONTEXT)
     assert isinstance(result, Authenticated), (result, freeradius.describe())
     assert all(a.verdict.more for a in answers[:-1])
     final = answers[-1].verdict
@@ -208,7 +185,7 @@ async def test_eap_mschapv2_through_the_challenge_loop(
 
 async def test_eap_mschapv2_wrong_password(backend: RadiusBackend, freeradius: FreeRadius) -> None:
     peer = EapPeer("bob", "wrong", eap_methods=(AuthMethod.EAP_MSCHAP_V2,))
-    answers, result = await run_eap(backend, peer, "bob", AuthMethod.EAP_MSCHAP_V2)
+    answers, result = await run_eap(backend, peer, "bob", AuthMethod.EAP_MSCHAP_V2, CONTEXT)
     assert isinstance(result, AuthenticationFailed)
     assert result.error_code == 691
     assert not answers[-1].verdict.success
@@ -217,7 +194,7 @@ async def test_eap_mschapv2_wrong_password(backend: RadiusBackend, freeradius: F
 async def test_eap_tls_through_the_challenge_loop(backend: RadiusBackend, freeradius: FreeRadius) -> None:
     settings: EapTlsPeerSettings = certlab.peer_settings()
     peer = EapPeer("alice-tls", "", eap_methods=(AuthMethod.EAP_TLS,), eap_tls=settings)
-    answers, result = await run_eap(backend, peer, "alice-tls", AuthMethod.EAP_TLS)
+    answers, result = await run_eap(backend, peer, "alice-tls", AuthMethod.EAP_TLS, CONTEXT)
     assert isinstance(result, Authenticated), (result, freeradius.describe())
     assert answers[-1].verdict.success
     assert answers[-1].verdict.hlak == result.hlak != ZERO_HLAK

@@ -1,5 +1,5 @@
 """`pysstp server` with ``backend = "radius"`` in a namespace, FreeRADIUS 3.2 in another behind it, and
-`pysstp connect` in a third: MS-CHAPv2 and EAP-MSCHAPv2 (passed through to FreeRADIUS) come up and ping,
+`pysstp connect` in a third: MS-CHAPv2, EAP-MSCHAPv2 and PEAP (passed through to FreeRADIUS) come up and ping,
 the address comes from Framed-IP-Address, and a wrong password reaches the client as E=691."""
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ USERS = (
     ),
     # FreeRADIUS starts with its default_eap_type (EAP-MSCHAPv2) unless the user says otherwise.
     RadiusUser("tls-user", check=("EAP-Type := TLS",)),
+    # Offered EAP-MSCHAPv2 first, a `--auth peap` client Naks it for PEAP; inside, FreeRADIUS' inner-tunnel
+    # runs EAP-MSCHAPv2 against this password.
+    RadiusUser("peap-user", "peap-password"),
     RadiusUser("dave", "dave-password", reply=("Idle-Timeout = 2", f"Class = {DAVE_CLASS}")),
     RadiusUser(
         "erin",
@@ -164,6 +167,29 @@ def test_eap_tls_passed_through_to_freeradius(setup: Setup) -> None:
     assert "eap_tls: (TLS) recv TLS 1.2 Handshake, CertificateVerify" in setup.freeradius.describe()
 
 
+def test_peap_passed_through_to_freeradius(setup: Setup) -> None:
+    """An independent PEAP server: the tunnel, the inner EAP-MSCHAPv2 in PEAPv0's form, the Result TLV
+    and the keys (FreeRADIUS sends no Crypto-Binding TLV, so the MSK is the outer TLS key material's)
+    agree with ours, or the SSTP crypto binding would fail."""
+    ca = setup.tmp / "lab-ca.pem"
+    ca.write_bytes(certlab.lab().ca.certificate_pem())
+    setup.start_server("--auth", "peap", "--eap-mode", "pass-through")
+    client = setup.connect("peap-user", "peap-password", "peap", "--eap-ca", str(ca))
+    client.wait_connected()
+    ping(setup, SERVER_TUNNEL_IP)
+    described = setup.freeradius.describe()
+    assert "eap_peap" in described and "eap_mschapv2" in described
+
+
+def test_peap_wrong_password_through_freeradius(setup: Setup) -> None:
+    ca = setup.tmp / "lab-ca.pem"
+    ca.write_bytes(certlab.lab().ca.certificate_pem())
+    setup.start_server("--auth", "peap", "--eap-mode", "pass-through")
+    client = setup.connect("peap-user", "wrong", "peap", "--eap-ca", str(ca))
+    assert client.wait_exit() != 0
+    assert "with PEAP as 'peap-user'" in client.text()
+
+
 def tun_counters(setup: Setup) -> dict[str, int]:
     """The client TUN's byte counters: ``tx`` went into the tunnel, ``rx`` came out of it."""
     (link,) = json.loads(setup.pair.client.run("ip", "-j", "-s", "link", "show", "dev", CLIENT_TUN).stdout)
@@ -242,7 +268,7 @@ def test_ms_dns_servers_reach_the_client_and_framed_mtu_caps_the_session(setup: 
     assert f"DNS {ERIN_DNS[0]}, {ERIN_DNS[1]}" in text, text
     ping(setup, SERVER_TUNNEL_IP)
     status = setup.pair.server.run(PYSSTP, "status", "--socket", str(setup.tmp / "ctl.sock"), "--json")
-    (session,) = json.loads(status.stdout)
+    (session,) = json.loads(status.stdout)["sessions"]
     assert (session["user"], session["mtu"]) == ("erin", ERIN_MTU)
 
 

@@ -162,7 +162,7 @@ async def test_status_shows_session_ids_and_the_dae_listener(
         session_id = dae_bench.session("alice").info.session_id
         await dae_bench.send(DisconnectRequest, User_Name="carol")  # one NAK to count
         assert await asyncio.to_thread(main, ["status", "--socket", str(control.path), "--json"]) == 0
-        (row,) = json.loads(capsys.readouterr().out)
+        (row,) = json.loads(capsys.readouterr().out)["sessions"]
         assert row["session_id"] == session_id
         monkeypatch.setenv("COLUMNS", "250")
         assert await asyncio.to_thread(main, ["status", "--socket", str(control.path)]) == 0

@@ -293,3 +293,22 @@ async def test_the_accepts_user_name_names_the_session_not_the_outer_identity(
     question = Verification(AuthMethod.EAP_MD5, "anonymous", EapProof(response))
     verdict = (await backend(client).verify(question, CONTEXT)).verdict
     assert verdict.success and verdict.user == "alice"
+
+
+async def test_requests_answers_and_timeouts_are_counted_per_server(
+    serve: Callable[[Handler], Awaitable[tuple[FakeRadius, RadiusClient]]],
+) -> None:
+    async def answer(request: radius_packet.AuthPacket) -> list[bytes]:
+        return [] if request["User-Name"] == ["lost"] else [reply(request)]
+
+    fake, client = await serve(answer)
+    (before,) = client.stats()
+    assert (before.requests, before.timeouts, sum(before.durations)) == ({}, 0, 0)
+    assert (await backend(client).verify(pap("alice"), CONTEXT)).verdict.success
+    assert not (await backend(client).verify(pap("lost"), CONTEXT)).verdict.success
+    (after,) = client.stats()
+    assert after.server == f"127.0.0.1:{fake.port}"
+    assert after.requests == {"access": 2}
+    assert after.timeouts == 1
+    assert sum(after.durations) == 1  # only answers have a duration
+    assert after.duration_sum >= 0

@@ -158,6 +158,13 @@ async def test_named_pools_apply_at_restart(setup: Setup, caplog: pytest.LogCapt
     assert setup.bench.app.pools == {}
 
 
+async def test_the_metrics_address_applies_at_restart(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    setup.config.write_text(BASE + '[metrics]\nlisten = "127.0.0.1:9150"\n')
+    with caplog.at_level(logging.INFO, "pysstp.server"):
+        setup.reloader.reload()
+    assert "reload: metrics.listen changed; restart to apply" in messages(caplog)
+
+
 def test_every_setting_is_either_reloaded_or_named_as_needing_a_restart() -> None:
     keys = setting_keys(ServerSettings())
     assert sorted(keys) == sorted(_BY_KEY)

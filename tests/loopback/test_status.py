@@ -12,6 +12,7 @@ import pytest
 
 from pysstp.cli import main
 from pysstp.commands.status import COLUMNS, format_table
+from pysstp.server.admission import Limits
 from pysstp.server.control import ControlServer
 
 from helpers.loopback import Bench, start_bench
@@ -87,7 +88,7 @@ async def test_config_finds_the_socket_and_json_has_every_field(
         client = await bench.connect()
         await asyncio.wait_for(client.up.wait(), TIMEOUT)
         assert await asyncio.to_thread(main, ["status", "--config", str(config), "--json"]) == 0
-        (row,) = json.loads(capsys.readouterr().out)
+        (row,) = json.loads(capsys.readouterr().out)["sessions"]
         assert set(row) == set(SESSION)
         assert row["user"] == "alice" and row["mtu"] > 0 and row["started"] > 0
         assert row["backend"] == "local" and re.fullmatch("[0-9A-F]{16}", row["session_id"])
@@ -146,3 +147,53 @@ def test_a_socket_path_too_long_is_one_line(tmp_path: Path, capsys: pytest.Captu
     assert main(["status", "--socket", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"pysstp: cannot use {path} as the control socket: ") and err.count("\n") == 1
+
+
+async def test_status_counts_connects_failures_and_traffic_of_ended_sessions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench: Bench = await start_bench(tmp_path)
+    control = ControlServer(bench.app, tmp_path / "ctl.sock")
+    await control.start()
+    try:
+        wrong = await bench.connect(password="wrong")
+        await asyncio.wait_for(wrong.down.wait(), TIMEOUT)
+        client = await bench.connect()
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
+        assert client.connection is not None
+        client.connection.close("done")
+        await asyncio.wait_for(client.down.wait(), TIMEOUT)
+
+        async def ended() -> None:
+            while bench.app.connections:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(ended(), TIMEOUT)
+        server = control.answer(b'{"command": "status"}')["server"]
+        assert (server["connects"], server["failures"]) == (1, {"authentication": 1})
+        assert server["bytes_in"] > 0 and server["packets_in"] == 0  # the control packets are counted
+        assert set(server["drops"]) == {"queue_full", "spoofed_source", "no_session", "before_binding"}
+        assert server["rss_bytes"] > 0 and server["cpu_seconds"] > 0 and server["negotiating"] == 0
+        assert "sessions" not in server
+        assert await asyncio.to_thread(main, ["status", "--socket", str(control.path), "--json"]) == 0
+        full = json.loads(capsys.readouterr().out)
+        assert full["sessions"] == [] and full["server"]["connects"] == 1
+    finally:
+        await control.stop()
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
+async def test_a_refusal_is_counted_once_by_its_reason(tmp_path: Path) -> None:
+    bench: Bench = await start_bench(tmp_path, limits=Limits(max_sessions_per_user=1))
+    try:
+        first = await bench.connect()
+        await asyncio.wait_for(first.up.wait(), TIMEOUT)
+        second = await bench.connect()
+        await asyncio.wait_for(second.down.wait(), TIMEOUT)
+        stats = bench.app.snapshot()
+        assert stats.failures == {"address": 1} and stats.connects == 1
+        assert [s.user for s in stats.sessions] == ["alice"]
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()

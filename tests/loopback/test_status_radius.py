@@ -51,3 +51,21 @@ async def test_status_shows_each_radius_server(tmp_path: Path, capsys: pytest.Ca
         await bench.app.shutdown()
         bench.tun.close()
         await radius.close()
+
+
+async def test_the_snapshot_carries_each_radius_servers_counts(tmp_path: Path) -> None:
+    port = silent_port()
+    radius = RadiusClient([RadiusServer("127.0.0.1", b"s", port=port, timeout=0.1, retries=1)])
+    bench = await start_bench(tmp_path, radius=radius)
+    try:
+        assert bench.app.snapshot().radius[0].requests == {}
+        with pytest.raises(RadiusUnavailable):
+            await radius.send(AccessRequest(NasIdentity("n"), CONTEXT, "alice", PapProof("pw")).packet)
+        (server,) = bench.app.snapshot().radius
+        assert (server.server, server.requests, server.timeouts) == (f"127.0.0.1:{port}", {"access": 1}, 1)
+        control = ControlServer(bench.app, tmp_path / "ctl.sock", radius=radius)
+        assert control.answer(b'{"command": "status"}')["server"]["radius"][0]["timeouts"] == 1
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+        await radius.close()

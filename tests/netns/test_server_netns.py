@@ -153,7 +153,7 @@ def test_status_and_kick_against_the_running_server(setup: Setup) -> None:
     wait_for_line(client_log, "UP ")
     socket_path = str(setup.tmp / "ctl.sock")
     status = setup.pair.server.run(PYSSTP, "status", "--socket", socket_path, "--json")
-    sessions = json.loads(status.stdout)
+    sessions = json.loads(status.stdout)["sessions"]
     assert [s["user"] for s in sessions] == ["alice"]
     kicked = setup.pair.server.run(PYSSTP, "status", "--socket", socket_path, "--kick", "alice")
     assert "disconnected 1" in kicked.stdout

@@ -221,7 +221,10 @@ def test_peap_then_failure_with_notification() -> None:
     server.send(EapPacket(EapCode.FAILURE, 2))
     [event] = server.events()
     assert isinstance(event, AuthenticationFailed)
-    assert event.reason == "server asked for PEAP, which is not supported yet; server says 'use PEAP'"
+    assert (
+        event.reason
+        == "server asked for PEAP, which this client runs only with --auth peap; server says 'use PEAP'"
+    )
 
 
 def test_bad_s_value_in_success_request() -> None:

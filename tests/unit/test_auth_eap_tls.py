@@ -12,16 +12,9 @@ from pysstp.aaa.local import StaticCredentials
 from pysstp.errors import AuthError
 from pysstp.link import LinkUp
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPacket, EapPeer
-from pysstp.ppp.auth.eap_tls import (
-    EapTlsData,
-    EapTlsFlags,
-    EapTlsServerSettings,
-    IdentitySource,
-    TlsIdentity,
-    TlsVersion,
-    certificate_identity,
-)
+from pysstp.ppp.auth.eap_tls import EapTlsServerSettings, IdentitySource, certificate_identity
 from pysstp.ppp.auth.keys import ZERO_HLAK, hlak_from_key_material
+from pysstp.ppp.auth.tls_tunnel import EapTlsData, EapTlsFlags, TlsIdentity, TlsVersion
 from pysstp.ppp.constants import AuthMethod, EapCode, EapType
 from pysstp.ppp.events import Authenticated
 from pysstp.sstp.binding import build_call_connected
@@ -65,8 +58,9 @@ def test_codec() -> None:
     assert first.encode() == bytes([0xC0, 0, 0, 1, 0x2C]) + b"abc"
     assert EapTlsData.decode(first.encode()) == first
     assert EapTlsData.decode(b"\x00") == EapTlsData() and EapTlsData().is_ack
-    # reserved bits are ignored
-    assert EapTlsData.decode(b"\x07xy") == EapTlsData(fragment=b"xy")
+    # EAP-TLS's reserved bits are PEAP's version (MS-PEAP 2.2.2): read, and never mistaken for flags
+    assert EapTlsData.decode(b"\x07xy") == EapTlsData(fragment=b"xy", version=7)
+    assert EapTlsData(EapTlsFlags.START, version=1).encode() == b"\x21"
     for bad in (b"", b"\x80\x00\x00"):
         with pytest.raises(AuthError):
             EapTlsData.decode(bad)
@@ -103,7 +97,7 @@ def test_tls12_msk_is_the_prf_of_rfc_5216() -> None:
     peer = EapPeer("alice", "", eap_methods=TLS_ONLY, eap_tls=peer_settings(max_version=TlsVersion.TLS1_2))
     conversation = Conversation(authenticator, peer, USERS).run()
     server, _client = conversation.succeeded()
-    connection = authenticator._tls._tls.connection  # type: ignore[union-attr]
+    connection = authenticator._tls.tls.connection  # type: ignore[union-attr]
     master, client_random, server_random = (
         connection.master_key(),
         connection.client_random(),

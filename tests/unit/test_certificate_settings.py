@@ -16,9 +16,10 @@ from pysstp.client.login import Login
 from pysstp.client.settings import ClientSettings, settings_from_args
 from pysstp.commands.connect import read_login
 from pysstp.errors import ConfigError
-from pysstp.ppp.auth.eap_tls import IdentitySource, TlsVersion
+from pysstp.ppp.auth.eap_tls import IdentitySource
+from pysstp.ppp.auth.tls_tunnel import TlsVersion
 from pysstp.ppp.constants import AuthMethod
-from pysstp.server.build import load_eap_tls
+from pysstp.server.build import load_eap_tls, load_peap
 from pysstp.server.config import EAP_TLS_EXAMPLE, add_arguments, load
 from pysstp.server.config import settings_from_args as server_settings
 
@@ -82,6 +83,23 @@ def test_client_eap_ca_defaults_to_ca_file(files: Path) -> None:
     assert login.eap_tls is not None and login.eap_tls.trusted_cas == (lab().ca.certificate,)
 
 
+def test_client_peap_checks_the_server_with_the_ca_file(files: Path) -> None:
+    _, login = client_settings(
+        connect(
+            "--auth", "peap", "--user", "alice", "--password-file", str(files / "pass"),
+            "--ca-file", str(files / "ca.pem"), "--eap-server-name", "vpn.example.test",
+        )
+    )  # fmt: skip
+    assert login.password == "secret" and login.eap_tls is None
+    assert login.peap is not None and login.peap.trusted_cas == (lab().ca.certificate,)
+    assert login.peap.server_name == "vpn.example.test"
+
+
+def test_client_without_peap_has_no_peap_settings(files: Path) -> None:
+    _, login = client_settings(connect("--user", "alice", "--password-file", str(files / "pass")))
+    assert login.peap is None
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -109,7 +127,7 @@ def test_client_eap_ca_defaults_to_ca_file(files: Path) -> None:
         ),
         (
             ["--user", "x", "--eap-ca", "{d}/ca.pem"],
-            "--eap-ca and --eap-server-name are for EAP-TLS: give --cert and --key too",
+            "--eap-ca and --eap-server-name are for EAP-TLS (give --cert and --key too) or --auth peap",
         ),
     ],
 )  # fmt: skip
@@ -144,6 +162,27 @@ def test_server_eap_tls_settings_load(files: Path) -> None:
     assert eap.trusted_cas == (lab().ca.certificate,) and eap.crls == (lab().crl,)
     assert eap.identity_source is IdentitySource.SAN_EMAIL and eap.require_known_user
     assert eap.max_version is TlsVersion.TLS1_2
+
+
+def test_server_peap_shows_the_eap_certificate_else_the_https_one(files: Path) -> None:
+    cert = ("--cert", str(files / "server.pem"), "--key", str(files / "server.key"))
+    settings = server_settings(server(*cert, "--auth", "peap,mschapv2", "--eap-fragment-size", "500"))
+    assert settings.auth_methods == (AuthMethod.PEAP, AuthMethod.MSCHAP_V2)
+    peap = load_peap(settings)
+    assert peap is not None and peap.identity.certificate == lab().server.certificate
+    assert peap.fragment_size == 500
+    assert load_eap_tls(settings) is None  # PEAP needs no CA for client certificates
+    assert load_peap(server_settings(server(*cert, "--auth", "mschapv2"))) is None
+
+
+def test_server_peap_behind_a_tls_terminator_needs_an_eap_certificate() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    offload = ["--tls-offload", "--binding-sha256", "ab" * 32, "--binding-sha1", "cd" * 20, "--auth", "peap"]
+    with pytest.raises(ConfigError, match=r"^auth method 'peap' needs a certificate of its own behind a TLS"):
+        server_settings(parser.parse_args(offload))
+    settings = server_settings(parser.parse_args([*offload, "--eap-cert", "e.pem", "--eap-key", "e.key"]))
+    assert settings.eap_tls.cert == Path("e.pem")
 
 
 def test_server_example_loads(files: Path) -> None:

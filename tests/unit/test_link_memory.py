@@ -7,8 +7,6 @@ import pytest
 
 from pysstp.link import ServerLink
 from pysstp.ppp.constants import AuthMethod
-from pysstp.sstp.binding import certificate_hash
-from pysstp.sstp.constants import HashProtocol
 
 from helpers.conversation import Conversation, client_config, pool_network_for_user, server_config
 
@@ -30,6 +28,3 @@ def test_every_call_of_a_server_shares_one_mapping_of_certificate_hashes() -> No
     config = server_config()
     first, second = (ServerLink(config, network_for_user=pool_network_for_user()) for _ in range(2))
     assert first.sstp._cert_hashes is second.sstp._cert_hashes is config.certificate_hashes
-    assert dict(config.certificate_hashes) == {
-        proto: certificate_hash(config.certificate_der, proto) for proto in HashProtocol
-    }

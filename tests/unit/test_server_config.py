@@ -315,7 +315,7 @@ def test_flags_override_the_file(toml_file: Path) -> None:
         ('auth_methods = ["chap"]\n', "auth_methods: 'chap' needs the plaintext password"),
         (
             'auth_methods = ["mschap"]\n',
-            "must be one of 'mschapv2', 'eap-mschapv2', 'eap-tls', 'pap', not 'mschap'",
+            "must be one of 'mschapv2', 'eap-mschapv2', 'eap-tls', 'peap', 'pap', not 'mschap'",
         ),
         ("auth_methods = []\n", "auth_methods: must not be empty"),
         ('ipv6 = "on"\n', "ipv6: must be 'off', 'link-local' or an IPv6 prefix"),
@@ -439,3 +439,38 @@ def test_a_dae_client_flag_without_a_file_says_what_is_expected() -> None:
     with pytest.raises(ConfigError) as info:
         settings(*CERT_FLAGS, "--dae-client", "192.0.2.10")
     assert str(info.value) == "--dae-client: expected ADDRESS=SECRET-FILE, not '192.0.2.10'"
+
+
+def test_drain_timeout_from_file_and_flag(toml_file: Path) -> None:
+    assert ServerSettings().limits.drain_timeout == 300.0
+    toml_file.write_text("[limits]\ndrain_timeout = 60\n")
+    assert settings(*CERT_FLAGS, "--config", str(toml_file)).limits.drain_timeout == 60.0
+    assert (
+        settings(*CERT_FLAGS, "--config", str(toml_file), "--drain-timeout", "5").limits.drain_timeout == 5.0
+    )
+    toml_file.write_text("[limits]\ndrain_timeout = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load(toml_file)
+    assert "limits.drain_timeout: must be more than 0 seconds, not 0" in str(info.value)
+
+
+def test_metrics_are_off_unless_an_address_is_set(toml_file: Path) -> None:
+    assert settings(*CERT_FLAGS).metrics.listen is None
+    toml_file.write_text(EXAMPLE_CONFIG + '\n[metrics]\nlisten = "[::1]:9090"\n')
+    assert settings("--config", str(toml_file)).metrics.listen == ("::1", 9090)
+    assert settings("--config", str(toml_file), "--metrics", "0.0.0.0:9100").metrics.listen == (
+        "0.0.0.0",
+        9100,
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["localhost:9090", "::1:9090", "[127.0.0.1]:9090", "127.0.0.1", "[::1]:0", "127.0.0.1:x"]
+)
+def test_a_metrics_address_is_addr_colon_port(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(*CERT_FLAGS, "--metrics", text)
+    assert str(info.value) == (
+        "--metrics: expected ADDR:PORT with an IP address and a port from 1 to 65535 (such as 127.0.0.1:9090 "
+        f"or [::1]:9090), not {text!r}"
+    )

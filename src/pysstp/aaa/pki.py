@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pysstp.errors import ConfigError
-from pysstp.ppp.auth.eap_tls import UPN_OID, PrivateKey, TlsIdentity
+from pysstp.ppp.auth.eap_tls import UPN_OID
+from pysstp.ppp.auth.tls_tunnel import PrivateKey, TlsIdentity
 
 CA_DAYS = 3650
 SERVER_DAYS = 825

@@ -104,6 +104,7 @@ class ClientApp:
             mru=settings.mru,
             max_peer_mru=settings.mru,
             eap_tls=login.eap_tls,
+            peap=login.peap,
         )
         # After the first successful TCP connection, reconnects dial the same address: a DNS answer that
         # changed would otherwise send the dial into the tunnel's own routes.

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, TlsIdentity
+from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings
+from pysstp.ppp.auth.peap import PeapPeerSettings
+from pysstp.ppp.auth.tls_tunnel import TlsIdentity
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,5 @@ class Login:
     certificate: ClientCertificate | None = None
     eap_tls: EapTlsPeerSettings | None = None
     """EAP-TLS with ``certificate``, when a certificate is given."""
+    peap: PeapPeerSettings | None = None
+    """The CAs and name PEAP checks the server's certificate with, with ``--auth peap``."""

@@ -24,6 +24,7 @@ METHOD_NAMES = {
     AuthMethod.EAP_MSCHAP_V2: "EAP-MS-CHAPv2",
     AuthMethod.EAP_MD5: "EAP-MD5",
     AuthMethod.EAP_TLS: "EAP-TLS",
+    AuthMethod.PEAP: "PEAP",
 }
 HASH_NAMES = {HashProtocol.SHA1: "SHA-1", HashProtocol.SHA256: "SHA-256"}
 
@@ -109,7 +110,7 @@ def auth_failure(event: link.AuthenticationFailed) -> str:
     """E.g. 'authentication failed (E=691): wrong user name or password'."""
     code = f" (E={event.error_code})" if event.error_code is not None else ""
     meaning = MSCHAP_ERRORS.get(event.error_code or 0)
-    if meaning is None and event.method is AuthMethod.EAP_TLS:
+    if meaning is None and event.method in (AuthMethod.EAP_TLS, AuthMethod.PEAP):
         meaning = event.reason
     elif meaning is None:
         meaning = f"{event.reason}; check the user name and password"

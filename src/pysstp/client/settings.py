@@ -59,6 +59,7 @@ AUTH_CHOICES = {
     "pap": AuthMethod.PAP,
     "chap": AuthMethod.CHAP_MD5,
     "eap-tls": AuthMethod.EAP_TLS,
+    "peap": AuthMethod.PEAP,
 }
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -154,8 +155,14 @@ class ClientSettings:
             raise ConfigError("--auth eap-tls needs your certificate: --cert FILE --key FILE")
         if not self.user and not self.tls.has_certificate:
             raise ConfigError("no user name: --user USER (DOMAIN\\user works)")
-        if (self.eap_ca or self.eap_server_name) and not self.tls.has_certificate:
-            raise ConfigError("--eap-ca and --eap-server-name are for EAP-TLS: give --cert and --key too")
+        if (
+            (self.eap_ca or self.eap_server_name)
+            and not self.tls.has_certificate
+            and AuthMethod.PEAP not in self.auth_methods
+        ):
+            raise ConfigError(
+                "--eap-ca and --eap-server-name are for EAP-TLS (give --cert and --key too) or --auth peap"
+            )
         if self.reconnect_after_kick and not self.reconnect:
             raise ConfigError("--reconnect-after-kick goes with --reconnect")
         if self.log_file is not None and not self.daemon:
@@ -342,14 +349,15 @@ _GROUPS: Groups = (
                 "eap-ca",
                 "--eap-ca",
                 Text(path),
-                "CAs that sign the server's EAP-TLS certificate (default: --ca-file, else the system's)",
+                "CAs that sign the server's EAP-TLS or PEAP certificate (default: --ca-file, else the "
+                "system's)",
                 "FILE",
             ),
             Setting(
                 "eap-server-name",
                 "--eap-server-name",
                 Text(),
-                "the server's EAP-TLS certificate must carry NAME (default: any name from those CAs)",
+                "the server's EAP-TLS or PEAP certificate must carry NAME (default: any name from those CAs)",
                 "NAME",
             ),
         ),

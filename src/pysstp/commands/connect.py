@@ -33,6 +33,8 @@ from pysstp.logsetup import setup_logging
 from pysstp.net.caps import CAP_NET_ADMIN, has_capability
 from pysstp.net.changes import NetworkChanges
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, IdentitySource, certificate_identity
+from pysstp.ppp.auth.peap import PeapPeerSettings
+from pysstp.ppp.constants import AuthMethod
 from pysstp.prompt import PASSWORD_ENV, ask_secret, read_password_file
 from pysstp.runtime import freeze_start_up_objects, run_event_loop
 from pysstp.settings import read_toml
@@ -131,7 +133,10 @@ def read_login(settings: ClientSettings, environ: Mapping[str, str]) -> Login:
         eap_tls = EapTlsPeerSettings(
             certificate.identity, eap_cas(settings), server_name=settings.eap_server_name
         )
-    return Login(user, password, certificate, eap_tls)
+    peap = None
+    if AuthMethod.PEAP in settings.auth_methods:
+        peap = PeapPeerSettings(eap_cas(settings), settings.eap_server_name)
+    return Login(user, password, certificate, eap_tls, peap)
 
 
 def read_password(settings: ClientSettings, user: str, environ: Mapping[str, str]) -> str:
@@ -172,7 +177,8 @@ def _key_passphrase(key: Path, passphrase_file: Path | str | None) -> bytes | No
 
 
 def eap_cas(settings: ClientSettings) -> tuple[x509.Certificate, ...]:
-    """The CAs that sign the server's EAP-TLS certificate: --eap-ca, else --ca-file, else the system's."""
+    """The CAs that sign the server's EAP-TLS or PEAP certificate: --eap-ca, else --ca-file, else the
+    system's."""
     if settings.eap_ca is not None:
         return read_certificates(settings.eap_ca, "CA file")
     if settings.tls.ca_file is not None:
@@ -180,7 +186,7 @@ def eap_cas(settings: ClientSettings) -> tuple[x509.Certificate, ...]:
     paths = ssl.get_default_verify_paths()
     system = paths.cafile or paths.openssl_cafile
     if not system or not Path(system).is_file():
-        raise ConfigError("no system CA bundle to check the server's EAP-TLS certificate: use --eap-ca FILE")
+        raise ConfigError("no system CA bundle to check the server's EAP certificate: use --eap-ca FILE")
     return read_certificates(Path(system), "system CA bundle")
 
 

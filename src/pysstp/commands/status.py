@@ -20,7 +20,11 @@ examples:
   pysstp status                      list sessions: user, address, peer, uptime, bytes, rates, drops
                                      (first a line with each RADIUS server's state, when there are some)
                                      (and Acct-Session-Id on a wide terminal), then Dynamic Authorization
-  pysstp status --json               every field of every session as JSON, for scripts
+  pysstp status --json               the whole answer as JSON, for scripts: every field of every
+                                     session ("sessions"), the server's counters ("server": connects,
+                                     failures by reason, bytes, packets, drops by cause, RSS, CPU),
+                                     "draining", RADIUS servers and Dynamic Authorization
+  pysstp status --json | jq -r '.sessions[] | [.user, .address] | @tsv'
   pysstp status --config /etc/pysstp/server.toml    the server whose control_socket that file sets
   pysstp status --kick alice         disconnect every session of user alice (CALL_DISCONNECT)
   pysstp status --kick 10.77.0.5     disconnect the session that has this address
@@ -45,16 +49,43 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--config", type=Path, metavar="FILE", help="the server's server.toml, to find its control socket"
     )
     parser.add_argument("--kick", metavar="USER|ADDRESS", help="disconnect the matching sessions")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the server's whole answer as JSON instead of a table: the sessions, the counters "
+        '("server"), draining, the backend, RADIUS and DAE state',
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Query the server and print the answer."""
+    message: dict[str, Any] = {"command": "kick", "target": args.kick} if args.kick else {"command": "status"}
+    answer = ask(control_socket(args), message)
+    if args.kick:
+        print(f"disconnected {answer['kicked']} session(s) matching {args.kick!r}")
+        return 0 if answer["kicked"] else 1
+    if args.json:
+        print(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
+    else:
+        if answer.get("draining"):
+            print("draining: accepting no new calls; the server exits when these sessions have ended")
+        if answer.get("radius"):
+            print(format_radius(answer["radius"]))
+        elif answer.get("backend"):
+            print(f"logins decided by: {answer['backend']}")
+        print(format_table(answer["sessions"]))
+        dae = answer.get("dae")
+        if isinstance(dae, dict):
+            print(dae_line(dae))
+    return 0
+
+
+def ask(path: Path, message: dict[str, Any]) -> dict[str, Any]:
+    """A running server's answer to ``message`` on its control socket at ``path``; every way that can
+    fail (no server, no permission, a refusal) is one :class:`ConfigError` line saying what to do."""
     from pysstp.server.control import request
 
-    path = control_socket(args)
-    message: dict[str, Any] = {"command": "kick", "target": args.kick} if args.kick else {"command": "status"}
     try:
         answer = asyncio.run(request(path, message))
     except (FileNotFoundError, ConnectionRefusedError):
@@ -73,21 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path} did not answer as a pysstp server does")
     if not answer.get("ok"):
         raise ConfigError(f"server refused: {answer.get('error', 'no reason given')}")
-    if args.kick:
-        print(f"disconnected {answer['kicked']} session(s) matching {args.kick!r}")
-        return 0 if answer["kicked"] else 1
-    if args.json:
-        print(json.dumps(answer["sessions"], indent=2))
-    else:
-        if answer.get("radius"):
-            print(format_radius(answer["radius"]))
-        elif answer.get("backend"):
-            print(f"logins decided by: {answer['backend']}")
-        print(format_table(answer["sessions"]))
-        dae = answer.get("dae")
-        if isinstance(dae, dict):
-            print(dae_line(dae))
-    return 0
+    return answer
 
 
 def dae_line(state: dict[str, Any]) -> str:

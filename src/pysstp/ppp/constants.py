@@ -107,6 +107,7 @@ class AuthMethod(enum.Enum):
     EAP_MSCHAP_V2 = "eap-mschapv2"
     EAP_MD5 = "eap-md5"
     EAP_TLS = "eap-tls"
+    PEAP = "peap"
 
     @property
     def lcp_value(self) -> bytes:
@@ -132,6 +133,7 @@ _AUTH_OPTION_VALUE = {
     AuthMethod.EAP_MSCHAP_V2: Protocol.EAP.to_bytes(2, "big"),
     AuthMethod.EAP_MD5: Protocol.EAP.to_bytes(2, "big"),
     AuthMethod.EAP_TLS: Protocol.EAP.to_bytes(2, "big"),
+    AuthMethod.PEAP: Protocol.EAP.to_bytes(2, "big"),
 }
 
 
@@ -155,6 +157,10 @@ class EapType(enum.IntEnum):
     TTLS = 21
     PEAP = 25
     MSCHAP_V2 = 26
+    EXTENSIONS = 33
+    """MS-PEAP 2.2.8: carries the Result and Crypto-Binding TLVs inside the PEAP tunnel."""
+    EXPANDED = 254
+    """RFC 3748 §5.7: a vendor's type (MS-PEAP's Capabilities Negotiation and SoH methods use it)."""
 
 
 class Timer(float, enum.Enum):

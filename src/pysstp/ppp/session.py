@@ -25,6 +25,7 @@ from pysstp.ppp.auth.base import (
 )
 from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
 from pysstp.ppp.auth.keys import ZERO_HLAK
+from pysstp.ppp.auth.peap import PeapPeerSettings, PeapServerSettings
 from pysstp.ppp.auth.verification import Verdict, Verification
 from pysstp.ppp.constants import DEFAULT_MRU, AuthMethod, Phase, Protocol, Role
 from pysstp.ppp.events import (
@@ -89,10 +90,12 @@ class PppConfig:
     password: str = field(default="", repr=False)
     request_dns: bool = True
     eap_tls_peer: EapTlsPeerSettings | None = None
+    peap_peer: PeapPeerSettings | None = None
     # server
     network_for_user: NetworkForUser | None = None
     server_name: str = "pysstp"
     eap_tls_server: EapTlsServerSettings | None = None
+    peap_server: PeapServerSettings | None = None
     eap_mode: EapMode = "local"
 
     def effective_auth_methods(self) -> tuple[AuthMethod, ...]:
@@ -373,6 +376,7 @@ class PppSession:
                 eap_tls=self.config.eap_tls_server,
                 eap_mode=self.config.eap_mode,
                 random_bytes=self._random_bytes,
+                peap=self.config.peap_server,
             )
         else:
             self.auth = make_peer(
@@ -381,6 +385,7 @@ class PppSession:
                 self.config.password,
                 eap_tls=self.config.eap_tls_peer,
                 random_bytes=self._random_bytes,
+                peap=self.config.peap_peer,
             )
         self.auth.start(now)
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import email.utils
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
 
 from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.local import LocalBackend
@@ -23,19 +26,24 @@ from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError
 from pysstp.link import ServerConfig
 from pysstp.ppp.auth.eap_tls import EapTlsServerSettings
+from pysstp.ppp.auth.peap import PeapServerSettings
+from pysstp.ppp.auth.tls_tunnel import TlsIdentity
+from pysstp.ppp.constants import AuthMethod
 from pysstp.server.accounting import SessionAccounting
 from pysstp.server.app import Limits
 from pysstp.server.backoff import Backoff
 from pysstp.server.config import ServerSettings
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID
 from pysstp.server.pool import AddressPool
+from pysstp.sstp.binding import certificate_hashes
+from pysstp.sstp.constants import HashProtocol
 from pysstp.sstp.http import page_response, redirect_response
 
 
-def link_config(settings: ServerSettings, certificate_der: bytes) -> ServerConfig:
+def link_config(settings: ServerSettings, certificate_hashes: Mapping[HashProtocol, bytes]) -> ServerConfig:
     """What every new call's link is configured with (at start, and again after each reload)."""
     return ServerConfig(
-        certificate_der=certificate_der,
+        certificate_hashes=certificate_hashes,
         auth_methods=settings.auth_methods,
         hash_protocols=settings.tls.hash_protocols,
         mru=settings.mru,
@@ -48,6 +56,7 @@ def link_config(settings: ServerSettings, certificate_der: bytes) -> ServerConfi
         http_date=lambda: email.utils.formatdate(usegmt=True),
         not_sstp_response=not_sstp_response(settings),
         eap_tls=load_eap_tls(settings),
+        peap=load_peap(settings),
         eap_mode=settings.eap_mode,
     )
 
@@ -138,9 +147,12 @@ def not_sstp_response(settings: ServerSettings) -> bytes | None:
     return None
 
 
-def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
-    """The server's TLS context and the DER of its leaf certificate (the crypto binding hashes it)."""
+def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext | None, dict[HashProtocol, bytes]]:
+    """The server's TLS context (``None`` with ``tls.offload``) and the hashes of the certificate its
+    clients see, which their crypto bindings carry: its own, or with TLS offloaded the terminator's."""
     tls = settings.tls
+    if tls.offload:
+        return None, binding_hashes(settings)
     if tls.cert is None or tls.key is None:
         raise ConfigError("a certificate and its key are needed: --cert FULLCHAIN.pem --key KEY.pem")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -151,7 +163,17 @@ def load_tls(settings: ServerSettings) -> tuple[ssl.SSLContext, bytes]:
     context.num_tickets = 0
     der = load_certificate(context, tls.cert, tls.key)
     load_client_verification(context, settings)
-    return context, der
+    return context, certificate_hashes(der)
+
+
+def binding_hashes(settings: ServerSettings) -> dict[HashProtocol, bytes]:
+    """With TLS offloaded: the terminator's certificate hashes, from ``tls.binding_cert`` or as given."""
+    tls = settings.tls
+    if tls.binding_cert is not None:
+        leaf, *_chain = read_certificates(tls.binding_cert, "certificate (tls.binding_cert)")
+        return certificate_hashes(leaf.public_bytes(serialization.Encoding.DER))
+    given = {HashProtocol.SHA256: tls.binding_sha256, HashProtocol.SHA1: tls.binding_sha1}
+    return {proto: digest for proto, digest in given.items() if digest is not None}
 
 
 # "require" only requests in TLS; SstpServerApp refuses a call without one, and logs why.
@@ -186,11 +208,9 @@ def load_eap_tls(settings: ServerSettings) -> EapTlsServerSettings | None:
     eap = settings.eap_tls
     if not eap.ca:
         return None
-    cert, key = (eap.cert, eap.key) if eap.cert is not None else (settings.tls.cert, settings.tls.key)
-    assert cert is not None and key is not None  # validate() insists on the HTTPS certificate
     try:
         return EapTlsServerSettings(
-            identity=read_identity(cert, key),
+            identity=_eap_identity(settings),
             trusted_cas=tuple(c for path in eap.ca for c in read_certificates(path, "CA file")),
             crls=tuple(crl for path in eap.crl for crl in read_crls(path)),
             identity_source=eap.identity,
@@ -200,6 +220,24 @@ def load_eap_tls(settings: ServerSettings) -> EapTlsServerSettings | None:
         )
     except ValueError as exc:
         raise ConfigError(f"EAP-TLS: {exc}") from None
+
+
+def load_peap(settings: ServerSettings) -> PeapServerSettings | None:
+    """The certificate PEAP's TLS tunnel shows (``None`` unless PEAP runs here: listed, EAP local)."""
+    if AuthMethod.PEAP not in settings.auth_methods or settings.eap_mode != "local":
+        return None
+    try:
+        return PeapServerSettings(_eap_identity(settings), fragment_size=settings.eap_tls.fragment_size)
+    except ValueError as exc:
+        raise ConfigError(f"PEAP: {exc}") from None
+
+
+def _eap_identity(settings: ServerSettings) -> TlsIdentity:
+    """The EAP certificate (eap_tls.cert), else the HTTPS one; EAP-TLS and PEAP both show it."""
+    eap = settings.eap_tls
+    cert, key = (eap.cert, eap.key) if eap.cert is not None else (settings.tls.cert, settings.tls.key)
+    assert cert is not None and key is not None  # validate() insists on one of the two
+    return read_identity(cert, key)
 
 
 def load_certificate(context: ssl.SSLContext, cert: Path, key: Path) -> bytes:

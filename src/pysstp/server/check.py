@@ -15,7 +15,14 @@ from pysstp.aaa.pki import read_certificates, read_crls
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.errors import ConfigError, SystemSetupError
 from pysstp.net.iproute import link_exists, list_addresses
-from pysstp.server.build import load_eap_tls, load_tls, not_sstp_response, radius_servers, user_database
+from pysstp.server.build import (
+    load_eap_tls,
+    load_peap,
+    load_tls,
+    not_sstp_response,
+    radius_servers,
+    user_database,
+)
 from pysstp.server.config import ServerSettings
 from pysstp.server.dae import dae_clients
 from pysstp.server.pool import AddressPool
@@ -36,6 +43,7 @@ def check(settings: ServerSettings) -> int:
         ),
         lambda: radius_servers(settings),
         lambda: load_eap_tls(settings),
+        lambda: load_peap(settings),
         lambda: not_sstp_response(settings),
         lambda: dae_clients(settings.dae),
     ]

@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 from pysstp.aaa.radius.server import AUTHENTICATION_PORT
 from pysstp.errors import ConfigError
 from pysstp.ppp.auth.base import EapMode
-from pysstp.ppp.auth.eap_tls import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, IdentitySource, TlsVersion
+from pysstp.ppp.auth.eap_tls import IdentitySource
+from pysstp.ppp.auth.tls_tunnel import DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, TlsVersion
 from pysstp.ppp.constants import DEFAULT_MRU, MAX_MRU, MIN_MRU, AuthMethod
 from pysstp.server.pool import AddressPool
 from pysstp.settings import Bool as _Bool
@@ -108,6 +109,14 @@ class TlsSettings:
     """Ask for a TLS client certificate in the HTTPS handshake; Windows' built-in client never sends one."""
     client_ca: tuple[Path, ...] = ()
     client_crl: tuple[Path, ...] = ()
+    offload: bool = False
+    """Plain HTTP behind a TLS terminator (docs/scaling.md): no TLS here, no ``cert`` and ``key`` needed."""
+    binding_cert: Path | None = None
+    """With ``offload``: the terminator's certificate, whose hashes the clients' crypto bindings carry."""
+    binding_sha256: bytes | None = None
+    """With ``offload``, instead of ``binding_cert``: the SHA-256 of the terminator's certificate."""
+    binding_sha1: bytes | None = None
+    """With ``offload``, instead of ``binding_cert``: the SHA-1 of the terminator's certificate."""
 
     @property
     def cipher_list(self) -> str:
@@ -180,6 +189,8 @@ class LimitSettings:
     login_refusal: float = 600.0
     on_limit: Literal["deny", "replace"] = "deny"
     """A login beyond a user's session limit is refused, or ends the user's oldest session."""
+    drain_timeout: float = 300.0
+    """A drain (SIGUSR2, ``pysstp drain``) disconnects the sessions still there after this long."""
 
 
 @dataclass(frozen=True)
@@ -265,11 +276,23 @@ class DaeSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The HTTP address of ``GET /metrics`` (Prometheus) and ``GET /health`` (load balancers); off unset."""
+
+    listen: tuple[str, int] | None = None
+    """Address and port."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything ``pysstp server`` can be told; see ``pysstp server --help`` for each setting."""
 
     listen: tuple[str, ...] = ("0.0.0.0", "::")
     port: int = 443
+    proxy_protocol: bool = False
+    """Every connection starts with a PROXY protocol header (version 1 or 2) from a load balancer."""
+    proxy_sources: tuple[IPv4Network | IPv6Network, ...] = ()
+    """The load balancers allowed to send PROXY headers; required with ``proxy_protocol``."""
     users: Path = Path("/etc/pysstp/users.toml")
     backend: str = "local"
     """Who decides logins: ``local`` (the users file) or ``radius`` (the ``[radius]`` servers)."""
@@ -296,6 +319,7 @@ class ServerSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
     dae: DaeSettings = field(default_factory=DaeSettings)
     radius: RadiusSettings = field(default_factory=RadiusSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 @dataclass(frozen=True)
@@ -425,6 +449,29 @@ def _listen_address(text: str) -> str:
         raise ValueError(f"{text!r} is not an IP address (such as 0.0.0.0, :: or 192.0.2.1)") from None
 
 
+def _metrics_address(text: str) -> tuple[str, int]:
+    """``ADDR:PORT``, with an IPv6 address in brackets (``[::1]:9090``)."""
+    host, colon, port = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        address = None
+    # Without brackets, where an IPv6 address ends and the port begins is ambiguous.
+    if (
+        not colon
+        or address is None
+        or (address.version == 6) != bracketed
+        or not port.isdecimal()
+        or not 1 <= int(port) <= 65535
+    ):
+        raise ValueError(
+            "expected ADDR:PORT with an IP address and a port from 1 to 65535 (such as 127.0.0.1:9090 or "
+            f"[::1]:9090), not {text!r}"
+        )
+    return str(address), int(port)
+
+
 def _unicast_ipv4(text: str) -> IPv4Address:
     try:
         address = IPv4Address(text)
@@ -484,6 +531,33 @@ def _ciphers(text: str) -> str:
     except ssl.SSLError:
         raise ValueError(f"OpenSSL selects no cipher from {text!r} (try 'openssl ciphers -v LIST')") from None
     return text
+
+
+def _proxy_source(text: str) -> IPv4Network | IPv6Network:
+    try:
+        return ip_network(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{text!r} is not an IP address or network such as 192.0.2.10 or 10.0.0.0/24 ({exc})"
+        ) from None
+
+
+def _sha_hex(length: int) -> Callable[[str], bytes]:
+    """A hash in hex, as ``openssl x509 -fingerprint`` prints it (colons allowed) or without colons."""
+
+    def parse(text: str) -> bytes:
+        digits = text.replace(":", "")
+        try:
+            value = bytes.fromhex(digits)
+        except ValueError:
+            value = b""
+        if len(value) != length or len(digits) != 2 * length:
+            raise ValueError(
+                f"expected {length} bytes in hex ({2 * length} digits, colons allowed), not {text!r}"
+            )
+        return value
+
+    return parse
 
 
 def _redirect_url(text: str) -> str:
@@ -627,6 +701,48 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "FILE",
             ),
             _Setting(
+                "tls.offload",
+                "--tls-offload",
+                _Bool(),
+                "serve plain HTTP: a TLS terminator in front (HAProxy, nginx) does TLS; needs the "
+                "terminator's certificate for the crypto binding (--binding-cert or --binding-sha256/-sha1)",
+            ),
+            _Setting(
+                "tls.binding_cert",
+                "--binding-cert",
+                _Text(_path),
+                "with --tls-offload: the TLS terminator's certificate, PEM (clients bind to its hashes)",
+                "FILE",
+            ),
+            _Setting(
+                "tls.binding_sha256",
+                "--binding-sha256",
+                _Text(_sha_hex(32)),
+                "with --tls-offload, instead of --binding-cert: SHA-256 of the terminator's certificate, hex",
+                "HEX",
+            ),
+            _Setting(
+                "tls.binding_sha1",
+                "--binding-sha1",
+                _Text(_sha_hex(20)),
+                "with --tls-offload, instead of --binding-cert: SHA-1 of the terminator's certificate, hex",
+                "HEX",
+            ),
+            _Setting(
+                "proxy_protocol",
+                "--proxy-protocol",
+                _Bool(),
+                "every connection starts with a PROXY protocol header (v1 or v2) from a load balancer, "
+                "whose client address then counts; needs --proxy-source",
+            ),
+            _Setting(
+                "proxy_sources",
+                "--proxy-source",
+                _List(_Text(_proxy_source)),
+                "a load balancer (address or network) allowed to send PROXY headers; others are refused",
+                "CIDR",
+            ),
+            _Setting(
                 "http.redirect",
                 "--http-redirect",
                 _Text(_redirect_url),
@@ -703,6 +819,7 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                                 AuthMethod.MSCHAP_V2,
                                 AuthMethod.EAP_MSCHAP_V2,
                                 AuthMethod.EAP_TLS,
+                                AuthMethod.PEAP,
                                 AuthMethod.PAP,
                             )
                         },
@@ -741,7 +858,7 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "eap_tls.cert",
                 "--eap-cert",
                 _Text(_path),
-                "EAP certificate chain, PEM; default: the HTTPS one (tls.cert)",
+                "certificate chain that EAP-TLS and PEAP show, PEM; default: the HTTPS one (tls.cert)",
                 "FILE",
             ),
             _Setting("eap_tls.key", "--eap-key", _Text(_path), "its key; default: tls.key", "FILE"),
@@ -853,6 +970,13 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
                 "a login beyond a user's session limit: refused (deny), or the user's oldest session ends "
                 "for it (replace)",
             ),
+            _Setting(
+                "limits.drain_timeout",
+                "--drain-timeout",
+                _Seconds(),
+                "a drain (SIGUSR2, pysstp drain) disconnects the sessions still there after this long",
+                "SECONDS",
+            ),
             _Setting("keepalive", "--keepalive", _Seconds(), "SSTP hello interval", "SECONDS"),
         ),
     ),
@@ -904,6 +1028,14 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
             _Setting("log.format", "--log-format", _Choice({"text": "text", "json": "json"}), "log format"),
             _Setting(
                 "control_socket", "--control-socket", _Text(_path), "Unix socket for pysstp status", "PATH"
+            ),
+            _Setting(
+                "metrics.listen",
+                "--metrics",
+                _Text(_metrics_address),
+                "serve Prometheus metrics (GET /metrics) and the health check for load balancers "
+                "(GET /health: 200 accepting, 503 draining) over HTTP here; unset = off (docs/scaling.md)",
+                "ADDR:PORT",
             ),
             _Setting(
                 "state_dir",
@@ -1062,10 +1194,22 @@ def _build(values: Mapping[str, Any]) -> ServerSettings:
 
 def validate(settings: ServerSettings) -> None:
     """Check what no single setting can check alone; raise :class:`ConfigError` for the first problem."""
-    if settings.tls.cert is None:
+    if settings.tls.offload:
+        _check_offload(settings)
+    elif settings.tls.cert is None:
         raise ConfigError("no certificate: set tls.cert in the config file or use --cert FILE")
-    if settings.tls.key is None:
+    elif settings.tls.key is None:
         raise ConfigError("no private key: set tls.key in the config file or use --key FILE")
+    elif _binding_settings(settings.tls):
+        raise ConfigError(
+            f"tls.{_binding_settings(settings.tls)[0]} is only for tls.offload = true (--tls-offload); the "
+            "crypto binding otherwise uses tls.cert"
+        )
+    if settings.proxy_protocol and not settings.proxy_sources:
+        raise ConfigError(
+            "proxy_protocol needs the load balancers allowed to send PROXY headers: set proxy_sources or use "
+            "--proxy-source CIDR"
+        )
     # The pool's own checks: big enough, server address not its network or broadcast address.
     AddressPool(settings.pool.network, settings.pool.server_address)
     _check_named_pools(settings)
@@ -1086,6 +1230,18 @@ def validate(settings: ServerSettings) -> None:
         )
     if (settings.eap_tls.cert is None) != (settings.eap_tls.key is None):
         raise ConfigError("set both eap_tls.cert and eap_tls.key (--eap-cert, --eap-key), or neither")
+    # EAP-TLS and PEAP show the EAP certificate, else the HTTPS one, which TLS offload does not have.
+    tunnels = [m.value for m in (AuthMethod.EAP_TLS, AuthMethod.PEAP) if m in settings.auth_methods]
+    if (
+        tunnels
+        and settings.eap_mode == "local"
+        and settings.eap_tls.cert is None
+        and settings.tls.cert is None
+    ):
+        raise ConfigError(
+            f"auth method '{tunnels[0]}' needs a certificate of its own behind a TLS terminator: set "
+            "eap_tls.cert and eap_tls.key (--eap-cert, --eap-key)"
+        )
     if settings.tls.verify_client_certificate != "none" and not settings.tls.client_ca:
         raise ConfigError(
             f"verify-client-certificate '{settings.tls.verify_client_certificate}' needs the CA that signs "
@@ -1104,6 +1260,50 @@ def validate(settings: ServerSettings) -> None:
     if len(os.fsencode(settings.control_socket)) > UNIX_SOCKET_PATH_MAX:
         raise ConfigError(
             f"control socket path {settings.control_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes"
+        )
+
+
+def _binding_settings(tls: TlsSettings) -> list[str]:
+    """The names of the crypto-binding settings that are set."""
+    return [
+        name for name in ("binding_cert", "binding_sha256", "binding_sha1") if getattr(tls, name) is not None
+    ]
+
+
+def _check_offload(settings: ServerSettings) -> None:
+    """TLS offload: the terminator's certificate, by file or by hashes, and nothing that needs TLS here."""
+    tls = settings.tls
+    hashes = {"binding_sha256": HashProtocol.SHA256, "binding_sha1": HashProtocol.SHA1}
+    needed = [name for name, proto in hashes.items() if proto in tls.hash_protocols]
+    given = _binding_settings(tls)
+    if tls.binding_cert is not None and len(given) > 1:
+        raise ConfigError("set tls.binding_cert or tls.binding_sha256/binding_sha1, not both")
+    if not given:
+        raise ConfigError(
+            "tls.offload needs the TLS terminator's certificate for the crypto binding: set "
+            "tls.binding_cert (--binding-cert FILE) or tls.binding_sha256 and tls.binding_sha1 "
+            "(--binding-sha256/--binding-sha1)"
+        )
+    missing = [name for name in needed if name not in given]
+    if tls.binding_cert is None and missing:
+        raise ConfigError(
+            f"tls.{missing[0]} (--{missing[0].replace('_', '-')}) is needed too: the server offers that hash "
+            "for the crypto binding (tls.hash_protocols)"
+        )
+    if tls.verify_client_certificate != "none":
+        raise ConfigError(
+            "tls.verify_client_certificate needs TLS in this server; with tls.offload the terminator checks "
+            "client certificates"
+        )
+    if (
+        AuthMethod.EAP_TLS in settings.auth_methods
+        and settings.eap_mode == "local"
+        and settings.eap_tls.cert is None
+        and tls.cert is None
+    ):
+        raise ConfigError(
+            "EAP-TLS needs a server certificate: with tls.offload there is no tls.cert, so set eap_tls.cert "
+            "and eap_tls.key (--eap-cert, --eap-key)"
         )
 
 

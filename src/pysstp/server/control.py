@@ -1,25 +1,32 @@
 """The server's local control socket: ``pysstp status`` lists sessions and kicks them.
 
 One JSON object per line each way over a Unix socket that only root (or the socket's group) can open:
-``{"command": "status"}`` → ``{"ok": true, "sessions": [...], "dae": {...} | null}``;
-``{"command": "kick", "target": "alice" | "10.77.0.5"}`` → ``{"ok": true, "kicked": n}``.
+``{"command": "status"}`` → ``{"ok": true, "sessions": [...], "server": {...}, "dae": {...} | null}``
+(``server``: the process's counters, :class:`~pysstp.server.stats.ServerStats` without its sessions);
+``{"command": "kick", "target": "alice" | "10.77.0.5"}`` → ``{"ok": true, "kicked": n}``;
+``{"command": "drain"}`` → ``{"ok": true, "started": bool, "sessions": n}`` (see :mod:`pysstp.server.drain`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
+import socket
+import struct
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pysstp.aaa.dae import DaeServer
 from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.aaa.radius.client import RadiusClient
-from pysstp.server.app import ServerConnection, SstpServerApp
+from pysstp.server.app import SstpServerApp
+from pysstp.server.session import ServerConnection
+from pysstp.server.stats import ServerStats
 
 log = logging.getLogger("pysstp.control")
 
@@ -51,40 +58,22 @@ class RateMeter:
         self._last, self.rates = current, rates
 
 
-def session_rows(app: SstpServerApp, meter: RateMeter | None = None) -> list[dict[str, Any]]:
-    """One dict per session: everything ``pysstp status --json`` prints (rates in bit/s, ``started`` in
-    seconds since the epoch); the table shows what fits of it."""
+def session_rows(stats: ServerStats) -> list[dict[str, Any]]:
+    """One dict per session of a snapshot: everything ``pysstp status --json`` prints (rates in bit/s,
+    ``started`` in seconds since the epoch); the table shows what fits of it."""
     now = time.time()
-    rates = meter.rates if meter is not None else {}
     rows = []
-    for connection in sorted(app.connections, key=lambda c: c.info.started):
-        info = connection.info
-        rows.append(
-            {
-                "session_id": info.session_id,
-                "user": info.user,
-                "backend": app.backend.name,
-                "address": str(info.address) if info.address else None,
-                "ipv6": [str(ipaddress.ip_address(key)) for key in connection.ipv6_keys],
-                "peer": info.peer,
-                "up": connection.link.is_up,
-                "started": round(info.started, 1),
-                "uptime": round(now - info.started, 1),
-                "mtu": connection.mtu,
-                "bytes_in": connection.bytes_in,
-                "bytes_out": connection.bytes_out,
-                "rate_in": round(rates.get(connection, (0.0, 0.0))[0]),
-                "rate_out": round(rates.get(connection, (0.0, 0.0))[1]),
-                "packets_in": connection.packets_in,
-                "packets_out": connection.packets_out,
-                "drops": connection.drops,
-                "auth": info.auth_method,
-                "hash": info.hash_protocol,
-                "tls": info.tls,
-                "routes": [str(r) for r in info.routes],
-                "classes": [value.hex() for value in info.classes],
-            }
+    for session in stats.sessions:
+        row = asdict(session)
+        del row["worker"]  # one process: the worker is the server's (in "server")
+        row.update(
+            started=round(session.started, 1),
+            uptime=round(now - session.started, 1),
+            ipv6=list(session.ipv6),
+            routes=list(session.routes),
+            classes=list(session.classes),
         )
+        rows.append(row)
     return rows
 
 
@@ -94,7 +83,9 @@ def kick(app: SstpServerApp, target: str) -> int:
         c for c in app.connections if target in (c.info.user, str(c.info.address) if c.info.address else None)
     ]
     for connection in victims:
-        log.info("%s: kicked by the administrator (%s)", connection.peer, target)
+        connection.log.info(
+            "%s: kicked by the administrator (%s)", connection.peer, target, extra={"event": "kicked"}
+        )
         connection.end("disconnected by the administrator", TerminateCause.ADMIN_RESET)
     return len(victims)
 
@@ -109,8 +100,11 @@ class ControlServer:
         *,
         dae: DaeServer | None = None,
         radius: RadiusClient | None = None,
+        drain: Callable[[str], bool] | None = None,
     ) -> None:
         self.app = app
+        self.drain = drain
+        """Starts a drain, given who asked; False when one is already on (``None``: cannot drain)."""
         self.path = path
         self.dae = dae
         """The Dynamic Authorization listener, whose state ``status`` reports (``None``: off)."""
@@ -146,26 +140,32 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 5)
-            writer.write(json.dumps(self.answer(line[:MAX_REQUEST])).encode() + b"\n")
+            who = asker(writer.get_extra_info("socket"))
+            writer.write(json.dumps(self.answer(line[:MAX_REQUEST], who)).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()
 
-    def answer(self, line: bytes) -> dict[str, Any]:
-        """The reply to one request line."""
+    def answer(self, line: bytes, who: str = "the control socket") -> dict[str, Any]:
+        """The reply to one request line from ``who`` (for the log)."""
         try:
             request = json.loads(line)
             command = request["command"]
         except (ValueError, TypeError, KeyError):
             return {"ok": False, "error": "request must be a JSON object with a 'command'"}
         if command == "status":
+            stats = self.app.snapshot(rates=self.meter.rates)
+            server = stats.to_json()
+            del server["sessions"]
             answer: dict[str, Any] = {
                 "ok": True,
-                "sessions": session_rows(self.app, self.meter),
+                "sessions": session_rows(stats),
+                "server": server,
                 "backend": self.app.backend.name,
                 "dae": self.dae.state() if self.dae is not None else None,
+                "draining": self.app.draining,
             }
             if self.radius is not None:
                 answer["radius"] = [
@@ -178,7 +178,20 @@ class ControlServer:
             if not isinstance(target, str) or not target:
                 return {"ok": False, "error": "kick needs a 'target' (user name or address)"}
             return {"ok": True, "kicked": kick(self.app, target)}
+        if command == "drain" and self.drain is not None:
+            return {"ok": True, "started": self.drain(who), "sessions": len(self.app.connections)}
         return {"ok": False, "error": f"unknown command {command!r}"}
+
+
+def asker(sock: Any) -> str:
+    """Who is on the other end of a control connection (asyncio's socket of it, or ``None``): its user
+    and process, from the kernel (SO_PEERCRED, unix(7))."""
+    try:
+        credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (AttributeError, OSError):
+        return "the control socket"
+    pid, uid, _gid = struct.unpack("3i", credentials)
+    return f"the control socket (uid {uid}, pid {pid})"
 
 
 async def request(path: Path, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""TLS listeners that say why a handshake failed, and with whom.
+"""TLS listeners that say why a handshake failed, and with whom; behind a load balancer, the PROXY
+protocol header before it.
 
 ``loop.create_server(ssl=...)`` drops a failed TLS handshake without a word: no peer, no reason, not
 even in its debug log unless the whole loop runs in debug mode. Plain HTTP on port 443, a client that
@@ -6,17 +7,34 @@ offers only TLS 1.0, one that does not trust the server's certificate, a refused
 a port scanner all looked the same: nothing. Here each listening socket has its own accept loop and each
 connection its own ``loop.connect_accepted_socket``, which raises what the handshake ran into; the
 rest (the TLS transport, the protocol's ``connection_made`` after the handshake) is asyncio's as before.
+
+With the PROXY protocol on, the header is taken off the raw socket first, byte-exact (peeked, then read
+as far as it goes), so that TLS, or plain SSTP with TLS offloaded, starts on the client's first byte; the
+client's address it carries becomes the connection's peer (docs/scaling.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
+
+from pysstp.connection import LinkConnection
+from pysstp.server.proxy import (
+    V2_FIXED_LENGTH,
+    V2_MAX_ADDRESS_LENGTH,
+    Address,
+    Command,
+    ProxyHeader,
+    ProxyHeaderError,
+    ProxyHeaderReader,
+)
 
 log = logging.getLogger("pysstp.server")
 
@@ -75,6 +93,18 @@ def describe_handshake_failure(exc: OSError) -> tuple[int, str]:
     return logging.INFO, exc.strerror or str(exc) or type(exc).__name__
 
 
+PROXY_PEEK_SIZE = V2_FIXED_LENGTH + V2_MAX_ADDRESS_LENGTH
+"""Bytes looked at per read of a PROXY header: the longest header this server accepts."""
+
+
+class ProxyRefused(Exception):
+    """A connection refused before TLS for its PROXY header (or its source); the words say why."""
+
+    def __init__(self, reason: str, level: int = logging.WARNING) -> None:
+        super().__init__(reason)
+        self.level = level
+
+
 def peer_text(address: object) -> str:
     """``host:port`` (``[host]:port`` for IPv6) of a socket address as ``accept`` or ``getsockname``
     returns it."""
@@ -85,18 +115,27 @@ def peer_text(address: object) -> str:
 
 
 class TlsListener:
-    """Listening sockets, one accept loop each, one TLS handshake task per accepted connection."""
+    """Listening sockets, one accept loop each, one TLS handshake task per accepted connection.
+
+    ``ssl_context`` is ``None`` with TLS offloaded: connections then carry plain HTTP and SSTP.
+    ``proxy_sources`` set turns the PROXY protocol on: only those may connect, and each connection must
+    start with a header.
+    """
 
     def __init__(
         self,
-        protocol_factory: Callable[[], asyncio.Protocol],
-        ssl_context: ssl.SSLContext,
+        protocol_factory: Callable[[], LinkConnection],
+        ssl_context: ssl.SSLContext | None,
         handshake_timeout: float,
+        proxy_sources: Sequence[IPv4Network | IPv6Network] | None = None,
     ) -> None:
         self.protocol_factory = protocol_factory
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout
+        self.proxy_sources = proxy_sources
         self.handshake_failures = 0
+        self.proxy_header_failures = 0
+        """Connections refused for their PROXY header or its source (FailureReason.PROXY_HEADER)."""
         self._sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -153,15 +192,124 @@ class TlsListener:
             self._start(self._handshake(conn, address))
 
     async def _handshake(self, conn: socket.socket, address: object) -> None:
+        who = peer_text(address)
+        factory = self.protocol_factory
+        if self.proxy_sources is not None:
+            try:
+                header = await self._proxy_header(conn, address)
+            except ProxyRefused as refusal:
+                conn.close()
+                self.proxy_header_failures += 1
+                log.log(refusal.level, "%s: refused: %s", who, refusal)
+                return
+            except asyncio.CancelledError:
+                conn.close()
+                raise
+            if header is None:
+                conn.close()
+                return
+            if header.source is not None:
+                forwarded = header.source
+                who = f"{peer_text(forwarded)} (via {who})"
+                factory = self._forwarding(forwarded)
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(
-                self.protocol_factory,
-                conn,
-                ssl=self.ssl_context,
-                ssl_handshake_timeout=self.handshake_timeout,
-            )
+            if self.ssl_context is None:
+                await loop.connect_accepted_socket(factory, conn)
+            else:
+                await loop.connect_accepted_socket(
+                    factory, conn, ssl=self.ssl_context, ssl_handshake_timeout=self.handshake_timeout
+                )
         except OSError as exc:
             # asyncio has closed the transport, and with it the socket.
             self.handshake_failures += 1
             level, why = describe_handshake_failure(exc)
-            log.log(level, "%s: TLS handshake failed: %s", peer_text(address), why)
+            log.log(level, "%s: TLS handshake failed: %s", who, why)
+
+    def _forwarding(self, forwarded: Address) -> Callable[[], LinkConnection]:
+        """The protocol factory for a connection whose client a load balancer named."""
+
+        def factory() -> LinkConnection:
+            protocol = self.protocol_factory()
+            protocol.forwarded_peer = forwarded
+            return protocol
+
+        return factory
+
+    async def _proxy_header(self, conn: socket.socket, address: object) -> ProxyHeader | None:
+        """The PROXY header that starts an accepted connection, taken off the socket; ``None`` for a
+        connection that ended without a byte, or that a health check opened (LOCAL) and closed.
+
+        Raises :class:`ProxyRefused` for a source not allowed to send headers and for a bad, late or
+        partial header. Both "quiet" cases are what a load balancer's health checks do, every few
+        seconds: they are logged at debug, and not counted.
+        """
+        assert self.proxy_sources is not None
+        if not _is_among(address, self.proxy_sources):
+            raise ProxyRefused("not in proxy_sources, so it may not send PROXY headers")
+        reader = ProxyHeaderReader()
+        taken = 0
+        try:
+            async with asyncio.timeout(self.handshake_timeout):
+                while reader.header is None:
+                    data = await _peek(conn, PROXY_PEEK_SIZE)
+                    if not data:
+                        break
+                    # Exactly the header's bytes: what follows is the client's, for TLS or SSTP.
+                    taken += len(conn.recv(reader.feed(data)))
+        except TimeoutError:
+            raise ProxyRefused("no complete PROXY header in time", logging.INFO) from None
+        except ProxyHeaderError as exc:
+            raise ProxyRefused(f"bad PROXY header: {exc}") from None
+        except OSError as exc:
+            if taken:
+                raise ProxyRefused(f"connection lost in its PROXY header ({exc})", logging.INFO) from None
+        header = reader.header
+        if header is None:
+            if taken:
+                raise ProxyRefused("closed the connection in its PROXY header", logging.INFO)
+            log.debug("%s: closed before a PROXY header (a health check)", peer_text(address))
+        elif header.command is Command.LOCAL and not await self._followed(conn):
+            log.debug("%s: PROXY LOCAL header, then closed (a health check)", peer_text(address))
+            return None
+        return header
+
+    async def _followed(self, conn: socket.socket) -> bool:
+        """Whether bytes follow a LOCAL header: a health check closes (or resets) instead."""
+        try:
+            async with asyncio.timeout(self.handshake_timeout):
+                return bool(await _peek(conn, 1))
+        except (TimeoutError, OSError):
+            return False
+
+
+def _is_among(address: object, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    """Whether a socket address lies in one of ``networks`` (an IPv4-mapped IPv6 address as IPv4)."""
+    if not isinstance(address, tuple):
+        return False
+    host = ipaddress.ip_address(str(address[0]).partition("%")[0])
+    if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped is not None:
+        host = host.ipv4_mapped
+    return any(host in network for network in networks)
+
+
+async def _peek(sock: socket.socket, size: int) -> bytes:
+    """Up to ``size`` bytes from a non-blocking socket, left in it (MSG_PEEK); waits until there are
+    some, or the peer closed (``b""``)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return sock.recv(size, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            pass
+        readable = loop.create_future()
+        loop.add_reader(sock.fileno(), _wake, readable)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(sock.fileno())
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

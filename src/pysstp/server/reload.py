@@ -48,13 +48,17 @@ RESTART_SETTINGS = (
     "dae.listen",
     "dae.port",
     "dae.clients",
+    "metrics.listen",
+    "proxy_protocol",
+    "proxy_sources",
+    "tls.offload",
 )
 """Settings (server.toml keys) that only a restart applies: they shape the TUN device, its addresses and
 routes, the nftables rules, the sockets (the Dynamic Authorization clients' secrets are read with their
-socket), and who decides logins (the backend, its RADIUS servers and
-their secrets, and the EAP mode that goes with them). SIGHUP applies every other one, because a reload
-builds the TLS context, the link settings, the limits, the login back-off and the logging from the new
-settings exactly as start-up does."""
+socket), what the listening port speaks (PROXY headers, TLS or plain HTTP), and who decides logins
+(the backend, its RADIUS servers and their secrets, and the EAP mode that goes with them). SIGHUP
+applies every other one, because a reload builds the TLS context, the link settings, the limits, the
+login back-off and the logging from the new settings exactly as start-up does."""
 
 
 class Reloader:

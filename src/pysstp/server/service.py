@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 
 from pysstp.aaa.dae import DaeServer
@@ -35,11 +35,16 @@ from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import ServerSettings
 from pysstp.server.control import ControlServer
 from pysstp.server.dae import start_dae
+from pysstp.server.drain import Drain
 from pysstp.server.ipv6 import SERVER_INTERFACE_ID, interface_address
 from pysstp.server.listener import peer_text
+from pysstp.server.metrics import MetricsServer, Snapshots, start_metrics
+from pysstp.server.notify import Notifier
 from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.statefile import state_file
+from pysstp.server.stats import ServerStats
+from pysstp.sstp.constants import HashProtocol
 
 log = logging.getLogger("pysstp.server")
 
@@ -50,7 +55,7 @@ USERS_RELOAD_INTERVAL = 2.0
 async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] | None = None) -> int:
     """Everything between start-up checks and exit; every system change is undone on the way out.
     ``reread`` reads the settings again (server.toml and the same flags) for SIGHUP."""
-    context, certificate_der = load_tls(settings)
+    context, certificate_hashes = load_tls(settings)
     users = user_database(settings)
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
     check_fixed_addresses(users, pool)
@@ -60,7 +65,7 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
         if undone:
             log.warning("undid what a server on %s left behind: %s", settings.tun_name, ", ".join(undone))
         return await serve_with(
-            settings, reread, context, certificate_der, users, pool, NetworkChanges(journal)
+            settings, reread, context, certificate_hashes, users, pool, NetworkChanges(journal)
         )
     finally:
         journal.close(remove=not journal.read())
@@ -69,16 +74,19 @@ async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] |
 async def serve_with(
     settings: ServerSettings,
     reread: Callable[[], ServerSettings] | None,
-    context: ssl.SSLContext,
-    certificate_der: bytes,
+    context: ssl.SSLContext | None,
+    certificate_hashes: Mapping[HashProtocol, bytes],
     users: UserDatabase,
     pool: AddressPool,
     changes: NetworkChanges,
 ) -> int:
-    """Set the system up through ``changes``, serve until a signal, undo it all."""
+    """Set the system up through ``changes``, serve until a signal or the end of a drain, undo it all."""
+    notifier = Notifier.from_environment()
     app: SstpServerApp | None = None
+    drain: Drain | None = None
     control: ControlServer | None = None
     dae: DaeServer | None = None
+    metrics: MetricsServer | None = None
     radius = RadiusClient(radius_servers(settings)) if settings.radius.servers else None
     backend = auth_backend(settings, users, radius)
     accounting = radius_accounting(settings, radius)
@@ -111,7 +119,7 @@ async def serve_with(
             )
         app = SstpServerApp(
             ssl_context=context,
-            link_config=link_config(settings, certificate_der),
+            link_config=link_config(settings, certificate_hashes),
             backend=backend,
             pool=pool,
             pools=named_pools(settings),
@@ -126,19 +134,26 @@ async def serve_with(
             tun_mtu=tun_mtu,
             require_client_certificate=settings.tls.verify_client_certificate == "require",
             accounting=accounting,
+            proxy_sources=settings.proxy_sources if settings.proxy_protocol else None,
+            radius=radius,
         )
         try:
             bound = await app.listen(settings.listen, settings.port)
         except OSError as exc:
             raise listen_error(settings, exc) from None
         dae = await start_dae(app, settings.dae)
-        control = ControlServer(app, settings.control_socket, dae=dae, radius=radius)
+        metrics = await start_metrics(settings.metrics.listen, snapshots(app), lambda: app.draining)
+        stop = asyncio.Event()
+        reloader = Reloader(app, users, pool, settings, reread)
+        drain = Drain(app, lambda: reloader.settings.limits.drain_timeout, stop.set, notifier)
+        control = ControlServer(app, settings.control_socket, dae=dae, radius=radius, drain=drain.start)
         await control.start()
         if accounting is not None:
             await accounting.accounting.start()
+        listening = f"listening on {', '.join(map(peer_text, bound))}"
         log.info(
-            "listening on %s; tunnel %s %s/%d; %s backend, %d users; event loop %s",
-            ", ".join(map(peer_text, bound)),
+            "%s; tunnel %s %s/%d; %s backend, %d users; event loop %s",
+            listening,
             tun.name,
             settings.pool.server_address,
             settings.pool.network.prefixlen,
@@ -146,9 +161,15 @@ async def serve_with(
             len(users),
             loop_name(asyncio.get_running_loop()),
         )
-        await wait_for_signals(app, Reloader(app, users, pool, settings, reread))
+        notifier.ready(listening)
+        notifier.start_watchdog()
+        await wait_for_signals(app, reloader, stop, drain, notifier, listening)
         return 0
     finally:
+        if drain is not None:
+            drain.cancel()
+        if metrics is not None:
+            await metrics.stop()
         if dae is not None:
             dae.close()
         if app is not None:
@@ -160,16 +181,25 @@ async def serve_with(
         if radius is not None:
             await radius.close()
         changes.undo()
+        notifier.close()
 
 
-async def wait_for_signals(app: SstpServerApp, reloader: Reloader) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads (see :class:`Reloader`); edits to users apply live."""
+async def wait_for_signals(
+    app: SstpServerApp,
+    reloader: Reloader,
+    stop: asyncio.Event,
+    drain: Drain,
+    notifier: Notifier,
+    listening: str,
+) -> None:
+    """Run until SIGTERM/SIGINT or until ``stop`` is set (the end of a drain); SIGHUP reloads (see
+    :class:`Reloader`), SIGUSR2 drains (see :class:`Drain`); edits to users apply live."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     users = reloader.users
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+    loop.add_signal_handler(signal.SIGHUP, reload_and_notify, reloader, notifier, listening)
+    loop.add_signal_handler(signal.SIGUSR2, drain.start, "SIGUSR2")
     try:
         while not stop.is_set():
             try:
@@ -179,9 +209,29 @@ async def wait_for_signals(app: SstpServerApp, reloader: Reloader) -> None:
                     log.info("user database changed on disk: %d users", len(users))
                     check_fixed_addresses(users, reloader.pool)
         log.info("shutting down: disconnecting %d session(s)", len(app.connections))
+        notifier.stopping("shutting down")
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
             loop.remove_signal_handler(signum)
+
+
+def reload_and_notify(reloader: Reloader, notifier: Notifier, status: str) -> None:
+    """SIGHUP: reload between RELOADING=1 and READY=1 to systemd; a draining server (which has told
+    systemd it is stopping) only reloads."""
+    if reloader.app.draining:
+        reloader.reload()
+        return
+    with notifier.reloading(status):
+        reloader.reload()
+
+
+def snapshots(app: SstpServerApp) -> Snapshots:
+    """This process's snapshot, for the metrics."""
+
+    async def take() -> list[ServerStats]:
+        return [app.snapshot()]
+
+    return take
 
 
 def setup_ipv6(changes: NetworkChanges, ifname: str, prefix: IPv6Network | None) -> None:

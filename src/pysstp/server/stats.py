@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pysstp.aaa.radius.client import RadiusServerStats
+
 
 class FailureReason(StrEnum):
     """Why a call did not come up (the ``reason`` label of ``pysstp_call_failures_total``)."""
@@ -103,6 +105,8 @@ class ServerStats:
     rss_bytes: int = 0
     cpu_seconds: float = 0.0
     draining: bool = False
+    radius: tuple[RadiusServerStats, ...] = ()
+    """Each RADIUS server's counts (:meth:`pysstp.aaa.radius.RadiusClient.stats`); none without RADIUS."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types only (tuples become lists)."""
@@ -125,4 +129,8 @@ class ServerStats:
         )
         values["failures"] = dict(values.get("failures", {}))
         values["drops"] = dict(values.get("drops", {}))
+        values["radius"] = tuple(
+            RadiusServerStats(**{**server, "durations": tuple(server["durations"])})
+            for server in values.get("radius", ())
+        )
         return cls(**values)

@@ -58,6 +58,11 @@ def certificate_hash(der: bytes, proto: HashProtocol) -> bytes:
     return hashlib.new(_hash_name(proto), der).digest()
 
 
+def certificate_hashes(der: bytes) -> dict[HashProtocol, bytes]:
+    """The hashes of a DER-encoded leaf certificate for every hash protocol, as a server checks them."""
+    return {proto: certificate_hash(der, proto) for proto in _HASH_NAMES}
+
+
 def normalize_hlak(key: bytes) -> bytes:
     """The HLAK is exactly 32 bytes: longer key material is truncated, shorter is padded with zeros."""
     return key[:HLAK_LEN].ljust(HLAK_LEN, b"\0")

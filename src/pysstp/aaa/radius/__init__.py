@@ -5,7 +5,7 @@ See docs/radius.md for what is sent, what is honoured and how to set up FreeRADI
 
 from pysstp.aaa.radius.accounting import Counters, RadiusAccounting, SessionFacts, TerminateCause
 from pysstp.aaa.radius.backend import RadiusBackend
-from pysstp.aaa.radius.client import RadiusClient, RadiusServerStatus, RadiusUnavailable
+from pysstp.aaa.radius.client import RadiusClient, RadiusServerStats, RadiusServerStatus, RadiusUnavailable
 from pysstp.aaa.radius.request import NasIdentity
 from pysstp.aaa.radius.server import RadiusServer, read_secret
 
@@ -16,6 +16,7 @@ __all__ = [
     "RadiusBackend",
     "RadiusClient",
     "RadiusServer",
+    "RadiusServerStats",
     "RadiusServerStatus",
     "RadiusUnavailable",
     "SessionFacts",

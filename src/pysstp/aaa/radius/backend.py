@@ -17,7 +17,7 @@ from pysstp.aaa.radius.client import RadiusClient, RadiusUnavailable
 from pysstp.aaa.radius.reply import AccessReply
 from pysstp.aaa.radius.request import AccessRequest, NasIdentity
 from pysstp.ppp.auth.base import FAILURE_MESSAGE, SUCCESS_MESSAGE
-from pysstp.ppp.auth.eap import EapPacket
+from pysstp.ppp.auth.eap_packet import EapPacket
 from pysstp.ppp.auth.keys import ZERO_HLAK
 from pysstp.ppp.auth.mschapv2 import format_failure, parse_failure
 from pysstp.ppp.auth.verification import (

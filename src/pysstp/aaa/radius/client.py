@@ -10,10 +10,11 @@ fails that check, and is dropped. Replies to an Access-Request must carry a vali
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import secrets
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -41,6 +42,13 @@ _ANSWERS = {
 }
 """Which reply codes answer which request codes."""
 
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds (seconds) of the request durations counted per server; fixed, so that the counts of
+several worker processes add up."""
+
+REQUEST_KINDS = ("access", "accounting")
+"""Requests by the port they go to: authentication (Access-Request) or accounting."""
+
 RequestFactory = Callable[[RadiusServer], radius_packet.Packet]
 """Builds the request for one server (secrets differ, so User-Password and authenticators do)."""
 
@@ -57,6 +65,32 @@ class RadiusServerStatus:
     alive: bool
     dead_for: float
     """Seconds left before a dead server is tried again first (0 when alive)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusServerStats:
+    """What one server was asked and how it answered, since the client started (for the metrics)."""
+
+    server: str
+    requests: Mapping[str, int] = field(default_factory=dict)
+    """Requests sent to the server (resends not counted), by kind (:data:`REQUEST_KINDS`)."""
+    timeouts: int = 0
+    """Requests the server did not answer after all retries."""
+    durations: tuple[int, ...] = (0,) * (len(DURATION_BUCKETS) + 1)
+    """Answered requests by duration: one count per bound of :data:`DURATION_BUCKETS`, then one for
+    longer ones (each request is counted once, in the first bucket it fits)."""
+    duration_sum: float = 0.0
+    """Seconds from sending to the answer, added up over the answered requests."""
+
+    def plus(self, other: RadiusServerStats) -> RadiusServerStats:
+        """Both counts added up (the same server as seen by two worker processes)."""
+        return RadiusServerStats(
+            self.server,
+            dict(Counter(self.requests) + Counter(other.requests)),
+            self.timeouts + other.timeouts,
+            tuple(a + b for a, b in zip(self.durations, other.durations, strict=True)),
+            self.duration_sum + other.duration_sum,
+        )
 
 
 @dataclass(eq=False, slots=True)
@@ -165,6 +199,21 @@ class _ServerState:
     sockets: dict[int, list[_Socket]] = field(default_factory=dict)
     """Per destination port."""
     dead_until: float = 0.0
+    requests: Counter[str] = field(default_factory=Counter)
+    timeouts: int = 0
+    durations: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+
+    def answered(self, seconds: float) -> None:
+        """Count an answer that came ``seconds`` after the request was first sent."""
+        self.durations[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.duration_sum += seconds
+
+    def stats(self) -> RadiusServerStats:
+        """The counts of this moment."""
+        return RadiusServerStats(
+            self.server.name, dict(self.requests), self.timeouts, tuple(self.durations), self.duration_sum
+        )
 
 
 class RadiusClient:
@@ -187,6 +236,10 @@ class RadiusClient:
             RadiusServerStatus(state.server.name, state.dead_until <= now, max(0.0, state.dead_until - now))
             for state in self._servers
         ]
+
+    def stats(self) -> tuple[RadiusServerStats, ...]:
+        """Each server's counts, in priority order."""
+        return tuple(state.stats() for state in self._servers)
 
     async def send(
         self, build: RequestFactory, *, accounting: bool = False
@@ -238,15 +291,21 @@ class RadiusClient:
         request = build(server)
         request.id = identifier
         data = request.RequestPacket()
-        future: asyncio.Future[radius_packet.Packet] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[radius_packet.Packet] = loop.create_future()
         socket.waiting[identifier] = _Waiting(request, future)
+        state.requests["accounting" if accounting else "access"] += 1
+        sent = loop.time()
         try:
             for _ in range(server.retries + 1):
                 assert socket.transport is not None
                 socket.transport.sendto(data)
                 done, _pending = await asyncio.wait({future}, timeout=server.timeout)
                 if done:
-                    return future.result()
+                    reply = future.result()
+                    state.answered(loop.time() - sent)
+                    return reply
+            state.timeouts += 1
             return None
         finally:
             socket.waiting.pop(identifier, None)

@@ -1,4 +1,5 @@
-"""PPP authentication: PAP, CHAP-MD5, MS-CHAPv2 and EAP (Identity, MD5-Challenge, MS-CHAPv2, TLS), both roles.
+"""PPP authentication: PAP, CHAP-MD5, MS-CHAPv2 and EAP (Identity, MD5-Challenge, MS-CHAPv2, TLS, PEAP), both
+roles.
 
 The session builds machines with :func:`make_authenticator` (server) and :func:`make_peer` (client). An
 authenticator asks :class:`Verification` questions and takes each :class:`Verdict` through

@@ -32,6 +32,7 @@ from pysstp.randomness import RandomBytes
 
 if TYPE_CHECKING:
     from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, EapTlsServerSettings
+    from pysstp.ppp.auth.peap import PeapPeerSettings, PeapServerSettings
 
 SUCCESS_MESSAGE = "Access granted"
 """Text our authenticators put in Success/Ack messages."""
@@ -292,8 +293,8 @@ class AuthPeer(AuthMachine):
 
 EAP_METHODS = (AuthMethod.EAP_MSCHAP_V2, AuthMethod.EAP_MD5)
 """Methods that run inside EAP with a password, in our default order of preference."""
-ALL_EAP_METHODS = frozenset({*EAP_METHODS, AuthMethod.EAP_TLS})
-"""Every method that runs inside EAP; EAP-TLS only where certificates are configured."""
+ALL_EAP_METHODS = frozenset({*EAP_METHODS, AuthMethod.EAP_TLS, AuthMethod.PEAP})
+"""Every method that runs inside EAP; EAP-TLS and PEAP only where certificates are configured."""
 
 EapMode = Literal["local", "pass-through"]
 """``local``: the EAP methods run here and ask for their inner proofs; ``pass-through``: every EAP
@@ -312,6 +313,7 @@ class AuthenticatorOptions:
     eap_tls: EapTlsServerSettings | None = None
     eap_mode: EapMode = "local"
     random_bytes: RandomBytes = os.urandom
+    peap: PeapServerSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,7 @@ class PeerOptions:
     password: str
     eap_tls: EapTlsPeerSettings | None = None
     random_bytes: RandomBytes = os.urandom
+    peap: PeapPeerSettings | None = None
 
 
 AuthenticatorFactory = Callable[[AuthenticatorOptions], Authenticator]
@@ -350,17 +353,18 @@ def make_authenticator(
     eap_tls: EapTlsServerSettings | None = None,
     eap_mode: EapMode = "local",
     random_bytes: RandomBytes = os.urandom,
+    peap: PeapServerSettings | None = None,
 ) -> Authenticator:
     """The server-side machine for ``method`` (the method LCP agreed on).
 
     For an EAP method, ``method`` is proposed first and the rest of ``eap_methods`` are what a peer's
-    Legacy-Nak may switch to. ``eap_tls`` holds the certificates EAP-TLS needs.
+    Legacy-Nak may switch to. ``eap_tls`` and ``peap`` hold the certificates EAP-TLS and PEAP need.
     """
     factory = _AUTHENTICATORS.get(method)
     if factory is None:
         raise ValueError(f"no authenticator for {method!r}")
     order = (method, *(m for m in eap_methods if m is not method))
-    return factory(AuthenticatorOptions(method, name, order, eap_tls, eap_mode, random_bytes))
+    return factory(AuthenticatorOptions(method, name, order, eap_tls, eap_mode, random_bytes, peap))
 
 
 def make_peer(
@@ -370,10 +374,11 @@ def make_peer(
     *,
     eap_tls: EapTlsPeerSettings | None = None,
     random_bytes: RandomBytes = os.urandom,
+    peap: PeapPeerSettings | None = None,
 ) -> AuthPeer:
     """The client-side machine for ``method``; an EAP peer accepts every EAP method we support, EAP-TLS
-    only when ``eap_tls`` gives it a certificate."""
+    only when ``eap_tls`` gives it a certificate, PEAP only when ``peap`` gives it the CAs."""
     factory = _PEERS.get(method)
     if factory is None:
         raise ValueError(f"no peer for {method!r}")
-    return factory(PeerOptions(method, username, password, eap_tls, random_bytes))
+    return factory(PeerOptions(method, username, password, eap_tls, random_bytes, peap))

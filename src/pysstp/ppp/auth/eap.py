@@ -1,16 +1,17 @@
 """EAP (RFC 3748) over PPP with the methods pysstp speaks: Identity, Notification, Legacy-Nak, MD5-Challenge
-(RFC 3748 §5.4), EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2) and EAP-TLS (:mod:`.eap_tls`).
+(RFC 3748 §5.4), EAP-MSCHAPv2 (draft-kamath-pppext-eap-mschapv2), EAP-TLS (:mod:`.eap_tls`) and PEAP
+(:mod:`.peap`).
 
 The authenticator drives EAP: it sends Requests and retransmits them; the peer only answers, and resends
 its last Response when a Request is repeated. EAP-MSCHAPv2 uses the same MS-CHAPv2 core as plain CHAP
 (:mod:`pysstp.ppp.auth.mschapv2_core`); its HLAK is MSK[0:32], the same bytes as plain MS-CHAPv2.
 
 The authenticator runs in one of two modes (:data:`~pysstp.ppp.auth.base.EapMode`). ``local``: the
-methods run here and ask for their inner proofs (EAP-MD5's and EAP-MSCHAPv2's Responses, the name in an
-EAP-TLS certificate) at the moment they arrive. ``pass-through`` (RFC 3579 §3): after Identity, every
-EAP Response is a question with the packet as it came (:class:`~pysstp.ppp.auth.verification.EapProof`),
-and the answer's ``eap`` packet goes to the peer: a Request while ``more``, else the final Success or
-Failure.
+methods run here and ask for their inner proofs (EAP-MD5's and EAP-MSCHAPv2's Responses, PEAP's inner
+EAP-MSCHAPv2 Response, the name in an EAP-TLS certificate) at the moment they arrive. ``pass-through``
+(RFC 3579 §3): after Identity, every EAP Response is a question with the packet as it came
+(:class:`~pysstp.ppp.auth.verification.EapProof`), and the answer's ``eap`` packet goes to the peer: a
+Request while ``more``, else the final Success or Failure.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import enum
 import os
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from pysstp.errors import AuthError
 from pysstp.ppp.auth.base import (
@@ -37,6 +38,8 @@ from pysstp.ppp.auth.base import (
     with_keys,
 )
 from pysstp.ppp.auth.chap import chap_md5_response, decode_value_name, encode_value_name
+from pysstp.ppp.auth.eap_mschapv2 import EapMsChapV2Data, EapMsChapV2Peer
+from pysstp.ppp.auth.eap_packet import EapPacket
 from pysstp.ppp.auth.eap_tls import (
     EapTlsPeer,
     EapTlsPeerSettings,
@@ -46,6 +49,7 @@ from pysstp.ppp.auth.eap_tls import (
 )
 from pysstp.ppp.auth.keys import ZERO_HLAK, eap_mschapv2_msk, hlak_from_key_material
 from pysstp.ppp.auth.mschapv2_core import MUTUAL_AUTHENTICATION_FAILED, MsChapV2Client, MsChapV2Server
+from pysstp.ppp.auth.peap import PeapPeer, PeapPeerSettings, PeapQuestion, PeapServer, PeapServerSettings
 from pysstp.ppp.auth.verification import (
     CertificateProof,
     ChapMd5Proof,
@@ -62,7 +66,6 @@ from pysstp.ppp.constants import (
     MsChapV2OpCode,
     Protocol,
 )
-from pysstp.ppp.packet import join_packet, split_packet
 from pysstp.randomness import RandomBytes
 
 _TYPE_SIZE = 1
@@ -75,6 +78,7 @@ EAP_TYPE_OF = {
     AuthMethod.EAP_MSCHAP_V2: EapType.MSCHAP_V2,
     AuthMethod.EAP_MD5: EapType.MD5_CHALLENGE,
     AuthMethod.EAP_TLS: EapType.TLS,
+    AuthMethod.PEAP: EapType.PEAP,
 }
 """The EAP Type that runs each of our EAP methods."""
 _METHOD_OF = {int(eap_type): method for method, eap_type in EAP_TYPE_OF.items()}
@@ -89,7 +93,7 @@ _TYPE_NAMES = {
     EapType.PEAP: "PEAP",
     EapType.MSCHAP_V2: "EAP-MSCHAPv2",
 }
-_PLANNED_TYPES = frozenset({EapType.TTLS, EapType.PEAP})
+_PLANNED_TYPES = frozenset({EapType.TTLS})
 """Types we will support one day: the reason then says "not supported yet"."""
 
 
@@ -106,68 +110,6 @@ def _eap_mschapv2_hlak(password_hash: bytes, nt_response: bytes) -> bytes:
 
 
 # -- codec ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EapPacket:
-    """An EAP packet. Requests and Responses have a ``type`` and ``data`` (Type-Data); Success and
-    Failure have neither."""
-
-    code: EapCode
-    identifier: int
-    type: int | None = None
-    data: bytes = b""
-
-    def encode(self) -> bytes:
-        """Wire bytes: Code, Identifier, Length, then Type and Type-Data for a Request/Response."""
-        body = b"" if self.type is None else bytes([self.type]) + self.data
-        return join_packet(self.code, self.identifier, body)
-
-    @classmethod
-    def decode(cls, packet: bytes) -> EapPacket:
-        """Parse a packet; bytes past Length are PPP padding and ignored."""
-        code, identifier, body = split_packet(packet, "EAP", AuthError)
-        try:
-            eap_code = EapCode(code)
-        except ValueError:
-            raise AuthError(f"unknown EAP code {code}") from None
-        if eap_code in (EapCode.SUCCESS, EapCode.FAILURE):
-            return cls(eap_code, identifier)
-        if len(body) < _TYPE_SIZE:
-            raise AuthError(f"EAP {eap_code.name} without a Type")
-        return cls(eap_code, identifier, body[0], body[_TYPE_SIZE:])
-
-
-@dataclass(frozen=True, slots=True)
-class EapMsChapV2Data:
-    """EAP-MSCHAPv2 Type-Data: OpCode, MS-CHAPv2-ID, MS-Length and the payload.
-
-    The peer's answers to Success and Failure are the OpCode alone (``ms_id`` is then ``None``).
-    """
-
-    opcode: int
-    ms_id: int | None = None
-    payload: bytes = b""
-
-    def encode(self) -> bytes:
-        """Type-Data bytes; MS-Length counts from the OpCode on (= EAP Length - 5)."""
-        if self.ms_id is None:
-            return bytes([self.opcode])
-        return _MS_HEADER.pack(self.opcode, self.ms_id, _MS_HEADER.size + len(self.payload)) + self.payload
-
-    @classmethod
-    def decode(cls, data: bytes) -> EapMsChapV2Data:
-        """Parse Type-Data, insisting that MS-Length agrees with the EAP Length."""
-        if len(data) == 1:
-            return cls(data[0])
-        if len(data) < _MS_HEADER.size:
-            raise AuthError(f"EAP-MSCHAPv2 data of {len(data)} bytes is shorter than its header")
-        opcode, ms_id, ms_length = _MS_HEADER.unpack_from(data)
-        if ms_length != len(data):
-            raise AuthError(
-                f"EAP-MSCHAPv2 MS-Length {ms_length} disagrees with EAP Length ({len(data)} bytes)"
-            )
-        return cls(opcode, ms_id, data[_MS_HEADER.size :])
 
 
 # -- authenticator ----------------------------------------------------------------------------------
@@ -198,6 +140,7 @@ class EapAuthenticator(Authenticator):
         "_md5_challenge",
         "_ms_id",
         "_mschapv2",
+        "_peap",
         "_stage",
         "_tls",
         "_tls_accepted",
@@ -208,6 +151,7 @@ class EapAuthenticator(Authenticator):
         "eap_tls",
         "identity",
         "method",
+        "peap",
     )
 
     protocol = Protocol.EAP
@@ -220,6 +164,7 @@ class EapAuthenticator(Authenticator):
         eap_tls: EapTlsServerSettings | None = None,
         eap_mode: EapMode = "local",
         random_bytes: RandomBytes = os.urandom,
+        peap: PeapServerSettings | None = None,
     ) -> None:
         super().__init__(name=name, random_bytes=random_bytes)
         if not eap_methods:
@@ -229,8 +174,11 @@ class EapAuthenticator(Authenticator):
                 raise ValueError(f"{method!r} does not run inside EAP")
         if AuthMethod.EAP_TLS in eap_methods and eap_tls is None and eap_mode == "local":
             raise ValueError("EAP-TLS needs its certificate settings")
+        if AuthMethod.PEAP in eap_methods and peap is None and eap_mode == "local":
+            raise ValueError("PEAP needs its certificate settings")
         self.eap_methods = eap_methods
         self.eap_tls = eap_tls
+        self.peap = peap
         self.eap_mode: EapMode = eap_mode
         self.method = eap_methods[0]
         self.identity: str | None = None
@@ -245,6 +193,7 @@ class EapAuthenticator(Authenticator):
         self._ms_id = 0
         self._tls: EapTlsServer | None = None
         self._tls_accepted: TlsAccepted | None = None
+        self._peap: PeapServer | None = None
         self._verdict: Verdict | None = None
         self._final: EapPacket | None = None
         self._keyed = self.method is not AuthMethod.EAP_MD5
@@ -289,6 +238,8 @@ class EapAuthenticator(Authenticator):
                 self._on_md5_response(eap, now)
             elif self.method is AuthMethod.EAP_TLS:
                 self._on_tls_response(eap, now)
+            elif self.method is AuthMethod.PEAP:
+                self._on_peap_response(eap, now)
             else:
                 self._on_mschapv2_response(eap, now)
         else:
@@ -312,6 +263,10 @@ class EapAuthenticator(Authenticator):
             assert self.eap_tls is not None  # checked in __init__
             self._tls = EapTlsServer(self.eap_tls, self.identity or "")
             self._request(EapType.TLS, self._tls.start(), now)
+        elif method is AuthMethod.PEAP:
+            assert self.peap is not None  # checked in __init__
+            self._peap = PeapServer(self.peap, self.identity or "", self.name, self._random_bytes)
+            self._request(EapType.PEAP, self._peap.start(), now)
         else:
             self._mschapv2 = MsChapV2Server(self._random_bytes)
             payload = encode_value_name(self._mschapv2.challenge, self.name)
@@ -354,6 +309,18 @@ class EapAuthenticator(Authenticator):
         else:
             self._request(EapType.TLS, answer, now)
 
+    def _on_peap_response(self, eap: EapPacket, now: float) -> None:
+        assert self._peap is not None  # made by _begin together with the Start request
+        answer = self._peap.respond(eap.data, (self._identifier + 1) % _IDENTIFIER_MODULO)
+        if isinstance(answer, Verdict):
+            self._conclude(eap.identifier, answer)
+        elif isinstance(answer, PeapQuestion):
+            # The inner EAP-MSCHAPv2 proof, asked as any EAP-MSCHAPv2 proof is (MS-PEAP 3.3.5.2).
+            self._answering = eap.identifier
+            self._ask(self.method, answer.user, answer.proof, now)
+        else:
+            self._request(EapType.PEAP, answer, now)
+
     def _on_mschapv2_response(self, eap: EapPacket, now: float) -> None:
         ms = EapMsChapV2Data.decode(eap.data)
         if self._stage is _Stage.METHOD and ms.opcode == MsChapV2OpCode.RESPONSE and ms.ms_id is not None:
@@ -393,6 +360,9 @@ class EapAuthenticator(Authenticator):
             self._on_passed_verdict(verdict, now)
         elif self.method is AuthMethod.EAP_MSCHAP_V2:
             self._mschapv2_result(verdict, now)
+        elif self.method is AuthMethod.PEAP and self._peap is not None:
+            answer = self._peap.answer(verdict, (self._identifier + 1) % _IDENTIFIER_MODULO)
+            self._request(EapType.PEAP, answer, now)
         elif self.method is AuthMethod.EAP_TLS and self._tls_accepted is not None:
             accepted = self._tls_accepted
             if verdict.success:
@@ -477,13 +447,12 @@ class EapPeer(AuthPeer):
 
     __slots__ = (
         "_answered_identity",
-        "_failure_after_answer",
         "_last_request",
         "_last_response",
         "_md5_answered",
         "_mschapv2",
-        "_mschapv2_success",
         "_notifications",
+        "_peap",
         "_refused",
         "_tls",
         "eap_methods",
@@ -500,24 +469,26 @@ class EapPeer(AuthPeer):
         eap_methods: tuple[AuthMethod, ...] = EAP_METHODS,
         eap_tls: EapTlsPeerSettings | None = None,
         random_bytes: RandomBytes = os.urandom,
+        peap: PeapPeerSettings | None = None,
     ) -> None:
         super().__init__(username, password, random_bytes=random_bytes)
         if not eap_methods or any(method not in EAP_TYPE_OF for method in eap_methods):
             raise ValueError(f"not a tuple of EAP methods: {eap_methods!r}")
         if eap_tls is None:
             eap_methods = tuple(m for m in eap_methods if m is not AuthMethod.EAP_TLS) or EAP_METHODS
+        if peap is None:
+            eap_methods = tuple(m for m in eap_methods if m is not AuthMethod.PEAP) or EAP_METHODS
         self.eap_methods = eap_methods
         self._tls = EapTlsPeer(eap_tls) if eap_tls is not None else None
+        self._peap = PeapPeer(peap, username, password, random_bytes) if peap is not None else None
         self.method = eap_methods[0]
-        self._mschapv2 = MsChapV2Client(username, password, random_bytes, _eap_mschapv2_hlak)
+        self._mschapv2 = EapMsChapV2Peer(MsChapV2Client(username, password, random_bytes, _eap_mschapv2_hlak))
         self._last_request: bytes | None = None
         self._last_response: bytes | None = None
         self._answered_identity = False
         self._md5_answered = False
-        self._mschapv2_success: str | None = None
         self._refused: list[int] = []
         self._notifications: list[str] = []
-        self._failure_after_answer: tuple[str, int | None] | None = None
 
     def _receive(self, packet: bytes, now: float) -> None:
         eap = EapPacket.decode(packet)
@@ -537,9 +508,9 @@ class EapPeer(AuthPeer):
             self._last_request, self._last_response = request, response
             self._send(response)
             self._rearm_wait(now)
-            if self._failure_after_answer is not None:
+            if self._mschapv2.failure is not None:
                 # The EAP-Failure that follows the acknowledged Failure-Request adds nothing, and may be lost.
-                reason, error_code = self._failure_after_answer
+                reason, error_code = self._mschapv2.failure
                 self._fail(self.username, reason, error_code, method=AuthMethod.EAP_MSCHAP_V2)
         elif eap.code is EapCode.SUCCESS and not self.finished:
             self._on_eap_success()
@@ -570,6 +541,14 @@ class EapPeer(AuthPeer):
                 self.method = AuthMethod.EAP_TLS
                 tls_data = self._tls.handle(eap.data)
                 return None if tls_data is None else (EapType.TLS, tls_data)
+            case EapType.PEAP if self._peap is not None:
+                self.method = AuthMethod.PEAP
+                peap_data = self._peap.handle(eap.data)
+                if self._peap.abort is not None:
+                    # A bad Crypto-Binding TLV still gets its Result TLV Failure, so that the server
+                    # learns why (MS-PEAP 3.2.5.3).
+                    self._fail(self.username, self._peap.abort)
+                return None if peap_data is None else (EapType.PEAP, peap_data)
             case EapType.MSCHAP_V2 if AuthMethod.EAP_MSCHAP_V2 in self.eap_methods:
                 data = self._answer_mschapv2(EapMsChapV2Data.decode(eap.data))
                 return None if data is None else (EapType.MSCHAP_V2, data)
@@ -579,42 +558,39 @@ class EapPeer(AuthPeer):
                 return EapType.NAK, bytes(EAP_TYPE_OF[method] for method in self.eap_methods)
 
     def _answer_mschapv2(self, ms: EapMsChapV2Data) -> bytes | None:
-        if ms.ms_id is None:
-            raise AuthError("EAP-MSCHAPv2 request without MS-CHAPv2-ID and MS-Length")
-        if ms.opcode == MsChapV2OpCode.CHALLENGE:
-            challenge, _server_name = decode_value_name(ms.payload)
-            value = self._mschapv2.respond(challenge)
+        data = self._mschapv2.answer(ms)
+        if self._mschapv2.mutual_failure:
+            self._fail(self.username, MUTUAL_AUTHENTICATION_FAILED, method=AuthMethod.EAP_MSCHAP_V2)
+        elif ms.opcode == MsChapV2OpCode.CHALLENGE:
             self.method = AuthMethod.EAP_MSCHAP_V2
-            payload = encode_value_name(value, self.username)
-            return EapMsChapV2Data(MsChapV2OpCode.RESPONSE, ms.ms_id, payload).encode()
-        if ms.opcode == MsChapV2OpCode.SUCCESS and self._mschapv2.answered:
-            message = decode_name(ms.payload)
-            if not self._mschapv2.check_success(message):
-                self._fail(self.username, MUTUAL_AUTHENTICATION_FAILED, method=AuthMethod.EAP_MSCHAP_V2)
-                return None
-            self._mschapv2_success = self._mschapv2.success_message(message)
-            return EapMsChapV2Data(MsChapV2OpCode.SUCCESS).encode()
-        if ms.opcode == MsChapV2OpCode.FAILURE and self._mschapv2.answered:
-            self._failure_after_answer = self._mschapv2.failure_reason(decode_name(ms.payload))
-            return EapMsChapV2Data(MsChapV2OpCode.FAILURE).encode()
-        self.discarded += 1
-        return None
+        elif data is None:
+            self.discarded += 1
+        return data
 
     def _on_eap_success(self) -> None:
-        if self._tls is not None and self._tls.started:
+        if self._peap is not None and self._peap.started:
+            if self._peap.hlak is not None:
+                message = self._peap.inner_success or f"PEAP ({self._peap.version})"
+                self._succeed(self.username, self._peap.hlak, message, AuthMethod.PEAP)
+            else:
+                reason = (
+                    self._peap.failure or "server sent EAP-Success before the inner method of PEAP was over"
+                )
+                self._fail(self.username, reason, method=AuthMethod.PEAP)
+        elif self._tls is not None and self._tls.started:
             if self._tls.hlak is not None:
                 message = f"EAP-TLS ({self._tls.version})"
                 self._succeed(self.username, self._tls.hlak, message, AuthMethod.EAP_TLS)
             else:
                 reason = self._tls.failure or "server sent EAP-Success before the TLS handshake was over"
                 self._fail(self.username, reason, method=AuthMethod.EAP_TLS)
-        elif self._mschapv2_success is not None:
+        elif self._mschapv2.success is not None:
             self._succeed(
-                self.username, self._mschapv2.hlak, self._mschapv2_success, AuthMethod.EAP_MSCHAP_V2
+                self.username, self._mschapv2.client.hlak, self._mschapv2.success, AuthMethod.EAP_MSCHAP_V2
             )
         elif self._md5_answered:
             self._succeed(self.username, ZERO_HLAK, method=AuthMethod.EAP_MD5)
-        elif self._mschapv2.answered:
+        elif self._mschapv2.client.answered:
             self._fail(
                 self.username,
                 "server sent EAP-Success without proving it knows the password (no EAP-MSCHAPv2 Success "
@@ -624,15 +600,20 @@ class EapPeer(AuthPeer):
             self._fail(self.username, "server sent EAP-Success without running an authentication method")
 
     def _on_eap_failure(self) -> None:
-        if self._tls is not None and self._tls.started:
+        error_code: int | None = None
+        if self._peap is not None and self._peap.started:
+            reason, error_code = self._peap.refusal(), self._peap.error_code
+        elif self._tls is not None and self._tls.started:
             reason = self._tls.failure or "server refused the EAP-TLS authentication (EAP-Failure)"
         elif EapType.TLS in self._refused and len(set(self._refused)) == 1:
             reason = "server asked for EAP-TLS, and no client certificate is configured"
+        elif EapType.PEAP in self._refused and len(set(self._refused)) == 1:
+            reason = "server asked for PEAP, which this client runs only with --auth peap"
         elif self._refused:
             names = ", ".join(dict.fromkeys(eap_type_name(t) for t in self._refused))
             planned = all(t in _PLANNED_TYPES for t in self._refused)
             reason = f"server asked for {names}, which is not supported{' yet' if planned else ''}"
-        elif self._md5_answered or self._mschapv2.answered:
+        elif self._md5_answered or self._mschapv2.client.answered:
             reason = f"server rejected the user name or password ({eap_type_name(EAP_TYPE_OF[self.method])})"
         elif self._answered_identity:
             reason = f"server rejected identity {self.username!r} (EAP-Failure)"
@@ -640,7 +621,7 @@ class EapPeer(AuthPeer):
             reason = "server refused authentication (EAP-Failure)"
         if self._notifications:
             reason += "; server says " + "; ".join(repr(text) for text in self._notifications)
-        self._fail(self.username, reason)
+        self._fail(self.username, reason, error_code)
 
     def _give_up(self, now: float) -> None:
         if self._last_response is None:
@@ -658,11 +639,26 @@ def _authenticator(options: AuthenticatorOptions) -> Authenticator:
         eap_tls=options.eap_tls,
         eap_mode=options.eap_mode,
         random_bytes=options.random_bytes,
+        peap=options.peap,
     )
 
 
 def _peer(options: PeerOptions) -> AuthPeer:
-    methods = (*EAP_METHODS, AuthMethod.EAP_TLS) if options.eap_tls is not None else EAP_METHODS
+    if options.method is AuthMethod.PEAP:
+        # Asked for PEAP, the client sends its password proof only through the tunnel whose certificate
+        # it checked: plain EAP-MSCHAPv2 (or EAP-MD5) is Naked.
+        return EapPeer(
+            options.username,
+            options.password,
+            eap_methods=(AuthMethod.PEAP,),
+            random_bytes=options.random_bytes,
+            peap=options.peap,
+        )
+    methods: tuple[AuthMethod, ...] = EAP_METHODS
+    if options.eap_tls is not None:
+        methods = (*methods, AuthMethod.EAP_TLS)
+    if options.peap is not None:
+        methods = (*methods, AuthMethod.PEAP)
     order = (options.method, *(m for m in methods if m is not options.method))
     return EapPeer(
         options.username,
@@ -670,6 +666,7 @@ def _peer(options: PeerOptions) -> AuthPeer:
         eap_methods=order,
         eap_tls=options.eap_tls,
         random_bytes=options.random_bytes,
+        peap=options.peap,
     )
 
 

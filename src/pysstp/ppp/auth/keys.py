@@ -8,6 +8,7 @@ MasterSendKey, so both ends compute the same bytes. Methods without keys (PAP, C
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 from pysstp.ppp.auth.mschapv2 import hash_nt_password_hash
 from pysstp.ppp.constants import HLAK_SIZE
@@ -64,3 +65,44 @@ def eap_mschapv2_msk(password_hash: bytes, nt_response: bytes) -> bytes:
 def hlak_from_key_material(material: bytes) -> bytes:
     """MS-SSTP's length rule: use the first 32 bytes, or pad shorter key material with zeros."""
     return material[:HLAK_SIZE].ljust(HLAK_SIZE, b"\0")
+
+
+PEAP_TUNNEL_KEY_LABEL = b"client EAP encryption"
+"""MS-PEAP 3.1.5.5.2.1: the Tunnel Key is the EAP-TLS key material of the outer handshake."""
+PEAP_TUNNEL_KEY_SIZE = 60
+_PEAP_TEMP_KEY_SIZE = 40
+_PEAP_ISK_SIZE = 32
+_PEAP_IPMK_SIZE = 40
+_PEAP_CMK_SIZE = 20
+_PEAP_IPMK_LABEL = b"Inner Methods Compound Keys"
+_PEAP_CSK_LABEL = b"Session Key Generating Function\x00"
+"""MS-PEAP 3.1.5.7: this label, unlike the IPMK's, ends with a NUL byte."""
+_PEAP_CSK_SIZE = 128
+
+
+def peap_prf_plus(key: bytes, seed: bytes, size: int) -> bytes:
+    """MS-PEAP 3.1.5.5.2.2's PRF+: T1 = HMAC-SHA1(K, S | 0x01 | 0x00 | 0x00), Tn = HMAC-SHA1(K, Tn-1 | S |
+    n | 0x00 | 0x00), concatenated and cut to ``size`` bytes."""
+    output, block, counter = b"", b"", 0
+    while len(output) < size:
+        counter += 1
+        block = hmac.new(key, block + seed + bytes([counter, 0, 0]), hashlib.sha1).digest()
+        output += block
+    return output[:size]
+
+
+def peap_compound_keys(tunnel_key: bytes, inner_session_key: bytes) -> tuple[bytes, bytes]:
+    """IPMK and CMK (MS-PEAP 3.1.5.5.2.2): PRF+ keyed with the Tunnel Key's first 40 bytes over the label
+    and the inner method's 32-byte ISK (zero-padded)."""
+    isk = inner_session_key[:_PEAP_ISK_SIZE].ljust(_PEAP_ISK_SIZE, b"\0")
+    imck = peap_prf_plus(
+        tunnel_key[:_PEAP_TEMP_KEY_SIZE], _PEAP_IPMK_LABEL + isk, _PEAP_IPMK_SIZE + _PEAP_CMK_SIZE
+    )
+    return imck[:_PEAP_IPMK_SIZE], imck[_PEAP_IPMK_SIZE:]
+
+
+def peap_msk(ipmk: bytes) -> bytes:
+    """The MSK of a PEAP login whose Crypto-Binding TLVs were exchanged: the first 64 bytes of the
+    Compound Session Key, PRF+(IPMK, "Session Key Generating Function\\0", 128) (MS-PEAP 3.1.5.7). Its
+    first 32 bytes (the peer's MS-MPPE-Send-Key) are the HLAK, as for EAP-TLS."""
+    return peap_prf_plus(ipmk, _PEAP_CSK_LABEL, _PEAP_CSK_SIZE)[:EAP_MSK_SIZE]
