@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pysstp.runtime import LOOP_ENVIRONMENT
-
 _T = TypeVar("_T")
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -99,6 +97,9 @@ def _quietly(read: Callable[[int], _T], pid: int, gone: _T) -> _T:
 def event_loop(name: str) -> Iterator[None]:
     """pysstp processes started inside the block run on the event loop ``name`` (``asyncio`` or ``uvloop``;
     see :data:`pysstp.runtime.LOOP_ENVIRONMENT`)."""
+    # Imported here: the load generators import this module, and need no more of pysstp than they use.
+    from pysstp.runtime import LOOP_ENVIRONMENT
+
     before = os.environ.get(LOOP_ENVIRONMENT)
     os.environ[LOOP_ENVIRONMENT] = name
     try:

@@ -38,13 +38,19 @@ def freeze_start_up_objects() -> None:
 
 def event_loops(wanted: str = "") -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """The event loops this process can run, by name (``asyncio``, and ``uvloop`` when installed), or
-    only ``wanted`` when it is one of them."""
+    only ``wanted`` when it is one of them. uvloop is imported only when its loop is made: a process on
+    the standard loop does not carry it."""
     loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
     if importlib.util.find_spec("uvloop") is not None:
-        import uvloop
-
-        loops["uvloop"] = uvloop.new_event_loop
+        loops["uvloop"] = _new_uvloop
     return {wanted: loops[wanted]} if wanted in loops else loops
+
+
+def _new_uvloop() -> asyncio.AbstractEventLoop:
+    import uvloop
+
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 def loop_factory() -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
