@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.netns import command_line, event_loop, report, tree_cpu_seconds
+from benchmarks.netns import command_line, event_loop, report, tree_cpu_seconds, warn_if_busy
 
 from helpers.connect_process import PYSSTP
 from helpers.loopback import make_certificate
@@ -72,7 +72,7 @@ def _measure(
     tag = f"a{os.getpid() % 10000}{workers}"
     server_ns = Namespace(f"pysstp-{tag}s")
     clients = [Namespace(f"pysstp-{tag}c{n}") for n in range(count)]
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_before = warn_if_busy(f"aggregate of {count} client(s)")
     try:
         server_ns.add()
         for number, ns in enumerate(clients):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,3 +110,21 @@ def event_loop(name: str) -> Iterator[None]:
             del os.environ[LOOP_ENVIRONMENT]
         else:
             os.environ[LOOP_ENVIRONMENT] = before
+
+
+QUIET_LOAD = 0.5
+"""Load average below which this machine counts as quiet enough for figures worth comparing."""
+
+
+def warn_if_busy(what: str) -> str:
+    """The load averages now; on stderr, a line saying the figures of ``what`` will be noisy when the
+    machine is busy, and what a run worth comparing needs."""
+    load = os.getloadavg()
+    text = " ".join(f"{x:.2f}" for x in load)
+    if load[0] > QUIET_LOAD:
+        print(
+            f"{what}: load average {text} (other work on this machine): the figures will be noisy; "
+            f"for figures worth comparing rerun on a quiet machine (1-minute load below {QUIET_LOAD})",
+            file=sys.stderr,
+        )
+    return text

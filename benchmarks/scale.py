@@ -39,7 +39,15 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks import ROOT
 from benchmarks.measure import nearest_rank
-from benchmarks.netns import command_line, cpu_seconds, event_loop, report, tree_cpu_seconds, tree_rss_kib
+from benchmarks.netns import (
+    command_line,
+    cpu_seconds,
+    event_loop,
+    report,
+    tree_cpu_seconds,
+    tree_rss_kib,
+    warn_if_busy,
+)
 
 from helpers.loopback import make_certificate
 from helpers.namespaces import Namespace, delete_namespace, netns_unavailable, stop_process
@@ -380,10 +388,17 @@ def _measure(
 ) -> dict[str, Any]:
     asked = size
     size = sessions_that_fit(size)
+    if size < asked:
+        print(
+            f"scale N={asked}: a process here may open only {size + FILE_RESERVE} files, so the server holds "
+            f"{size}; for {asked} run as root with CAP_SYS_RESOURCE, or raise the hard limit first "
+            f"(ulimit -Hn {file_limit_for(asked)}) where that is allowed",
+            file=sys.stderr,
+        )
     # A window of at least one Hello interval, so that every call's Hello falls inside it.
     window = 4.0 if quick else max(10.0, hello)
     ns = Namespace(f"pysstp-bs{size}-{os.getpid()}")
-    load_before = _load()
+    load_before = warn_if_busy(f"scale N={size}")
     try:
         ns.add()
         server_args = ("--users", str(users))
