@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 # Debian packages the network tests use (namespaces, NAT rules). Installed only when missing, and only as
 # root; elsewhere the tests that need them skip and say why.
 DEBIAN_PACKAGES := iproute2 nftables iputils-ping procps sstp-client softether-vpnserver softether-vpncmd \
-  iperf3 ethtool testssl.sh freeradius freeradius-utils hostapd eapoltest
+  iperf3 ethtool testssl.sh freeradius freeradius-utils hostapd eapoltest haproxy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -215,17 +215,18 @@ def file_limit_for(size: int) -> int:
     return size + FILE_RESERVE
 
 
-def sessions_that_fit(size: int) -> int:
-    """``size``, or fewer when the server could not open that many files: raise the hard open-file limit
-    that this process's children (the server, the generators) inherit, which root may do up to
-    ``fs.nr_open``, but only with CAP_SYS_RESOURCE (a container may lack it)."""
+def sessions_that_fit(size: int, workers: int = 1) -> int:
+    """``size``, or fewer when the server's processes could not open that many files (each worker holds
+    the sockets of its own calls): raise the hard open-file limit that this process's children (the
+    server, the generators) inherit, which root may do up to ``fs.nr_open``, but only with
+    CAP_SYS_RESOURCE (a container may lack it)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = file_limit_for(size)
+    needed = file_limit_for(-(-size // workers))
     if hard < needed:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, needed))
         except (ValueError, OSError):
-            return min(size, hard - FILE_RESERVE)
+            return min(size, workers * (hard - FILE_RESERVE))
     return size
 
 
@@ -387,11 +388,12 @@ def _measure(
     users: Path,
 ) -> dict[str, Any]:
     asked = size
-    size = sessions_that_fit(size)
+    size = sessions_that_fit(size, workers)
     if size < asked:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         print(
-            f"scale N={asked}: a process here may open only {size + FILE_RESERVE} files, so the server holds "
-            f"{size}; for {asked} run as root with CAP_SYS_RESOURCE, or raise the hard limit first "
+            f"scale N={asked}: a process here may open only {limit} files, so {workers} server process(es) "
+            f"hold {size}; for {asked} run as root with CAP_SYS_RESOURCE, or raise the hard limit first "
             f"(ulimit -Hn {file_limit_for(asked)}) where that is allowed",
             file=sys.stderr,
         )

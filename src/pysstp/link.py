@@ -495,6 +495,11 @@ class Link:
             self._down_error = error
 
 
+SERVER_SHUTTING_DOWN = "server shutting down"
+"""What a pysstp server's LCP Terminate-Request says when it stops or a drain's deadline passes. A client
+with ``--reconnect`` dials again after it (another node behind the load balancer may take the call),
+unlike after a kick, which dialing back would undo."""
+
 ABORTED_AFTER_BINDING = "after our crypto binding (CALL_CONNECTED), before the call was up"
 """Ends a client's down reason when the server aborted once it had our crypto binding."""
 

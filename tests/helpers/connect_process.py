@@ -19,7 +19,7 @@ from pathlib import Path
 from helpers.namespaces import Namespace
 
 PYSSTP = str(Path(sys.executable).with_name("pysstp"))
-CONNECT_TIMEOUT = 20.0
+CONNECT_TIMEOUT = 60.0
 """Seconds for ``pysstp connect`` to report the tunnel up (2-8 s against the real peers)."""
 EXIT_TIMEOUT = 10.0
 

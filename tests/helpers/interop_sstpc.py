@@ -59,7 +59,8 @@ def skip_reason() -> str | None:
 
 
 class DelayProxy:
-    """A TCP relay on 127.0.0.1 that waits ``delay`` seconds after accept before it connects upstream.
+    """A TCP relay on 127.0.0.1 that waits ``delay`` seconds after accept before it connects upstream
+    (to ``target_host``, 127.0.0.1 unless given).
 
     sstpc sometimes never reads the server's HTTP response when the whole TLS 1.3 server flight is already
     there at its first read (seen in 4 of 14 runs; in none of 27 with a 50 ms pause
@@ -67,8 +68,11 @@ class DelayProxy:
     test-only code in the server.
     """
 
-    def __init__(self, target_port: int, delay: float = HANDSHAKE_DELAY) -> None:
+    def __init__(
+        self, target_port: int, delay: float = HANDSHAKE_DELAY, target_host: str = "127.0.0.1"
+    ) -> None:
         self.target_port = target_port
+        self.target_host = target_host
         self.delay = delay
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -87,7 +91,7 @@ class DelayProxy:
             self._tasks.add(handler)
             handler.add_done_callback(self._tasks.discard)
         await asyncio.sleep(self.delay)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         self._writers.add(up_writer)
         for source, sink in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pipe(source, sink))

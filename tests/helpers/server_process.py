@@ -9,7 +9,7 @@ from pathlib import Path
 from helpers.connect_process import PYSSTP
 from helpers.namespaces import Namespace, run, wait_for_text
 
-LISTEN_TIMEOUT = 20.0
+LISTEN_TIMEOUT = 60.0
 """Seconds for the server to report that it listens."""
 
 

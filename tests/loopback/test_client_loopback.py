@@ -30,7 +30,7 @@ from pysstp.client.tls import make_context
 from pysstp.commands import connect as connect_command
 from pysstp.connection import LinkConnection
 from pysstp.errors import ConfigError
-from pysstp.link import ClientConfig, LinkUp
+from pysstp.link import SERVER_SHUTTING_DOWN, ClientConfig, LinkUp
 from pysstp.ppp.constants import AuthMethod
 from pysstp.ppp.events import Ipv4Up, Ipv6Up
 from pysstp.server.control import kick
@@ -413,6 +413,22 @@ async def test_reconnect_after_kick_dials_again(bench: Bench, monkeypatch: pytes
     task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, stop).run())  # type: ignore[arg-type]
     await wait_for(lambda: len(tunnel.applied) == 1, "the call")
     kick(bench.app, "alice")
+    await wait_for(lambda: len(tunnel.applied) == 2, "the second call")
+    stop.set()
+    await asyncio.wait_for(task, TIMEOUT)
+
+
+async def test_a_server_shutdown_is_redialed_with_reconnect_alone(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pysstp.client.app.backoff_delay", lambda attempt: 0.01)
+    tunnel = RecordingTunnel()
+    stop = asyncio.Event()
+    settings = dataclasses.replace(client_settings(bench, ca_file=bench.cert_path), reconnect=True)
+    task = asyncio.ensure_future(ClientApp(settings, ALICE, tunnel, stop).run())  # type: ignore[arg-type]
+    await wait_for(lambda: len(tunnel.applied) == 1, "the call")
+    (connection,) = bench.app.connections
+    connection.close(SERVER_SHUTTING_DOWN)
     await wait_for(lambda: len(tunnel.applied) == 2, "the second call")
     stop.set()
     await asyncio.wait_for(task, TIMEOUT)

@@ -29,6 +29,7 @@ TIMEOUT = 10
 CLIENT = ("198.51.100.7", 40123)
 """The address the load balancer says the client has."""
 CLIENT6 = ("2001:db8::77", 50000)
+CLIENT_MAPPED = ("::ffff:" + CLIENT[0], CLIENT[1])
 LOOPBACK = [IPv4Network("127.0.0.1/32")]
 
 
@@ -151,8 +152,11 @@ async def test_offload_with_the_wrong_binding_hash_fails_the_binding(
         (v2_header(CLIENT), CLIENT),
         (v1_header(CLIENT6), CLIENT6),
         (v2_header(CLIENT6), CLIENT6),
+        # A balancer on a dual-stack socket names an IPv4 client IPv4-mapped: it is that IPv4 client.
+        (v1_header(CLIENT_MAPPED), CLIENT),
+        (v2_header(CLIENT_MAPPED), CLIENT),
     ],
-    ids=["v1", "v2", "v1-ipv6", "v2-ipv6"],
+    ids=["v1", "v2", "v1-ipv6", "v2-ipv6", "v1-mapped", "v2-mapped"],
 )
 async def test_proxy_header_gives_the_server_the_clients_address(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, offload: bool, header: bytes, client: Address

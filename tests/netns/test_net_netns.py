@@ -19,7 +19,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
-from ipaddress import ip_address, ip_interface
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_interface
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from pysstp.net.iproute import AddressInfo, make_address, make_route
 from pysstp.net.nat import install_nat, make_nat_rules, remove_nat
 from pysstp.net.sysctl import read_sysctl, write_sysctl
 from pysstp.net.tun import TUN_PATH, TunDevice
+from pysstp.server.worker import WorkerRoutes
 
 _serial = itertools.count()
 
@@ -318,6 +319,40 @@ def test_routes_added_and_deleted(veth: str) -> None:
         "default via 10.9.0.254 dev va proto static ",
         "10.9.0.0/24 dev va proto kernel scope link src 10.9.0.1 ",
     ]
+
+
+def test_unreachable_route_journaled_and_undone(veth: str, tmp_path: Path) -> None:
+    """The workers' pool route: without a session's host route, its addresses are unreachable here
+    instead of leaving by the default route; undone from the journal after a crash too."""
+    journal = ChangeJournal.open(tmp_path / "pool.json")
+    changes = NetworkChanges(journal)
+    changes.add_route("10.77.0.0/24", unreachable=True)
+    assert "unreachable 10.77.0.0/24 proto static" in _run("ip", "route")
+    assert journal.read()[0]["unreachable"] is True
+    changes.undo()
+    assert "unreachable" not in _run("ip", "route")
+    with pytest.raises(ValueError, match="no device and no gateway"):
+        make_route("10.77.0.0/24", ifname=veth, unreachable=True)
+    journal.close(remove=True)
+
+
+def test_a_workers_session_route_carries_its_mtu_and_outlives_it(veth: str) -> None:
+    """A worker routes each session address into its TUN; the session's MTU route is that same route
+    with an MTU, and removing the MTU leaves the route (pysstp.server.worker.WorkerRoutes)."""
+    routes = WorkerRoutes(veth)
+    address = IPv4Address("10.77.0.9")
+    routes.hold(address)
+    assert "10.77.0.9 dev va proto static scope link" in _run("ip", "route")
+    routes.add(IPv4Network("10.77.0.9/32"), mtu=1300)
+    assert "10.77.0.9 dev va proto static scope link mtu 1300" in _run("ip", "route")
+    routes.remove(IPv4Network("10.77.0.9/32"))
+    table = _run("ip", "route")
+    assert "10.77.0.9 dev va proto static scope link" in table and "mtu 1300" not in table
+    routes.let_go(address)
+    assert "10.77.0.9" not in _run("ip", "route")
+    routes.add(IPv4Network("10.88.0.0/24"))  # a network behind a client: added and removed as it is
+    routes.remove(IPv4Network("10.88.0.0/24"))
+    assert "10.88.0.0" not in _run("ip", "route")
 
 
 def test_ipv6_route(veth: str) -> None:

@@ -478,3 +478,17 @@ def test_capabilities_negotiation_is_naked() -> None:
     assert answer is not None
     assert server.tls.open(EapTlsData.decode(answer).fragment) == bytes([EapType.NAK, EapType.MSCHAP_V2])
     assert peer.abort is None and "254" not in peer.refusal()
+
+
+def test_a_huge_announced_tls_message_is_refused_without_reading_it() -> None:
+    """A peer announcing 4 GiB of TLS (or sending more than it announced) is refused at that packet: the
+    length is never used to reserve memory (tls_tunnel.MAX_TLS_MESSAGE bounds any flight)."""
+    server = PeapServer(server_settings(), "alice", "pysstp", seeded_random(1))
+    server.start()
+    huge = EapTlsData(EapTlsFlags.MORE_FRAGMENTS, 0xFFFFFFFF, b"\x16\x03\x01", version=0)
+    with pytest.raises(AuthError, match="too long"):
+        server.respond(huge.encode(), 1)
+    liar = EapTlsData(EapTlsFlags.MORE_FRAGMENTS, 4, b"\x16\x03\x01", version=0)
+    assert server.respond(liar.encode(), 2) == server.framing.ack
+    with pytest.raises(AuthError, match="exceed the announced length"):
+        server.respond(EapTlsData(fragment=b"\x00\x00", version=0).encode(), 3)

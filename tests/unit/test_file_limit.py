@@ -77,3 +77,13 @@ def test_enough_files_for_the_default_sessions_says_nothing(
     with caplog.at_level(logging.WARNING):
         raise_file_limit(1000)
     assert caplog.records == []
+
+
+def test_a_worker_takes_the_hard_limit_and_leaves_the_warning_to_the_supervisor(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = use(monkeypatch, FakeLimits(1024, 2048))
+    with caplog.at_level(logging.WARNING):
+        raise_file_limit()
+    assert fake.limits == (2048, 2048)
+    assert caplog.records == []

@@ -68,3 +68,28 @@ def test_replace_ends_the_oldest_sessions_to_make_room() -> None:
     admission = Admission(Limits(max_sessions_per_user=2, on_limit="replace"))
     assert admission.for_user("alice", None, ["oldest", "older", "old"]) == ["oldest", "older"]
     assert admission.for_user("alice", None, ["oldest", "old"]) == ["oldest"]
+
+
+def test_an_ipv6_source_counts_by_its_64_as_the_back_off_does() -> None:
+    """Every IPv6 host has a /64 to pick source addresses from: counted apart, each would be a new source."""
+    admission = Admission(Limits(connections_per_source_per_minute=2))
+    assert admission.admit("2001:db8::1", 0, 0, 0.0) is None
+    assert admission.admit("2001:db8::ffff:2", 0, 0, 1.0) is None
+    refusal = admission.admit("2001:db8::3", 0, 0, 2.0)
+    assert refusal == (FailureReason.SOURCE_RATE, "more than 2 connections a minute from 2001:db8::3")
+    assert admission.admit("2001:db8:0:1::1", 0, 0, 2.0) is None  # the next /64 is another source
+
+
+def test_an_ipv4_mapped_source_is_its_ipv4_address() -> None:
+    admission = Admission(Limits(connections_per_source_per_minute=1))
+    assert admission.admit("192.0.2.1", 0, 0, 0.0) is None
+    assert admission.admit("::ffff:192.0.2.1", 0, 0, 1.0) is not None
+
+
+def test_sources_gone_quiet_are_forgotten() -> None:
+    """A port open to the internet sees endless sources; only the last minute's are remembered."""
+    admission = Admission(Limits(connections_per_source_per_minute=5))
+    for n in range(1000):
+        assert admission.admit(f"10.{n // 256}.{n % 256}.1", 0, 0, n * 0.1) is None
+    assert admission.admit("192.0.2.1", 0, 0, 100.0 + SOURCE_WINDOW) is None
+    assert len(admission._recent) == 1

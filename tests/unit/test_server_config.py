@@ -474,3 +474,39 @@ def test_a_metrics_address_is_addr_colon_port(text: str) -> None:
         "--metrics: expected ADDR:PORT with an IP address and a port from 1 to 65535 (such as 127.0.0.1:9090 "
         f"or [::1]:9090), not {text!r}"
     )
+
+
+# -- workers ---------------------------------------------------------------------------------------
+
+
+def test_workers_from_the_file_and_the_flag(toml_file: Path) -> None:
+    assert ServerSettings().workers == 1
+    toml_file.write_text(EXAMPLE_CONFIG.replace("[tls]", 'workers = "auto"\n\n[tls]'))
+    assert settings("--config", str(toml_file)).workers == "auto"
+    assert settings("--config", str(toml_file), "--workers", "3").workers == 3
+    assert settings(*CERT_FLAGS, "--workers", "auto").workers == "auto"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--workers", "0"], '--workers: must be between 1 and 64 or "auto", not 0'),
+        (["--workers", "many"], "--workers: expected an integer or \"auto\", not 'many'"),
+        (
+            ["--workers", "2", "--dae-client", "192.0.2.1=/s/a"],
+            "dynamic authorization (dae.clients) needs workers = 1",
+        ),
+        (["--workers", "auto", "--ipv6", "2001:db8:1::/64"], "ipv6 = 2001:db8:1::/64 needs workers = 1"),
+    ],
+)
+def test_workers_mistakes(flags: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(*CERT_FLAGS, *flags)
+    assert message in str(info.value)
+
+
+def test_workers_in_the_file_must_be_a_number_or_auto(toml_file: Path) -> None:
+    toml_file.write_text("workers = true\n")
+    with pytest.raises(ConfigError) as info:
+        load(toml_file)
+    assert 'workers: expected an integer or "auto", not true/false (True)' in str(info.value)

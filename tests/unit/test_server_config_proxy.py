@@ -70,6 +70,7 @@ def test_offload_offering_only_sha256_needs_only_its_hash() -> None:
             [*CERT_FLAGS, "--proxy-protocol"],
             r"^proxy_protocol needs the load balancers allowed to send PROXY headers: set proxy_sources",
         ),
+        ([*CERT_FLAGS, "--proxy-source", "10.0.0.5"], r"^proxy_sources is only for proxy_protocol = true"),
         (["--proxy-source", "10.0.0.1/24"], r"'10.0.0.1/24' is not an IP address or network .*host bits"),
         (["--proxy-source", "lb.example"], r"'lb.example' is not an IP address or network"),
         (["--tls-offload"], r"^tls.offload needs the TLS terminator's certificate for the crypto binding"),

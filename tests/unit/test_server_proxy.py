@@ -57,6 +57,23 @@ def test_v1_tcp6() -> None:
     assert rest == HTTP_REQUEST
 
 
+def test_v1_ipv4_mapped_source_is_the_ipv4_client() -> None:
+    """HAProxy bound to ``:::443 v4v6`` writes an IPv4 client as inet_ntop does: ``::ffff:a.b.c.d``."""
+    header, rest = read(b"PROXY TCP6 ::ffff:203.0.113.5 ::FFFF:192.0.2.1 51000 443\r\n" + TLS_CLIENT_HELLO)
+    assert header is not None
+    assert header.source == ("203.0.113.5", 51000)
+    assert header.destination == ("192.0.2.1", 443)
+    assert rest == TLS_CLIENT_HELLO
+
+
+def test_v2_ipv4_mapped_source_is_the_ipv4_client() -> None:
+    """The same client has the same source for back-off and limits, however the proxy reached it."""
+    header, _ = read(v2_header(("::ffff:203.0.113.5", 51000), ("::ffff:192.0.2.1", 443)))
+    assert header is not None
+    assert header.source == ("203.0.113.5", 51000)
+    assert header.destination == ("192.0.2.1", 443)
+
+
 def test_v1_unknown_uses_the_real_endpoints() -> None:
     assert read(b"PROXY UNKNOWN\r\n" + TLS_CLIENT_HELLO) == (
         ProxyHeader(1, Command.PROXY, length=15),
@@ -136,7 +153,9 @@ def test_v2_other_families_fall_back_to_the_real_endpoints(family_transport: int
         (b"PROXY TCP4 ::1 5.6.7.8 1 2\r\n", MalformedProxyHeader),
         (b"PROXY TCP6 1.2.3.4 ::1 1 2\r\n", MalformedProxyHeader),
         (b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n", MalformedProxyHeader),
-        (b"PROXY TCP6 ::ffff:1.2.3.4 ::1 1 2\r\n", MalformedProxyHeader),
+        (b"PROXY TCP6 ::1.2.3.4 ::1 1 2\r\n", MalformedProxyHeader),
+        (b"PROXY TCP6 ::ffff:01.2.3.4 ::1 1 2\r\n", MalformedProxyHeader),
+        (b"PROXY TCP6 2001:db8::1.2.3.4 ::1 1 2\r\n", MalformedProxyHeader),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n", MalformedProxyHeader),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", MalformedProxyHeader),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", MalformedProxyHeader),
@@ -177,7 +196,8 @@ def test_an_incomplete_header_takes_everything_and_waits() -> None:
 # -- properties --------------------------------------------------------------------------------------
 
 ipv4 = st.ip_addresses(v=4).map(str)
-ipv6 = st.ip_addresses(v=6).map(str)
+ipv6 = st.ip_addresses(v=6).filter(lambda a: a.ipv4_mapped is None).map(str)
+"""IPv4-mapped addresses come out as IPv4 (see the tests above)."""
 ports = st.integers(0, 0xFFFF)
 
 

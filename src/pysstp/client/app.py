@@ -25,6 +25,7 @@ from pysstp.client.settings import ClientSettings
 from pysstp.client.tls import make_context
 from pysstp.client.tunnel import Tunnel
 from pysstp.link import (
+    SERVER_SHUTTING_DOWN,
     AuthenticationFailed,
     CallEvent,
     ClientConfig,
@@ -120,9 +121,11 @@ class ClientApp:
         """Dial, stay up, dial again with ``--reconnect``; return when stopped, raise
         :class:`ConnectError` when giving up.
 
-        ``--reconnect`` dials again after a lost connection; after the server ended the call itself (an
-        administrator's kick, its idle timeout, its shutdown: CALL_DISCONNECT or LCP Terminate-Request)
-        only with ``--reconnect-after-kick`` as well, since dialing straight back would undo the kick.
+        ``--reconnect`` dials again after a lost connection and after a pysstp server's shutdown (its
+        Terminate-Request says :data:`~pysstp.link.SERVER_SHUTTING_DOWN`: behind a load balancer, another
+        node takes the call); after the server ended the call itself otherwise (an administrator's kick,
+        its idle timeout: CALL_DISCONNECT or LCP Terminate-Request) only with ``--reconnect-after-kick``
+        as well, since dialing straight back would undo the kick.
         """
         failures = 0
         while not self.stop.is_set():
@@ -154,7 +157,7 @@ class ClientApp:
             message = f"the server ended the call: {down.reason}"
             if not self.settings.reconnect:
                 raise ConnectError(message)
-            if not self.settings.reconnect_after_kick:
+            if not self.settings.reconnect_after_kick and not down.reason.endswith(SERVER_SHUTTING_DOWN):
                 raise ConnectError(f"{message}; --reconnect-after-kick dials again after this too")
         log.warning("%s", message)
 

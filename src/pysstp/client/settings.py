@@ -420,15 +420,15 @@ _GROUPS: Groups = (
                 "reconnect",
                 "--reconnect",
                 Switch(),
-                "dial again after a lost connection (TUN and routes stay in place meanwhile); not after "
-                "the server ended the call itself (see --reconnect-after-kick)",
+                "dial again after a lost connection or a pysstp server's shutdown (TUN and routes stay in "
+                "place meanwhile); not after the server ended the call itself (see --reconnect-after-kick)",
             ),
             Setting(
                 "reconnect-after-kick",
                 "--reconnect-after-kick",
                 Switch(),
                 "with --reconnect: dial again also after the server ended the call itself (an "
-                "administrator's kick, its idle timeout or its shutdown)",
+                "administrator's kick or its idle timeout)",
             ),
             Setting(
                 "max-attempts",

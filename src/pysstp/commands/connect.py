@@ -61,9 +61,10 @@ list above), e.g.
 (default file: {DEFAULT_CONFIG}); flags override the profile. Everything pysstp changes (TUN, routes,
 DNS) is put back when it exits. When a call that was up ends, one line gives its duration and bytes.
 
---reconnect dials again after a lost connection, but not after the server ended the call itself (an
-administrator's kick, its idle timeout, its shutdown): that ends pysstp connect with the server's reason,
-unless --reconnect-after-kick is given too.
+--reconnect dials again after a lost connection and after a pysstp server's shutdown (behind a load
+balancer another node takes the call), but not after the server ended the call itself (an
+administrator's kick, its idle timeout): that ends pysstp connect with the server's reason, unless
+--reconnect-after-kick is given too.
 
 Exit codes: 0 when stopped (Ctrl-C or SIGTERM) after being connected, 1 when connecting failed or the
 call ended by itself, 130 after Ctrl-C before the call was up. With --daemon the command returns once

@@ -71,8 +71,9 @@ FILES_BESIDES_SESSIONS = 64
 metrics sockets, RADIUS sockets, logs, the event loop's own."""
 
 
-def raise_file_limit(max_sessions: int) -> None:
-    """Take the hard limit on open files, and say so when even that cannot hold ``max_sessions``.
+def raise_file_limit(max_sessions: int | None = None) -> None:
+    """Take the hard limit on open files, and say so when even that cannot hold ``max_sessions`` (a
+    worker, which learns its settings later, leaves the check to the supervisor).
 
     Each session holds a socket; the usual soft limit (1024) would stop the server short of its default
     ``max_sessions`` (1000) plus listeners, TUN and logs, and 100,000 sessions need a hard limit that
@@ -85,6 +86,8 @@ def raise_file_limit(max_sessions: int) -> None:
             soft = hard
         except (ValueError, OSError) as exc:
             log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    if max_sessions is None:
+        return
     needed = max_sessions + FILES_BESIDES_SESSIONS
     if soft != resource.RLIM_INFINITY and soft < needed:
         log.warning(

@@ -161,7 +161,11 @@ def _undo_entry(entry: Entry) -> str:
         return f"address {address}"
     if kind == "route":
         route = make_route(
-            entry["destination"], ifname=entry["ifname"], gateway=entry["gateway"], metric=entry["metric"]
+            entry["destination"],
+            ifname=entry["ifname"],
+            gateway=entry["gateway"],
+            metric=entry["metric"],
+            unreachable=entry.get("unreachable", False),
         )
         delete_route(route, missing_ok=True)
         return f"route {route}"
@@ -255,15 +259,19 @@ class NetworkChanges:
         ifname: str | None = None,
         gateway: str | IPAddress | None = None,
         metric: int | None = None,
+        unreachable: bool = False,
     ) -> Route:
         """Add a route (see :func:`pysstp.net.iproute.make_route`); undo deletes it."""
-        route = make_route(destination, ifname=ifname, gateway=gateway, metric=metric)
+        route = make_route(
+            destination, ifname=ifname, gateway=gateway, metric=metric, unreachable=unreachable
+        )
         entry: Entry = {
             "kind": "route",
             "destination": str(route.destination),
             "ifname": route.ifname,
             "gateway": None if route.gateway is None else str(route.gateway),
             "metric": route.metric,
+            "unreachable": route.unreachable,
         }
         self._journaled(entry, lambda: add_route(route))
         self._recorded(f"route {route}", lambda: delete_route(route, missing_ok=True), entry)

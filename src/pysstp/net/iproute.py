@@ -61,16 +61,19 @@ _GONE = frozenset({errno.ENODEV, errno.ESRCH, errno.EADDRNOTAVAIL})
 @dataclass(frozen=True, slots=True)
 class Route:
     """A route: destination prefix, and the device and/or gateway it goes through; ``mtu`` caps the
-    packet size towards the destination below the device's MTU."""
+    packet size towards the destination below the device's MTU. An ``unreachable`` route has neither:
+    the kernel answers packets to it with ICMP "host unreachable" instead of routing them on."""
 
     destination: IPNetwork
     ifname: str | None = None
     gateway: IPAddress | None = None
     metric: int | None = None
     mtu: int | None = None
+    unreachable: bool = False
 
     def __str__(self) -> str:
-        parts = [str(self.destination)]
+        parts = ["unreachable"] if self.unreachable else []
+        parts.append(str(self.destination))
         if self.gateway is not None:
             parts.append(f"via {self.gateway}")
         if self.ifname is not None:
@@ -103,9 +106,12 @@ def make_route(
     gateway: str | IPAddress | None = None,
     metric: int | None = None,
     mtu: int | None = None,
+    unreachable: bool = False,
 ) -> Route:
     """Build a :class:`Route` from strings or ``ipaddress`` objects; a bare address means a host route."""
-    if ifname is None and gateway is None:
+    if unreachable and (ifname is not None or gateway is not None):
+        raise ValueError("an unreachable route has no device and no gateway")
+    if not unreachable and ifname is None and gateway is None:
         raise ValueError("a route needs a device, a gateway or both")
     return Route(
         destination=ip_network(destination),
@@ -113,6 +119,7 @@ def make_route(
         gateway=None if gateway is None else ip_address(gateway),
         metric=metric,
         mtu=mtu,
+        unreachable=unreachable,
     )
 
 
@@ -201,6 +208,11 @@ def add_route(route: Route) -> None:
     _run(f"add route {route}", lambda ipr: ipr.route("add", **_route_spec(ipr, route)))
 
 
+def replace_route(route: Route) -> None:
+    """Add a route, or change the one with the same destination (``ip route replace``)."""
+    _run(f"replace route {route}", lambda ipr: ipr.route("replace", **_route_spec(ipr, route)))
+
+
 def delete_route(route: Route, *, missing_ok: bool = False) -> None:
     """Remove a route; with ``missing_ok`` a route (or interface) that is already gone is fine."""
     _delete(f"delete route {route}", lambda ipr: ipr.route("del", **_route_spec(ipr, route)), missing_ok)
@@ -255,7 +267,9 @@ def _route_spec(ipr: IPRoute, route: Route) -> dict[str, Any]:
     spec: dict[str, Any] = {"dst": str(route.destination), "family": family}
     if route.ifname is not None:
         spec["oif"] = _index(ipr, route.ifname)
-    if route.gateway is None:
+    if route.unreachable:
+        spec["type"] = "unreachable"
+    elif route.gateway is None:
         # As `ip route add PREFIX dev X` does: a route without a gateway is on-link.
         spec["scope"] = _RT_SCOPE_LINK
     else:

@@ -9,11 +9,12 @@ session limit is refused, or their oldest sessions make way (``on_limit``). The 
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from pysstp.server.backoff import _source_key
 from pysstp.server.stats import FailureReason
 
 S = TypeVar("S")
@@ -42,7 +43,10 @@ class Admission:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self._recent: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._recent: dict[str, deque[float]] = {}
+        """Connection times per source (an IPv6 source by its /64, as the login back-off counts it),
+        ordered by each source's latest connection, so that sources gone quiet are forgotten from the
+        front: a server open to the internet sees more sources than it may remember."""
 
     def admit(
         self, source: str, sessions: int, negotiating: int, now: float
@@ -57,13 +61,27 @@ class Admission:
             return FailureReason.NEGOTIATING_LIMIT, f"too many calls negotiating at once ({negotiating})"
         per_minute = limits.connections_per_source_per_minute
         if per_minute:
-            recent = self._recent[source]
-            while recent and recent[0] < now - SOURCE_WINDOW:
+            cutoff = now - SOURCE_WINDOW
+            self._forget_before(cutoff)
+            key = _source_key(source)
+            recent = self._recent.pop(key, None) or deque()
+            while recent and recent[0] < cutoff:
                 recent.popleft()
             if len(recent) >= per_minute:
+                self._recent[key] = recent
                 return FailureReason.SOURCE_RATE, f"more than {per_minute} connections a minute from {source}"
             recent.append(now)
+            self._recent[key] = recent  # (re)inserted last: the dict stays ordered by latest connection
         return None
+
+    def _forget_before(self, cutoff: float) -> None:
+        """Drop the sources whose latest connection is older than ``cutoff``."""
+        recent = self._recent
+        while recent:
+            key = next(iter(recent))
+            if recent[key][-1] >= cutoff:
+                return
+            del recent[key]
 
     def for_user(self, user: str, own_limit: int | None, others: Sequence[S]) -> str | Sequence[S]:
         """A login of ``user``, who holds the sessions ``others`` (oldest first): why it is refused, or the

@@ -20,6 +20,7 @@ from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.aaa.radius.client import RadiusClient
 from pysstp.connection import LinkConnection
 from pysstp.link import (
+    SERVER_SHUTTING_DOWN,
     AuthenticationFailed,
     CallEvent,
     Ipv6Up,
@@ -77,6 +78,7 @@ class SstpServerApp:
         accounting: SessionAccounting | None = None,
         proxy_sources: Sequence[IPv4Network | IPv6Network] | None = None,
         radius: RadiusClient | None = None,
+        addresses: AddressAuthority | None = None,
     ) -> None:
         self.ssl_context = ssl_context
         self.radius = radius
@@ -90,7 +92,7 @@ class SstpServerApp:
         self.backend = BackoffBackend(backend, backoff or Backoff())
         """Who decides logins: the configured backend, behind the login back-off."""
         self.admission = Admission(limits or Limits())
-        self.addresses = AddressAuthority(
+        self.addresses = addresses or AddressAuthority(
             pool,
             pools or {},
             server_address=server_address,
@@ -98,6 +100,8 @@ class SstpServerApp:
             ipv6=link_config.ipv6,
             ipv6_prefix=ipv6_prefix,
         )
+        """Who gives sessions their addresses: the pools here, unless another authority is handed in (a
+        worker's, which asks the supervisor: docs/scaling.md, "Workers")."""
         self.tun = tun
         self.idle_timeout = idle_timeout
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -190,7 +194,7 @@ class SstpServerApp:
         self.draining = True
         await self.listener.close()
 
-    async def shutdown(self, reason: str = "server shutting down") -> None:
+    async def shutdown(self, reason: str = SERVER_SHUTTING_DOWN) -> None:
         """Stop accepting, disconnect every session in order, wait a little for them, then close."""
         await self.listener.close()
         if self._idle_timer is not None:

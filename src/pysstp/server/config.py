@@ -82,6 +82,9 @@ UNIX_SOCKET_PATH_MAX = 107
 IFNAMSIZ = 16
 """Linux interface names have at most IFNAMSIZ - 1 bytes."""
 
+MAX_WORKERS = 64
+"""Most worker processes: each has a TUN named ``<tun_name>-<index>``, which must stay within IFNAMSIZ."""
+
 DEFAULT_POOL = IPv4Network("10.77.0.0/24")
 
 ForwardingMode = Literal["route", "nat"]
@@ -305,6 +308,9 @@ class ServerSettings:
     mru: int = DEFAULT_MRU
     max_peer_mru: int = DEFAULT_MRU
     tun_name: str = "sstp0"
+    workers: int | Literal["auto"] = 1
+    """Processes that run calls: 1 is the single process; more (or ``auto``, one per core) run under a
+    supervisor (docs/scaling.md)."""
     control_socket: Path = Path("/run/pysstp/server.sock")
     state_dir: Path = Path("/run/pysstp")
     """Where the server records what it changed on the system (see :mod:`pysstp.net.changes`)."""
@@ -320,6 +326,31 @@ class ServerSettings:
     dae: DaeSettings = field(default_factory=DaeSettings)
     radius: RadiusSettings = field(default_factory=RadiusSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+
+
+@dataclass(frozen=True)
+class _Workers(Kind):
+    """A number of worker processes, or "auto" for one per core."""
+
+    def parse(self, value: object) -> int | Literal["auto"]:
+        if value == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong_type('an integer or "auto"', value)
+        if not 1 <= value <= MAX_WORKERS:
+            raise ValueError(f'must be between 1 and {MAX_WORKERS} or "auto", not {value}')
+        return value
+
+    def from_flag(self, value: Any) -> object:
+        if value == "auto":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f'expected an integer or "auto", not {value!r}') from None
+
+    def metavar(self, default: str) -> str | None:
+        return "{N,auto}"
 
 
 @dataclass(frozen=True)
@@ -646,6 +677,12 @@ _GROUPS: tuple[tuple[str, tuple[_Setting, ...]], ...] = (
         (
             _Setting("listen", "--listen", _List(_Text(_listen_address)), "address to listen on", "ADDR"),
             _Setting("port", "--port", _Integer(1, 65535), "TCP port to listen on", "PORT"),
+            _Setting(
+                "workers",
+                "--workers",
+                _Workers(),
+                "processes that run calls, each on its own TUN; auto = one per core (docs/scaling.md)",
+            ),
             _Setting(
                 "tls.cert",
                 "--cert",
@@ -1210,6 +1247,12 @@ def validate(settings: ServerSettings) -> None:
             "proxy_protocol needs the load balancers allowed to send PROXY headers: set proxy_sources or use "
             "--proxy-source CIDR"
         )
+    if settings.proxy_sources and not settings.proxy_protocol:
+        # Silently unused, it would look like a restriction on who may connect, which it is not.
+        raise ConfigError(
+            "proxy_sources is only for proxy_protocol = true (--proxy-protocol); without it every source "
+            "may connect and no PROXY header is read"
+        )
     # The pool's own checks: big enough, server address not its network or broadcast address.
     AddressPool(settings.pool.network, settings.pool.server_address)
     _check_named_pools(settings)
@@ -1257,9 +1300,26 @@ def validate(settings: ServerSettings) -> None:
                 f"RADIUS server {server} has no secret: set radius.secret_file (--radius-secret-file) or "
                 "its own secret_file"
             )
+    _check_workers(settings)
     if len(os.fsencode(settings.control_socket)) > UNIX_SOCKET_PATH_MAX:
         raise ConfigError(
             f"control socket path {settings.control_socket} is longer than {UNIX_SOCKET_PATH_MAX} bytes"
+        )
+
+
+def _check_workers(settings: ServerSettings) -> None:
+    """What several worker processes cannot do yet (docs/scaling.md, "Workers")."""
+    if settings.workers == 1:
+        return
+    if settings.dae.clients:
+        raise ConfigError(
+            "dynamic authorization (dae.clients) needs workers = 1: one process must hold its UDP port "
+            "and every session"
+        )
+    if settings.ipv6.prefix is not None:
+        raise ConfigError(
+            f"ipv6 = {settings.ipv6.prefix} needs workers = 1; with several workers use ipv6 = "
+            '"link-local" or "off"'
         )
 
 

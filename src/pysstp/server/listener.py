@@ -114,6 +114,20 @@ def peer_text(address: object) -> str:
     return str(address)
 
 
+def listening_sockets(infos: list[tuple[Any, ...]]) -> list[socket.socket]:
+    """A listening socket for each address of ``getaddrinfo`` results (IPv6 sockets only for IPv6);
+    raises :class:`OSError`, closing those already made."""
+    sockets: list[socket.socket] = []
+    try:
+        for family, _type, _proto, _name, address in dict.fromkeys(infos):
+            sockets.append(socket.create_server(address, family=family, backlog=BACKLOG))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 class TlsListener:
     """Listening sockets, one accept loop each, one TLS handshake task per accepted connection.
 
@@ -146,15 +160,16 @@ class TlsListener:
         """
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        bound: list[tuple[str, int]] = []
-        for family, _type, _proto, _name, address in dict.fromkeys(infos):
-            sock = socket.create_server(address, family=family, backlog=BACKLOG)
-            sock.setblocking(False)
-            self._sockets.append(sock)
-            self._start(self._accept_loop(sock))
-            name = sock.getsockname()
-            bound.append((name[0], name[1]))
-        return bound
+        return [self.adopt(sock) for sock in listening_sockets(infos)]
+
+    def adopt(self, sock: socket.socket) -> tuple[str, int]:
+        """Accept calls on a listening socket made elsewhere (the supervisor's, which every worker
+        shares); it is closed with the listener. Returns the address it listens on."""
+        sock.setblocking(False)
+        self._sockets.append(sock)
+        self._start(self._accept_loop(sock))
+        name = sock.getsockname()
+        return name[0], name[1]
 
     async def close(self) -> None:
         """Stop accepting and abandon handshakes in progress; established calls are left alone."""

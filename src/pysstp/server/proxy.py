@@ -21,7 +21,6 @@ V1_PREFIX = b"PROXY "
 V1_MAX_LENGTH = 107
 """The longest version 1 line with its CRLF (proxy-protocol.txt §2.1: "PROXY UNKNOWN" and two IPv6
 addresses and ports)."""
-V1_MIN_LENGTH = len(b"PROXY UNKNOWN\r\n")
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_FIXED_LENGTH = 16
@@ -33,7 +32,9 @@ V2_MAX_ADDRESS_LENGTH = 4096
 
 _V1_PORT = re.compile(rb"0|[1-9][0-9]{0,4}")
 _V1_IPV4 = re.compile(rb"[0-9.]{7,15}")
-_V1_IPV6 = re.compile(rb"[0-9A-Fa-f:]{2,39}")
+_V1_IPV6 = re.compile(rb"[0-9A-Fa-f:]{2,39}|::[Ff]{4}:[0-9.]{7,15}")
+"""Canonical IPv6, or an IPv4-mapped address with its IPv4 part dotted, as inet_ntop writes it: HAProxy
+bound to ``:::443 v4v6`` sends that for every IPv4 client, although §2.1 names only the hex form."""
 _V2_TCP = {0x11: struct.Struct("!4s4sHH"), 0x21: struct.Struct("!16s16sHH")}
 """The address blocks of TCP over IPv4 and over IPv6, by the 14th byte (§2.2)."""
 
@@ -160,17 +161,26 @@ def _decode_v1(line: bytes) -> ProxyHeader:
 
 
 def _v1_address(protocol: bytes, text: bytes) -> str:
-    # Only the canonical forms (§2.1): no zone index, no IPv4 inside an IPv6 address, no leading zeros
-    # (which ipaddress refuses in IPv4).
+    # Only the canonical forms (§2.1), and IPv4-mapped ones (see _V1_IPV6): no zone index, no leading
+    # zeros (which ipaddress refuses in IPv4).
     pattern, kind = (
         (_V1_IPV4, ipaddress.IPv4Address) if protocol == b"TCP4" else (_V1_IPV6, ipaddress.IPv6Address)
     )
     try:
         if pattern.fullmatch(text) is None:
             raise ValueError
-        return str(kind(text.decode("ascii")))
+        return _host(kind(text.decode("ascii")))
     except ValueError:
         raise MalformedProxyHeader(f"{text!r} is not an {protocol.decode()} address") from None
+
+
+def _host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """An address as the server keys clients by it: an IPv4-mapped IPv6 address (a proxy listening on a
+    dual-stack socket) as the IPv4 address it is, so that one client has one source for the login
+    back-off, the per-source rate and RADIUS, whichever way the proxy reached it."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def _v1_port(text: bytes) -> int:
@@ -199,7 +209,7 @@ def _decode_v2(header: bytes) -> ProxyHeader:
     return ProxyHeader(
         2,
         command,
-        source=(str(ipaddress.ip_address(source)), source_port),
-        destination=(str(ipaddress.ip_address(destination)), destination_port),
+        source=(_host(ipaddress.ip_address(source)), source_port),
+        destination=(_host(ipaddress.ip_address(destination)), destination_port),
         length=length,
     )

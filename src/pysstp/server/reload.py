@@ -22,6 +22,7 @@ log = logging.getLogger("pysstp.server")
 RESTART_SETTINGS = (
     "listen",
     "port",
+    "workers",
     "tun_name",
     "pool.network",
     "pool.server_address",

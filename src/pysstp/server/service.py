@@ -10,14 +10,18 @@ import ssl
 from collections.abc import Callable, Mapping
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 
+from pysstp.aaa.backend import AuthBackend
 from pysstp.aaa.dae import DaeServer
 from pysstp.aaa.radius import RadiusClient
 from pysstp.aaa.userdb import UserDatabase
 from pysstp.link import ip_mtu
 from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.iproute import add_route, delete_route, make_route, set_link
+from pysstp.net.tun import TunDevice
 from pysstp.ppp.ipv6cp import link_local_address
 from pysstp.runtime import loop_name
+from pysstp.server.accounting import SessionAccounting
+from pysstp.server.addresses import AddressAuthority
 from pysstp.server.app import SstpServerApp
 from pysstp.server.backoff import Backoff
 from pysstp.server.build import (
@@ -44,6 +48,7 @@ from pysstp.server.pool import AddressPool
 from pysstp.server.reload import Reloader
 from pysstp.server.statefile import state_file
 from pysstp.server.stats import ServerStats
+from pysstp.server.supervisor import supervise, worker_count
 from pysstp.sstp.constants import HashProtocol
 
 log = logging.getLogger("pysstp.server")
@@ -54,7 +59,10 @@ USERS_RELOAD_INTERVAL = 2.0
 
 async def serve(settings: ServerSettings, reread: Callable[[], ServerSettings] | None = None) -> int:
     """Everything between start-up checks and exit; every system change is undone on the way out.
-    ``reread`` reads the settings again (server.toml and the same flags) for SIGHUP."""
+    ``reread`` reads the settings again (server.toml and the same flags) for SIGHUP. With several
+    workers, this process is their supervisor (:mod:`pysstp.server.supervisor`)."""
+    if worker_count(settings) > 1:
+        return await supervise(settings, reread)
     context, certificate_hashes = load_tls(settings)
     users = user_database(settings)
     pool = AddressPool(settings.pool.network, settings.pool.server_address)
@@ -117,24 +125,17 @@ async def serve_with(
                 egress=settings.forwarding.egress,
                 mss="route" if settings.forwarding.mss_clamp else None,
             )
-        app = SstpServerApp(
-            ssl_context=context,
-            link_config=link_config(settings, certificate_hashes),
+        app = server_app(
+            settings,
+            context=context,
+            certificate_hashes=certificate_hashes,
             backend=backend,
             pool=pool,
-            pools=named_pools(settings),
             tun=tun,
-            dns=settings.pool.dns,
-            server_address=settings.pool.server_address,
-            limits=limits(settings),
-            idle_timeout=settings.limits.idle_timeout,
+            tun_mtu=tun_mtu,
             backoff=tune_backoff(Backoff(), settings),
             kernel_routes=TunRoutes(tun.name),
-            ipv6_prefix=settings.ipv6.prefix,
-            tun_mtu=tun_mtu,
-            require_client_certificate=settings.tls.verify_client_certificate == "require",
             accounting=accounting,
-            proxy_sources=settings.proxy_sources if settings.proxy_protocol else None,
             radius=radius,
         )
         try:
@@ -182,6 +183,46 @@ async def serve_with(
             await radius.close()
         changes.undo()
         notifier.close()
+
+
+def server_app(
+    settings: ServerSettings,
+    *,
+    context: ssl.SSLContext | None,
+    certificate_hashes: Mapping[HashProtocol, bytes],
+    backend: AuthBackend,
+    pool: AddressPool,
+    tun: TunDevice,
+    tun_mtu: int,
+    backoff: Backoff,
+    kernel_routes: TunRoutes,
+    accounting: SessionAccounting | None,
+    radius: RadiusClient | None,
+    addresses: AddressAuthority | None = None,
+) -> SstpServerApp:
+    """The app as the settings make it, on ``tun``: one server's, or one worker's
+    (:mod:`pysstp.server.worker`)."""
+    return SstpServerApp(
+        ssl_context=context,
+        link_config=link_config(settings, certificate_hashes),
+        backend=backend,
+        pool=pool,
+        pools=named_pools(settings),
+        tun=tun,
+        dns=settings.pool.dns,
+        server_address=settings.pool.server_address,
+        limits=limits(settings),
+        idle_timeout=settings.limits.idle_timeout,
+        backoff=backoff,
+        kernel_routes=kernel_routes,
+        ipv6_prefix=settings.ipv6.prefix,
+        tun_mtu=tun_mtu,
+        require_client_certificate=settings.tls.verify_client_certificate == "require",
+        accounting=accounting,
+        proxy_sources=settings.proxy_sources if settings.proxy_protocol else None,
+        radius=radius,
+        addresses=addresses,
+    )
 
 
 async def wait_for_signals(
