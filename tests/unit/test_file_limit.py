@@ -87,3 +87,16 @@ def test_a_worker_takes_the_hard_limit_and_leaves_the_warning_to_the_supervisor(
         raise_file_limit()
     assert fake.limits == (2048, 2048)
     assert caplog.records == []
+
+
+def test_with_workers_each_process_needs_its_share(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    use(monkeypatch, FakeLimits(20000, 20000))
+    with caplog.at_level(logging.WARNING):
+        raise_file_limit(39_000, processes=2)
+    assert caplog.records == []
+    with caplog.at_level(logging.WARNING):
+        raise_file_limit(100_000, processes=2)
+    (record,) = caplog.records
+    assert f"({50_000 + FILES_BESIDES_SESSIONS} in each of 2 workers)" in record.getMessage()

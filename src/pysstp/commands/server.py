@@ -15,6 +15,7 @@ from pysstp.server.check import check
 from pysstp.server.config import HELP_EPILOG, add_arguments, settings_from_args
 from pysstp.server.service import serve
 from pysstp.server.statefile import cleanup
+from pysstp.server.supervisor import worker_count
 
 log = logging.getLogger("pysstp.server")
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             "or from the systemd unit in contrib/pysstp-server.service"
         )
     return_large_buffers_to_the_system()
-    raise_file_limit(settings.limits.max_sessions)
+    raise_file_limit(settings.limits.max_sessions, worker_count(settings))
     freeze_start_up_objects()
     return run_event_loop(serve(settings, reread=lambda: settings_from_args(args)))
 
@@ -71,9 +72,10 @@ FILES_BESIDES_SESSIONS = 64
 metrics sockets, RADIUS sockets, logs, the event loop's own."""
 
 
-def raise_file_limit(max_sessions: int | None = None) -> None:
-    """Take the hard limit on open files, and say so when even that cannot hold ``max_sessions`` (a
-    worker, which learns its settings later, leaves the check to the supervisor).
+def raise_file_limit(max_sessions: int | None = None, processes: int = 1) -> None:
+    """Take the hard limit on open files, and say so when even that cannot hold each of ``processes``
+    server processes' share of ``max_sessions`` (a worker, which learns its settings later, leaves the
+    check to the supervisor).
 
     Each session holds a socket; the usual soft limit (1024) would stop the server short of its default
     ``max_sessions`` (1000) plus listeners, TUN and logs, and 100,000 sessions need a hard limit that
@@ -88,14 +90,15 @@ def raise_file_limit(max_sessions: int | None = None) -> None:
             log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
     if max_sessions is None:
         return
-    needed = max_sessions + FILES_BESIDES_SESSIONS
+    needed = -(-max_sessions // processes) + FILES_BESIDES_SESSIONS
     if soft != resource.RLIM_INFINITY and soft < needed:
         log.warning(
-            "the open-file limit (%d) is below what max_sessions = %d needs (%d): calls beyond it will be "
+            "the open-file limit (%d) is below what max_sessions = %d needs (%d%s): calls beyond it will be "
             "refused; raise it with LimitNOFILE= in the systemd unit or ulimit -n",
             soft,
             max_sessions,
             needed,
+            f" in each of {processes} workers" if processes > 1 else "",
         )
 
 
