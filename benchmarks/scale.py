@@ -336,7 +336,9 @@ def dialled(
             reports.append(json.loads(line))
         server_cpu = tree_cpu_seconds(server.pid) - cpu_before
         calls = Dialled(server, generators, _merge_reports(reports), server_cpu, rss_before)
-        calls.loop_name = loop_in_log(work / f"server-{tag}.log")
+        # With workers the supervisor's listening line does not name the workers' loop: the one asked for.
+        found = loop_in_log(work / f"server-{tag}.log")
+        calls.loop_name = loop if found == "?" else found
         yield calls
         for generator in generators:
             assert generator.stdin is not None
