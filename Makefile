@@ -15,9 +15,11 @@ DEBIAN_PACKAGES := iproute2 nftables iputils-ping procps sstp-client softether-v
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# uvloop too: the asyncio tests then run on both event loops (tests/conftest.py), so the loop a user may
+# choose with PYSSTP_EVENT_LOOP=uvloop stays tested; pysstp's default remains the standard one.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,nm]'
+	$(BIN)/python -m pip install --quiet -e '.[test,nm,uvloop]'
 	touch $(STAMP)
 
 ## system-deps: install the Debian packages above when running as root and one is missing
@@ -60,11 +62,13 @@ demo: $(STAMP) system-deps
 	bash scripts/demo.sh
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,uvloop]'
 	touch $(BENCH_STAMP)
 
-## bench: pysstp against a reference relay, plain veth and SoftEther in namespaces, then 1000 sessions, the
-## connect rate through FreeRADIUS and a large MRU (root, about 13 min);
+## bench: pysstp against a reference relay, plain veth and SoftEther in namespaces, then 1000 sessions on
+## each event loop, 100,000 idle sessions, 1 and 8 clients' iperf3 through one server on each event loop
+## (and workers 1 and 2 where the server has them), the connect rate through FreeRADIUS and a large MRU
+## (root, 8 GiB of memory, about 35 min on 2 quiet cores); BENCH_ARGS="--no-scale-large" skips the 100,000;
 ## writes docs/benchmarks.md (with the analysis in docs/benchmarks-notes.md) and docs/benchmarks.json
 bench: $(BENCH_STAMP) system-deps
 	$(BIN)/python -m benchmarks.run --profile --notes docs/benchmarks-notes.md $(BENCH_ARGS)

@@ -54,17 +54,30 @@ def cpu_use(processes: dict[str, int], into: dict[str, float]) -> Iterator[None]
         into[role] = round((cpu_seconds(pid) - start[role]) / wall, 3)
 
 
+SERVER_BUSY_WAIT = 30.0
+"""Seconds a client waits for iperf3's server to finish the previous test."""
+
+
 def iperf3(target: Target, seconds: int, *extra: str) -> dict[str, object]:
-    """Run an iperf3 client from the target's sender and return its JSON report."""
+    """Run an iperf3 client from the target's sender and return its JSON report.
+
+    iperf3's server takes one test at a time and, on a loaded machine, may still be closing the last
+    one when the next client arrives ("the server is busy running a test"): that client waits for it.
+    """
     args = ["iperf3", "-c", target.address, "-p", str(IPERF_PORT), "-t", str(seconds), "-J", *extra]
-    result = subprocess.run(
-        ["ip", "netns", "exec", target.sender.name, *args],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=False,
-    )
-    report: dict[str, object] = json.loads(result.stdout or "{}")
+    deadline = time.monotonic() + SERVER_BUSY_WAIT
+    while True:
+        result = subprocess.run(
+            ["ip", "netns", "exec", target.sender.name, *args],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=False,
+        )
+        report: dict[str, object] = json.loads(result.stdout or "{}")
+        if "server is busy" not in str(report.get("error", "")) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     if result.returncode != 0 or "error" in report:
         raise RuntimeError(f"iperf3 {' '.join(extra)} to {target.name}: {report.get('error', result.stderr)}")
     return report

@@ -23,6 +23,7 @@ import signal
 import socket
 import ssl
 import struct
+from typing import cast
 
 from pysstp.connection import adapt_tls_transport
 from pysstp.net.iproute import add_address, make_address, set_link
@@ -50,8 +51,8 @@ class Relay(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start moving packets."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TLS transport does not derive from asyncio.Transport.
+        self.transport = transport = cast(asyncio.Transport, transport)
         # The same 64 KiB TLS reads as pysstp: about 10 % more TCP for the relay too, and a ceiling should
         # not lack what any tunnel gets from one call.
         adapt_tls_transport(transport)

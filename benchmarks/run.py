@@ -25,10 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ROOT, mru, radius, scale, tunnels
+from benchmarks import ROOT, aggregate, mru, radius, scale, tunnels
 from benchmarks.measure import Target, cpu_use, percentiles, ping, ping_under_load, tcp, udp, udp_best_rate
 from benchmarks.report import PATHS, markdown, ratios, summarise, verdicts
+from pysstp.runtime import event_loops
+from pysstp.sstp.constants import Timer
 
+from helpers.connect_process import PYSSTP
 from helpers.namespaces import create_pair, remove_pair
 from helpers.softether import SoftEtherUnavailable
 
@@ -36,6 +39,8 @@ log = logging.getLogger("benchmarks")
 
 SCALE_SIZES = [100, 500, 1000]
 QUICK_SCALE_SIZES = [5]
+QUICK_LARGE_SIZE = 40
+"""The 100,000-session run in quick mode: the same machinery (several generators) on a few calls."""
 PROFILED_SECONDS = 8
 TOP_FUNCTIONS = 12
 
@@ -112,11 +117,15 @@ def hottest(raw: str) -> list[tuple[str, float]]:
 
 
 def extra_sections(results: dict[str, Any]) -> str:
-    """The scale, RADIUS and large-MRU sections of the report (each says why when it was not run)."""
+    """The scale, aggregate, RADIUS and large-MRU sections of the report (each says why when it was not
+    run)."""
     absent = {"skipped": "not in this run"}
     return "\n".join(
         (
             scale.markdown(results.get("scale", absent)),
+            scale.markdown(results.get("scale_large", absent | {"title": scale.LARGE_TITLE})),
+            aggregate.markdown(results.get("single", absent | {"clients": 1})),
+            aggregate.markdown(results.get("aggregate", absent)),
             radius.markdown(results.get("radius", absent)),
             mru.mru_markdown(results.get("mru", absent)),
         )
@@ -195,6 +204,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--paths", default=",".join(PATHS), help="which paths to measure (default: all)")
     parser.add_argument("--no-scale", dest="scale", action="store_false", help="skip benchmarks/scale.py")
+    parser.add_argument(
+        "--no-scale-large", dest="scale_large", action="store_false", help="skip the 100,000 sessions"
+    )
+    parser.add_argument(
+        "--no-aggregate", dest="aggregate", action="store_false", help="skip benchmarks/aggregate.py"
+    )
+    parser.add_argument(
+        "--workers",
+        help="the server's worker counts for the large scale and aggregate runs (default: 1, "
+        "and 2 where pysstp server has --workers)",
+    )
+    parser.add_argument(
+        "--loops", help="event loops to compare (default: asyncio, and uvloop where it is installed)"
+    )
     parser.add_argument("--no-radius", dest="radius", action="store_false", help="skip benchmarks/radius.py")
     parser.add_argument("--no-mru", dest="mru", action="store_false", help="skip benchmarks/mru.py")
     parser.add_argument("--profile", action="store_true", help="py-spy the tunnel processes afterwards")
@@ -214,7 +237,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="pysstp-bench-") as work:
             results = bench(args, Path(work))
         sizes = QUICK_SCALE_SIZES if args.quick else SCALE_SIZES
-        results["scale"] = scale.run_scale(sizes, args.quick) if args.scale else {"skipped": "--no-scale"}
+        workers = tuple(int(n) for n in (args.workers or default_workers()).split(","))
+        loops = tuple((args.loops or ",".join(event_loops())).split(","))
+        results["scale"] = (
+            scale.run_scale(sizes, args.quick, loops=loops) if args.scale else {"skipped": "--no-scale"}
+        )
+        results["scale_large"] = (
+            scale.run_scale(
+                [QUICK_LARGE_SIZE if args.quick else scale.LARGE_SIZE],
+                args.quick,
+                hello=2.0 if args.quick else Timer.HELLO.value,
+                workers=workers,
+                goals=scale.LARGE_GOALS,
+                title=scale.LARGE_TITLE,
+            )
+            if args.scale_large
+            else {"skipped": "--no-scale-large"}
+        )
+        results["single"] = (
+            aggregate.run_aggregate(args.quick, 1, (1,), loops)
+            if args.aggregate
+            else {"clients": 1, "skipped": "--no-aggregate"}
+        )
+        results["aggregate"] = (
+            aggregate.run_aggregate(args.quick, aggregate.CLIENTS, workers, loops)
+            if args.aggregate
+            else {"skipped": "--no-aggregate"}
+        )
         radius_sizes = radius.QUICK_SIZES if args.quick else radius.DEFAULT_SIZES
         results["radius"] = (
             radius.run_radius(radius_sizes, args.quick) if args.radius else {"skipped": "--no-radius"}
@@ -225,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.with_suffix(".md").write_text(markdown(results, extra_sections(results), notes))
     log.info("wrote %s.md and %s.json", args.out, args.out)
     return 0
+
+
+def default_workers() -> str:
+    """``1,2`` where ``pysstp server`` takes ``--workers`` (issue 13's workers), else ``1``."""
+    usage = subprocess.run([PYSSTP, "server", "--help"], capture_output=True, text=True, check=False).stdout
+    return "1,2" if "--workers" in usage else "1"
 
 
 def _json_safe(value: object) -> object:

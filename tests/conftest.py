@@ -8,19 +8,36 @@
 ``pytest -m "not netns and not interop"`` runs everything that needs no root. A test elsewhere that needs
 a namespace carries ``@pytest.mark.netns`` itself.
 
+The asyncio tests run on every event loop pysstp can run on (src/pysstp/runtime.py): the standard
+library's, and uvloop where it is installed; ``PYSSTP_EVENT_LOOP=asyncio`` (or ``uvloop``) runs one.
+
 Hypothesis runs without its deadline and its too-slow health check: both time the machine, and a loaded
 or slower one (CI beside other work) would fail a test that is right. Speed is measured by ``make bench``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from pysstp.runtime import LOOP_ENVIRONMENT, event_loops
+
 settings.register_profile("pysstp", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("pysstp")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every asyncio test runs on each event loop pysstp can run on: the standard library's, and uvloop
+    where it is installed (``PYSSTP_EVENT_LOOP=asyncio`` or ``=uvloop`` picks one)."""
+    return event_loops(os.environ.get(LOOP_ENVIRONMENT, ""))
+
 
 _FOLDER_MARKERS = {"netns": pytest.mark.netns, "interop": pytest.mark.interop}
 _TESTS = Path(__file__).parent

@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pysstp.errors import DelineationError
 from pysstp.link import CallEvent, Link, LinkDown, frame_ip_packets
@@ -72,6 +72,28 @@ def adapt_tls_transport(transport: asyncio.BaseTransport) -> None:
 class LinkConnection(asyncio.Protocol):
     """One SSTP call on one TLS connection."""
 
+    __slots__ = (
+        "_fast",
+        "_loop",
+        "_paused",
+        "_timer",
+        "_timer_at",
+        "bytes_in",
+        "bytes_out",
+        "closed",
+        "deliver",
+        "down",
+        "drops",
+        "forwarded_peer",
+        "last_ip",
+        "link",
+        "on_event",
+        "packets_in",
+        "packets_out",
+        "peer",
+        "transport",
+    )
+
     def __init__(
         self,
         link: Link,
@@ -108,7 +130,9 @@ class LinkConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """TLS is up: let the link start."""
-        assert isinstance(transport, asyncio.Transport)
+        # A cast, not an isinstance check: uvloop's TLS transport has a Transport's methods without
+        # deriving from asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         adapt_tls_transport(transport)
         # Pause where dropping starts (asyncio's TLS default is 512 KiB): the client then stops reading

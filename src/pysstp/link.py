@@ -250,6 +250,20 @@ class ServerConfig:
 class Link:
     """What client and server links share: the glue between the SSTP machine and the PPP session."""
 
+    __slots__ = (
+        "_binding_sent",
+        "_closed",
+        "_down_error",
+        "_down_reason",
+        "_events",
+        "_http_done",
+        "_ip_in",
+        "_up",
+        "dropped_ip",
+        "hash_protocol",
+        "session",
+    )
+
     sstp: SstpClient | SstpServer
 
     def __init__(self, session: PppSession) -> None:
@@ -503,6 +517,8 @@ def _status_text(status: StatusInfo | None) -> str:
 class ClientLink(Link):
     """The dialing side of one call."""
 
+    __slots__ = ("config", "sstp")
+
     sstp: SstpClient
 
     def __init__(self, config: ClientConfig, *, random_bytes: RandomBytes = os.urandom) -> None:
@@ -547,6 +563,8 @@ class ClientLink(Link):
 
 class ServerLink(Link):
     """The answering side of one call."""
+
+    __slots__ = ("config", "sstp")
 
     sstp: SstpServer
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -49,8 +50,8 @@ class SoftEtherProtocol(asyncio.Protocol):
         self.timer: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TLS transport does not derive from asyncio.Transport.
+        self.transport = transport = cast(asyncio.Transport, transport)
         self.timer = asyncio.ensure_future(self._tick())
 
     def data_received(self, data: bytes) -> None:

@@ -41,6 +41,8 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
         "--paths",
         ",".join(PATHS),
         "--no-scale",
+        "--no-scale-large",
+        "--no-aggregate",
         "--no-radius",
         "--no-mru",
         "--out",
@@ -56,7 +58,19 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     results = json.loads(out.with_suffix(".json").read_text())
-    assert set(results) >= {"meta", "runs", "summary", "ratios", "verdicts", "scale", "radius", "mru"}
+    assert set(results) >= {
+        "meta",
+        "runs",
+        "summary",
+        "ratios",
+        "verdicts",
+        "scale",
+        "scale_large",
+        "single",
+        "aggregate",
+        "radius",
+        "mru",
+    }
     assert results["meta"]["errors"] == []
     for path in PATHS:
         for figure in FIGURES:
@@ -64,8 +78,11 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert results["summary"]["pysstp"]["cpu_server_tcp_up_1"]["n"] == 1
     assert "tcp_up_1_mbps" in results["ratios"]["pysstp/relay"]
     assert results["scale"] == {"skipped": "--no-scale"}
+    assert results["scale_large"] == {"skipped": "--no-scale-large"}
+    assert results["aggregate"] == {"skipped": "--no-aggregate"}
     assert results["radius"] == {"skipped": "--no-radius"}
     report = out.with_suffix(".md").read_text()
     assert "| TCP 1 stream, client → server (Mbit/s) |" in report
     assert "Skipped: --no-scale." in report
+    assert "Skipped: --no-aggregate." in report
     assert "Skipped: --no-radius." in report

@@ -36,7 +36,7 @@ from pysstp.ppp.auth.eap_tls import EapTlsPeerSettings, IdentitySource, certific
 from pysstp.ppp.auth.peap import PeapPeerSettings
 from pysstp.ppp.constants import AuthMethod
 from pysstp.prompt import PASSWORD_ENV, ask_secret, read_password_file
-from pysstp.runtime import freeze_start_up_objects
+from pysstp.runtime import freeze_start_up_objects, run_event_loop
 from pysstp.settings import read_toml
 
 EPILOG = f"""\
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         detach = forked
     with pid_file_held(settings.pid_file):
         freeze_start_up_objects()
-        return asyncio.run(connect(settings, login, detach))
+        return run_event_loop(connect(settings, login, detach))
 
 
 def read_profile(path: Path | None, name: str) -> dict[str, Any] | None:

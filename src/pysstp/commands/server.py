@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ctypes
 import logging
 import resource
@@ -11,11 +10,12 @@ import resource
 from pysstp.errors import SystemSetupError
 from pysstp.logsetup import setup_logging
 from pysstp.net.caps import CAP_NET_ADMIN, has_capability
-from pysstp.runtime import freeze_start_up_objects
+from pysstp.runtime import freeze_start_up_objects, run_event_loop
 from pysstp.server.check import check
 from pysstp.server.config import HELP_EPILOG, add_arguments, settings_from_args
 from pysstp.server.service import serve
 from pysstp.server.statefile import cleanup
+from pysstp.server.supervisor import worker_count
 
 log = logging.getLogger("pysstp.server")
 
@@ -62,21 +62,44 @@ def run(args: argparse.Namespace) -> int:
             "or from the systemd unit in contrib/pysstp-server.service"
         )
     return_large_buffers_to_the_system()
-    raise_file_limit()
+    raise_file_limit(settings.limits.max_sessions, worker_count(settings))
     freeze_start_up_objects()
-    return asyncio.run(serve(settings, reread=lambda: settings_from_args(args)))
+    return run_event_loop(serve(settings, reread=lambda: settings_from_args(args)))
 
 
-def raise_file_limit() -> None:
-    """Take the hard limit on open files: each session holds a socket, and the usual soft limit (1024)
-    would stop the server short of its default ``max_sessions`` (1000) plus listeners, TUN and logs."""
+FILES_BESIDES_SESSIONS = 64
+"""Open files the server needs besides one socket per session: listeners, the TUN, the control and
+metrics sockets, RADIUS sockets, logs, the event loop's own."""
+
+
+def raise_file_limit(max_sessions: int | None = None, processes: int = 1) -> None:
+    """Take the hard limit on open files, and say so when even that cannot hold each of ``processes``
+    server processes' share of ``max_sessions`` (a worker, which learns its settings later, leaves the
+    check to the supervisor).
+
+    Each session holds a socket; the usual soft limit (1024) would stop the server short of its default
+    ``max_sessions`` (1000) plus listeners, TUN and logs, and 100,000 sessions need a hard limit that
+    only the service manager (``LimitNOFILE=`` in contrib/pysstp-server.service) or root can give.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == hard:
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    if max_sessions is None:
         return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError) as exc:
-        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    needed = -(-max_sessions // processes) + FILES_BESIDES_SESSIONS
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "the open-file limit (%d) is below what max_sessions = %d needs (%d%s): calls beyond it will be "
+            "refused; raise it with LimitNOFILE= in the systemd unit or ulimit -n",
+            soft,
+            max_sessions,
+            needed,
+            f" in each of {processes} workers" if processes > 1 else "",
+        )
 
 
 def return_large_buffers_to_the_system() -> None:

@@ -264,6 +264,31 @@ class OptionFsm:
     be rejected and the layer is closed instead.
     """
 
+    __slots__ = (
+        "_acked_request",
+        "_awaiting_reply",
+        "_deadline",
+        "_events",
+        "_failures",
+        "_finish_error",
+        "_finish_reason",
+        "_identifier",
+        "_outgoing",
+        "_request_data",
+        "_request_id",
+        "_request_options",
+        "_restart_counter",
+        "_state",
+        "_terminate_data",
+        "discarded",
+        "max_configure",
+        "max_failure",
+        "max_terminate",
+        "peer_mru",
+        "protocol",
+        "restart_interval",
+    )
+
     def __init__(
         self,
         protocol: int,

@@ -69,6 +69,8 @@ class Ipcp(OptionFsm):
     that was not negotiated is 0.0.0.0: a client's ``peer_address`` when the server did not name its own.
     """
 
+    __slots__ = ("_server", "_wishes", "config", "dns_servers", "local_address", "peer_address")
+
     def __init__(self, config: IpcpConfig, **limits: Unpack[FsmLimits]) -> None:
         super().__init__(Protocol.IPCP, **limits)
         self.config = config

@@ -35,6 +35,8 @@ class Ipv6cp(OptionFsm):
     addresses :attr:`local_link_local` / :attr:`peer_link_local`.
     """
 
+    __slots__ = ("_ask_iid", "_random_bytes", "local_iid", "peer_iid")
+
     def __init__(
         self,
         *,

@@ -117,6 +117,25 @@ class Lcp(OptionFsm):
     not negotiated).
     """
 
+    __slots__ = (
+        "_ask_magic",
+        "_ask_mru",
+        "_auth_insisted",
+        "_auth_offer",
+        "_auth_refused",
+        "_auth_told",
+        "_auth_tried",
+        "_magic_wish",
+        "_mru_wish",
+        "_offers",
+        "_random_bytes",
+        "auth_method",
+        "config",
+        "magic",
+        "our_mru",
+        "peer_magic",
+    )
+
     auth_method: AuthMethod | None
     our_mru: int
     magic: int

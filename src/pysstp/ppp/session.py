@@ -116,6 +116,26 @@ class PppSession:
     :meth:`take_events`. Data frames (IPv4/IPv6) are not handled here.
     """
 
+    __slots__ = (
+        "_echo_due",
+        "_echoes_outstanding",
+        "_events",
+        "_failure",
+        "_outgoing",
+        "_random_bytes",
+        "auth",
+        "auth_method",
+        "config",
+        "discarded",
+        "down_reason",
+        "hlak",
+        "ipcp",
+        "ipv6cp",
+        "lcp",
+        "phase",
+        "user",
+    )
+
     def __init__(self, config: PppConfig, *, random_bytes: RandomBytes = os.urandom) -> None:
         self.config = config
         self._random_bytes = random_bytes

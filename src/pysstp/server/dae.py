@@ -146,7 +146,9 @@ async def start_dae(table: SessionTable, settings: DaeSettings) -> DaeServer | N
     try:
         await server.start(settings.listen, settings.port)
     except OSError as exc:
-        why = "it is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc)).lower()
+        # uvloop raises its own OSError without an errno, the system's as its cause.
+        cause = exc if exc.errno is not None or not isinstance(exc.__cause__, OSError) else exc.__cause__
+        why = "it is in use" if cause.errno == errno.EADDRINUSE else (cause.strerror or str(cause)).lower()
         raise SystemSetupError(
             f"cannot listen for dynamic authorization on {settings.listen} UDP port {settings.port}: {why} "
             "(set dae.listen and dae.port)"

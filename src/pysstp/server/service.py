@@ -18,6 +18,7 @@ from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.iproute import add_route, delete_route, make_route, set_link
 from pysstp.net.tun import TunDevice
 from pysstp.ppp.ipv6cp import link_local_address
+from pysstp.runtime import loop_name
 from pysstp.server.accounting import SessionAccounting
 from pysstp.server.addresses import AddressAuthority
 from pysstp.server.app import SstpServerApp
@@ -153,13 +154,14 @@ async def serve_with(
             await accounting.accounting.start()
         listening = f"listening on {', '.join(map(peer_text, bound))}"
         log.info(
-            "%s; tunnel %s %s/%d; %s backend, %d users",
+            "%s; tunnel %s %s/%d; %s backend, %d users; event loop %s",
             listening,
             tun.name,
             settings.pool.server_address,
             settings.pool.network.prefixlen,
             app.backend.name,
             len(users),
+            loop_name(asyncio.get_running_loop()),
         )
         notifier.ready(listening)
         notifier.start_watchdog()

@@ -17,7 +17,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pysstp.aaa.backend import Authorization, CallContext
 from pysstp.aaa.radius.accounting import TerminateCause
@@ -188,7 +188,8 @@ class ServerConnection(LinkConnection):
                 self.source,
                 extra={"event": "refused"},
             )
-            assert isinstance(transport, asyncio.Transport)
+            # uvloop's TLS transport does not derive from asyncio.Transport (see LinkConnection).
+            transport = cast(asyncio.Transport, transport)
             transport.set_protocol(RefusedCall(transport, server.link_config.handshake_timeout))
             self.closed = True
             return

@@ -36,7 +36,7 @@ from pysstp.link import ServerNetwork, ip_mtu
 from pysstp.logsetup import setup_logging
 from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.iproute import add_route, delete_route, make_route, replace_route, set_link
-from pysstp.runtime import freeze_start_up_objects
+from pysstp.runtime import freeze_start_up_objects, run_event_loop
 from pysstp.server.addresses import AddressAuthority, Pool, Reservation
 from pysstp.server.app import SstpServerApp
 from pysstp.server.backoff import Backoff, Refusal
@@ -469,7 +469,7 @@ def main(argv: list[str]) -> int:
     return_large_buffers_to_the_system()
     raise_file_limit()
     freeze_start_up_objects()
-    return asyncio.run(work(sock))
+    return run_event_loop(work(sock))
 
 
 if __name__ == "__main__":

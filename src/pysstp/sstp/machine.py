@@ -152,6 +152,21 @@ def _status_name(status: StatusInfo | None) -> str:
 class _SstpMachine:
     """What both roles share: framing, PPP gating, echo/hello, the abort and disconnect sub-machines."""
 
+    __slots__ = (
+        "_close_reason",
+        "_deadline",
+        "_deframer",
+        "_echo_outstanding",
+        "_events",
+        "_hello_deadline",
+        "_hello_interval",
+        "_outgoing",
+        "_random_bytes",
+        "dropped_received_frames",
+        "dropped_sent_frames",
+        "state",
+    )
+
     _INITIAL_STATE: ClassVar[SstpState]
     _NEGOTIATING_STATE: ClassVar[SstpState]
     """PPP runs but only control frames may pass (before CALL_CONNECTED)."""
@@ -453,6 +468,16 @@ class SstpClient(_SstpMachine):
     ``correlation_id`` defaults to a random GUID drawn from ``random_bytes``.
     """
 
+    __slots__ = (
+        "_certificate",
+        "_hash_protocols",
+        "_naks",
+        "_nonce",
+        "_request",
+        "_response_parser",
+        "hash_protocol",
+    )
+
     _INITIAL_STATE = SstpState.CLIENT_CALL_DISCONNECTED
     _NEGOTIATING_STATE = SstpState.CLIENT_CONNECT_ACK_RECEIVED
     _CONNECTED_STATE = SstpState.CLIENT_CALL_CONNECTED
@@ -577,6 +602,22 @@ class SstpServer(_SstpMachine):
     PPP data frames (non-control protocols) are dropped and counted in ``dropped_received_frames``.
     """
 
+    __slots__ = (
+        "_cert_hashes",
+        "_handshake_timeout",
+        "_hash_protocols",
+        "_hlak",
+        "_http_date",
+        "_naks",
+        "_negotiation_deadline",
+        "_negotiation_timeout",
+        "_nonce",
+        "_not_sstp_response",
+        "_pending_call_connected",
+        "_request_parser",
+        "hash_protocol",
+    )
+
     _INITIAL_STATE = SstpState.SERVER_CALL_DISCONNECTED
     _NEGOTIATING_STATE = SstpState.SERVER_CALL_CONNECTED_PENDING
     _CONNECTED_STATE = SstpState.SERVER_CALL_CONNECTED
@@ -600,7 +641,8 @@ class SstpServer(_SstpMachine):
         for proto in (HashProtocol.SHA1, HashProtocol.SHA256):
             if proto & hash_protocols and len(cert_hashes.get(proto, b"")) != HASH_DIGEST_LEN[proto]:
                 raise ValueError(f"cert_hashes needs the {HASH_DIGEST_LEN[proto]}-byte {proto.name} digest")
-        self._cert_hashes = dict(cert_hashes)
+        # Not copied: the server's one mapping serves every call (ServerConfig.certificate_hashes).
+        self._cert_hashes = cert_hashes
         self._hash_protocols = hash_protocols
         self._negotiation_timeout = float(negotiation_timeout)
         self._handshake_timeout = negotiation_timeout if handshake_timeout is None else handshake_timeout

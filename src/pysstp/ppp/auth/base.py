@@ -80,6 +80,16 @@ class AuthMachine:
     when the retransmission or wait timer runs out).
     """
 
+    __slots__ = (
+        "_events",
+        "_finished",
+        "_outgoing",
+        "_random_bytes",
+        "_retransmission",
+        "_wait_deadline",
+        "discarded",
+    )
+
     protocol: Protocol
     """PPP protocol whose packets this machine takes and sends (for dispatch by the session)."""
     method: AuthMethod
@@ -200,6 +210,8 @@ class Authenticator(AuthMachine):
     and ignores the peer's repetitions; :data:`ANSWER_TIMEOUT` bounds the wait.
     """
 
+    __slots__ = ("name", "pending")
+
     def __init__(self, *, name: str = "pysstp", random_bytes: RandomBytes = os.urandom) -> None:
         super().__init__(random_bytes)
         self.name = name
@@ -268,6 +280,8 @@ def with_keys(verdict: Verdict, *, keyed: bool) -> Verdict:
 
 class AuthPeer(AuthMachine):
     """Client side: proves the user's identity to the server with a user name and a password."""
+
+    __slots__ = ("password", "username")
 
     def __init__(self, username: str, password: str, *, random_bytes: RandomBytes = os.urandom) -> None:
         super().__init__(random_bytes)

@@ -105,6 +105,8 @@ class ChapAuthenticator(Authenticator):
     first one may have been lost); while the question is open, duplicates are ignored.
     """
 
+    __slots__ = ("_answer", "_challenge", "_identifier")
+
     protocol = Protocol.CHAP
     _keyed = False
     """Whether the method derives keys (a success then needs the HLAK)."""
@@ -179,6 +181,8 @@ class ChapPeer(AuthPeer):
     Challenges are answered even after success, because RFC 1994 lets the authenticator re-challenge.
     """
 
+    __slots__ = ("_response_identifier",)
+
     protocol = Protocol.CHAP
 
     def __init__(self, username: str, password: str, *, random_bytes: RandomBytes = os.urandom) -> None:
@@ -232,6 +236,8 @@ class ChapPeer(AuthPeer):
 class ChapMd5Authenticator(ChapAuthenticator):
     """CHAP with MD5 (algorithm 5): whoever answers needs the user's plaintext password."""
 
+    __slots__ = ()
+
     method = AuthMethod.CHAP_MD5
 
     def _new_challenge(self) -> bytes:
@@ -243,6 +249,8 @@ class ChapMd5Authenticator(ChapAuthenticator):
 
 class ChapMd5Peer(ChapPeer):
     """CHAP-MD5 peer; it has no way to check the server, and no keys (HLAK zeros)."""
+
+    __slots__ = ()
 
     method = AuthMethod.CHAP_MD5
 
@@ -262,6 +270,8 @@ class ChapMd5Peer(ChapPeer):
 
 class MsChapV2Authenticator(ChapAuthenticator):
     """MS-CHAPv2 authenticator: asks about the NT-Response, sends the backend's S= or E= answer."""
+
+    __slots__ = ("_core",)
 
     method = AuthMethod.MSCHAP_V2
     _keyed = True
@@ -285,6 +295,8 @@ class MsChapV2Authenticator(ChapAuthenticator):
 
 class MsChapV2Peer(ChapPeer):
     """MS-CHAPv2 peer: succeeds only when the server's S= value proves it knows the password too."""
+
+    __slots__ = ("_core",)
 
     method = AuthMethod.MSCHAP_V2
 

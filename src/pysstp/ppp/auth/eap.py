@@ -132,6 +132,28 @@ class EapAuthenticator(Authenticator):
     final EAP-Success/EAP-Failure (draft-kamath §2), so that the peer can check our S= value first.
     """
 
+    __slots__ = (
+        "_answering",
+        "_final",
+        "_identifier",
+        "_keyed",
+        "_md5_challenge",
+        "_ms_id",
+        "_mschapv2",
+        "_peap",
+        "_stage",
+        "_tls",
+        "_tls_accepted",
+        "_tried",
+        "_verdict",
+        "eap_methods",
+        "eap_mode",
+        "eap_tls",
+        "identity",
+        "method",
+        "peap",
+    )
+
     protocol = Protocol.EAP
 
     def __init__(
@@ -422,6 +444,20 @@ class EapPeer(AuthPeer):
     server's S= value checked). Its Identifier is not checked: some servers do not copy it, and our own
     state already says whether success is earned.
     """
+
+    __slots__ = (
+        "_answered_identity",
+        "_last_request",
+        "_last_response",
+        "_md5_answered",
+        "_mschapv2",
+        "_notifications",
+        "_peap",
+        "_refused",
+        "_tls",
+        "eap_methods",
+        "method",
+    )
 
     protocol = Protocol.EAP
 

@@ -37,6 +37,8 @@ class MsChapV2Server:
     """The authenticator's half: a fresh AuthenticatorChallenge, the question a Response asks, and the
     Failure text when the answer brings none."""
 
+    __slots__ = ("_random_bytes", "challenge")
+
     def __init__(self, random_bytes: RandomBytes) -> None:
         self._random_bytes = random_bytes
         self.challenge = random_bytes(MSCHAPV2_CHALLENGE_SIZE)
@@ -68,6 +70,8 @@ class MsChapV2Server:
 
 class MsChapV2Client:
     """The peer's half: answers a challenge, then checks the server's S= value (mutual authentication)."""
+
+    __slots__ = ("_challenge", "_derive_hlak", "_password_hash", "_random_bytes", "_response", "username")
 
     def __init__(
         self, username: str, password: str, random_bytes: RandomBytes, derive_hlak: KeyDerivation

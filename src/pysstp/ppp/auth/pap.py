@@ -83,6 +83,8 @@ class PapAuthenticator(Authenticator):
     decision they get the same answer again (the first one may be lost).
     """
 
+    __slots__ = ("_answer", "_identifier")
+
     protocol = Protocol.PAP
     method = AuthMethod.PAP
 
@@ -118,6 +120,8 @@ class PapAuthenticator(Authenticator):
 
 class PapPeer(AuthPeer):
     """Client side of PAP: sends Authenticate-Request every Timer.AUTH_RESTART until Ack or Nak."""
+
+    __slots__ = ("_identifier",)
 
     protocol = Protocol.PAP
     method = AuthMethod.PAP
