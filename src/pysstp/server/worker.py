@@ -32,7 +32,7 @@ from pysstp.aaa.radius import RadiusClient
 from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.commands.server import raise_file_limit, return_large_buffers_to_the_system
 from pysstp.errors import PysstpError
-from pysstp.link import ServerNetwork, ip_mtu
+from pysstp.link import ip_mtu
 from pysstp.logsetup import setup_logging
 from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.iproute import add_route, delete_route, make_route, replace_route, set_link
@@ -202,12 +202,7 @@ class CoordinatedAuthority(AddressAuthority):
             except PysstpError as exc:
                 self.release(address, self.pool)
                 return f"cannot route {address} to this worker: {exc}"
-        ipv6_prefix = self._own_ipv6_prefix(authorization.ipv6_prefix, prefix_taken, log, peer)
-        if isinstance(ipv6_prefix, str):
-            self.release(address, self.pool)
-            return f"{ipv6_prefix} (user {user!r})"
-        network = ServerNetwork(self.server_address, address, authorization.dns or self.dns)
-        return Reservation(address, self.pool, network, ipv6_prefix)
+        return self._reservation(user, authorization, address, self.pool, prefix_taken, log, peer)
 
     def _release_late(self, asking: asyncio.Future[Message]) -> None:
         """Give back a lease that arrived after its call had gone."""
