@@ -28,7 +28,6 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from typing import Any
 
 from pysstp.aaa.backend import Authorization
-from pysstp.aaa.radius import RadiusClient
 from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.commands.server import raise_file_limit, return_large_buffers_to_the_system
 from pysstp.errors import PysstpError
@@ -45,7 +44,7 @@ from pysstp.server.build import (
     load_tls,
     named_pools,
     radius_accounting,
-    radius_servers,
+    radius_client,
     tune_backoff,
     user_database,
 )
@@ -61,6 +60,7 @@ from pysstp.server.service import (
     reload_and_notify,
     server_app,
     setup_ipv6,
+    stop_radius,
     wait_for_changes,
 )
 from pysstp.server.session import CALL_NUMBERS
@@ -369,7 +369,7 @@ async def serve_worker(
     undo_journal(journal)  # the supervisor undoes a dead worker's journal; this is for a lost race
     changes = NetworkChanges(journal)
     app: SstpServerApp | None = None
-    radius = RadiusClient(radius_servers(settings)) if settings.radius.servers else None
+    radius = radius_client(settings)
     accounting = radius_accounting(settings, radius)
     sampler: asyncio.Task[None] | None = None
     drain: Drain | None = None
@@ -438,10 +438,7 @@ async def serve_worker(
             sampler.cancel()
         if app is not None:
             await app.shutdown()
-        if accounting is not None:
-            await accounting.accounting.stop()
-        if radius is not None:
-            await radius.close()
+        await stop_radius(accounting, radius)
         changes.undo()
         journal.close(remove=not journal.read())
 
