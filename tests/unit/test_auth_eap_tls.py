@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from pysstp.aaa.local import StaticCredentials
 from pysstp.errors import AuthError
-from pysstp.link import LinkUp
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPacket, EapPeer
 from pysstp.ppp.auth.eap_tls import EapTlsServerSettings, IdentitySource, certificate_identity
 from pysstp.ppp.auth.keys import ZERO_HLAK, hlak_from_key_material
@@ -298,12 +297,7 @@ def test_link_conversation_with_crypto_binding(version: TlsVersion) -> None:
         client_config(password="", auth_methods=TLS_ONLY, eap_tls=peer_settings(max_version=version)),
         server_config(auth_methods=TLS_ONLY, eap_tls=server_settings(max_version=version)),
     )
-    conversation.start()
-    [client_up] = conversation.events("client", LinkUp)
-    [server_up] = conversation.events("server", LinkUp)
-    assert isinstance(client_up, LinkUp) and isinstance(server_up, LinkUp)
-    assert server_up.user == "alice" and server_up.auth_method is AuthMethod.EAP_TLS
-    assert conversation.client.session.hlak == conversation.server.session.hlak != ZERO_HLAK
+    conversation.assert_up_with_binding("alice", AuthMethod.EAP_TLS)
 
 
 def test_link_refused_certificate_reason_on_both_sides() -> None:

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from pysstp.aaa.local import LocalBackend, StaticCredentials
 from pysstp.errors import AuthError
-from pysstp.link import LinkUp
 from pysstp.ppp.auth import eap as eap_module
 from pysstp.ppp.auth import make_authenticator, make_peer
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPeer
@@ -355,12 +354,7 @@ def test_link_comes_up_with_crypto_binding() -> None:
         client_config(auth_methods=PEAP_ONLY, peap=peer_settings()),
         server_config(auth_methods=PEAP_ONLY, peap=server_settings()),
     )
-    conversation.start()
-    [client_up] = conversation.events("client", LinkUp)
-    [server_up] = conversation.events("server", LinkUp)
-    assert isinstance(client_up, LinkUp) and isinstance(server_up, LinkUp)
-    assert server_up.user == "alice" and server_up.auth_method is AuthMethod.PEAP
-    assert conversation.client.session.hlak == conversation.server.session.hlak != ZERO_HLAK
+    conversation.assert_up_with_binding("alice", AuthMethod.PEAP)
 
 
 def test_link_wrong_password_reason_on_both_sides() -> None:
