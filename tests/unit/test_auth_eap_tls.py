@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +18,7 @@ from pysstp.sstp.binding import build_call_connected
 from pysstp.sstp.constants import HashProtocol
 
 from helpers.auth_wire import CLIENT, SERVER, Conversation, any_packets, feed_garbage, seeded_random
-from helpers.certlab import VERSIONS, identity, lab, peer_settings, server_settings
+from helpers.certlab import VERSIONS, identity, lab, p_hash, peer_settings, server_settings
 from helpers.conversation import Conversation as LinkConversation
 from helpers.conversation import client_config, server_config
 
@@ -81,15 +79,6 @@ def test_success(version: TlsVersion) -> None:
     assert EapPacket.decode(conversation.sent_by(SERVER)[-1]).code is EapCode.SUCCESS
 
 
-def _p_hash(digest: str, secret: bytes, seed: bytes, size: int) -> bytes:
-    """RFC 5246 §5 P_hash, written out here to check the exporter-based MSK independently."""
-    out, a = b"", seed
-    while len(out) < size:
-        a = hmac.new(secret, a, digest).digest()
-        out += hmac.new(secret, a + seed, digest).digest()
-    return out[:size]
-
-
 def test_tls12_msk_is_the_prf_of_rfc_5216() -> None:
     server_tls = server_settings(max_version=TlsVersion.TLS1_2)
     authenticator = EapAuthenticator(eap_methods=TLS_ONLY, eap_tls=server_tls)
@@ -106,7 +95,7 @@ def test_tls12_msk_is_the_prf_of_rfc_5216() -> None:
     # the TLS 1.2 PRF uses the hash of the cipher suite (SHA-384 for the AES-256-GCM suites)
     cipher = connection.get_cipher_name() or ""
     digest = "sha384" if cipher.endswith("SHA384") else "sha256"
-    msk = _p_hash(digest, master, b"client EAP encryption" + client_random + server_random, 64)
+    msk = p_hash(digest, master, b"client EAP encryption" + client_random + server_random, 64)
     assert server.hlak == msk[:32]
 
 
