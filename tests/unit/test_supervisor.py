@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -118,6 +118,22 @@ async def tasks() -> AsyncIterator[list[asyncio.Task[None]]]:
     await asyncio.gather(*started, return_exceptions=True)
 
 
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[socket.socket]:
+    """systemd's end of NOTIFY_SOCKET, bound at ``tmp_path / "notify"``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        sock.settimeout(10)
+        yield sock
+
+
+def close_lines(supervisor: Supervisor) -> None:
+    """Close the supervisor's end of every worker's line."""
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()
+
+
 async def running_supervisor(
     count: int, tasks: list[asyncio.Task[None]]
 ) -> tuple[Supervisor, list[socket.socket]]:
@@ -150,9 +166,7 @@ async def test_a_worker_that_does_not_answer_is_left_out(
     answer = await asyncio.wait_for(supervisor.answer(b'{"command": "status"}'), 60)
     assert answer == {"ok": True, "sessions": [{"started": 1.0, "worker": 0}]}
     assert [stats.worker for stats in await asyncio.wait_for(supervisor.snapshots(), 60)] == [0]
-    for worker in supervisor.workers:
-        assert worker.channel is not None
-        worker.channel.close()
+    close_lines(supervisor)
     silent.close()
 
 
@@ -204,11 +218,8 @@ async def test_a_dead_workers_last_request_leases_nothing(tasks: list[asyncio.Ta
 
 
 async def test_a_drain_extends_systemds_stop_timeout_to_the_drains_deadline(
-    tmp_path: Path, tasks: list[asyncio.Task[None]]
+    tmp_path: Path, tasks: list[asyncio.Task[None]], manager: socket.socket
 ) -> None:
-    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    manager.bind(str(tmp_path / "notify"))
-    manager.settimeout(10)
     supervisor, ends = await running_supervisor(1, tasks)
     supervisor.settings = dataclasses.replace(
         supervisor.settings, limits=dataclasses.replace(supervisor.settings.limits, drain_timeout=600.0)
@@ -225,10 +236,7 @@ async def test_a_drain_extends_systemds_stop_timeout_to_the_drains_deadline(
     assert "STOPPING=1" in fields
     assert f"EXTEND_TIMEOUT_USEC={round((600.0 + SHUTDOWN_GRACE) * 1_000_000)}" in fields
     supervisor.notifier.close()
-    manager.close()
-    for worker in supervisor.workers:
-        assert worker.channel is not None
-        worker.channel.close()
+    close_lines(supervisor)
 
 
 async def test_a_worker_back_while_a_drain_began_drains_too(
@@ -294,11 +302,8 @@ def test_a_killed_supervisors_sysctls_get_the_hosts_values_back(
 
 
 async def test_a_reload_is_framed_by_reloading_and_ready_for_systemd(
-    tmp_path: Path, tasks: list[asyncio.Task[None]]
+    tmp_path: Path, tasks: list[asyncio.Task[None]], manager: socket.socket
 ) -> None:
-    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    manager.bind(str(tmp_path / "notify"))
-    manager.settimeout(10)
     supervisor, _ = await running_supervisor(1, tasks)
     supervisor.notifier = Notifier(str(tmp_path / "notify"))
     supervisor.listening = "listening on 0.0.0.0:443"
@@ -306,10 +311,7 @@ async def test_a_reload_is_framed_by_reloading_and_ready_for_systemd(
     assert manager.recv(4096).decode().startswith("RELOADING=1\n")
     assert manager.recv(4096).decode() == "READY=1\nSTATUS=listening on 0.0.0.0:443"
     supervisor.notifier.close()
-    manager.close()
-    for worker in supervisor.workers:
-        assert worker.channel is not None
-        worker.channel.close()
+    close_lines(supervisor)
 
 
 async def test_a_worker_that_cannot_be_started_leaks_no_line(
