@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import hmac
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -79,3 +80,13 @@ def peer_settings(user: Issued | None = None, **overrides: object) -> EapTlsPeer
 
 
 VERSIONS = (TlsVersion.TLS1_2, TlsVersion.TLS1_3)
+
+
+def p_hash(digest: str, secret: bytes, seed: bytes, size: int) -> bytes:
+    """RFC 5246 §5 P_hash, written out independently of OpenSSL, to check the keys the TLS-based EAP
+    methods export."""
+    out, a = b"", seed
+    while len(out) < size:
+        a = hmac.new(secret, a, digest).digest()
+        out += hmac.new(secret, a + seed, digest).digest()
+    return out[:size]

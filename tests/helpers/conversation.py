@@ -14,6 +14,7 @@ from pysstp.link import (
     ClientConfig,
     ClientLink,
     LinkDown,
+    LinkUp,
     NetworkForUser,
     ServerConfig,
     ServerLink,
@@ -21,6 +22,8 @@ from pysstp.link import (
     Verdict,
     Verification,
 )
+from pysstp.ppp.auth.keys import ZERO_HLAK
+from pysstp.ppp.constants import AuthMethod
 from pysstp.sstp.binding import certificate_hashes
 
 CERT_DER = b"0\x82 pretend this is the DER of the server's leaf certificate"
@@ -191,6 +194,17 @@ class Conversation:
         self._collect()
         pool = self.client_events if side == "client" else self.server_events
         return [e for e in pool if isinstance(e, kind)]
+
+    def assert_up_with_binding(self, user: str, method: AuthMethod) -> None:
+        """Start the call and check that both sides came up, the server's with ``user`` logged in by
+        ``method``, and that both hold the same key for the crypto binding (an HLAK of real keys, not
+        the zeros of MS-SSTP 3.2.5.2.1 for methods without them)."""
+        self.start()
+        [client_up] = self.events("client", LinkUp)
+        [server_up] = self.events("server", LinkUp)
+        assert isinstance(client_up, LinkUp) and isinstance(server_up, LinkUp)
+        assert server_up.user == user and server_up.auth_method is method
+        assert self.client.session.hlak == self.server.session.hlak != ZERO_HLAK
 
     def down(self, side: str) -> LinkDown:
         """The LinkDown event of one side (fails if there is none)."""

@@ -4,6 +4,7 @@ the namespace tests and the benchmarks (which start it the same way)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from helpers.connect_process import PYSSTP
@@ -11,6 +12,8 @@ from helpers.namespaces import Namespace, run, wait_for_text
 
 LISTEN_TIMEOUT = 60.0
 """Seconds for the server to report that it listens."""
+TUNNEL_CLIENT = str(Path(__file__).with_name("tunnel_client.py"))
+"""The minimal tunnel client the namespace tests call the server with (its usage is in its docstring)."""
 
 
 def add_user(users: Path, name: str, password: str) -> Path:
@@ -35,3 +38,12 @@ def start_server(
     process = ns.start([PYSSTP, "server", *args], log)
     wait_for_text(log, "listening on", timeout, process)
     return process
+
+
+def start_tunnel_client(
+    ns: Namespace, log: Path, server_ip: str, port: str, cafile: Path, user: str, password: str, *args: str
+) -> subprocess.Popen[str]:
+    """Start :data:`TUNNEL_CLIENT` in ``ns`` against the server at ``server_ip`` and ``port`` (its
+    certificate in ``cafile``), its output in ``log``; ``args`` are the rest of its usage, AUTH and IFNAME
+    first."""
+    return ns.start([sys.executable, TUNNEL_CLIENT, server_ip, port, str(cafile), user, password, *args], log)

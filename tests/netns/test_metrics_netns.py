@@ -11,11 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.loopback import make_certificate
 from helpers.namespaces import Pair, netns_pair, wait_for_text
-from helpers.server_process import add_user, start_server
+from helpers.server_process import add_user, start_server, start_tunnel_client
 
 __all__ = ["netns_pair"]
 
-CLIENT = str(Path(__file__).parents[1] / "helpers" / "tunnel_client.py")
 PORT = "8443"
 METRICS = "127.0.0.1:9150"
 SERVER_TUNNEL_IP = "10.77.0.1"
@@ -70,9 +69,7 @@ def scrape_until(pair: Pair, done: str, check: Callable[[Samples], bool]) -> Sam
 
 def start_client(pair: Pair, tmp: Path, cert: Path, name: str, user: str, password: str) -> Path:
     log = tmp / f"client-{name}.log"
-    pair.client.start(
-        [sys.executable, CLIENT, pair.server_ip, PORT, str(cert), user, password, "mschapv2", name], log
-    )
+    start_tunnel_client(pair.client, log, pair.server_ip, PORT, cert, user, password, "mschapv2", name)
     return log
 
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from helpers.connect_process import PYSSTP
 from helpers.loopback import make_certificate
 from helpers.namespaces import Pair, netns_pair, stop_process, wait_for_text
-from helpers.server_process import add_user, start_server
+from helpers.server_process import add_user, start_server, start_tunnel_client
 
 __all__ = ["netns_pair"]
 
-CLIENT = str(Path(__file__).parents[1] / "helpers" / "tunnel_client.py")
 PORT = "8443"
 TUN = "sstp-d0"
 SERVER_TUNNEL_IP = "10.77.0.1"
@@ -61,9 +60,8 @@ def serve_two_clients(pair: Pair, tmp: Path, *extra: str) -> Drained:
     clients = {}
     for name in CLIENTS:
         client_log = tmp / f"client-{name}.log"
-        process = pair.client.start(
-            [sys.executable, CLIENT, pair.server_ip, PORT, str(cert), "alice", "alicepw", "auto", name],
-            client_log,
+        process = start_tunnel_client(
+            pair.client, client_log, pair.server_ip, PORT, cert, "alice", "alicepw", "auto", name
         )
         clients[name] = (process, client_log)
     for _process, client_log in clients.values():

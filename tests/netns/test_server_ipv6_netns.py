@@ -6,14 +6,14 @@ default route is the independent check of the advertisement's format and checksu
 
 from __future__ import annotations
 
-import sys
 import time
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
-from test_server_netns import CLIENT, PORT, TUN, Setup, netns_pair, setup, wait_for_line
+from test_server_netns import PORT, TUN, Setup, netns_pair, setup, wait_for_line
 
 from helpers.namespaces import Namespace
+from helpers.server_process import start_tunnel_client
 
 __all__ = ["netns_pair", "setup"]
 
@@ -24,11 +24,18 @@ CLIENT_TUN = "sstpc0"
 def start_ipv6_client(setup: Setup) -> tuple[Path, IPv6Address]:
     """Dial as alice with IPv6CP; return the client's log and its link-local address."""
     log = setup.tmp / "client.log"
-    setup.pair.client.start(
-        [sys.executable, CLIENT, setup.pair.server_ip, PORT, str(setup.cert), "alice", "alicepw", "auto",
-         CLIENT_TUN, "ipv6"],
+    start_tunnel_client(
+        setup.pair.client,
         log,
-    )  # fmt: skip
+        setup.pair.server_ip,
+        PORT,
+        setup.cert,
+        "alice",
+        "alicepw",
+        "auto",
+        CLIENT_TUN,
+        "ipv6",
+    )
     return log, IPv6Address(wait_for_line(log, "UP6 ").split()[1])
 
 

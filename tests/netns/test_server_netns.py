@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,11 +25,10 @@ from helpers.namespaces import (
     run,
     wait_for_text,
 )
-from helpers.server_process import add_user, start_server
+from helpers.server_process import add_user, start_server, start_tunnel_client
 
 __all__ = ["netns_pair"]
 
-CLIENT = str(Path(__file__).parents[1] / "helpers" / "tunnel_client.py")
 PORT = "8443"
 TUN = "sstp-t0"
 SERVER_TUNNEL_IP = "10.77.0.1"
@@ -71,20 +69,8 @@ class Setup:
 
     def start_client(self, name: str, user: str, password: str, auth: str = "auto", *extra: str) -> Path:
         log = self.tmp / f"client-{name}.log"
-        self.pair.client.start(
-            [
-                sys.executable,
-                CLIENT,
-                self.pair.server_ip,
-                PORT,
-                str(self.cert),
-                user,
-                password,
-                auth,
-                name,
-                *extra,
-            ],
-            log,
+        start_tunnel_client(
+            self.pair.client, log, self.pair.server_ip, PORT, self.cert, user, password, auth, name, *extra
         )
         return log
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,25 +33,34 @@ def datagrams(log: Path) -> list[str]:
     return log.read_text().splitlines()[1:]
 
 
+def serve_notifying(
+    pair: Pair, tmp: Path, monkeypatch: pytest.MonkeyPatch, address: str, *extra: str
+) -> tuple[subprocess.Popen[str], Path, Path]:
+    """A server with ``extra`` flags that notifies the stand-in for systemd at ``address``; its process,
+    its log and the stand-in's."""
+    manager_log = tmp / "manager.log"
+    pair.server.start([sys.executable, "-c", _MANAGER, address], manager_log)
+    wait_for_text(manager_log, "bound")
+    cert, key, _ = make_certificate(tmp)
+    add_user(tmp / "users.toml", "alice", "alicepw")
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    log = tmp / "server.log"
+    server = start_server(
+        pair.server, log,
+        "--cert", str(cert), "--key", str(key), "--users", str(tmp / "users.toml"),
+        "--listen", pair.server_ip, "--port", "8443", "--tun-name", "sstp-n0",
+        "--control-socket", str(tmp / "ctl.sock"), *extra,
+    )  # fmt: skip
+    return server, log, manager_log
+
+
 @pytest.mark.parametrize("form", ["path", "abstract"])
 def test_ready_reloading_watchdog_and_stopping_reach_the_notify_socket(
     netns_pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
 ) -> None:
     address = str(tmp_path / "notify") if form == "path" else f"@pysstp-notify-{os.getpid()}"
-    manager_log = tmp_path / "manager.log"
-    netns_pair.server.start([sys.executable, "-c", _MANAGER, address], manager_log)
-    wait_for_text(manager_log, "bound")
-    cert, key, _ = make_certificate(tmp_path)
-    add_user(tmp_path / "users.toml", "alice", "alicepw")
-    monkeypatch.setenv("NOTIFY_SOCKET", address)
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # WATCHDOG=1 every 0.1 s
-    log = tmp_path / "server.log"
-    server = start_server(
-        netns_pair.server, log,
-        "--cert", str(cert), "--key", str(key), "--users", str(tmp_path / "users.toml"),
-        "--listen", netns_pair.server_ip, "--port", "8443", "--tun-name", "sstp-n0",
-        "--control-socket", str(tmp_path / "ctl.sock"),
-    )  # fmt: skip
+    server, log, manager_log = serve_notifying(netns_pair, tmp_path, monkeypatch, address)
     wait_for_text(manager_log, f"READY=1 | STATUS=listening on {netns_pair.server_ip}:8443")
     # Watchdog messages keep coming while the server runs: wait for a few more than one.
     wait_for_text(manager_log, "WATCHDOG=1\nWATCHDOG=1\nWATCHDOG=1\n")
@@ -69,20 +79,9 @@ def test_ready_reloading_watchdog_and_stopping_reach_the_notify_socket(
 def test_a_drain_tells_systemd_it_is_stopping_and_for_how_long(
     netns_pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    address = str(tmp_path / "notify")
-    manager_log = tmp_path / "manager.log"
-    netns_pair.server.start([sys.executable, "-c", _MANAGER, address], manager_log)
-    wait_for_text(manager_log, "bound")
-    cert, key, _ = make_certificate(tmp_path)
-    add_user(tmp_path / "users.toml", "alice", "alicepw")
-    monkeypatch.setenv("NOTIFY_SOCKET", address)
-    log = tmp_path / "server.log"
-    server = start_server(
-        netns_pair.server, log,
-        "--cert", str(cert), "--key", str(key), "--users", str(tmp_path / "users.toml"),
-        "--listen", netns_pair.server_ip, "--port", "8443", "--tun-name", "sstp-n0",
-        "--control-socket", str(tmp_path / "ctl.sock"), "--drain-timeout", "60",
-    )  # fmt: skip
+    server, log, manager_log = serve_notifying(
+        netns_pair, tmp_path, monkeypatch, str(tmp_path / "notify"), "--drain-timeout", "60"
+    )
     wait_for_text(manager_log, "READY=1")
     server.send_signal(signal.SIGUSR2)
     assert server.wait(30) == 0, log.read_text()  # no sessions: drained at once

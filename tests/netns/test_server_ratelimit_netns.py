@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,10 @@ import pytest
 from helpers.connect_process import PYSSTP
 from helpers.loopback import make_certificate
 from helpers.namespaces import Namespace, Pair, netns_pair, wait_for_text
-from helpers.server_process import add_user, start_server
+from helpers.server_process import add_user, start_server, start_tunnel_client
 
 __all__ = ["netns_pair"]
 
-CLIENT = str(Path(__file__).parents[1] / "helpers" / "tunnel_client.py")
 PORT = "8443"
 TUN = "sstp-r0"
 SERVER_TUNNEL_IP = "10.77.0.1"
@@ -53,9 +51,8 @@ def test_a_limited_session_stays_below_its_limit_each_way(netns_pair: Pair, tmp_
         "--control-socket", control, "--rate-in", "20M", "--rate-out", "20M",
     )  # fmt: skip
     client_log = tmp_path / "client.log"
-    netns_pair.client.start(
-        [sys.executable, CLIENT, netns_pair.server_ip, PORT, str(cert), "alice", "alicepw", "auto", "sstpr0"],
-        client_log,
+    start_tunnel_client(
+        netns_pair.client, client_log, netns_pair.server_ip, PORT, cert, "alice", "alicepw", "auto", "sstpr0"
     )
     wait_for_text(client_log, "UP ")
     iperf_log = tmp_path / "iperf3.log"

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 
 from helpers.loopback import make_certificate
 from helpers.namespaces import Pair, netns_pair, wait_for_text
-from helpers.server_process import add_user, start_server
+from helpers.server_process import add_user, start_server, start_tunnel_client
 
 __all__ = ["netns_pair"]
 
-CLIENT = str(Path(__file__).parents[1] / "helpers" / "tunnel_client.py")
 PORT = "8443"
 
 CONFIG = """\
@@ -29,19 +27,8 @@ dns = ["10.77.0.1"]
 
 def start_client(pair: Pair, tmp: Path, name: str) -> Path:
     log = tmp / f"client-{name}.log"
-    pair.client.start(
-        [
-            sys.executable,
-            CLIENT,
-            pair.server_ip,
-            PORT,
-            str(tmp / "cert.pem"),
-            "alice",
-            "alicepw",
-            "auto",
-            name,
-        ],
-        log,
+    start_tunnel_client(
+        pair.client, log, pair.server_ip, PORT, tmp / "cert.pem", "alice", "alicepw", "auto", name
     )
     return log
 

@@ -32,11 +32,10 @@ from helpers.namespaces import (
     run,
     wait_for_text,
 )
-from helpers.server_process import add_user, start_server
+from helpers.server_process import TUNNEL_CLIENT, add_user, start_server, start_tunnel_client
 
 __all__ = ["netns_pair"]
 
-CLIENT = str(Path(__file__).parents[1] / "helpers" / "tunnel_client.py")
 PORT = "8443"
 TUN = "sstp-w"
 SERVER_TUNNEL_IP = "10.77.0.1"
@@ -107,10 +106,7 @@ class Workers:
         self, ns: Namespace, server_ip: str, name: str, user: str, password: str, *extra: str
     ) -> Path:
         log = self.tmp / f"client-{name}.log"
-        ns.start(
-            [sys.executable, CLIENT, server_ip, PORT, str(self.cert), user, password, "auto", name, *extra],
-            log,
-        )
+        start_tunnel_client(ns, log, server_ip, PORT, self.cert, user, password, "auto", name, *extra)
         return log
 
     def status(self) -> list[dict[str, object]]:
@@ -397,7 +393,7 @@ def test_sighup_and_drain_reach_every_worker(workers: Workers, lan: Namespace) -
     drained = pair.server.run(PYSSTP, "drain", "--socket", str(workers.tmp / "ctl.sock"))
     assert "draining: 2 session(s) left" in drained.stdout
     # No new call is taken; the server ends once the two calls have.
-    refused = pair.client.run(sys.executable, CLIENT, pair.server_ip, PORT, str(workers.cert), "alice",
+    refused = pair.client.run(sys.executable, TUNNEL_CLIENT, pair.server_ip, PORT, str(workers.cert), "alice",
                               "alicepw", "auto", "wx", check=False)  # fmt: skip
     assert "refused the connection" in refused.stderr, refused.stderr
     for client in (*pair.client.processes, *lan.processes):

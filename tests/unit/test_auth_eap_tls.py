@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.aaa.local import StaticCredentials
 from pysstp.errors import AuthError
-from pysstp.link import LinkUp
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPacket, EapPeer
 from pysstp.ppp.auth.eap_tls import EapTlsServerSettings, IdentitySource, certificate_identity
 from pysstp.ppp.auth.keys import ZERO_HLAK, hlak_from_key_material
@@ -21,7 +18,7 @@ from pysstp.sstp.binding import build_call_connected
 from pysstp.sstp.constants import HashProtocol
 
 from helpers.auth_wire import CLIENT, SERVER, Conversation, any_packets, feed_garbage, seeded_random
-from helpers.certlab import VERSIONS, identity, lab, peer_settings, server_settings
+from helpers.certlab import VERSIONS, identity, lab, p_hash, peer_settings, server_settings
 from helpers.conversation import Conversation as LinkConversation
 from helpers.conversation import client_config, server_config
 
@@ -82,15 +79,6 @@ def test_success(version: TlsVersion) -> None:
     assert EapPacket.decode(conversation.sent_by(SERVER)[-1]).code is EapCode.SUCCESS
 
 
-def _p_hash(digest: str, secret: bytes, seed: bytes, size: int) -> bytes:
-    """RFC 5246 §5 P_hash, written out here to check the exporter-based MSK independently."""
-    out, a = b"", seed
-    while len(out) < size:
-        a = hmac.new(secret, a, digest).digest()
-        out += hmac.new(secret, a + seed, digest).digest()
-    return out[:size]
-
-
 def test_tls12_msk_is_the_prf_of_rfc_5216() -> None:
     server_tls = server_settings(max_version=TlsVersion.TLS1_2)
     authenticator = EapAuthenticator(eap_methods=TLS_ONLY, eap_tls=server_tls)
@@ -107,7 +95,7 @@ def test_tls12_msk_is_the_prf_of_rfc_5216() -> None:
     # the TLS 1.2 PRF uses the hash of the cipher suite (SHA-384 for the AES-256-GCM suites)
     cipher = connection.get_cipher_name() or ""
     digest = "sha384" if cipher.endswith("SHA384") else "sha256"
-    msk = _p_hash(digest, master, b"client EAP encryption" + client_random + server_random, 64)
+    msk = p_hash(digest, master, b"client EAP encryption" + client_random + server_random, 64)
     assert server.hlak == msk[:32]
 
 
@@ -298,12 +286,7 @@ def test_link_conversation_with_crypto_binding(version: TlsVersion) -> None:
         client_config(password="", auth_methods=TLS_ONLY, eap_tls=peer_settings(max_version=version)),
         server_config(auth_methods=TLS_ONLY, eap_tls=server_settings(max_version=version)),
     )
-    conversation.start()
-    [client_up] = conversation.events("client", LinkUp)
-    [server_up] = conversation.events("server", LinkUp)
-    assert isinstance(client_up, LinkUp) and isinstance(server_up, LinkUp)
-    assert server_up.user == "alice" and server_up.auth_method is AuthMethod.EAP_TLS
-    assert conversation.client.session.hlak == conversation.server.session.hlak != ZERO_HLAK
+    conversation.assert_up_with_binding("alice", AuthMethod.EAP_TLS)
 
 
 def test_link_refused_certificate_reason_on_both_sides() -> None:

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from pysstp.aaa.local import LocalBackend, StaticCredentials
 from pysstp.errors import AuthError
-from pysstp.link import LinkUp
 from pysstp.ppp.auth import eap as eap_module
 from pysstp.ppp.auth import make_authenticator, make_peer
 from pysstp.ppp.auth.eap import EapAuthenticator, EapPeer
@@ -36,7 +35,7 @@ from pysstp.ppp.constants import AuthMethod, EapCode, EapType
 from pysstp.ppp.events import Authenticated, AuthenticationFailed
 
 from helpers.auth_wire import Conversation, feed_garbage, seeded_random
-from helpers.certlab import identity, lab
+from helpers.certlab import identity, lab, p_hash
 from helpers.conversation import Conversation as LinkConversation
 from helpers.conversation import client_config, server_config
 
@@ -146,15 +145,6 @@ def test_prf_plus_is_ms_peap_formula() -> None:
     assert len(peap_msk(ipmk)) == 64
 
 
-def _p_hash(digest: str, secret: bytes, seed: bytes, size: int) -> bytes:
-    """RFC 5246 §5 P_hash, written out independently of OpenSSL."""
-    out, a = b"", seed
-    while len(out) < size:
-        a = hmac.new(secret, a, digest).digest()
-        out += hmac.new(secret, a + seed, digest).digest()
-    return out[:size]
-
-
 def test_hlak_is_the_compound_session_key_of_the_tunnel_and_inner_keys(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -180,7 +170,7 @@ def test_hlak_is_the_compound_session_key_of_the_tunnel_and_inner_keys(
     )
     assert master is not None and client_random is not None and server_random is not None
     digest = "sha384" if (connection.get_cipher_name() or "").endswith("SHA384") else "sha256"
-    tunnel_key = _p_hash(digest, master, b"client EAP encryption" + client_random + server_random, 60)
+    tunnel_key = p_hash(digest, master, b"client EAP encryption" + client_random + server_random, 60)
     [question] = conversation.questions
     isk = LocalBackend(USERS).check(question).verdict.hlak
     ipmk, _cmk = peap_compound_keys(tunnel_key, isk)
@@ -355,12 +345,7 @@ def test_link_comes_up_with_crypto_binding() -> None:
         client_config(auth_methods=PEAP_ONLY, peap=peer_settings()),
         server_config(auth_methods=PEAP_ONLY, peap=server_settings()),
     )
-    conversation.start()
-    [client_up] = conversation.events("client", LinkUp)
-    [server_up] = conversation.events("server", LinkUp)
-    assert isinstance(client_up, LinkUp) and isinstance(server_up, LinkUp)
-    assert server_up.user == "alice" and server_up.auth_method is AuthMethod.PEAP
-    assert conversation.client.session.hlak == conversation.server.session.hlak != ZERO_HLAK
+    conversation.assert_up_with_binding("alice", AuthMethod.PEAP)
 
 
 def test_link_wrong_password_reason_on_both_sides() -> None:

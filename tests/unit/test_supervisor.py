@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import AsyncIterator, Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -107,6 +108,32 @@ async def served_channel(sock: socket.socket, handle: Handler, tasks: list[async
     return channel
 
 
+@pytest.fixture
+async def tasks() -> AsyncIterator[list[asyncio.Task[None]]]:
+    """The tasks a test's channels are served by (see :func:`served_channel`), cancelled at its end."""
+    started: list[asyncio.Task[None]] = []
+    yield started
+    for task in started:
+        task.cancel()
+    await asyncio.gather(*started, return_exceptions=True)
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[socket.socket]:
+    """systemd's end of NOTIFY_SOCKET, bound at ``tmp_path / "notify"``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        sock.settimeout(10)
+        yield sock
+
+
+def close_lines(supervisor: Supervisor) -> None:
+    """Close the supervisor's end of every worker's line."""
+    for worker in supervisor.workers:
+        assert worker.channel is not None
+        worker.channel.close()
+
+
 async def running_supervisor(
     count: int, tasks: list[asyncio.Task[None]]
 ) -> tuple[Supervisor, list[socket.socket]]:
@@ -123,9 +150,10 @@ async def running_supervisor(
     return supervisor, ends
 
 
-async def test_a_worker_that_does_not_answer_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_worker_that_does_not_answer_is_left_out(
+    monkeypatch: pytest.MonkeyPatch, tasks: list[asyncio.Task[None]]
+) -> None:
     monkeypatch.setattr(supervisor_module, "ANSWER_TIMEOUT", 0.2)
-    tasks: list[asyncio.Task[None]] = []
     supervisor, (answering, silent) = await running_supervisor(2, tasks)
 
     async def worker_zero(message: Message) -> Message | None:
@@ -138,18 +166,14 @@ async def test_a_worker_that_does_not_answer_is_left_out(monkeypatch: pytest.Mon
     answer = await asyncio.wait_for(supervisor.answer(b'{"command": "status"}'), 60)
     assert answer == {"ok": True, "sessions": [{"started": 1.0, "worker": 0}]}
     assert [stats.worker for stats in await asyncio.wait_for(supervisor.snapshots(), 60)] == [0]
-    for worker in supervisor.workers:
-        assert worker.channel is not None
-        worker.channel.close()
+    close_lines(supervisor)
     silent.close()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_a_worker_hung_at_start_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_worker_hung_at_start_is_killed(
+    monkeypatch: pytest.MonkeyPatch, tasks: list[asyncio.Task[None]]
+) -> None:
     monkeypatch.setattr(supervisor_module, "START_TIMEOUT", 0.2)
-    tasks: list[asyncio.Task[None]] = []
     supervisor, _ = await running_supervisor(1, tasks)
     worker = supervisor.workers[0]
     worker.ready = asyncio.get_running_loop().create_future()
@@ -158,13 +182,11 @@ async def test_a_worker_hung_at_start_is_killed(monkeypatch: pytest.MonkeyPatch)
         await asyncio.wait_for(supervisor._wait_ready(worker), 60)
     # Not left running beside the one the restart starts next.
     assert worker.process.returncode is not None
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_the_end_of_a_replaced_process_frees_nothing_of_its_successor(tmp_path: Path) -> None:
-    tasks: list[asyncio.Task[None]] = []
+async def test_the_end_of_a_replaced_process_frees_nothing_of_its_successor(
+    tmp_path: Path, tasks: list[asyncio.Task[None]]
+) -> None:
     supervisor, _ = await running_supervisor(1, tasks)
     supervisor.settings = dataclasses.replace(supervisor.settings, state_dir=tmp_path)
     worker = supervisor.workers[0]
@@ -180,13 +202,9 @@ async def test_the_end_of_a_replaced_process_frees_nothing_of_its_successor(tmp_
     worker.process.kill()
     await worker.process.wait()
     worker.channel.close()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_a_dead_workers_last_request_leases_nothing() -> None:
-    tasks: list[asyncio.Task[None]] = []
+async def test_a_dead_workers_last_request_leases_nothing(tasks: list[asyncio.Task[None]]) -> None:
     supervisor, _ = await running_supervisor(1, tasks)
     worker = supervisor.workers[0]
     assert worker.channel is not None
@@ -197,16 +215,11 @@ async def test_a_dead_workers_last_request_leases_nothing() -> None:
     answer = await supervisor._handle(worker, {"op": "reserve", "user": "alice"})
     assert answer is not None and "refused" in answer
     assert supervisor.coordinator.leases() == []
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_a_drain_extends_systemds_stop_timeout_to_the_drains_deadline(tmp_path: Path) -> None:
-    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    manager.bind(str(tmp_path / "notify"))
-    manager.settimeout(10)
-    tasks: list[asyncio.Task[None]] = []
+async def test_a_drain_extends_systemds_stop_timeout_to_the_drains_deadline(
+    tmp_path: Path, tasks: list[asyncio.Task[None]], manager: socket.socket
+) -> None:
     supervisor, ends = await running_supervisor(1, tasks)
     supervisor.settings = dataclasses.replace(
         supervisor.settings, limits=dataclasses.replace(supervisor.settings.limits, drain_timeout=600.0)
@@ -223,19 +236,14 @@ async def test_a_drain_extends_systemds_stop_timeout_to_the_drains_deadline(tmp_
     assert "STOPPING=1" in fields
     assert f"EXTEND_TIMEOUT_USEC={round((600.0 + SHUTDOWN_GRACE) * 1_000_000)}" in fields
     supervisor.notifier.close()
-    manager.close()
-    for worker in supervisor.workers:
-        assert worker.channel is not None
-        worker.channel.close()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    close_lines(supervisor)
 
 
 async def test_a_worker_back_while_a_drain_began_drains_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tasks: list[asyncio.Task[None]],
 ) -> None:
-    tasks: list[asyncio.Task[None]] = []
     supervisor, _ = await running_supervisor(1, tasks)
     supervisor.settings = dataclasses.replace(supervisor.settings, state_dir=tmp_path)
     worker = supervisor.workers[0]
@@ -261,13 +269,9 @@ async def test_a_worker_back_while_a_drain_began_drains_too(
     assert [message["request"] for message in asked] == [{"command": "drain"}]
     assert worker.channel is not None
     worker.channel.close()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_a_drain_with_every_worker_dead_ends_the_supervisor() -> None:
-    tasks: list[asyncio.Task[None]] = []
+async def test_a_drain_with_every_worker_dead_ends_the_supervisor(tasks: list[asyncio.Task[None]]) -> None:
     supervisor, _ = await running_supervisor(2, tasks)
     for worker in supervisor.workers:
         assert worker.channel is not None
@@ -276,9 +280,6 @@ async def test_a_drain_with_every_worker_dead_ends_the_supervisor() -> None:
         await worker.process.wait()
     await asyncio.wait_for(supervisor.drain("SIGUSR2"), 60)
     assert supervisor._stop.is_set()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def test_a_killed_supervisors_sysctls_get_the_hosts_values_back(
@@ -300,11 +301,9 @@ def test_a_killed_supervisors_sysctls_get_the_hosts_values_back(
     journal.close(remove=True)
 
 
-async def test_a_reload_is_framed_by_reloading_and_ready_for_systemd(tmp_path: Path) -> None:
-    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    manager.bind(str(tmp_path / "notify"))
-    manager.settimeout(10)
-    tasks: list[asyncio.Task[None]] = []
+async def test_a_reload_is_framed_by_reloading_and_ready_for_systemd(
+    tmp_path: Path, tasks: list[asyncio.Task[None]], manager: socket.socket
+) -> None:
     supervisor, _ = await running_supervisor(1, tasks)
     supervisor.notifier = Notifier(str(tmp_path / "notify"))
     supervisor.listening = "listening on 0.0.0.0:443"
@@ -312,17 +311,12 @@ async def test_a_reload_is_framed_by_reloading_and_ready_for_systemd(tmp_path: P
     assert manager.recv(4096).decode().startswith("RELOADING=1\n")
     assert manager.recv(4096).decode() == "READY=1\nSTATUS=listening on 0.0.0.0:443"
     supervisor.notifier.close()
-    manager.close()
-    for worker in supervisor.workers:
-        assert worker.channel is not None
-        worker.channel.close()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    close_lines(supervisor)
 
 
-async def test_a_worker_that_cannot_be_started_leaks_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    tasks: list[asyncio.Task[None]] = []
+async def test_a_worker_that_cannot_be_started_leaks_no_line(
+    monkeypatch: pytest.MonkeyPatch, tasks: list[asyncio.Task[None]]
+) -> None:
     supervisor, _ = await running_supervisor(1, tasks)
     pairs: list[tuple[socket.socket, socket.socket]] = []
     real = socket.socketpair
@@ -339,16 +333,12 @@ async def test_a_worker_that_cannot_be_started_leaks_no_line(monkeypatch: pytest
     with pytest.raises(OSError):
         await supervisor._start(supervisor.workers[0])
     assert [sock.fileno() for sock in pairs[0]] == [-1, -1]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_signals_in_start_up_and_shutdown_do_not_end_the_supervisor_early(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "pysstp.server")
-    tasks: list[asyncio.Task[None]] = []
     shared = Coordinator(AddressAuthority(AddressPool(POOL, SERVER), {}, server_address=SERVER), Limits())
     ended: list[int] = []
 
@@ -385,5 +375,3 @@ async def test_signals_in_start_up_and_shutdown_do_not_end_the_supervisor_early(
     assert sorted(ended) == [0, 1]
     assert "SIGTERM during start-up: shutting down once started" in caplog.text
     assert "SIGHUP ignored: shutting down" in caplog.text
-    for task in tasks:
-        task.cancel()

@@ -425,41 +425,48 @@ def _parse_address(value: object) -> IPv4Address | None:
 
 
 def _parse_routes(value: object) -> tuple[IpNetwork, ...]:
-    if not isinstance(value, list):
-        raise _Invalid(f'routes is {value!r}, not a list like ["192.168.50.0/24"]')
-    routes: list[IpNetwork] = []
-    for item in value:
-        if not isinstance(item, str):
-            raise _Invalid(f'route {item!r} is not a string like "192.168.50.0/24"')
+    return _parse_networks(value, "routes", "route", "192.168.50.0/24", _parse_route)
+
+
+def _parse_route(item: str) -> IpNetwork:
+    try:
+        route = ip_network(item)
+    except ValueError:
         try:
-            route = ip_network(item)
+            meant = ip_network(item, strict=False)
         except ValueError:
-            try:
-                meant = ip_network(item, strict=False)
-            except ValueError:
-                raise _Invalid(f"route '{item}' is not an IP network") from None
-            raise _Invalid(f"route '{item}' has host bits set (did you mean {meant}?)") from None
-        if route.prefixlen == 0:
-            raise _Invalid(f"route '{item}' would send all traffic to this client")
-        if route not in routes:
-            routes.append(route)
-    return tuple(routes)
+            raise _Invalid(f"route '{item}' is not an IP network") from None
+        raise _Invalid(f"route '{item}' has host bits set (did you mean {meant}?)") from None
+    if route.prefixlen == 0:
+        raise _Invalid(f"route '{item}' would send all traffic to this client")
+    return route
 
 
 def _parse_push_routes(value: object) -> tuple[IpNetwork, ...]:
+    return _parse_networks(value, "push_routes", "push route", "10.99.0.0/16", _parse_push_route)
+
+
+def _parse_push_route(item: str) -> IpNetwork:
+    try:
+        return pushed_network(item)
+    except ValueError as exc:
+        raise _Invalid(f"push route: {exc}") from None
+
+
+def _parse_networks(
+    value: object, key: str, noun: str, example: str, parse: Callable[[str], IpNetwork]
+) -> tuple[IpNetwork, ...]:
+    """The networks of the list under ``key``, each read by ``parse``, without repeats."""
     if not isinstance(value, list):
-        raise _Invalid(f'push_routes is {value!r}, not a list like ["10.99.0.0/16"]')
-    routes: list[IpNetwork] = []
+        raise _Invalid(f'{key} is {value!r}, not a list like ["{example}"]')
+    networks: list[IpNetwork] = []
     for item in value:
         if not isinstance(item, str):
-            raise _Invalid(f'push route {item!r} is not a string like "10.99.0.0/16"')
-        try:
-            route = pushed_network(item)
-        except ValueError as exc:
-            raise _Invalid(f"push route: {exc}") from None
-        if route not in routes:
-            routes.append(route)
-    return tuple(routes)
+            raise _Invalid(f'{noun} {item!r} is not a string like "{example}"')
+        network = parse(item)
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
 
 
 def _parse_domain(value: object) -> str:

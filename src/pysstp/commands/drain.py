@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from pysstp.commands.status import DEFAULT_SOCKET, ask, control_socket
+from pysstp.commands.status import add_control_socket_options, ask, control_socket
 
 EPILOG = """\
 The server closes its listening sockets (new connections are refused; a load balancer's health check on
@@ -24,17 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--control-socket",
-        "--socket",
-        dest="socket",
-        type=Path,
-        metavar="PATH",
-        help=f"control socket (default: control_socket in --config, else {DEFAULT_SOCKET})",
-    )
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="the server's server.toml, to find its control socket"
-    )
+    add_control_socket_options(parser, "--control-socket", "--socket", metavar="PATH")
     parser.set_defaults(func=run)
 
 

@@ -40,14 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--socket",
-        type=Path,
-        help=f"control socket (default: control_socket in --config, else {DEFAULT_SOCKET})",
-    )
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="the server's server.toml, to find its control socket"
-    )
+    add_control_socket_options(parser, "--socket")
     parser.add_argument("--kick", metavar="USER|ADDRESS", help="disconnect the matching sessions")
     parser.add_argument(
         "--json",
@@ -163,6 +156,21 @@ NARROWER: tuple[tuple[tuple[str, ...], Cell | None], ...] = (
 )
 """How the table gets narrower until it fits the terminal, least needed first: a column shortened, or
 columns left out (``None``). USER and ADDRESS always stay."""
+
+
+def add_control_socket_options(parser: argparse.ArgumentParser, *flags: str, **socket: Any) -> None:
+    """The socket option under ``flags`` (``socket``: more of its add_argument settings) and --config:
+    what :func:`control_socket` finds the server's control socket by."""
+    parser.add_argument(
+        *flags,
+        dest="socket",
+        type=Path,
+        help=f"control socket (default: control_socket in --config, else {DEFAULT_SOCKET})",
+        **socket,
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="the server's server.toml, to find its control socket"
+    )
 
 
 def control_socket(args: argparse.Namespace) -> Path:

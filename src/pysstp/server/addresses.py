@@ -116,16 +116,30 @@ class AddressAuthority:
                 return f"the fixed address {fixed} of user {user!r} is in use"
             where = "the pool" if authorization.pool is None else f"pool {authorization.pool!r}"
             return f"no IPv4 address left in {where} for user {user!r}"
-        ipv6_prefix = self._own_ipv6_prefix(authorization.ipv6_prefix, prefix_taken, log, peer)
-        if isinstance(ipv6_prefix, str):
-            pool.release(address)
-            return f"{ipv6_prefix} (user {user!r})"
-        network = ServerNetwork(self.server_address, address, authorization.dns or self.dns)
-        return Reservation(address, pool, network, ipv6_prefix)
+        return self._reservation(user, authorization, address, pool, prefix_taken, log, peer)
 
     def release(self, address: IPv4Address, pool: Pool) -> None:
         """Give a session's address back to the pool it came from."""
         pool.release(address)
+
+    def _reservation(
+        self,
+        user: str,
+        authorization: Authorization,
+        address: IPv4Address,
+        pool: Pool,
+        prefix_taken: Callable[[IPv6Network], bool],
+        log: logging.LoggerAdapter[logging.Logger],
+        peer: str,
+    ) -> Reservation | str:
+        """The reservation of ``address``, taken from ``pool``, with the session's IPv6 prefix; or why
+        not, with the address released again."""
+        ipv6_prefix = self._own_ipv6_prefix(authorization.ipv6_prefix, prefix_taken, log, peer)
+        if isinstance(ipv6_prefix, str):
+            self.release(address, pool)
+            return f"{ipv6_prefix} (user {user!r})"
+        network = ServerNetwork(self.server_address, address, authorization.dns or self.dns)
+        return Reservation(address, pool, network, ipv6_prefix)
 
     def _own_ipv6_prefix(
         self,

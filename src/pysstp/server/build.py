@@ -87,6 +87,11 @@ def radius_accounting(settings: ServerSettings, radius: RadiusClient | None) -> 
     return SessionAccounting(records, settings.radius.interim_interval)
 
 
+def radius_client(settings: ServerSettings) -> RadiusClient | None:
+    """The client of the ``[radius]`` servers, ``None`` when there are none."""
+    return RadiusClient(radius_servers(settings)) if settings.radius.servers else None
+
+
 def radius_servers(settings: ServerSettings) -> list[RadiusServer]:
     """The ``[radius]`` servers with their secrets read; priority as set, else the order of the list."""
     radius = settings.radius

@@ -30,7 +30,7 @@ from pysstp.server.build import (
     load_tls,
     named_pools,
     radius_accounting,
-    radius_servers,
+    radius_client,
     tune_backoff,
     user_database,
 )
@@ -97,7 +97,7 @@ async def serve_with(
     control: ControlServer | None = None
     dae: DaeServer | None = None
     metrics: MetricsServer | None = None
-    radius = RadiusClient(radius_servers(settings)) if settings.radius.servers else None
+    radius = radius_client(settings)
     backend = auth_backend(settings, users, radius)
     accounting = radius_accounting(settings, radius)
     try:
@@ -185,12 +185,17 @@ async def serve_with(
             await app.shutdown()
         if control is not None:
             await control.stop()
-        if accounting is not None:
-            await accounting.accounting.stop()
-        if radius is not None:
-            await radius.close()
+        await stop_radius(accounting, radius)
         changes.undo()
         notifier.close()
+
+
+async def stop_radius(accounting: SessionAccounting | None, radius: RadiusClient | None) -> None:
+    """Stop the sessions' accounting, then the RADIUS client it sends its last records through."""
+    if accounting is not None:
+        await accounting.accounting.stop()
+    if radius is not None:
+        await radius.close()
 
 
 def server_app(

@@ -28,11 +28,10 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from typing import Any
 
 from pysstp.aaa.backend import Authorization
-from pysstp.aaa.radius import RadiusClient
 from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.commands.server import raise_file_limit, return_large_buffers_to_the_system
 from pysstp.errors import PysstpError
-from pysstp.link import ServerNetwork, ip_mtu
+from pysstp.link import ip_mtu
 from pysstp.logsetup import setup_logging
 from pysstp.net.changes import ChangeJournal, NetworkChanges, undo_journal
 from pysstp.net.iproute import add_route, delete_route, make_route, replace_route, set_link
@@ -45,7 +44,7 @@ from pysstp.server.build import (
     load_tls,
     named_pools,
     radius_accounting,
-    radius_servers,
+    radius_client,
     tune_backoff,
     user_database,
 )
@@ -61,6 +60,7 @@ from pysstp.server.service import (
     reload_and_notify,
     server_app,
     setup_ipv6,
+    stop_radius,
     wait_for_changes,
 )
 from pysstp.server.session import CALL_NUMBERS
@@ -202,12 +202,7 @@ class CoordinatedAuthority(AddressAuthority):
             except PysstpError as exc:
                 self.release(address, self.pool)
                 return f"cannot route {address} to this worker: {exc}"
-        ipv6_prefix = self._own_ipv6_prefix(authorization.ipv6_prefix, prefix_taken, log, peer)
-        if isinstance(ipv6_prefix, str):
-            self.release(address, self.pool)
-            return f"{ipv6_prefix} (user {user!r})"
-        network = ServerNetwork(self.server_address, address, authorization.dns or self.dns)
-        return Reservation(address, self.pool, network, ipv6_prefix)
+        return self._reservation(user, authorization, address, self.pool, prefix_taken, log, peer)
 
     def _release_late(self, asking: asyncio.Future[Message]) -> None:
         """Give back a lease that arrived after its call had gone."""
@@ -374,7 +369,7 @@ async def serve_worker(
     undo_journal(journal)  # the supervisor undoes a dead worker's journal; this is for a lost race
     changes = NetworkChanges(journal)
     app: SstpServerApp | None = None
-    radius = RadiusClient(radius_servers(settings)) if settings.radius.servers else None
+    radius = radius_client(settings)
     accounting = radius_accounting(settings, radius)
     sampler: asyncio.Task[None] | None = None
     drain: Drain | None = None
@@ -443,10 +438,7 @@ async def serve_worker(
             sampler.cancel()
         if app is not None:
             await app.shutdown()
-        if accounting is not None:
-            await accounting.accounting.stop()
-        if radius is not None:
-            await radius.close()
+        await stop_radius(accounting, radius)
         changes.undo()
         journal.close(remove=not journal.read())
 
