@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [QUICK_LARGE_SIZE if args.quick else scale.LARGE_SIZE],
                 args.quick,
                 hello=2.0 if args.quick else Timer.HELLO.value,
-                workers=workers,
+                workers=large_workers(workers, QUICK_LARGE_SIZE if args.quick else scale.LARGE_SIZE),
                 goals=scale.LARGE_GOALS,
                 title=scale.LARGE_TITLE,
             )
@@ -280,6 +280,16 @@ def default_workers() -> str:
     """``1,2`` where ``pysstp server`` takes ``--workers`` (issue 13's workers), else ``1``."""
     usage = subprocess.run([PYSSTP, "server", "--help"], capture_output=True, text=True, check=False).stdout
     return "1,2" if "--workers" in usage else "1"
+
+
+def large_workers(workers: tuple[int, ...], size: int) -> tuple[int, ...]:
+    """``workers``, and where none of them can hold ``size`` calls under the open-file limit (a container
+    whose hard limit root may not raise), also the fewest that can, so that the 100,000 are measured;
+    not where only one worker is asked (a server without ``--workers``)."""
+    needed = scale.workers_to_fit(size)
+    if max(workers) == 1 or max(workers) >= needed:
+        return workers
+    return (*workers, needed)
 
 
 def _json_safe(value: object) -> object:

@@ -230,6 +230,16 @@ def sessions_that_fit(size: int, workers: int = 1) -> int:
     return size
 
 
+def workers_to_fit(size: int) -> int:
+    """The fewest server workers among which ``size`` calls fit under this machine's hard open-file
+    limit (a tenth spare, since the kernel spreads calls over the workers only about evenly)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return 1
+    per_worker = (hard - FILE_RESERVE) * 9 // 10
+    return max(1, -(-size // per_worker))
+
+
 @dataclass
 class Dialled:
     """The calls of :func:`dialled`, up: what the generators reported together (``up``, ``failures``,

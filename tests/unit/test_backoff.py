@@ -255,3 +255,11 @@ def test_a_new_exchange_after_a_verdict_waits_and_counts_again() -> None:
     asyncio.run(backend.verify(Verification(AuthMethod.EAP_MSCHAP_V2, "victim", PapProof("y")), context(1)))
     assert slept == [1.0]  # the victim's failure from elsewhere slows the second exchange
     assert backoff.delay("203.0.113.1", "victim") == 2.0  # and its failure is counted
+
+
+def test_a_decided_login_leaves_no_record_for_the_rest_of_the_call() -> None:
+    # A gateway holds many calls for hours: what the wrapper knew of a login goes with its verdict.
+    backend, _inner, _backoff, _slept = wrapped(Verdict(True, "alice"))
+    asyncio.run(backend.verify(QUESTION, context(1)))
+    assert backend._calls == {}
+    backend.finished(context(1))

@@ -394,6 +394,9 @@ class PppSession:
             self._events.append(event)  # for whoever answers it: the link's owner
         elif isinstance(event, Authenticated):
             if self.phase is Phase.AUTHENTICATE:
+                # Its work is done (a repeated Response after Success cannot come over SSTP's reliable
+                # transport): a gateway holding many sessions should not keep it (docs/scaling.md).
+                self.auth = None
                 self._authenticated(event, now)
         else:
             self._events.append(event)

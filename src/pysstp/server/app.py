@@ -27,8 +27,6 @@ from pysstp.link import (
     LinkDown,
     LinkUp,
     ServerConfig,
-    ServerLink,
-    ServerNetwork,
     Verification,
 )
 from pysstp.ppp.constants import DEFAULT_MRU
@@ -286,16 +284,7 @@ class SstpServerApp:
         self._ra_timer = self._loop.call_later(ipv6.RA_INTERVAL, self._advertise_all)
 
     def _new_connection(self) -> ServerConnection:
-        connection: ServerConnection
-
-        def network_for_user(user: str) -> ServerNetwork | str:
-            # The address was reserved when the backend said yes (:class:`Logins`).
-            connection.info.user = user
-            return connection.network or "no address was reserved for this login"
-
-        link = ServerLink(self.link_config, network_for_user=network_for_user)
-        connection = ServerConnection(self, link)
-        return connection
+        return ServerConnection(self)
 
     # -- admission ---------------------------------------------------------------------------------
 

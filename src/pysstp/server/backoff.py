@@ -207,6 +207,10 @@ class BackoffBackend:
         verdict = answer.verdict
         if not verdict.more and not attempt.decided:
             attempt.decided = True
+            # Decided: a later question starts a new attempt anyway, so the record need not live as
+            # long as the call (a gateway holds many calls, docs/scaling.md).
+            if self._calls.get(context.session_id) is attempt:
+                del self._calls[context.session_id]
             if verdict.success:
                 # Only the names this success proves: the call may have asked about others first (a
                 # peer that starts LCP over), whose failures from elsewhere must stay counted.

@@ -41,6 +41,9 @@ WORKER_BITS = (MAX_WORKERS - 1).bit_length()
 CALL_BITS = 32 - WORKER_BITS
 """The bits left for the count of a worker's calls (wrapping after 2**26)."""
 
+_NO_AUTHORIZATION = Authorization()
+"""A call's authorization until the backend says yes: one shared (frozen) value, not one per call."""
+
 
 @dataclass
 class CallNumbers:
@@ -75,7 +78,7 @@ def session_id(number: int) -> str:
     return f"{_SESSION_PREFIX:08X}{number & 0xFFFFFFFF:08X}"
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionInfo:
     """What ``pysstp status`` shows of one session."""
 
@@ -118,9 +121,36 @@ class SessionLog(logging.LoggerAdapter[logging.Logger]):
 class ServerConnection(LinkConnection):
     """One accepted call."""
 
+    # A gateway holds 100,000 of these: no per-instance __dict__ (docs/scaling.md, "Numbers").
+    __slots__ = (
+        "_session_timer",
+        "address_key",
+        "address_pool",
+        "asked",
+        "auth_failure",
+        "authorization",
+        "context",
+        "failure",
+        "info",
+        "ipv6_keys",
+        "ipv6_prefix",
+        "log",
+        "mtu_routes",
+        "network",
+        "rate_drops",
+        "rate_in",
+        "rate_out",
+        "router_address",
+        "server",
+        "source",
+        "terminate_cause",
+        "verifying",
+    )
+
     link: ServerLink
 
-    def __init__(self, server: SstpServerApp, link: ServerLink) -> None:
+    def __init__(self, server: SstpServerApp) -> None:
+        link = ServerLink(server.link_config, network_for_user=self._network_for_user)
         super().__init__(link, deliver=server.datapath.deliver, on_event=server.on_event)
         self.server = server
         self.info = SessionInfo(peer="?", started=time.time())
@@ -150,7 +180,7 @@ class ServerConnection(LinkConnection):
         self.context = CallContext(session_id(number), "?", "?", number)
         """Who is calling, for the authentication backend (completed when the connection is made)."""
         self.info.session_id = self.context.session_id
-        self.authorization = Authorization()
+        self.authorization = _NO_AUTHORIZATION
         """What the backend's yes decided about this session."""
         self.verifying: asyncio.Task[None] | None = None
         """The backend's answer being awaited, if any."""
@@ -163,6 +193,11 @@ class ServerConnection(LinkConnection):
         """The policer of what the client receives, likewise."""
         self.rate_drops = 0
         """IP packets either way dropped by those policers."""
+
+    def _network_for_user(self, user: str) -> ServerNetwork | str:
+        # The address was reserved when the backend said yes (:class:`~pysstp.server.logins.Logins`).
+        self.info.user = user
+        return self.network or "no address was reserved for this login"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admission control happens here, before the link says anything."""
