@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, cast
 
 from pysstp.server.config import ServerSettings
-from pysstp.server.control import ControlServer
+from pysstp.server.control import ControlServer, request
 from pysstp.server.signals import Signals
 from pysstp.server.supervisor import Supervisor
 
@@ -43,3 +44,19 @@ async def test_the_supervisors_control_socket_closes_an_oversized_request() -> N
     writer = Writer()
     await supervisor._serve_control(oversized(), cast(Any, writer))
     assert writer.closed
+
+
+async def test_an_answer_of_many_sessions_reaches_the_asker(tmp_path: Path) -> None:
+    """``pysstp status`` reads an answer far longer than asyncio's 64 KiB line default."""
+    rows = [{"user": f"user{n}", "address": f"10.0.{n // 256}.{n % 256}"} for n in range(20_000)]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(json.dumps({"ok": True, "sessions": rows}).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(serve, path=str(tmp_path / "ctl.sock"))
+    async with server:
+        answer = await request(tmp_path / "ctl.sock", {"command": "status"}, timeout=60)
+    assert answer["sessions"] == rows

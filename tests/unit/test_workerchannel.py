@@ -1,14 +1,22 @@
-"""The supervisor-worker line: requests and answers both ways, notices, and the other side going away."""
+"""The supervisor-worker line: requests and answers both ways, notices, the other side going away, and
+messages larger than a line reader would take (a status of very many sessions) within a bound."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import socket
+import struct
 
 import pytest
 
+from pysstp.server import workerchannel
 from pysstp.server.workerchannel import Channel, ChannelClosed, Handler, Message
+
+
+def frame(data: bytes) -> bytes:
+    """One message as it goes over the line: its length, then its bytes."""
+    return struct.pack("!I", len(data)) + data
 
 
 async def pair() -> tuple[Channel, Channel, list[Message], list[Message]]:
@@ -74,8 +82,62 @@ async def test_a_line_that_is_not_a_message_is_skipped() -> None:
     await channel.open()
     serving = asyncio.create_task(channel.serve())
     reader, writer = await asyncio.open_unix_connection(sock=b)
-    writer.write(b'[1, 2]\n"re"\n{"re": [1]}\nnot json\n{"id": 1, "op": "x"}\n')
-    # The line is still open: the request after the bad lines is answered.
-    assert json.loads(await asyncio.wait_for(reader.readline(), 60)) == {"re": 1, "echo": {"op": "x"}}
+    for data in (b"[1, 2]", b'"re"', b'{"re": [1]}', b"not json", b'{"id": 1, "op": "x"}'):
+        writer.write(frame(data))
+    # The line is still open: the request after the bad messages is answered.
+    (length,) = struct.unpack("!I", await asyncio.wait_for(reader.readexactly(4), 60))
+    assert json.loads(await reader.readexactly(length)) == {"re": 1, "echo": {"op": "x"}}
     writer.close()
     await asyncio.wait_for(serving, 60)
+
+
+async def test_an_answer_longer_than_64_mib_arrives_whole() -> None:
+    """A status of more than 110,000 sessions is one answer beyond what a 64 MiB line limit allowed."""
+    text = "s" * (65 * 1024 * 1024)
+    a, b = socket.socketpair()
+    asking, answering = (
+        Channel(a, lambda _m: asyncio.sleep(0, None)),
+        Channel(b, lambda _m: asyncio.sleep(0, {"sessions": text})),
+    )
+    await asking.open()
+    await answering.open()
+    tasks = [asyncio.create_task(asking.serve()), asyncio.create_task(answering.serve())]
+    answer = await asyncio.wait_for(asking.ask({"op": "control"}), 120)
+    assert len(answer["sessions"]) == len(text)
+    asking.close()
+    await asyncio.gather(*tasks)
+
+
+async def test_a_length_beyond_the_limit_closes_the_line_before_anything_is_buffered(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(workerchannel, "MESSAGE_LIMIT", 1000)
+    a, b = socket.socketpair()
+    channel = Channel(a, lambda message: asyncio.sleep(0, {"echo": message}))
+    await channel.open()
+    serving = asyncio.create_task(channel.serve())
+    waiting = asyncio.create_task(channel.ask({"op": "status"}))
+    _reader, writer = await asyncio.open_unix_connection(sock=b)
+    # A worker gone wrong announces 1001 bytes and sends none of them: the line closes at once, the
+    # question waiting on it fails, and nothing waits for the rest.
+    writer.write(struct.pack("!I", 1001))
+    await asyncio.wait_for(serving, 60)
+    with pytest.raises(ChannelClosed):
+        await waiting
+    assert "a message of 1001 bytes, beyond the limit of 1000; closing the line" in caplog.text
+    writer.close()
+
+
+async def test_an_answer_beyond_the_limit_is_an_error_answer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(workerchannel, "MESSAGE_LIMIT", 1000)
+    left, right, _, _ = await pair()
+    tasks = [asyncio.create_task(left.serve()), asyncio.create_task(right.serve())]
+    answer = await asyncio.wait_for(left.ask({"op": "double", "value": "x" * 600}), 60)
+    assert answer["error"].endswith("bytes is beyond the limit of 1000"), answer
+    assert "the answer to double: a message of" in caplog.text
+    # The line goes on.
+    assert await left.ask({"op": "double", "value": 2}) == {"value": 4}
+    left.close()
+    await asyncio.gather(*tasks)

@@ -27,6 +27,7 @@ from pysstp.aaa.radius.client import RadiusClient
 from pysstp.server.app import SstpServerApp
 from pysstp.server.session import ServerConnection
 from pysstp.server.stats import ServerStats
+from pysstp.server.workerchannel import MESSAGE_LIMIT
 
 log = logging.getLogger("pysstp.control")
 
@@ -196,7 +197,10 @@ def asker(sock: Any) -> str:
 
 async def request(path: Path, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
     """Send one request to a running server's control socket and return its answer."""
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    # An answer is one line; a status carries every session (about 600 bytes each), far beyond
+    # asyncio's 64 KiB default, and the server is trusted as far as a worker is (workerchannel).
+    connecting = asyncio.open_unix_connection(str(path), limit=MESSAGE_LIMIT)
+    reader, writer = await asyncio.wait_for(connecting, timeout)
     try:
         writer.write(json.dumps(message).encode() + b"\n")
         await writer.drain()

@@ -1,4 +1,6 @@
-"""The line between the supervisor and one worker process: JSON objects, one per line, over a socketpair.
+"""The line between the supervisor and one worker process: JSON objects over a socketpair, each after
+its length (4 bytes, network order), so that the reader knows before it buffers anything whether a
+message is within :data:`MESSAGE_LIMIT`.
 
 Either side may ask (``{"id": 7, "op": "reserve", ...}``, answered by ``{"re": 7, ...}``) or tell
 (``{"op": "login", ...}``, no answer). Each request is handled in its own task, so a slow answer (a
@@ -16,6 +18,7 @@ import json
 import logging
 import pickle
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,8 +28,14 @@ Message = dict[str, Any]
 Handler = Callable[[Message], Awaitable[Message | None]]
 """Handles a request or a notice; a request's answer is what it returns (``{}`` when ``None``)."""
 
-LINE_LIMIT = 64 * 1024 * 1024
-"""Longest line: a status answer carries every session of the worker (about 600 bytes each)."""
+MESSAGE_LIMIT = 1 << 30
+"""Longest message (1 GiB): a status answer carries every session of the worker, about 600 bytes each,
+and a worker holds at most as many sessions as it may open files (the kernel's ``nr_open``, 1,048,576
+by default). A length beyond it closes the line before anything of the message is buffered, so a
+worker gone wrong cannot make the supervisor hold more than this."""
+_LENGTH = struct.Struct("!I")
+_READ_AHEAD = 1 << 20
+"""Bytes the reader takes in before it waits for a message to be read (asyncio's ``limit``)."""
 
 
 def pack(value: object) -> str:
@@ -44,6 +53,10 @@ class ChannelClosed(ConnectionError):
     """The other end of the channel has gone away (its process ended)."""
 
 
+class MessageTooLarge(ValueError):
+    """A message to send is longer than :data:`MESSAGE_LIMIT`."""
+
+
 class Channel:
     """One end of a supervisor-worker line; :meth:`serve` must run for answers to arrive."""
 
@@ -59,7 +72,7 @@ class Channel:
 
     async def open(self) -> None:
         """Attach the socket to the running loop."""
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=self._sock, limit=LINE_LIMIT)
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=self._sock, limit=_READ_AHEAD)
 
     async def ask(self, message: Message) -> Message:
         """Send a request and wait for its answer; raise :class:`ChannelClosed` when the line is gone."""
@@ -73,21 +86,21 @@ class Channel:
             self._waiting.pop(number, None)
 
     def tell(self, message: Message) -> None:
-        """Send a notice, which gets no answer (dropped when the line is gone)."""
+        """Send a notice, which gets no answer (dropped when the line is gone; :class:`MessageTooLarge`
+        beyond :data:`MESSAGE_LIMIT`)."""
         with contextlib.suppress(ChannelClosed):
             self._send(message)
 
     async def serve(self) -> None:
         """Read until the other side closes the line, dispatching answers, requests and notices."""
-        assert self._reader is not None
         try:
-            while line := await self._reader.readline():
+            while (data := await self._read()) is not None:
                 try:
-                    message = json.loads(line)
+                    message = json.loads(data)
                 except ValueError:
                     message = None
                 if not isinstance(message, dict):
-                    log.error("worker channel: not a JSON object: %.80r", line)
+                    log.error("worker channel: not a JSON object: %.80r", data)
                     continue
                 if "re" in message:
                     waiting = self._waiting.get(message.pop("re")) if isinstance(message["re"], int) else None
@@ -97,10 +110,26 @@ class Channel:
                     task = asyncio.get_running_loop().create_task(self._dispatch(message))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-        except (ConnectionError, ValueError):  # ValueError: a line beyond LINE_LIMIT
+        except ConnectionError:
             pass
         finally:
             self.close()
+
+    async def _read(self) -> bytes | None:
+        """The next message's bytes; ``None`` at the end of the line, or at a length beyond the limit."""
+        assert self._reader is not None
+        try:
+            (length,) = _LENGTH.unpack(await self._reader.readexactly(_LENGTH.size))
+            if length > MESSAGE_LIMIT:
+                log.error(
+                    "worker channel: a message of %d bytes, beyond the limit of %d; closing the line",
+                    length,
+                    MESSAGE_LIMIT,
+                )
+                return None
+            return await self._reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            return None
 
     def close(self) -> None:
         """Close the line; questions still waiting fail with :class:`ChannelClosed`."""
@@ -121,9 +150,17 @@ class Channel:
             log.exception("worker channel: handling %s failed", message.get("op"))
             answer = {"error": "internal error"}
         if number is not None:
-            self.tell({"re": number, **(answer or {})})
+            try:
+                self.tell({"re": number, **(answer or {})})
+            except MessageTooLarge as exc:
+                log.error("worker channel: the answer to %s: %s", message.get("op"), exc)
+                self.tell({"re": number, "error": str(exc)})
 
     def _send(self, message: Message) -> None:
         if self.closed or self._writer is None or self._writer.is_closing():
             raise ChannelClosed("the other process has gone away")
-        self._writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        data = json.dumps(message, separators=(",", ":")).encode()
+        if len(data) > MESSAGE_LIMIT:
+            raise MessageTooLarge(f"a message of {len(data)} bytes is beyond the limit of {MESSAGE_LIMIT}")
+        self._writer.write(_LENGTH.pack(len(data)))
+        self._writer.write(data)
