@@ -85,3 +85,24 @@ async def test_the_watchdog_is_a_timer_of_the_running_loop(manager: tuple[socket
     received = [await asyncio.wait_for(loop.sock_recv(sock, 4096), 10) for _ in range(3)]
     notifier.close()
     assert received == [b"WATCHDOG=1"] * 3
+
+
+async def test_the_watchdog_is_silent_while_the_check_says_no(manager: tuple[socket.socket, str]) -> None:
+    """The supervisor's check: WATCHDOG=1 only while every worker answers."""
+    sock, value = manager
+    sock.setblocking(False)
+    notifier = Notifier(socket_address(value), watchdog_usec=20_000)
+    answers = [False, False, True]
+    asked: list[float] = []
+
+    async def alive(within: float) -> bool:
+        asked.append(within)
+        return answers.pop(0) if answers else True
+
+    notifier.start_watchdog(alive)
+    loop = asyncio.get_running_loop()
+    assert await asyncio.wait_for(loop.sock_recv(sock, 4096), 10) == b"WATCHDOG=1"
+    notifier.close()
+    # The first message came from the first yes: the two noes before it sent nothing.
+    assert answers == []
+    assert set(asked) == {0.005}  # half the interval

@@ -170,6 +170,23 @@ async def test_a_worker_that_does_not_answer_is_left_out(
     silent.close()
 
 
+async def test_the_watchdog_check_needs_every_running_worker_to_answer(
+    tasks: list[asyncio.Task[None]], caplog: pytest.LogCaptureFixture
+) -> None:
+    supervisor, (answering, stuck) = await running_supervisor(2, tasks)
+    await served_channel(answering, lambda _message: asyncio.sleep(0, None), tasks)
+    # Worker 1's loop is stuck (it never reads its line): systemd must not hear WATCHDOG=1.
+    assert not await asyncio.wait_for(supervisor.workers_answer(0.2), 60)
+    assert "worker(s) 1 did not answer within 0.2 s: no WATCHDOG=1 to systemd this time" in caplog.text
+    unstuck = await served_channel(stuck, lambda _message: asyncio.sleep(0, None), tasks)
+    assert await asyncio.wait_for(supervisor.workers_answer(60), 120)
+    # A worker that has died is the supervisor's to start again, not a reason to stop the watchdog.
+    unstuck.close()
+    await asyncio.wait_for(tasks[1], 60)  # the supervisor has read the end of worker 1's line
+    assert await asyncio.wait_for(supervisor.workers_answer(60), 120)
+    close_lines(supervisor)
+
+
 async def test_a_worker_hung_at_start_is_killed(
     monkeypatch: pytest.MonkeyPatch, tasks: list[asyncio.Task[None]]
 ) -> None:

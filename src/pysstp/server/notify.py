@@ -2,7 +2,8 @@
 
 The protocol is a few ``KEY=VALUE`` lines in a Unix datagram, so it needs no library: ``READY=1`` once
 the server listens, ``RELOADING=1`` and ``READY=1`` around a SIGHUP reload, ``STOPPING=1`` when it shuts
-down or drains, ``WATCHDOG=1`` at half the unit's ``WatchdogSec=``, and ``STATUS=`` text for
+down or drains, ``WATCHDOG=1`` at half the unit's ``WatchdogSec=`` (while a check, if given, says the
+server's processes answer), and ``STATUS=`` text for
 ``systemctl status``. Without ``$NOTIFY_SOCKET`` (not started by systemd with ``Type=notify``) every
 call does nothing.
 """
@@ -14,12 +15,16 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 
 log = logging.getLogger("pysstp.server")
 
 _ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+Alive = Callable[[float], Awaitable[bool]]
+"""Whether everything the watchdog speaks for answers within the given seconds (the supervisor's
+workers)."""
 
 
 def socket_address(text: str) -> str | None:
@@ -42,7 +47,7 @@ class Notifier:
         """Seconds between two ``WATCHDOG=1`` (half the manager's timeout, as sd_watchdog_enabled(3)
         advises); 0 when the manager watches nothing."""
         self._socket: socket.socket | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._failed = False
 
     @classmethod
@@ -105,18 +110,25 @@ class Notifier:
             fields.append(f"EXTEND_TIMEOUT_USEC={round(within * 1_000_000)}")
         self.send(*fields)
 
-    def start_watchdog(self) -> None:
-        """Send ``WATCHDOG=1`` every :attr:`watchdog_interval` from a timer of the running event loop, so
-        that a loop that hangs stops the messages and the manager restarts the server."""
+    def start_watchdog(self, alive: Alive | None = None) -> None:
+        """Send ``WATCHDOG=1`` every :attr:`watchdog_interval` from a task of the running event loop, so
+        that a loop that hangs stops the messages and the manager restarts the server. With ``alive``,
+        each one is sent only if ``alive`` says yes within half the interval: a message is then at most
+        1.5 intervals after the one before, inside the manager's timeout of two, and two checks in a
+        row that fail let the timeout pass."""
         if self.watchdog_interval > 0 and self.address is not None and self._watchdog is None:
-            self._watchdog_tick()
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch(alive))
 
-    def _watchdog_tick(self) -> None:
-        self.send("WATCHDOG=1")
-        self._watchdog = asyncio.get_running_loop().call_later(self.watchdog_interval, self._watchdog_tick)
+    async def _watch(self, alive: Alive | None) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            if alive is None or await alive(self.watchdog_interval / 2):
+                self.send("WATCHDOG=1")
+            await asyncio.sleep(max(0.0, started + self.watchdog_interval - loop.time()))
 
     def close(self) -> None:
-        """Stop the watchdog's timer and close the socket."""
+        """Stop the watchdog and close the socket."""
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

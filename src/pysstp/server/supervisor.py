@@ -271,7 +271,7 @@ class Supervisor:
                 self.settings.pool.network.prefixlen,
             )
             self.notifier.ready(listening)
-            self.notifier.start_watchdog()
+            self.notifier.start_watchdog(self.workers_answer)
             self.signals.serving(reload=self.reload, drain=lambda: self._background(self.drain("SIGUSR2")))
             await self._stop.wait()
             log.info("shutting down: stopping %d workers", len(self.workers))
@@ -592,6 +592,25 @@ class Supervisor:
                     row["worker"] = worker.index
             replies.append(answer)
         return replies
+
+    async def workers_answer(self, within: float) -> bool:
+        """Whether every running worker answers a ping within ``within`` seconds: the watchdog's check,
+        so that systemd hears ``WATCHDOG=1`` only while the supervisor's loop and every worker's loop
+        run. A worker that has died (or dies meanwhile) is not waited for: the supervisor starts it
+        again, and a worker that cannot be started is in the log, not a hang."""
+        lines = {w.index: w.channel for w in self._running() if w.channel is not None}
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(line.ask({"op": "ping"}), within) for line in lines.values()),
+            return_exceptions=True,
+        )
+        silent = [index for index, a in zip(lines, answers, strict=True) if isinstance(a, TimeoutError)]
+        if silent:
+            log.warning(
+                "worker(s) %s did not answer within %.1f s: no WATCHDOG=1 to systemd this time",
+                ", ".join(map(str, silent)),
+                within,
+            )
+        return not silent
 
     def _askers(self) -> list[Ask]:
         """A way to ask each running worker (Dynamic Authorization acts on every worker's sessions)."""

@@ -242,7 +242,7 @@ class WorkerProcess:
 
     async def handle(self, message: Message) -> Message | None:
         """The supervisor's start, control requests, Dynamic Authorization, replaced sessions, logins and
-        reloads."""
+        reloads; anything else (the watchdog's ping) is answered with ``{}``, from this loop."""
         op = message.get("op")
         if op == "start":
             if not self.start.done():
