@@ -441,3 +441,55 @@ def test_a_worker_that_cannot_start_stops_the_server_with_one_line(workers: Work
     assert network_state(pair.server) == before
     assert pair.server.run("nft", "list", "tables").stdout == ""
     assert list((workers.tmp / "state").iterdir()) == []
+
+
+def has_ended(pid: int) -> bool:
+    """Whether process ``pid`` has exited (an orphan nobody has reaped yet counts: it is a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def test_a_killed_supervisors_workers_end_and_the_next_start_undoes_the_rest(workers: Workers) -> None:
+    """A worker does not outlive its supervisor: SIGKILLed, the supervisor leaves its host-wide changes
+    (the pool's unreachable route, the nftables table, its state file), and its workers end by
+    themselves, telling their calls goodbye and taking their TUNs and routes along; the next start
+    undoes the rest and serves."""
+    pair = workers.pair
+    before = network_state(pair.server)
+    workers.start_server()
+    client = workers.start_client(pair.client, pair.server_ip, "wa", "alice", "alicepw")
+    address = up_address(client)
+    pids = [workers.worker_pid(index) for index in (0, 1)]
+    assert workers.server is not None
+    workers.server.kill()
+    workers.server.wait(30)
+    deadline = time.monotonic() + DEADLINE
+    while not all(has_ended(pid) for pid in pids):
+        assert time.monotonic() < deadline, workers.log.read_text()
+        time.sleep(0.1)
+    log = workers.log.read_text()
+    assert log.count("the supervisor has gone away: shutting down") == 2, log
+    wait_for_text(client, "DOWN 0", DEADLINE)  # told, not timed out
+    links = pair.server.run("ip", "-o", "link").stdout
+    assert f"{TUN}-0" not in links and f"{TUN}-1" not in links, links
+    routes = pair.server.run("ip", "route").stdout
+    assert address not in routes and "unreachable 10.77.0.0/24" in routes, routes
+    # The workers' journals are gone with their clean undo; the supervisor's host-wide changes are left.
+    (left,) = (workers.tmp / "state").iterdir()
+    assert left.name.startswith(f"{TUN}@"), left
+    assert f"table inet pysstp-{TUN}-" in pair.server.run("nft", "list", "tables").stdout
+    # The next start undoes what the killed supervisor left, then serves.
+    workers.log.rename(workers.tmp / "killed.log")
+    workers.start_server()
+    assert f"undid what a server on {TUN} left behind" in workers.log.read_text(), workers.log.read_text()
+    again = workers.start_client(pair.client, pair.server_ip, "wb", "alice", "alicepw")
+    up_address(again)
+    ping(pair.client, SERVER_TUNNEL_IP)
+    workers.server.terminate()
+    assert workers.server.wait(30) == 0, workers.log.read_text()
+    assert network_state(pair.server) == before
+    assert pair.server.run("nft", "list", "tables").stdout == ""
+    assert list((workers.tmp / "state").iterdir()) == []

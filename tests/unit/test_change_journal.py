@@ -25,6 +25,16 @@ def test_a_held_state_file_is_refused(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_a_held_state_file_is_refused_after_the_wait_too(tmp_path: Path) -> None:
+    path = tmp_path / "sstp0-1.json"
+    held = ChangeJournal.open(path)
+    try:
+        with pytest.raises(SystemSetupError, match="is held by a running pysstp server"):
+            ChangeJournal.open(path, wait=0.3)
+    finally:
+        held.close(remove=True)
+
+
 def test_entries_written_are_read_back_by_the_next_owner(tmp_path: Path) -> None:
     path = tmp_path / "sstp0.json"
     first = ChangeJournal.open(path)

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -315,6 +316,27 @@ def test_a_killed_supervisors_sysctls_get_the_hosts_values_back(
     worker.close(remove=False)
     assert undo_left_behind(settings, journal) == [f"sysctl {forwarding}=1", f"sysctl {forwarding}=0"]
     assert written == {forwarding: "0"}
+    journal.close(remove=True)
+
+
+def test_the_next_start_waits_for_a_worker_of_the_killed_supervisor_still_ending(tmp_path: Path) -> None:
+    settings = dataclasses.replace(ServerSettings(), state_dir=tmp_path)
+    journal = ChangeJournal.open(state_file(tmp_path, settings.tun_name))
+    # Worker 1 of the killed supervisor is still saying goodbye to its calls: it holds its journal, and
+    # lets go of it (removed: everything undone) when it has ended.
+    ending = ChangeJournal.open(state_file(tmp_path, worker_tun_name(settings.tun_name, 1)))
+    ending.write([{"kind": "tun", "name": "sstp0-1"}])
+    ended = threading.Event()
+
+    def end() -> None:
+        ending.write([])
+        ending.close(remove=True)
+        ended.set()
+
+    threading.Timer(0.2, end).start()
+    assert undo_left_behind(settings, journal) == []
+    assert ended.is_set()
+    assert list(tmp_path.iterdir()) == [state_file(tmp_path, settings.tun_name)]
     journal.close(remove=True)
 
 

@@ -14,7 +14,7 @@ import pytest
 from pysstp.aaa.backend import Authorization
 from pysstp.server.addresses import Reservation
 from pysstp.server.pool import AddressPool
-from pysstp.server.worker import CoordinatedAuthority, SharedBackoff, work
+from pysstp.server.worker import CoordinatedAuthority, SharedBackoff, WorkerProcess, work
 
 SERVER = IPv4Address("10.77.0.1")
 LOG = logging.LoggerAdapter(logging.getLogger("test"))
@@ -147,3 +147,19 @@ async def test_a_worker_whose_supervisor_is_gone_before_the_start_exits() -> Non
     working = asyncio.create_task(work(theirs))
     ours.close()  # the supervisor was killed before it sent the start
     assert await asyncio.wait_for(working, 60) == 1
+
+
+async def test_a_worker_whose_supervisor_is_gone_stops_as_on_sigterm(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once started (also while still starting up), the line's end sets the worker's stop: its sessions
+    are told and its changes undone, as on SIGTERM, never left running without a supervisor."""
+    ours, theirs = socket.socketpair()
+    worker = WorkerProcess(theirs)
+    await worker.channel.open()
+    serving = asyncio.create_task(worker.channel.serve())
+    serving.add_done_callback(worker.supervisor_gone)
+    worker.start.set_result({"op": "start"})
+    ours.close()  # the supervisor was killed (SIGKILL, a crash): the kernel closed its end
+    await asyncio.wait_for(worker.stop.wait(), 60)
+    assert "the supervisor has gone away: shutting down" in caplog.text

@@ -20,6 +20,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+_LOCK_POLL = 0.1
+"""Seconds between two tries at a state file whose owner is ending (:meth:`ChangeJournal.open`)."""
+
 Entry = dict[str, Any]
 """One change as the state file holds it: ``{"kind": "sysctl", "key": ..., "previous": ...}`` etc."""
 
@@ -64,9 +68,10 @@ class ChangeJournal:
         self._fd = fd
 
     @classmethod
-    def open(cls, path: Path) -> Self:
+    def open(cls, path: Path, *, wait: float = 0.0) -> Self:
         """Open and lock ``path`` (creating it and its directory); raise :class:`SystemSetupError` if a
-        running process holds it."""
+        running process holds it (still after ``wait`` seconds: for a process that is ending)."""
+        deadline = time.monotonic() + wait
         try:
             path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             while True:
@@ -75,6 +80,9 @@ class ChangeJournal:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     os.close(fd)
+                    if time.monotonic() < deadline:
+                        time.sleep(_LOCK_POLL)
+                        continue
                     raise SystemSetupError(
                         f"{path} is held by a running pysstp server; stop it first, or give this one "
                         "another tun_name"

@@ -145,20 +145,22 @@ def undo_left_behind(settings: ServerSettings, journal: ChangeJournal) -> list[s
     """Undo what a killed supervisor (``journal``) and its workers recorded; return what was undone. The
     workers' journals go first, as their changes came after the supervisor's: a host-wide sysctl that a
     worker set again (IPv6 forwarding) holds the supervisor's value as its previous one, and the host's
-    own value is the supervisor's to put back."""
+    own value is the supervisor's to put back. A worker of the killed supervisor may still be ending
+    (telling its calls goodbye, undoing its own changes): its journal is waited for as long as the
+    supervisor would wait for it to stop."""
     undone: list[str] = []
     for index in range(MAX_WORKERS):
-        undone += undo_worker_journal(settings, index)
+        undone += undo_worker_journal(settings, index, wait=STOP_TIMEOUT)
     return undone + undo_journal(journal)
 
 
-def undo_worker_journal(settings: ServerSettings, index: int) -> list[str]:
+def undo_worker_journal(settings: ServerSettings, index: int, *, wait: float = 0.0) -> list[str]:
     """Undo what a dead worker recorded (its TUN is gone with it; its sysctls are not); return what was
-    undone."""
+    undone. ``wait``: seconds to wait for a worker still ending to let go of its journal."""
     path = state_file(settings.state_dir, worker_tun_name(settings.tun_name, index))
     if not path.exists():
         return []
-    journal = ChangeJournal.open(path)
+    journal = ChangeJournal.open(path, wait=wait)
     try:
         return undo_journal(journal)
     finally:

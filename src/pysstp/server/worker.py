@@ -9,7 +9,8 @@ back-off then counts it too. Each address a session holds is routed into this wo
 held, so the kernel delivers the session's packets here and forwards between the workers' TUNs.
 
 SIGTERM (from the supervisor) ends the worker as SIGTERM ends a single server; so does the line to the
-supervisor closing (the supervisor is gone).
+supervisor closing, which the kernel does however the supervisor ends (SIGKILL, a crash): a worker
+never outlives its supervisor with its TUN, routes and sessions.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
-import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
@@ -237,8 +236,8 @@ class WorkerProcess:
         self.reloader: Reloader | None = None
         self.backoff: SharedBackoff | None = None
         self.index = 0
-        self.serving = False
-        """Between start and shutdown: the line closing then means the supervisor is gone."""
+        self.stop = asyncio.Event()
+        """Set by SIGTERM/SIGINT, by the end of a drain, and by the supervisor going away."""
 
     async def handle(self, message: Message) -> Message | None:
         """The supervisor's start, control requests, Dynamic Authorization, replaced sessions, logins and
@@ -288,12 +287,14 @@ class WorkerProcess:
                 self.app.forget(connection)
 
     def supervisor_gone(self, _task: object) -> None:
-        """The line to the supervisor has closed: while serving, stop as on SIGTERM; before the start
-        message, there is nothing to start."""
+        """The line to the supervisor has closed: stop as on SIGTERM (during start-up: once started, as
+        :class:`Signals` does), telling the sessions goodbye and undoing this worker's changes; before
+        the start message, there is nothing to start."""
         if not self.start.done():
             self.start.set_exception(ChannelClosed("the supervisor has gone away before the start"))
-        elif self.serving:
-            os.kill(os.getpid(), signal.SIGTERM)
+        elif not self.stop.is_set():
+            log.warning("the supervisor has gone away: shutting down")
+            self.stop.set()
 
     def reread(self) -> ServerSettings:
         """What a reload applies: the settings the supervisor read last."""
@@ -330,15 +331,16 @@ async def work(sock: socket.socket) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(WorkerLogName(index))
     listeners = [socket.socket(fileno=fd) for fd in start["listeners"]]
-    worker.serving = True
     try:
-        return await serve_worker(worker, settings, listeners)
+        # As for a single server (service.serve): no signal ends the process between a change and its
+        # undo.
+        with Signals(worker.stop) as signals:
+            return await serve_worker(worker, settings, listeners, signals)
     except PysstpError as exc:
         # The supervisor says it, once: at start as its own error, later in its restart's log line.
         worker.channel.tell({"op": "failed", "error": str(exc)})
         return 1
     finally:
-        worker.serving = False
         for sock_ in listeners:
             sock_.close()
 
@@ -358,7 +360,7 @@ class WorkerLogName(logging.Filter):
 
 
 async def serve_worker(
-    worker: WorkerProcess, settings: ServerSettings, listeners: list[socket.socket]
+    worker: WorkerProcess, settings: ServerSettings, listeners: list[socket.socket], signals: Signals
 ) -> int:
     """The server on this worker's TUN with the supervisor's sockets; every change undone on the way
     out."""
@@ -413,7 +415,7 @@ async def serve_worker(
         await app.listen((), settings.port)
         for listener in listeners:
             app.listener.adopt(listener)
-        stop = asyncio.Event()
+        stop = worker.stop
         notifier = Notifier()  # the supervisor speaks to systemd for all workers
         worker.reloader = Reloader(app, users, pool, settings, worker.reread)
         reloader = worker.reloader
@@ -424,12 +426,11 @@ async def serve_worker(
             await accounting.accounting.start()
         log.info("worker ready on %s", tun.name)
         worker.channel.tell({"op": "ready"})
-        with Signals(stop) as signals:
-            signals.serving(
-                reload=lambda: reload_and_notify(reloader, notifier, f"worker on {tun.name}"),
-                drain=lambda: drain.start("SIGUSR2"),
-            )
-            await wait_for_changes(app, reloader, stop, notifier)
+        signals.serving(
+            reload=lambda: reload_and_notify(reloader, notifier, f"worker on {tun.name}"),
+            drain=lambda: drain.start("SIGUSR2"),
+        )
+        await wait_for_changes(app, reloader, stop, notifier)
         return 0
     finally:
         if drain is not None:
