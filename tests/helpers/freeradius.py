@@ -30,9 +30,8 @@ from helpers.namespaces import (
     delete_namespace,
     netns_unavailable,
     run,
-    stop_process,
-    wait_for_text,
 )
+from helpers.radius_daemon import RadiusDaemon
 
 FREERADIUS = "freeradius"
 """Debian's name for radiusd."""
@@ -339,15 +338,10 @@ server inner-tunnel {
 
 
 @dataclass
-class FreeRadius:
+class FreeRadius(RadiusDaemon):
     """One running ``freeradius -X`` (stopped by PID with :meth:`stop`); with ``debug`` off,
     ``freeradius -f``: its thread pool and a log of one line per login, as a deployment runs it."""
 
-    namespace: Namespace
-    confdir: Path
-    address: str
-    port: int
-    process: subprocess.Popen[str] | None = None
     debug: bool = True
 
     @property
@@ -367,19 +361,11 @@ class FreeRadius:
         # -X: one thread and the whole request trace in the log, for the test's failure message; -f: in
         # the foreground (stopped by PID) but otherwise as deployed, for make bench.
         mode = "-X" if self.debug else "-f"
-        self.process = self.namespace.start(
-            [FREERADIUS, mode, "-l", str(self.log), "-d", str(self.confdir)], self.confdir / "log" / "stdout"
+        self.launch(
+            [FREERADIUS, mode, "-l", str(self.log), "-d", str(self.confdir)],
+            self.confdir / "log" / "stdout",
+            READY,
         )
-        wait_for_text(self.log, READY, timeout=30, process=self.process)
-
-    def stop(self) -> None:
-        """Stop it by PID."""
-        if self.process is not None:
-            stop_process(self.process)
-
-    def describe(self) -> str:
-        """Its log, for failure messages."""
-        return self.log.read_text(errors="replace")[-20000:]
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ import pytest
 
 from helpers import certlab
 from helpers.freeradius import SECRET, RadiusHost
-from helpers.namespaces import Namespace, netns_unavailable, stop_process, wait_for_text
+from helpers.namespaces import netns_unavailable
+from helpers.radius_daemon import RadiusDaemon
 
 HOSTAPD = "hostapd"
 READY = "AP-ENABLED"
@@ -37,14 +37,8 @@ def skip_unless_hostapd() -> None:
 
 
 @dataclass
-class Hostapd:
+class Hostapd(RadiusDaemon):
     """One running ``hostapd -dd`` (stopped by PID with :meth:`stop`)."""
-
-    namespace: Namespace
-    confdir: Path
-    address: str
-    port: int = PORT
-    process: subprocess.Popen[str] | None = None
 
     @property
     def log(self) -> Path:
@@ -53,17 +47,7 @@ class Hostapd:
 
     def start(self) -> None:
         """Start it and wait until it listens."""
-        self.process = self.namespace.start([HOSTAPD, "-dd", str(self.confdir / "hostapd.conf")], self.log)
-        wait_for_text(self.log, READY, timeout=30, process=self.process)
-
-    def stop(self) -> None:
-        """Stop it by PID."""
-        if self.process is not None:
-            stop_process(self.process)
-
-    def describe(self) -> str:
-        """Its log, for failure messages."""
-        return self.log.read_text(errors="replace")[-20000:]
+        self.launch([HOSTAPD, "-dd", str(self.confdir / "hostapd.conf")], self.log, READY)
 
 
 def write_config(confdir: Path, host: RadiusHost, users: Sequence[tuple[str, str]]) -> None:
@@ -103,6 +87,6 @@ def write_config(confdir: Path, host: RadiusHost, users: Sequence[tuple[str, str
 def start_hostapd(host: RadiusHost, confdir: Path, users: Sequence[tuple[str, str]]) -> Hostapd:
     """Configure and start hostapd's RADIUS server in ``host``'s namespace; the caller stops it."""
     write_config(confdir, host, users)
-    server = Hostapd(host.namespace, confdir, host.address)
+    server = Hostapd(host.namespace, confdir, host.address, PORT)
     server.start()
     return server
