@@ -9,6 +9,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -493,3 +494,36 @@ def test_a_killed_supervisors_workers_end_and_the_next_start_undoes_the_rest(wor
     assert network_state(pair.server) == before
     assert pair.server.run("nft", "list", "tables").stdout == ""
     assert list((workers.tmp / "state").iterdir()) == []
+
+
+def test_the_watchdog_is_fed_only_while_every_worker_answers(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemd (a datagram socket here) hears WATCHDOG=1 from the supervisor while both workers answer;
+    a worker whose loop does not run (SIGSTOP) stops them, named in the log, until it runs again."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(str(workers.tmp / "notify"))
+        manager.settimeout(DEADLINE)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(workers.tmp / "notify"))
+        monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # a check every 0.5 s, each worker given 0.25 s
+
+        def watchdog() -> None:
+            while manager.recv(4096) != b"WATCHDOG=1":
+                pass
+
+        workers.start_server()
+        watchdog()
+        stopped = workers.worker_pid(1)
+        run("kill", "-STOP", str(stopped))
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while not re.search(
+                r"worker\(s\) (0, )?1 did not answer within 0\.25 s: no WATCHDOG=1", workers.log.read_text()
+            ):
+                assert time.monotonic() < deadline, workers.log.read_text()
+                time.sleep(0.1)
+        finally:
+            run("kill", "-CONT", str(stopped))
+        # Fed again once it answers (more than the one message that may have been on its way).
+        for _ in range(3):
+            watchdog()

@@ -608,7 +608,7 @@ class Supervisor:
         silent = [index for index, a in zip(lines, answers, strict=True) if isinstance(a, TimeoutError)]
         if silent:
             log.warning(
-                "worker(s) %s did not answer within %.1f s: no WATCHDOG=1 to systemd this time",
+                "worker(s) %s did not answer within %g s: no WATCHDOG=1 to systemd this time",
                 ", ".join(map(str, silent)),
                 within,
             )
