@@ -453,11 +453,14 @@ def has_ended(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] == "Z"
 
 
-def test_a_killed_supervisors_workers_end_and_the_next_start_undoes_the_rest(workers: Workers) -> None:
+@pytest.mark.parametrize("then", ["start", "cleanup"])
+def test_a_killed_supervisors_workers_end_and_the_next_start_undoes_the_rest(
+    workers: Workers, then: str
+) -> None:
     """A worker does not outlive its supervisor: SIGKILLed, the supervisor leaves its host-wide changes
     (the pool's unreachable route, the nftables table, its state file), and its workers end by
-    themselves, telling their calls goodbye and taking their TUNs and routes along; the next start
-    undoes the rest and serves."""
+    themselves, telling their calls goodbye and taking their TUNs and routes along; the next start (or
+    ``pysstp server --cleanup``) undoes the rest."""
     pair = workers.pair
     before = network_state(pair.server)
     workers.start_server()
@@ -482,15 +485,21 @@ def test_a_killed_supervisors_workers_end_and_the_next_start_undoes_the_rest(wor
     (left,) = (workers.tmp / "state").iterdir()
     assert left.name.startswith(f"{TUN}@"), left
     assert f"table inet pysstp-{TUN}-" in pair.server.run("nft", "list", "tables").stdout
-    # The next start undoes what the killed supervisor left, then serves.
-    workers.log.rename(workers.tmp / "killed.log")
-    workers.start_server()
-    assert f"undid what a server on {TUN} left behind" in workers.log.read_text(), workers.log.read_text()
-    again = workers.start_client(pair.client, pair.server_ip, "wb", "alice", "alicepw")
-    up_address(again)
-    ping(pair.client, SERVER_TUNNEL_IP)
-    workers.server.terminate()
-    assert workers.server.wait(30) == 0, workers.log.read_text()
+    if then == "cleanup":
+        cleaned = pair.server.run(
+            PYSSTP, "server", "--tun-name", TUN, "--state-dir", str(workers.tmp / "state"), "--cleanup"
+        )
+        assert "undone: " in cleaned.stdout and "nftables table" in cleaned.stdout, cleaned.stdout
+    else:
+        # The next start undoes what the killed supervisor left, then serves.
+        workers.log.rename(workers.tmp / "killed.log")
+        workers.start_server()
+        assert f"undid what a server on {TUN} left behind" in workers.log.read_text(), workers.log.read_text()
+        again = workers.start_client(pair.client, pair.server_ip, "wb", "alice", "alicepw")
+        up_address(again)
+        ping(pair.client, SERVER_TUNNEL_IP)
+        workers.server.terminate()
+        assert workers.server.wait(30) == 0, workers.log.read_text()
     assert network_state(pair.server) == before
     assert pair.server.run("nft", "list", "tables").stdout == ""
     assert list((workers.tmp / "state").iterdir()) == []
