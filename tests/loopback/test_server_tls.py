@@ -366,6 +366,31 @@ async def test_a_key_update_from_the_peer_is_answered(
     await asyncio.wait_for(pair.server.gone.wait(), TIMEOUT)
 
 
+async def test_a_tls12_renegotiation_is_refused(
+    listening: socket.socket, contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    """OpenSSL 3 refuses a client's renegotiation with a no_renegotiation alert, which goes out with the
+    read that brought the ClientHello; the client gives up, the call ends once."""
+    contexts[1].maximum_version = ssl.TLSVersion.TLSv1_2
+    pair = await connect(listening, contexts)
+    ssl_object = pair.client_transport.get_extra_info("ssl_object")
+    try:
+        libssl = ctypes.CDLL("libssl.so.3")
+    except OSError:
+        pytest.skip("no libssl.so.3 to call SSL_renegotiate in")
+    pointer = _ssl_pointer(ssl_object, libssl)
+    if pointer is None:
+        pytest.skip("this Python's SSL object is not laid out as expected")
+    libssl.SSL_renegotiate.argtypes = [ctypes.c_void_p]
+    assert libssl.SSL_renegotiate(pointer) == 1
+    pair.client_transport.write(b"after a new handshake")  # sends the ClientHello first
+    await asyncio.wait_for(pair.client.gone.wait(), TIMEOUT)
+    assert isinstance(pair.client.lost[0], ssl.SSLError)
+    assert pair.client.lost[0].reason == "NO_RENEGOTIATION"
+    await asyncio.wait_for(pair.server.gone.wait(), TIMEOUT)
+    assert len(pair.server.lost) == 1
+
+
 async def test_a_silent_client_times_out(
     listening: socket.socket, contexts: tuple[ssl.SSLContext, ssl.SSLContext]
 ) -> None:
