@@ -2,11 +2,12 @@
 
 asyncio's TLS (``asyncio.sslproto``) is an ``SSLProtocol`` with some forty attributes in an instance
 dict, an ``_SSLProtocolTransport`` with a dict of its own, an ``_extra`` dict, a write-backlog deque and
-the handles and bound methods around them: about 4 KiB of Python objects per idle call, a third of what
-Python holds for a whole session (docs/scaling.md, "Numbers"). An idle gateway holds tens of thousands of
-calls, so the server runs TLS itself: :class:`ServerTlsTransport` is the socket transport's protocol and
-the call's (:class:`~pysstp.connection.LinkConnection`'s) transport, with its state in a few slots, the
-handshake's waiter and factory dropped once it is done, and what ``get_extra_info`` reports asked of the
+the handles and bound methods around them: about 3 KiB per idle call, over a quarter of what Python held
+for a whole session (docs/scaling.md, "Numbers": 27.7 KiB of RSS per idle session with it, 24.6
+without). An idle gateway holds tens of thousands of calls, so the server runs TLS itself:
+:class:`ServerTlsTransport` is the socket transport's protocol and the call's
+(:class:`~pysstp.connection.LinkConnection`'s) transport, with its state in a few slots, the handshake's
+waiter and factory dropped once it is done, and what ``get_extra_info`` reports asked of the
 ``SSLObject`` when asked instead of kept. OpenSSL's own state per connection stays as it was.
 
 What it keeps of asyncio's behaviour: the call's protocol is made only after the handshake; a failed,
