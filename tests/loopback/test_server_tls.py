@@ -19,7 +19,7 @@ import pytest
 
 from pysstp.connection import receive_buffer
 from pysstp.server.listener import TlsListener, describe_handshake_failure
-from pysstp.server.tls import ServerTlsTransport, accept_tls
+from pysstp.server.tls import BIO_SLICE, ServerTlsTransport, accept_tls
 
 from helpers.loopback import make_certificate
 
@@ -152,6 +152,48 @@ async def test_handshake_then_big_writes_both_ways(
     received_down = await pair.client.wait_for(BIG + 3)
     assert hashlib.sha256(received_up).digest() == hashlib.sha256(up).digest()
     assert received_down == down + b"abc"
+    pair.tls.close()
+    await asyncio.wait_for(pair.server.gone.wait(), TIMEOUT)
+
+
+class _Watched:
+    """A memory BIO that remembers the most it held."""
+
+    def __init__(self, real: ssl.MemoryBIO) -> None:
+        self.real = real
+        self.most = 0
+
+    @property
+    def pending(self) -> int:
+        return self.real.pending
+
+    def write(self, data: Any) -> int:
+        count = self.real.write(data)
+        self.most = max(self.most, self.real.pending)
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        self.most = max(self.most, self.real.pending)
+        return self.real.read(size)
+
+
+async def test_openssl_buffers_hold_a_record_or_two_however_big_the_reads_and_writes(
+    listening: socket.socket, contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    """A memory BIO keeps room for the most it ever held (BIO_SLICE's docstring)."""
+    pair = await connect(listening, contexts)
+    incoming = pair.tls._incoming = _Watched(pair.tls._incoming)  # type: ignore[assignment]
+    outgoing = pair.tls._outgoing = _Watched(pair.tls._outgoing)  # type: ignore[assignment]
+    up = os.urandom(BIG)
+    down = os.urandom(BIG)
+    pair.client_transport.write(up)
+    for start in range(0, BIG, 96 * 1024):  # TUN batches of 64 full-sized packets
+        pair.tls.write(down[start : start + 96 * 1024])
+    assert await pair.server.wait_for(BIG) == up
+    assert await pair.client.wait_for(BIG) == down
+    record = 16 * 1024 + 256 + 5  # the largest TLS 1.3 record on the wire (RFC 8446 5.2)
+    assert record >= BIO_SLICE and incoming.most <= 2 * record
+    assert outgoing.most <= record
     pair.tls.close()
     await asyncio.wait_for(pair.server.gone.wait(), TIMEOUT)
 

@@ -23,10 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
-from pysstp.connection import receive_buffer
+from pysstp.connection import TLS_READ_SIZE, receive_buffer
+
+BIO_SLICE = 16 * 1024
+"""Bytes moved into OpenSSL's memory buffers at a time, one TLS record's worth (RFC 8446 5.1).
+
+A memory BIO never gives memory back: it keeps room for the most it ever held, and a third more. Written
+whole, one 64 KiB socket read or one 96 KiB TUN batch would leave every call that ever moved data
+holding about 85 and 128 KiB for the rest of its life, idle or not, several times what an idle call
+costs (docs/scaling.md). In slices, the outgoing BIO holds at most one record (about 22 KiB with the
+third) and the incoming one a partial record and a slice (about 44 KiB)."""
 
 SHUTDOWN_TIMEOUT = 30.0
 """Seconds a closing connection waits for the peer's close_notify before the socket is dropped
@@ -38,14 +48,25 @@ _CLOSING = 2
 """close_notify sent (or received): the call's protocol writes no more; waiting for the socket to close."""
 _CLOSED = 3
 
+_plaintext_buffers = threading.local()
+
+
+def _plaintext_buffer() -> memoryview:
+    """The thread's buffer that OpenSSL decrypts into, :data:`TLS_READ_SIZE` bytes: the receive buffer
+    still holds ciphertext not yet handed to OpenSSL while the first slices are decrypted."""
+    shared: memoryview | None = getattr(_plaintext_buffers, "view", None)
+    if shared is None:
+        shared = _plaintext_buffers.view = memoryview(bytearray(TLS_READ_SIZE))
+    return shared
+
 
 class ServerTlsTransport(asyncio.BufferedProtocol, asyncio.Transport):
     """TLS on an accepted socket: the socket transport's protocol below, a transport for the call above.
 
-    Reads go through the thread's shared buffer (:func:`~pysstp.connection.receive_buffer`) both ways:
-    the socket's bytes into it and on into OpenSSL, then OpenSSL's plaintext into it and out as one
-    ``bytes`` per socket read. No buffer is kept per connection: asyncio's TLS kept 256 KiB, uvloop's
-    keeps it still.
+    Reads go through buffers of the thread, shared by every connection: the socket's bytes into the
+    receive buffer (:func:`~pysstp.connection.receive_buffer`), on into OpenSSL in slices of
+    :data:`BIO_SLICE`, its plaintext into a second buffer and out as one ``bytes`` per socket read. No
+    buffer is kept per connection: asyncio's TLS kept 256 KiB, uvloop's keeps it still.
     """
 
     __slots__ = (
@@ -93,13 +114,15 @@ class ServerTlsTransport(asyncio.BufferedProtocol, asyncio.Transport):
 
     def buffer_updated(self, nbytes: int) -> None:
         """Bytes from the socket: on with the handshake, the plaintext, or the closing."""
-        buffer = receive_buffer()
-        self._incoming.write(buffer[:nbytes])
+        received = receive_buffer()[:nbytes]
         state = self._state
         if state == _OPEN:
-            self._read(buffer)
-        elif state == _HANDSHAKE:
-            self._handshake(buffer)
+            self._read(received)
+            return
+        # A handshake's flights are a few KiB, and what comes after close_notify is thrown away.
+        self._incoming.write(received)
+        if state == _HANDSHAKE:
+            self._handshake()
         elif state == _CLOSING:
             self._shutdown()
 
@@ -136,7 +159,7 @@ class ServerTlsTransport(asyncio.BufferedProtocol, asyncio.Transport):
 
     # -- the handshake -----------------------------------------------------------------------------
 
-    def _handshake(self, buffer: memoryview) -> None:
+    def _handshake(self) -> None:
         try:
             self._sslobj.do_handshake()
         except ssl.SSLWantReadError:
@@ -161,7 +184,7 @@ class ServerTlsTransport(asyncio.BufferedProtocol, asyncio.Transport):
             waiter.set_result(None)
         if self._state == _OPEN:
             # The client's first records (the HTTP request) often come with its Finished.
-            self._read(buffer)
+            self._read(None)
 
     def _fail(self, exc: Exception) -> None:
         """The handshake failed: :func:`accept_tls` raises ``exc``; the socket closes."""
@@ -176,45 +199,71 @@ class ServerTlsTransport(asyncio.BufferedProtocol, asyncio.Transport):
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def _read(self, buffer: memoryview) -> None:
-        """Decrypt what the socket brought into ``buffer`` and hand it to the call as one ``bytes``."""
+    def _read(self, received: memoryview | None) -> None:
+        """Hand ``received`` (or, with ``None``, what OpenSSL holds already) to OpenSSL in slices of
+        :data:`BIO_SLICE`, and the plaintext to the call as one ``bytes``."""
         sslobj = self._sslobj
-        size = len(buffer)
+        incoming = self._incoming
+        plain = _plaintext_buffer()
+        size = len(plain)
         filled = 0
-        try:
-            while not self._reading_paused:
-                # With a buffer, read() returns a count (typeshed says bytes).
-                count = cast(int, sslobj.read(size - filled, buffer[filled:]))
-                if not count:
-                    self._deliver(buffer, filled)
-                    self._close_notify_received()
-                    return
-                filled += count
-                if filled == size:
-                    self._deliver(buffer, filled)
-                    filled = 0
-                    if self._state != _OPEN:
+        end = len(received) if received is not None else 0
+        start = 0
+        while True:
+            if start < end:
+                assert received is not None
+                incoming.write(received[start : start + BIO_SLICE])
+                start += BIO_SLICE
+            try:
+                while not self._reading_paused:
+                    # With a buffer, read() returns a count (typeshed says bytes).
+                    count = cast(int, sslobj.read(size - filled, plain[filled:]))
+                    if not count:
+                        self._deliver(plain, filled)
+                        self._close_notify_received()
                         return
-        except ssl.SSLWantReadError:
-            pass
-        except ssl.SSLError as exc:
-            self._deliver(buffer, filled)
-            self._lose(exc)
-            return
-        self._deliver(buffer, filled)
+                    filled += count
+                    if filled == size:
+                        self._deliver(plain, filled)
+                        filled = 0
+                        if self._state != _OPEN:
+                            self._feed_rest(received, start, end)
+                            return
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as exc:
+                self._deliver(plain, filled)
+                self._lose(exc)
+                return
+            if start >= end:
+                break
+            if self._reading_paused:
+                self._feed_rest(received, start, end)
+                break
+        self._deliver(plain, filled)
         if self._state != _OPEN:
+            self._feed_rest(received, start, end)
             return
         if self._backlog is not None:
             self._write_backlog()
         # A KeyUpdate from the peer (TLS 1.3, RFC 8446 4.6.3) is answered during the read.
         self._flush()
 
+    def _feed_rest(self, received: memoryview | None, start: int, end: int) -> None:
+        """Reading stopped half-way (paused, or the call closed): keep the rest for later (or for the
+        closing, which looks for the peer's close_notify in it)."""
+        if received is not None and start < end:
+            self._incoming.write(received[start:end])
+        if self._state == _CLOSING:
+            self._shutdown()
+
     def _deliver(self, buffer: memoryview, filled: int) -> None:
         if filled and self._app is not None and self._state == _OPEN:
             self._app.data_received(buffer[:filled].tobytes())
 
     def _close_notify_received(self) -> None:
-        """The peer ended TLS: answer with ours (RFC 8446 6.1) and close, as asyncio does."""
+        """The peer ended TLS: answer with ours (RFC 8446 6.1) and close, as asyncio does (what came
+        after it in the same read is the peer's error, and dropped)."""
         if self._state != _OPEN:
             return
         self._state = _CLOSING
@@ -236,33 +285,46 @@ class ServerTlsTransport(asyncio.BufferedProtocol, asyncio.Transport):
     # -- writing -----------------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Encrypt ``data`` and write it to the socket, in one socket write."""
+        """Encrypt ``data`` and write it to the socket, in one socket write (``writelines`` of its
+        records when it is more than one :data:`BIO_SLICE`)."""
         if self._state != _OPEN or not data:
             return
         if self._backlog is not None:
             self._backlog += data
             return
-        try:
-            self._sslobj.write(data)
-        except ssl.SSLWantReadError:
-            self._backlog = bytearray(data)
+        sslobj = self._sslobj
+        if len(data) <= BIO_SLICE:
+            try:
+                sslobj.write(data)
+            except ssl.SSLWantReadError:
+                self._backlog = bytearray(data)
+                return
+            except ssl.SSLError as exc:
+                self._lose(exc)
+                return
+            self._flush()
             return
-        except ssl.SSLError as exc:
-            self._lose(exc)
-            return
-        self._flush()
+        view = memoryview(data)
+        outgoing = self._outgoing
+        records: list[bytes] = []
+        for start in range(0, len(view), BIO_SLICE):
+            try:
+                sslobj.write(view[start : start + BIO_SLICE])
+            except ssl.SSLWantReadError:
+                self._backlog = bytearray(view[start:])
+                break
+            except ssl.SSLError as exc:
+                self._lose(exc)
+                return
+            records.append(outgoing.read())
+        if records and self._transport is not None:
+            self._transport.writelines(records)
 
     def _write_backlog(self) -> None:
         backlog = self._backlog
         assert backlog is not None
-        try:
-            self._sslobj.write(backlog)
-        except ssl.SSLWantReadError:
-            return
-        except ssl.SSLError as exc:
-            self._lose(exc)
-            return
         self._backlog = None
+        self.write(backlog)
 
     def _flush(self) -> None:
         """Write what OpenSSL produced to the socket."""
@@ -345,7 +407,7 @@ class ServerTlsTransport(asyncio.BufferedProtocol, asyncio.Transport):
 
     def _resume(self) -> None:
         if self._state == _OPEN and not self._reading_paused:
-            self._read(receive_buffer())
+            self._read(None)
 
     def close(self) -> None:
         """Send close_notify; the socket closes once the peer answers, or after
