@@ -44,6 +44,16 @@ the heap and still takes several records per socket read."""
 _receive_buffers = threading.local()
 
 
+def receive_buffer() -> memoryview:
+    """The thread's receive buffer, :data:`TLS_READ_SIZE` bytes, shared by every TLS connection of the
+    thread's event loop: each fills and empties it within one callback (see :func:`adapt_tls_transport`
+    and the server's own TLS layer, ``server/tls.py``)."""
+    shared: memoryview | None = getattr(_receive_buffers, "view", None)
+    if shared is None:
+        shared = _receive_buffers.view = memoryview(bytearray(TLS_READ_SIZE))
+    return shared
+
+
 def adapt_tls_transport(transport: asyncio.BaseTransport) -> None:
     """Fit an established asyncio TLS transport for a long call: smaller reads, a shared receive buffer.
 
@@ -52,8 +62,9 @@ def adapt_tls_transport(transport: asyncio.BaseTransport) -> None:
     buffer only lives from the ``recv_into`` that fills it to the ``buffer_updated`` that copies it into
     OpenSSL, both in one callback of the thread's event loop, so one buffer per thread serves every
     connection. A plain TCP transport (TLS offloaded, docs/scaling.md) reads 256 KiB at a time as well,
-    each into a new bytes object: its reads become :data:`TLS_READ_SIZE` too. Other transports (uvloop's)
-    are left alone.
+    each into a new bytes object: its reads become :data:`TLS_READ_SIZE` too. Other transports (uvloop's,
+    and the server's own TLS layer, ``server/tls.py``, which reads through :func:`receive_buffer` on
+    either loop already) are left alone.
     """
     ssl_protocol = getattr(transport, "_ssl_protocol", None)
     own = getattr(ssl_protocol, "_ssl_buffer", None)
@@ -61,9 +72,7 @@ def adapt_tls_transport(transport: asyncio.BaseTransport) -> None:
         if ssl_protocol is None and isinstance(getattr(transport, "max_size", None), int):
             transport.max_size = TLS_READ_SIZE  # type: ignore[attr-defined]
         return
-    shared: memoryview | None = getattr(_receive_buffers, "view", None)
-    if shared is None:
-        shared = _receive_buffers.view = memoryview(bytearray(TLS_READ_SIZE))
+    shared = receive_buffer()
     ssl_protocol.max_size = TLS_READ_SIZE  # type: ignore[union-attr]
     ssl_protocol._ssl_buffer = shared.obj  # type: ignore[union-attr]
     ssl_protocol._ssl_buffer_view = shared  # type: ignore[union-attr]

@@ -35,6 +35,7 @@ from pysstp.server.proxy import (
     ProxyHeaderError,
     ProxyHeaderReader,
 )
+from pysstp.server.tls import accept_tls
 
 log = logging.getLogger("pysstp.server")
 
@@ -227,16 +228,13 @@ class TlsListener:
                 forwarded = header.source
                 who = f"{peer_text(forwarded)} (via {who})"
                 factory = self._forwarding(forwarded)
-        loop = asyncio.get_running_loop()
         try:
             if self.ssl_context is None:
-                await loop.connect_accepted_socket(factory, conn)
+                await asyncio.get_running_loop().connect_accepted_socket(factory, conn)
             else:
-                await loop.connect_accepted_socket(
-                    factory, conn, ssl=self.ssl_context, ssl_handshake_timeout=self.handshake_timeout
-                )
+                await accept_tls(conn, self.ssl_context, factory, self.handshake_timeout)
         except OSError as exc:
-            # asyncio has closed the transport, and with it the socket.
+            # The transport is closed, and with it the socket.
             self.handshake_failures += 1
             level, why = describe_handshake_failure(exc)
             log.log(level, "%s: TLS handshake failed: %s", who, why)
