@@ -402,8 +402,8 @@ class SstpServerApp:
     # -- statistics --------------------------------------------------------------------------------
 
     def snapshot(self, worker: int = 0, rates: Rates | None = None, *, sessions: bool = True) -> ServerStats:
-        """This process's counters and sessions at this moment (``rates`` from the control socket's
-        sampler, when it runs); without ``sessions`` only the counts (for the metrics)."""
+        """This process's counters and sessions at this moment (``rates`` as the control socket measured
+        them for a status); without ``sessions`` only the counts (for the metrics)."""
         return self.counters.snapshot(
             worker=worker,
             live=sorted(self.connections, key=lambda c: c.info.started)
