@@ -120,6 +120,11 @@ class SstpServerApp:
         self.routing.push = push or Push()
         self.inform: Responder[ServerConnection] = Responder(server_address, self._inform_session)
         self.datapath = DataPath(tun, self.table, self.routing.advertise, self.inform)
+        # Bound once: each call holds these two, and a bound method made per call costs 64 bytes each.
+        self.deliver = self.datapath.deliver
+        """Where the calls' IP packets go (:meth:`DataPath.deliver`)."""
+        self.report = self.on_event
+        """:meth:`on_event`, which every call reports its events to."""
         self.logins = Logins(
             self.backend,
             self.admission,
