@@ -516,6 +516,17 @@ async def test_idle_call_is_disconnected_in_order(tmp_path: Path) -> None:
         bench.tun.close()
 
 
+async def test_a_login_that_authorizes_nothing_particular_keeps_the_shared_authorization(
+    bench: Bench,
+) -> None:
+    from pysstp.server.session import NO_AUTHORIZATION
+
+    client = await bench.connect()
+    await asyncio.wait_for(client.up.wait(), TIMEOUT)
+    (connection,) = bench.app.connections
+    assert connection.authorization is NO_AUTHORIZATION
+
+
 async def test_rates_are_measured_over_the_window_after_the_question() -> None:
     from pysstp.server.control import measure_rates
 

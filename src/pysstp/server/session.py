@@ -42,8 +42,9 @@ WORKER_BITS = (MAX_WORKERS - 1).bit_length()
 CALL_BITS = 32 - WORKER_BITS
 """The bits left for the count of a worker's calls (wrapping after 2**26)."""
 
-_NO_AUTHORIZATION = Authorization()
-"""A call's authorization until the backend says yes: one shared (frozen) value, not one per call."""
+NO_AUTHORIZATION = Authorization()
+"""A call's authorization until the backend says yes, and after a yes that authorizes nothing particular:
+one shared (frozen) value, not one per call."""
 
 
 @dataclass
@@ -178,7 +179,7 @@ class ServerConnection(LinkConnection):
         self.context = CallContext(session_id(number), "?", "?", number)
         """Who is calling, for the authentication backend (completed when the connection is made)."""
         self.info.session_id = self.context.session_id
-        self.authorization = _NO_AUTHORIZATION
+        self.authorization = NO_AUTHORIZATION
         """What the backend's yes decided about this session."""
         self.verifying: asyncio.Task[None] | None = None
         """The backend's answer being awaited, if any."""
