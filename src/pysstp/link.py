@@ -16,6 +16,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import IPv4Address
 
 from pysstp.ppp.auth.base import EapMode
@@ -243,6 +244,23 @@ class ServerConfig:
     """``pass-through``: EAP runs in the authentication backend (RFC 3579), which must answer
     :class:`~pysstp.ppp.auth.verification.EapProof` questions (RADIUS does, the local backend does not)."""
 
+    @cached_property
+    def ppp(self) -> PppConfig:
+        """The PPP part, made once: every call of the server shares it."""
+        return PppConfig(
+            role=Role.SERVER,
+            auth_methods=self.auth_methods,
+            mru=self.mru,
+            max_peer_mru=self.max_peer_mru,
+            ipv6=self.ipv6,
+            ipv6_interface_id=self.ipv6_interface_id,
+            lcp_echo_interval=self.lcp_echo_interval,
+            server_name=self.server_name,
+            eap_tls_server=self.eap_tls,
+            peap_server=self.peap,
+            eap_mode=self.eap_mode,
+        )
+
 
 # Links --------------------------------------------------------------------------------------------
 
@@ -268,8 +286,9 @@ class Link:
 
     def __init__(self, session: PppSession) -> None:
         self.session = session
-        self._events: list[CallEvent] = []
-        self._ip_in: list[bytes] = []
+        # None while empty: an idle call holds no empty lists (docs/scaling.md, "Numbers").
+        self._events: list[CallEvent] | None = None
+        self._ip_in: list[bytes] | None = None
         self._up = False
         self._closed = False
         self._down_reason: str | None = None
@@ -349,13 +368,13 @@ class Link:
 
     def take_ip_packets(self) -> list[bytes]:
         """IP packets received from the peer since the last call."""
-        packets, self._ip_in = self._ip_in, []
-        return packets
+        packets, self._ip_in = self._ip_in, None
+        return packets if packets is not None else []
 
     def take_events(self) -> list[CallEvent]:
         """Events since the last call."""
-        events, self._events = self._events, []
-        return events
+        events, self._events = self._events, None
+        return events if events is not None else []
 
     def next_deadline(self) -> float | None:
         """Earliest time :meth:`handle_timer` must run."""
@@ -399,7 +418,7 @@ class Link:
                 self._on_sstp_event(sstp_event, now)
             for session_event in self.session.take_events():
                 busy = True
-                self._events.append(session_event)
+                self._report(session_event)
                 self._on_session_event(session_event, now)
         self._check_up()
 
@@ -410,7 +429,7 @@ class Link:
         if isinstance(event, sstp_events.ConnectionClosed):
             self._finish(event.reason, event.error, now)
             return
-        self._events.append(event)
+        self._report(event)
         if isinstance(event, HttpRequestReceived | HttpResponseReceived):
             self._http_done = True
         elif isinstance(event, CallConnectAcked | CallConnectRequested):
@@ -435,11 +454,12 @@ class Link:
         self._note_down(reason, error=error)
         self.session.lower_down(now, reason, error=error)
         self.session.take_outgoing()
-        self._events.extend(self.session.take_events())
+        for event in self.session.take_events():
+            self._report(event)
         self._up = False
         self._closed = True
         assert self._down_reason is not None
-        self._events.append(LinkDown(self._down_reason, self._down_error))
+        self._report(LinkDown(self._down_reason, self._down_error))
 
     def _on_frame(self, frame: bytes, now: float) -> None:
         header = frame[:4]
@@ -447,12 +467,20 @@ class Link:
             allowed = self.session.ipv4_up if header == IPV4_FRAME else self.session.ipv6_up
             # The call, not the LinkUp event, gates data: a packet may arrive in the same read as the
             # NCP's final Ack, before LinkUp is reported.
-            if allowed and self._connected():
-                self._ip_in.append(frame[4:])
-            else:
+            if not (allowed and self._connected()):
                 self.dropped_ip += 1
+            elif self._ip_in is None:
+                self._ip_in = [frame[4:]]
+            else:
+                self._ip_in.append(frame[4:])
             return
         self.session.receive_frame(frame, now)
+
+    def _report(self, event: CallEvent) -> None:
+        if self._events is None:
+            self._events = [event]
+        else:
+            self._events.append(event)
 
     def _on_session_event(self, event: SessionOutput, now: float) -> None:
         if isinstance(event, Authenticated):
@@ -476,7 +504,7 @@ class Link:
             return
         self._up = True
         ipcp = self.session.ipcp
-        self._events.append(
+        self._report(
             LinkUp(
                 user=self.session.user,
                 auth_method=self.session.auth_method,
@@ -578,25 +606,7 @@ class ServerLink(Link):
         """``network_for_user`` is asked once the user is authenticated, for the addresses of this call or
         the reason there are none. Whether the user's proof holds is asked with a :class:`Verification`
         event and answered with :meth:`answer`."""
-        super().__init__(
-            PppSession(
-                PppConfig(
-                    role=Role.SERVER,
-                    auth_methods=config.auth_methods,
-                    mru=config.mru,
-                    max_peer_mru=config.max_peer_mru,
-                    ipv6=config.ipv6,
-                    ipv6_interface_id=config.ipv6_interface_id,
-                    lcp_echo_interval=config.lcp_echo_interval,
-                    network_for_user=network_for_user,
-                    server_name=config.server_name,
-                    eap_tls_server=config.eap_tls,
-                    peap_server=config.peap,
-                    eap_mode=config.eap_mode,
-                ),
-                random_bytes=random_bytes,
-            )
-        )
+        super().__init__(PppSession(config.ppp, network_for_user=network_for_user, random_bytes=random_bytes))
         self.config = config
         self.sstp = SstpServer(
             cert_hashes=config.certificate_hashes,

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address
 
 from pysstp.aaa.local import CredentialStore, LocalBackend, StaticCredentials
 from pysstp.link import (
+    Authenticated,
     CallEvent,
     ClientConfig,
     ClientLink,
@@ -204,7 +205,13 @@ class Conversation:
         [server_up] = self.events("server", LinkUp)
         assert isinstance(client_up, LinkUp) and isinstance(server_up, LinkUp)
         assert server_up.user == user and server_up.auth_method is method
-        assert self.client.session.hlak == self.server.session.hlak != ZERO_HLAK
+        assert self.hlak("client") == self.hlak("server") != ZERO_HLAK
+
+    def hlak(self, side: str) -> bytes:
+        """The HLAK that 'client' or 'server' authenticated with (the session does not keep it)."""
+        [authenticated] = self.events(side, Authenticated)
+        assert isinstance(authenticated, Authenticated)
+        return authenticated.hlak
 
     def down(self, side: str) -> LinkDown:
         """The LinkDown event of one side (fails if there is none)."""

@@ -94,11 +94,8 @@ class Standin:
         wrong_hlak = os.environ.get("PYSSTP_STANDIN_WRONG_HLAK")
         self.wrong_hlak = bytes.fromhex(wrong_hlak) if wrong_hlak else None
         session = PppSession(
-            PppConfig(
-                role=Role.SERVER,
-                auth_methods=(AuthMethod.MSCHAP_V2,),
-                network_for_user=lambda _: ServerNetwork(self.local, self.remote),
-            )
+            PppConfig(role=Role.SERVER, auth_methods=(AuthMethod.MSCHAP_V2,)),
+            network_for_user=lambda _: ServerNetwork(self.local, self.remote),
         )
         self.backend = LocalBackend(StaticCredentials({user: password}))
         self.ppp = HdlcPpp(

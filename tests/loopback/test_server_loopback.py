@@ -516,22 +516,53 @@ async def test_idle_call_is_disconnected_in_order(tmp_path: Path) -> None:
         bench.tun.close()
 
 
-def test_rate_meter_computes_bit_rates_between_samples() -> None:
-    from pysstp.server.control import RateMeter
+async def test_a_login_that_authorizes_nothing_particular_keeps_the_shared_authorization(
+    bench: Bench,
+) -> None:
+    from pysstp.server.session import NO_AUTHORIZATION
+
+    client = await bench.connect()
+    await asyncio.wait_for(client.up.wait(), TIMEOUT)
+    (connection,) = bench.app.connections
+    assert connection.authorization is NO_AUTHORIZATION
+
+
+async def test_rates_are_measured_over_the_window_after_the_question() -> None:
+    from pysstp.server.control import measure_rates
 
     class Counters:
         bytes_in = 0
         bytes_out = 0
 
-    class App:
-        connections = {Counters()}
+    staying, leaving, arriving = Counters(), Counters(), Counters()
 
-    (connection,) = App.connections
-    meter = RateMeter()
-    meter.sample(App, 10.0)  # type: ignore[arg-type]
-    connection.bytes_in, connection.bytes_out = 250_000, 1_000
-    meter.sample(App, 12.0)  # type: ignore[arg-type]
-    assert meter.rates[connection] == (1_000_000.0, 4_000.0)  # type: ignore[index]
+    class App:
+        connections = {staying, leaving}
+
+    clock = iter((10.0, 12.0))
+    measuring = asyncio.create_task(measure_rates(App, 0.01, lambda: next(clock)))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # the first sample is taken; the window runs
+    staying.bytes_in, staying.bytes_out = 250_000, 1_000
+    App.connections = {staying, arriving}
+    assert await measuring == {staying: (1_000_000.0, 4_000.0)}
+
+
+async def test_a_status_shows_the_rates_measured_after_it_was_asked(bench: Bench, tmp_path: Path) -> None:
+    from pysstp.server.control import ControlServer
+
+    control = ControlServer(bench.app, tmp_path / "control.sock")
+    await control.start()
+    try:
+        client = await bench.connect()
+        await asyncio.wait_for(client.up.wait(), TIMEOUT)
+        (connection,) = bench.app.connections
+        asking = asyncio.create_task(control.answer(b'{"command": "status"}'))
+        await asyncio.sleep(0)  # the first sample is taken
+        connection.bytes_in += 125_000
+        (row,) = (await asking)["sessions"]
+        assert row["rate_in"] > 0
+    finally:
+        await control.stop()
 
 
 async def test_bad_crypto_binding_gets_call_abort_and_a_log_line(

@@ -182,7 +182,7 @@ async def test_status_counts_connects_failures_and_traffic_of_ended_sessions(
                 await asyncio.sleep(0.01)
 
         await asyncio.wait_for(ended(), TIMEOUT)
-        server = control.answer(b'{"command": "status"}')["server"]
+        server = (await control.answer(b'{"command": "status"}'))["server"]
         assert (server["connects"], server["failures"]) == (1, {"authentication": 1})
         assert server["bytes_in"] > 0 and server["packets_in"] == 0  # the control packets are counted
         assert set(server["drops"]) == {

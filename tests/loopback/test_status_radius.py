@@ -38,7 +38,7 @@ async def test_status_shows_each_radius_server(tmp_path: Path, capsys: pytest.Ca
     control = ControlServer(bench.app, tmp_path / "ctl.sock", radius=radius)
     await control.start()
     try:
-        status = control.answer(b'{"command": "status"}')["radius"]
+        status = (await control.answer(b'{"command": "status"}'))["radius"]
         assert [s["alive"] for s in status] == [True, True]
         with pytest.raises(RadiusUnavailable):
             await radius.send(AccessRequest(NasIdentity("n"), CONTEXT, "alice", PapProof("pw")).packet)
@@ -64,7 +64,7 @@ async def test_the_snapshot_carries_each_radius_servers_counts(tmp_path: Path) -
         (server,) = bench.app.snapshot().radius
         assert (server.server, server.requests, server.timeouts) == (f"127.0.0.1:{port}", {"access": 1}, 1)
         control = ControlServer(bench.app, tmp_path / "ctl.sock", radius=radius)
-        assert control.answer(b'{"command": "status"}')["server"]["radius"][0]["timeouts"] == 1
+        assert (await control.answer(b'{"command": "status"}'))["server"]["radius"][0]["timeouts"] == 1
     finally:
         await bench.app.shutdown()
         bench.tun.close()

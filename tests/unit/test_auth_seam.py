@@ -81,7 +81,7 @@ def test_a_slow_answer_still_brings_the_call_up(method: AuthMethod) -> None:
     assert conv.questions and not conv.events("server", LinkUp)
     conv.advance(20)
     assert conv.events("server", LinkUp) and conv.events("client", LinkUp)
-    assert conv.client.session.hlak == conv.server.session.hlak
+    assert conv.hlak("client") == conv.hlak("server")
 
 
 @pytest.mark.parametrize("method", ANSWERED_METHODS, ids=lambda m: m.value)
@@ -165,7 +165,7 @@ def test_a_success_without_keys_is_refused_for_a_method_with_keys(method: AuthMe
 def test_a_success_without_keys_is_fine_for_pap() -> None:
     conv = call(AuthMethod.PAP, answerer=lambda question: Verdict(True, "alice"))
     conv.start()
-    assert conv.events("server", LinkUp) and conv.server.session.hlak == bytes(32)
+    assert conv.events("server", LinkUp) and conv.hlak("server") == bytes(32)
 
 
 def test_the_backend_names_the_user_of_the_session() -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysstp.ppp.constants import Code, Protocol
-from pysstp.ppp.events import LayerFinished, LayerUp
+from pysstp.ppp.events import LayerDown, LayerFinished, LayerUp
 from pysstp.ppp.frame import encode_frame
 from pysstp.ppp.fsm import FsmState
 from pysstp.ppp.ipcp import Ipcp, IpcpConfig
@@ -101,6 +101,27 @@ def test_server_and_client_in_memory(dns: tuple[str, ...]) -> None:
     assert (server.local_address, server.peer_address) == (IPv4Address("10.1.0.1"), IPv4Address("10.1.0.7"))
     assert client.dns_servers == servers
     assert server.dns_servers == servers
+
+
+def test_a_client_renegotiating_after_opened_gets_the_same_addresses_again() -> None:
+    config = IpcpConfig(
+        "server", IPv4Address("10.1.0.1"), IPv4Address("10.1.0.7"), (IPv4Address("10.1.0.1"),)
+    )
+    server = Ipcp(config)
+    client = Ipcp(IpcpConfig(role="client"))
+    wire = Wire(server, client)
+    wire.start()
+    # What the server agreed is what it offered: the call keeps the offered objects, not copies.
+    assert server.peer_address is config.peer_address and server.dns_servers is config.dns
+    client.down(wire.now)
+    client.up(wire.now)  # a new Configure-Request reaches the Opened server (RFC 1661 §4.1: tld,scr,sca)
+    wire.events_a.clear()
+    wire.pump()
+    assert server.state == client.state == FsmState.OPENED
+    assert [type(event) for event in wire.events_a] == [LayerDown, LayerUp]
+    assert (client.local_address, client.peer_address) == (IPv4Address("10.1.0.7"), IPv4Address("10.1.0.1"))
+    assert (server.local_address, server.peer_address) == (IPv4Address("10.1.0.1"), IPv4Address("10.1.0.7"))
+    assert client.dns_servers == server.dns_servers == (IPv4Address("10.1.0.1"),)
 
 
 def test_server_never_acks_unspecified_and_hints_missing_address() -> None:

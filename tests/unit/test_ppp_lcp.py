@@ -159,6 +159,25 @@ def test_auth_agreement(
     assert wire.b.auth_method.lcp_value == agreed.lcp_value
 
 
+def test_a_renegotiation_after_opened_starts_from_the_configured_offers() -> None:
+    # The first negotiation moved the server from EAP to the client's PAP; a Configure-Request in Opened
+    # starts over (RFC 1661 §4.1) from the server's configured first method, and agrees again.
+    wire = pair(server(EAP, MSCHAP_V2, PAP), client(PAP, MSCHAP_V2))
+    assert isinstance(wire.a, Lcp) and wire.a.auth_method == PAP
+    wire.b.down(wire.now)
+    wire.b.up(wire.now)
+    wire.log.clear()
+    wire.pump()
+    assert wire.a.state == wire.b.state == FsmState.OPENED
+    offers = [
+        next(o.value for o in decode_options(p.data) if o.type == LcpOption.AUTH_PROTOCOL)
+        for direction, p in wire.log
+        if direction == "a>b" and p.code == Code.CONFIGURE_REQUEST
+    ]
+    assert offers == [EAP.lcp_value, PAP.lcp_value]
+    assert wire.a.auth_method == PAP
+
+
 def test_server_runs_out_of_methods() -> None:
     wire = pair(server(MSCHAP_V2), client(PAP))
     assert wire.a.state == FsmState.CLOSED

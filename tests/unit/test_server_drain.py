@@ -78,9 +78,9 @@ async def test_the_control_command_drains_and_names_the_asker(tmp_path: Path) ->
         return len(asked) == 1
 
     control = ControlServer(cast(SstpServerApp, app), tmp_path / "ctl.sock", drain=start)
-    answer: dict[str, Any] = control.answer(json.dumps({"command": "drain"}).encode(), "pysstp drain")
+    answer: dict[str, Any] = await control.answer(json.dumps({"command": "drain"}).encode(), "pysstp drain")
     assert answer == {"ok": True, "started": True, "sessions": 3}
-    assert control.answer(b'{"command": "drain"}')["started"] is False
+    assert (await control.answer(b'{"command": "drain"}'))["started"] is False
     assert asked == ["pysstp drain", "the control socket"]
 
 

@@ -265,8 +265,8 @@ class OptionFsm:
     """
 
     __slots__ = (
-        "_acked_request",
-        "_awaiting_reply",
+        "_acked_data",
+        "_acked_id",
         "_deadline",
         "_events",
         "_failures",
@@ -314,15 +314,21 @@ class OptionFsm:
         self._deadline: float | None = None
         self._identifier = 0
         self._request_id: int | None = None
+        # A gateway holds one automaton per protocol per call, nearly all of them Opened and idle: what
+        # only a negotiation needs is kept only during one, and idle ones hold no empty lists
+        # (docs/scaling.md, "Numbers").
+        self._request_options: list[Option] | None = None
+        """The options of our latest Configure-Request while we await its answer, else ``None``."""
         self._request_data = b""
-        self._request_options: list[Option] = []
-        self._awaiting_reply = False
-        self._acked_request: tuple[int, bytes] | None = None
+        """Those options encoded, as an Ack must echo them (RFC 1661 §5.2); empty when not awaited."""
+        self._acked_id: int | None = None
+        self._acked_data = b""
+        """The Identifier and options of the peer's Configure-Request we acknowledged last."""
         self._terminate_data = b""
         self._finish_reason = "closed"
         self._finish_error = False
-        self._outgoing: list[tuple[int, bytes]] = []
-        self._events: list[PppEvent] = []
+        self._outgoing: list[tuple[int, bytes]] | None = None
+        self._events: list[PppEvent] | None = None
 
     # -------------------------------------------------------------------------------- public interface
 
@@ -390,13 +396,13 @@ class OptionFsm:
 
     def take_outgoing(self) -> list[tuple[int, bytes]]:
         """Packets to send: (protocol, packet without ``ff 03`` and protocol field)."""
-        outgoing, self._outgoing = self._outgoing, []
-        return outgoing
+        outgoing, self._outgoing = self._outgoing, None
+        return outgoing if outgoing is not None else []
 
     def take_events(self) -> list[PppEvent]:
         """Events since the last call."""
-        events, self._events = self._events, []
-        return events
+        events, self._events = self._events, None
+        return events if events is not None else []
 
     # ------------------------------------------------------------------------------------ subclass hooks
 
@@ -435,14 +441,20 @@ class OptionFsm:
     def _send(self, code: int, identifier: int, data: bytes = b"") -> None:
         """Queue a packet of this protocol, truncated to the peer's MRU."""
         packet = ControlPacket(code, identifier, data[: self.peer_mru - CONTROL_HEADER_SIZE])
-        self._outgoing.append((self.protocol, packet.encode()))
+        if self._outgoing is None:
+            self._outgoing = [(self.protocol, packet.encode())]
+        else:
+            self._outgoing.append((self.protocol, packet.encode()))
 
     def _new_identifier(self) -> int:
         self._identifier = (self._identifier + 1) % _IDENTIFIER_MODULO
         return self._identifier
 
     def _emit(self, event: PppEvent) -> None:
-        self._events.append(event)
+        if self._events is None:
+            self._events = [event]
+        else:
+            self._events.append(event)
 
     def _dispatch(self, event: AutomatonEvent, now: float, packet: ControlPacket | None = None) -> None:
         """Run the table's transition for ``event`` in the current state (ignored when illegal)."""
@@ -488,7 +500,11 @@ class OptionFsm:
 
     def _receive_configure_request(self, packet: ControlPacket, now: float) -> None:
         options = decode_options(packet.data)
-        if self._state == FsmState.OPENED and (packet.identifier, packet.data) == self._acked_request:
+        if (
+            self._state == FsmState.OPENED
+            and packet.identifier == self._acked_id
+            and packet.data == self._acked_data
+        ):
             # A peer must change the Identifier once it got a reply (RFC 1661 §5.1), so this is a copy of
             # the request we acknowledged, retransmitted before our Ack arrived (SoftEther does this).
             # Acknowledge it again instead of renegotiating.
@@ -516,22 +532,23 @@ class OptionFsm:
         self._run(event, now, packet, (code, reply))
 
     def _receive_configure_reply(self, packet: ControlPacket, now: float) -> None:
-        if not self._awaiting_reply or packet.identifier != self._request_id:
+        requested = self._request_options
+        if requested is None or packet.identifier != self._request_id:
             self.discarded += 1  # a late duplicate, or an answer to a request we did not send
             return
         if packet.code == Code.CONFIGURE_ACK:
             if packet.data != self._request_data:
                 self.discarded += 1  # RFC 1661 §5.2: an Ack must echo our options exactly
                 return
-            options, hook, event = self._request_options, self.on_ack, AutomatonEvent.RCA
+            options, hook, event = requested, self.on_ack, AutomatonEvent.RCA
         else:
             options = decode_options(packet.data)
-            if packet.code == Code.CONFIGURE_REJECT and any(o not in self._request_options for o in options):
+            if packet.code == Code.CONFIGURE_REJECT and any(o not in requested for o in options):
                 self.discarded += 1  # RFC 1661 §5.4: a Reject must quote our options verbatim
                 return
             hook = self.on_nak if packet.code == Code.CONFIGURE_NAK else self.on_reject
             event = AutomatonEvent.RCN
-        self._awaiting_reply = False
+        self._request_options, self._request_data = None, b""
         if self._state in _REPLY_STATES:
             try:
                 hook(options)
@@ -603,7 +620,7 @@ class OptionFsm:
             code, options = reply
             if action is Action.SCA:
                 self._failures = 0
-                self._acked_request = (packet.identifier, packet.data)
+                self._acked_id, self._acked_data = packet.identifier, packet.data
                 self.apply_peer_options(options)
                 self._send(Code.CONFIGURE_ACK, packet.identifier, packet.data)  # echoed exactly
             else:
@@ -626,7 +643,6 @@ class OptionFsm:
         self._request_options = self.request_options()
         self._request_data = encode_options(self._request_options)
         self._request_id = self._new_identifier()
-        self._awaiting_reply = True
         self._send(Code.CONFIGURE_REQUEST, self._request_id, self._request_data)
         self._restart_counter -= 1
         self._deadline = now + self.restart_interval

@@ -78,22 +78,30 @@ class Ipcp(OptionFsm):
         self.local_address = config.local_address or _UNSPECIFIED
         self.peer_address = _UNSPECIFIED
         self.dns_servers: tuple[IPv4Address, ...] = ()
-        self._wishes: dict[int, IPv4Address] = {}
-        self.reset_negotiation()
+        self._wishes: dict[int, IPv4Address] | None = None
+        """What we ask for, once the peer's Nak or Reject changed it; ``None``: what is configured (so
+        that an idle call keeps no dict of its own)."""
 
     def reset_negotiation(self) -> None:
         """Ask again for every configured option, starting from the configured values."""
+        self._wishes = None
+
+    def _current_wishes(self) -> dict[int, IPv4Address]:
+        """What we ask for: the configured values (a fresh dict), or what the peer's answers made of them."""
+        if self._wishes is not None:
+            return self._wishes
         if self._server:
             assert self.config.local_address is not None  # checked by IpcpConfig
-            self._wishes = {IpcpOption.IP_ADDRESS: self.config.local_address}
-        else:
-            self._wishes = {IpcpOption.IP_ADDRESS: _UNSPECIFIED}
-            if self.config.request_dns:
-                self._wishes.update(dict.fromkeys(_DNS_OPTIONS, _UNSPECIFIED))
+            return {IpcpOption.IP_ADDRESS: self.config.local_address}
+        wishes: dict[int, IPv4Address] = {IpcpOption.IP_ADDRESS: _UNSPECIFIED}
+        if self.config.request_dns:
+            wishes.update(dict.fromkeys(_DNS_OPTIONS, _UNSPECIFIED))
+        return wishes
 
     def request_options(self) -> list[Option]:
         """Our address (server: our own; client: 0.0.0.0 or the Nak'ed one), then DNS (client)."""
-        return [_address_option(option_type, address) for option_type, address in self._wishes.items()]
+        wishes = self._current_wishes()
+        return [_address_option(option_type, address) for option_type, address in wishes.items()]
 
     def check_request(self, options: list[Option]) -> tuple[int, list[Option]]:
         """Server: steer the client to its address and our DNS. Client: accept the server's address."""
@@ -105,31 +113,40 @@ class Ipcp(OptionFsm):
     def apply_peer_options(self, options: list[Option]) -> None:
         """Server: the client's address and DNS; client: the server's address."""
         addresses = {option.type: _address(option) for option in options}
-        self.peer_address = addresses.get(IpcpOption.IP_ADDRESS) or _UNSPECIFIED
+        peer_address = addresses.get(IpcpOption.IP_ADDRESS) or _UNSPECIFIED
+        # The server's results are nearly always what it offered: keep the offered objects rather than
+        # the same values parsed again, once per call.
+        self.peer_address = (
+            self.config.peer_address if peer_address == self.config.peer_address else peer_address
+        )
         if self._server:
-            self.dns_servers = self._dns_from(addresses)
+            dns = self._dns_from(addresses)
+            self.dns_servers = self.config.dns if dns == self.config.dns else dns
 
     def on_ack(self, options: list[Option]) -> None:
         """Client: our address and DNS servers are the values the server just acknowledged (not 0.0.0.0)."""
         if not self._server:
-            self.local_address = self._wishes.get(IpcpOption.IP_ADDRESS, _UNSPECIFIED)
+            wishes = self._current_wishes()
+            self.local_address = wishes.get(IpcpOption.IP_ADDRESS, _UNSPECIFIED)
             if self.local_address == _UNSPECIFIED:
                 raise NegotiationFailed("server acknowledged 0.0.0.0 as our address: it assigns none")
-            self.dns_servers = self._dns_from(self._wishes)
+            self.dns_servers = self._dns_from(wishes)
 
     def on_nak(self, options: list[Option]) -> None:
         """Client: adopt the address and DNS servers the server names (only for options we ask for)."""
         if self._server:
             return  # our own address is configured, not negotiable
+        wishes = self._wishes = self._current_wishes()
         for option in options:
             address = _address(option)
-            if option.type in self._wishes and address is not None:
-                self._wishes[option.type] = address
+            if option.type in wishes and address is not None:
+                wishes[option.type] = address
 
     def on_reject(self, options: list[Option]) -> None:
         """Stop asking for rejected options; a client cannot work without an address."""
+        wishes = self._wishes = self._current_wishes()
         for option in options:
-            self._wishes.pop(option.type, None)
+            wishes.pop(option.type, None)
             if option.type == IpcpOption.IP_ADDRESS and not self._server:
                 raise NegotiationFailed("server rejected the IP-Address option: it assigns no address")
 

@@ -99,7 +99,7 @@ def _uint(option: Option, size: int) -> int | None:
     return int.from_bytes(option.value, "big") if len(option.value) == size else None
 
 
-def _method_names(methods: list[AuthMethod] | tuple[AuthMethod, ...]) -> str:
+def _method_names(methods: tuple[AuthMethod, ...]) -> str:
     return ", ".join(method.value for method in methods) or "none"
 
 
@@ -127,7 +127,6 @@ class Lcp(OptionFsm):
         "_auth_tried",
         "_magic_wish",
         "_mru_wish",
-        "_offers",
         "_random_bytes",
         "auth_method",
         "config",
@@ -144,9 +143,10 @@ class Lcp(OptionFsm):
     _mru_wish: int
     _ask_magic: bool
     _auth_offer: AuthMethod | None
-    _auth_tried: list[AuthMethod]
-    _auth_refused: list[bytes]
-    _auth_told: list[AuthMethod]
+    # Tuples, not lists: the empty tuple is shared, so an idle call keeps none of its own.
+    _auth_tried: tuple[AuthMethod, ...]
+    _auth_refused: tuple[bytes, ...]
+    _auth_told: tuple[AuthMethod, ...]
 
     def __init__(
         self, config: LcpConfig, *, random_bytes: RandomBytes = os.urandom, **limits: Unpack[FsmLimits]
@@ -154,7 +154,6 @@ class Lcp(OptionFsm):
         super().__init__(Protocol.LCP, **limits)
         self.config = config
         self._random_bytes = random_bytes
-        self._offers = self._distinct(config.auth_methods)
         self._magic_wish = self._new_magic()
         self.reset_negotiation()
 
@@ -186,11 +185,12 @@ class Lcp(OptionFsm):
         self._ask_mru = True
         self._mru_wish = self.config.mru
         self._ask_magic = self.config.use_magic
-        self._auth_tried = []
+        self._auth_tried = ()
         self._auth_insisted = False
-        self._auth_offer = self._offers[0] if self.config.is_server and self._offers else None
-        self._auth_refused = []
-        self._auth_told = []
+        offers = self._offers
+        self._auth_offer = offers[0] if self.config.is_server and offers else None
+        self._auth_refused = ()
+        self._auth_told = ()
         self.auth_method = None
         self.peer_mru = self.our_mru = DEFAULT_MRU
         self.magic = self.peer_magic = 0
@@ -312,16 +312,14 @@ class Lcp(OptionFsm):
 
     # --------------------------------------------------------------------------------------- internals
 
-    @staticmethod
-    def _distinct(methods: tuple[AuthMethod, ...]) -> list[AuthMethod]:
-        """Methods with distinct LCP values (the EAP methods share one; EAP itself picks among them)."""
-        seen: set[bytes] = set()
-        distinct = []
-        for method in methods:
-            if method.lcp_value not in seen:
-                seen.add(method.lcp_value)
-                distinct.append(method)
-        return distinct
+    @property
+    def _offers(self) -> tuple[AuthMethod, ...]:
+        """The configured methods with distinct LCP values (the EAP methods share one; EAP itself picks
+        among them); worked out when negotiating rather than kept by every call."""
+        first: dict[bytes, AuthMethod] = {}
+        for method in self.config.auth_methods:
+            first.setdefault(method.lcp_value, method)
+        return tuple(first.values())
 
     def _new_magic(self, avoid: frozenset[int] | set[int] = frozenset()) -> int:
         """A non-zero random magic number outside ``avoid``."""
@@ -355,16 +353,16 @@ class Lcp(OptionFsm):
             raise NegotiationFailed(
                 f"server offers only {offers} authentication; we accept only {_method_names(self._offers)}"
             )
-        self._auth_refused.append(offered)
+        self._auth_refused += (offered,)
         told = {method.lcp_value for method in self._auth_told}
         suggestion = next((m for m in self._offers if m.lcp_value not in told), self._offers[0])
-        self._auth_told.append(suggestion)
+        self._auth_told += (suggestion,)
         return suggestion
 
     def _follow_auth_nak(self, suggested_value: bytes) -> None:
         """Server: offer the client's suggestion if we allow it, else our next method not yet offered."""
         assert self._auth_offer is not None  # only called while we offer a method
-        self._auth_tried.append(self._auth_offer)
+        self._auth_tried += (self._auth_offer,)
         tried = {method.lcp_value for method in self._auth_tried}
         candidates = [method for method in self._offers if method.lcp_value not in tried]
         suggested = [method for method in candidates if method.lcp_value == suggested_value]

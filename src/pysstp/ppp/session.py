@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import IPv4Address
 
 from pysstp.errors import PppError
@@ -74,7 +75,9 @@ NetworkForUser = Callable[[str], ServerNetwork | str]
 
 @dataclass(frozen=True)
 class PppConfig:
-    """Everything a PPP session needs, for both roles (fields of the other role are ignored)."""
+    """Everything a PPP session needs, for both roles (fields of the other role are ignored): the same for
+    every call of a server, which shares one (what differs per call are :class:`PppSession`'s other
+    arguments)."""
 
     role: Role
     auth_methods: tuple[AuthMethod, ...] = ()
@@ -92,7 +95,6 @@ class PppConfig:
     eap_tls_peer: EapTlsPeerSettings | None = None
     peap_peer: PeapPeerSettings | None = None
     # server
-    network_for_user: NetworkForUser | None = None
     server_name: str = "pysstp"
     eap_tls_server: EapTlsServerSettings | None = None
     peap_server: PeapServerSettings | None = None
@@ -108,6 +110,16 @@ class PppConfig:
         """The EAP methods among the configured ones, in order: what runs inside EAP."""
         return tuple(m for m in self.effective_auth_methods() if m in ALL_EAP_METHODS) or EAP_METHODS
 
+    @cached_property
+    def lcp(self) -> LcpConfig:
+        """What LCP asks for and accepts, made once for all the sessions of this configuration."""
+        return LcpConfig(
+            role=self.role,
+            mru=self.mru,
+            max_peer_mru=self.max_peer_mru,
+            auth_methods=self.effective_auth_methods(),
+        )
+
 
 class PppSession:
     """PPP for one SSTP call: LCP, then authentication, then IPCP/IPv6CP.
@@ -121,6 +133,7 @@ class PppSession:
         "_echoes_outstanding",
         "_events",
         "_failure",
+        "_network_for_user",
         "_outgoing",
         "_random_bytes",
         "auth",
@@ -128,7 +141,6 @@ class PppSession:
         "config",
         "discarded",
         "down_reason",
-        "hlak",
         "ipcp",
         "ipv6cp",
         "lcp",
@@ -136,29 +148,30 @@ class PppSession:
         "user",
     )
 
-    def __init__(self, config: PppConfig, *, random_bytes: RandomBytes = os.urandom) -> None:
+    def __init__(
+        self,
+        config: PppConfig,
+        *,
+        network_for_user: NetworkForUser | None = None,
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        """``network_for_user`` (a server's) is asked once the user is authenticated, for the addresses of
+        this session or the reason there are none."""
         self.config = config
+        self._network_for_user = network_for_user
         self._random_bytes = random_bytes
         self.phase = Phase.DEAD
-        self.lcp = Lcp(
-            LcpConfig(
-                role=config.role,
-                mru=config.mru,
-                max_peer_mru=config.max_peer_mru,
-                auth_methods=config.effective_auth_methods(),
-            ),
-            random_bytes=random_bytes,
-        )
+        self.lcp = Lcp(config.lcp, random_bytes=random_bytes)
         self.ipcp: Ipcp | None = None
         self.ipv6cp: Ipv6cp | None = None
         self.auth: Authenticator | AuthPeer | None = None
         self.user: str | None = None
         self.auth_method: AuthMethod | None = None
-        self.hlak: bytes | None = None
         self.down_reason: str | None = None
         self._failure: str | None = None
-        self._events: list[SessionOutput] = []
-        self._outgoing: list[tuple[int, bytes]] = []
+        # None while empty: an idle session holds no empty lists (docs/scaling.md, "Numbers").
+        self._events: list[SessionOutput] | None = None
+        self._outgoing: list[tuple[int, bytes]] | None = None
         self._echo_due: float | None = None
         self._echoes_outstanding = 0
         self.discarded = 0
@@ -266,13 +279,13 @@ class PppSession:
     def take_outgoing(self) -> list[tuple[int, bytes]]:
         """Packets to send, as (PPP protocol, packet) pairs, in the order they were caused."""
         self._collect_outgoing()
-        out, self._outgoing = self._outgoing, []
-        return out
+        out, self._outgoing = self._outgoing, None
+        return out if out is not None else []
 
     def take_events(self) -> list[SessionOutput]:
         """Events since the last call."""
-        events, self._events = self._events, []
-        return events
+        events, self._events = self._events, None
+        return events if events is not None else []
 
     @property
     def ipv4_up(self) -> bool:
@@ -299,11 +312,23 @@ class PppSession:
     def _set_phase(self, phase: Phase) -> None:
         if phase is not self.phase:
             self.phase = phase
-            self._events.append(PhaseChanged(phase))
+            self._emit(PhaseChanged(phase))
+
+    def _emit(self, event: SessionOutput) -> None:
+        if self._events is None:
+            self._events = [event]
+        else:
+            self._events.append(event)
 
     def _collect_outgoing(self) -> None:
         for machine in self._machines():
-            self._outgoing.extend(machine.take_outgoing())
+            packets = machine.take_outgoing()
+            if not packets:
+                continue
+            if self._outgoing is None:
+                self._outgoing = packets
+            else:
+                self._outgoing.extend(packets)
 
     def _pump(self, now: float) -> None:
         """Turn the sub-machines' events into phase changes, until nothing new happens.
@@ -331,7 +356,7 @@ class PppSession:
 
     def _on_lcp_event(self, event: PppEvent, now: float) -> None:
         if isinstance(event, LayerUp):
-            self._events.append(LcpOpened(self.lcp.auth_method, self.lcp.our_mru, self.lcp.peer_mru))
+            self._emit(LcpOpened(self.lcp.auth_method, self.lcp.our_mru, self.lcp.peer_mru))
             self._start_auth(now)
             if self.config.lcp_echo_interval is not None:
                 self._echo_due = now + self.config.lcp_echo_interval
@@ -391,7 +416,7 @@ class PppSession:
 
     def _on_auth_event(self, event: MachineEvent, now: float) -> None:
         if isinstance(event, Verification):
-            self._events.append(event)  # for whoever answers it: the link's owner
+            self._emit(event)  # for whoever answers it: the link's owner
         elif isinstance(event, Authenticated):
             if self.phase is Phase.AUTHENTICATE:
                 # Its work is done (a repeated Response after Success cannot come over SSTP's reliable
@@ -399,19 +424,18 @@ class PppSession:
                 self.auth = None
                 self._authenticated(event, now)
         else:
-            self._events.append(event)
+            self._emit(event)
             self._fail(f"authentication failed: {event.reason}", now)
 
     def _authenticated(self, event: Authenticated, now: float) -> None:
         user = self.user = event.user
         self.auth_method = event.method
-        self.hlak = event.hlak
-        self._events.append(event)
+        self._emit(event)
         self._set_phase(Phase.NETWORK)
         if self.config.role is Role.SERVER:
-            if self.config.network_for_user is None:
+            if self._network_for_user is None:
                 raise ValueError("a server session needs network_for_user")
-            network = self.config.network_for_user(user)
+            network = self._network_for_user(user)
             if isinstance(network, str):
                 self._fail(network, now)
                 return
@@ -435,11 +459,11 @@ class PppSession:
         protocol = Protocol.IPCP if ncp is self.ipcp else Protocol.IPV6CP
         if isinstance(event, LayerUp):
             if isinstance(ncp, Ipcp):
-                self._events.append(Ipv4Up(ncp.local_address, ncp.peer_address, ncp.dns_servers))
+                self._emit(Ipv4Up(ncp.local_address, ncp.peer_address, ncp.dns_servers))
             else:
-                self._events.append(Ipv6Up(ncp.local_iid, ncp.peer_iid))
+                self._emit(Ipv6Up(ncp.local_iid, ncp.peer_iid))
         elif isinstance(event, LayerFinished) and self.phase is Phase.NETWORK:
-            self._events.append(NetworkProtocolDown(protocol, event.reason))
+            self._emit(NetworkProtocolDown(protocol, event.reason))
             self._drop_ncp(ncp)
             if self.ipcp is None and self.ipv6cp is None:
                 self._fail(f"no network protocol could be negotiated ({event.reason})", now)
@@ -448,7 +472,7 @@ class PppSession:
         for ncp in (self.ipcp, self.ipv6cp):
             if ncp is not None and ncp.protocol == protocol:
                 # RFC 1661 §5.7: a rejected protocol is no longer sent; the other NCP may carry the link.
-                self._events.append(NetworkProtocolDown(Protocol(protocol), "peer rejected the protocol"))
+                self._emit(NetworkProtocolDown(Protocol(protocol), "peer rejected the protocol"))
                 ncp.down(now)
                 ncp.take_events()
                 self._drop_ncp(ncp)
@@ -484,4 +508,4 @@ class PppSession:
             return
         self._set_phase(Phase.DEAD)
         self._echo_due = None
-        self._events.append(SessionDown(reason, error))
+        self._emit(SessionDown(reason, error))

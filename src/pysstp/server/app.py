@@ -120,6 +120,11 @@ class SstpServerApp:
         self.routing.push = push or Push()
         self.inform: Responder[ServerConnection] = Responder(server_address, self._inform_session)
         self.datapath = DataPath(tun, self.table, self.routing.advertise, self.inform)
+        # Bound once: each call holds these two, and a bound method made per call costs 64 bytes each.
+        self.deliver = self.datapath.deliver
+        """Where the calls' IP packets go (:meth:`DataPath.deliver`)."""
+        self.report = self.on_event
+        """:meth:`on_event`, which every call reports its events to."""
         self.logins = Logins(
             self.backend,
             self.admission,
@@ -402,8 +407,8 @@ class SstpServerApp:
     # -- statistics --------------------------------------------------------------------------------
 
     def snapshot(self, worker: int = 0, rates: Rates | None = None, *, sessions: bool = True) -> ServerStats:
-        """This process's counters and sessions at this moment (``rates`` from the control socket's
-        sampler, when it runs); without ``sessions`` only the counts (for the metrics)."""
+        """This process's counters and sessions at this moment (``rates`` as the control socket measured
+        them for a status); without ``sessions`` only the counts (for the metrics)."""
         return self.counters.snapshot(
             worker=worker,
             live=sorted(self.connections, key=lambda c: c.info.started)

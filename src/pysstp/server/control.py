@@ -2,7 +2,8 @@
 
 One JSON object per line each way over a Unix socket that only root (or the socket's group) can open:
 ``{"command": "status"}`` → ``{"ok": true, "sessions": [...], "server": {...}, "dae": {...} | null}``
-(``server``: the process's counters, :class:`~pysstp.server.stats.ServerStats` without its sessions);
+(``server``: the process's counters, :class:`~pysstp.server.stats.ServerStats` without its sessions;
+the sessions' rates are measured over the :data:`RATE_WINDOW` after the request, see :func:`measure_rates`);
 ``{"command": "kick", "target": "alice" | "10.77.0.5"}`` → ``{"ok": true, "kicked": n}``;
 ``{"command": "drain"}`` → ``{"ok": true, "started": bool, "sessions": n}`` (see :mod:`pysstp.server.drain`).
 """
@@ -25,6 +26,7 @@ from pysstp.aaa.dae import DaeServer
 from pysstp.aaa.radius.accounting import TerminateCause
 from pysstp.aaa.radius.client import RadiusClient
 from pysstp.server.app import SstpServerApp
+from pysstp.server.counters import Rates
 from pysstp.server.session import ServerConnection
 from pysstp.server.stats import ServerStats
 from pysstp.server.workerchannel import MESSAGE_LIMIT
@@ -32,31 +34,30 @@ from pysstp.server.workerchannel import MESSAGE_LIMIT
 log = logging.getLogger("pysstp.control")
 
 MAX_REQUEST = 4096
-RATE_INTERVAL = 2.0
-"""Seconds between the byte-count samples that the rates in ``pysstp status`` are computed from."""
+RATE_WINDOW = 1.0
+"""Seconds between the two samples of the sessions' byte counters that a status answer's rates come from."""
 
 
-class RateMeter:
-    """Bit rates per session over the last sampling interval, sampled by a timer (O(sessions) each)."""
-
-    def __init__(self) -> None:
-        self._last: dict[ServerConnection, tuple[float, int, int]] = {}
-        self.rates: dict[ServerConnection, tuple[float, float]] = {}
-
-    def sample(self, app: SstpServerApp, now: float) -> None:
-        """Take a sample of every session's byte counters; forget sessions that are gone."""
-        current: dict[ServerConnection, tuple[float, int, int]] = {}
-        rates: dict[ServerConnection, tuple[float, float]] = {}
+async def measure_rates(
+    app: SstpServerApp, window: float = RATE_WINDOW, clock: Callable[[], float] = time.monotonic
+) -> Rates:
+    """Each session's bit rates in and out over the next ``window`` seconds: its byte counters are read
+    now and after the window. Measured only when a status is asked, so that a server nobody asks spends
+    nothing on rates; a session that came or went within the window has none."""
+    start = clock()
+    first = {connection: (connection.bytes_in, connection.bytes_out) for connection in app.connections}
+    await asyncio.sleep(window)
+    elapsed = clock() - start
+    rates: dict[ServerConnection, tuple[float, float]] = {}
+    if elapsed > 0:
         for connection in app.connections:
-            current[connection] = (now, connection.bytes_in, connection.bytes_out)
-            previous = self._last.get(connection)
-            if previous is not None and now > previous[0]:
-                elapsed = now - previous[0]
+            counted = first.get(connection)
+            if counted is not None:
                 rates[connection] = (
-                    (connection.bytes_in - previous[1]) * 8 / elapsed,
-                    (connection.bytes_out - previous[2]) * 8 / elapsed,
+                    (connection.bytes_in - counted[0]) * 8 / elapsed,
+                    (connection.bytes_out - counted[1]) * 8 / elapsed,
                 )
-        self._last, self.rates = current, rates
+    return rates
 
 
 def session_rows(stats: ServerStats) -> list[dict[str, Any]]:
@@ -111,9 +112,7 @@ class ControlServer:
         """The Dynamic Authorization listener, whose state ``status`` reports (``None``: off)."""
         self.radius = radius
         """The RADIUS servers' client, whose servers' states ``status`` shows."""
-        self.meter = RateMeter()
         self._server: asyncio.AbstractServer | None = None
-        self._sampler: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Create the socket (mode 0660; its directory 0750), replacing a stale one."""
@@ -122,17 +121,9 @@ class ControlServer:
             self.path.unlink()
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
         os.chmod(self.path, 0o660)
-        self._sample()
-
-    def _sample(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.meter.sample(self.app, loop.time())
-        self._sampler = loop.call_later(RATE_INTERVAL, self._sample)
 
     async def stop(self) -> None:
         """Close the socket and remove its file."""
-        if self._sampler is not None:
-            self._sampler.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -142,22 +133,23 @@ class ControlServer:
         try:
             line = await asyncio.wait_for(reader.readline(), 5)
             who = asker(writer.get_extra_info("socket"))
-            writer.write(json.dumps(self.answer(line[:MAX_REQUEST], who)).encode() + b"\n")
+            writer.write(json.dumps(await self.answer(line[:MAX_REQUEST], who)).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, ConnectionError, ValueError):  # ValueError: a line beyond the reader's limit
             pass
         finally:
             writer.close()
 
-    def answer(self, line: bytes, who: str = "the control socket") -> dict[str, Any]:
-        """The reply to one request line from ``who`` (for the log)."""
+    async def answer(self, line: bytes, who: str = "the control socket") -> dict[str, Any]:
+        """The reply to one request line from ``who`` (for the log); a status takes
+        :data:`RATE_WINDOW` to measure the rates."""
         try:
             request = json.loads(line)
             command = request["command"]
         except (ValueError, TypeError, KeyError):
             return {"ok": False, "error": "request must be a JSON object with a 'command'"}
         if command == "status":
-            stats = self.app.snapshot(rates=self.meter.rates)
+            stats = self.app.snapshot(rates=await measure_rates(self.app))
             server = stats.to_json()
             del server["sessions"]
             answer: dict[str, Any] = {

@@ -18,7 +18,7 @@ from pysstp.server.stats import NO_AUTH, DropCause, FailureReason, ServerStats
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 Rates = Mapping[ServerConnection, tuple[float, float]]
-"""Bit rates in and out per session (``control.RateMeter``)."""
+"""Bit rates in and out per session (:func:`~pysstp.server.control.measure_rates`)."""
 
 
 class ServerCounters:

@@ -19,7 +19,7 @@ from pysstp.link import ServerNetwork, Verdict, Verification
 from pysstp.server.addresses import AddressAuthority
 from pysstp.server.admission import Admission
 from pysstp.server.backoff import BackoffBackend
-from pysstp.server.session import ServerConnection
+from pysstp.server.session import NO_AUTHORIZATION, ServerConnection
 from pysstp.server.sessions import SessionTable
 from pysstp.server.stats import FailureReason
 
@@ -71,7 +71,12 @@ class Logins:
             connection.verifying = None
             return
         if answer.verdict.success and not answer.verdict.more:
-            connection.authorization = answer.authorization
+            # Most logins get nothing particular (a user entry of defaults, a RADIUS accept without
+            # attributes): such a session keeps the shared empty authorization, not the backend's copy.
+            authorization = answer.authorization
+            connection.authorization = (
+                NO_AUTHORIZATION if authorization == NO_AUTHORIZATION else authorization
+            )
             # The addresses are reserved before the link goes on to IPCP, which asks for them at once.
             connection.network = await self._reserve(connection, answer.verdict.user or question.user)
             if connection.network is None:

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import logging
 import secrets
+import sys
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ WORKER_BITS = (MAX_WORKERS - 1).bit_length()
 CALL_BITS = 32 - WORKER_BITS
 """The bits left for the count of a worker's calls (wrapping after 2**26)."""
 
-_NO_AUTHORIZATION = Authorization()
-"""A call's authorization until the backend says yes: one shared (frozen) value, not one per call."""
+NO_AUTHORIZATION = Authorization()
+"""A call's authorization until the backend says yes, and after a yes that authorizes nothing particular:
+one shared (frozen) value, not one per call."""
 
 
 @dataclass
@@ -134,7 +136,6 @@ class ServerConnection(LinkConnection):
         "info",
         "ipv6_keys",
         "ipv6_prefix",
-        "log",
         "mtu_routes",
         "network",
         "rate_drops",
@@ -151,11 +152,9 @@ class ServerConnection(LinkConnection):
 
     def __init__(self, server: SstpServerApp) -> None:
         link = ServerLink(server.link_config, network_for_user=self._network_for_user)
-        super().__init__(link, deliver=server.datapath.deliver, on_event=server.on_event)
+        super().__init__(link, deliver=server.deliver, on_event=server.report)
         self.server = server
         self.info = SessionInfo(peer="?", started=time.time())
-        self.log = SessionLog(log, self.info)
-        """Log lines about this session, with its fields."""
         self.source = "?"
         self.address_key: bytes | None = None
         self.address_pool: Pool | None = None
@@ -180,7 +179,7 @@ class ServerConnection(LinkConnection):
         self.context = CallContext(session_id(number), "?", "?", number)
         """Who is calling, for the authentication backend (completed when the connection is made)."""
         self.info.session_id = self.context.session_id
-        self.authorization = _NO_AUTHORIZATION
+        self.authorization = NO_AUTHORIZATION
         """What the backend's yes decided about this session."""
         self.verifying: asyncio.Task[None] | None = None
         """The backend's answer being awaited, if any."""
@@ -193,6 +192,12 @@ class ServerConnection(LinkConnection):
         """The policer of what the client receives, likewise."""
         self.rate_drops = 0
         """IP packets either way dropped by those policers."""
+
+    @property
+    def log(self) -> SessionLog:
+        """Log lines about this session, with its fields (made for each line: a session that logs
+        nothing keeps no logger of its own)."""
+        return SessionLog(log, self.info)
 
     def _network_for_user(self, user: str) -> ServerNetwork | str:
         # The address was reserved when the backend said yes (:class:`~pysstp.server.logins.Logins`).
@@ -237,7 +242,8 @@ class ServerConnection(LinkConnection):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             cipher = ssl_object.cipher()
-            self.info.tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+            # Interned: a server's calls share a handful of these, not one string each.
+            self.info.tls = sys.intern(f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip())
             if server.require_client_certificate and ssl_object.getpeercert(binary_form=True) is None:
                 server.counters.failed(self, FailureReason.CLIENT_CERTIFICATE)
                 self.log.warning(
@@ -249,6 +255,7 @@ class ServerConnection(LinkConnection):
                 transport.close()
                 return
         super().connection_made(transport)
+        self.peer = self.info.peer  # the base class made an equal string of its own
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Whatever ended the call, its address and routes go back."""

@@ -48,7 +48,7 @@ from pysstp.server.build import (
     user_database,
 )
 from pysstp.server.config import ServerSettings
-from pysstp.server.control import RATE_INTERVAL, ControlServer
+from pysstp.server.control import ControlServer
 from pysstp.server.dae import ServerSessions, act_on_request
 from pysstp.server.drain import Drain
 from pysstp.server.notify import Notifier
@@ -249,7 +249,7 @@ class WorkerProcess:
         elif op == "control":
             if self.control is None:
                 return {"ok": False, "error": "this worker is still starting"}
-            return self.control.answer(json.dumps(message["request"]).encode(), message["who"])
+            return await self.control.answer(json.dumps(message["request"]).encode(), message["who"])
         elif op == "snapshot":
             if self.app is None or self.control is None:
                 return {}
@@ -373,7 +373,6 @@ async def serve_worker(
     app: SstpServerApp | None = None
     radius = radius_client(settings)
     accounting = radius_accounting(settings, radius)
-    sampler: asyncio.Task[None] | None = None
     drain: Drain | None = None
     try:
         tun_mtu = ip_mtu(min(settings.mru, settings.max_peer_mru))
@@ -421,7 +420,6 @@ async def serve_worker(
         reloader = worker.reloader
         drain = Drain(app, lambda: reloader.settings.limits.drain_timeout, stop.set, notifier)
         worker.control = ControlServer(app, settings.control_socket, radius=radius, drain=drain.start)
-        sampler = asyncio.get_running_loop().create_task(sample_rates(worker.control))
         if accounting is not None:
             await accounting.accounting.start()
         log.info("worker ready on %s", tun.name)
@@ -435,22 +433,11 @@ async def serve_worker(
     finally:
         if drain is not None:
             drain.cancel()
-        if sampler is not None:
-            sampler.cancel()
         if app is not None:
             await app.shutdown()
         await stop_radius(accounting, radius)
         changes.undo()
         journal.close(remove=not journal.read())
-
-
-async def sample_rates(control: ControlServer) -> None:
-    """Sample the sessions' byte counters for the rates in ``pysstp status``, as the control socket of a
-    single server does, until cancelled."""
-    loop = asyncio.get_running_loop()
-    while True:
-        control.meter.sample(control.app, loop.time())
-        await asyncio.sleep(RATE_INTERVAL)
 
 
 def main(argv: list[str]) -> int:

@@ -184,8 +184,9 @@ class _SstpMachine:
         self._hello_interval = float(hello_interval)
         self._random_bytes = random_bytes
         self._deframer = Deframer()
-        self._outgoing: list[bytes] = []
-        self._events: list[Event] = []
+        # None while empty: an idle call holds no empty lists (docs/scaling.md, "Numbers").
+        self._outgoing: list[bytes] | None = None
+        self._events: list[Event] | None = None
         self._deadline: float | None = None
         self._hello_deadline: float | None = None
         self._echo_outstanding = False
@@ -258,7 +259,7 @@ class _SstpMachine:
         if state is self._CONNECTED_STATE or (
             state is self._NEGOTIATING_STATE and is_ppp_control_frame(frame)
         ):
-            self._outgoing.append(encode_data(frame))
+            self._write(encode_data(frame))
         else:
             self.dropped_sent_frames += 1
 
@@ -295,15 +296,13 @@ class _SstpMachine:
 
     def data_to_send(self) -> bytes:
         """Everything queued for the peer, joined into one buffer for one TLS write."""
-        data = b"".join(self._outgoing)
-        self._outgoing.clear()
-        return data
+        outgoing, self._outgoing = self._outgoing, None
+        return b"".join(outgoing) if outgoing is not None else b""
 
     def take_events(self) -> list[Event]:
         """Events since the last call, oldest first."""
-        events = self._events
-        self._events = []
-        return events
+        events, self._events = self._events, None
+        return events if events is not None else []
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -338,7 +337,7 @@ class _SstpMachine:
             state is self._CONNECTED_STATE
             or (state is self._NEGOTIATING_STATE and is_ppp_control_frame(frame))
         ):
-            self._events.append(PppFrameReceived(frame))
+            self._emit(PppFrameReceived(frame))
         else:
             self.dropped_received_frames += 1
 
@@ -371,7 +370,19 @@ class _SstpMachine:
         self._hello_deadline = now + self._hello_interval
 
     def _send(self, msg: ControlMessage) -> None:
-        self._outgoing.append(encode_control(msg))
+        self._write(encode_control(msg))
+
+    def _write(self, data: bytes) -> None:
+        if self._outgoing is None:
+            self._outgoing = [data]
+        else:
+            self._outgoing.append(data)
+
+    def _emit(self, event: Event) -> None:
+        if self._events is None:
+            self._events = [event]
+        else:
+            self._events.append(event)
 
     def _enter(self, state: SstpState, deadline: float | None) -> None:
         """Move to ``state`` with its timer; the hello timer only runs in the connected state."""
@@ -400,11 +411,11 @@ class _SstpMachine:
     def _close(self, reason: str, *, error: bool, silent: bool = False) -> None:
         """End the call; ``silent`` drops unsent output too (the spec's "close without sending")."""
         if silent:
-            self._outgoing.clear()
+            self._outgoing = None
         self.state = SstpState.CLOSED
         self._deadline = None
         self._hello_deadline = None
-        self._events.append(ConnectionClosed(reason, error))
+        self._emit(ConnectionClosed(reason, error))
 
     # ------------------------------------------------------------------------------------------ handlers
 
@@ -416,26 +427,26 @@ class _SstpMachine:
 
     def _on_peer_abort(self, msg: CallAbort, packet: bytes, now: float) -> None:
         """Responder side of the abort sub-machine: answer with CALL_ABORT, close after 1 s."""
-        self._events.append(PeerAborted(msg.status))
+        self._emit(PeerAborted(msg.status))
         self._send(CallAbort(_NO_ERROR))
         self._close_reason = f"peer aborted ({_status_name(msg.status)})"
         self._enter(SstpState.CALL_ABORT_TIMEOUT_PENDING, now + Timer.ABORT_2)
 
     def _on_abort_answer(self, msg: CallAbort, packet: bytes, now: float) -> None:
         """Our CALL_ABORT was answered (or crossed the peer's): close after 1 s."""
-        self._events.append(PeerAborted(msg.status))
+        self._emit(PeerAborted(msg.status))
         self._enter(SstpState.CALL_ABORT_TIMEOUT_PENDING, now + Timer.ABORT_2)
 
     def _on_peer_disconnect(self, msg: CallDisconnect, packet: bytes, now: float) -> None:
         """Responder side of the disconnect sub-machine: CALL_DISCONNECT_ACK, close after 1 s."""
-        self._events.append(PeerDisconnecting(msg.status))
+        self._emit(PeerDisconnecting(msg.status))
         self._send(CallDisconnectAck())
         self._close_reason = "peer disconnected"
         self._enter(SstpState.CALL_DISCONNECT_TIMEOUT_PENDING, now + Timer.DISCONNECT_2)
 
     def _on_disconnect_collision(self, msg: CallDisconnect, packet: bytes, now: float) -> None:
         """Both ends sent CALL_DISCONNECT: acknowledge the peer's and keep waiting for its ACK of ours."""
-        self._events.append(PeerDisconnecting(msg.status))
+        self._emit(PeerDisconnecting(msg.status))
         self._send(CallDisconnectAck())
 
     def _on_disconnect_ack(self, msg: CallDisconnectAck, packet: bytes, now: float) -> None:
@@ -508,7 +519,7 @@ class SstpClient(_SstpMachine):
         """Send the HTTP request and wait up to 60 s for the response."""
         if self.state is not SstpState.CLIENT_CALL_DISCONNECTED or self._response_parser is not None:
             raise RuntimeError("start() may be called once, first")
-        self._outgoing.append(self._request)
+        self._write(self._request)
         self._response_parser = ResponseParser()
         self._deadline = now + Timer.HTTP_RESPONSE
 
@@ -530,8 +541,8 @@ class SstpClient(_SstpMachine):
             raise RuntimeError("complete_binding() before set_server_certificate()")
         proto = self.hash_protocol
         cert_hash = certificate_hash(self._certificate, proto)
-        self._outgoing.append(build_call_connected(hlak, self._nonce, cert_hash, proto))
-        self._events.append(CallConnectedSent(proto))
+        self._write(build_call_connected(hlak, self._nonce, cert_hash, proto))
+        self._emit(CallConnectedSent(proto))
         self._enter_connected(now)
 
     def _receive_http(self, data: bytes, now: float) -> bytes | None:
@@ -547,7 +558,7 @@ class SstpClient(_SstpMachine):
         if response is None:
             return None
         self._response_parser = None
-        self._events.append(HttpResponseReceived(response))
+        self._emit(HttpResponseReceived(response))
         self._send(CallConnectRequest())
         self._enter(SstpState.CLIENT_CONNECT_REQUEST_SENT, now + Timer.NEGOTIATION)
         return response.leftover
@@ -564,7 +575,7 @@ class SstpClient(_SstpMachine):
             return
         self.hash_protocol = proto
         self._nonce = msg.nonce
-        self._events.append(CallConnectAcked(proto, msg.nonce))
+        self._emit(CallConnectAcked(proto, msg.nonce))
         self._enter(SstpState.CLIENT_CONNECT_ACK_RECEIVED, now + Timer.NEGOTIATION)
 
     def _on_connect_nak(self, msg: CallConnectNak, packet: bytes, now: float) -> None:
@@ -649,7 +660,8 @@ class SstpServer(_SstpMachine):
         """Seconds from ``start()`` to the whole HTTP request; the spec sets no limit, so ours."""
         self._negotiation_deadline: float | None = None
         self._http_date = http_date
-        self._request_parser = RequestParser()
+        self._request_parser: RequestParser | None = RequestParser()
+        """Reads the HTTP request; dropped once it is read."""
         self._naks = 0
         self._nonce = b""
         self._hlak: bytes | None = None
@@ -678,18 +690,20 @@ class SstpServer(_SstpMachine):
             self._verify(packet, self._hlak, now)
 
     def _receive_http(self, data: bytes, now: float) -> bytes | None:
+        assert self._request_parser is not None  # only in the initial state, which the request ends
         try:
             request = self._request_parser.feed(data)
         except HttpRequestRejected as exc:
             not_sstp = exc.status_code in (HTTPStatus.NOT_FOUND, HTTPStatus.NOT_IMPLEMENTED)
             answer = self._not_sstp_response if not_sstp and self._not_sstp_response else exc.response
-            self._outgoing.append(answer)
+            self._write(answer)
             self._close(f"HTTP request rejected: {exc}", error=True)
             return None
         if request is None:
             return None
-        self._events.append(HttpRequestReceived(request))
-        self._outgoing.append(ok_response(self._http_date() if self._http_date is not None else None))
+        self._request_parser = None
+        self._emit(HttpRequestReceived(request))
+        self._write(ok_response(self._http_date() if self._http_date is not None else None))
         # the spec sets no timer for CALL_CONNECT_REQUEST; without one a silent client would hold the call
         deadline = self._negotiation_deadline
         if deadline is None:
@@ -716,7 +730,7 @@ class SstpServer(_SstpMachine):
             self._send(CallConnectNak((status,)))
 
     def _binding_failed(self, reason: BindingFailure, now: float) -> None:
-        self._events.append(CryptoBindingFailed(reason))
+        self._emit(CryptoBindingFailed(reason))
         self._abort(
             StatusInfo(AttributeId.CRYPTO_BINDING, Status.INVALID_FRAME_RECEIVED),
             f"crypto binding failed: {reason.value}",
@@ -736,7 +750,9 @@ class SstpServer(_SstpMachine):
             self._binding_failed(exc.reason, now)
             return
         self.hash_protocol = proto
-        self._events.append(CallConnectedVerified(proto))
+        # Only this check needed them: an established call does not keep its keys (docs/scaling.md).
+        self._nonce, self._hlak = b"", None
+        self._emit(CallConnectedVerified(proto))
         self._enter_connected(now)
 
     def _on_malformed(self, exc: SstpPacketError, now: float) -> None:
@@ -759,7 +775,7 @@ class SstpServer(_SstpMachine):
             return
         self._nonce = self._random_bytes(NONCE_LEN)
         self._send(CallConnectAck(self._hash_protocols, self._nonce))
-        self._events.append(CallConnectRequested())
+        self._emit(CallConnectRequested())
         self._enter(SstpState.SERVER_CALL_CONNECTED_PENDING, now + self._negotiation_timeout)
 
     def _on_call_connected(self, msg: CallConnected, packet: bytes, now: float) -> None:
