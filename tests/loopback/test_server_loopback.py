@@ -489,6 +489,22 @@ async def test_per_user_session_limit_refuses_with_the_reason(tmp_path: Path) ->
         bench.tun.close()
 
 
+async def test_a_users_ended_session_no_longer_counts_against_the_limit(tmp_path: Path) -> None:
+    bench = await start_bench(tmp_path, limits=Limits(max_sessions_per_user=1))
+    try:
+        first = await bench.connect()
+        await asyncio.wait_for(first.up.wait(), TIMEOUT)
+        assert first.connection is not None
+        first.connection.close()
+        await wait_for(lambda: not bench.app.connections)
+        again = await bench.connect()
+        await asyncio.wait_for(again.up.wait(), TIMEOUT)
+        assert bench.app.logins.sessions_of("alice") == 1
+    finally:
+        await bench.app.shutdown()
+        bench.tun.close()
+
+
 async def test_connection_without_an_http_request_is_closed_at_the_handshake_timeout(tmp_path: Path) -> None:
     bench = await start_bench(tmp_path, configure=lambda c: dataclasses.replace(c, handshake_timeout=0.3))
     try:

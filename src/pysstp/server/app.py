@@ -130,7 +130,6 @@ class SstpServerApp:
             self.admission,
             self.addresses,
             self.table,
-            self.connections,
             self.forget,
             self.counters.failed,
         )

@@ -11,7 +11,7 @@ process can answer it; only then does the link hear the verdict and go on to IPC
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable
 
 from pysstp.aaa.backend import Answer
 from pysstp.aaa.radius.accounting import TerminateCause
@@ -33,7 +33,6 @@ class Logins:
         admission: Admission,
         addresses: AddressAuthority,
         table: SessionTable[ServerConnection],
-        connections: Set[ServerConnection],
         forget: Callable[[ServerConnection], None],
         count_failure: Callable[[ServerConnection, FailureReason], None],
     ) -> None:
@@ -41,8 +40,10 @@ class Logins:
         self.admission = admission
         self.addresses = addresses
         self.table = table
-        self.connections = connections
-        """The server's calls, to count a user's sessions."""
+        self._sessions_of: dict[str, dict[ServerConnection, None]] = {}
+        """Each user's sessions that hold addresses, so that a login counts the user's sessions without
+        reading every call's (with 100,000 calls that scan was most of a worker's CPU per login,
+        docs/scaling.md "Numbers")."""
         self.forget = forget
         """Takes a replaced session out of every table at once."""
         self.count_failure = count_failure
@@ -92,7 +93,7 @@ class Logins:
         """The backend accepted ``user``: apply the user's session limit and reserve the addresses (the
         address authority may answer later); ``None`` when the call ended meanwhile."""
         others = sorted(
-            (c for c in self.connections if c.info.user == user and c is not connection),
+            (c for c in self._sessions_of.get(user, ()) if c is not connection),
             key=lambda c: c.info.started,
         )
         decision = self.admission.for_user(user, connection.authorization.max_sessions, others)
@@ -113,10 +114,20 @@ class Logins:
             self.addresses.release(reservation.address, reservation.pool)
             return None
         connection.hold(user, reservation)
+        self._sessions_of.setdefault(user, {})[connection] = None
         return reservation.network
 
+    def sessions_of(self, user: str) -> int:
+        """How many sessions ``user`` holds in this process."""
+        return len(self._sessions_of.get(user, ()))
+
     def release(self, connection: ServerConnection) -> None:
-        """Give the session's IPv4 address back and take it out of the table (idempotent)."""
+        """Give the session's IPv4 address back and take it out of the tables (idempotent)."""
+        user = connection.info.user
+        if user is not None and (mine := self._sessions_of.get(user)) is not None:
+            mine.pop(connection, None)
+            if not mine:
+                del self._sessions_of[user]
         if connection.address_key is not None:
             self.table.remove_address(connection.address_key, connection)
             connection.address_key = None
