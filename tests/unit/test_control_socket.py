@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from pysstp.server.config import ServerSettings
-from pysstp.server.control import ControlServer, request
+from pysstp.server.control import ControlServer, request, session_rows
 from pysstp.server.signals import Signals
+from pysstp.server.stats import ServerStats, SessionStats
 from pysstp.server.supervisor import Supervisor
 
 
@@ -60,3 +61,31 @@ async def test_an_answer_of_many_sessions_reaches_the_asker(tmp_path: Path) -> N
     async with server:
         answer = await request(tmp_path / "ctl.sock", {"command": "status"}, timeout=60)
     assert answer["sessions"] == rows
+
+
+def test_a_status_of_100000_sessions_has_every_row_in_the_status_shape() -> None:
+    sessions = tuple(
+        SessionStats(
+            session_id=f"s{i}",
+            peer=f"192.0.2.{i % 250}:{1024 + i % 60000}",
+            started=1_700_000_000.0 + i,
+            up=True,
+            user=f"user{i}",
+            ipv6=("2001:db8::1",),
+            routes=("198.51.100.0/24",),
+            classes=("ab",),
+            bytes_in=i,
+            worker=3,
+        )
+        for i in range(100_000)
+    )
+    stats = ServerStats(worker=3, pid=1, started=1_700_000_000.0, sessions=sessions)
+
+    rows = json.loads(json.dumps(session_rows(stats)))
+
+    assert len(rows) == 100_000
+    wanted = [f.name for f in dataclasses.fields(SessionStats) if f.name != "worker"] + ["uptime"]
+    assert all(list(row) == wanted for row in rows)
+    assert [row["session_id"] for row in rows] == [f"s{i}" for i in range(100_000)]
+    assert rows[99_999]["bytes_in"] == 99_999
+    assert rows[5]["ipv6"] == ["2001:db8::1"] and rows[5]["classes"] == ["ab"]

@@ -31,8 +31,10 @@ from pysstp.server.signals import Signals
 from pysstp.server.statefile import state_file
 from pysstp.server.stats import ServerStats
 from pysstp.server.supervisor import (
+    ANSWER_TIMEOUT,
     Supervisor,
     Worker,
+    answer_timeout,
     decode_settings,
     merge_answers,
     undo_left_behind,
@@ -155,6 +157,7 @@ async def test_a_worker_that_does_not_answer_is_left_out(
     monkeypatch: pytest.MonkeyPatch, tasks: list[asyncio.Task[None]]
 ) -> None:
     monkeypatch.setattr(supervisor_module, "ANSWER_TIMEOUT", 0.2)
+    monkeypatch.setattr(supervisor_module, "STATUS_TIMEOUT", 0.2)
     supervisor, (answering, silent) = await running_supervisor(2, tasks)
 
     async def worker_zero(message: Message) -> Message | None:
@@ -414,3 +417,10 @@ async def test_signals_in_start_up_and_shutdown_do_not_end_the_supervisor_early(
     assert sorted(ended) == [0, 1]
     assert "SIGTERM during start-up: shutting down once started" in caplog.text
     assert "SIGHUP ignored: shutting down" in caplog.text
+
+
+def test_a_workers_status_answer_has_more_time_than_a_ping() -> None:
+    # A status lists every session (100,000 of them take seconds); the other commands keep the short
+    # timeout the watchdog's pings rely on.
+    assert answer_timeout({"command": "status"}) >= 60 > ANSWER_TIMEOUT
+    assert answer_timeout({"command": "drain"}) == ANSWER_TIMEOUT

@@ -77,10 +77,12 @@ def run(args: argparse.Namespace) -> int:
 def ask(path: Path, message: dict[str, Any]) -> dict[str, Any]:
     """A running server's answer to ``message`` on its control socket at ``path``; every way that can
     fail (no server, no permission, a refusal) is one :class:`ConfigError` line saying what to do."""
-    from pysstp.server.control import request
+    from pysstp.server.control import STATUS_TIMEOUT, request
 
+    # A status of many sessions takes seconds to build and read; other commands answer at once.
+    timeout = STATUS_TIMEOUT if message.get("command") == "status" else 5.0
     try:
-        answer = asyncio.run(request(path, message))
+        answer = asyncio.run(request(path, message, timeout))
     except (FileNotFoundError, ConnectionRefusedError):
         raise ConfigError(
             f"no pysstp server is listening on {path} (is it running? is --socket or --config right?)"

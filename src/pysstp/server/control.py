@@ -18,7 +18,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from pysstp.aaa.radius.client import RadiusClient
 from pysstp.server.app import SstpServerApp
 from pysstp.server.counters import Rates
 from pysstp.server.session import ServerConnection
-from pysstp.server.stats import ServerStats
+from pysstp.server.stats import ServerStats, SessionStats
 from pysstp.server.workerchannel import MESSAGE_LIMIT
 
 log = logging.getLogger("pysstp.control")
@@ -60,14 +60,25 @@ async def measure_rates(
     return rates
 
 
+STATUS_TIMEOUT = 120.0
+"""Seconds a status request may take, for the client and for each worker's answer: a status of 100,000
+sessions is tens of MB of JSON that take seconds to build, send and read on a loaded machine
+(docs/scaling.md), unlike the other commands, which answer at once."""
+
+_ROW_FIELDS = tuple(f.name for f in fields(SessionStats) if f.name != "worker")
+"""A status row's keys in order: the session's fields, but the worker (one process: it is the server's,
+in "server")."""
+
+
 def session_rows(stats: ServerStats) -> list[dict[str, Any]]:
     """One dict per session of a snapshot: everything ``pysstp status --json`` prints (rates in bit/s,
     ``started`` in seconds since the epoch); the table shows what fits of it."""
     now = time.time()
+    # Direct field reads: dataclasses.asdict deep-copies every value and took most of a status
+    # answer's time with 100,000 sessions (docs/scaling.md).
     rows = []
     for session in stats.sessions:
-        row = asdict(session)
-        del row["worker"]  # one process: the worker is the server's (in "server")
+        row = {name: getattr(session, name) for name in _ROW_FIELDS}
         row.update(
             started=round(session.started, 1),
             uptime=round(now - session.started, 1),

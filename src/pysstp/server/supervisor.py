@@ -39,7 +39,7 @@ from pysstp.server.app import SHUTDOWN_GRACE
 from pysstp.server.build import limits, load_tls, named_pools, user_database
 from pysstp.server.check import check_fixed_addresses, check_host, listen_error
 from pysstp.server.config import MAX_WORKERS, ServerSettings
-from pysstp.server.control import MAX_REQUEST, asker
+from pysstp.server.control import MAX_REQUEST, STATUS_TIMEOUT, asker
 from pysstp.server.coordinator import Claim, Coordinator, Granted
 from pysstp.server.dae import Ask, WorkerSessions, start_dae
 from pysstp.server.listener import listening_sockets, peer_text
@@ -65,9 +65,9 @@ MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 60.0
 """A worker that ran this long before dying is restarted after :data:`RESTART_DELAY` again."""
 ANSWER_TIMEOUT = 3.0
-"""Seconds a worker has to answer a control request or a scrape. One that does not (its loop stuck, the
-process stopped) is left out of the answer, which then still reaches ``pysstp status`` within the
-client's own 5 s."""
+"""Seconds a worker has to answer a control request (but a status, see :func:`answer_timeout`), a
+scrape or a ping. One that does not (its loop stuck, the process stopped) is left out of the answer,
+which then still reaches the client within its own timeout."""
 
 
 def worker_count(settings: ServerSettings) -> int:
@@ -627,20 +627,31 @@ class Supervisor:
         ]
 
     async def _ask_worker(self, worker: Worker, request: dict[str, Any], who: str) -> dict[str, Any]:
-        return await self._ask(worker, {"op": "control", "request": request, "who": who})
+        message = {"op": "control", "request": request, "who": who}
+        return await self._ask(worker, message, answer_timeout(request))
 
-    async def _ask(self, worker: Worker, message: Message) -> Message:
-        """``worker``'s answer to ``message``, or :class:`TimeoutError` after :data:`ANSWER_TIMEOUT`."""
+    async def _ask(self, worker: Worker, message: Message, timeout: float | None = None) -> Message:
+        """``worker``'s answer to ``message``, or :class:`TimeoutError` after ``timeout`` seconds
+        (:data:`ANSWER_TIMEOUT` unless given)."""
+        if timeout is None:
+            timeout = ANSWER_TIMEOUT
         assert worker.channel is not None
         try:
-            return await asyncio.wait_for(worker.channel.ask(message), ANSWER_TIMEOUT)
+            return await asyncio.wait_for(worker.channel.ask(message), timeout)
         except TimeoutError:
             log.warning(
                 "worker %d did not answer within %.0f s; left out of this answer",
                 worker.index,
-                ANSWER_TIMEOUT,
+                timeout,
             )
             raise
+
+
+def answer_timeout(request: dict[str, Any]) -> float:
+    """Seconds a worker has to answer the control ``request``: a status lists every session, which takes
+    seconds with many of them, so it has :data:`~pysstp.server.control.STATUS_TIMEOUT`; every other
+    request (and the pings the watchdog relies on) has the short :data:`ANSWER_TIMEOUT`."""
+    return STATUS_TIMEOUT if request.get("command") == "status" else ANSWER_TIMEOUT
 
 
 def merge_answers(answers: list[dict[str, Any]]) -> dict[str, Any]:
