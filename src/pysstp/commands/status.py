@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
 def ask(path: Path, message: dict[str, Any]) -> dict[str, Any]:
     """A running server's answer to ``message`` on its control socket at ``path``; every way that can
     fail (no server, no permission, a refusal) is one :class:`ConfigError` line saying what to do."""
-    from pysstp.server.control import STATUS_TIMEOUT, request
+    from pysstp.server.control import REQUEST_TIMEOUT, STATUS_TIMEOUT, request
 
     # A status of many sessions takes seconds to build and read; other commands answer at once.
-    timeout = STATUS_TIMEOUT if message.get("command") == "status" else 5.0
+    timeout = STATUS_TIMEOUT if message.get("command") == "status" else REQUEST_TIMEOUT
     try:
         answer = asyncio.run(request(path, message, timeout))
     except (FileNotFoundError, ConnectionRefusedError):

@@ -198,7 +198,11 @@ def asker(sock: Any) -> str:
     return f"the control socket (uid {uid}, pid {pid})"
 
 
-async def request(path: Path, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+REQUEST_TIMEOUT = 5.0
+"""Seconds any other control request may take: they answer at once."""
+
+
+async def request(path: Path, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
     """Send one request to a running server's control socket and return its answer."""
     # An answer is one line; a status carries every session (about 600 bytes each), far beyond
     # asyncio's 64 KiB default, and the server is trusted as far as a worker is (workerchannel).
